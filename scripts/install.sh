@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs everything the stack and the tests need, idempotently: a second run checks and
+# skips (no downloads). Debian packages (PostgreSQL 15, PgBouncer), the Python venv from
+# requirements*.txt, and the Kafka/Debezium jars resolved by include/stack/pom.xml.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$HERE/stack.d/common.sh"
+
+STAMPS="$STATE/stamps"
+mkdir -p "$STAMPS" "$LIB"
+
+install_debian_packages() {
+  local missing=()
+  [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15 postgresql-client-15)
+  [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v runuser >/dev/null || missing+=(util-linux)
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "install: Debian packages present (postgresql-15, pgbouncer)"
+    return
+  fi
+  [ "$(id -u)" = 0 ] || die "missing Debian packages ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}"
+  log "install: apt-get install ${missing[*]}"
+  # No default cluster on 5432: the stack runs its own clusters.
+  mkdir -p /etc/postgresql-common
+  [ -f /etc/postgresql-common/createcluster.conf ] || echo 'create_main_cluster = false' \
+    >/etc/postgresql-common/createcluster.conf
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python() {
+  local want stamp
+  want="$(cat "$REPO/requirements.txt" "$REPO/requirements-dev.txt" | sha1sum | cut -c1-12)"
+  stamp="$STAMPS/venv-$want"
+  if [ -f "$stamp" ] && [ -x "$VENV/bin/airflow" ]; then
+    log "install: Python venv up to date ($VENV)"
+    return
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "install: creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  log "install: pip install -r requirements.txt -r requirements-dev.txt (first run takes a few minutes)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt" -r "$REPO/requirements-dev.txt"
+  rm -f "$STAMPS"/venv-*
+  touch "$stamp"
+}
+
+install_jars() {
+  local want stamp
+  want="$(sha1sum "$REPO/include/stack/pom.xml" | cut -c1-12)"
+  stamp="$STAMPS/jars-$want"
+  if [ -f "$stamp" ] && [ -d "$LIB/kafka" ] && [ -d "$LIB/connect-plugins/debezium-connector-jdbc" ]; then
+    log "install: Kafka and Debezium jars up to date ($LIB)"
+    return
+  fi
+  command -v mvn >/dev/null || die "Maven (mvn) not found; install it: apt-get install maven"
+  log "install: resolving Kafka 4.1.1 and Debezium plugin archives with Maven into $LIB"
+  rm -rf "$LIB/kafka" "$LIB/connect-plugins"
+  mvn -q -B -Dstyle.color=never -f "$REPO/include/stack/pom.xml" -Dstack.lib="$LIB" package \
+    || die "Maven could not resolve the stack jars; see the output above (is Maven Central reachable?)."
+  rm -f "$STAMPS"/jars-*
+  touch "$stamp"
+}
+
+start=$SECONDS
+install_debian_packages
+install_python
+install_jars
+log "install: done in $((SECONDS - start))s"

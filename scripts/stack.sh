@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The local stack of real components (no Docker): PostgreSQL x3, Kafka (KRaft), Kafka Connect
+# (distributed, Debezium plugins), PgBouncer, Airflow. Usage: scripts/stack.sh up|down|status|reset
+#   up      start whatever is not running, wait until each part really serves (idempotent)
+#   down    stop everything this stack started, by recorded pid
+#   status  one line per part: up/down, pid, port, resident memory; the stack's total RSS
+#   reset   down, then delete all state (clusters, Kafka data, Airflow home) except downloaded jars
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=stack.d/common.sh
+. "$HERE/stack.d/common.sh"
+. "$HERE/stack.d/postgres.sh"
+. "$HERE/stack.d/kafka.sh"
+. "$HERE/stack.d/pgbouncer.sh"
+. "$HERE/stack.d/airflow_env.sh"
+. "$HERE/stack.d/airflow.sh"
+
+check_installed() {
+  [ -x "$PG_BIN/postgres" ] || die "PostgreSQL 15 not found in $PG_BIN. Run: make install"
+  [ -x "$PGBOUNCER_BIN" ] || die "PgBouncer not found at $PGBOUNCER_BIN. Run: make install"
+  [ -x "$AIRFLOW" ] || die "Airflow not installed in $VENV. Run: make install"
+  [ -d "$LIB/kafka" ] || die "Kafka jars not in $LIB. Run: make install"
+  if [ "$(id -u)" = 0 ] && ! runuser -u "$SERVICE_USER" -- test -x "$STATE/.." ; then
+    die "user $SERVICE_USER cannot reach $STATE (PostgreSQL runs as $SERVICE_USER). chmod o+x the parent directories of $REPO."
+  fi
+}
+
+cmd_up() {
+  local start=$SECONDS
+  check_installed
+  mkdir -p "$STATE" "$LOGS" "$PIDS" "$RUN"
+  chmod 755 "$STATE"
+  postgres_up
+  kafka_up
+  connect_up
+  pgbouncer_up
+  airflow_up
+  log "stack up in $((SECONDS - start))s"
+  cmd_status
+}
+
+cmd_down() {
+  airflow_down
+  connect_down
+  kafka_down
+  pgbouncer_down
+  postgres_down
+  log "stack down"
+}
+
+# status_line NAME PID PORT
+status_line() {
+  local name="$1" pid="$2" port="$3" state=down rss=0
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    state=up
+    rss="$(rss_kib_of_session "$pid")"
+    if ! port_open "$port"; then state=starting; fi
+  else
+    pid=-
+  fi
+  TOTAL_RSS=$((TOTAL_RSS + rss))
+  printf '%-22s %-9s %-8s %-6s %8s MiB\n' "$name" "$state" "$pid" "$port" "$((rss / 1024))"
+  [ "$state" = up ] || ALL_UP=0
+}
+
+cmd_status() {
+  TOTAL_RSS=0 ALL_UP=1
+  printf '%-22s %-9s %-8s %-6s %12s\n' PART STATE PID PORT RSS
+  status_line postgres-source "$(pg_cluster_pid source)" "$SOURCE_PORT"
+  status_line postgres-target "$(pg_cluster_pid target)" "$TARGET_PORT"
+  status_line postgres-control "$(pg_cluster_pid control)" "$CONTROL_PORT"
+  status_line kafka "$(pid_of "$PIDS/kafka.pid")" "$KAFKA_PORT"
+  status_line kafka-connect "$(pid_of "$PIDS/connect.pid")" "$CONNECT_PORT"
+  status_line pgbouncer "$(pid_of "$PIDS/pgbouncer.pid")" "$PGBOUNCER_PORT"
+  status_line airflow-api-server "$(pid_of "$PIDS/airflow-api-server.pid")" "$AIRFLOW_PORT"
+  local component
+  for component in scheduler dag-processor triggerer; do
+    status_line "airflow-$component" "$(pid_of "$PIDS/airflow-$component.pid")" "$AIRFLOW_PORT"
+  done
+  printf '%-22s %-9s %-8s %-6s %8s MiB\n' TOTAL "" "" "" "$((TOTAL_RSS / 1024))"
+  if [ "$ALL_UP" = 1 ]; then
+    echo "UI/API: http://127.0.0.1:$AIRFLOW_PORT (login admin / admin)"
+  fi
+  [ "$ALL_UP" = 1 ]
+}
+
+cmd_reset() {
+  cmd_down
+  log "deleting stack state in $STATE (keeping downloaded jars in $LIB)"
+  find "$STATE" -mindepth 1 -maxdepth 1 ! -name lib -exec rm -rf {} +
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  reset) cmd_reset ;;
+  *) echo "usage: $0 up|down|status|reset" >&2; exit 2 ;;
+esac
