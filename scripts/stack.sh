@@ -87,7 +87,7 @@ cmd_status() {
 cmd_reset() {
   cmd_down
   log "deleting stack state in $STATE (keeping downloaded jars in $LIB)"
-  find "$STATE" -mindepth 1 -maxdepth 1 ! -name lib -exec rm -rf {} +
+  find "$STATE" -mindepth 1 -maxdepth 1 ! -name lib ! -name stamps -exec rm -rf {} +
 }
 
 case "${1:-}" in

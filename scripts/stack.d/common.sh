@@ -3,7 +3,7 @@
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="${STACK_STATE_DIR:-$REPO/.stack}"
-LIB="$STATE/lib"
+LIB="${STACK_LIB_DIR:-$REPO/.stack/lib}"
 LOGS="$STATE/logs"
 PIDS="$STATE/pids"
 RUN="$STATE/run"

@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# Kafka Connect of the Docker Compose stack: the apache/kafka image plus the Debezium PostgreSQL
+# source and JDBC sink plugin archives, resolved by the same Maven pom as the local stack
+# (include/stack/pom.xml), so both stacks run the same plugin versions.
+# Build context: the repository root (see connect.Dockerfile.dockerignore).
+ARG KAFKA_VERSION=4.1.1
+ARG DEBEZIUM_VERSION=3.6.0.Final
+
+FROM maven:3.9-eclipse-temurin-17 AS plugins
+ARG KAFKA_VERSION
+ARG DEBEZIUM_VERSION
+WORKDIR /build
+COPY include/stack/pom.xml pom.xml
+# The -D flags override the pom's properties, so the build ARGs are the single knob here.
+RUN --mount=type=cache,target=/root/.m2 \
+    mvn -B -f pom.xml -Dstack.lib=/stack/lib \
+        -Dkafka.version="${KAFKA_VERSION}" -Ddebezium.version="${DEBEZIUM_VERSION}" package \
+ && test -d /stack/lib/connect-plugins/debezium-connector-postgres \
+ && test -d /stack/lib/connect-plugins/debezium-connector-jdbc
+
+FROM apache/kafka:${KAFKA_VERSION}
+ARG DEBEZIUM_VERSION
+LABEL org.opencontainers.image.title="pgmigration-connect" \
+      io.debezium.version="${DEBEZIUM_VERSION}"
+USER root
+# curl: the compose healthcheck queries the REST API (the base image ships neither curl nor wget).
+RUN apk add --no-cache curl \
+ && mkdir -p /opt/connect /opt/secrets
+COPY --from=plugins /stack/lib/connect-plugins /opt/connect-plugins
+COPY include/docker/connect-distributed.properties /opt/connect/connect-distributed.properties
+USER appuser
+EXPOSE 8083
+CMD ["/opt/kafka/bin/connect-distributed.sh", "/opt/connect/connect-distributed.properties"]
