@@ -37,8 +37,16 @@ def test_stack_up_again_starts_nothing():
 
 def test_status_shows_every_part_up_with_memory(stack):
     parts = [
-        "postgres-source", "postgres-target", "postgres-control", "kafka", "kafka-connect",
-        "pgbouncer", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+        "postgres-source",
+        "postgres-target",
+        "postgres-control",
+        "kafka",
+        "kafka-connect",
+        "pgbouncer",
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
     ]
     for part in parts:
         line = next((ln for ln in stack.splitlines() if ln.split()[:1] == [part]), None)
@@ -53,8 +61,10 @@ def test_status_shows_every_part_up_with_memory(stack):
 @pytest.mark.parametrize("name,port", sorted(PG_PORTS.items()))
 def test_postgres_clusters_are_logical_and_password_protected(name, port):
     with pg_connect(port) as conn, conn.cursor() as cur:
-        cur.execute("SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int, "
-                    "current_setting('max_wal_senders')::int, current_setting('server_version_num')::int")
+        cur.execute(
+            "SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int, "
+            "current_setting('max_wal_senders')::int, current_setting('server_version_num')::int"
+        )
         wal_level, slots, senders, version = cur.fetchone()
     assert wal_level == "logical"
     assert slots >= 10 and senders >= 10
@@ -104,7 +114,9 @@ def test_pgbouncer_routes_every_database_to_source():
             assert cur.fetchone() == (5433, "shop")
     finally:
         conn.close()
-    admin = psycopg2.connect(host="127.0.0.1", port=6432, user="postgres", password="postgres", dbname="pgbouncer")
+    admin = psycopg2.connect(
+        host="127.0.0.1", port=6432, user="postgres", password="postgres", dbname="pgbouncer"
+    )
     admin.autocommit = True
     try:
         with admin.cursor() as cur:
@@ -123,18 +135,25 @@ def test_airflow_health_login_and_connections():
         assert health[component]["status"] == "healthy", health
     api = AirflowApiClient("http://127.0.0.1:8080", "admin", "admin")
     for conn_id, conn_type in [
-        ("migration_source", "postgres"), ("migration_target", "postgres"), ("migration_control", "postgres"),
-        ("kafka_connect", "http"), ("kafka_default", "kafka"),
+        ("migration_source", "postgres"),
+        ("migration_target", "postgres"),
+        ("migration_control", "postgres"),
+        ("kafka_connect", "http"),
+        ("kafka_default", "kafka"),
     ]:
         assert api.request("GET", f"/connections/{conn_id}")["conn_type"] == conn_type
-    denied = requests.post("http://127.0.0.1:8080/auth/token", json={"username": "admin", "password": "x"}, timeout=10)
+    denied = requests.post(
+        "http://127.0.0.1:8080/auth/token", json={"username": "admin", "password": "x"}, timeout=10
+    )
     assert denied.status_code == 401
 
 
 def test_airflow_cli_wrapper_reports_no_import_errors():
     result = subprocess.run(
         [str(REPO / "scripts" / "airflow"), "dags", "list-import-errors", "-o", "json"],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1] or "[]") == [], result.stdout
@@ -146,7 +165,9 @@ def test_platform_health_dag_runs_on_the_scheduler():
     api.request("PATCH", "/dags/platform_health", json={"is_paused": False})
     run_id = api.trigger_dag("platform_health")
     run = api.wait_for_dag_run("platform_health", run_id, timeout=300)
-    states = {(t["task_id"], t.get("map_index")): t["state"] for t in api.task_instances("platform_health", run_id)}
+    states = {
+        (t["task_id"], t.get("map_index")): t["state"] for t in api.task_instances("platform_health", run_id)
+    }
     assert run["state"] == "success", states
     assert len(states) == 4 and set(states.values()) == {"success"}
 
