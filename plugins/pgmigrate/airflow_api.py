@@ -41,7 +41,7 @@ class AirflowApiClient:
             )
         except requests.RequestException as exc:
             raise AirflowApiError(
-                f"Airflow API at {self.base_url} is not reachable ({exc}); is the stack up? `make stack-status`"
+                f"Airflow API at {self.base_url} is not reachable ({exc}); check `make stack-status`"
             ) from exc
         if response.status_code >= 300:
             raise AirflowApiError(
