@@ -1,0 +1,51 @@
+-- The migration control database: state that outlives Airflow runs and is read by later DAGs and the
+-- on-call CLI. Idempotent: applied at the start of every task that writes state.
+CREATE TABLE IF NOT EXISTS migration (
+    migration_id      text PRIMARY KEY,
+    phase             text NOT NULL,
+    params            jsonb NOT NULL DEFAULT '{}',
+    slot_name         text,
+    publication_name  text,
+    source_connector  text,
+    sink_connector    text,
+    snapshot_lsn      pg_lsn,
+    tables            jsonb NOT NULL DEFAULT '[]',
+    identity_columns  jsonb NOT NULL DEFAULT '[]',  -- ALWAYS identities created BY DEFAULT on the target
+    sequences         jsonb NOT NULL DEFAULT '[]',  -- recorded now, synced at cutover
+    last_lag_seconds  double precision,
+    last_lag_at       timestamptz,
+    last_validation   jsonb,
+    last_error        text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS migration_event (
+    id            bigserial PRIMARY KEY,
+    migration_id  text NOT NULL,
+    at            timestamptz NOT NULL DEFAULT now(),
+    phase         text NOT NULL,
+    message       text NOT NULL,
+    details       jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS migration_event_by_migration ON migration_event (migration_id, at);
+
+CREATE TABLE IF NOT EXISTS lag_sample (
+    migration_id        text NOT NULL,
+    at                  timestamptz NOT NULL DEFAULT now(),
+    end_to_end_seconds  double precision,
+    sink_consumer_lag   bigint,
+    retained_wal_bytes  bigint,
+    PRIMARY KEY (migration_id, at)
+);
+
+CREATE TABLE IF NOT EXISTS snapshot_table (
+    migration_id  text NOT NULL,
+    table_name    text NOT NULL,
+    status        text NOT NULL,      -- pending | copying | done
+    rows_copied   bigint NOT NULL DEFAULT 0,
+    bytes_copied  bigint NOT NULL DEFAULT 0,
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    PRIMARY KEY (migration_id, table_name)
+);

@@ -1,0 +1,78 @@
+"""Where a database is: connection details for the source and target servers.
+
+Plain data, built from an Airflow connection by the hooks (`from_airflow_connection`) or by hand in
+the CLI and tests, so the migration logic never reads Airflow itself. The password never appears in
+`repr()` or logs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class PgEndpoint:
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str = field(default="", repr=False)
+
+    @classmethod
+    def from_airflow_connection(cls, conn: Any) -> PgEndpoint:
+        """Build from an Airflow Connection (postgres type: `schema` is the database name)."""
+        if not conn.schema:
+            raise ValueError(
+                f"Airflow connection {conn.conn_id!r} has no database name: set its Schema field "
+                "to the database to migrate (e.g. shop)."
+            )
+        return cls(
+            host=conn.host or "127.0.0.1",
+            port=int(conn.port or 5432),
+            dbname=conn.schema,
+            user=conn.login or "postgres",
+            password=conn.password or "",
+        )
+
+    @property
+    def label(self) -> str:
+        """For log lines: user@host:port/db, never the password."""
+        return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def conninfo(self, **overrides: Any) -> str:
+        params: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+            "password": self.password,
+            "connect_timeout": 10,
+            "application_name": "pgmigrate",
+        }
+        params.update(overrides)
+        return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+    def connect(self, autocommit: bool = False, **overrides: Any) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo(**overrides), autocommit=autocommit)
+
+    def libpq_env(self) -> dict[str, str]:
+        """Environment for pg_dump/pg_restore/psql: the password travels in PGPASSWORD, not argv."""
+        env = dict(os.environ)
+        env.update(
+            PGHOST=self.host,
+            PGPORT=str(self.port),
+            PGDATABASE=self.dbname,
+            PGUSER=self.user,
+            PGPASSWORD=self.password,
+            PGCONNECT_TIMEOUT="10",
+        )
+        return env
+
+    def jdbc_url(self) -> str:
+        """JDBC URL for the Debezium JDBC sink. `stringtype=unspecified` lets PostgreSQL cast the
+        sink's text parameters to the column's real type (jsonb, inet, enums, ranges)."""
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}?stringtype=unspecified"

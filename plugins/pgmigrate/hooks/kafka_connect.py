@@ -1,0 +1,167 @@
+"""Airflow hook for the Kafka Connect REST API.
+
+The hook owns the Airflow connection (as ``HttpHook`` does for a base URL) and hands out a
+:class:`~pgmigrate.connect_client.ConnectClient`; operators and sensors call the methods
+below and never read connection fields themselves. The REST logic lives in the client, so
+it is tested without Airflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+from pgmigrate.connect_client import ConnectClient, ConnectError
+
+
+class KafkaConnectHook(BaseHook):
+    """Talk to Kafka Connect through the Airflow connection ``kafka_connect_conn_id``.
+
+    The connection is of type ``http``: host and port (the host may also be a full URL),
+    ``schema`` as the URL scheme (``http`` by default, as for ``HttpHook``), login/password
+    for basic auth if Connect requires it, and optionally ``{"timeout": 10, "retries": 5}``
+    in extra.
+
+    :param kafka_connect_conn_id: the Airflow connection to use.
+    :param base_url: use this URL instead of a connection (scripts, tests).
+    :param timeout: seconds per request; overrides the connection's extra.
+    :param retries: attempts per request; overrides the connection's extra.
+    """
+
+    conn_name_attr = "kafka_connect_conn_id"
+    default_conn_name = "kafka_connect"
+    conn_type = "http"
+    hook_name = "Kafka Connect"
+
+    def __init__(
+        self,
+        kafka_connect_conn_id: str = default_conn_name,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retries = retries
+        self._client: ConnectClient | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": [],
+            "relabeling": {"host": "Connect host or URL", "schema": "Scheme (http/https)"},
+            "placeholders": {"host": "127.0.0.1", "port": "8083", "extra": '{"timeout": 10, "retries": 5}'},
+        }
+
+    def get_conn(self) -> ConnectClient:
+        """Build (once) the REST client from ``base_url`` or the Airflow connection."""
+        if self._client is None:
+            self._client = self._build_client()
+        return self._client
+
+    def _build_client(self) -> ConnectClient:
+        if self.base_url:
+            return ConnectClient(self.base_url, timeout=self.timeout or 10.0, retries=self.retries or 5)
+        conn = self.get_connection(self.kafka_connect_conn_id)
+        extra = conn.extra_dejson
+        auth = None
+        if conn.password:
+            mask_secret(conn.password)
+        if conn.login:
+            auth = (conn.login, conn.password or "")
+        return ConnectClient(
+            connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type),
+            timeout=self.timeout or float(extra.get("timeout", 10.0)),
+            retries=self.retries or int(extra.get("retries", 5)),
+            auth=auth,
+        )
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI's Test button and ``airflow connections test``."""
+        try:
+            client = self.get_conn()
+            info = client.server_info()
+        except (ConnectError, ValueError) as exc:
+            return False, str(exc)
+        return True, f"Kafka Connect {info.get('version', '?')} reachable at {client.base_url}"
+
+    # Thin delegations to the client, so operators read `hook.pause(name)`.
+
+    def create_or_update(self, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return self.get_conn().create_or_update(name, config)
+
+    def get_config(self, name: str) -> dict[str, str]:
+        return self.get_conn().get_config(name)
+
+    def get_status(self, name: str) -> dict[str, Any]:
+        return self.get_conn().get_status(name)
+
+    def list_connectors(self, expand_status: bool = False) -> list[str] | dict[str, Any]:
+        return self.get_conn().list_connectors(expand_status)  # type: ignore[call-overload]
+
+    def exists(self, name: str) -> bool:
+        return self.get_conn().exists(name)
+
+    def pause(self, name: str) -> None:
+        self.get_conn().pause(name)
+
+    def resume(self, name: str) -> None:
+        self.get_conn().resume(name)
+
+    def stop(self, name: str) -> None:
+        self.get_conn().stop(name)
+
+    def restart(
+        self, name: str, include_tasks: bool = False, only_failed: bool = False
+    ) -> dict[str, Any] | None:
+        return self.get_conn().restart(name, include_tasks=include_tasks, only_failed=only_failed)
+
+    def delete(self, name: str) -> bool:
+        return self.get_conn().delete(name)
+
+    def get_offsets(self, name: str) -> list[dict[str, Any]]:
+        return self.get_conn().get_offsets(name)
+
+    def alter_offsets(self, name: str, offsets: list[dict[str, Any]], stop_timeout: float = 60.0) -> str:
+        return self.get_conn().alter_offsets(name, offsets, stop_timeout=stop_timeout)
+
+    def reset_offsets(self, name: str, stop_timeout: float = 60.0) -> str:
+        return self.get_conn().reset_offsets(name, stop_timeout=stop_timeout)
+
+    def list_plugins(self, connectors_only: bool = True) -> list[dict[str, Any]]:
+        return self.get_conn().list_plugins(connectors_only)
+
+    def validate(self, connector_class: str, config: Mapping[str, Any], name: str | None = None) -> list[str]:
+        return self.get_conn().validate(connector_class, config, name)
+
+    def validate_or_raise(
+        self, connector_class: str, config: Mapping[str, Any], name: str | None = None
+    ) -> None:
+        self.get_conn().validate_or_raise(connector_class, config, name)
+
+    def wait_for_state(
+        self, name: str, state: str, timeout: float = 60.0, poll_interval: float = 1.0
+    ) -> dict[str, Any]:
+        return self.get_conn().wait_for_state(name, state, timeout, poll_interval)
+
+
+def connection_base_url(host: str | None, port: int | None, schema: str | None, conn_type: str | None) -> str:
+    """The Connect URL from connection fields, the way ``HttpHook`` reads them.
+
+    ``host`` may be a full URL (``http://connect:8083``); otherwise ``schema`` is the scheme,
+    or ``https`` when the connection came from an ``https://…`` URI (conn_type ``https``).
+    """
+    if not host:
+        raise ValueError("The Kafka Connect connection has no host; set it to e.g. 127.0.0.1 (port 8083)")
+    if "://" in host:
+        url = host.rstrip("/")
+        parts = urlsplit(url)
+        return f"{url}:{port}" if port and parts.port is None and not parts.path else url
+    scheme = schema or ("https" if conn_type == "https" else "http")
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"

@@ -1,0 +1,79 @@
+"""Names of everything a migration creates, derived from its `migration_id`.
+
+One place decides them so that a rerun finds what an earlier attempt made (idempotency), and
+preflight can tell "ours, from this migration" from "someone else's".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MIGRATION_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,40}$"
+_MIGRATION_ID_RE = re.compile(MIGRATION_ID_PATTERN)
+
+
+class InvalidMigrationId(ValueError):
+    pass
+
+
+def validate_migration_id(migration_id: str) -> str:
+    if not isinstance(migration_id, str) or not _MIGRATION_ID_RE.match(migration_id):
+        raise InvalidMigrationId(
+            f"migration_id {migration_id!r} is invalid: use 1-41 characters, lower-case letters, digits, "
+            "'_' or '-', starting with a letter or digit (e.g. 'shop-2026'). It names the connectors, "
+            "topics, replication slot and publication."
+        )
+    return migration_id
+
+
+@dataclass(frozen=True)
+class MigrationNames:
+    migration_id: str
+
+    def __post_init__(self) -> None:
+        validate_migration_id(self.migration_id)
+
+    @property
+    def _snake(self) -> str:
+        # Slot names allow only [a-z0-9_]; keep every server-side name in that alphabet.
+        return self.migration_id.replace("-", "_")
+
+    @property
+    def slot(self) -> str:
+        return f"pgmigrate_{self._snake}"
+
+    @property
+    def publication(self) -> str:
+        return f"pgmigrate_{self._snake}"
+
+    @property
+    def source_connector(self) -> str:
+        return f"pgmigrate-{self.migration_id}-source"
+
+    @property
+    def sink_connector(self) -> str:
+        return f"pgmigrate-{self.migration_id}-sink"
+
+    @property
+    def topic_prefix(self) -> str:
+        """Debezium `topic.prefix`: data topics are `<prefix>.<schema>.<table>`."""
+        return f"pgmigrate_{self._snake}"
+
+    @property
+    def heartbeat_topic(self) -> str:
+        return f"__debezium-heartbeat.{self.topic_prefix}"
+
+    @property
+    def sink_consumer_group(self) -> str:
+        """Kafka Connect names a sink's consumer group `connect-<connector name>`."""
+        return f"connect-{self.sink_connector}"
+
+    @property
+    def control_schema(self) -> str:
+        """Schema on the source holding the migration's heartbeat (replicated, for end-to-end lag)."""
+        return "pgmigrate"
+
+    @property
+    def heartbeat_table(self) -> str:
+        return f"heartbeat_{self._snake}"

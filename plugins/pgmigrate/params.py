@@ -1,0 +1,89 @@
+"""The parameters of a migration run, validated once, the same way in the DAG, CLI and tests.
+
+Airflow's trigger form validates the JSON schema; this module validates meaning (a table name's
+form, a known snapshot method) and is what the tasks use, so a run triggered through the API with a
+bad value fails in `preflight` with a message naming the parameter and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgmigrate.naming import MIGRATION_ID_PATTERN, MigrationNames, validate_migration_id
+
+SNAPSHOT_METHODS = ("copy", "debezium")
+_TABLE_RE = re.compile(r'^(?:"[^"]+"|[^."]+)\.(?:"[^"]+"|[^."]+)$')
+
+
+class InvalidParams(ValueError):
+    pass
+
+
+def parse_table_name(name: str) -> tuple[str, str]:
+    """`schema.table` (either part may be double-quoted to hold dots) -> (schema, table)."""
+    if not isinstance(name, str) or not _TABLE_RE.match(name.strip()):
+        raise InvalidParams(
+            f"table {name!r} in `tables` is not of the form schema.table (quote a part that holds a dot: "
+            '"my.schema".orders).'
+        )
+    schema, table = re.findall(r'"[^"]+"|[^."]+', name.strip())
+    return schema.strip('"'), table.strip('"')
+
+
+@dataclass(frozen=True)
+class MigrationParams:
+    migration_id: str
+    source_conn_id: str = "migration_source"
+    target_conn_id: str = "migration_target"
+    schemas: tuple[str, ...] = ("public",)
+    tables: tuple[tuple[str, str], ...] = ()
+    max_lag_seconds: float = 5.0
+    snapshot_method: str = "copy"
+    replica_identity_full_for_no_pk: bool = False
+    copy_parallelism: int = 4
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def names(self) -> MigrationNames:
+        return MigrationNames(self.migration_id)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> MigrationParams:
+        if "migration_id" not in raw or raw["migration_id"] in (None, ""):
+            raise InvalidParams(f"migration_id is required ({MIGRATION_ID_PATTERN}).")
+        migration_id = validate_migration_id(str(raw["migration_id"]))
+        schemas = raw.get("schemas") or ["public"]
+        if isinstance(schemas, str) or not all(isinstance(s, str) and s for s in schemas):
+            raise InvalidParams(f"schemas must be a list of schema names, got {schemas!r}.")
+        tables = tuple(parse_table_name(t) for t in (raw.get("tables") or []))
+        outside = sorted(f"{s}.{t}" for s, t in tables if s not in schemas)
+        if outside:
+            raise InvalidParams(
+                f"tables {outside} are not in the migrated schemas {list(schemas)}: add their schema to "
+                "`schemas` or remove them from `tables`."
+            )
+        method = raw.get("snapshot_method") or "copy"
+        if method not in SNAPSHOT_METHODS:
+            raise InvalidParams(f"snapshot_method {method!r} is not one of {SNAPSHOT_METHODS}.")
+        try:
+            max_lag = float(raw.get("max_lag_seconds", 5))
+        except (TypeError, ValueError) as exc:
+            raise InvalidParams(f"max_lag_seconds must be a number, got {raw.get('max_lag_seconds')!r}.") from exc
+        if max_lag <= 0:
+            raise InvalidParams(f"max_lag_seconds must be positive, got {max_lag}.")
+        parallelism = int(raw.get("copy_parallelism", 4))
+        if not 1 <= parallelism <= 32:
+            raise InvalidParams(f"copy_parallelism must be between 1 and 32, got {parallelism}.")
+        return cls(
+            migration_id=migration_id,
+            source_conn_id=str(raw.get("source_conn_id") or "migration_source"),
+            target_conn_id=str(raw.get("target_conn_id") or "migration_target"),
+            schemas=tuple(dict.fromkeys(schemas)),
+            tables=tables,
+            max_lag_seconds=max_lag,
+            snapshot_method=method,
+            replica_identity_full_for_no_pk=bool(raw.get("replica_identity_full_for_no_pk", False)),
+            copy_parallelism=parallelism,
+        )
