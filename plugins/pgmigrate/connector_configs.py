@@ -1,0 +1,139 @@
+"""Kafka Connect configurations of a migration's Debezium PostgreSQL source and JDBC sink.
+
+Pure functions of the migration's names, endpoints and tables. Every non-obvious key says why it
+has its value (the traps of Debezium 3.6 PostgreSQL -> JDBC sink are listed in the README).
+Passwords never appear: they are `${file:…}` references that Connect's file config provider
+resolves on the worker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pgmigrate.catalog import CONTROL_SCHEMA, TableRef
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.heartbeat import heartbeat_action_query, heartbeat_table
+from pgmigrate.naming import MigrationNames
+
+SOURCE_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
+
+SNAPSHOT_MODES = {
+    # `copy`: the initial data was loaded by COPY under the slot's exported snapshot; stream from the
+    # slot's consistent point only.
+    "copy": "no_data",
+    # `debezium`: the connector reads every existing row itself, then streams.
+    "debezium": "initial",
+}
+
+
+@dataclass(frozen=True)
+class SecretRefs:
+    """`${file:…}` references to the passwords, in a properties file on the Connect worker."""
+
+    path: str
+
+    @property
+    def source_password(self) -> str:
+        return f"${{file:{self.path}:source.password}}"
+
+    @property
+    def target_password(self) -> str:
+        return f"${{file:{self.path}:target.password}}"
+
+
+def table_include_regex(table: TableRef) -> str:
+    """Debezium matches `schema.table` against anchored regexes: escape every character."""
+    return f"{re.escape(table.schema)}\\.{re.escape(table.name)}"
+
+
+def build_source_config(
+    names: MigrationNames,
+    source: PgEndpoint,
+    tables: list[TableRef],
+    snapshot_method: str,
+    secrets: SecretRefs,
+) -> dict[str, str]:
+    captured = [*tables, heartbeat_table(names)]
+    return {
+        "connector.class": SOURCE_CLASS,
+        "tasks.max": "1",
+        "database.hostname": source.host,
+        "database.port": str(source.port),
+        "database.user": source.user,
+        "database.password": secrets.source_password,
+        "database.dbname": source.dbname,
+        "topic.prefix": names.topic_prefix,
+        "plugin.name": "pgoutput",
+        "slot.name": names.slot,
+        # The migration creates the publication itself, before the slot (pgoutput needs it to exist
+        # at the slot's consistent point) and for exactly the selected tables.
+        "publication.name": names.publication,
+        "publication.autocreate.mode": "disabled",
+        # Keep the slot when the connector stops or restarts: the position must survive.
+        "slot.drop.on.stop": "false",
+        "snapshot.mode": SNAPSHOT_MODES[snapshot_method],
+        "table.include.list": ",".join(table_include_regex(t) for t in captured),
+        # numeric NaN/±Infinity cannot be carried as precise decimals; as text PostgreSQL parses them back.
+        "decimal.handling.mode": "string",
+        # `numeric` would turn '1 mon' into seconds; the string form is lossless.
+        "interval.handling.mode": "string",
+        "time.precision.mode": "adaptive_time_microseconds",
+        "binary.handling.mode": "bytes",
+        "hstore.handling.mode": "json",
+        # The sink binds values by the source's column type (jsonb, inet, ranges, enums), not as plain text.
+        "column.propagate.source.type": ".*",
+        # Never drop a column silently: preflight refuses tables with types the pipeline cannot carry.
+        "include.unknown.datatypes": "false",
+        # The JDBC sink applies deletes from the delete event itself; tombstones would only add noise.
+        "tombstones.on.delete": "false",
+        # Every second, write the heartbeat row on the source; its copy on the target gives end-to-end lag.
+        "heartbeat.interval.ms": "1000",
+        "heartbeat.action.query": heartbeat_action_query(names),
+        # Fail fast: a record the pipeline cannot handle stops the connector (never skipped silently).
+        "errors.tolerance": "none",
+        "event.processing.failure.handling.mode": "fail",
+    }
+
+
+def sink_topics_regex(names: MigrationNames, schemas: list[str]) -> str:
+    """Data topics of the migrated schemas plus the heartbeat table's topic; never Debezium's own
+    heartbeat topic (`__debezium-heartbeat.*`) or anything of another migration."""
+    schema_alt = "|".join(re.escape(s) for s in [*schemas, CONTROL_SCHEMA])
+    return f"{re.escape(names.topic_prefix)}\\.({schema_alt})\\..+"
+
+
+def build_sink_config(
+    names: MigrationNames,
+    target: PgEndpoint,
+    schemas: list[str],
+    secrets: SecretRefs,
+) -> dict[str, str]:
+    return {
+        "connector.class": SINK_CLASS,
+        "tasks.max": "1",
+        "topics.regex": sink_topics_regex(names, schemas),
+        # stringtype=unspecified: PostgreSQL casts the sink's text parameters to the column's real type.
+        # session_replication_role=replica: like built-in logical replication, the target's triggers and
+        # FK checks do not fire for replicated rows (their effects arrive from the source themselves), so
+        # changes of different tables applied in topic order never trip a foreign key.
+        "connection.url": target.jdbc_url() + "&options=-c%20session_replication_role%3Dreplica",
+        "connection.username": target.user,
+        "connection.password": secrets.target_password,
+        # Upsert by primary key: a replayed event (after a crash) converges instead of failing.
+        "insert.mode": "upsert",
+        "primary.key.mode": "record_key",
+        "delete.enabled": "true",
+        "truncate.enabled": "true",
+        # The target tables are created by `copy_schema`; the sink must never alter them.
+        "schema.evolution": "none",
+        # Write into the same schema.table as the source; quoted, so mixed-case and reserved names survive.
+        "collection.name.format": "${source.schema}.${source.table}",
+        "quote.identifiers": "true",
+        "use.time.zone": "UTC",
+        "batch.size": "1000",
+        "consumer.override.auto.offset.reset": "earliest",
+        "consumer.override.max.poll.records": "2000",
+        "errors.tolerance": "none",
+    }

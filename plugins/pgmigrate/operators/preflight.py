@@ -1,0 +1,36 @@
+"""`preflight`: every check a migration needs, each failure with its exact fix, before anything is made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.operators.base import MigrationOperator
+
+
+class PreflightOperator(MigrationOperator):
+    def __init__(self, *, kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.preflight import run_preflight
+
+        params = self.migration_params(context)
+        store = self.state_store()
+        existing = store.get(params.migration_id)
+        connectors_in_use = set(KafkaConnectHook(self.kafka_connect_conn_id).list_connectors())
+        report = run_preflight(
+            self.endpoint(params.source_conn_id),
+            self.endpoint(params.target_conn_id),
+            params,
+            connect_names_in_use=connectors_in_use,
+            fix_no_pk=params.replica_identity_full_for_no_pk,
+            owned_by_this_migration=existing is not None,
+        )
+        self.log.info("preflight results:\n%s", report.format())
+        report.raise_if_failed()
+        if existing is None or existing["phase"] in ("failed", "preflight_passed"):
+            store.upsert(params.migration_id, phase="preflight_passed", params=dict(context["params"]))
+        store.record_event(params.migration_id, "preflight_passed", "all preflight checks passed")
+        return report.as_dict()

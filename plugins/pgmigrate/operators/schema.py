@@ -1,0 +1,48 @@
+"""`copy_schema` (pre-data: types, tables, PKs) and `apply_post_data` (indexes, FKs, triggers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgmigrate.heartbeat import ensure_heartbeat_table
+from pgmigrate.migration_tables import resolve_tables
+from pgmigrate.operators.base import MigrationOperator
+
+
+class CopySchemaOperator(MigrationOperator):
+    """Creates the selected tables on the target, with primary keys but no secondary indexes, so the
+    load is fast; ALWAYS identities are created BY DEFAULT (recorded; cutover restores them)."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.schema_copy import copy_pre_data, sequences_snapshot
+
+        params = self.migration_params(context)
+        source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
+        tables = resolve_tables(source, params)
+        self.log.info("copy_schema: %d tables from %s to %s", len(tables), source.label, target.label)
+        result = copy_pre_data(source, target, list(params.schemas), [t.ref for t in tables])
+        ensure_heartbeat_table(target, params.names)
+        sequences = sequences_snapshot(source, list(params.schemas))
+        self.record(
+            params,
+            "schema_copied",
+            f"pre-data schema of {len(tables)} tables on the target",
+            identity_columns=result.get("identity_columns", []),
+            sequences=sequences,
+            tables=[t.ref.qualified for t in tables],
+        )
+        return {k: v for k, v in result.items() if k != "statements"}
+
+
+class ApplyPostDataOperator(MigrationOperator):
+    """Secondary indexes, foreign keys, triggers and other constraints, after the initial load."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.schema_copy import apply_post_data
+
+        params = self.migration_params(context)
+        source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
+        tables = resolve_tables(source, params)
+        result = apply_post_data(source, target, list(params.schemas), [t.ref for t in tables])
+        self.record(params, "post_data_applied", "indexes, constraints and triggers applied on the target")
+        return {k: v for k, v in result.items() if k != "statements"}

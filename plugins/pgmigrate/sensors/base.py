@@ -1,0 +1,57 @@
+"""Shared shape of the migration's deferrable sensors (the Airflow providers' pattern).
+
+`execute()` defers to a trigger that polls in the triggerer (no worker slot held while waiting);
+`execute_complete()` turns the trigger's error event into a task failure carrying its message.
+With `deferrable=False` the sensor pokes in a worker instead, using the same check.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.configuration import conf
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowException
+from airflow.triggers.base import BaseTrigger
+
+from pgmigrate.params import MigrationParams
+
+
+class MigrationSensor(BaseSensorOperator):
+    ui_color = "#fdf2e2"
+
+    def __init__(
+        self,
+        *,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("timeout", 3600)
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+
+    def migration_params(self, context: Any) -> MigrationParams:
+        return MigrationParams.from_dict(dict(context["params"]))
+
+    def build_trigger(self, context: Any) -> BaseTrigger:
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        self.defer(
+            trigger=self.build_trigger(context),
+            method_name="execute_complete",
+            # Backstop only: each trigger enforces `timeout` itself and reports the last state it saw.
+            timeout=timedelta(seconds=float(self.timeout) + 120),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if event.get("status") != "success":
+            raise AirflowException(event.get("message", "the trigger reported an error without a message"))
+        self.log.info("%s", event.get("message"))
+        return event.get("result", event.get("message"))

@@ -1,0 +1,42 @@
+"""`wait_connectors_running`: the migration's Debezium source and JDBC sink are RUNNING."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from pgmigrate.connector_status import FAILED, RUNNING, assess_connectors
+from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.sensors.base import MigrationSensor
+from pgmigrate.triggers.connectors_running import ConnectorsRunningTrigger
+
+
+class ConnectorsRunningSensor(MigrationSensor):
+    """Waits until both connectors and all their tasks are RUNNING; fails at once on FAILED."""
+
+    def __init__(self, *, kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any) -> None:
+        kwargs.setdefault("timeout", 600)
+        super().__init__(**kwargs)
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+
+    def _connectors(self, context: Any) -> list[str]:
+        names = self.migration_params(context).names
+        return [names.source_connector, names.sink_connector]
+
+    def build_trigger(self, context: Any) -> ConnectorsRunningTrigger:
+        return ConnectorsRunningTrigger(
+            connectors=self._connectors(context),
+            kafka_connect_conn_id=self.kafka_connect_conn_id,
+            poll_interval=self.poll_interval,
+            timeout=float(self.timeout),
+        )
+
+    def poke(self, context: Any) -> bool:
+        hook = KafkaConnectHook(kafka_connect_conn_id=self.kafka_connect_conn_id)
+        statuses = {name: hook.get_status(name) if hook.exists(name) else None for name in self._connectors(context)}
+        state, message = assess_connectors(statuses)
+        self.log.info("connectors: %s", message)
+        if state == FAILED:
+            raise AirflowException(message)
+        return state == RUNNING

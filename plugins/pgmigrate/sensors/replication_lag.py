@@ -1,0 +1,66 @@
+"""`wait_caught_up`: end-to-end lag below the migration's `max_lag_seconds`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgmigrate.lag import read_lag
+from pgmigrate.operators.base import CONTROL_CONN_ID
+from pgmigrate.sensors.base import MigrationSensor
+from pgmigrate.triggers.replication_lag import ReplicationLagTrigger
+
+
+class ReplicationLagSensor(MigrationSensor):
+    """Succeeds when the heartbeat's end-to-end lag is under `max_lag_seconds`; records the reading."""
+
+    def __init__(self, *, kafka_conn_id: str = "kafka_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kafka_conn_id = kafka_conn_id
+
+    def build_trigger(self, context: Any) -> ReplicationLagTrigger:
+        params = self.migration_params(context)
+        return ReplicationLagTrigger(
+            migration_id=params.migration_id,
+            source_conn_id=params.source_conn_id,
+            target_conn_id=params.target_conn_id,
+            max_lag_seconds=params.max_lag_seconds,
+            kafka_conn_id=self.kafka_conn_id,
+            poll_interval=self.poll_interval,
+            timeout=float(self.timeout),
+        )
+
+    def poke(self, context: Any) -> bool:
+        from airflow.sdk import BaseHook
+
+        from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+
+        params = self.migration_params(context)
+        source = MigrationDatabaseHook(params.source_conn_id).get_conn()
+        target = MigrationDatabaseHook(params.target_conn_id).get_conn()
+        bootstrap = BaseHook.get_connection(self.kafka_conn_id).extra_dejson.get("bootstrap.servers")
+        reading = read_lag(source, target, params.names, bootstrap)
+        self.log.info("lag: %s (threshold %.1fs)", reading.describe(), params.max_lag_seconds)
+        ok = reading.end_to_end_seconds is not None and reading.end_to_end_seconds < params.max_lag_seconds
+        if ok:
+            self._record(params, reading.as_dict())
+        return ok
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        result = super().execute_complete(context, event)
+        self._record(self.migration_params(context), event.get("result") or {})
+        return result
+
+    def _record(self, params, reading: dict) -> None:
+        from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+        from pgmigrate.state import MigrationStateStore
+
+        store = MigrationStateStore(MigrationDatabaseHook(CONTROL_CONN_ID).get_conn())
+        store.ensure_schema()
+        store.record_lag(
+            params.migration_id,
+            reading.get("end_to_end_seconds"),
+            reading.get("sink_consumer_lag"),
+            reading.get("retained_wal_bytes"),
+        )
+        store.upsert(params.migration_id, phase="caught_up")
+        store.record_event(params.migration_id, "caught_up", f"lag {reading.get('end_to_end_seconds')}s")
