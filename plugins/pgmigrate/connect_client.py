@@ -1,8 +1,8 @@
 """Client for the Kafka Connect REST API, without Airflow.
 
 The hook (``hooks/kafka_connect.py``) hands this client out; scripts and tests use it
-directly. It retries what is transient (Connect unreachable, timeouts, HTTP 409 while the
-workers rebalance), turns every other failure into a :class:`ConnectError` that quotes
+directly. It retries what is transient (Connect unreachable, timeouts, answers that say the
+workers are rebalancing), turns every other failure into a :class:`ConnectError` that quotes
 Connect's own message with a hint, and never logs a connector password.
 """
 
@@ -74,6 +74,13 @@ def _as_connect_value(key: str, value: Any) -> str:
     return str(value)
 
 
+def _is_rebalancing(response: requests.Response) -> bool:
+    """Connect answers 409 during a rebalance, but some GETs (e.g. ``/connectors/{name}``)
+    surface the same RebalanceNeededException as HTTP 500 "…a rebalance is expected"."""
+    code = response.status_code
+    return code == 409 or (code >= 500 and "rebalance" in response.text.lower())
+
+
 def _connect_message(response: requests.Response) -> str:
     """Connect answers errors as {"error_code": …, "message": …}; anything else is quoted."""
     try:
@@ -90,7 +97,7 @@ class ConnectClient:
 
     :param base_url: e.g. ``http://127.0.0.1:8083``.
     :param timeout: seconds for each HTTP request (connect and read).
-    :param retries: attempts per request on connection errors, timeouts and HTTP 409.
+    :param retries: attempts per request on connection errors, timeouts and rebalances.
     :param auth: ``(user, password)`` for basic auth, if the Connect REST API requires it.
     :param backoff: first wait between attempts in seconds; doubles each attempt, at most 10 s.
     """
@@ -135,20 +142,20 @@ class ConnectClient:
         """
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            reason = type(exc).__name__ if exc else "HTTP 409 (rebalance or concurrent config change)"
+            reason = type(exc).__name__ if exc else "workers rebalancing (or a concurrent config change)"
             log.warning(
                 "Kafka Connect %s %s: %s; retrying (attempt %d/%d)",
                 method, path, reason, state.attempt_number, self.retries,
             )
 
         retrying = Retrying(
-            # 409: Connect is rebalancing; it clears by itself, like a refused or timed-out call.
+            # A rebalance clears by itself, like a refused or timed-out call.
             retry=retry_if_exception_type((requests.ConnectionError, requests.Timeout))
-            | retry_if_result(lambda response: response.status_code == 409),
+            | retry_if_result(_is_rebalancing),
             wait=wait_exponential(multiplier=self.backoff, min=self.backoff, max=10),
             stop=stop_after_attempt(self.retries),
             before_sleep=before_sleep,
-            # Out of attempts: hand back the last 409 response, or re-raise the last exception.
+            # Out of attempts: hand back the last response, or re-raise the last exception.
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         try:

@@ -1,0 +1,62 @@
+"""`wait_snapshot`: the initial data is on the target.
+
+For `copy` the `snapshot` task already loaded it under the slot's snapshot, so this returns at once.
+For `debezium` it defers until the source finished its snapshot and the sink applied it all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+from pgmigrate.migration_tables import resolve_tables
+from pgmigrate.sensors.base import MigrationSensor
+from pgmigrate.snapshot_progress import COMPLETE, snapshot_phase
+from pgmigrate.triggers.snapshot_complete import SnapshotCompleteTrigger
+
+
+class SnapshotCompleteSensor(MigrationSensor):
+    def __init__(
+        self, *, kafka_connect_conn_id: str = "kafka_connect", kafka_conn_id: str = "kafka_default", **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("timeout", 6 * 3600)
+        kwargs.setdefault("poll_interval", 10.0)
+        super().__init__(**kwargs)
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+        self.kafka_conn_id = kafka_conn_id
+
+    def execute(self, context: Any) -> Any:
+        params = self.migration_params(context)
+        if params.snapshot_method == "copy":
+            self.log.info("snapshot_method=copy: the initial data was loaded by the `snapshot` task")
+            return {"method": "copy"}
+        return super().execute(context)
+
+    def build_trigger(self, context: Any) -> SnapshotCompleteTrigger:
+        params = self.migration_params(context)
+        source = MigrationDatabaseHook(params.source_conn_id).get_conn()
+        tables = [[t.ref.schema, t.ref.name] for t in resolve_tables(source, params)]
+        return SnapshotCompleteTrigger(
+            migration_id=params.migration_id,
+            source_conn_id=params.source_conn_id,
+            target_conn_id=params.target_conn_id,
+            tables=tables,
+            kafka_connect_conn_id=self.kafka_connect_conn_id,
+            kafka_conn_id=self.kafka_conn_id,
+            poll_interval=self.poll_interval,
+            timeout=float(self.timeout),
+        )
+
+    def poke(self, context: Any) -> bool:
+        from airflow.sdk import BaseHook
+
+        from pgmigrate.lag import read_sink_consumer_lag
+
+        params = self.migration_params(context)
+        offsets = KafkaConnectHook(self.kafka_connect_conn_id).get_offsets(params.names.source_connector)
+        bootstrap = BaseHook.get_connection(self.kafka_conn_id).extra_dejson.get("bootstrap.servers")
+        phase = snapshot_phase(offsets)
+        sink_lag = read_sink_consumer_lag(bootstrap, params.names)
+        self.log.info("snapshot: source %s, sink consumer lag %s", phase, sink_lag)
+        return phase == COMPLETE and sink_lag == 0

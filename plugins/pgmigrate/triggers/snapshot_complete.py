@@ -1,0 +1,124 @@
+"""Trigger: wait until the Debezium source finished its initial snapshot and the sink applied it,
+logging per-table progress (rows on the target / source, rate, ETA) at every poll."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
+
+from pgmigrate.catalog import TableRef
+from pgmigrate.connector_status import FAILED, assess_connectors
+from pgmigrate.lag import read_sink_consumer_lag
+from pgmigrate.naming import MigrationNames
+from pgmigrate.snapshot_progress import COMPLETE, eta_seconds, format_progress, read_table_progress, snapshot_phase
+from pgmigrate.triggers.replication_lag import bootstrap_servers_for, endpoint_for
+
+
+class SnapshotCompleteTrigger(BaseTrigger):
+    def __init__(
+        self,
+        migration_id: str,
+        source_conn_id: str,
+        target_conn_id: str,
+        tables: list[list[str]],
+        kafka_connect_conn_id: str = "kafka_connect",
+        kafka_conn_id: str = "kafka_default",
+        poll_interval: float = 10.0,
+        timeout: float = 6 * 3600.0,
+    ) -> None:
+        super().__init__()
+        self.migration_id = migration_id
+        self.source_conn_id = source_conn_id
+        self.target_conn_id = target_conn_id
+        self.tables = [list(t) for t in tables]
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+        self.kafka_conn_id = kafka_conn_id
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "migration_id": self.migration_id,
+                "source_conn_id": self.source_conn_id,
+                "target_conn_id": self.target_conn_id,
+                "tables": self.tables,
+                "kafka_connect_conn_id": self.kafka_connect_conn_id,
+                "kafka_conn_id": self.kafka_conn_id,
+                "poll_interval": self.poll_interval,
+                "timeout": self.timeout,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow.sdk import BaseHook
+
+        from pgmigrate.hooks.kafka_connect import connection_base_url
+
+        names = MigrationNames(self.migration_id)
+        tables = [TableRef(s, n) for s, n in self.tables]
+        log = logging.getLogger(__name__)
+        try:
+            source = await endpoint_for(self.source_conn_id)
+            target = await endpoint_for(self.target_conn_id)
+            bootstrap = await bootstrap_servers_for(self.kafka_conn_id)
+            conn = await BaseHook.aget_connection(self.kafka_connect_conn_id)
+            base_url = connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type)
+        except Exception as exc:
+            yield TriggerEvent({"status": "error", "message": f"cannot read the migration's connections: {exc}"})
+            return
+        deadline = time.monotonic() + self.timeout
+        previous: tuple[float, int] | None = None
+        last = "no reading yet"
+        async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
+            while True:
+                try:
+                    statuses = {}
+                    for name in (names.source_connector, names.sink_connector):
+                        response = await client.get(f"/connectors/{name}/status")
+                        statuses[name] = None if response.status_code == 404 else response.json()
+                    state, message = assess_connectors(statuses)
+                    if state == FAILED:
+                        yield TriggerEvent({"status": "error", "message": f"during the initial snapshot: {message}"})
+                        return
+                    response = await client.get(f"/connectors/{names.source_connector}/offsets")
+                    offsets = response.json().get("offsets", []) if response.status_code == 200 else []
+                    phase = snapshot_phase(offsets)
+                    progress = await sync_to_async(read_table_progress)(source, target, tables)
+                    sink_lag = await sync_to_async(read_sink_consumer_lag)(bootstrap, names) if bootstrap else None
+                    done = sum(p.target_rows for p in progress)
+                    total = sum(p.source_rows for p in progress)
+                    now = time.monotonic()
+                    rate = (done - previous[1]) / (now - previous[0]) if previous and now > previous[0] else 0.0
+                    previous = (now, done)
+                    last = f"source snapshot {phase}, sink consumer lag {sink_lag}\n" + format_progress(
+                        progress, rate, eta_seconds(done, total, rate)
+                    )
+                    log.info("%s", last)
+                    if phase == COMPLETE and sink_lag == 0:
+                        yield TriggerEvent(
+                            {
+                                "status": "success",
+                                "message": f"initial snapshot complete and applied: {done} rows on the target",
+                                "result": {"rows": done},
+                            }
+                        )
+                        return
+                except (httpx.HTTPError, OSError) as exc:
+                    log.warning("snapshot progress: could not read (%s); will retry", exc)
+                except Exception as exc:  # a database restarting: keep waiting, say so
+                    log.warning("snapshot progress: %s; will retry", exc)
+                if time.monotonic() > deadline:
+                    yield TriggerEvent(
+                        {"status": "error", "message": f"snapshot not complete after {self.timeout:.0f}s: {last}"}
+                    )
+                    return
+                await asyncio.sleep(self.poll_interval)
