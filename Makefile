@@ -29,9 +29,7 @@ stack-reset:
 	@scripts/stack.sh reset
 
 demo: stack-up
-	@echo
-	@echo "The stack is up (see the table above). The end-to-end migration demo arrives with issue #4."
-	@echo "Open the UI at http://127.0.0.1:8080 (admin / admin)."
+	@scripts/with-stack-env .venv/bin/python scripts/demo.py
 
 test: install
 	@scripts/run-tests.sh

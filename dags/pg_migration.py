@@ -89,7 +89,7 @@ PARAMS = {
     },
 )
 def pg_migration():
-    preflight = PreflightOperator(task_id="preflight", retries=0)
+    preflight = PreflightOperator(task_id="preflight")
     copy_schema = CopySchemaOperator(task_id="copy_schema")
     snapshot = SnapshotCopyOperator(task_id="snapshot", retries=1)
     deploy = DeployConnectorsOperator(task_id="deploy_connectors")

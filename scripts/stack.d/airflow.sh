@@ -28,7 +28,9 @@ airflow_db_setup() {
   conn_stamp="$AIRFLOW_HOME/.connections-$(sha1sum "$conns" | cut -c1-12)"
   if [ ! -f "$conn_stamp" ]; then
     log "airflow: creating connections migration_source, migration_target, kafka_connect, kafka_default, migration_control"
-    "$AIRFLOW" connections import --overwrite "$conns" >>"$logfile" 2>&1 \
+    # kafka_connect's secrets_dir is where connector password files go (read by Connect's file provider).
+    sed "s#@STATE@#$STATE#g" "$conns" >"$AIRFLOW_HOME/connections.json"
+    "$AIRFLOW" connections import --overwrite "$AIRFLOW_HOME/connections.json" >>"$logfile" 2>&1 \
       || fail_with_log airflow-connections "$logfile" "Check $conns."
     rm -f "$AIRFLOW_HOME"/.connections-*
     touch "$conn_stamp"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.operators.base import MigrationOperator
 
@@ -29,7 +31,11 @@ class PreflightOperator(MigrationOperator):
             owned_by_this_migration=existing is not None,
         )
         self.log.info("preflight results:\n%s", report.format())
-        report.raise_if_failed()
+        try:
+            report.raise_if_failed()
+        except Exception as exc:
+            # A failed check needs a person, not a retry: fail now, with every problem and its fix.
+            raise AirflowFailException(str(exc)) from exc
         if existing is None or existing["phase"] in ("failed", "preflight_passed"):
             store.upsert(params.migration_id, phase="preflight_passed", params=dict(context["params"]))
         store.record_event(params.migration_id, "preflight_passed", "all preflight checks passed")

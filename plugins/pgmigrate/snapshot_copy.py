@@ -1,0 +1,569 @@
+"""The `copy` snapshot method: the initial load done the way pgcopydb does it.
+
+A logical replication slot is created over a replication connection with an exported snapshot; every
+selected table is then COPYed source -> target in parallel inside transactions that import that
+snapshot. The copy is therefore exactly the database as of the slot's consistent point, and Debezium
+(`snapshot.mode=no_data`) streaming from the same slot starts at that point: nothing is missed and
+nothing is applied twice. The publication must exist before the slot (see `publication.py`).
+
+The target holds the pre-data schema only (as with pgcopydb, indexes and constraints come after the
+data). A rerun starts over: the old snapshot died with its connection, so the slot is dropped, the
+target tables are truncated and everything is copied again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgmigrate.catalog import FIRST_NORMAL_OID, TableInfo, TableRef
+from pgmigrate.checksums import CANONICAL_SESSION_SETTINGS
+from pgmigrate.endpoints import PgEndpoint
+
+log = logging.getLogger(__name__)
+
+# 16384 pages of 8 kB = 128 MB: big enough that per-chunk overhead vanishes, small enough that an
+# on-call reader sees progress every few seconds and a large table keeps every worker busy.
+DEFAULT_CHUNK_PAGES = 16384
+_SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")
+# Built-in types without binary send/receive: COPY (FORMAT binary) fails on them.
+_NO_BINARY_IO_OIDS = frozenset({1033, 3642})  # aclitem, gtsvector
+# Text output must parse back to the same value on the target whatever either server's defaults are
+# (DateStyle, float digits, ...); a long chunk must not hit a statement_timeout set for applications.
+_WORKER_SETTINGS = (*CANONICAL_SESSION_SETTINGS, ("statement_timeout", "0"))
+
+ProgressCallback = Callable[[str, int, int, int, int], None]
+
+
+class SnapshotCopyError(RuntimeError):
+    """A chunk failed; nothing of it was committed, and the other chunks were cancelled."""
+
+    def __init__(self, message: str, *, table: str = "", chunk: str = "") -> None:
+        super().__init__(message)
+        self.table = table
+        self.chunk = chunk
+
+
+def validate_slot_name(slot: str) -> str:
+    if not isinstance(slot, str) or not _SLOT_RE.match(slot):
+        raise ValueError(f"replication slot name {slot!r} is invalid: use 1-63 characters from [a-z0-9_].")
+    return slot
+
+
+def _snapshot_app_name(slot: str) -> str:
+    """application_name of the exporting connection, so a rerun can find one an earlier attempt left behind."""
+    return f"pgmigrate_snapshot_{slot}"[:63]
+
+
+class ExportedSnapshot:
+    """Creates `slot` and holds its exported snapshot while the `with` block runs.
+
+    The snapshot lives only as long as the replication connection stays open and runs no other
+    command, so this object owns that connection and keeps it idle; the slot survives `__exit__`.
+    """
+
+    def __init__(self, endpoint: PgEndpoint, slot: str) -> None:
+        self.endpoint = endpoint
+        self.slot = validate_slot_name(slot)
+        self.snapshot_name = ""
+        self.consistent_lsn = ""
+        self._conn: psycopg.Connection | None = None
+
+    def __enter__(self) -> ExportedSnapshot:
+        # TCP keepalives: the connection sits idle for the whole copy and must not be dropped by a firewall.
+        conninfo = self.endpoint.conninfo(
+            replication="database", application_name=_snapshot_app_name(self.slot), keepalives=1, keepalives_idle=30
+        )
+        self._conn = psycopg.connect(conninfo, autocommit=True)
+        try:
+            query = sql.SQL("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'export')").format(
+                slot=sql.Identifier(self.slot)
+            )
+            _, self.consistent_lsn, self.snapshot_name, _ = self._conn.execute(query).fetchone()
+        except BaseException:
+            self.close()
+            raise
+        log.info(
+            "created replication slot %s on %s: consistent point %s, exported snapshot %s",
+            self.slot, self.endpoint.label, self.consistent_lsn, self.snapshot_name,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def drop_slot_if_exists(endpoint: PgEndpoint, slot: str, wait_seconds: float = 10.0) -> bool:
+    """Drop `slot` if it exists, ending a walsender that still streams from it (an earlier attempt, or
+    the source connector) and any connection still exporting a snapshot for it. Returns whether it existed."""
+    validate_slot_name(slot)
+    with endpoint.connect(autocommit=True) as conn:
+        stale = conn.execute(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE backend_type = 'walsender' AND application_name = %s",
+            (_snapshot_app_name(slot),),
+        ).fetchall()
+        for pid, _ in stale:
+            log.warning("terminated walsender %s still exporting a snapshot for slot %s", pid, slot)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            row = conn.execute(
+                "SELECT active_pid, database, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                (slot,),
+            ).fetchone()
+            if row is None:
+                log.info("replication slot %s does not exist on %s: nothing to drop", slot, endpoint.label)
+                return False
+            active_pid, database, lsn = row
+            if active_pid is None:
+                try:
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                except psycopg.errors.ObjectInUse:
+                    pass  # a walsender acquired it between our read and the drop: terminate it below
+                else:
+                    log.info("dropped replication slot %s (database %s, confirmed up to %s)", slot, database, lsn)
+                    return True
+            else:
+                conn.execute("SELECT pg_terminate_backend(%s, 5000)", (active_pid,))
+                log.warning("terminated walsender %s that was streaming from slot %s", active_pid, slot)
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"replication slot {slot} is still in use after {wait_seconds:.0f}s: stop whatever streams from "
+                    "it (the migration's source connector?) and rerun the task."
+                )
+            time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class CopyChunk:
+    """One COPY: a whole relation, or the pages [first_page, end_page) of it."""
+
+    table: TableRef  # the selected table: progress and the report are per table
+    relation: TableRef  # what is read and written: the table itself or one of its leaf partitions
+    number: int  # 1-based within `table`
+    of: int  # chunks of `table`
+    first_page: int | None = None  # None: from the first page
+    end_page: int | None = None  # exclusive; None: to the end, including pages added since the size was read
+    pages: int = 0  # estimated size, for ordering
+
+    def ctid_filter(self) -> sql.Composable:
+        """A TID range: PostgreSQL 14+ reads just those pages (TID Range Scan), not the whole table."""
+        conditions = []
+        if self.first_page is not None:
+            conditions.append(sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({self.first_page},0)")))
+        if self.end_page is not None:
+            conditions.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({self.end_page},0)")))
+        if not conditions:
+            return sql.SQL("")
+        return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+
+    def describe(self) -> str:
+        where = "" if self.relation == self.table else f" {self.relation.qualified}"
+        if self.first_page is None and self.end_page is None:
+            return f"{self.number}/{self.of}{where}"
+        end = "end" if self.end_page is None else self.end_page
+        return f"{self.number}/{self.of}{where} pages {self.first_page or 0}-{end}"
+
+
+def plan_copy(
+    tables: list[TableInfo],
+    parallelism: int,
+    chunk_pages: int = DEFAULT_CHUNK_PAGES,
+    sizes: Mapping[TableRef, int] | None = None,
+) -> list[CopyChunk]:
+    """Chunks for every table, largest first so the longest COPYs start at once and the pool ends together.
+
+    A relation (table or leaf partition) of at most `chunk_pages` pages is one chunk; a larger one is
+    split into page ranges of at most `chunk_pages`, their count rounded up to a multiple of
+    `parallelism` so the workers finish it together. `sizes` (pages per relation, read just before the
+    copy) overrides the catalog's statistics; a leaf without one gets an equal share of its root's pages.
+    """
+    if parallelism < 1 or chunk_pages < 1:
+        raise ValueError(f"parallelism and chunk_pages must be positive, got {parallelism} and {chunk_pages}")
+    sizes = sizes or {}
+    chunks: list[CopyChunk] = []
+    for table in tables:
+        if table.kind == "p":
+            share = table.pages // max(len(table.partitions), 1)
+            relations = [(leaf, sizes.get(leaf, share)) for leaf in table.partitions]
+        else:
+            relations = [(table.ref, sizes.get(table.ref, table.pages))]
+        ranges: list[tuple[TableRef, int | None, int | None, int]] = []
+        for relation, pages in relations:
+            if pages <= chunk_pages:
+                ranges.append((relation, None, None, pages))
+                continue
+            count = math.ceil(math.ceil(pages / chunk_pages) / parallelism) * parallelism
+            bounds = [round(i * pages / count) for i in range(count + 1)]
+            for i in range(count):
+                first = None if i == 0 else bounds[i]
+                end = None if i == count - 1 else bounds[i + 1]
+                ranges.append((relation, first, end, bounds[i + 1] - bounds[i]))
+        chunks.extend(
+            CopyChunk(table.ref, relation, number, len(ranges), first, end, pages)
+            for number, (relation, first, end, pages) in enumerate(ranges, start=1)
+        )
+    return sorted(chunks, key=lambda c: (-c.pages, c.table, c.number))
+
+
+def copy_columns(table: TableInfo) -> list[str]:
+    """Stored generated columns are recomputed by the target, and COPY FROM refuses values for them."""
+    return [c.name for c in table.columns if c.generated != "s"]
+
+
+def copy_format_for(table: TableInfo) -> str:
+    """`binary` (faster: no text parsing) when every copied column is a built-in type or a plain enum.
+
+    Verified on PostgreSQL 15 -> 15 with different type OIDs on each side: enums go binary as their
+    label. Arrays and composites of user-defined types carry the source's type OIDs; PostgreSQL 14+
+    ignores OIDs outside the built-in range (13 and older fail with "wrong element type"), so they
+    would work here, but extension types (seg, isbn) and the built-in aclitem have no binary I/O at all
+    ("no binary input function available for type seg") and the catalog facts at hand cannot tell
+    those apart from a composite's members. Text round-trips every type, so it is the safe default.
+    """
+    for column in table.columns:
+        if column.generated == "s":
+            continue
+        if column.type_kind == "e":
+            continue
+        oids = (column.type_oid, column.element_oid or 0)
+        if any(oid >= FIRST_NORMAL_OID or oid in _NO_BINARY_IO_OIDS for oid in oids):
+            return "text"
+    return "binary"
+
+
+def truncate_target_tables(target: PgEndpoint, tables: list[TableInfo]) -> None:
+    """Empty the target tables in one statement (a rerun must not add to an earlier attempt's rows).
+
+    ONLY for ordinary tables: an inheritance child that was not selected keeps its rows; a partitioned
+    table is truncated with its partitions."""
+    if not tables:
+        return
+    items = [
+        t.ref.ident if t.kind == "p" else sql.SQL("ONLY {}").format(t.ref.ident)
+        for t in sorted(tables, key=lambda t: t.ref)
+    ]
+    with target.connect() as conn:
+        conn.execute("SET LOCAL lock_timeout = '60s'")
+        try:
+            conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(items)))
+        except psycopg.errors.LockNotAvailable as exc:
+            raise SnapshotCopyError(
+                f"could not lock the target tables on {target.label} within 60s to truncate them: something is "
+                "using them (a sink connector of an earlier attempt?). Stop it and rerun the `snapshot` task."
+            ) from exc
+    log.info("truncated %d target tables on %s", len(tables), target.label)
+
+
+def relation_pages(source: PgEndpoint, tables: list[TableInfo]) -> dict[TableRef, int]:
+    """Current size in pages of every relation to copy: statistics are often stale or missing."""
+    refs = [leaf for t in tables for leaf in (t.partitions if t.kind == "p" else [t.ref])]
+    if not refs:
+        return {}
+    with source.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT s, n, coalesce(pg_relation_size(to_regclass(format('%%I.%%I', s, n))), 0) "
+            "/ current_setting('block_size')::bigint FROM unnest(%s::text[], %s::text[]) AS u(s, n)",
+            ([r.schema for r in refs], [r.name for r in refs]),
+        ).fetchall()
+    return {TableRef(s, n): pages for s, n, pages in rows}
+
+
+@dataclass
+class TableCopyStats:
+    table: str
+    chunks_total: int
+    estimated_rows: int = 0
+    rows: int = 0
+    bytes: int = 0
+    chunks_done: int = 0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def done(self) -> bool:
+        return self.chunks_done == self.chunks_total
+
+
+@dataclass
+class CopyReport:
+    tables: dict[str, TableCopyStats] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.bytes for t in self.tables.values())
+
+    def summary(self) -> str:
+        """A pgcopydb-style table for the task log."""
+        name_width = max([len("table"), *(len(n) for n in self.tables)])
+        lines = [f"{'table':<{name_width}}  {'rows':>12}  {'bytes':>10}  {'seconds':>8}  {'rows/s':>10}"]
+        lines.append("-" * len(lines[0]))
+        ordered = sorted(self.tables.values(), key=lambda t: -t.bytes)
+        totals = TableCopyStats("total", 0, rows=self.rows, bytes=self.bytes, started=0.0, finished=self.seconds)
+        for stats in [*ordered, totals]:
+            rate = stats.rows / stats.seconds if stats.seconds > 0 else 0.0
+            if stats is totals:
+                lines.append("-" * len(lines[0]))
+            lines.append(
+                f"{stats.table:<{name_width}}  {stats.rows:>12,}  {_human_bytes(stats.bytes):>10}  "
+                f"{stats.seconds:>8.1f}  {rate:>10,.0f}"
+            )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _ChunkResult:
+    rows: int
+    bytes: int
+    started: float
+    finished: float
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Workers:
+    """Per-thread source and target connections, reused chunk after chunk, closed together at the end."""
+
+    def __init__(self, source: PgEndpoint, target: PgEndpoint) -> None:
+        self.source, self.target = source, target
+        self.stop = threading.Event()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[psycopg.Connection] = []
+
+    def _connect(self, endpoint: PgEndpoint, reader: bool) -> psycopg.Connection:
+        # One client encoding on both sides: text-like values pass through as bytes, unconverted.
+        conn = psycopg.connect(
+            endpoint.conninfo(application_name="pgmigrate_copy", client_encoding="UTF8"), autocommit=True
+        )
+        for name, value in _WORKER_SETTINGS:
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        conn.autocommit = False
+        if reader:  # SET TRANSACTION SNAPSHOT needs REPEATABLE READ and must come first in the transaction.
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+        with self._lock:
+            self._opened.append(conn)
+        return conn
+
+    def connections(self) -> tuple[psycopg.Connection, psycopg.Connection]:
+        if getattr(self._local, "conns", None) is None:
+            self._local.conns = (self._connect(self.source, reader=True), self._connect(self.target, reader=False))
+        return self._local.conns
+
+    def discard(self) -> None:
+        """After an error the connections' state is unknown: the next chunk on this thread opens new ones."""
+        for conn in getattr(self._local, "conns", None) or ():
+            conn.close()
+        self._local.conns = None
+
+    def close_all(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+
+
+def _copy_chunk(workers: _Workers, chunk: CopyChunk, table: TableInfo, snapshot_name: str) -> _ChunkResult:
+    """COPY one chunk under the exported snapshot; the target transaction commits only when it is complete."""
+    if workers.stop.is_set():
+        raise _Cancelled()
+    fmt = sql.SQL(copy_format_for(table))
+    columns = sql.SQL(", ").join(map(sql.Identifier, copy_columns(table)))
+    copy_out = sql.SQL("COPY (SELECT {cols} FROM ONLY {rel}{where}) TO STDOUT (FORMAT {fmt})").format(
+        cols=columns, rel=chunk.relation.ident, where=chunk.ctid_filter(), fmt=fmt
+    )
+    copy_in = sql.SQL("COPY {rel} ({cols}) FROM STDIN (FORMAT {fmt})").format(
+        rel=chunk.relation.ident, cols=columns, fmt=fmt
+    )
+    started = time.monotonic()
+    src, tgt = workers.connections()
+    nbytes = 0
+    try:
+        # psycopg opens the transaction: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY, then this.
+        src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
+        with src.cursor() as out_cur, tgt.cursor() as in_cur:
+            with out_cur.copy(copy_out) as reader, in_cur.copy(copy_in) as writer:
+                for data in reader:
+                    writer.write(data)
+                    nbytes += len(data)
+                    if workers.stop.is_set():
+                        raise _Cancelled()
+            sent, loaded = out_cur.rowcount, in_cur.rowcount
+        if sent != loaded:
+            raise RuntimeError(f"the source sent {sent} rows but the target loaded {loaded}")
+        tgt.commit()
+        src.commit()
+    except BaseException:
+        workers.discard()
+        raise
+    return _ChunkResult(loaded, nbytes, started, time.monotonic())
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
+        return f"{exc.diag.message_primary}{detail}"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def copy_tables(
+    source: PgEndpoint,
+    target: PgEndpoint,
+    tables: list[TableInfo],
+    snapshot_name: str,
+    parallelism: int,
+    on_progress: ProgressCallback | None = None,
+    chunk_pages: int = DEFAULT_CHUNK_PAGES,
+) -> CopyReport:
+    """COPY every table under `snapshot_name` with `parallelism` workers.
+
+    `on_progress(table, rows_done, bytes_done, chunks_done, chunks_total)` runs in the calling thread
+    after each committed chunk; a table is complete when chunks_done == chunks_total. The first failed
+    chunk stops the others and raises `SnapshotCopyError`; an exception from `on_progress` stops them too.
+    """
+    by_ref = {t.ref: t for t in tables}
+    chunks = plan_copy(tables, parallelism, chunk_pages, relation_pages(source, tables))
+    report = CopyReport(
+        {t.ref.qualified: TableCopyStats(t.ref.qualified, 0, t.estimated_rows) for t in tables}
+    )
+    for chunk in chunks:
+        report.tables[chunk.table.qualified].chunks_total = chunk.of
+    text_format = [t.ref.qualified for t in tables if copy_format_for(t) == "text"]
+    log.info(
+        "copy: %d tables in %d chunks with %d workers under snapshot %s; format binary%s",
+        len(tables), len(chunks), parallelism, snapshot_name,
+        f", text for {', '.join(text_format)} (user-defined types)" if text_format else "",
+    )
+    for stats in report.tables.values():
+        if stats.chunks_total == 0 and on_progress:  # a partitioned table without partitions
+            on_progress(stats.table, 0, 0, 0, 0)
+    started = time.monotonic()
+    workers = _Workers(source, target)
+    pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="pgmigrate-copy")
+    try:
+        pending: dict[Future, CopyChunk] = {
+            pool.submit(_copy_chunk, workers, c, by_ref[c.table], snapshot_name): c for c in chunks
+        }
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                chunk = pending.pop(future)
+                exc = future.exception()
+                if exc is not None:
+                    workers.stop.set()
+                    raise SnapshotCopyError(
+                        f"copy of {chunk.table.qualified} failed in chunk {chunk.describe()}: {_error_text(exc)}. "
+                        "Nothing of that chunk was committed and the other chunks were stopped. Fix the cause and "
+                        "rerun the `snapshot` task: it drops the slot, truncates the target tables and starts the "
+                        "copy over cleanly.",
+                        table=chunk.table.qualified,
+                        chunk=chunk.describe(),
+                    ) from exc
+                stats = report.tables[chunk.table.qualified]
+                result = future.result()
+                stats.rows += result.rows
+                stats.bytes += result.bytes
+                stats.chunks_done += 1
+                stats.started = min(stats.started or result.started, result.started)
+                stats.finished = result.finished if stats.done else None
+                log.info(_progress_line(stats))
+                if on_progress:
+                    on_progress(stats.table, stats.rows, stats.bytes, stats.chunks_done, stats.chunks_total)
+    finally:
+        workers.stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        workers.close_all()
+    report.seconds = time.monotonic() - started
+    log.info("copy: done in %.1fs\n%s", report.seconds, report.summary())
+    return report
+
+
+def _progress_line(stats: TableCopyStats) -> str:
+    """`copy: public.orders 3/8 chunks, 1.2M/3.0M rows (40%), 45 MB/s, ETA 00:00:31`"""
+    seconds = max(stats.seconds, 1e-6)
+    if stats.done:
+        fraction = 1.0
+    elif stats.estimated_rows > stats.rows:
+        fraction = stats.rows / stats.estimated_rows
+    else:  # no statistics, or more rows than they said: go by chunks
+        fraction = stats.chunks_done / stats.chunks_total
+    eta = seconds / fraction - seconds if fraction > 0 else 0.0
+    total = max(stats.estimated_rows, stats.rows) if not stats.done else stats.rows
+    return (
+        f"copy: {stats.table} {stats.chunks_done}/{stats.chunks_total} chunks, {_human_count(stats.rows)}/"
+        f"{_human_count(total)} rows ({fraction:.0%}), {_human_bytes(stats.bytes / seconds)}/s, "
+        f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
+    )
+
+
+def _human_count(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{int(n)}"
+
+
+def _human_bytes(n: float) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}" if n < 10 * size else f"{n / size:.0f} {unit}"
+    return f"{int(n)} B"
+
+
+def run_snapshot_copy(
+    source: PgEndpoint,
+    target: PgEndpoint,
+    tables: list[TableInfo],
+    slot: str,
+    parallelism: int,
+    on_progress: ProgressCallback | None = None,
+    chunk_pages: int = DEFAULT_CHUNK_PAGES,
+) -> dict[str, Any]:
+    """The `snapshot` task of the `copy` method, safe to rerun after a crash at any point.
+
+    An earlier attempt's snapshot is gone with its connection, so a rerun cannot resume: it drops the
+    slot, truncates the target tables, creates the slot with a new snapshot and copies everything.
+    Returns what the caller records: slot, consistent_lsn (where streaming starts) and per-table rows.
+    """
+    validate_slot_name(slot)
+    drop_slot_if_exists(source, slot)
+    truncate_target_tables(target, tables)
+    with ExportedSnapshot(source, slot) as snapshot:
+        report = copy_tables(source, target, tables, snapshot.snapshot_name, parallelism, on_progress, chunk_pages)
+    return {
+        "slot": snapshot.slot,
+        "consistent_lsn": snapshot.consistent_lsn,
+        "tables": {name: stats.rows for name, stats in report.tables.items()},
+        "rows": report.rows,
+        "bytes": report.bytes,
+        "seconds": round(report.seconds, 3),
+    }
