@@ -140,12 +140,13 @@ class ConnectClient:
         ``sent_config`` is the config in the body, so its secrets can be scrubbed from
         Connect's error message.
         """
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             reason = type(exc).__name__ if exc else "workers rebalancing (or a concurrent config change)"
             log.warning(
-                "Kafka Connect %s %s: %s; retrying (attempt %d/%d)",
-                method, path, reason, state.attempt_number, self.retries,
+                "Kafka Connect %s %s%s: %s; retrying (attempt %d/%d)",
+                method, self.base_url, path, reason, state.attempt_number, self.retries,
             )
 
         retrying = Retrying(
