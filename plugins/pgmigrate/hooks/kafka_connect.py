@@ -82,6 +82,18 @@ class KafkaConnectHook(BaseHook):
             auth=auth,
         )
 
+    def secrets_dir(self) -> str:
+        """Directory (from the connection's extra) where connector password files go: readable by
+        Connect's file config provider, so configs hold `${file:…}` references, not passwords."""
+        extra = self.get_connection(self.kafka_connect_conn_id).extra_dejson
+        if not extra.get("secrets_dir"):
+            raise ValueError(
+                f"connection {self.kafka_connect_conn_id!r} has no `secrets_dir` in its extra: set it to a directory "
+                "the Connect workers can read (local stack: .stack/secrets), so connector configs reference "
+                "passwords instead of holding them."
+            )
+        return str(extra["secrets_dir"])
+
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI's Test button and ``airflow connections test``."""
         try:

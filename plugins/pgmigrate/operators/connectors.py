@@ -30,13 +30,7 @@ class DeployConnectorsOperator(MigrationOperator):
         ensure_publication(source, names.publication, [*tables, heartbeat_table(names)])
 
         hook = KafkaConnectHook(self.kafka_connect_conn_id)
-        secrets_dir = hook.get_connection(self.kafka_connect_conn_id).extra_dejson.get("secrets_dir")
-        if not secrets_dir:
-            raise ValueError(
-                f"connection {self.kafka_connect_conn_id!r} has no `secrets_dir` in its extra: set it to a directory "
-                "the Connect workers can read, so connector configs reference passwords instead of holding them."
-            )
-        secrets = write_secrets_file(secrets_dir, names, source.password, target.password)
+        secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)
         source_config = build_source_config(names, source, tables, params.snapshot_method, secrets)
         sink_config = build_sink_config(names, target, list(params.schemas), secrets)
 

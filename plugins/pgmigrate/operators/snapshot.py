@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from airflow.sdk import BaseHook
-
 from pgmigrate.heartbeat import ensure_heartbeat_table, heartbeat_table
+from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.migration_tables import resolve_tables
 from pgmigrate.operators.base import MigrationOperator
@@ -40,7 +39,7 @@ class SnapshotCopyOperator(MigrationOperator):
         tables = resolve_tables(source, params)
 
         removed = remove_connectors(KafkaConnectHook(self.kafka_connect_conn_id).get_conn(), names)
-        bootstrap = BaseHook.get_connection(self.kafka_conn_id).extra_dejson.get("bootstrap.servers")
+        bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
         topics = delete_topics(bootstrap, names) if bootstrap else []
         if removed or topics:
             self.log.info(

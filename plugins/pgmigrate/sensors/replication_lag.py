@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.lag import read_lag
 from pgmigrate.operators.base import CONTROL_CONN_ID
 from pgmigrate.sensors.base import MigrationSensor
@@ -30,14 +31,12 @@ class ReplicationLagSensor(MigrationSensor):
         )
 
     def poke(self, context: Any) -> bool:
-        from airflow.sdk import BaseHook
-
         from pgmigrate.hooks.migration_db import MigrationDatabaseHook
 
         params = self.migration_params(context)
         source = MigrationDatabaseHook(params.source_conn_id).get_conn()
         target = MigrationDatabaseHook(params.target_conn_id).get_conn()
-        bootstrap = BaseHook.get_connection(self.kafka_conn_id).extra_dejson.get("bootstrap.servers")
+        bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
         reading = read_lag(source, target, params.names, bootstrap)
         self.log.info("lag: %s (threshold %.1fs)", reading.describe(), params.max_lag_seconds)
         ok = reading.end_to_end_seconds is not None and reading.end_to_end_seconds < params.max_lag_seconds

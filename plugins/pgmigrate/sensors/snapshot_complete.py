@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
 from pgmigrate.migration_tables import resolve_tables
@@ -49,13 +50,11 @@ class SnapshotCompleteSensor(MigrationSensor):
         )
 
     def poke(self, context: Any) -> bool:
-        from airflow.sdk import BaseHook
-
         from pgmigrate.lag import read_sink_consumer_lag
 
         params = self.migration_params(context)
         offsets = KafkaConnectHook(self.kafka_connect_conn_id).get_offsets(params.names.source_connector)
-        bootstrap = BaseHook.get_connection(self.kafka_conn_id).extra_dejson.get("bootstrap.servers")
+        bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
         phase = snapshot_phase(offsets)
         sink_lag = read_sink_consumer_lag(bootstrap, params.names)
         self.log.info("snapshot: source %s, sink consumer lag %s", phase, sink_lag)
