@@ -48,6 +48,15 @@ def recreate_database(endpoint: PgEndpoint) -> None:
         conn.execute(f'CREATE DATABASE "{endpoint.dbname}"')
 
 
+def stop_earlier_runs(api: AirflowApiClient) -> None:
+    """A run of an earlier, interrupted demo would hold the DAG (max_active_runs=1): mark it failed."""
+    runs = api.request("GET", "/dags/pg_migration/dagRuns?state=running&state=queued")["dag_runs"]
+    for run in runs:
+        if (run.get("conf") or {}).get("migration_id") == MIGRATION_ID:
+            say(f"marking the earlier demo run {run['dag_run_id']} failed")
+            api.request("PATCH", f"/dags/pg_migration/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
+
+
 def reset(names: MigrationNames) -> None:
     say(f"resetting any earlier demo run (migration_id {MIGRATION_ID})")
     source_admin = PgEndpoint(SOURCE.host, SOURCE.port, "postgres", SOURCE.user, SOURCE.password)
@@ -198,13 +207,16 @@ def compare(params: MigrationParams) -> bool:
 
 
 def main() -> int:
+    # `kill` or Ctrl-C: stop the writer on the way out (the `finally` below), never leave it running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = MigrationNames(MIGRATION_ID)
     params = MigrationParams.from_dict({"migration_id": MIGRATION_ID})
+    api = AirflowApiClient(UI, "admin", "admin")
+    stop_earlier_runs(api)
     reset(names)
     seed()
     writer = start_writes()
     try:
-        api = AirflowApiClient(UI, "admin", "admin")
         api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
         run_id = api.trigger_dag("pg_migration", conf={"migration_id": MIGRATION_ID})
         say(f"triggered pg_migration run {run_id}: {UI}/dags/pg_migration/runs/{run_id}")

@@ -19,7 +19,7 @@ def heartbeat_table(names: MigrationNames) -> TableRef:
 def create_heartbeat_table_sql(names: MigrationNames) -> sql.Composed:
     return sql.SQL(
         "CREATE SCHEMA IF NOT EXISTS {schema}; "
-        "CREATE TABLE IF NOT EXISTS {table} (id int PRIMARY KEY, ts timestamptz NOT NULL, lsn pg_lsn)"
+        "CREATE TABLE IF NOT EXISTS {table} (id int PRIMARY KEY, ts timestamptz NOT NULL)"
     ).format(schema=sql.Identifier(CONTROL_SCHEMA), table=heartbeat_table(names).ident)
 
 
@@ -27,8 +27,8 @@ def heartbeat_action_query(names: MigrationNames) -> str:
     """The statement Debezium runs on the source at each heartbeat (a string in the connector config)."""
     return (
         sql.SQL(
-            "INSERT INTO {table} (id, ts, lsn) VALUES (1, now(), pg_current_wal_lsn()) "
-            "ON CONFLICT (id) DO UPDATE SET ts = EXCLUDED.ts, lsn = EXCLUDED.lsn"
+            # Only types the pipeline carries exactly (pg_lsn is not one of them).
+            "INSERT INTO {table} (id, ts) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET ts = EXCLUDED.ts"
         )
         .format(table=heartbeat_table(names).ident)
         .as_string(None)

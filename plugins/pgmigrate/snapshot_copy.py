@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,8 @@ _NO_BINARY_IO_OIDS = frozenset({1033, 3642})  # aclitem, gtsvector
 # Text output must parse back to the same value on the target whatever either server's defaults are
 # (DateStyle, float digits, ...); a long chunk must not hit a statement_timeout set for applications.
 _WORKER_SETTINGS = (*CANONICAL_SESSION_SETTINGS, ("statement_timeout", "0"))
+_WRITE_BATCH_BYTES = 64 * 1024
+_PROGRESS_LOG_SECONDS = 30.0  # while no chunk completes, still log how far along the running ones are
 
 ProgressCallback = Callable[[str, int, int, int, int], None]
 
@@ -85,6 +87,10 @@ class ExportedSnapshot:
             replication="database", application_name=_snapshot_app_name(self.slot), keepalives=1, keepalives_idle=30
         )
         self._conn = psycopg.connect(conninfo, autocommit=True)
+        log.info(
+            "creating replication slot %s on %s (waits for transactions open on the source to end)",
+            self.slot, self.endpoint.label,
+        )
         try:
             query = sql.SQL("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'export')").format(
                 slot=sql.Identifier(self.slot)
@@ -227,19 +233,18 @@ def copy_columns(table: TableInfo) -> list[str]:
 
 
 def copy_format_for(table: TableInfo) -> str:
-    """`binary` (faster: no text parsing) when every copied column is a built-in type or a plain enum.
+    """`binary` (no text formatting and parsing) when every copied column is built in or a plain enum.
 
-    Verified on PostgreSQL 15 -> 15 with different type OIDs on each side: enums go binary as their
-    label. Arrays and composites of user-defined types carry the source's type OIDs; PostgreSQL 14+
-    ignores OIDs outside the built-in range (13 and older fail with "wrong element type"), so they
-    would work here, but extension types (seg, isbn) and the built-in aclitem have no binary I/O at all
-    ("no binary input function available for type seg") and the catalog facts at hand cannot tell
-    those apart from a composite's members. Text round-trips every type, so it is the safe default.
+    Measured PostgreSQL 15 -> 15, with the user-defined types' OIDs different on each side: an enum
+    goes binary as its label. Binary arrays and composites carry the source's type OIDs, yet they load
+    too: a PostgreSQL 15 receiver checks only OIDs in the built-in range (older releases' array_recv
+    rejected any mismatch: "wrong element type"). What does fail is a type with no binary I/O at all:
+    extension types such as seg and isbn, and the built-in aclitem ("no binary input function available
+    for type seg"). The catalog facts here cannot tell those from safe ones (a domain's base type, a
+    composite's members), so every other user-defined type goes as text, which round-trips all types.
     """
     for column in table.columns:
-        if column.generated == "s":
-            continue
-        if column.type_kind == "e":
+        if column.generated == "s" or column.type_kind == "e":
             continue
         oids = (column.type_oid, column.element_oid or 0)
         if any(oid >= FIRST_NORMAL_OID or oid in _NO_BINARY_IO_OIDS for oid in oids):
@@ -286,6 +291,8 @@ def relation_pages(source: PgEndpoint, tables: list[TableInfo]) -> dict[TableRef
 
 @dataclass
 class TableCopyStats:
+    """Committed rows and bytes of one table; `started`/`finished` are time.monotonic() values."""
+
     table: str
     chunks_total: int
     estimated_rows: int = 0
@@ -297,13 +304,31 @@ class TableCopyStats:
 
     @property
     def seconds(self) -> float:
-        if self.started is None:
-            return 0.0
-        return (self.finished or time.monotonic()) - self.started
+        return 0.0 if self.started is None else (self.finished or time.monotonic()) - self.started
 
     @property
     def done(self) -> bool:
         return self.chunks_done == self.chunks_total
+
+    def progress_line(self, rows_streaming: int = 0, bytes_streaming: int = 0, started: float | None = None) -> str:
+        """`copy: public.orders 3/8 chunks, 1.2M/3.0M rows (40%), 45 MB/s, ETA 00:00:31`; rows and bytes
+        include what chunks still running have streamed, so parallel chunks do not make the ETA jump."""
+        rows, nbytes = self.rows + rows_streaming, self.bytes + bytes_streaming
+        starts = [t for t in (self.started, started) if t is not None]
+        seconds = max((self.finished or time.monotonic()) - min(starts), 1e-6) if starts else 1e-6
+        if self.done:
+            fraction = 1.0
+        elif self.estimated_rows > rows:
+            fraction = rows / self.estimated_rows
+        else:  # no statistics, or more rows than they said: go by chunks
+            fraction = self.chunks_done / self.chunks_total
+        eta = seconds / fraction - seconds if fraction > 0 else 0.0
+        total = rows if self.done else max(self.estimated_rows, rows)
+        return (
+            f"copy: {self.table} {self.chunks_done}/{self.chunks_total} chunks, {_human_count(rows)}/"
+            f"{_human_count(total)} rows ({math.floor(fraction * 100)}%), {_human_bytes(nbytes / seconds)}/s, "
+            f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
+        )
 
 
 @dataclass
@@ -321,17 +346,17 @@ class CopyReport:
 
     def summary(self) -> str:
         """A pgcopydb-style table for the task log."""
-        name_width = max([len("table"), *(len(n) for n in self.tables)])
-        lines = [f"{'table':<{name_width}}  {'rows':>12}  {'bytes':>10}  {'seconds':>8}  {'rows/s':>10}"]
-        lines.append("-" * len(lines[0]))
-        ordered = sorted(self.tables.values(), key=lambda t: -t.bytes)
-        totals = TableCopyStats("total", 0, rows=self.rows, bytes=self.bytes, started=0.0, finished=self.seconds)
-        for stats in [*ordered, totals]:
+        width = max([len("table"), *(len(n) for n in self.tables)])
+        header = f"{'table':<{width}}  {'rows':>12}  {'bytes':>10}  {'seconds':>8}  {'rows/s':>10}"
+        total = TableCopyStats("total", 0, rows=self.rows, bytes=self.bytes, started=0.0, finished=self.seconds)
+        lines = [header, "-" * len(header)]
+        for stats in [*sorted(self.tables.values(), key=lambda t: -t.bytes), None, total]:
+            if stats is None:
+                lines.append("-" * len(header))
+                continue
             rate = stats.rows / stats.seconds if stats.seconds > 0 else 0.0
-            if stats is totals:
-                lines.append("-" * len(lines[0]))
             lines.append(
-                f"{stats.table:<{name_width}}  {stats.rows:>12,}  {_human_bytes(stats.bytes):>10}  "
+                f"{stats.table:<{width}}  {stats.rows:>12,}  {_human_bytes(stats.bytes):>10}  "
                 f"{stats.seconds:>8.1f}  {rate:>10,.0f}"
             )
         return "\n".join(lines)
@@ -350,11 +375,13 @@ class _Cancelled(Exception):
 
 
 class _Workers:
-    """Per-thread source and target connections, reused chunk after chunk, closed together at the end."""
+    """Per-thread source and target connections, reused chunk after chunk and closed together at the end;
+    `streaming` holds (started, rows, bytes) of each running chunk for the progress log."""
 
     def __init__(self, source: PgEndpoint, target: PgEndpoint) -> None:
         self.source, self.target = source, target
         self.stop = threading.Event()
+        self.streaming: dict[CopyChunk, tuple[float, int, int]] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[psycopg.Connection] = []
@@ -406,17 +433,27 @@ def _copy_chunk(workers: _Workers, chunk: CopyChunk, table: TableInfo, snapshot_
     )
     started = time.monotonic()
     src, tgt = workers.connections()
-    nbytes = 0
+    messages = nbytes = 0
     try:
         # psycopg opens the transaction: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY, then this.
         src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
         with src.cursor() as out_cur, tgt.cursor() as in_cur:
             with out_cur.copy(copy_out) as reader, in_cur.copy(copy_in) as writer:
+                # The server sends one message per row; writing them one by one costs twice the time of
+                # writing them in batches (measured: 5.1s vs 2.9s for 3M rows).
+                batch = bytearray()
                 for data in reader:
-                    writer.write(data)
-                    nbytes += len(data)
-                    if workers.stop.is_set():
-                        raise _Cancelled()
+                    batch += data
+                    messages += 1
+                    if len(batch) >= _WRITE_BATCH_BYTES:
+                        writer.write(batch)
+                        nbytes += len(batch)
+                        batch = bytearray()
+                        workers.streaming[chunk] = (started, messages, nbytes)
+                        if workers.stop.is_set():
+                            raise _Cancelled()
+                writer.write(batch)
+                nbytes += len(batch)
             sent, loaded = out_cur.rowcount, in_cur.rowcount
         if sent != loaded:
             raise RuntimeError(f"the source sent {sent} rows but the target loaded {loaded}")
@@ -444,7 +481,7 @@ def copy_tables(
     on_progress: ProgressCallback | None = None,
     chunk_pages: int = DEFAULT_CHUNK_PAGES,
 ) -> CopyReport:
-    """COPY every table under `snapshot_name` with `parallelism` workers.
+    """COPY every table under `snapshot_name` with `parallelism` worker threads.
 
     `on_progress(table, rows_done, bytes_done, chunks_done, chunks_total)` runs in the calling thread
     after each committed chunk; a table is complete when chunks_done == chunks_total. The first failed
@@ -452,9 +489,7 @@ def copy_tables(
     """
     by_ref = {t.ref: t for t in tables}
     chunks = plan_copy(tables, parallelism, chunk_pages, relation_pages(source, tables))
-    report = CopyReport(
-        {t.ref.qualified: TableCopyStats(t.ref.qualified, 0, t.estimated_rows) for t in tables}
-    )
+    report = CopyReport({t.ref.qualified: TableCopyStats(t.ref.qualified, 0, t.estimated_rows) for t in tables})
     for chunk in chunks:
         report.tables[chunk.table.qualified].chunks_total = chunk.of
     text_format = [t.ref.qualified for t in tables if copy_format_for(t) == "text"]
@@ -466,7 +501,7 @@ def copy_tables(
     for stats in report.tables.values():
         if stats.chunks_total == 0 and on_progress:  # a partitioned table without partitions
             on_progress(stats.table, 0, 0, 0, 0)
-    started = time.monotonic()
+    started = last_log = time.monotonic()
     workers = _Workers(source, target)
     pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="pgmigrate-copy")
     try:
@@ -474,12 +509,11 @@ def copy_tables(
             pool.submit(_copy_chunk, workers, c, by_ref[c.table], snapshot_name): c for c in chunks
         }
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            finished, _ = wait(pending, timeout=_PROGRESS_LOG_SECONDS, return_when=FIRST_COMPLETED)
             for future in finished:
                 chunk = pending.pop(future)
-                exc = future.exception()
-                if exc is not None:
-                    workers.stop.set()
+                workers.streaming.pop(chunk, None)
+                if (exc := future.exception()) is not None:
                     raise SnapshotCopyError(
                         f"copy of {chunk.table.qualified} failed in chunk {chunk.describe()}: {_error_text(exc)}. "
                         "Nothing of that chunk was committed and the other chunks were stopped. Fix the cause and "
@@ -488,16 +522,21 @@ def copy_tables(
                         table=chunk.table.qualified,
                         chunk=chunk.describe(),
                     ) from exc
-                stats = report.tables[chunk.table.qualified]
-                result = future.result()
+                stats, result = report.tables[chunk.table.qualified], future.result()
                 stats.rows += result.rows
                 stats.bytes += result.bytes
                 stats.chunks_done += 1
                 stats.started = min(stats.started or result.started, result.started)
                 stats.finished = result.finished if stats.done else None
-                log.info(_progress_line(stats))
+                log.info(_live_progress(stats, chunk.table, workers))
                 if on_progress:
                     on_progress(stats.table, stats.rows, stats.bytes, stats.chunks_done, stats.chunks_total)
+            if finished:
+                last_log = time.monotonic()
+            elif time.monotonic() - last_log >= _PROGRESS_LOG_SECONDS:  # long chunks: still say how far along
+                for ref in dict.fromkeys(c.table for c in list(workers.streaming)):
+                    log.info(_live_progress(report.tables[ref.qualified], ref, workers))
+                last_log = time.monotonic()
     finally:
         workers.stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -507,21 +546,12 @@ def copy_tables(
     return report
 
 
-def _progress_line(stats: TableCopyStats) -> str:
-    """`copy: public.orders 3/8 chunks, 1.2M/3.0M rows (40%), 45 MB/s, ETA 00:00:31`"""
-    seconds = max(stats.seconds, 1e-6)
-    if stats.done:
-        fraction = 1.0
-    elif stats.estimated_rows > stats.rows:
-        fraction = stats.rows / stats.estimated_rows
-    else:  # no statistics, or more rows than they said: go by chunks
-        fraction = stats.chunks_done / stats.chunks_total
-    eta = seconds / fraction - seconds if fraction > 0 else 0.0
-    total = max(stats.estimated_rows, stats.rows) if not stats.done else stats.rows
-    return (
-        f"copy: {stats.table} {stats.chunks_done}/{stats.chunks_total} chunks, {_human_count(stats.rows)}/"
-        f"{_human_count(total)} rows ({fraction:.0%}), {_human_bytes(stats.bytes / seconds)}/s, "
-        f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
+def _live_progress(stats: TableCopyStats, table: TableRef, workers: _Workers) -> str:
+    running = [v for c, v in list(workers.streaming.items()) if c.table == table]
+    return stats.progress_line(
+        sum(rows for _, rows, _ in running),
+        sum(nbytes for _, _, nbytes in running),
+        min((begin for begin, _, _ in running), default=None),
     )
 
 
@@ -558,7 +588,17 @@ def run_snapshot_copy(
     drop_slot_if_exists(source, slot)
     truncate_target_tables(target, tables)
     with ExportedSnapshot(source, slot) as snapshot:
-        report = copy_tables(source, target, tables, snapshot.snapshot_name, parallelism, on_progress, chunk_pages)
+        try:
+            report = copy_tables(source, target, tables, snapshot.snapshot_name, parallelism, on_progress, chunk_pages)
+        except BaseException:
+            # Without its snapshot the slot is useless, and it would hold WAL on the source until a rerun.
+            log.warning("copy failed: dropping replication slot %s, a rerun creates it anew", slot)
+            snapshot.close()
+            try:
+                drop_slot_if_exists(source, slot)
+            except Exception as exc:  # the copy's error matters more; the rerun drops the slot anyway
+                log.warning("could not drop replication slot %s after the failed copy: %s", slot, exc)
+            raise
     return {
         "slot": snapshot.slot,
         "consistent_lsn": snapshot.consistent_lsn,

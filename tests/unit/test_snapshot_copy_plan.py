@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.snapshot_copy import CopyChunk, copy_columns, copy_format_for, plan_copy, validate_slot_name
+from pgmigrate.snapshot_copy import (
+    CopyChunk,
+    CopyReport,
+    TableCopyStats,
+    copy_columns,
+    copy_format_for,
+    plan_copy,
+    validate_slot_name,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -132,3 +142,32 @@ def test_generated_columns_are_not_copied_and_do_not_decide_the_format():
 def test_slot_names_are_validated(bad):
     with pytest.raises(ValueError):
         validate_slot_name(bad)
+
+
+def test_progress_line_reads_like_the_on_call_example():
+    stats = TableCopyStats("public.orders", chunks_total=8, estimated_rows=3_000_000, chunks_done=3)
+    stats.started = time.monotonic() - 10
+    line = stats.progress_line(rows_streaming=1_200_000, bytes_streaming=450 << 20)
+    assert line == "copy: public.orders 3/8 chunks, 1.2M/3.0M rows (40%), 45 MB/s, ETA 00:00:15"
+
+
+def test_progress_without_statistics_goes_by_chunks():
+    stats = TableCopyStats("public.fresh", chunks_total=4, estimated_rows=0, rows=500, chunks_done=1)
+    stats.started = time.monotonic() - 3
+    assert "1/4 chunks, 500/500 rows (25%)" in stats.progress_line()
+    assert stats.progress_line().endswith("ETA 00:00:09")
+
+
+def test_summary_table_lists_every_table_largest_first_and_a_total():
+    report = CopyReport(
+        {
+            "public.small": TableCopyStats("public.small", 1, rows=10, bytes=100, started=0.0, finished=1.0),
+            "public.orders": TableCopyStats("public.orders", 8, rows=3_000_000, bytes=326 << 20, started=0, finished=4),
+        },
+        seconds=4.0,
+    )
+    lines = report.summary().splitlines()
+    assert lines[0].split() == ["table", "rows", "bytes", "seconds", "rows/s"]
+    assert lines[2].split() == ["public.orders", "3,000,000", "326", "MB", "4.0", "750,000"]
+    assert lines[3].split()[:2] == ["public.small", "10"]
+    assert lines[-1].split() == ["total", "3,000,010", "326", "MB", "4.0", "750,002"]

@@ -30,7 +30,7 @@ class PreflightOperator(MigrationOperator):
             fix_no_pk=params.replica_identity_full_for_no_pk,
             owned_by_this_migration=existing is not None,
         )
-        self.log.info("preflight results:\n%s", report.format())
+        self.log.info("preflight results:\n%s", report.summary())
         try:
             report.raise_if_failed()
         except Exception as exc:
@@ -39,4 +39,4 @@ class PreflightOperator(MigrationOperator):
         if existing is None or existing["phase"] in ("failed", "preflight_passed"):
             store.upsert(params.migration_id, phase="preflight_passed", params=dict(context["params"]))
         store.record_event(params.migration_id, "preflight_passed", "all preflight checks passed")
-        return report.as_dict()
+        return report.to_dict()

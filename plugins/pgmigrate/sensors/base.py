@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger
 
 from pgmigrate.params import MigrationParams
@@ -51,6 +51,9 @@ class MigrationSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if event.get("status") != "success" and event.get("fatal"):
+            # e.g. a FAILED connector: retrying the wait cannot help until someone fixes the cause.
+            raise AirflowFailException(event.get("message", "the trigger reported a fatal error"))
         if event.get("status") != "success":
             raise AirflowException(event.get("message", "the trigger reported an error without a message"))
         self.log.info("%s", event.get("message"))

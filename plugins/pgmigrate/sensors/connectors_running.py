@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 
 from pgmigrate.connector_status import FAILED, RUNNING, assess_connectors
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
@@ -38,5 +38,5 @@ class ConnectorsRunningSensor(MigrationSensor):
         state, message = assess_connectors(statuses)
         self.log.info("connectors: %s", message)
         if state == FAILED:
-            raise AirflowException(message)
+            raise AirflowFailException(message)
         return state == RUNNING

@@ -81,6 +81,7 @@ class ConnectorsRunningTrigger(BaseTrigger):
                         yield TriggerEvent(
                             {
                                 "status": "error",
+                                "fatal": True,
                                 "message": f"{last}. Fix the cause, then restart the failed tasks "
                                 f"(scripts/migration restart, or POST /connectors/<name>/restart?includeTasks=true"
                                 f"&onlyFailed=true) and rerun this task.",

@@ -1,0 +1,144 @@
+"""Helpers for the end-to-end tests: scratch databases, Airflow connections, a concurrent writer,
+and an independent comparison of source and target (written here, not the product's validator)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from pgmigrate.airflow_api import AirflowApiClient, AirflowApiError
+
+SOURCE_PORT, TARGET_PORT = 5433, 5434
+PASSWORD = "postgres"
+AIRFLOW_URL = "http://127.0.0.1:8080"
+
+
+def conninfo(port: int, dbname: str) -> str:
+    return f"host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname={dbname} connect_timeout=10"
+
+
+def recreate_database(port: int, dbname: str) -> None:
+    with psycopg.connect(conninfo(port, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+
+
+def drop_database(port: int, dbname: str) -> None:
+    with psycopg.connect(conninfo(port, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def airflow_api() -> AirflowApiClient:
+    return AirflowApiClient(AIRFLOW_URL, "admin", "admin")
+
+
+def put_postgres_connection(api: AirflowApiClient, conn_id: str, port: int, dbname: str, password: str = PASSWORD):
+    try:
+        api.request("DELETE", f"/connections/{conn_id}")
+    except AirflowApiError:
+        pass
+    api.request(
+        "POST",
+        "/connections",
+        json={
+            "connection_id": conn_id, "conn_type": "postgres", "host": "127.0.0.1", "port": port,
+            "login": "postgres", "password": password, "schema": dbname,
+        },
+    )
+
+
+def run_dag(api: AirflowApiClient, conf: dict, timeout: float = 900) -> tuple[str, dict, dict[str, str]]:
+    """Trigger pg_migration and wait for it; returns (run_id, run, {task_id: state})."""
+    api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
+    run_id = api.trigger_dag("pg_migration", conf=conf)
+    run = api.wait_for_dag_run("pg_migration", run_id, timeout=timeout, poll_seconds=3)
+    return run_id, run, task_states(api, run_id)
+
+
+def task_states(api: AirflowApiClient, run_id: str) -> dict[str, str]:
+    return {t["task_id"]: t["state"] for t in api.task_instances("pg_migration", run_id)}
+
+
+def task_log(api: AirflowApiClient, run_id: str, task_id: str, try_number: int = 1) -> str:
+    response = api.request(
+        "GET", f"/dags/pg_migration/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+    )
+    content = response.get("content", "") if isinstance(response, dict) else response
+    if isinstance(content, list):
+        return "\n".join(str(item.get("event", item)) if isinstance(item, dict) else str(item) for item in content)
+    return str(content)
+
+
+def table_fingerprints(port: int, dbname: str, schemas: list[str]) -> dict[str, tuple[int, str]]:
+    """Independent comparison: count and md5 of every row's text form in a fixed order, per table
+    (partitioned tables through their root; the platform's own schema excluded)."""
+    result = {}
+    with psycopg.connect(conninfo(port, dbname), autocommit=True) as conn:
+        for name, value in (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("extra_float_digits", "3"),
+                            ("IntervalStyle", "postgres"), ("bytea_output", "hex")):
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        tables = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1, 2",
+            (schemas,),
+        ).fetchall()
+        for schema, table in tables:
+            query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t")
+            count, digest = conn.execute(query.format(sql.Identifier(schema, table))).fetchone()
+            result[f"{schema}.{table}"] = (count, digest)
+    return result
+
+
+def wait_until_identical(source_db: str, target_db: str, schemas: list[str], timeout: float = 180) -> dict:
+    """Poll the independent comparison until both sides agree; returns the differences left at timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        src = table_fingerprints(SOURCE_PORT, source_db, schemas)
+        dst = table_fingerprints(TARGET_PORT, target_db, schemas)
+        diff = {t: (src.get(t), dst.get(t)) for t in set(src) | set(dst) if src.get(t) != dst.get(t)}
+        if not diff or time.monotonic() > deadline:
+            return diff
+        time.sleep(3)
+
+
+@dataclass
+class ConcurrentWriter:
+    """Runs `statements(i)` in its own transaction at about `rate` per second until stopped."""
+
+    dbname: str
+    statements: Callable[[int], list[tuple[str, tuple]]]
+    rate: float = 20.0
+    committed: int = 0
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ConcurrentWriter:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        with psycopg.connect(conninfo(SOURCE_PORT, self.dbname)) as conn:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                try:
+                    with conn.transaction():
+                        for statement, args in self.statements(i):
+                            conn.execute(statement, args)
+                    self.committed += 1
+                except Exception as exc:  # recorded and asserted on by the test
+                    self.errors.append(str(exc))
+                    conn.rollback()
+                self._stop.wait(1.0 / self.rate)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)

@@ -1,0 +1,188 @@
+"""Preflight against the real source (5433) and target (5434) PostgreSQL 15 servers of the local stack.
+
+Each test gets a fresh database `pftest` on both servers (dropped afterwards). The migration's own slot
+and publication names are only looked up, never created here: their clash logic is unit-tested.
+`wal_level=replica` cannot be produced on the shared server; that rule is unit-tested on a fake dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.params import MigrationParams
+from pgmigrate.preflight import run_preflight
+
+pytestmark = pytest.mark.integration
+
+DB = "pftest"
+SOURCE = PgEndpoint("127.0.0.1", 5433, DB, "postgres", "postgres")
+TARGET = PgEndpoint("127.0.0.1", 5434, DB, "postgres", "postgres")
+NOREPL_ROLE, NOREPL_PASSWORD = "pftest_noreplication", "pftest-norepl-pw"
+
+GOOD_SCHEMA = """
+CREATE EXTENSION citext;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+CREATE TABLE customers (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email citext, m mood, n posint,
+                        doc jsonb, tags text[], seen timestamptz, price numeric(10, 2), ip inet, ts tsvector);
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint REFERENCES customers (id), total numeric);
+CREATE TABLE events (id bigint, at date, payload jsonb, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+"""
+
+
+def admin(port: int) -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1", port=port, user="postgres", password="postgres", dbname="postgres", autocommit=True
+    )
+
+
+def recreate(port: int) -> None:
+    with admin(port) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+
+
+def run_sql(endpoint: PgEndpoint, text: str) -> None:
+    with endpoint.connect(autocommit=True) as conn:
+        conn.execute(text)
+
+
+def params(**overrides) -> MigrationParams:
+    return MigrationParams.from_dict({"migration_id": "pftest-pre", "schemas": ["public"], **overrides})
+
+
+@pytest.fixture
+def dbs() -> Iterator[None]:
+    for port in (5433, 5434):
+        recreate(port)
+    run_sql(SOURCE, GOOD_SCHEMA)
+    yield
+    for port in (5433, 5434):
+        with admin(port) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+
+@pytest.fixture
+def norepl_role(dbs) -> Iterator[PgEndpoint]:
+    with admin(5433) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {NOREPL_ROLE}")
+        conn.execute(f"CREATE ROLE {NOREPL_ROLE} LOGIN PASSWORD '{NOREPL_PASSWORD}'")
+    yield PgEndpoint("127.0.0.1", 5433, DB, NOREPL_ROLE, NOREPL_PASSWORD)
+    with admin(5433) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"DROP ROLE IF EXISTS {NOREPL_ROLE}")
+
+
+def by_name(report):
+    return {r.name: r for r in report.results}
+
+
+def test_good_schema_passes_every_check(dbs):
+    report = run_preflight(SOURCE, TARGET, params(), connect_names_in_use={"someone-elses-connector"})
+    assert report.ok, report.failure_message()
+    assert {r.name for r in report.results} == {
+        "source_connection", "target_connection", "params", "wal_level", "replication_capacity", "source_role",
+        "replica_identity", "column_types", "names", "target_tables",
+    }  # fmt: skip
+    assert "3 tables selected" in by_name(report)["params"].detail
+    report.raise_if_failed()
+
+
+def test_table_without_primary_key_fails_with_table_and_fix(dbs):
+    run_sql(SOURCE, 'CREATE TABLE "No Key" (a int, b text); CREATE TABLE keyless_log (line text)')
+    report = run_preflight(SOURCE, TARGET, params())
+    result = by_name(report)["replica_identity"]
+    assert not result.ok
+    assert '"No Key"' in result.problem and "keyless_log" in result.problem
+    assert 'ALTER TABLE "public"."No Key" REPLICA IDENTITY FULL;' in result.fix
+    assert 'ALTER TABLE "public"."keyless_log" REPLICA IDENTITY FULL;' in result.fix
+    assert [r.name for r in report.failed] == ["replica_identity"]
+    assert 'ALTER TABLE "public"."No Key" REPLICA IDENTITY FULL;' in report.failure_message()
+
+
+def test_fix_no_pk_applies_replica_identity_full(dbs):
+    run_sql(SOURCE, 'CREATE TABLE "No Key" (a int)')
+    report = run_preflight(SOURCE, TARGET, params(), fix_no_pk=True)
+    assert report.ok, report.failure_message()
+    assert 'applied REPLICA IDENTITY FULL to public."No Key"' in by_name(report)["replica_identity"].detail
+    with SOURCE.connect() as conn:
+        assert conn.execute("SELECT relreplident FROM pg_class WHERE relname = 'No Key'").fetchone()[0] == "f"
+    # The param does the same, and a rerun finds nothing left to fix.
+    rerun = run_preflight(SOURCE, TARGET, params(replica_identity_full_for_no_pk=True))
+    assert rerun.ok and "every table" in by_name(rerun)["replica_identity"].detail
+
+
+def test_non_empty_target_table_fails(dbs):
+    run_sql(TARGET, "CREATE TABLE orders (id bigint PRIMARY KEY); INSERT INTO orders VALUES (1)")
+    run_sql(TARGET, "CREATE TABLE customers (id bigint PRIMARY KEY)")
+    report = run_preflight(SOURCE, TARGET, params())
+    result = by_name(report)["target_tables"]
+    assert not result.ok
+    assert "public.orders" in result.problem and "public.customers" not in result.problem
+    assert 'TRUNCATE "public"."orders";' in result.fix and "`migration_target`" in result.fix
+
+
+def test_wrong_password_names_the_connection(dbs):
+    wrong = PgEndpoint("127.0.0.1", 5433, DB, "postgres", "not-the-password")
+    report = run_preflight(wrong, TARGET, params(source_conn_id="pftest_source"))
+    result = by_name(report)["source_connection"]
+    assert not result.ok
+    assert "postgres@127.0.0.1:5433/pftest" in result.problem
+    assert "password authentication failed" in result.problem
+    assert "`pftest_source`" in result.fix
+    message = report.failure_message()
+    assert "not-the-password" not in message
+    assert [r.name for r in report.failed] == ["source_connection"]
+    assert {r.name for r in report.skipped} >= {"wal_level", "source_role", "target_tables"}
+    assert "Not run because a connection failed" in message
+    assert by_name(report)["target_connection"].ok
+
+
+def test_missing_target_database_is_reported_with_its_fix(dbs):
+    missing = PgEndpoint("127.0.0.1", 5434, "pftest_does_not_exist", "postgres", "postgres")
+    result = by_name(run_preflight(SOURCE, missing, params()))["target_connection"]
+    assert not result.ok and 'database "pftest_does_not_exist" does not exist' in result.problem
+    assert 'CREATE DATABASE "pftest_does_not_exist";' in result.fix
+
+
+def test_unknown_table_in_params_fails_naming_it(dbs):
+    report = run_preflight(SOURCE, TARGET, params(tables=["public.customers", "public.nope"]))
+    result = by_name(report)["params"]
+    assert not result.ok and "public.nope" in result.problem
+    assert [r.name for r in report.failed] == ["params"]  # the known table is still checked, and passes
+    assert "public.nope" in report.failure_message()
+
+
+def test_role_without_replication_fails_with_alter_role_fix(norepl_role):
+    report = run_preflight(norepl_role, TARGET, params())
+    result = by_name(report)["source_role"]
+    assert not result.ok
+    assert f"role {NOREPL_ROLE} lacks the REPLICATION attribute" in result.problem
+    assert f'ALTER ROLE "{NOREPL_ROLE}" REPLICATION;' in result.fix
+    assert f'GRANT CREATE ON DATABASE "{DB}" TO "{NOREPL_ROLE}";' in result.fix  # and it owns no table
+    assert f'ALTER ROLE "{NOREPL_ROLE}" REPLICATION;' in report.failure_message()
+
+
+def test_unsupported_column_types_are_listed(dbs):
+    run_sql(SOURCE, "CREATE TYPE addr AS (street text, zip int)")
+    run_sql(SOURCE, "CREATE TABLE geo (id int PRIMARY KEY, b box, a addr, lsn pg_lsn, ok point)")
+    result = by_name(run_preflight(SOURCE, TARGET, params()))["column_types"]
+    assert not result.ok
+    assert "public.geo.b: box" in result.problem
+    assert "public.geo.a: addr (composite type" in result.problem
+    assert "public.geo.lsn: pg_lsn" in result.problem
+    assert "geo.ok" not in result.problem
+
+
+def test_connector_names_in_use_clash(dbs):
+    names = params().names
+    report = run_preflight(SOURCE, TARGET, params(), connect_names_in_use={names.sink_connector})
+    result = by_name(report)["names"]
+    assert not result.ok and names.sink_connector in result.problem and "Pick another migration_id" in result.fix
+    owned = run_preflight(SOURCE, TARGET, params(), {names.sink_connector}, owned_by_this_migration=True)
+    assert owned.ok

@@ -1,0 +1,275 @@
+"""Unit tests of preflight's pure rules and its failure message. Tables and type facts are built by hand
+here (no database); `tests/integration/test_preflight.py` runs the same rules against real servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgmigrate.catalog import Column, TableInfo, TableRef
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.preflight import (
+    CheckResult,
+    PgTypeFacts,
+    PreflightError,
+    PreflightReport,
+    check_capacity,
+    check_connection,
+    check_names,
+    check_params,
+    check_replica_identity,
+    check_role,
+    check_target_tables,
+    check_wal_level,
+    replica_identity_gaps,
+    skipped,
+    unsupported_columns,
+)
+
+pytestmark = pytest.mark.unit
+
+SOURCE = PgEndpoint("db.example", 5432, "shop", "migrator", "s3cret-pass")
+
+
+def col(name, type_name, oid, kind="b", element_oid=None, element_kind=None, generated=""):
+    return Column(name, type_name, oid, kind, element_kind, element_oid, "", generated, False, True)
+
+
+def table(name, columns=(), pk=("id",), ident="d", ri_index=False, kind="r", partitions=(), schema="public"):
+    return TableInfo(
+        ref=TableRef(schema, name),
+        kind=kind,
+        primary_key=list(pk),
+        replica_identity=ident,
+        has_replica_identity_index=ri_index,
+        columns=list(columns),
+        partitions=list(partitions),
+    )
+
+
+# --- column types ---------------------------------------------------------------------------------
+
+MOOD, ADDR, POSINT, BOXDOM, CITEXT, CUBE, INTDOM, MYRANGE = 20001, 20002, 20003, 20004, 20005, 20006, 20007, 20008
+ARR_MOOD, ARR_POSINT, ARR_CITEXT, ARR_CUBE = 20101, 20103, 20105, 20106
+TYPES = {
+    MOOD: PgTypeFacts(MOOD, "mood", "e"),
+    ADDR: PgTypeFacts(ADDR, "addr", "c"),
+    POSINT: PgTypeFacts(POSINT, "posint", "d", base_oid=23),
+    BOXDOM: PgTypeFacts(BOXDOM, "boxdom", "d", base_oid=603),
+    INTDOM: PgTypeFacts(INTDOM, "intdom", "d", base_oid=POSINT),  # a domain over a domain over integer
+    CITEXT: PgTypeFacts(CITEXT, "citext", "b"),
+    CUBE: PgTypeFacts(CUBE, "cube", "b"),
+    MYRANGE: PgTypeFacts(MYRANGE, "floatrange", "r"),
+    ARR_MOOD: PgTypeFacts(ARR_MOOD, "_mood", "b", element_oid=MOOD),
+    ARR_POSINT: PgTypeFacts(ARR_POSINT, "_posint", "b", element_oid=POSINT),
+    ARR_CITEXT: PgTypeFacts(ARR_CITEXT, "_citext", "b", element_oid=CITEXT),
+    ARR_CUBE: PgTypeFacts(ARR_CUBE, "_cube", "b", element_oid=CUBE),
+}
+
+
+def test_supported_types_pass():
+    t = table(
+        "ok",
+        [
+            col("id", "bigint", 20),
+            col("name", "name", 19, element_oid=18),  # catalog fills element_oid for name; not an array
+            col("p", "point", 600, element_oid=701),
+            col("doc", "jsonb", 3802),
+            col("x", "xml", 142),
+            col("ts", "tsvector", 3614),
+            col("tags", "text[]", 1009, element_oid=25, element_kind="b"),
+            col("ids", "uuid[]", 2951, element_oid=2950, element_kind="b"),
+            col("m", "mood", MOOD, kind="e"),
+            col("ms", "mood[]", ARR_MOOD, element_oid=MOOD, element_kind="e"),
+            col("n", "posint", POSINT, kind="d"),
+            col("nn", "intdom", INTDOM, kind="d"),
+            col("email", "citext", CITEXT),
+            col("emails", "citext[]", ARR_CITEXT, element_oid=CITEXT, element_kind="b"),
+            col("money", "money", 790),
+            col("r", "int4range", 3904, kind="r"),
+        ],
+    )
+    assert unsupported_columns([t], TYPES) == []
+
+
+def test_unsupported_types_are_listed_with_table_column_and_type():
+    t = table(
+        "bad",
+        [
+            col("id", "bigint", 20),
+            col("b", "box", 603, element_oid=600),
+            col("lsn", "pg_lsn", 3220),
+            col("q", "tsquery", 3615),
+            col("a", "addr", ADDR, kind="c"),
+            col("bd", "boxdom", BOXDOM, kind="d"),
+            col("c", "cube", CUBE),
+            col("fr", "floatrange", MYRANGE, kind="r"),
+            col("iv", "interval[]", 1187, element_oid=1186, element_kind="b"),
+            col("pd", "posint[]", ARR_POSINT, element_oid=POSINT, element_kind="d"),
+            col("cs", "cube[]", ARR_CUBE, element_oid=CUBE, element_kind="b"),
+            col("mr", "int4multirange", 4451, kind="m"),
+        ],
+        schema="Sales",
+    )
+    found = [f.replace('"', "") for f in unsupported_columns([t], TYPES)]  # TableRef quotes "Sales"
+    assert [f.split(":")[0] for f in found] == [
+        'Sales.bad.b', 'Sales.bad.lsn', 'Sales.bad.q', 'Sales.bad.a', 'Sales.bad.bd', 'Sales.bad.c',
+        'Sales.bad.fr', 'Sales.bad.iv', 'Sales.bad.pd', 'Sales.bad.cs', 'Sales.bad.mr',
+    ]  # fmt: skip
+    assert "Sales.bad.b: box (built-in type Debezium has no mapping for)" in found
+    assert any(f.startswith("Sales.bad.a: addr (composite type") for f in found)
+    assert any(f.startswith("Sales.bad.bd: boxdom (domain over an unsupported type") for f in found)
+    assert any(f.startswith("Sales.bad.pd: posint[] (array of a domain type") for f in found)
+
+
+def test_generated_columns_are_not_judged():
+    t = table("g", [col("id", "bigint", 20), col("b", "box", 603, generated="s")])
+    assert unsupported_columns([t]) == []
+
+
+# --- replica identity -----------------------------------------------------------------------------
+
+
+def test_replica_identity_gaps():
+    tables = [
+        table("with_pk"),
+        table("no_pk", pk=()),
+        table("full", pk=(), ident="f"),
+        table("by_index", pk=(), ident="i", ri_index=True),
+        table("nothing", ident="n"),  # a primary key does not help when the identity is NOTHING
+    ]
+    assert [t.name for t in replica_identity_gaps(tables)] == ["no_pk", "nothing"]
+
+
+def test_partitioned_table_is_judged_by_its_partitions():
+    parts = [TableRef("public", "ev_2024"), TableRef("public", "ev_2025")]
+    ev = table("ev", pk=(), ident="f", kind="p", partitions=parts)
+    leaves = {parts[0]: ("f", False, False), parts[1]: ("d", False, False)}
+    assert replica_identity_gaps([ev], leaves) == [parts[1]]
+
+
+def test_replica_identity_failure_names_tables_and_fix():
+    gaps = [TableRef("public", "no_pk"), TableRef("Sales", "Order Items")]
+    r = check_replica_identity(gaps, applied=[])
+    assert not r.ok
+    assert "public.no_pk" in r.problem and '"Sales"."Order Items"' in r.problem
+    assert 'ALTER TABLE "public"."no_pk" REPLICA IDENTITY FULL;' in r.fix
+    assert 'ALTER TABLE "Sales"."Order Items" REPLICA IDENTITY FULL;' in r.fix
+
+
+def test_replica_identity_applied_is_reported():
+    r = check_replica_identity([TableRef("public", "no_pk")], applied=[TableRef("public", "no_pk")])
+    assert r.ok and "applied REPLICA IDENTITY FULL to public.no_pk" in r.detail
+
+
+# --- server settings, role, names -----------------------------------------------------------------
+
+
+def test_wal_level_replica_fails_with_alter_system_fix():
+    r = check_wal_level({"wal_level": "replica"})
+    assert not r.ok and "'replica'" in r.problem
+    assert "ALTER SYSTEM SET wal_level = logical;" in r.fix and "restart" in r.fix
+    assert check_wal_level({"wal_level": "logical"}).ok
+
+
+def test_capacity():
+    settings = {"max_replication_slots": "4", "max_wal_senders": "4"}
+    assert check_capacity(settings, slots_used=3, senders_used=3, own_slot=False).ok
+    full = check_capacity(settings, slots_used=4, senders_used=4, own_slot=False)
+    assert not full.ok and "no free replication slot" in full.problem and "no free WAL sender" in full.problem
+    assert "max_replication_slots = 5" in full.fix and "max_wal_senders = 5" in full.fix
+    # Rerun: the slot is ours; it needs a sender again only when it is not streaming.
+    assert not check_capacity(settings, 4, 4, own_slot=True).ok
+    assert check_capacity(settings, 4, 4, own_slot=True, own_slot_active=True).ok
+
+
+def test_role_without_replication_gets_alter_role_fix():
+    role = {"name": "app", "superuser": False, "replication": False, "create_on_db": False}
+    r = check_role(role, "shop", not_owned=['"public"."t"'], not_readable=[], publication_exists=False)
+    assert not r.ok
+    assert 'ALTER ROLE "app" REPLICATION;' in r.fix
+    assert 'GRANT CREATE ON DATABASE "shop" TO "app";' in r.fix
+    assert 'ALTER TABLE "public"."t" OWNER TO "app";' in r.fix
+    ok_role = {"name": "rep", "superuser": False, "replication": True, "create_on_db": True}
+    assert check_role(ok_role, "shop", [], [], publication_exists=False).ok
+    assert check_role({**role, "superuser": True}, "shop", ['"public"."t"'], [], False).ok
+
+
+def test_names_clash_unless_owned():
+    kwargs = dict(
+        slot="pgmigrate_shop",
+        publication="pgmigrate_shop",
+        slot_row={"plugin": "pgoutput", "database": "shop", "active": False},
+        publication_exists=True,
+        source_db="shop",
+        connectors=["pgmigrate-shop-source", "pgmigrate-shop-sink"],
+        connect_names_in_use={"pgmigrate-shop-sink", "other"},
+    )
+    r = check_names(**kwargs, owned_by_this_migration=False)
+    assert not r.ok
+    for text in ("replication slot pgmigrate_shop", "publication pgmigrate_shop", "pgmigrate-shop-sink"):
+        assert text in r.problem
+    assert "Pick another migration_id" in r.fix and "pg_drop_replication_slot('pgmigrate_shop')" in r.fix
+    assert check_names(**kwargs, owned_by_this_migration=True).ok
+    wrong_db = {**kwargs, "slot_row": {"plugin": "pgoutput", "database": "other", "active": False}}
+    assert not check_names(**wrong_db, owned_by_this_migration=True).ok
+
+
+def test_target_tables_with_rows_fail():
+    states = {TableRef("public", "a"): "absent", TableRef("public", "b"): "has rows"}
+    target = PgEndpoint("tgt", 5432, "shop", "postgres", "pw")
+    r = check_target_tables(states, target, "migration_target")
+    assert not r.ok and "public.b" in r.problem and "public.a" not in r.problem
+    assert 'TRUNCATE "public"."b";' in r.fix and "`migration_target`" in r.fix
+
+
+# --- connections and the message -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error,expect",
+    [
+        ('FATAL:  password authentication failed for user "migrator"', "set the password"),
+        ('FATAL:  database "shop" does not exist', 'CREATE DATABASE "shop";'),
+        ("Connection refused\n\tIs the server running on that host?", "pg_isready -h db.example -p 5432"),
+    ],
+)
+def test_connection_failure_names_where_and_fix(error, expect):
+    r = check_connection("source", SOURCE, "migration_source", error)
+    assert not r.ok
+    assert "migrator@db.example:5432/shop" in r.problem
+    assert " ".join(error.split("\n")[0].split()) in r.problem  # the driver's message, whitespace collapsed
+    assert "`migration_source`" in r.fix and expect in r.fix
+    assert "s3cret-pass" not in r.problem + r.fix
+
+
+def test_params_unknown_tables_and_schemas():
+    r = check_params("tables not found on the source: public.nope", ["missing"], 3)
+    assert not r.ok and "public.nope" in r.problem and "missing" in r.problem
+    assert not check_params(None, [], 0).ok
+    assert check_params(None, [], 2).ok
+
+
+def test_failure_message_lists_every_failure_with_fix_and_skips():
+    report = PreflightReport(
+        "shop",
+        [
+            CheckResult("source_connection", ok=True),
+            CheckResult("wal_level", ok=False, problem="wal_level is 'replica'", fix="ALTER SYSTEM SET wal_level…"),
+            CheckResult("params", ok=False, problem="tables not found: public.nope", fix="correct `tables`."),
+            skipped("target_tables", "target"),
+        ],
+    )
+    assert not report.ok and [r.name for r in report.failed] == ["wal_level", "params"]
+    with pytest.raises(PreflightError) as exc:
+        report.raise_if_failed()
+    message = str(exc.value)
+    assert "failed 2 of 4 checks" in message
+    assert "1. [wal_level] wal_level is 'replica'" in message and "Fix: ALTER SYSTEM SET wal_level" in message
+    assert "2. [params] tables not found: public.nope" in message
+    assert "Not run because a connection failed" in message and "target_tables" in message
+    assert exc.value.report is report
+    assert report.to_dict()["ok"] is False
+
+
+def test_passing_report_does_not_raise():
+    PreflightReport("shop", [CheckResult("wal_level", ok=True)]).raise_if_failed()
