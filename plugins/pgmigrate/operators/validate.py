@@ -19,7 +19,7 @@ class ValidateMigrationOperator(MigrationOperator):
 
         params = self.migration_params(context)
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
-        tables = [t.ref for t in resolve_tables(source, params)]
+        tables = resolve_tables(source, params)
         self.log.info("validate: comparing %d tables (count + checksum), up to %d attempts", len(tables), self.attempts)
         results = compare_tables(source, target, tables, attempts=self.attempts, pause_seconds=self.pause_seconds)
         self.log.info("validation results:\n%s", format_results(results))
