@@ -128,8 +128,12 @@ def stop_writes(writer: subprocess.Popen) -> str:
     if writer.poll() is None:
         os.killpg(writer.pid, signal.SIGINT)
     output, _ = writer.communicate(timeout=60)
-    summary = [ln for ln in output.splitlines() if "number of transactions" in ln or ln.startswith("tps")]
-    return "; ".join(summary) or output.strip()[-300:]
+    failed = [ln for ln in output.splitlines() if "ERROR" in ln or "aborted" in ln]
+    with SOURCE.connect(autocommit=True) as conn:
+        orders = conn.execute("SELECT count(*) FROM orders WHERE note = 'live write'").fetchone()[0]
+    return f"{orders} orders placed by the live writer during the migration" + (
+        f"; writer errors: {failed[:3]}" if failed else ""
+    )
 
 
 def follow(api: AirflowApiClient, run_id: str) -> dict:
