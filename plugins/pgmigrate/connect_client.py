@@ -24,7 +24,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from pgmigrate.secrets import mask_config, redact_text
+from pgmigrate.secret_masking import mask_config, redact_text
 
 log = logging.getLogger(__name__)
 

@@ -42,3 +42,12 @@ def test_every_dag_is_documented_tagged_and_retried(dagbag):
         assert dag.doc_md and len(dag.doc_md) > 80, f"{dag_id} needs doc_md telling the operator how to rerun"
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_airflow_plugin_loader_skips_the_domain_package():
+    """Airflow execs every .py under plugins/ as a top-level module named by its file name; our package
+    must be excluded (plugins/.airflowignore) or its modules load twice and can shadow stdlib ones."""
+    from airflow._shared.module_loading import find_path_from_directory
+
+    files = list(find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "glob"))
+    assert [f for f in files if f.endswith(".py")] == []

@@ -197,10 +197,19 @@ def test_stack_down_leaves_no_project_process():
     result = subprocess.run([STACK, "down"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
 
-    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    alive = [pid for pid in pids if running(pid)]
     assert alive == [], f"still running after stack down: {alive}"
     leftovers = project_processes()
     assert leftovers == [], f"project processes left behind: {leftovers}"
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an exited daemon whose parent, e.g. a sandbox's PID 1, never reaps it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
 
 
 def project_processes() -> list[str]:
@@ -213,7 +222,7 @@ def project_processes() -> list[str]:
         pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     found = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) in mine:
+        if not proc.name.isdigit() or int(proc.name) in mine or not running(int(proc.name)):
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()

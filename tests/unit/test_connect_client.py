@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pgmigrate.connect_client import ConnectClient, ConnectConfigError, ConnectError, ConnectUnavailableError
-from pgmigrate.secrets import mask_config, redact_text
+from pgmigrate.secret_masking import mask_config, redact_text
 
 pytestmark = pytest.mark.unit
 
