@@ -58,8 +58,12 @@ install_jars() {
   command -v mvn >/dev/null || die "Maven (mvn) not found; install it: apt-get install maven"
   log "install: resolving Kafka 4.1.1 and Debezium plugin archives with Maven into $LIB"
   rm -rf "$LIB/kafka" "$LIB/connect-plugins"
-  mvn -q -B -Dstyle.color=never -f "$REPO/include/stack/pom.xml" -Dstack.lib="$LIB" package \
-    || die "Maven could not resolve the stack jars; see the output above (is Maven Central reachable?)."
+  mkdir -p "$LOGS"
+  if ! mvn -B -Dstyle.color=never -f "$REPO/include/stack/pom.xml" -Dstack.lib="$LIB" package \
+      >"$LOGS/install-maven.log" 2>&1; then
+    tail -n 50 "$LOGS/install-maven.log" >&2
+    die "Maven could not resolve the stack jars (log: $LOGS/install-maven.log). Is Maven Central reachable?"
+  fi
   rm -f "$STAMPS"/jars-*
   touch "$stamp"
 }

@@ -18,13 +18,18 @@ class PreflightOperator(MigrationOperator):
     def execute(self, context: Any) -> dict:
         from pgmigrate.preflight import run_preflight
 
-        params = self.migration_params(context)
+        try:
+            params = self.migration_params(context)
+            source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
+        except (ValueError, LookupError) as exc:
+            # A bad param or a missing connection: retrying cannot help.
+            raise AirflowFailException(str(exc)) from exc
         store = self.state_store()
         existing = store.get(params.migration_id)
         connectors_in_use = set(KafkaConnectHook(self.kafka_connect_conn_id).list_connectors())
         report = run_preflight(
-            self.endpoint(params.source_conn_id),
-            self.endpoint(params.target_conn_id),
+            source,
+            target,
             params,
             connect_names_in_use=connectors_in_use,
             fix_no_pk=params.replica_identity_full_for_no_pk,

@@ -1,0 +1,76 @@
+-- Source schema for the end-to-end fidelity test: the types and shapes the pipeline must carry
+-- row-for-row (see README "Fidelity").
+CREATE SCHEMA sales;
+CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy', 'très "joyeux"');
+
+CREATE TABLE public.types_num (
+    id int PRIMARY KEY,
+    n38 numeric(38, 10),
+    nu numeric,
+    m money,
+    f4 real,
+    f8 double precision
+);
+CREATE TABLE public.types_time (
+    id int PRIMARY KEY,
+    ts timestamp,
+    ts3 timestamp(3),
+    tstz timestamptz,
+    d date,
+    t time,
+    ttz timetz,
+    iv interval
+);
+CREATE TABLE public.types_misc (
+    id int PRIMARY KEY,
+    b boolean,
+    tx text,
+    vc varchar(50),
+    ch char(5),
+    by bytea,
+    u uuid,
+    j json,
+    jb jsonb,
+    e public.mood,
+    r4 int4range,
+    rtz tstzrange,
+    rn numrange,
+    ip inet,
+    cn cidr,
+    mac macaddr
+);
+CREATE TABLE public.types_array (id int PRIMARY KEY, ia int[], ta text[], na numeric[]);
+CREATE TABLE public.ident (
+    id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    s serial,
+    v text
+);
+CREATE TABLE public."Order Items" (
+    "OrderId" int,
+    "select" int,
+    "CamelCase" text,
+    "user" text,
+    PRIMARY KEY ("OrderId", "select")
+);
+CREATE TABLE sales.customers (code text PRIMARY KEY, name text, since date);
+CREATE TABLE sales.orders (
+    region text,
+    order_no int,
+    customer text REFERENCES sales.customers (code),
+    amount numeric(12, 2),
+    PRIMARY KEY (region, order_no)
+);
+CREATE INDEX orders_customer ON sales.orders (customer);
+CREATE TABLE public.measurements (
+    id int,
+    logdate date,
+    v numeric(10, 2),
+    PRIMARY KEY (id, logdate)
+) PARTITION BY RANGE (logdate);
+CREATE TABLE public.measurements_2026q1 PARTITION OF public.measurements FOR VALUES FROM ('2026-01-01') TO ('2026-04-01');
+CREATE TABLE public.measurements_2026q2 PARTITION OF public.measurements FOR VALUES FROM ('2026-04-01') TO ('2026-07-01');
+CREATE TABLE public.toasty (id int PRIMARY KEY, big text, bigb bytea, counter int);
+
+-- Non-compressible text, so values really move out of line (TOAST).
+CREATE FUNCTION public.rnd_text(seed text, n int) RETURNS text LANGUAGE sql IMMUTABLE AS
+$$ SELECT string_agg(md5(seed || i::text), '' ORDER BY i) FROM generate_series(1, n) i $$;
