@@ -567,7 +567,8 @@ def _target_states(conn: psycopg.Connection, refs: list[TableRef]) -> dict[Table
 
 
 _SOURCE_CHECKS = (
-    "params", "wal_level", "replication_capacity", "source_role", "replica_identity", "column_types", "names",
+    "params", "wal_level", "replication_capacity", "source_role", "replica_identity", "primary_keys", "column_types",
+    "names",
 )  # fmt: skip
 
 
