@@ -298,7 +298,7 @@ def _prepare(src: psycopg.Connection, source: PgEndpoint, target: PgEndpoint, sc
         selected = select_tables(list_tables(src, schemas), schemas, wanted_pairs)  # raises UnknownTables
         refs = [t.ref for t in selected]
         rows = src.execute(
-            "SELECT c.oid, p.relid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "SELECT c.oid, p.relid::oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname "
             "LEFT JOIN LATERAL pg_partition_tree(c.oid) p ON true",
             ([r.schema for r in refs], [r.name for r in refs]),
