@@ -39,7 +39,7 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
     n = 10_000 + i
     statements = [
         (
-            "INSERT INTO public.types_num VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO public.types_num VALUES (%s, %s, %s, %s::numeric::money, %s, %s)",
             (n, f"{i}.0123456789", f"{i}e-5", i, i / 3, i / 7),
         ),
         ("UPDATE public.types_num SET n38 = n38 + 1, nu = 'NaN' WHERE id = %s", (1 + i % 200,)),

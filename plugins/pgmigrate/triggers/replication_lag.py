@@ -48,6 +48,7 @@ class ReplicationLagTrigger(BaseTrigger):
         kafka_conn_id: str | None = "kafka_default",
         poll_interval: float = 5.0,
         timeout: float = 3600.0,
+        kafka_connect_conn_id: str | None = "kafka_connect",
     ) -> None:
         super().__init__()
         self.migration_id = migration_id
@@ -57,6 +58,7 @@ class ReplicationLagTrigger(BaseTrigger):
         self.kafka_conn_id = kafka_conn_id
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.kafka_connect_conn_id = kafka_connect_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -69,8 +71,34 @@ class ReplicationLagTrigger(BaseTrigger):
                 "kafka_conn_id": self.kafka_conn_id,
                 "poll_interval": self.poll_interval,
                 "timeout": self.timeout,
+                "kafka_connect_conn_id": self.kafka_connect_conn_id,
             },
         )
+
+    async def _failed_connector(self, names: MigrationNames) -> str | None:
+        """Connect's description of a FAILED connector or task of this migration, if any."""
+        if not self.kafka_connect_conn_id:
+            return None
+        import httpx
+
+        from pgmigrate.connector_status import FAILED, assess_connectors
+        from pgmigrate.hooks.kafka_connect import connection_base_url
+
+        try:
+            from airflow.sdk import BaseHook
+
+            conn = await BaseHook.aget_connection(self.kafka_connect_conn_id)
+            base_url = connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type)
+            async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
+                statuses = {}
+                for name in (names.source_connector, names.sink_connector):
+                    response = await client.get(f"/connectors/{name}/status")
+                    statuses[name] = None if response.status_code == 404 else response.json()
+        except Exception as exc:  # Connect restarting: the lag reading says enough
+            log.warning("lag: could not read connector status (%s)", exc)
+            return None
+        state, message = assess_connectors(statuses)
+        return message if state == FAILED else None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         names = MigrationNames(self.migration_id)
@@ -84,6 +112,11 @@ class ReplicationLagTrigger(BaseTrigger):
         deadline = time.monotonic() + self.timeout
         reading: LagReading | None = None
         while True:
+            failed = await self._failed_connector(names)
+            if failed:
+                # A FAILED connector never catches up: end the wait now, with Connect's reason.
+                yield TriggerEvent({"status": "error", "fatal": True, "message": f"while waiting for lag: {failed}"})
+                return
             try:
                 reading = await sync_to_async(read_lag)(source, target, names, bootstrap)
                 log.info("lag: %s (threshold %.1fs)", reading.describe(), self.max_lag_seconds)

@@ -32,7 +32,7 @@ INSERT INTO public.types_misc (id, tx, ch, by, j, jb, r4) VALUES
     (1002, E'tab\there\nnewline "quoted" \\backslash', 'a', '\x00ff', 'null', '[1, 2]', '(,)');
 
 INSERT INTO public.types_array
-SELECT g, ARRAY[g, NULL, g * 2], ARRAY['a' || g, NULL, '"q"', '', 'NULL'], ARRAY[g / 3.0, NULL]
+SELECT g, ARRAY[g, NULL, g * 2], ARRAY['a' || g, NULL, '"q"', '', 'NULL'], ARRAY[g % 2 = 0, NULL]
 FROM generate_series(1, 200) g;
 
 INSERT INTO public.ident (v) SELECT 'v' || g FROM generate_series(1, 100) g;

@@ -39,7 +39,7 @@ CREATE TABLE public.types_misc (
     cn cidr,
     mac macaddr
 );
-CREATE TABLE public.types_array (id int PRIMARY KEY, ia int[], ta text[], na numeric[]);
+CREATE TABLE public.types_array (id int PRIMARY KEY, ia int[], ta text[], ba boolean[]);
 CREATE TABLE public.ident (
     id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     s serial,
