@@ -52,9 +52,16 @@ def put_postgres_connection(api: AirflowApiClient, conn_id: str, port: int, dbna
     )
 
 
-def run_dag(api: AirflowApiClient, conf: dict, timeout: float = 900) -> tuple[str, dict, dict[str, str]]:
+def fail_active_runs(api: AirflowApiClient) -> None:
+    """pg_migration allows one active run: an interrupted earlier test's run must not block this one."""
+    for run in api.request("GET", "/dags/pg_migration/dagRuns?state=running&state=queued")["dag_runs"]:
+        api.request("PATCH", f"/dags/pg_migration/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
+
+
+def run_dag(api: AirflowApiClient, conf: dict, timeout: float = 600) -> tuple[str, dict, dict[str, str]]:
     """Trigger pg_migration and wait for it; returns (run_id, run, {task_id: state})."""
     api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
+    fail_active_runs(api)
     run_id = api.trigger_dag("pg_migration", conf=conf)
     run = api.wait_for_dag_run("pg_migration", run_id, timeout=timeout, poll_seconds=3)
     return run_id, run, task_states(api, run_id)

@@ -14,6 +14,7 @@ from harness import (
     airflow_api,
     conninfo,
     drop_database,
+    fail_active_runs,
     put_postgres_connection,
     recreate_database,
     task_states,
@@ -75,6 +76,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.3):
 def test_snapshot_killed_midway_then_rerun_is_identical(rerun_databases):
     api = rerun_databases
     api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
+    fail_active_runs(api)
     writer = ConcurrentWriter("rerun_src", changes, rate=20).start()
     try:
         run_id = api.trigger_dag(
