@@ -45,6 +45,8 @@ class TableValidation:
     differing_chunks: list[str] = field(default_factory=list)
     differing_keys: list[list] = field(default_factory=list)  # the first 20 keys that still differ
     differing_key_count: int = 0
+    changing_keys: list[list] = field(default_factory=list)  # hot rows: changed during every comparison
+    changing_key_count: int = 0
     attempts: int = 0
 
     @property
@@ -151,9 +153,26 @@ def _keys_condition(table: TableInfo, keys: list[tuple]) -> tuple[sql.Composable
     return condition, [v for key in keys for v in key]
 
 
+def _hashes_for_keys(conn, table: TableInfo, keys: list[tuple]) -> dict:
+    found: dict = {}
+    for n in range(0, len(keys), 500):
+        found |= _row_hashes(conn, table, *_keys_condition(table, keys[n : n + 500]))
+    return found
+
+
 def _differing_keys(src, dst, table: TableInfo, condition: sql.Composable, args: list) -> set[tuple]:
     source_rows, target_rows = _row_hashes(src, table, condition, args), _row_hashes(dst, table, condition, args)
     return {k for k in source_rows.keys() | target_rows.keys() if source_rows.get(k) != target_rows.get(k)}
+
+
+def classify_keys(before: dict, target: dict, after: dict, keys: set[tuple]) -> tuple[set[tuple], set[tuple]]:
+    """(differing, changing) among `keys`, from source hashes read `before` and `after` a pause longer
+    than the lag, and the target's read in between. A row the source did not change during the pause
+    must be on the target by then: if not, it differs. A row the source changed is in flight; it is
+    compared again."""
+    differing = {k for k in keys if before.get(k) == after.get(k) and target.get(k) != after.get(k)}
+    changing = {k for k in keys if before.get(k) != after.get(k)}
+    return differing, changing
 
 
 def compare_table(
@@ -164,14 +183,18 @@ def compare_table(
     pause_seconds: float,
     sleep: Callable[[float], None],
 ) -> TableValidation:
-    """Ranges by checksum first; a range that differs twice is compared row by row, and only the keys
-    that still differ are re-read on later attempts (a hot row changes again before its previous change
-    arrives far less often than a whole range does)."""
+    """Ranges by checksum first; ranges that differ twice are compared row by row, and only the rows that
+    still differ are followed: each is read on the source before and after a pause longer than the lag,
+    and on the target in between. A row that stayed unchanged on the source yet differs on the target
+    twice in a row is a real difference; a row that changes during every pause (a hot row) is reported
+    as not comparable while writes continue, and compared at cutover when writes are paused."""
     ranges = plan_ranges(src, table)
     result = TableValidation(table=table.ref.qualified, chunks=len(ranges))
     pending = list(range(len(ranges)))
     counts: dict[int, tuple[int, int]] = {}
     suspects: set[tuple] = set()
+    differing: set[tuple] = set()
+    changing: set[tuple] = set()
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
         if pending:
@@ -187,28 +210,37 @@ def compare_table(
                 for i in pending:
                     suspects |= _differing_keys(src, dst, table, *_where_range(table, ranges[i]))
                 pending = []
-        elif suspects:
-            keys = sorted(suspects, key=repr)
-            suspects = set()
-            for n in range(0, len(keys), 500):
-                suspects |= _differing_keys(src, dst, table, *_keys_condition(table, keys[n : n + 500]))
-        if not pending and not suspects:
+            if pending or suspects:
+                sleep(pause_seconds)
+            continue
+        if not suspects:
             break
-        if attempt < attempts:
-            log.info(
-                "validate: %s attempt %d/%d: %s still differ (in-flight changes?); again in %.0fs",
-                table.ref.qualified,
-                attempt,
-                attempts,
-                f"{len(pending)} of {len(ranges)} key ranges" if pending else f"{len(suspects)} rows",
-                pause_seconds,
-            )
-            sleep(pause_seconds)
+        keys = sorted(suspects, key=repr)
+        before = _hashes_for_keys(src, table, keys)
+        sleep(pause_seconds)
+        target = _hashes_for_keys(dst, table, keys)
+        after = _hashes_for_keys(src, table, keys)
+        now_differing, changing = classify_keys(before, target, after, suspects)
+        confirmed = now_differing & differing  # differed with the source at rest, twice in a row
+        differing = now_differing
+        suspects = now_differing | changing
+        log.info(
+            "validate: %s attempt %d/%d: %d rows differ, %d rows changing on the source (in flight)",
+            table.ref.qualified,
+            attempt,
+            attempts,
+            len(now_differing),
+            len(changing),
+        )
+        if confirmed and confirmed == now_differing and not changing:
+            break
     result.source_rows = sum(s for s, _ in counts.values())
     result.target_rows = sum(d for _, d in counts.values())
     result.differing_chunks = [_describe(ranges[i]) for i in pending]
-    result.differing_keys = [list(k) for k in sorted(suspects, key=repr)[:20]]
-    result.differing_key_count = len(suspects)
+    result.differing_keys = [list(k) for k in sorted(differing, key=repr)[:20]]
+    result.differing_key_count = len(differing)
+    result.changing_keys = [list(k) for k in sorted(changing, key=repr)[:20]]
+    result.changing_key_count = len(changing)
     return result
 
 
@@ -257,6 +289,8 @@ def format_results(results: list[TableValidation]) -> str:
     lines = [f"{'table':<{width}}  {'source rows':>12}  {'target rows':>12}  {'ranges':>6}  result"]
     for r in results:
         verdict = "ok" if r.ok else f"MISMATCH: {_difference(r)}"
+        if r.ok and r.changing_key_count:
+            verdict += f" ({r.changing_key_count} hot rows changed during every comparison; compared at cutover)"
         lines.append(f"{r.table:<{width}}  {r.source_rows:>12}  {r.target_rows:>12}  {r.chunks:>6}  {verdict}")
     return "\n".join(lines)
 
