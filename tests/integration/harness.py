@@ -33,6 +33,21 @@ def drop_database(port: int, dbname: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
+def forget_migration(migration_id: str) -> None:
+    """Remove what an earlier (possibly interrupted) test run of `migration_id` left: connectors with
+    their offsets, topics and the slot, so its databases can be dropped and recreated."""
+    from pgmigrate.connect_client import ConnectClient
+    from pgmigrate.endpoints import PgEndpoint
+    from pgmigrate.naming import MigrationNames
+    from pgmigrate.pipeline_reset import delete_topics, remove_connectors
+    from pgmigrate.publication import drop_slot
+
+    names = MigrationNames(migration_id)
+    remove_connectors(ConnectClient("http://127.0.0.1:8083"), names)
+    delete_topics("127.0.0.1:9092", names)
+    drop_slot(PgEndpoint("127.0.0.1", SOURCE_PORT, "postgres", "postgres", PASSWORD), names.slot)
+
+
 def airflow_api() -> AirflowApiClient:
     return AirflowApiClient(AIRFLOW_URL, "admin", "admin")
 

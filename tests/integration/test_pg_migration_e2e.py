@@ -17,6 +17,8 @@ from harness import (
     airflow_api,
     conninfo,
     drop_database,
+    fail_active_runs,
+    forget_migration,
     put_postgres_connection,
     recreate_database,
     run_dag,
@@ -82,6 +84,9 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
 @pytest.fixture
 def fidelity_databases():
     api = airflow_api()
+    fail_active_runs(api)
+    for migration_id in ("e2e-copy", "e2e-debezium"):
+        forget_migration(migration_id)
     recreate_database(SOURCE_PORT, "e2e_src")
     recreate_database(TARGET_PORT, "e2e_dst")
     with psycopg.connect(conninfo(SOURCE_PORT, "e2e_src"), autocommit=True) as conn:

@@ -15,6 +15,7 @@ from harness import (
     conninfo,
     drop_database,
     fail_active_runs,
+    forget_migration,
     put_postgres_connection,
     recreate_database,
     task_states,
@@ -33,6 +34,9 @@ CONNECT = ConnectClient("http://127.0.0.1:8083")
 @pytest.fixture
 def rerun_databases():
     api = airflow_api()
+    fail_active_runs(api)
+    for migration_id in (MIGRATION_ID,):
+        forget_migration(migration_id)
     recreate_database(SOURCE_PORT, "rerun_src")
     recreate_database(TARGET_PORT, "rerun_dst")
     with psycopg.connect(conninfo(SOURCE_PORT, "rerun_src"), autocommit=True) as conn:
