@@ -92,7 +92,16 @@ def task_log(api: AirflowApiClient, run_id: str, task_id: str, try_number: int =
     )
     content = response.get("content", "") if isinstance(response, dict) else response
     if isinstance(content, list):
-        return "\n".join(str(item.get("event", item)) if isinstance(item, dict) else str(item) for item in content)
+        # Structured lines: the message in `event`, an exception's text in `error_detail`.
+        lines = []
+        for item in content:
+            if isinstance(item, dict):
+                lines.append(str(item.get("event", "")))
+                for detail in item.get("error_detail") or []:
+                    lines.append(f"{detail.get('exc_type')}: {detail.get('exc_value')}")
+            else:
+                lines.append(str(item))
+        return "\n".join(lines)
     return str(content)
 
 
