@@ -1,0 +1,80 @@
+"""Connector configs are pure functions of the migration: check the keys that carry a decision."""
+
+import re
+
+import pytest
+
+from pgmigrate.catalog import TableRef
+from pgmigrate.connector_configs import (
+    SecretRefs,
+    build_sink_config,
+    build_source_config,
+    sink_topics_regex,
+    table_include_regex,
+)
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.naming import MigrationNames
+
+pytestmark = pytest.mark.unit
+
+NAMES = MigrationNames("shop-2026")
+SOURCE = PgEndpoint("db1", 5432, "shop", "migrator", "s3cret")
+TARGET = PgEndpoint("db2", 5432, "shop", "migrator", "s3cret")
+SECRETS = SecretRefs("/secrets/pgmigrate-shop-2026.properties")
+TABLES = [TableRef("public", "orders"), TableRef("public", "Order Items"), TableRef("sales", "a.b")]
+
+
+def test_source_config_streams_from_our_slot_and_publication():
+    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    assert config["slot.name"] == "pgmigrate_shop_2026" == config["publication.name"]
+    assert config["publication.autocreate.mode"] == "disabled"
+    assert config["snapshot.mode"] == "no_data"
+    assert build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS)["snapshot.mode"] == "initial"
+    assert config["slot.drop.on.stop"] == "false"
+    assert config["plugin.name"] == "pgoutput"
+
+
+def test_lossless_representations():
+    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    assert config["decimal.handling.mode"] == "string"
+    assert config["interval.handling.mode"] == "string"
+    assert config["time.precision.mode"] == "adaptive_time_microseconds"
+    assert config["skipped.operations"] == "none"
+    assert "ReselectColumnsPostProcessor" in config["post.processors.reselector.type"]
+
+
+def test_no_password_in_any_config():
+    source = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    sink = build_sink_config(NAMES, TARGET, ["public", "sales"], SECRETS)
+    assert "s3cret" not in repr(source) + repr(sink)
+    assert source["database.password"] == "${file:/secrets/pgmigrate-shop-2026.properties:source.password}"
+    assert sink["connection.password"] == "${file:/secrets/pgmigrate-shop-2026.properties:target.password}"
+
+
+def test_table_include_list_escapes_names_and_adds_the_heartbeat():
+    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    patterns = config["table.include.list"].split(",")
+    assert patterns[-1] == r"pgmigrate\.heartbeat_shop_2026"
+    assert re.fullmatch(table_include_regex(TableRef("sales", "a.b")), "sales.a.b")
+    assert not re.fullmatch(table_include_regex(TableRef("sales", "a.b")), "sales.aXb")
+
+
+def test_sink_topics_regex_takes_data_and_heartbeat_table_topics_only():
+    regex = re.compile(sink_topics_regex(NAMES, ["public", "sales"]))
+    assert regex.fullmatch("pgmigrate_shop_2026.public.orders")
+    assert regex.fullmatch("pgmigrate_shop_2026.sales.a.b")
+    assert regex.fullmatch("pgmigrate_shop_2026.pgmigrate.heartbeat_shop_2026")
+    assert not regex.fullmatch("__debezium-heartbeat.pgmigrate_shop_2026")
+    assert not regex.fullmatch("pgmigrate_shop_2027.public.orders")
+    assert not regex.fullmatch("pgmigrate_shop_2026.other.orders")
+
+
+def test_sink_upserts_by_key_into_quoted_same_named_tables():
+    sink = build_sink_config(NAMES, TARGET, ["public"], SECRETS)
+    assert (sink["insert.mode"], sink["primary.key.mode"], sink["delete.enabled"]) == ("upsert", "record_key", "true")
+    assert sink["collection.name.format"] == '"${source.schema}"."${source.table}"'
+    assert sink["quote.identifiers"] == "true"
+    assert sink["schema.evolution"] == "none"
+    assert "stringtype=unspecified" in sink["connection.url"]
+    assert "session_replication_role%3Dreplica" in sink["connection.url"]
+    assert "reWriteBatchedInserts" not in sink["connection.url"]
