@@ -60,9 +60,7 @@ class LagReading:
 def read_end_to_end_lag(source: PgEndpoint, target: PgEndpoint, names: MigrationNames) -> float | None:
     """now() on the source minus the heartbeat time the target holds: both from the source's clock."""
     with target.connect(autocommit=True) as conn:
-        row = conn.execute(
-            sql.SQL("SELECT max(ts) FROM {table}").format(table=heartbeat_table(names).ident)
-        ).fetchone()
+        row = conn.execute(sql.SQL("SELECT max(ts) FROM {table}").format(table=heartbeat_table(names).ident)).fetchone()
     heartbeat_ts = row[0] if row else None
     with source.connect(autocommit=True) as conn:
         now = conn.execute("SELECT now()").fetchone()[0]
@@ -79,8 +77,10 @@ def read_retained_wal_bytes(source: PgEndpoint, slot: str) -> int | None:
     return row[0] if row else None
 
 
-def read_sink_consumer_lag(bootstrap_servers: str, names: MigrationNames, timeout: float = 10.0) -> int | None:
-    """Sum over the migration's data topics of end offset minus the sink group's committed offset."""
+def read_sink_offsets(
+    bootstrap_servers: str, names: MigrationNames, timeout: float = 10.0
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """(end offsets, the sink group's committed offsets) of every partition of the migration's topics."""
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
@@ -88,17 +88,20 @@ def read_sink_consumer_lag(bootstrap_servers: str, names: MigrationNames, timeou
     topic_re = re.compile(rf"^{re.escape(names.topic_prefix)}\.")
     metadata = admin.list_topics(timeout=timeout)
     partitions = [
-        TopicPartition(name, p) for name, topic in metadata.topics.items() if topic_re.match(name)
+        TopicPartition(name, p)
+        for name, topic in metadata.topics.items()
+        if topic_re.match(name)
         for p in topic.partitions
     ]
     if not partitions:
-        return 0
+        return {}, {}
     consumer = Consumer(
         {"bootstrap.servers": bootstrap_servers, "group.id": names.sink_consumer_group, "enable.auto.commit": False}
     )
     try:
         committed = {
-            (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=timeout)
+            (tp.topic, tp.partition): tp.offset
+            for tp in consumer.committed(partitions, timeout=timeout)
             if tp.offset >= 0
         }
         end_offsets = {}
@@ -107,7 +110,19 @@ def read_sink_consumer_lag(bootstrap_servers: str, names: MigrationNames, timeou
             end_offsets[(tp.topic, tp.partition)] = high
     finally:
         consumer.close()
+    return end_offsets, committed
+
+
+def read_sink_consumer_lag(bootstrap_servers: str, names: MigrationNames, timeout: float = 10.0) -> int | None:
+    """Sum over the migration's data topics of end offset minus the sink group's committed offset."""
+    end_offsets, committed = read_sink_offsets(bootstrap_servers, names, timeout)
     return consumer_lag(end_offsets, committed)
+
+
+def sink_reached(marks: dict[tuple[str, int], int], committed: dict[tuple[str, int], int]) -> bool:
+    """The sink committed at least up to `marks` (end offsets taken earlier) on every partition: all
+    records written before the marks were taken are applied, whatever arrived since."""
+    return all(committed.get(tp, 0) >= offset for tp, offset in marks.items())
 
 
 def read_lag(

@@ -26,3 +26,13 @@ def test_row_missing_on_target_or_deleted_on_source():
     assert classify_keys({(1,): "a"}, {}, {(1,): "a"}, {(1,)})[0] == {(1,)}
     # Extra on the target (deleted on the source before the pause): differs.
     assert classify_keys({}, {(2,): "x"}, {}, {(2,)})[0] == {(2,)}
+
+
+def test_sink_reached_marks_even_while_new_records_arrive():
+    from pgmigrate.lag import consumer_lag, sink_reached
+
+    marks = {("t", 0): 100, ("u", 0): 5}
+    assert not sink_reached(marks, {("t", 0): 99, ("u", 0): 5})
+    assert sink_reached(marks, {("t", 0): 150, ("u", 0): 5})
+    assert consumer_lag({("t", 0): 200, ("u", 0): 5}, {("t", 0): 150, ("u", 0): 5}) == 50
+    assert not sink_reached({("new", 0): 3}, {})

@@ -50,12 +50,16 @@ class SnapshotCompleteSensor(MigrationSensor):
         )
 
     def poke(self, context: Any) -> bool:
-        from pgmigrate.lag import read_sink_consumer_lag
+        from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
 
         params = self.migration_params(context)
         offsets = KafkaConnectHook(self.kafka_connect_conn_id).get_offsets(params.names.source_connector)
         bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
         phase = snapshot_phase(offsets)
-        sink_lag = read_sink_consumer_lag(bootstrap, params.names)
-        self.log.info("snapshot: source %s, sink consumer lag %s", phase, sink_lag)
-        return phase == COMPLETE and sink_lag == 0
+        end_offsets, committed = read_sink_offsets(bootstrap, params.names)
+        self.log.info("snapshot: source %s, sink consumer lag %s", phase, consumer_lag(end_offsets, committed))
+        if phase != COMPLETE:
+            return False
+        # Live writes keep the lag above 0: wait for the sink to pass the end offsets seen now.
+        self._marks = getattr(self, "_marks", None) or end_offsets
+        return sink_reached(self._marks, committed)

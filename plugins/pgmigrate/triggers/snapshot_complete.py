@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 
 from pgmigrate.catalog import TableRef
 from pgmigrate.connector_status import FAILED, assess_connectors
-from pgmigrate.lag import read_sink_consumer_lag
+from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
 from pgmigrate.naming import MigrationNames
 from pgmigrate.snapshot_progress import COMPLETE, eta_seconds, format_progress, read_table_progress, snapshot_phase
 from pgmigrate.triggers.replication_lag import bootstrap_servers_for, endpoint_for
@@ -77,6 +77,7 @@ class SnapshotCompleteTrigger(BaseTrigger):
             return
         deadline = time.monotonic() + self.timeout
         previous: tuple[float, int] | None = None
+        marks: dict | None = None  # topic end offsets when the source's snapshot was first seen complete
         last = "no reading yet"
         async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
             while True:
@@ -93,7 +94,14 @@ class SnapshotCompleteTrigger(BaseTrigger):
                     offsets = response.json().get("offsets", []) if response.status_code == 200 else []
                     phase = snapshot_phase(offsets)
                     progress = await sync_to_async(read_table_progress)(source, target, tables)
-                    sink_lag = await sync_to_async(read_sink_consumer_lag)(bootstrap, names) if bootstrap else None
+                    end_offsets, committed = (
+                        await sync_to_async(read_sink_offsets)(bootstrap, names) if bootstrap else ({}, {})
+                    )
+                    sink_lag = consumer_lag(end_offsets, committed)
+                    if phase == COMPLETE and marks is None:
+                        # Live writes keep the consumer lag above 0; what matters is that the sink got past
+                        # every record that existed when the snapshot was done.
+                        marks = end_offsets
                     done = sum(p.target_rows for p in progress)
                     total = sum(p.source_rows for p in progress)
                     now = time.monotonic()
@@ -103,7 +111,7 @@ class SnapshotCompleteTrigger(BaseTrigger):
                         progress, rate, eta_seconds(done, total, rate)
                     )
                     log.info("%s", last)
-                    if phase == COMPLETE and sink_lag == 0:
+                    if phase == COMPLETE and marks is not None and sink_reached(marks, committed):
                         yield TriggerEvent(
                             {
                                 "status": "success",
