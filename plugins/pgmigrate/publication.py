@@ -1,5 +1,5 @@
 """The source side of the pipeline: the migration's publication (exactly the selected tables plus
-the heartbeat) and its replication slot.
+the heartbeat). The replication slot is created and dropped by `pgmigrate.snapshot_copy`.
 
 pgoutput decodes each WAL record with the catalog as of that record, so the publication must exist
 before the slot is created; otherwise the first changes after the slot's consistent point are not
@@ -9,7 +9,6 @@ published. Both the `copy` and the `debezium` paths call `ensure_publication` be
 from __future__ import annotations
 
 import logging
-import time
 
 from psycopg import sql
 
@@ -57,28 +56,3 @@ def ensure_publication(source: PgEndpoint, publication: str, tables: list[TableR
 def drop_publication(source: PgEndpoint, publication: str) -> None:
     with source.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {pub}").format(pub=sql.Identifier(publication)))
-
-
-def slot_exists(source: PgEndpoint, slot: str) -> bool:
-    with source.connect(autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone() is not None
-
-
-def drop_slot(source: PgEndpoint, slot: str) -> bool:
-    """Drop the slot if it exists, ending a walsender that still holds it. Returns whether it existed."""
-    with source.connect(autocommit=True) as conn:
-        row = conn.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
-        if row is None:
-            return False
-        if row[0] is not None:
-            conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
-        for _ in range(50):
-            try:
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                log.info("dropped replication slot %s", slot)
-                return True
-            except Exception as exc:  # still active for a moment after terminate
-                if "is active" not in str(exc):
-                    raise
-                time.sleep(0.2)
-        raise RuntimeError(f"replication slot {slot} is still in use; stop the source connector and retry")

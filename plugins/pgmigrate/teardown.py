@@ -13,7 +13,8 @@ from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.heartbeat import heartbeat_table
 from pgmigrate.naming import MigrationNames
 from pgmigrate.pipeline_reset import delete_topics, remove_connectors
-from pgmigrate.publication import drop_publication, drop_slot
+from pgmigrate.publication import drop_publication
+from pgmigrate.snapshot_copy import drop_slot_if_exists
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def teardown_migration(
 ) -> dict:
     removed = remove_connectors(connect, names)
     topics = delete_topics(bootstrap_servers, names) if bootstrap_servers else []
-    slot_dropped = drop_slot(source, names.slot)
+    slot_dropped = drop_slot_if_exists(source, names.slot)
     drop_publication(source, names.publication)
     with source.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=heartbeat_table(names).ident))

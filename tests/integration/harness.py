@@ -40,12 +40,12 @@ def forget_migration(migration_id: str) -> None:
     from pgmigrate.endpoints import PgEndpoint
     from pgmigrate.naming import MigrationNames
     from pgmigrate.pipeline_reset import delete_topics, remove_connectors
-    from pgmigrate.publication import drop_slot
+    from pgmigrate.snapshot_copy import drop_slot_if_exists
 
     names = MigrationNames(migration_id)
     remove_connectors(ConnectClient("http://127.0.0.1:8083"), names)
     delete_topics("127.0.0.1:9092", names)
-    drop_slot(PgEndpoint("127.0.0.1", SOURCE_PORT, "postgres", "postgres", PASSWORD), names.slot)
+    drop_slot_if_exists(PgEndpoint("127.0.0.1", SOURCE_PORT, "postgres", "postgres", PASSWORD), names.slot)
 
 
 def airflow_api() -> AirflowApiClient:
