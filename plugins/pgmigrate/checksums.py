@@ -40,12 +40,13 @@ def set_canonical_session(conn: psycopg.Connection) -> None:
         conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
 
-def checksum_query(table: TableRef) -> sql.Composed:
-    """count(*) and sum of the first 64 bits of md5(row::text) as a signed bigint (as numeric: no overflow)."""
+def checksum_query(table: TableRef, condition: sql.Composable | None = None) -> sql.Composed:
+    """count(*) and sum of the first 64 bits of md5(row::text) as a signed bigint (as numeric: no overflow),
+    over the rows matching `condition` (the table's alias is `t`)."""
     return sql.SQL(
         "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text "
-        "FROM {table} AS t"
-    ).format(table=table.ident)
+        "FROM {table} AS t WHERE {condition}"
+    ).format(table=table.ident, condition=condition if condition is not None else sql.SQL("true"))
 
 
 def table_checksum(conn: psycopg.Connection, table: TableRef) -> TableChecksum:

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from pgmigrate.catalog import TableInfo
-from pgmigrate.checksums import set_canonical_session
+from pgmigrate.checksums import checksum_query, set_canonical_session
 from pgmigrate.endpoints import PgEndpoint
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,7 @@ def plan_ranges(conn: psycopg.Connection, table: TableInfo, rows_per_chunk: int 
 
 def _range_checksum(conn: psycopg.Connection, table: TableInfo, rng: KeyRange) -> tuple[int, str]:
     condition, args = _where_range(table, rng)
-    query = sql.SQL(
-        "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text "
-        "FROM {table} AS t WHERE {condition}"
-    ).format(table=table.ref.ident, condition=condition)
-    count, checksum = conn.execute(query, args).fetchone()
+    count, checksum = conn.execute(checksum_query(table.ref, condition), args).fetchone()
     return count, checksum
 
 
