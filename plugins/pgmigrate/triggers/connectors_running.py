@@ -16,6 +16,7 @@ import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from pgmigrate.connector_status import FAILED, RUNNING, assess_connectors
+from pgmigrate.triggers.connections import connect_base_url_for, connector_statuses
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +49,11 @@ class ConnectorsRunningTrigger(BaseTrigger):
             },
         )
 
-    async def _base_url(self) -> str:
-        if self.base_url:
-            return self.base_url.rstrip("/")
-        from airflow.sdk import BaseHook
-
-        from pgmigrate.hooks.kafka_connect import connection_base_url
-
-        conn = await BaseHook.aget_connection(self.kafka_connect_conn_id)
-        return connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type).rstrip("/")
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            base_url = await self._base_url()
+            base_url = (
+                self.base_url.rstrip("/") if self.base_url else await connect_base_url_for(self.kafka_connect_conn_id)
+            )
         except Exception as exc:
             yield TriggerEvent(
                 {"status": "error", "message": f"cannot read connection {self.kafka_connect_conn_id}: {exc}"}
@@ -71,7 +64,7 @@ class ConnectorsRunningTrigger(BaseTrigger):
         async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
             while True:
                 try:
-                    statuses = {name: await self._status(client, name) for name in self.connectors}
+                    statuses = await connector_statuses(client, self.connectors)
                     state, last = assess_connectors(statuses)
                     log.info("connectors: %s", last)
                     if state == RUNNING:
@@ -100,11 +93,3 @@ class ConnectorsRunningTrigger(BaseTrigger):
                     )
                     return
                 await asyncio.sleep(self.poll_interval)
-
-    @staticmethod
-    async def _status(client: httpx.AsyncClient, name: str) -> dict[str, Any] | None:
-        response = await client.get(f"/connectors/{name}/status")
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()

@@ -13,29 +13,21 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.connector_status import FAILED, assess_connectors
 from pgmigrate.lag import LagReading, read_lag
 from pgmigrate.naming import MigrationNames
+from pgmigrate.triggers.connections import (
+    bootstrap_servers_for,
+    connect_base_url_for,
+    connector_statuses,
+    endpoint_for,
+)
 
 log = logging.getLogger(__name__)
-
-
-async def endpoint_for(conn_id: str) -> PgEndpoint:
-    from airflow.sdk import BaseHook
-
-    return PgEndpoint.from_airflow_connection(await BaseHook.aget_connection(conn_id))
-
-
-async def bootstrap_servers_for(conn_id: str | None) -> str | None:
-    if not conn_id:
-        return None
-    from airflow.sdk import BaseHook
-
-    conn = await BaseHook.aget_connection(conn_id)
-    return conn.extra_dejson.get("bootstrap.servers")
 
 
 class ReplicationLagTrigger(BaseTrigger):
@@ -79,21 +71,10 @@ class ReplicationLagTrigger(BaseTrigger):
         """Connect's description of a FAILED connector or task of this migration, if any."""
         if not self.kafka_connect_conn_id:
             return None
-        import httpx
-
-        from pgmigrate.connector_status import FAILED, assess_connectors
-        from pgmigrate.hooks.kafka_connect import connection_base_url
-
         try:
-            from airflow.sdk import BaseHook
-
-            conn = await BaseHook.aget_connection(self.kafka_connect_conn_id)
-            base_url = connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type)
+            base_url = await connect_base_url_for(self.kafka_connect_conn_id)
             async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
-                statuses = {}
-                for name in (names.source_connector, names.sink_connector):
-                    response = await client.get(f"/connectors/{name}/status")
-                    statuses[name] = None if response.status_code == 404 else response.json()
+                statuses = await connector_statuses(client, [names.source_connector, names.sink_connector])
         except Exception as exc:  # Connect restarting: the lag reading says enough
             log.warning("lag: could not read connector status (%s)", exc)
             return None

@@ -18,7 +18,12 @@ from pgmigrate.connector_status import FAILED, assess_connectors
 from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
 from pgmigrate.naming import MigrationNames
 from pgmigrate.snapshot_progress import COMPLETE, eta_seconds, format_progress, read_table_progress, snapshot_phase
-from pgmigrate.triggers.replication_lag import bootstrap_servers_for, endpoint_for
+from pgmigrate.triggers.connections import (
+    bootstrap_servers_for,
+    connect_base_url_for,
+    connector_statuses,
+    endpoint_for,
+)
 
 
 class SnapshotCompleteTrigger(BaseTrigger):
@@ -59,10 +64,6 @@ class SnapshotCompleteTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow.sdk import BaseHook
-
-        from pgmigrate.hooks.kafka_connect import connection_base_url
-
         names = MigrationNames(self.migration_id)
         tables = [TableRef(s, n) for s, n in self.tables]
         log = logging.getLogger(__name__)
@@ -70,8 +71,7 @@ class SnapshotCompleteTrigger(BaseTrigger):
             source = await endpoint_for(self.source_conn_id)
             target = await endpoint_for(self.target_conn_id)
             bootstrap = await bootstrap_servers_for(self.kafka_conn_id)
-            conn = await BaseHook.aget_connection(self.kafka_connect_conn_id)
-            base_url = connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type)
+            base_url = await connect_base_url_for(self.kafka_connect_conn_id)
         except Exception as exc:
             yield TriggerEvent({"status": "error", "message": f"cannot read the migration's connections: {exc}"})
             return
@@ -82,10 +82,7 @@ class SnapshotCompleteTrigger(BaseTrigger):
         async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
             while True:
                 try:
-                    statuses = {}
-                    for name in (names.source_connector, names.sink_connector):
-                        response = await client.get(f"/connectors/{name}/status")
-                        statuses[name] = None if response.status_code == 404 else response.json()
+                    statuses = await connector_statuses(client, [names.source_connector, names.sink_connector])
                     state, message = assess_connectors(statuses)
                     if state == FAILED:
                         yield TriggerEvent({"status": "error", "message": f"during the initial snapshot: {message}"})
