@@ -59,10 +59,11 @@ def stop_earlier_runs(api: AirflowApiClient) -> None:
 
 def reset(names: MigrationNames) -> None:
     say(f"resetting any earlier demo run (migration_id {MIGRATION_ID})")
-    source_admin = PgEndpoint(SOURCE.host, SOURCE.port, "postgres", SOURCE.user, SOURCE.password)
-    teardown_migration(ConnectClient("http://127.0.0.1:8083"), "127.0.0.1:9092", source_admin, names)
-    if database_exists(SOURCE):
-        teardown_migration(ConnectClient("http://127.0.0.1:8083"), "127.0.0.1:9092", SOURCE, names)
+    # The slot, connectors and topics go either way; the publication lives in `shop` if it exists.
+    endpoint = (
+        SOURCE if database_exists(SOURCE) else PgEndpoint(SOURCE.host, SOURCE.port, "postgres", "postgres", "postgres")
+    )
+    teardown_migration(ConnectClient("http://127.0.0.1:8083"), "127.0.0.1:9092", endpoint, names)
     recreate_database(SOURCE)
     recreate_database(TARGET)
     with CONTROL.connect(autocommit=True) as conn:

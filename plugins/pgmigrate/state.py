@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -73,8 +74,6 @@ class MigrationStateStore:
         values = {k: Jsonb(v) if k in _JSON_FIELDS else v for k, v in fields.items()}
         values.setdefault("phase", "preflight_passed")
         columns = ["migration_id", *values]
-        from psycopg import sql
-
         query = sql.SQL(
             "INSERT INTO migration ({cols}) VALUES ({vals}) ON CONFLICT (migration_id) DO UPDATE SET {sets}, "
             "updated_at = now()"
