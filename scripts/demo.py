@@ -20,6 +20,7 @@ sys.path.insert(0, str(REPO / "plugins"))
 from pgmigrate.airflow_api import AirflowApiClient  # noqa: E402
 from pgmigrate.checksums import set_canonical_session, table_checksum  # noqa: E402
 from pgmigrate.connect_client import ConnectClient  # noqa: E402
+from pgmigrate.databases import database_exists, recreate_database  # noqa: E402
 from pgmigrate.endpoints import PgEndpoint  # noqa: E402
 from pgmigrate.lag import read_lag  # noqa: E402
 from pgmigrate.migration_tables import resolve_tables  # noqa: E402
@@ -39,13 +40,6 @@ UI = "http://127.0.0.1:8080"
 
 def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} [demo] {message}", flush=True)
-
-
-def recreate_database(endpoint: PgEndpoint) -> None:
-    admin = PgEndpoint(endpoint.host, endpoint.port, "postgres", endpoint.user, endpoint.password)
-    with admin.connect(autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{endpoint.dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{endpoint.dbname}"')
 
 
 def stop_earlier_runs(api: AirflowApiClient) -> None:
@@ -71,12 +65,6 @@ def reset(names: MigrationNames) -> None:
             exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
             if exists:
                 conn.execute(f"DELETE FROM {table} WHERE migration_id = %s", (MIGRATION_ID,))  # noqa: S608
-
-
-def database_exists(endpoint: PgEndpoint) -> bool:
-    admin = PgEndpoint(endpoint.host, endpoint.port, "postgres", endpoint.user, endpoint.password)
-    with admin.connect(autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (endpoint.dbname,)).fetchone() is not None
 
 
 def seed() -> None:

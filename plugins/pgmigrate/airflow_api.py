@@ -13,6 +13,8 @@ from typing import Any
 
 import requests
 
+from pgmigrate.endpoints import PgEndpoint
+
 log = logging.getLogger(__name__)
 
 FINISHED_STATES = {"success", "failed"}
@@ -108,3 +110,19 @@ class AirflowApiClient:
                     f"see its task logs in the UI ({self.base_url}/dags/{dag_id}/runs/{run_id})."
                 )
             time.sleep(poll_seconds)
+
+
+def put_postgres_connection(api: AirflowApiClient, conn_id: str, endpoint: PgEndpoint) -> None:
+    """Create or replace an Airflow connection of type postgres (Schema = the database) for `endpoint`."""
+    try:
+        api.request("DELETE", f"/connections/{conn_id}")
+    except AirflowApiError:
+        pass  # did not exist
+    api.request(
+        "POST",
+        "/connections",
+        json={
+            "connection_id": conn_id, "conn_type": "postgres", "host": endpoint.host, "port": endpoint.port,
+            "login": endpoint.user, "password": endpoint.password, "schema": endpoint.dbname,
+        },
+    )

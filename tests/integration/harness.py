@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from pgmigrate.airflow_api import AirflowApiClient, AirflowApiError
+from pgmigrate.airflow_api import AirflowApiClient
+from pgmigrate.endpoints import PgEndpoint
 
 SOURCE_PORT, TARGET_PORT = 5433, 5434
 PASSWORD = "postgres"
@@ -22,22 +23,14 @@ def conninfo(port: int, dbname: str) -> str:
     return f"host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname={dbname} connect_timeout=10"
 
 
-def recreate_database(port: int, dbname: str) -> None:
-    with psycopg.connect(conninfo(port, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-
-
-def drop_database(port: int, dbname: str) -> None:
-    with psycopg.connect(conninfo(port, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+def endpoint(port: int, dbname: str, password: str = PASSWORD) -> PgEndpoint:
+    return PgEndpoint("127.0.0.1", port, dbname, "postgres", password)
 
 
 def forget_migration(migration_id: str) -> None:
     """Remove what an earlier (possibly interrupted) test run of `migration_id` left: connectors with
     their offsets, topics and the slot, so its databases can be dropped and recreated."""
     from pgmigrate.connect_client import ConnectClient
-    from pgmigrate.endpoints import PgEndpoint
     from pgmigrate.naming import MigrationNames
     from pgmigrate.pipeline_reset import delete_topics, remove_connectors
     from pgmigrate.snapshot_copy import drop_slot_if_exists
@@ -50,21 +43,6 @@ def forget_migration(migration_id: str) -> None:
 
 def airflow_api() -> AirflowApiClient:
     return AirflowApiClient(AIRFLOW_URL, "admin", "admin")
-
-
-def put_postgres_connection(api: AirflowApiClient, conn_id: str, port: int, dbname: str, password: str = PASSWORD):
-    try:
-        api.request("DELETE", f"/connections/{conn_id}")
-    except AirflowApiError:
-        pass
-    api.request(
-        "POST",
-        "/connections",
-        json={
-            "connection_id": conn_id, "conn_type": "postgres", "host": "127.0.0.1", "port": port,
-            "login": "postgres", "password": password, "schema": dbname,
-        },
-    )
 
 
 def fail_active_runs(api: AirflowApiClient) -> None:

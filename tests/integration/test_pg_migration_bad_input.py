@@ -14,15 +14,14 @@ from harness import (
     TARGET_PORT,
     airflow_api,
     conninfo,
-    drop_database,
-    put_postgres_connection,
-    recreate_database,
+    endpoint,
     run_dag,
     task_log,
 )
 
-from pgmigrate.airflow_api import AirflowApiError
+from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
+from pgmigrate.databases import drop_database, recreate_database
 
 REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -32,19 +31,19 @@ REPLICA_PORT = 5439
 @pytest.fixture(scope="module")
 def bad_input_env():
     api = airflow_api()
-    recreate_database(SOURCE_PORT, "bad_src")
-    recreate_database(TARGET_PORT, "bad_dst")
+    recreate_database(endpoint(SOURCE_PORT, "bad_src"))
+    recreate_database(endpoint(TARGET_PORT, "bad_dst"))
     with psycopg.connect(conninfo(SOURCE_PORT, "bad_src"), autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text); CREATE TABLE keyless (a int, b text);")
-    put_postgres_connection(api, "bad_source", SOURCE_PORT, "bad_src")
-    put_postgres_connection(api, "bad_target", TARGET_PORT, "bad_dst")
-    put_postgres_connection(api, "bad_password", SOURCE_PORT, "bad_src", password="wrong-password")
+    put_postgres_connection(api, "bad_source", endpoint(SOURCE_PORT, "bad_src"))
+    put_postgres_connection(api, "bad_target", endpoint(TARGET_PORT, "bad_dst"))
+    put_postgres_connection(api, "bad_password", endpoint(SOURCE_PORT, "bad_src", password="wrong-password"))
     replica = start_wal_level_replica_cluster()
-    put_postgres_connection(api, "replica_source", REPLICA_PORT, "postgres")
+    put_postgres_connection(api, "replica_source", endpoint(REPLICA_PORT, "postgres"))
     yield api
     stop_cluster(replica)
-    drop_database(SOURCE_PORT, "bad_src")
-    drop_database(TARGET_PORT, "bad_dst")
+    drop_database(endpoint(SOURCE_PORT, "bad_src"))
+    drop_database(endpoint(TARGET_PORT, "bad_dst"))
 
 
 def start_wal_level_replica_cluster() -> Path:

@@ -16,17 +16,17 @@ from harness import (
     ConcurrentWriter,
     airflow_api,
     conninfo,
-    drop_database,
+    endpoint,
     fail_active_runs,
     forget_migration,
-    put_postgres_connection,
-    recreate_database,
     run_dag,
     task_states,
     wait_until_identical,
 )
 
+from pgmigrate.airflow_api import put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
+from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
 from pgmigrate.teardown import teardown_migration
@@ -87,13 +87,13 @@ def fidelity_databases():
     fail_active_runs(api)
     for migration_id in ("e2e-copy", "e2e-debezium"):
         forget_migration(migration_id)
-    recreate_database(SOURCE_PORT, "e2e_src")
-    recreate_database(TARGET_PORT, "e2e_dst")
+    recreate_database(endpoint(SOURCE_PORT, "e2e_src"))
+    recreate_database(endpoint(TARGET_PORT, "e2e_dst"))
     with psycopg.connect(conninfo(SOURCE_PORT, "e2e_src"), autocommit=True) as conn:
         conn.execute((SQL / "fidelity_schema.sql").read_text())
         conn.execute((SQL / "fidelity_data.sql").read_text())
-    put_postgres_connection(api, "e2e_source", SOURCE_PORT, "e2e_src")
-    put_postgres_connection(api, "e2e_target", TARGET_PORT, "e2e_dst")
+    put_postgres_connection(api, "e2e_source", endpoint(SOURCE_PORT, "e2e_src"))
+    put_postgres_connection(api, "e2e_target", endpoint(TARGET_PORT, "e2e_dst"))
     yield api
     for migration_id in ("e2e-copy", "e2e-debezium"):
         teardown_migration(
@@ -102,8 +102,8 @@ def fidelity_databases():
             PgEndpoint("127.0.0.1", SOURCE_PORT, "e2e_src", "postgres", "postgres"),
             MigrationNames(migration_id),
         )
-    drop_database(SOURCE_PORT, "e2e_src")
-    drop_database(TARGET_PORT, "e2e_dst")
+    drop_database(endpoint(SOURCE_PORT, "e2e_src"))
+    drop_database(endpoint(TARGET_PORT, "e2e_dst"))
 
 
 @pytest.mark.parametrize("snapshot_method", ["copy", "debezium"])

@@ -13,16 +13,16 @@ from harness import (
     ConcurrentWriter,
     airflow_api,
     conninfo,
-    drop_database,
+    endpoint,
     fail_active_runs,
     forget_migration,
-    put_postgres_connection,
-    recreate_database,
     task_states,
     wait_until_identical,
 )
 
+from pgmigrate.airflow_api import put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
+from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
 from pgmigrate.teardown import teardown_migration
@@ -37,8 +37,8 @@ def rerun_databases():
     fail_active_runs(api)
     for migration_id in (MIGRATION_ID,):
         forget_migration(migration_id)
-    recreate_database(SOURCE_PORT, "rerun_src")
-    recreate_database(TARGET_PORT, "rerun_dst")
+    recreate_database(endpoint(SOURCE_PORT, "rerun_src"))
+    recreate_database(endpoint(TARGET_PORT, "rerun_dst"))
     with psycopg.connect(conninfo(SOURCE_PORT, "rerun_src"), autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE events (id bigint PRIMARY KEY, kind int NOT NULL, payload text NOT NULL);"
@@ -46,8 +46,8 @@ def rerun_databases():
             "CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL);"
             "INSERT INTO counters SELECT 'c' || g, 0 FROM generate_series(1, 50) g;"
         )
-    put_postgres_connection(api, "rerun_source", SOURCE_PORT, "rerun_src")
-    put_postgres_connection(api, "rerun_target", TARGET_PORT, "rerun_dst")
+    put_postgres_connection(api, "rerun_source", endpoint(SOURCE_PORT, "rerun_src"))
+    put_postgres_connection(api, "rerun_target", endpoint(TARGET_PORT, "rerun_dst"))
     yield api
     teardown_migration(
         CONNECT,
@@ -55,8 +55,8 @@ def rerun_databases():
         PgEndpoint("127.0.0.1", SOURCE_PORT, "rerun_src", "postgres", "postgres"),
         MigrationNames(MIGRATION_ID),
     )
-    drop_database(SOURCE_PORT, "rerun_src")
-    drop_database(TARGET_PORT, "rerun_dst")
+    drop_database(endpoint(SOURCE_PORT, "rerun_src"))
+    drop_database(endpoint(TARGET_PORT, "rerun_dst"))
 
 
 def changes(i: int) -> list[tuple[str, tuple]]:
