@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the stack and the tests need, idempotently: a second run checks and
 # skips (no downloads). Debian packages (PostgreSQL 15, PgBouncer), the Python venv from
-# requirements*.txt, and the Kafka/Debezium jars resolved by include/stack/pom.xml.
+# requirements*.txt, the Kafka/Debezium jars resolved by include/stack/pom.xml, and our own
+# Debezium converter (include/converters) built into the PostgreSQL connector's plugin dir.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/stack.d/common.sh"
@@ -68,8 +69,38 @@ install_jars() {
   touch "$stamp"
 }
 
+# The PostgresTextFormConverter jar must sit in the Debezium PostgreSQL connector's plugin dir: Connect loads a
+# converter through its connector's class loader. Runs after install_jars, which empties connect-plugins when
+# the stack pom changes, so a missing jar there is re-copied even when the build is up to date.
+install_converters() {
+  local module="$REPO/include/converters" want stamp jar dest
+  want="$(cd "$module" && find pom.xml src -type f | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-12)"
+  stamp="$STAMPS/converters-$want"
+  jar="$module/target/pgmigration-converters.jar"
+  dest="$LIB/connect-plugins/debezium-connector-postgres"
+  [ -d "$dest" ] || die "Debezium PostgreSQL plugin dir $dest missing; install_jars should have created it"
+  if [ -f "$stamp" ] && [ -f "$jar" ] && cmp -s "$jar" "$dest/pgmigration-converters.jar"; then
+    log "install: converters jar up to date ($dest)"
+    return
+  fi
+  if [ ! -f "$stamp" ] || [ ! -f "$jar" ]; then
+    command -v mvn >/dev/null || die "Maven (mvn) not found; install it: apt-get install maven"
+    log "install: building include/converters (PostgresTextFormConverter) with Maven"
+    mkdir -p "$LOGS"
+    if ! mvn -B -Dstyle.color=never -f "$module/pom.xml" package >"$LOGS/install-converters.log" 2>&1; then
+      tail -n 50 "$LOGS/install-converters.log" >&2
+      die "Building the Debezium converter failed (log: $LOGS/install-converters.log): see the compiler or test errors above."
+    fi
+    rm -f "$STAMPS"/converters-*
+    touch "$stamp"
+  fi
+  cp "$jar" "$dest/pgmigration-converters.jar"
+  log "install: converters jar copied into $dest (restart Kafka Connect to load a changed jar)"
+}
+
 start=$SECONDS
 install_debian_packages
 install_python
 install_jars
+install_converters
 log "install: done in $((SECONDS - start))s"
