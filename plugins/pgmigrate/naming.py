@@ -48,6 +48,16 @@ class MigrationNames:
         return f"pgmigrate_{self._snake}"
 
     @property
+    def keyless_publication(self) -> str:
+        """Publication of the tables without a primary key (native logical replication, see keyless_replication)."""
+        return f"pgmigrate_{self._snake}_keyless"
+
+    @property
+    def keyless_subscription(self) -> str:
+        """Subscription on the target for the keyless tables; its slot on the source has the same name."""
+        return f"pgmigrate_{self._snake}_keyless"
+
+    @property
     def source_connector(self) -> str:
         return f"pgmigrate-{self.migration_id}-source"
 

@@ -1,6 +1,7 @@
 """Remove everything a migration created on the source and in Kafka: connectors (with their stored
-offsets), topics, the replication slot (so the source stops keeping WAL for it), the publication
-and the heartbeat table. Idempotent: what is already gone is skipped."""
+offsets), topics, the replication slot (so the source stops keeping WAL for it), the publication,
+the heartbeat table, and the keyless tables' subscription (on the target) with its slots and
+publication. Idempotent: what is already gone is skipped."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from psycopg import sql
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.heartbeat import heartbeat_table
+from pgmigrate.keyless_replication import drop_keyless_replication
 from pgmigrate.naming import MigrationNames
 from pgmigrate.pipeline_reset import delete_topics, remove_connectors
 from pgmigrate.publication import drop_publication
@@ -20,9 +22,20 @@ log = logging.getLogger(__name__)
 
 
 def teardown_migration(
-    connect: ConnectClient, bootstrap_servers: str | None, source: PgEndpoint, names: MigrationNames
+    connect: ConnectClient,
+    bootstrap_servers: str | None,
+    source: PgEndpoint,
+    names: MigrationNames,
+    target: PgEndpoint | None = None,
 ) -> dict:
+    """`target`: where the keyless tables' subscription lives; without it only the source side of that
+    channel (slot, publication) is removed and the target keeps a disabled-at-worst subscription."""
     removed = remove_connectors(connect, names)
+    if target is not None:
+        drop_keyless_replication(source, target, names)
+    else:
+        drop_slot_if_exists(source, names.keyless_subscription)
+        drop_publication(source, names.keyless_publication)
     topics = delete_topics(bootstrap_servers, names) if bootstrap_servers else []
     slot_dropped = drop_slot_if_exists(source, names.slot)
     drop_publication(source, names.publication)
@@ -30,7 +43,10 @@ def teardown_migration(
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=heartbeat_table(names).ident))
     log.info(
         "teardown of %s: connectors %s, %d topics, slot %s, publication %s dropped",
-        names.migration_id, removed or "none", len(topics), names.slot if slot_dropped else "(none)",
+        names.migration_id,
+        removed or "none",
+        len(topics),
+        names.slot if slot_dropped else "(none)",
         names.publication,
     )
     return {"connectors": removed, "topics": topics, "slot_dropped": slot_dropped}

@@ -240,6 +240,50 @@ def compare_table(
     return result
 
 
+def compare_keyless_table(
+    src: psycopg.Connection,
+    dst: psycopg.Connection,
+    table: TableInfo,
+    attempts: int,
+    pause_seconds: float,
+    sleep: Callable[[float], None],
+) -> TableValidation:
+    """A table without a primary key has neither key ranges nor keys: its rows are compared as a multiset
+    (count and sum of row hashes, so duplicates count). The source is read before and after a pause
+    longer than the lag and the target in between. Equal target and source: identical. Source unchanged
+    during the pause yet target different, twice in a row: a real difference. Source written during every
+    pause: reported as changing, compared at cutover when writes are paused."""
+    result = TableValidation(table=table.ref.qualified, chunks=1)
+    query = checksum_query(table.ref)
+    before, target = src.execute(query).fetchone(), dst.execute(query).fetchone()
+    state = "identical" if before == target else "pending"
+    for attempt in range(1, attempts + 1):
+        result.attempts = attempt
+        if state == "identical":
+            break
+        sleep(pause_seconds)
+        target = dst.execute(query).fetchone()
+        after = src.execute(query).fetchone()
+        if after == target:
+            state, before = "identical", after
+            break
+        if before == after:
+            state = "differs" if state == "differing_once" else "differing_once"
+            if state == "differs":
+                break
+        else:
+            state = "changing"
+        before = after
+        log.info("validate: %s (no primary key) attempt %d/%d: %s", table.ref.qualified, attempt, attempts, state)
+    result.source_rows, result.target_rows = before[0], target[0]
+    if state in ("differs", "differing_once"):
+        result.differing_chunks = ["whole table (no primary key): row multisets differ"]
+    elif state == "changing":
+        result.changing_keys = [["whole table (no primary key)"]]
+        result.changing_key_count = 1
+    return result
+
+
 def compare_tables(
     source: PgEndpoint,
     target: PgEndpoint,
@@ -248,16 +292,15 @@ def compare_tables(
     pause_seconds: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[TableValidation]:
-    """Compare every table (by primary-key ranges); ranges that differ are recompared until they agree
-    or the attempts run out."""
+    """Compare every table (by primary-key ranges, or as a whole for keyless tables); what differs is
+    recompared until it agrees or the attempts run out."""
     results = []
     with source.connect(autocommit=True) as src, target.connect(autocommit=True) as dst:
         set_canonical_session(src)
         set_canonical_session(dst)
         for n, table in enumerate(tables, 1):
-            if not table.primary_key:
-                raise ValueError(f"{table.ref.qualified} has no primary key; it cannot be validated by key ranges")
-            result = compare_table(src, dst, table, attempts, pause_seconds, sleep)
+            compare = compare_table if table.primary_key else compare_keyless_table
+            result = compare(src, dst, table, attempts, pause_seconds, sleep)
             log.info(
                 "validate: %d/%d %s: %s (%d rows, %d key ranges)",
                 n,

@@ -38,7 +38,9 @@ def forget_migration(migration_id: str) -> None:
     names = MigrationNames(migration_id)
     remove_connectors(ConnectClient("http://127.0.0.1:8083"), names)
     delete_topics("127.0.0.1:9092", names)
-    drop_slot_if_exists(PgEndpoint("127.0.0.1", SOURCE_PORT, "postgres", "postgres", PASSWORD), names.slot)
+    server = PgEndpoint("127.0.0.1", SOURCE_PORT, "postgres", "postgres", PASSWORD)
+    drop_slot_if_exists(server, names.slot)
+    drop_slot_if_exists(server, names.keyless_subscription)
 
 
 def airflow_api() -> AirflowApiClient:

@@ -109,7 +109,7 @@ CASES = {
     "missing-conn": ({"source_conn_id": "no_such_connection"}, ["no_such_connection", "does not exist"]),
     "wrong-password": ({"source_conn_id": "bad_password"}, ["password authentication failed", "bad_password"]),
     "unknown-table": ({"tables": ["public.items", "public.nope"]}, ["public.nope"]),
-    "keyless-table": ({}, ["keyless", "PRIMARY KEY"]),
+    "keyless-table": ({}, ["keyless", "primary key", "REPLICA IDENTITY FULL"]),
     "wal-replica": ({"source_conn_id": "replica_source"}, ["wal_level", "ALTER SYSTEM SET wal_level = logical"]),
 }
 

@@ -62,6 +62,8 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
         ("UPDATE sales.customers SET name = %s WHERE code = 'c1'", (f"renamed {i}",)),
         ("UPDATE public.measurements SET v = v + 1 WHERE id = %s", (1 + i % 400,)),
         ("UPDATE public.toasty SET counter = counter + 1 WHERE id = %s", (1 + i % 20,)),
+        # Keyless: more duplicates, then exactly one copy changed and one deleted (ctid picks one row).
+        ("INSERT INTO public.audit_log VALUES (current_date, 'writer', 'tick', %s)", (f'{{"n": {i % 3}}}',)),
     ]
     if i % 5 == 0:
         statements += [
@@ -77,6 +79,16 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
                 (i % 400,),
             ),
             ("UPDATE public.toasty SET big = public.rnd_text(%s, 1000) WHERE id = %s", (f"new{i}", 1 + i % 20)),
+            (
+                "UPDATE public.audit_log SET action = 'tock' WHERE ctid = "
+                "(SELECT ctid FROM public.audit_log WHERE action = 'tick' LIMIT 1)",
+                (),
+            ),
+            (
+                "DELETE FROM public.audit_log WHERE ctid = "
+                "(SELECT ctid FROM public.audit_log WHERE action = 'dup' AND actor = %s LIMIT 1)",
+                (f"user{i % 10}",),
+            ),
         ]
     return statements
 
@@ -101,6 +113,7 @@ def fidelity_databases():
             "127.0.0.1:9092",
             PgEndpoint("127.0.0.1", SOURCE_PORT, "e2e_src", "postgres", "postgres"),
             MigrationNames(migration_id),
+            target=PgEndpoint("127.0.0.1", TARGET_PORT, "e2e_dst", "postgres", "postgres"),
         )
     drop_database(endpoint(SOURCE_PORT, "e2e_src"))
     drop_database(endpoint(TARGET_PORT, "e2e_dst"))
@@ -136,9 +149,11 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
     assert sorted(connectors) == [names.sink_connector, names.source_connector]
     with psycopg.connect(conninfo(SOURCE_PORT, "postgres"), autocommit=True) as conn:
         slots = conn.execute(
-            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgmigrate_e2e%'"
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgmigrate_e2e%' "
+            "OR slot_name LIKE 'pg\\_%\\_sync\\_%' ORDER BY 1"
         ).fetchall()
-    assert slots == [(names.slot,)]
+    # The Debezium slot and the keyless tables' subscription slot; no leftover table-sync slots.
+    assert slots == [(names.slot,), (names.keyless_subscription,)]
     # The identity column stays insertable for the sink until cutover restores ALWAYS.
     with psycopg.connect(conninfo(TARGET_PORT, "e2e_dst"), autocommit=True) as conn:
         identity = conn.execute(

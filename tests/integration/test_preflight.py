@@ -87,7 +87,7 @@ def test_good_schema_passes_every_check(dbs):
     assert report.ok, report.failure_message()
     assert {r.name for r in report.results} == {
         "source_connection", "target_connection", "params", "wal_level", "replication_capacity", "source_role",
-        "replica_identity", "primary_keys", "column_types", "names", "target_tables",
+        "replica_identity", "primary_keys", "column_types", "names", "target_tables", "target_subscription",
     }  # fmt: skip
     assert "3 tables selected" in by_name(report)["params"].detail
     report.raise_if_failed()
@@ -101,23 +101,33 @@ def test_table_without_primary_key_fails_with_table_and_fix(dbs):
     assert '"No Key"' in result.problem and "keyless_log" in result.problem
     assert 'ALTER TABLE "public"."No Key" REPLICA IDENTITY FULL;' in result.fix
     assert 'ALTER TABLE "public"."keyless_log" REPLICA IDENTITY FULL;' in result.fix
-    assert [r.name for r in report.failed] == ["replica_identity", "primary_keys"]
+    assert [r.name for r in report.failed] == ["replica_identity"]
     assert 'ALTER TABLE "public"."No Key" REPLICA IDENTITY FULL;' in report.failure_message()
     keys = by_name(report)["primary_keys"]
-    assert '"No Key"' in keys.problem and 'ALTER TABLE "public"."No Key" ADD PRIMARY KEY' in keys.fix
+    assert keys.ok and '"No Key"' in keys.detail and "logical replication" in keys.detail
 
 
 def test_fix_no_pk_applies_replica_identity_full(dbs):
     run_sql(SOURCE, 'CREATE TABLE "No Key" (a int)')
     report = run_preflight(SOURCE, TARGET, params(), fix_no_pk=True)
-    # Replica identity is fixed; the table is still refused, because the sink applies changes by key.
-    assert [r.name for r in report.failed] == ["primary_keys"], report.failure_message()
+    # Replica identity is fixed; the table goes through native logical replication (duplicates kept).
+    assert report.ok, report.failure_message()
+    assert "pgmigrate_pftest_pre_keyless" in by_name(report)["primary_keys"].detail
+    assert "can create" in by_name(report)["target_subscription"].detail
     assert 'applied REPLICA IDENTITY FULL to public."No Key"' in by_name(report)["replica_identity"].detail
     with SOURCE.connect() as conn:
         assert conn.execute("SELECT relreplident FROM pg_class WHERE relname = 'No Key'").fetchone()[0] == "f"
     # The param does the same, and a rerun finds nothing left to fix.
     rerun = run_preflight(SOURCE, TARGET, params(replica_identity_full_for_no_pk=True))
     assert "every table" in by_name(rerun)["replica_identity"].detail
+
+
+def test_keyless_table_with_replica_identity_index_is_refused(dbs):
+    run_sql(SOURCE, "CREATE TABLE uniq (a int NOT NULL); CREATE UNIQUE INDEX uniq_a ON uniq (a);"
+            "ALTER TABLE uniq REPLICA IDENTITY USING INDEX uniq_a")  # fmt: skip
+    report = run_preflight(SOURCE, TARGET, params())
+    assert [r.name for r in report.failed] == ["primary_keys"], report.failure_message()
+    assert 'ALTER TABLE "public"."uniq" REPLICA IDENTITY FULL;' in by_name(report)["primary_keys"].fix
 
 
 def test_non_empty_target_table_fails(dbs):

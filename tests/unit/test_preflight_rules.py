@@ -273,3 +273,30 @@ def test_failure_message_lists_every_failure_with_fix_and_skips():
 
 def test_passing_report_does_not_raise():
     PreflightReport("shop", [CheckResult("wal_level", ok=True)]).raise_if_failed()
+
+
+def test_keyless_tables_pass_and_say_how_they_travel():
+    from pgmigrate.preflight import check_primary_keys
+
+    r = check_primary_keys([table("orders"), table("log", pk=(), ident="f")], "pgmigrate_x_keyless")
+    assert r.ok and "public.log" in r.detail and "pgmigrate_x_keyless" in r.detail and "duplicate" in r.detail
+    assert check_primary_keys([table("orders")], "s").detail == "every table has a primary key"
+
+
+def test_keyless_table_identified_by_index_is_refused_with_the_fix():
+    from pgmigrate.preflight import check_primary_keys
+
+    r = check_primary_keys([table("uniq", pk=(), ident="i", ri_index=True)], "s")
+    assert not r.ok and "public.uniq" in r.problem
+    assert 'ALTER TABLE "public"."uniq" REPLICA IDENTITY FULL;' in r.fix
+
+
+def test_subscription_rights_on_the_target():
+    from pgmigrate.preflight import check_subscription_rights
+
+    facts = {"role": "app", "superuser": False, "create_subscription": False, "max_logical_replication_workers": "1"}
+    r = check_subscription_rights(facts, keyless_count=2)
+    assert not r.ok and "CREATE SUBSCRIPTION" in r.problem and "max_logical_replication_workers" in r.problem
+    assert 'GRANT pg_create_subscription TO "app";' in r.fix
+    assert check_subscription_rights(facts, keyless_count=0).ok
+    assert check_subscription_rights({**facts, "superuser": True, "max_logical_replication_workers": "4"}, 1).ok

@@ -36,3 +36,52 @@ def test_sink_reached_marks_even_while_new_records_arrive():
     assert sink_reached(marks, {("t", 0): 150, ("u", 0): 5})
     assert consumer_lag({("t", 0): 200, ("u", 0): 5}, {("t", 0): 150, ("u", 0): 5}) == 50
     assert not sink_reached({("new", 0): 3}, {})
+
+
+class FakeChecksumConnection:
+    """Unit fake (no database): answers each checksum query with the next (count, checksum) of a script."""
+
+    def __init__(self, readings):
+        self.readings = list(readings)
+
+    def execute(self, _query):
+        reading = self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+        return type("Cursor", (), {"fetchone": lambda _self: reading})()
+
+
+def keyless_table():
+    from pgmigrate.catalog import TableInfo, TableRef
+
+    return TableInfo(TableRef("public", "log"), "r", [], "f", False, [])
+
+
+def test_keyless_table_identical_at_once():
+    from pgmigrate.validation import compare_keyless_table
+
+    src, dst = FakeChecksumConnection([(3, "9")]), FakeChecksumConnection([(3, "9")])
+    r = compare_keyless_table(src, dst, keyless_table(), 6, 0, lambda _s: None)
+    assert r.ok and r.source_rows == 3 and r.changing_key_count == 0
+
+
+def test_keyless_table_target_catching_up_is_identical():
+    from pgmigrate.validation import compare_keyless_table
+
+    src, dst = FakeChecksumConnection([(3, "9")]), FakeChecksumConnection([(2, "5"), (3, "9")])
+    assert compare_keyless_table(src, dst, keyless_table(), 6, 0, lambda _s: None).ok
+
+
+def test_keyless_table_differing_with_the_source_at_rest_fails():
+    from pgmigrate.validation import compare_keyless_table
+
+    src, dst = FakeChecksumConnection([(3, "9")]), FakeChecksumConnection([(2, "5")])
+    r = compare_keyless_table(src, dst, keyless_table(), 6, 0, lambda _s: None)
+    assert not r.ok and r.attempts == 2 and "no primary key" in r.differing_chunks[0]
+
+
+def test_keyless_table_written_during_every_pause_is_reported_changing_not_failed():
+    from pgmigrate.validation import compare_keyless_table
+
+    src = FakeChecksumConnection([(n, str(n)) for n in range(1, 20)])
+    dst = FakeChecksumConnection([(0, "0")])
+    r = compare_keyless_table(src, dst, keyless_table(), 4, 0, lambda _s: None)
+    assert r.ok and r.changing_key_count == 1 and r.attempts == 4

@@ -8,6 +8,7 @@ from pgmigrate.connect_secrets import write_secrets_file
 from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
 from pgmigrate.heartbeat import ensure_heartbeat_table, heartbeat_table
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.keyless_replication import ensure_keyless_replication, split_by_key
 from pgmigrate.migration_tables import resolve_tables
 from pgmigrate.operators.base import MigrationOperator
 from pgmigrate.publication import ensure_publication
@@ -22,7 +23,8 @@ class DeployConnectorsOperator(MigrationOperator):
         params = self.migration_params(context)
         names = params.names
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
-        tables = [t.ref for t in resolve_tables(source, params)]
+        keyed, keyless = split_by_key(resolve_tables(source, params))
+        tables = [t.ref for t in keyed]
 
         # The `debezium` method reaches here with no slot yet: the publication must precede it.
         ensure_heartbeat_table(source, names)
@@ -40,6 +42,8 @@ class DeployConnectorsOperator(MigrationOperator):
         # the records), but an operator watching Connect sees the whole pipeline at once.
         hook.create_or_update(names.sink_connector, sink_config)
         hook.create_or_update(names.source_connector, source_config)
+        # Tables without a primary key: PostgreSQL's own logical replication keeps duplicate rows exact.
+        keyless_state = ensure_keyless_replication(source, target, names, [t.ref for t in keyless])
         self.log.info(
             "deployed %s (slot %s, publication %s, %d tables, snapshot.mode=%s) and %s",
             names.source_connector,
@@ -52,10 +56,21 @@ class DeployConnectorsOperator(MigrationOperator):
         self.record(
             params,
             "connectors_deployed",
-            f"connectors {names.source_connector} and {names.sink_connector} deployed",
+            f"connectors {names.source_connector} and {names.sink_connector} deployed"
+            + (
+                f"; subscription {names.keyless_subscription} ({keyless_state}) replicates {len(keyless)} keyless "
+                f"tables: {', '.join(t.ref.qualified for t in keyless)}"
+                if keyless
+                else ""
+            ),
             source_connector=names.source_connector,
             sink_connector=names.sink_connector,
             slot_name=names.slot,
             publication_name=names.publication,
         )
-        return {"source": names.source_connector, "sink": names.sink_connector, "tables": len(tables)}
+        return {
+            "source": names.source_connector,
+            "sink": names.sink_connector,
+            "tables": len(tables),
+            "keyless_tables": len(keyless),
+        }

@@ -8,6 +8,7 @@ from typing import Any
 from pgmigrate.heartbeat import ensure_heartbeat_table, heartbeat_table
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.keyless_replication import drop_keyless_replication, split_by_key
 from pgmigrate.migration_tables import resolve_tables
 from pgmigrate.operators.base import MigrationOperator
 from pgmigrate.publication import ensure_publication
@@ -15,7 +16,9 @@ from pgmigrate.publication import ensure_publication
 
 class SnapshotCopyOperator(MigrationOperator):
     """Rerun-safe: every attempt starts over (connectors, offsets and topics of an earlier attempt
-    removed, target tables truncated, slot recreated), so a half-copied table never looks done."""
+    removed, target tables truncated, slot recreated), so a half-copied table never looks done.
+    Keyless tables are not copied here: their subscription (deploy_connectors) copies them itself; an
+    earlier attempt's subscription is removed so it starts over too."""
 
     def __init__(
         self, *, kafka_connect_conn_id: str = "kafka_connect", kafka_conn_id: str = "kafka_default", **kwargs: Any
@@ -36,11 +39,13 @@ class SnapshotCopyOperator(MigrationOperator):
             return {"skipped": True}
         names = params.names
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
-        tables = resolve_tables(source, params)
+        tables, keyless = split_by_key(resolve_tables(source, params))
 
         removed = remove_connectors(KafkaConnectHook(self.kafka_connect_conn_id).get_conn(), names)
         bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
         topics = delete_topics(bootstrap, names) if bootstrap else []
+        if drop_keyless_replication(source, target, names):
+            self.log.info("snapshot: starting over; removed the keyless tables' subscription of an earlier attempt")
         if removed or topics:
             self.log.info(
                 "snapshot: starting over; removed connectors %s and %d topics of an earlier attempt",
@@ -63,6 +68,12 @@ class SnapshotCopyOperator(MigrationOperator):
                 last_write["at"] = time.monotonic()
 
         result = run_snapshot_copy(source, target, tables, names.slot, params.copy_parallelism, on_progress=on_progress)
+        if keyless:
+            self.log.info(
+                "snapshot: %d keyless tables (%s) are copied by their own subscription in deploy_connectors",
+                len(keyless),
+                ", ".join(t.ref.qualified for t in keyless),
+            )
         self.record(
             params,
             "snapshot_copied",

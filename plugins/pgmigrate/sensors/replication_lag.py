@@ -39,7 +39,7 @@ class ReplicationLagSensor(MigrationSensor):
         bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
         reading = read_lag(source, target, params.names, bootstrap)
         self.log.info("lag: %s (threshold %.1fs)", reading.describe(), params.max_lag_seconds)
-        ok = reading.end_to_end_seconds is not None and reading.end_to_end_seconds < params.max_lag_seconds
+        ok = reading.caught_up(params.max_lag_seconds)
         if ok:
             self._record(params, reading.as_dict())
         return ok

@@ -1,7 +1,8 @@
 """`wait_snapshot`: the initial data is on the target.
 
-For `copy` the `snapshot` task already loaded it under the slot's snapshot, so this returns at once.
-For `debezium` it defers until the source finished its snapshot and the sink applied it all.
+For `copy` the `snapshot` task already loaded it under the slot's snapshot, so this returns at once,
+unless keyless tables are still being copied by their subscription. For `debezium` it defers until the
+source finished its snapshot and the sink applied it all (and the keyless tables are synced).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+from pgmigrate.keyless_replication import read_keyless_sync_state, split_by_key
 from pgmigrate.migration_tables import resolve_tables
 from pgmigrate.sensors.base import MigrationSensor
 from pgmigrate.snapshot_progress import COMPLETE, snapshot_phase
@@ -30,8 +32,11 @@ class SnapshotCompleteSensor(MigrationSensor):
     def execute(self, context: Any) -> Any:
         params = self.migration_params(context)
         if params.snapshot_method == "copy":
-            self.log.info("snapshot_method=copy: the initial data was loaded by the `snapshot` task")
-            return {"method": "copy"}
+            _, keyless = split_by_key(resolve_tables(MigrationDatabaseHook(params.source_conn_id).get_conn(), params))
+            if not keyless:
+                self.log.info("snapshot_method=copy: the initial data was loaded by the `snapshot` task")
+                return {"method": "copy"}
+            self.log.info("snapshot_method=copy: waiting for the subscription to copy %d keyless tables", len(keyless))
         return super().execute(context)
 
     def build_trigger(self, context: Any) -> SnapshotCompleteTrigger:
@@ -43,6 +48,7 @@ class SnapshotCompleteSensor(MigrationSensor):
             source_conn_id=params.source_conn_id,
             target_conn_id=params.target_conn_id,
             tables=tables,
+            debezium_snapshot=params.snapshot_method == "debezium",
             kafka_connect_conn_id=self.kafka_connect_conn_id,
             kafka_conn_id=self.kafka_conn_id,
             poll_interval=self.poll_interval,
@@ -53,6 +59,13 @@ class SnapshotCompleteSensor(MigrationSensor):
         from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
 
         params = self.migration_params(context)
+        keyless = read_keyless_sync_state(MigrationDatabaseHook(params.target_conn_id).get_conn(), params.names)
+        if keyless is not None:
+            self.log.info("snapshot: %s", keyless.describe())
+            if not keyless.complete:
+                return False
+        if params.snapshot_method == "copy":
+            return True
         offsets = KafkaConnectHook(self.kafka_connect_conn_id).get_offsets(params.names.source_connector)
         bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
         phase = snapshot_phase(offsets)

@@ -101,7 +101,7 @@ class ReplicationLagTrigger(BaseTrigger):
             try:
                 reading = await sync_to_async(read_lag)(source, target, names, bootstrap)
                 log.info("lag: %s (threshold %.1fs)", reading.describe(), self.max_lag_seconds)
-                if reading.end_to_end_seconds is not None and reading.end_to_end_seconds < self.max_lag_seconds:
+                if reading.caught_up(self.max_lag_seconds):
                     yield TriggerEvent(
                         {
                             "status": "success",

@@ -1,5 +1,7 @@
-"""Trigger: wait until the Debezium source finished its initial snapshot and the sink applied it,
-logging per-table progress (rows on the target / source, rate, ETA) at every poll."""
+"""Trigger: wait until the Debezium source finished its initial snapshot and the sink applied it, and the
+keyless tables' subscription synced every table, logging per-table progress (rows on the target /
+source, rate, ETA) at every poll. With `debezium_snapshot=False` (the `copy` method) only the keyless
+tables are waited for."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from asgiref.sync import sync_to_async
 
 from pgmigrate.catalog import TableRef
 from pgmigrate.connector_status import FAILED, assess_connectors
+from pgmigrate.keyless_replication import read_keyless_sync_state
 from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
 from pgmigrate.naming import MigrationNames
 from pgmigrate.snapshot_progress import COMPLETE, eta_seconds, format_progress, read_table_progress, snapshot_phase
@@ -33,6 +36,7 @@ class SnapshotCompleteTrigger(BaseTrigger):
         source_conn_id: str,
         target_conn_id: str,
         tables: list[list[str]],
+        debezium_snapshot: bool = True,
         kafka_connect_conn_id: str = "kafka_connect",
         kafka_conn_id: str = "kafka_default",
         poll_interval: float = 10.0,
@@ -43,6 +47,7 @@ class SnapshotCompleteTrigger(BaseTrigger):
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
         self.tables = [list(t) for t in tables]
+        self.debezium_snapshot = debezium_snapshot
         self.kafka_connect_conn_id = kafka_connect_conn_id
         self.kafka_conn_id = kafka_conn_id
         self.poll_interval = poll_interval
@@ -56,6 +61,7 @@ class SnapshotCompleteTrigger(BaseTrigger):
                 "source_conn_id": self.source_conn_id,
                 "target_conn_id": self.target_conn_id,
                 "tables": self.tables,
+                "debezium_snapshot": self.debezium_snapshot,
                 "kafka_connect_conn_id": self.kafka_connect_conn_id,
                 "kafka_conn_id": self.kafka_conn_id,
                 "poll_interval": self.poll_interval,
@@ -87,15 +93,19 @@ class SnapshotCompleteTrigger(BaseTrigger):
                     if state == FAILED:
                         yield TriggerEvent({"status": "error", "message": f"during the initial snapshot: {message}"})
                         return
-                    response = await client.get(f"/connectors/{names.source_connector}/offsets")
-                    offsets = response.json().get("offsets", []) if response.status_code == 200 else []
-                    phase = snapshot_phase(offsets)
+                    if self.debezium_snapshot:
+                        response = await client.get(f"/connectors/{names.source_connector}/offsets")
+                        offsets = response.json().get("offsets", []) if response.status_code == 200 else []
+                        phase = snapshot_phase(offsets)
+                    else:
+                        phase = COMPLETE  # loaded by the `snapshot` task
+                    keyless = await sync_to_async(read_keyless_sync_state)(target, names)
                     progress = await sync_to_async(read_table_progress)(source, target, tables)
                     end_offsets, committed = (
                         await sync_to_async(read_sink_offsets)(bootstrap, names) if bootstrap else ({}, {})
                     )
                     sink_lag = consumer_lag(end_offsets, committed)
-                    if phase == COMPLETE and marks is None:
+                    if phase == COMPLETE and marks is None and self.debezium_snapshot:
                         # Live writes keep the consumer lag above 0; what matters is that the sink got past
                         # every record that existed when the snapshot was done.
                         marks = end_offsets
@@ -104,11 +114,13 @@ class SnapshotCompleteTrigger(BaseTrigger):
                     now = time.monotonic()
                     rate = (done - previous[1]) / (now - previous[0]) if previous and now > previous[0] else 0.0
                     previous = (now, done)
-                    last = f"source snapshot {phase}, sink consumer lag {sink_lag}\n" + format_progress(
+                    keyless_note = f", {keyless.describe()}" if keyless is not None else ""
+                    last = f"source snapshot {phase}, sink consumer lag {sink_lag}{keyless_note}\n" + format_progress(
                         progress, rate, eta_seconds(done, total, rate)
                     )
                     log.info("%s", last)
-                    if phase == COMPLETE and marks is not None and sink_reached(marks, committed):
+                    sink_done = not self.debezium_snapshot or (marks is not None and sink_reached(marks, committed))
+                    if phase == COMPLETE and sink_done and (keyless is None or keyless.complete):
                         yield TriggerEvent(
                             {
                                 "status": "success",

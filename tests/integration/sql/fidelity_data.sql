@@ -50,3 +50,9 @@ SELECT g, '2026-01-01'::date + (g % 180), g * 0.5 FROM generate_series(1, 400) g
 
 INSERT INTO public.toasty SELECT g, public.rnd_text('t' || g, 1000), decode(public.rnd_text('b' || g, 500), 'hex'), 0
 FROM generate_series(1, 20) g;
+
+-- Each of these rows three times over: duplicates that an UPDATE or DELETE of one copy must not collapse.
+INSERT INTO public.audit_log
+SELECT '2026-01-01'::date + g % 10, 'user' || g % 10, 'dup', jsonb_build_object('g', g % 10)
+FROM generate_series(1, 30) g;
+INSERT INTO public.audit_log VALUES (NULL, NULL, NULL, NULL), (NULL, NULL, NULL, NULL);

@@ -74,3 +74,6 @@ CREATE TABLE public.toasty (id int PRIMARY KEY, big text, bigb bytea, counter in
 -- Non-compressible text, so values really move out of line (TOAST).
 CREATE FUNCTION public.rnd_text(seed text, n int) RETURNS text LANGUAGE sql IMMUTABLE AS
 $$ SELECT string_agg(md5(seed || i::text), '' ORDER BY i) FROM generate_series(1, n) i $$;
+-- No primary key: exact duplicate rows are legal here and must survive (native logical replication path).
+CREATE TABLE public.audit_log (at date, actor text, action text, payload jsonb);
+ALTER TABLE public.audit_log REPLICA IDENTITY FULL;

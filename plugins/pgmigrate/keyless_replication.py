@@ -1,0 +1,190 @@
+"""Tables without a primary key travel by PostgreSQL's own logical replication, not through Debezium.
+
+The JDBC sink applies a change by its Kafka key. A keyless table has none, so the sink could only key
+it by the whole row: exact duplicate rows (legal in such a table) would collapse into one, and an
+UPDATE of one duplicate would touch all of them. PostgreSQL's apply worker does what is needed: with
+REPLICA IDENTITY FULL on the source it finds ONE row equal to the old row and changes or deletes just
+that one, so duplicates survive exactly.
+
+So a migration with keyless tables runs a second, native channel beside the Debezium pipeline:
+a publication of just those tables on the source and a subscription on the target (its own slot,
+initial copy by the subscription's table-sync workers, which is consistent by construction). Both
+channels start from the same empty target and never touch the same table. The price: the target
+server must reach the source over the network and the target role must be allowed to CREATE
+SUBSCRIPTION (superuser on PostgreSQL 15), and each UPDATE/DELETE on a large keyless table costs the
+apply worker a scan of it (as it would for any logical replica of such a table).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from pgmigrate.catalog import TableInfo, TableRef
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.naming import MigrationNames
+from pgmigrate.publication import drop_publication, ensure_publication
+from pgmigrate.snapshot_copy import drop_slot_if_exists
+
+log = logging.getLogger(__name__)
+
+# pg_subscription_rel.srsubstate: r = ready (streaming), s = synchronized (handing over to the apply worker).
+_SYNCED_STATES = ("r", "s")
+
+
+def split_by_key(tables: list[TableInfo]) -> tuple[list[TableInfo], list[TableInfo]]:
+    """(tables with a primary key -> Debezium, keyless tables -> native logical replication)."""
+    return [t for t in tables if t.primary_key], [t for t in tables if not t.primary_key]
+
+
+@dataclass(frozen=True)
+class KeylessSyncState:
+    tables: int
+    synced: int
+    states: dict[str, str]  # table -> srsubstate, for the ones not yet synced
+
+    @property
+    def complete(self) -> bool:
+        return self.synced == self.tables
+
+    def describe(self) -> str:
+        waiting = ", ".join(f"{t} ({_STATE_NAMES.get(s, s)})" for t, s in sorted(self.states.items()))
+        return f"keyless tables synced {self.synced}/{self.tables}" + (f"; waiting for {waiting}" if waiting else "")
+
+
+_STATE_NAMES = {"i": "initializing", "d": "copying", "f": "copy finished", "s": "synchronized", "r": "ready"}
+
+
+def subscription_exists(target: PgEndpoint, names: MigrationNames) -> bool:
+    with target.connect(autocommit=True) as conn:
+        return _subscription_oid(conn, names) is not None
+
+
+def _subscription_oid(conn, names: MigrationNames) -> int | None:
+    row = conn.execute(
+        "SELECT s.oid FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+        "WHERE s.subname = %s AND d.datname = current_database()",
+        (names.keyless_subscription,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def source_conninfo_for_target(source: PgEndpoint) -> str:
+    """How the target server reaches the source (the subscription connects from the target's host)."""
+    return source.conninfo(application_name=None, connect_timeout=10)
+
+
+def ensure_keyless_replication(
+    source: PgEndpoint, target: PgEndpoint, names: MigrationNames, tables: list[TableRef]
+) -> str:
+    """Publication on the source and subscription on the target for exactly `tables`. An existing
+    subscription is kept (a rerun never restarts a copy in progress); a new one first empties the target
+    tables, because its table-sync workers COPY into them without truncating."""
+    if not tables:
+        return "none"
+    ensure_publication(source, names.keyless_publication, tables)
+    with target.connect(autocommit=True) as conn:
+        if _subscription_oid(conn, names) is not None:
+            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(names.keyless_subscription)))
+            conn.execute(
+                sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = true)").format(
+                    sql.Identifier(names.keyless_subscription)
+                )
+            )
+            log.info("keyless tables: subscription %s exists, enabled", names.keyless_subscription)
+            return "exists"
+        # A slot left by an earlier subscription that was dropped without its slot: start from a fresh one.
+        drop_slot_if_exists(source, names.keyless_subscription)
+        conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(t.ident for t in tables)))
+        # The target's copies get REPLICA IDENTITY FULL too: reverse replication after cutover needs it.
+        for t in tables:
+            conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(t.ident))
+        conn.execute(
+            sql.SQL(
+                "CREATE SUBSCRIPTION {sub} CONNECTION {conninfo} PUBLICATION {pub} "
+                "WITH (copy_data = true, create_slot = true, slot_name = {slot}, enabled = true)"
+            ).format(
+                sub=sql.Identifier(names.keyless_subscription),
+                conninfo=sql.Literal(source_conninfo_for_target(source)),
+                pub=sql.Identifier(names.keyless_publication),
+                slot=sql.Literal(names.keyless_subscription),
+            )
+        )
+    log.info(
+        "keyless tables: subscription %s on %s copies and streams %d tables from publication %s",
+        names.keyless_subscription,
+        target.label,
+        len(tables),
+        names.keyless_publication,
+    )
+    return "created"
+
+
+def read_keyless_sync_state(target: PgEndpoint, names: MigrationNames) -> KeylessSyncState | None:
+    """Table-sync progress of the subscription; None when the migration has no keyless channel."""
+    with target.connect(autocommit=True) as conn:
+        oid = _subscription_oid(conn, names)
+        if oid is None:
+            return None
+        rows = conn.execute(
+            "SELECT format('%%I.%%I', n.nspname, c.relname), r.srsubstate FROM pg_subscription_rel r "
+            "JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r.srsubid = %s",
+            (oid,),
+        ).fetchall()
+    waiting = {table: state for table, state in rows if state not in _SYNCED_STATES}
+    return KeylessSyncState(tables=len(rows), synced=len(rows) - len(waiting), states=waiting)
+
+
+def read_keyless_lag(source: PgEndpoint, names: MigrationNames) -> float | None:
+    """Seconds the subscription trails the source, from the source's walsender statistics. 0 when it has
+    applied everything it was sent (PostgreSQL reports no lag then); None when it is not streaming."""
+    with source.connect(autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT state, coalesce(extract(epoch FROM replay_lag), 0)::float8 FROM pg_stat_replication "
+            "WHERE application_name = %s",
+            (names.keyless_subscription,),
+        ).fetchone()
+    if row is None or row[0] != "streaming":
+        return None
+    return float(row[1])
+
+
+def has_keyless_channel(source: PgEndpoint, names: MigrationNames) -> bool:
+    """The keyless channel's slot exists on the source (the subscription created it)."""
+    with source.connect(autocommit=True) as conn:
+        return bool(
+            conn.execute(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (names.keyless_subscription,)
+            ).fetchone()
+        )
+
+
+def drop_keyless_replication(source: PgEndpoint, target: PgEndpoint, names: MigrationNames) -> bool:
+    """Remove the subscription, its slots on the source and the publication. Works even when the target
+    cannot reach the source: the subscription is detached from its slot first and the slots (including
+    the table-sync workers' `pg_<oid>_sync_…` slots) are dropped from here. Returns whether it existed."""
+    sub = sql.Identifier(names.keyless_subscription)
+    existed = False
+    with target.connect(autocommit=True) as conn:
+        oid = _subscription_oid(conn, names)
+        if oid is not None:
+            existed = True
+            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sub))
+            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(sub))
+            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sub))
+            log.info("keyless tables: dropped subscription %s on %s", names.keyless_subscription, target.label)
+    drop_slot_if_exists(source, names.keyless_subscription)
+    if oid is not None:
+        with source.connect(autocommit=True) as conn:
+            sync_slots = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s", (f"pg\\_{oid}\\_sync\\_%",)
+                )
+            ]
+        for slot in sync_slots:
+            drop_slot_if_exists(source, slot)
+    drop_publication(source, names.keyless_publication)
+    return existed
