@@ -61,24 +61,33 @@ def format_progress(progress: list[TableProgress], rate: float, eta: float | Non
     return "\n".join(lines)
 
 
-_LIVE_ROWS_SQL = (
-    "SELECT coalesce(sum(s.n_live_tup), 0)::bigint FROM pg_partition_tree(%s::regclass) p "
-    "JOIN pg_stat_user_tables s ON s.relid = p.relid"
+# The planner's reltuples comes from a real scan (VACUUM, ANALYZE, CREATE INDEX) and survives restarts;
+# the statistics' live-row count is lost after a crash and can count a load twice around an ANALYZE
+# (seen on 15). So the source estimate is reltuples, or the live count for a never-analyzed table.
+# pg_partition_tree() lists nothing for a plain table, hence the table itself in the UNION; partitioned
+# parents hold no rows of their own (their reltuples repeats the leaves'), so only leaves count.
+_ROWS_SQL = (
+    "WITH rels AS (SELECT %(t)s::regclass AS relid UNION SELECT relid FROM pg_partition_tree(%(t)s::regclass)) "
+    "SELECT coalesce(sum(s.n_live_tup), 0)::bigint, coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint "
+    "FROM rels r JOIN pg_class c ON c.oid = r.relid LEFT JOIN pg_stat_user_tables s ON s.relid = r.relid "
+    "WHERE c.relkind <> 'p'"
 )
 
 
-def live_rows(endpoint, tables) -> dict[str, int]:
-    """Rows per table from the statistics collector (cheap, approximate: for progress, not validation)."""
+def estimated_rows(endpoint, tables, use_planner_estimate: bool = True) -> dict[str, int]:
+    """Rows per table, cheaply and approximately (for progress, never for validation)."""
     from psycopg import sql
 
     counts = {}
     with endpoint.connect(autocommit=True) as conn:
         for table in tables:
             regclass = sql.Identifier(table.schema, table.name).as_string(conn)
-            counts[table.qualified] = conn.execute(_LIVE_ROWS_SQL, (regclass,)).fetchone()[0]
+            live, planner = conn.execute(_ROWS_SQL, {"t": regclass}).fetchone()
+            counts[table.qualified] = planner if use_planner_estimate and planner > 0 else live
     return counts
 
 
 def read_table_progress(source, target, tables) -> list[TableProgress]:
-    src, dst = live_rows(source, tables), live_rows(target, tables)
+    # The target's tables start empty (or truncated): only its live count says how far the load got.
+    src, dst = estimated_rows(source, tables), estimated_rows(target, tables, use_planner_estimate=False)
     return [TableProgress(t.qualified, dst[t.qualified], src[t.qualified]) for t in tables]
