@@ -5,6 +5,7 @@ comparison (this file's, not the product's validator) finds source and target id
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psycopg
@@ -20,6 +21,7 @@ from harness import (
     fail_active_runs,
     forget_migration,
     run_dag,
+    task_log,
     task_states,
     wait_until_identical,
 )
@@ -163,3 +165,6 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
     assert states["validate"] == "success"
     assert requests.get("http://127.0.0.1:8083/connectors", timeout=5).ok
     assert task_states(api, run_id)["wait_caught_up"] == "success"
+    # Progress per table is visible while the initial load runs (rows on the target / source estimate).
+    progress = re.findall(r"snapshot: (\d+)/(\d+) rows", task_log(api, run_id, "wait_snapshot"))
+    assert progress and all(int(total) > 0 for _, total in progress), progress[:5]
