@@ -26,7 +26,7 @@ from pgmigrate.catalog import TableInfo, TableRef
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
 from pgmigrate.publication import drop_publication, ensure_publication
-from pgmigrate.snapshot_copy import drop_slot_if_exists
+from pgmigrate.replication_slot import drop_slot_if_exists
 
 log = logging.getLogger(__name__)
 

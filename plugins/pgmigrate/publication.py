@@ -1,5 +1,5 @@
 """The source side of the pipeline: the migration's publication (exactly the selected tables plus
-the heartbeat). The replication slot is created and dropped by `pgmigrate.snapshot_copy`.
+the heartbeat). The replication slot is created and dropped by `pgmigrate.replication_slot`.
 
 pgoutput decodes each WAL record with the catalog as of that record, so the publication must exist
 before the slot is created; otherwise the first changes after the slot's consistent point are not

@@ -9,16 +9,18 @@ nothing is applied twice. The publication must exist before the slot (see `publi
 The target holds the pre-data schema only (as with pgcopydb, indexes and constraints come after the
 data). A rerun starts over: the old snapshot died with its connection, so the slot is dropped, the
 target tables are truncated and everything is copied again.
+
+The slot and its exported snapshot are in `replication_slot.py`, the chunk plan and COPY format rule in
+`copy_plan.py`; this module runs the copy: the workers, progress, the report and the rerunnable task.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,18 +28,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgmigrate.catalog import FIRST_NORMAL_OID, TableInfo, TableRef
+from pgmigrate.catalog import TableInfo, TableRef
 from pgmigrate.checksums import CANONICAL_SESSION_SETTINGS
+from pgmigrate.copy_plan import DEFAULT_CHUNK_PAGES, CopyChunk, copy_columns, copy_format_for, plan_copy, relation_pages
 from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.replication_slot import ExportedSnapshot, drop_slot_if_exists, validate_slot_name
 
 log = logging.getLogger(__name__)
 
-# 16384 pages of 8 kB = 128 MB: big enough that per-chunk overhead vanishes, small enough that an
-# on-call reader sees progress every few seconds and a large table keeps every worker busy.
-DEFAULT_CHUNK_PAGES = 16384
-_SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")
-# Built-in types without binary send/receive: COPY (FORMAT binary) fails on them.
-_NO_BINARY_IO_OIDS = frozenset({1033, 3642})  # aclitem, gtsvector
 # Text output must parse back to the same value on the target whatever either server's defaults are
 # (DateStyle, float digits, ...); a long chunk must not hit a statement_timeout set for applications.
 _WORKER_SETTINGS = (*CANONICAL_SESSION_SETTINGS, ("statement_timeout", "0"))
@@ -54,202 +52,6 @@ class SnapshotCopyError(RuntimeError):
         super().__init__(message)
         self.table = table
         self.chunk = chunk
-
-
-def validate_slot_name(slot: str) -> str:
-    if not isinstance(slot, str) or not _SLOT_RE.match(slot):
-        raise ValueError(f"replication slot name {slot!r} is invalid: use 1-63 characters from [a-z0-9_].")
-    return slot
-
-
-def _snapshot_app_name(slot: str) -> str:
-    """application_name of the exporting connection, so a rerun can find one an earlier attempt left behind."""
-    return f"pgmigrate_snapshot_{slot}"[:63]
-
-
-class ExportedSnapshot:
-    """Creates `slot` and holds its exported snapshot while the `with` block runs.
-
-    The snapshot lives only as long as the replication connection stays open and runs no other
-    command, so this object owns that connection and keeps it idle; the slot survives `__exit__`.
-    """
-
-    def __init__(self, endpoint: PgEndpoint, slot: str) -> None:
-        self.endpoint = endpoint
-        self.slot = validate_slot_name(slot)
-        self.snapshot_name = ""
-        self.consistent_lsn = ""
-        self._conn: psycopg.Connection | None = None
-
-    def __enter__(self) -> ExportedSnapshot:
-        # TCP keepalives: the connection sits idle for the whole copy and must not be dropped by a firewall.
-        conninfo = self.endpoint.conninfo(
-            replication="database", application_name=_snapshot_app_name(self.slot), keepalives=1, keepalives_idle=30
-        )
-        self._conn = psycopg.connect(conninfo, autocommit=True)
-        log.info(
-            "creating replication slot %s on %s (waits for transactions open on the source to end)",
-            self.slot, self.endpoint.label,
-        )
-        try:
-            query = sql.SQL("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'export')").format(
-                slot=sql.Identifier(self.slot)
-            )
-            _, self.consistent_lsn, self.snapshot_name, _ = self._conn.execute(query).fetchone()
-        except BaseException:
-            self.close()
-            raise
-        log.info(
-            "created replication slot %s on %s: consistent point %s, exported snapshot %s",
-            self.slot, self.endpoint.label, self.consistent_lsn, self.snapshot_name,
-        )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def drop_slot_if_exists(endpoint: PgEndpoint, slot: str, wait_seconds: float = 10.0) -> bool:
-    """Drop `slot` if it exists, ending a walsender that still streams from it (an earlier attempt, or
-    the source connector) and any connection still exporting a snapshot for it. Returns whether it existed."""
-    validate_slot_name(slot)
-    with endpoint.connect(autocommit=True) as conn:
-        stale = conn.execute(
-            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE backend_type = 'walsender' AND application_name = %s",
-            (_snapshot_app_name(slot),),
-        ).fetchall()
-        for pid, _ in stale:
-            log.warning("terminated walsender %s still exporting a snapshot for slot %s", pid, slot)
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            row = conn.execute(
-                "SELECT active_pid, database, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
-                (slot,),
-            ).fetchone()
-            if row is None:
-                log.info("replication slot %s does not exist on %s: nothing to drop", slot, endpoint.label)
-                return False
-            active_pid, database, lsn = row
-            if active_pid is None:
-                try:
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                except psycopg.errors.ObjectInUse:
-                    pass  # a walsender acquired it between our read and the drop: terminate it below
-                else:
-                    log.info("dropped replication slot %s (database %s, confirmed up to %s)", slot, database, lsn)
-                    return True
-            else:
-                conn.execute("SELECT pg_terminate_backend(%s, 5000)", (active_pid,))
-                log.warning("terminated walsender %s that was streaming from slot %s", active_pid, slot)
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"replication slot {slot} is still in use after {wait_seconds:.0f}s: stop whatever streams from "
-                    "it (the migration's source connector?) and rerun the task."
-                )
-            time.sleep(0.2)
-
-
-@dataclass(frozen=True)
-class CopyChunk:
-    """One COPY: a whole relation, or the pages [first_page, end_page) of it."""
-
-    table: TableRef  # the selected table: progress and the report are per table
-    relation: TableRef  # what is read and written: the table itself or one of its leaf partitions
-    number: int  # 1-based within `table`
-    of: int  # chunks of `table`
-    first_page: int | None = None  # None: from the first page
-    end_page: int | None = None  # exclusive; None: to the end, including pages added since the size was read
-    pages: int = 0  # estimated size, for ordering
-
-    def ctid_filter(self) -> sql.Composable:
-        """A TID range: PostgreSQL 14+ reads just those pages (TID Range Scan), not the whole table."""
-        conditions = []
-        if self.first_page is not None:
-            conditions.append(sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({self.first_page},0)")))
-        if self.end_page is not None:
-            conditions.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({self.end_page},0)")))
-        if not conditions:
-            return sql.SQL("")
-        return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
-
-    def describe(self) -> str:
-        where = "" if self.relation == self.table else f" {self.relation.qualified}"
-        if self.first_page is None and self.end_page is None:
-            return f"{self.number}/{self.of}{where}"
-        end = "end" if self.end_page is None else self.end_page
-        return f"{self.number}/{self.of}{where} pages {self.first_page or 0}-{end}"
-
-
-def plan_copy(
-    tables: list[TableInfo],
-    parallelism: int,
-    chunk_pages: int = DEFAULT_CHUNK_PAGES,
-    sizes: Mapping[TableRef, int] | None = None,
-) -> list[CopyChunk]:
-    """Chunks for every table, largest first so the longest COPYs start at once and the pool ends together.
-
-    A relation (table or leaf partition) of at most `chunk_pages` pages is one chunk; a larger one is
-    split into page ranges of at most `chunk_pages`, their count rounded up to a multiple of
-    `parallelism` so the workers finish it together. `sizes` (pages per relation, read just before the
-    copy) overrides the catalog's statistics; a leaf without one gets an equal share of its root's pages.
-    """
-    if parallelism < 1 or chunk_pages < 1:
-        raise ValueError(f"parallelism and chunk_pages must be positive, got {parallelism} and {chunk_pages}")
-    sizes = sizes or {}
-    chunks: list[CopyChunk] = []
-    for table in tables:
-        if table.kind == "p":
-            share = table.pages // max(len(table.partitions), 1)
-            relations = [(leaf, sizes.get(leaf, share)) for leaf in table.partitions]
-        else:
-            relations = [(table.ref, sizes.get(table.ref, table.pages))]
-        ranges: list[tuple[TableRef, int | None, int | None, int]] = []
-        for relation, pages in relations:
-            if pages <= chunk_pages:
-                ranges.append((relation, None, None, pages))
-                continue
-            count = math.ceil(math.ceil(pages / chunk_pages) / parallelism) * parallelism
-            bounds = [round(i * pages / count) for i in range(count + 1)]
-            for i in range(count):
-                first = None if i == 0 else bounds[i]
-                end = None if i == count - 1 else bounds[i + 1]
-                ranges.append((relation, first, end, bounds[i + 1] - bounds[i]))
-        chunks.extend(
-            CopyChunk(table.ref, relation, number, len(ranges), first, end, pages)
-            for number, (relation, first, end, pages) in enumerate(ranges, start=1)
-        )
-    return sorted(chunks, key=lambda c: (-c.pages, c.table, c.number))
-
-
-def copy_columns(table: TableInfo) -> list[str]:
-    """Stored generated columns are recomputed by the target, and COPY FROM refuses values for them."""
-    return [c.name for c in table.columns if c.generated != "s"]
-
-
-def copy_format_for(table: TableInfo) -> str:
-    """`binary` (no text formatting and parsing) when every copied column is built in or a plain enum.
-
-    Measured PostgreSQL 15 -> 15, with the user-defined types' OIDs different on each side: an enum
-    goes binary as its label. Binary arrays and composites carry the source's type OIDs, yet they load
-    too: a PostgreSQL 15 receiver checks only OIDs in the built-in range (older releases' array_recv
-    rejected any mismatch: "wrong element type"). What does fail is a type with no binary I/O at all:
-    extension types such as seg and isbn, and the built-in aclitem ("no binary input function available
-    for type seg"). The catalog facts here cannot tell those from safe ones (a domain's base type, a
-    composite's members), so every other user-defined type goes as text, which round-trips all types.
-    """
-    for column in table.columns:
-        if column.generated == "s" or column.type_kind == "e":
-            continue
-        oids = (column.type_oid, column.element_oid or 0)
-        if any(oid >= FIRST_NORMAL_OID or oid in _NO_BINARY_IO_OIDS for oid in oids):
-            return "text"
-    return "binary"
 
 
 def truncate_target_tables(target: PgEndpoint, tables: list[TableInfo]) -> None:
@@ -273,20 +75,6 @@ def truncate_target_tables(target: PgEndpoint, tables: list[TableInfo]) -> None:
                 "using them (a sink connector of an earlier attempt?). Stop it and rerun the `snapshot` task."
             ) from exc
     log.info("truncated %d target tables on %s", len(tables), target.label)
-
-
-def relation_pages(source: PgEndpoint, tables: list[TableInfo]) -> dict[TableRef, int]:
-    """Current size in pages of every relation to copy: statistics are often stale or missing."""
-    refs = [leaf for t in tables for leaf in (t.partitions if t.kind == "p" else [t.ref])]
-    if not refs:
-        return {}
-    with source.connect(autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT s, n, coalesce(pg_relation_size(to_regclass(format('%%I.%%I', s, n))), 0) "
-            "/ current_setting('block_size')::bigint FROM unnest(%s::text[], %s::text[]) AS u(s, n)",
-            ([r.schema for r in refs], [r.name for r in refs]),
-        ).fetchall()
-    return {TableRef(s, n): pages for s, n, pages in rows}
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pgmigrate.keyless_replication import drop_keyless_replication
 from pgmigrate.naming import MigrationNames
 from pgmigrate.pipeline_reset import delete_topics, remove_connectors
 from pgmigrate.publication import drop_publication
-from pgmigrate.snapshot_copy import drop_slot_if_exists
+from pgmigrate.replication_slot import drop_slot_if_exists
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ def forget_migration(migration_id: str) -> None:
     from pgmigrate.connect_client import ConnectClient
     from pgmigrate.naming import MigrationNames
     from pgmigrate.pipeline_reset import delete_topics, remove_connectors
-    from pgmigrate.snapshot_copy import drop_slot_if_exists
+    from pgmigrate.replication_slot import drop_slot_if_exists
 
     names = MigrationNames(migration_id)
     remove_connectors(ConnectClient("http://127.0.0.1:8083"), names)

@@ -25,8 +25,10 @@ from psycopg import sql
 
 from pgmigrate.catalog import TableInfo, TableRef, list_tables
 from pgmigrate.checksums import set_canonical_session
+from pgmigrate.copy_plan import copy_format_for
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.snapshot_copy import SnapshotCopyError, copy_format_for, drop_slot_if_exists, run_snapshot_copy
+from pgmigrate.replication_slot import drop_slot_if_exists
+from pgmigrate.snapshot_copy import SnapshotCopyError, run_snapshot_copy
 
 DB = "copytest"
 SLOT = "copytest_slot"

@@ -7,15 +7,9 @@ import time
 import pytest
 
 from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.snapshot_copy import (
-    CopyChunk,
-    CopyReport,
-    TableCopyStats,
-    copy_columns,
-    copy_format_for,
-    plan_copy,
-    validate_slot_name,
-)
+from pgmigrate.copy_plan import CopyChunk, copy_columns, copy_format_for, plan_copy
+from pgmigrate.replication_slot import validate_slot_name
+from pgmigrate.snapshot_copy import CopyReport, TableCopyStats
 
 pytestmark = pytest.mark.unit
 
