@@ -29,7 +29,7 @@ def write_secrets_file(
             f"secrets_dir {secrets_dir} does not exist. Set `secrets_dir` in the extra of the kafka_connect "
             "connection to a directory that Kafka Connect's workers can read (local stack: .stack/secrets)."
         )
-    path = directory / f"pgmigrate-{names.migration_id}.properties"
+    path = directory / names.secrets_file
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -29,15 +29,27 @@ def validate_migration_id(migration_id: str) -> str:
 
 @dataclass(frozen=True)
 class MigrationNames:
+    """`reverse=True`: the names of the target -> source pipeline started at cutover (for rollback). Every
+    name differs from the forward one, so both pipelines' objects can exist side by side."""
+
     migration_id: str
+    reverse: bool = False
 
     def __post_init__(self) -> None:
         validate_migration_id(self.migration_id)
 
+    def reversed(self) -> MigrationNames:
+        return MigrationNames(self.migration_id, reverse=not self.reverse)
+
     @property
     def _snake(self) -> str:
-        # Slot names allow only [a-z0-9_]; keep every server-side name in that alphabet.
-        return self.migration_id.replace("-", "_")
+        # Slot names allow only [a-z0-9_]; keep every server-side name in that alphabet. `_rev` keeps the
+        # longest name (`pgmigrate_<41 chars>_keyless_rev`) within PostgreSQL's 63 characters.
+        return self.migration_id.replace("-", "_") + ("_rev" if self.reverse else "")
+
+    @property
+    def _dashed(self) -> str:
+        return self.migration_id + ("-reverse" if self.reverse else "")
 
     @property
     def slot(self) -> str:
@@ -48,22 +60,27 @@ class MigrationNames:
         return f"pgmigrate_{self._snake}"
 
     @property
+    def secrets_file(self) -> str:
+        """Name of the passwords file the connectors' `${file:…}` references point at."""
+        return f"pgmigrate-{self._dashed}.properties"
+
+    @property
     def keyless_publication(self) -> str:
         """Publication of the tables without a primary key (native logical replication, see keyless_replication)."""
-        return f"pgmigrate_{self._snake}_keyless"
+        return f"pgmigrate_{self.migration_id.replace('-', '_')}_keyless" + ("_rev" if self.reverse else "")
 
     @property
     def keyless_subscription(self) -> str:
         """Subscription on the target for the keyless tables; its slot on the source has the same name."""
-        return f"pgmigrate_{self._snake}_keyless"
+        return self.keyless_publication
 
     @property
     def source_connector(self) -> str:
-        return f"pgmigrate-{self.migration_id}-source"
+        return f"pgmigrate-{self._dashed}-source"
 
     @property
     def sink_connector(self) -> str:
-        return f"pgmigrate-{self.migration_id}-sink"
+        return f"pgmigrate-{self._dashed}-sink"
 
     @property
     def topic_prefix(self) -> str:

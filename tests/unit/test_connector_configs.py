@@ -78,3 +78,16 @@ def test_sink_upserts_by_key_into_quoted_same_named_tables():
     assert "stringtype=unspecified" in sink["connection.url"]
     assert "session_replication_role%3Dreplica" in sink["connection.url"]
     assert "reWriteBatchedInserts" not in sink["connection.url"]
+
+
+def test_reverse_names_never_collide_with_the_forward_ones_and_fit_postgres_limits():
+    from pgmigrate.naming import MigrationNames
+
+    forward = MigrationNames("a" * 41)
+    reverse = forward.reversed()
+    assert reverse.reversed() == forward
+    for attr in ("slot", "publication", "keyless_subscription", "source_connector", "sink_connector",
+                 "topic_prefix", "heartbeat_table", "secrets_file"):  # fmt: skip
+        assert getattr(forward, attr) != getattr(reverse, attr), attr
+    assert max(len(reverse.slot), len(reverse.keyless_subscription), len(forward.keyless_subscription)) <= 63
+    assert MigrationNames("shop-1").reversed().source_connector == "pgmigrate-shop-1-reverse-source"
