@@ -19,6 +19,9 @@ from pgmigrate.naming import MigrationNames
 SOURCE_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 
+# include/converters, installed into the Debezium PostgreSQL plugin dir by scripts/install.sh.
+TEXT_FORM_CONVERTER = "local.pgmigration.converters.PostgresTextFormConverter"
+
 SNAPSHOT_MODES = {
     # `copy`: the initial data was loaded by COPY under the slot's exported snapshot; stream from the
     # slot's consistent point only.
@@ -78,7 +81,14 @@ def build_source_config(
         "table.include.list": ",".join(table_include_regex(t) for t in captured),
         # The default skips TRUNCATE; the sink applies it (truncate.enabled).
         "skipped.operations": "none",
-        # numeric NaN/±Infinity cannot be carried as precise decimals; as text PostgreSQL parses them back.
+        # Debezium's own conversions alter float NaN/±Infinity/-0, numeric ±Infinity, infinity and BC
+        # dates/timestamps, bit widths, hstore, and enum/numeric/multi-dimensional arrays. For those columns the
+        # converter emits PostgreSQL's text form as a STRING, which the sink binds untyped (stringtype=unspecified),
+        # so the target parses it into the column's real type: the same value as on the source. It takes precedence
+        # over the *.handling.mode keys below for the columns it converts.
+        "converters": "pgtext",
+        "pgtext.type": TEXT_FORM_CONVERTER,
+        # numeric columns the converter does not take (domains over numeric): as text, not a lossy double.
         "decimal.handling.mode": "string",
         # `numeric` would turn '1 mon' into seconds; the string form is lossless.
         "interval.handling.mode": "string",

@@ -43,6 +43,14 @@ def test_lossless_representations():
     assert "ReselectColumnsPostProcessor" in config["post.processors.reselector.type"]
 
 
+def test_text_form_converter_carries_the_values_debezium_alters():
+    config = build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS)
+    names = config["converters"].split(",")
+    assert [config[f"{n}.type"] for n in names] == ["local.pgmigration.converters.PostgresTextFormConverter"]
+    # The converter's STRING reaches PostgreSQL as an untyped parameter only through this URL option.
+    assert "stringtype=unspecified" in build_sink_config(NAMES, TARGET, ["public"], SECRETS)["connection.url"]
+
+
 def test_no_password_in_any_config():
     source = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
     sink = build_sink_config(NAMES, TARGET, ["public", "sales"], SECRETS)
