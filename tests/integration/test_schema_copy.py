@@ -13,14 +13,10 @@ import pytest
 
 from pgmigrate.catalog import UnknownTables
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.schema_copy import (
-    SchemaCopyError,
-    apply_post_data,
-    copy_pre_data,
-    parse_toc,
-    select_entries,
-    sequences_snapshot,
-)
+from pgmigrate.pg_dump_toc import SchemaCopyError, parse_toc, select_entries
+from pgmigrate.post_data import apply_post_data
+from pgmigrate.schema_copy import copy_pre_data
+from pgmigrate.sequences import sequences_snapshot
 
 pytestmark = pytest.mark.integration
 

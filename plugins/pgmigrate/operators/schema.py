@@ -14,7 +14,8 @@ class CopySchemaOperator(MigrationOperator):
     load is fast; ALWAYS identities are created BY DEFAULT (recorded; cutover restores them)."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.schema_copy import copy_pre_data, sequences_snapshot
+        from pgmigrate.schema_copy import copy_pre_data
+        from pgmigrate.sequences import sequences_snapshot
 
         params = self.migration_params(context)
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
@@ -38,7 +39,7 @@ class ApplyPostDataOperator(MigrationOperator):
     """Secondary indexes, foreign keys, triggers and other constraints, after the initial load."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.schema_copy import apply_post_data
+        from pgmigrate.post_data import apply_post_data
 
         params = self.migration_params(context)
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
