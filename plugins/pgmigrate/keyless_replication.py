@@ -77,11 +77,12 @@ def source_conninfo_for_target(source: PgEndpoint) -> str:
 
 
 def ensure_keyless_replication(
-    source: PgEndpoint, target: PgEndpoint, names: MigrationNames, tables: list[TableRef]
+    source: PgEndpoint, target: PgEndpoint, names: MigrationNames, tables: list[TableRef], initial_copy: bool = True
 ) -> str:
     """Publication on the source and subscription on the target for exactly `tables`. An existing
     subscription is kept (a rerun never restarts a copy in progress); a new one first empties the target
-    tables, because its table-sync workers COPY into them without truncating."""
+    tables, because its table-sync workers COPY into them without truncating. `initial_copy=False`
+    (reverse replication at cutover, both sides identical): stream changes from now on, copy nothing."""
     if not tables:
         return "none"
     ensure_publication(source, names.keyless_publication, tables)
@@ -89,23 +90,25 @@ def ensure_keyless_replication(
         if _subscription_oid(conn, names) is not None:
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(names.keyless_subscription)))
             conn.execute(
-                sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = true)").format(
-                    sql.Identifier(names.keyless_subscription)
+                sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})").format(
+                    sql.Identifier(names.keyless_subscription), sql.Literal(initial_copy)
                 )
             )
             log.info("keyless tables: subscription %s exists, enabled", names.keyless_subscription)
             return "exists"
         # A slot left by an earlier subscription that was dropped without its slot: start from a fresh one.
         drop_slot_if_exists(source, names.keyless_subscription)
-        conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(t.ident for t in tables)))
+        if initial_copy:
+            conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(t.ident for t in tables)))
         # The target's copies get REPLICA IDENTITY FULL too: reverse replication after cutover needs it.
         for t in tables:
             conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(t.ident))
         conn.execute(
             sql.SQL(
                 "CREATE SUBSCRIPTION {sub} CONNECTION {conninfo} PUBLICATION {pub} "
-                "WITH (copy_data = true, create_slot = true, slot_name = {slot}, enabled = true)"
+                "WITH (copy_data = {copy}, create_slot = true, slot_name = {slot}, enabled = true)"
             ).format(
+                copy=sql.Literal(initial_copy),
                 sub=sql.Identifier(names.keyless_subscription),
                 conninfo=sql.Literal(source_conninfo_for_target(source)),
                 pub=sql.Identifier(names.keyless_publication),

@@ -41,3 +41,31 @@ def sequences_snapshot(source: PgEndpoint, schemas: Iterable[str]) -> list[dict[
         }
         for schema, name, data_type, increment, last_value, ts, tr, col, identity in rows
     ]
+
+
+SAFETY_GAP = 1000  # increments added on top of the source's value: ids taken in the last moments stay unique
+
+
+def sync_sequences(origin: PgEndpoint, destination: PgEndpoint, schemas: Iterable[str], gap: int = SAFETY_GAP) -> list:
+    """Set every sequence of `schemas` on `destination` past its value on `origin` (plus `gap`
+    increments), so rows inserted after the switch never reuse an id. Run while writes are paused; a
+    sequence the destination is already past is left alone (rerun-safe, never moves backwards)."""
+    from psycopg import sql
+
+    synced = []
+    with destination.connect(autocommit=True) as conn:
+        for seq in sequences_snapshot(origin, schemas):
+            if seq["last_value"] is None:
+                continue  # never used on the origin: the destination's start value is right
+            ident = sql.Identifier(seq["schema"], seq["name"])
+            query = sql.SQL(
+                "SELECT s.last_value, p.seqmin, p.seqmax FROM {} s, pg_sequence p WHERE p.seqrelid = {}::regclass"
+            ).format(ident, sql.Literal(ident.as_string(conn)))
+            current, lo, hi = conn.execute(query).fetchone()
+            wanted = max(lo, min(hi, seq["last_value"] + gap * seq["increment"]))
+            ahead = current >= wanted if seq["increment"] > 0 else current <= wanted
+            if not ahead:
+                conn.execute("SELECT setval(%s::regclass, %s, true)", (ident.as_string(conn), wanted))
+            synced.append({"sequence": f"{seq['schema']}.{seq['name']}", "source": seq["last_value"],
+                           "target": wanted if not ahead else current})  # fmt: skip
+    return synced

@@ -1,0 +1,160 @@
+"""Reverse replication: from cutover on, every change made on the target flows back to the source, so a
+rollback loses nothing written after the switch.
+
+It starts inside the write pause, after the drain. The forward connectors are stopped first (their
+slot stays until teardown) and the forward keyless subscription disabled, so a change applied to one
+side is never captured there and sent back: no loops. The reverse slots are created on the target
+before clients reach it, so every target write after the switch is kept even if the reverse
+connectors start later. The reverse pipeline is the forward one with the roles swapped
+(`names.reversed()`: its own slot, publication, connectors, topics and heartbeat).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from psycopg import sql
+
+from pgmigrate.catalog import TableRef
+from pgmigrate.connect_client import ConnectClient
+from pgmigrate.connect_secrets import write_secrets_file
+from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.heartbeat import ensure_heartbeat_table, heartbeat_table
+from pgmigrate.keyless_replication import drop_keyless_replication, ensure_keyless_replication
+from pgmigrate.naming import MigrationNames
+from pgmigrate.pipeline_reset import delete_topics, remove_connectors
+from pgmigrate.publication import drop_publication, ensure_publication
+from pgmigrate.replication_slot import drop_slot_if_exists
+
+log = logging.getLogger(__name__)
+
+
+def _set_keyless_subscription(target: PgEndpoint, names: MigrationNames, enabled: bool) -> None:
+    with target.connect(autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+            "WHERE s.subname = %s AND d.datname = current_database()",
+            (names.keyless_subscription,),
+        ).fetchone()
+        if exists:
+            verb = sql.SQL("ENABLE" if enabled else "DISABLE")
+            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(names.keyless_subscription), verb))
+            log.info("%s subscription %s on %s", "enabled" if enabled else "disabled", names.keyless_subscription,
+                     target.label)  # fmt: skip
+
+
+def stop_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: MigrationNames) -> list[str]:
+    """Stop a direction's connectors (config, offsets and slot kept) and disable its keyless subscription
+    (which lives on `subscriber`: the target for forward, the source for reverse)."""
+    stopped = []
+    for name in (names.source_connector, names.sink_connector):
+        if connect.exists(name):
+            connect.stop(name)
+            stopped.append(name)
+    _set_keyless_subscription(subscriber, names, enabled=False)
+    return stopped
+
+
+def resume_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: MigrationNames) -> list[str]:
+    """Undo `stop_pipeline`: the connectors go on from their stored offsets, nothing is lost."""
+    resumed = []
+    for name in (names.sink_connector, names.source_connector):
+        if connect.exists(name):
+            connect.resume(name)
+            resumed.append(name)
+    _set_keyless_subscription(subscriber, names, enabled=True)
+    return resumed
+
+
+def set_identity_generation(endpoint: PgEndpoint, columns: list[dict], always: bool) -> int:
+    """GENERATED ALWAYS <-> BY DEFAULT for the recorded identity columns. A replicating sink inserts
+    explicit ids, which ALWAYS rejects; applications need ALWAYS back on the side they write to."""
+    changed = 0
+    with endpoint.connect(autocommit=True) as conn:
+        for c in columns:
+            row = conn.execute(
+                "SELECT a.attidentity FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = %s AND t.relname = %s "
+                "AND a.attname = %s",
+                (c["schema"], c["table"], c["column"]),
+            ).fetchone()
+            want = "a" if always else "d"
+            if row is None or row[0] in ("", want):
+                continue
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET GENERATED {}").format(
+                    sql.Identifier(c["schema"], c["table"]),
+                    sql.Identifier(c["column"]),
+                    sql.SQL("ALWAYS" if always else "BY DEFAULT"),
+                )
+            )
+            changed += 1
+    log.info("identity columns on %s: %d set %s", endpoint.label, changed, "ALWAYS" if always else "BY DEFAULT")
+    return changed
+
+
+def create_reverse_slots(
+    source: PgEndpoint,
+    target: PgEndpoint,
+    names: MigrationNames,
+    tables: list[TableRef],
+    keyless: list[TableRef],
+) -> None:
+    """Inside the pause: the reverse publication and slot on the target (publication first: pgoutput
+    decodes with the catalog as of each WAL record), and the keyless tables' reverse subscription on the
+    source (no initial copy: both sides are identical at this point). Rerun-safe."""
+    reverse = names.reversed()
+    ensure_heartbeat_table(target, reverse)
+    ensure_heartbeat_table(source, reverse)
+    ensure_publication(target, reverse.publication, [*tables, heartbeat_table(reverse)])
+    with target.connect(autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (reverse.slot,)).fetchone()
+        if not exists:
+            lsn = conn.execute(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (reverse.slot,)
+            ).fetchone()[0]
+            log.info("reverse: slot %s created on %s at %s", reverse.slot, target.label, lsn)
+    if keyless:
+        ensure_keyless_replication(target, source, reverse, keyless, initial_copy=False)
+
+
+def deploy_reverse_connectors(
+    connect: ConnectClient,
+    secrets_dir: str,
+    source: PgEndpoint,
+    target: PgEndpoint,
+    names: MigrationNames,
+    tables: list[TableRef],
+    schemas: list[str],
+) -> tuple[str, str]:
+    """A Debezium source on the target streaming from the reverse slot (no snapshot), and a JDBC sink
+    writing into the source: the forward pipeline with the roles swapped."""
+    reverse = names.reversed()
+    secrets = write_secrets_file(secrets_dir, reverse, target.password, source.password)
+    source_config = build_source_config(reverse, target, tables, "copy", secrets)
+    sink_config = build_sink_config(reverse, source, schemas, secrets)
+    connect.validate_or_raise(SINK_CLASS, sink_config, name=reverse.sink_connector)
+    connect.validate_or_raise(SOURCE_CLASS, source_config, name=reverse.source_connector)
+    connect.create_or_update(reverse.sink_connector, sink_config)
+    connect.create_or_update(reverse.source_connector, source_config)
+    log.info("reverse: deployed %s and %s", reverse.source_connector, reverse.sink_connector)
+    return reverse.source_connector, reverse.sink_connector
+
+
+def remove_reverse_replication(
+    connect: ConnectClient, bootstrap_servers: str | None, source: PgEndpoint, target: PgEndpoint, names: MigrationNames
+) -> dict:
+    """Everything `create_reverse_slots` and `deploy_reverse_connectors` made, gone (abort, teardown)."""
+    reverse = names.reversed()
+    removed = remove_connectors(connect, reverse)
+    topics = delete_topics(bootstrap_servers, reverse) if bootstrap_servers else []
+    slot_dropped = drop_slot_if_exists(target, reverse.slot)
+    drop_publication(target, reverse.publication)
+    drop_keyless_replication(target, source, reverse)
+    for endpoint in (source, target):
+        with endpoint.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(heartbeat_table(reverse).ident))
+    log.info("reverse: removed connectors %s, %d topics, slot %s", removed or "none", len(topics),
+             reverse.slot if slot_dropped else "(none)")  # fmt: skip
+    return {"connectors": removed, "topics": topics, "slot_dropped": slot_dropped}
