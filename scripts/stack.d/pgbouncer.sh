@@ -11,10 +11,15 @@ pgbouncer_ready() {
 pgbouncer_up() {
   local dir="$STATE/pgbouncer" conf="$STATE/pgbouncer/pgbouncer.ini" logfile="$LOGS/pgbouncer.log"
   mkdir -p "$dir" "$PIDS" "$LOGS" "$RUN"
-  if [ ! -f "$conf" ]; then
-    # Rendered once: the cutover rewrites the [databases] routes in this file later.
-    sed "s#@STATE@#$STATE#g" "$REPO/include/stack/pgbouncer.ini" >"$conf"
+  # Rendered at every start: routes a cutover changes live in routes.ini (included into [databases]),
+  # never in this file. The routes file is created empty once and never overwritten: it must survive
+  # restarts (stack-reset deletes it with the rest of the state).
+  sed "s#@STATE@#$STATE#g" "$REPO/include/stack/pgbouncer.ini" >"$conf.tmp" && mv "$conf.tmp" "$conf"
+  if [ ! -f "$dir/routes.ini" ]; then
+    printf '; Explicit PgBouncer routes (pgmigrate.route_switch); none yet: every database follows *.\n' \
+      >"$dir/routes.ini"
   fi
+  chmod 644 "$dir/routes.ini"
   printf '"%s" "%s"\n' "$PG_SUPERUSER" "$PG_PASSWORD" >"$dir/userlist.txt"
   chmod 600 "$dir/userlist.txt"
   touch "$logfile"
