@@ -1,0 +1,85 @@
+"""Airflow hook for PgBouncer's admin console: hands the cutover a `PgBouncerRouteSwitch`.
+
+The connection (type postgres) points at the admin console: host and port of PgBouncer, an
+`admin_users` login, Schema `pgbouncer`. Its extra says where the routes file is (the file
+pgbouncer.ini includes into `[databases]`) and, optionally, where the pause watchdog keeps its
+markers and log. Operators never read these fields themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.route_switch import PgBouncerRouteSwitch
+
+
+class PgBouncerHook(BaseHook):
+    """PgBouncer in front of the migrated database, by Airflow connection id."""
+
+    conn_name_attr = "pgbouncer_conn_id"
+    default_conn_name = "pgbouncer_admin"
+    conn_type = "postgres"
+    hook_name = "PgBouncer admin console (migration)"
+
+    def __init__(self, pgbouncer_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.pgbouncer_conn_id = pgbouncer_conn_id
+
+    def _connection(self) -> Any:
+        try:
+            conn = self.get_connection(self.pgbouncer_conn_id)
+        except Exception as exc:
+            raise LookupError(
+                f"Airflow connection {self.pgbouncer_conn_id!r} does not exist ({exc}). Create it in Admin > "
+                "Connections: type postgres, PgBouncer's host and port, an admin_users login, Schema pgbouncer, "
+                'extra {"routes_file": "/path/to/routes.ini"}.'
+            ) from exc
+        if conn.password:
+            mask_secret(conn.password)
+        return conn
+
+    def get_conn(self) -> PgEndpoint:
+        """The admin console as an endpoint (database `pgbouncer` unless the connection says otherwise)."""
+        conn = self._connection()
+        return PgEndpoint(
+            host=conn.host or "127.0.0.1",
+            port=int(conn.port or 6432),
+            dbname=conn.schema or "pgbouncer",
+            user=conn.login or "postgres",
+            password=conn.password or "",
+        )
+
+    def routes_file(self) -> Path:
+        extra = self._connection().extra_dejson
+        if not extra.get("routes_file"):
+            raise ValueError(
+                f"connection {self.pgbouncer_conn_id!r} has no `routes_file` in its extra: set it to the file that "
+                "pgbouncer.ini includes in [databases] (local stack: .stack/pgbouncer/routes.ini)"
+            )
+        return Path(extra["routes_file"])
+
+    def watchdog_dir(self) -> Path:
+        """Where the pause watchdog keeps its markers and log: extra `watchdog_dir`, else `watchdog/`
+        beside the routes file (the host that writes the routes runs the cutover)."""
+        extra = self._connection().extra_dejson
+        if extra.get("watchdog_dir"):
+            return Path(extra["watchdog_dir"])
+        return self.routes_file().parent / "watchdog"
+
+    def get_switch(self) -> PgBouncerRouteSwitch:
+        return PgBouncerRouteSwitch(self.get_conn(), routes_file=self.routes_file())
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            endpoint = self.get_conn()
+            switch = PgBouncerRouteSwitch(endpoint)
+            with switch._connect() as conn:
+                version = conn.execute("SHOW VERSION", prepare=False).fetchone()[0]
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"{version} at {endpoint.label}"
