@@ -87,3 +87,57 @@ class MigrationParams:
             replica_identity_full_for_no_pk=bool(raw.get("replica_identity_full_for_no_pk", False)),
             copy_parallelism=parallelism,
         )
+
+
+@dataclass(frozen=True)
+class CutoverParams:
+    """Params of `pg_cutover`. The migration's own params (connections, schemas, tables) come from its state
+    record, so a cutover always acts on exactly what `pg_migration` moved."""
+
+    migration_id: str
+    backup: bool = True
+    max_pause_seconds: float = 10.0
+    pgbouncer_database: str = ""  # empty: the source connection's database name
+    dry_run: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CutoverParams:
+        if not raw.get("migration_id"):
+            raise InvalidParams(f"migration_id is required ({MIGRATION_ID_PATTERN}).")
+        try:
+            pause = float(raw.get("max_pause_seconds", 10))
+        except (TypeError, ValueError) as exc:
+            raise InvalidParams(f"max_pause_seconds must be a number, got {raw.get('max_pause_seconds')!r}.") from exc
+        if not 1 <= pause <= 300:
+            raise InvalidParams(f"max_pause_seconds must be between 1 and 300, got {pause}.")
+        return cls(
+            migration_id=validate_migration_id(str(raw["migration_id"])),
+            backup=bool(raw.get("backup", True)),
+            max_pause_seconds=pause,
+            pgbouncer_database=str(raw.get("pgbouncer_database") or ""),
+            dry_run=bool(raw.get("dry_run", False)),
+        )
+
+
+@dataclass(frozen=True)
+class RollbackParams:
+    migration_id: str
+    reason: str
+    force: bool = False
+    max_pause_seconds: float = 30.0
+    pgbouncer_database: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RollbackParams:
+        if not raw.get("migration_id"):
+            raise InvalidParams(f"migration_id is required ({MIGRATION_ID_PATTERN}).")
+        reason = str(raw.get("reason") or "").strip()
+        if not reason:
+            raise InvalidParams("reason is required: say why the cutover is rolled back (it goes in the report).")
+        return cls(
+            migration_id=validate_migration_id(str(raw["migration_id"])),
+            reason=reason,
+            force=bool(raw.get("force", False)),
+            max_pause_seconds=float(raw.get("max_pause_seconds", 30)),
+            pgbouncer_database=str(raw.get("pgbouncer_database") or ""),
+        )

@@ -29,6 +29,10 @@ PHASES = (
     "post_data_applied",
     "caught_up",
     "streaming",  # validated and streaming: ready for cutover
+    "cutover_paused",  # client writes wait in PgBouncer
+    "cut_over",  # clients on the target; reverse replication keeps the source current
+    "rolling_back",
+    "rolled_back",  # clients on the source again
     "failed",
 )
 
@@ -95,6 +99,16 @@ class MigrationStateStore:
                 "INSERT INTO migration_event (migration_id, phase, message, details) VALUES (%s, %s, %s, %s)",
                 (migration_id, phase, message, Jsonb(json.loads(json.dumps(details, default=str)))),
             )
+
+    def events(self, migration_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The migration's timeline, oldest first (the last `limit` events)."""
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT at, phase, message, details FROM (SELECT * FROM migration_event WHERE migration_id = %s "
+                "ORDER BY at DESC, id DESC LIMIT %s) e ORDER BY at, id",
+                (migration_id, limit),
+            )
+            return cur.fetchall()
 
     def record_lag(
         self,

@@ -43,5 +43,7 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=20
 export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=20
 export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
+# pg_cutover backs the source up here (pg_dump -Fd) and pg_rollback writes its reports here.
+export PGMIGRATE_BACKUP_DIR="${PGMIGRATE_BACKUP_DIR:-$STATE/backups}"
 # The domain package and the helpers under include/ import from here in tasks and the CLI.
 export PYTHONPATH="$REPO/plugins:$REPO${PYTHONPATH:+:$PYTHONPATH}"

@@ -36,10 +36,18 @@ def test_dags_found(dagbag):
     assert "platform_health" in dagbag.dag_ids
 
 
+# While client writes are paused a retry would only lengthen the pause: these DAGs abort instead.
+NO_RETRIES_BY_DESIGN = {"pg_cutover": "abort_cutover", "pg_rollback": "abort_rollback"}
+
+
 def test_every_dag_is_documented_tagged_and_retried(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md and len(dag.doc_md) > 80, f"{dag_id} needs doc_md telling the operator how to rerun"
+        if dag_id in NO_RETRIES_BY_DESIGN:
+            abort = dag.get_task(NO_RETRIES_BY_DESIGN[dag_id])
+            assert abort.trigger_rule == "one_failed", f"{dag_id}: the abort task must run when any step fails"
+            continue
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 

@@ -62,13 +62,22 @@ def run_dag(api: AirflowApiClient, conf: dict, timeout: float = 600) -> tuple[st
     return run_id, run, task_states(api, run_id)
 
 
-def task_states(api: AirflowApiClient, run_id: str) -> dict[str, str]:
-    return {t["task_id"]: t["state"] for t in api.task_instances("pg_migration", run_id)}
+def run_other_dag(api: AirflowApiClient, dag_id: str, conf: dict, timeout: float = 300) -> tuple[str, dict, dict]:
+    """Trigger `dag_id` (not pg_migration), wait for it; (run_id, run, task states)."""
+    run_id = api.trigger_dag(dag_id, conf=conf)
+    run = api.wait_for_dag_run(dag_id, run_id, timeout=timeout, poll_seconds=2)
+    return run_id, run, task_states(api, run_id, dag_id)
 
 
-def task_log(api: AirflowApiClient, run_id: str, task_id: str, try_number: int = 1) -> str:
+def task_states(api: AirflowApiClient, run_id: str, dag_id: str = "pg_migration") -> dict[str, str]:
+    return {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+
+
+def task_log(
+    api: AirflowApiClient, run_id: str, task_id: str, try_number: int = 1, dag_id: str = "pg_migration"
+) -> str:
     response = api.request(
-        "GET", f"/dags/pg_migration/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+        "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
     )
     content = response.get("content", "") if isinstance(response, dict) else response
     if isinstance(content, list):

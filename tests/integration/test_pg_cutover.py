@@ -1,0 +1,221 @@
+"""Cutover and rollback on the real stack, with pgbench writing through PgBouncer the whole time.
+
+One migration, three acts in order: a cutover that must abort (the target holds a row the source does
+not: final validation fails) and leaves clients on the source; a cutover under load with zero failed
+transactions and a short pause; a rollback with writes made on the target replayed to the source.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from harness import (
+    SOURCE_PORT,
+    TARGET_PORT,
+    airflow_api,
+    conninfo,
+    endpoint,
+    forget_migration,
+    run_dag,
+    run_other_dag,
+    wait_until_identical,
+)
+
+from pgmigrate.airflow_api import put_postgres_connection
+from pgmigrate.connect_client import ConnectClient
+from pgmigrate.databases import drop_database, recreate_database
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.naming import MigrationNames
+from pgmigrate.reverse_replication import remove_reverse_replication
+from pgmigrate.route_switch import PgBouncerRouteSwitch
+from pgmigrate.state import MigrationStateStore
+from pgmigrate.teardown import teardown_migration
+
+MIGRATION_ID = "cut-test"
+SRC_DB, DST_DB = "cut_src", "cut_dst"
+NAMES = MigrationNames(MIGRATION_ID)
+CONNECT = ConnectClient("http://127.0.0.1:8083")
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+STATE_DIR = Path(__file__).resolve().parents[2] / ".stack"
+SWITCH = PgBouncerRouteSwitch(
+    PgEndpoint("127.0.0.1", 6432, "pgbouncer", "postgres", "postgres"), STATE_DIR / "pgbouncer" / "routes.ini"
+)
+STORE = MigrationStateStore(PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres"))
+
+SCHEMA = """
+CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+INSERT INTO accounts SELECT g, 0, 'n' FROM generate_series(1, 1000) g;
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, account int NOT NULL, amount int,
+                     at timestamptz NOT NULL DEFAULT clock_timestamp());
+INSERT INTO orders (account, amount) SELECT g % 1000 + 1, g FROM generate_series(1, 500) g;
+CREATE TABLE events (id serial PRIMARY KEY, kind text, at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE audit (at timestamptz NOT NULL DEFAULT clock_timestamp(), what text);
+ALTER TABLE audit REPLICA IDENTITY FULL;
+INSERT INTO audit (what) SELECT 'seed' FROM generate_series(1, 10);
+"""
+
+WORKLOAD = """\\set aid random(1, 1000)
+\\set delta random(-100, 100)
+BEGIN;
+UPDATE accounts SET balance = balance + :delta WHERE id = :aid;
+INSERT INTO orders (account, amount) VALUES (:aid, :delta);
+INSERT INTO events (kind) VALUES ('tick');
+INSERT INTO audit (what) VALUES ('tx');
+END;
+"""
+
+
+class Pgbench:
+    """pgbench through PgBouncer (the way applications connect) at a fixed rate, in the background."""
+
+    def __init__(self, tmp_path: Path, rate: int, seconds: int) -> None:
+        script = tmp_path / "workload.sql"
+        script.write_text(WORKLOAD)
+        self.process = subprocess.Popen(
+            [PGBENCH, "-h", "127.0.0.1", "-p", "6432", "-U", "postgres", "-n", "-c", "4", "-R", str(rate),
+             "-T", str(seconds), "-f", str(script), SRC_DB],  # fmt: skip
+            env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def result(self) -> tuple[int, int, str]:
+        """(processed, failed, output) once pgbench has finished."""
+        output, _ = self.process.communicate(timeout=300)
+        processed = int(re.search(r"number of transactions actually processed: (\d+)", output).group(1))
+        failed_match = re.search(r"number of failed transactions: (\d+)", output)
+        failed = int(failed_match.group(1)) if failed_match else 0
+        assert self.process.returncode == 0, f"pgbench failed (clients aborted):\n{output[-2000:]}"
+        return processed, failed, output
+
+
+def _reset() -> None:
+    source = PgEndpoint("127.0.0.1", SOURCE_PORT, SRC_DB, "postgres", "postgres")
+    target = PgEndpoint("127.0.0.1", TARGET_PORT, DST_DB, "postgres", "postgres")
+    SWITCH.remove_route(SRC_DB)
+    SWITCH.resume(SRC_DB)
+    for db_endpoint in (source, target):
+        if not _exists(db_endpoint):
+            return forget_migration(MIGRATION_ID)
+    remove_reverse_replication(CONNECT, "127.0.0.1:9092", source, target, NAMES)
+    teardown_migration(CONNECT, "127.0.0.1:9092", source, NAMES, target=target)
+
+
+def _exists(db: PgEndpoint) -> bool:
+    from pgmigrate.databases import database_exists
+
+    return database_exists(db)
+
+
+def _event(phase: str) -> dict:
+    events = [e for e in STORE.events(MIGRATION_ID) if e["phase"] == phase]
+    assert events, f"no {phase!r} event in the timeline"
+    return events[-1]
+
+
+@pytest.fixture(scope="module")
+def streaming_migration():
+    api = airflow_api()
+    _reset()
+    recreate_database(endpoint(SOURCE_PORT, SRC_DB))
+    recreate_database(endpoint(TARGET_PORT, DST_DB))
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    put_postgres_connection(api, "cut_source", endpoint(SOURCE_PORT, SRC_DB))
+    put_postgres_connection(api, "cut_target", endpoint(TARGET_PORT, DST_DB))
+    run_id, run, states = run_dag(
+        api, {"migration_id": MIGRATION_ID, "source_conn_id": "cut_source", "target_conn_id": "cut_target"}
+    )
+    assert run["state"] == "success", f"pg_migration {run_id}: {states}"
+    yield api
+    _reset()
+    drop_database(endpoint(SOURCE_PORT, SRC_DB))
+    drop_database(endpoint(TARGET_PORT, DST_DB))
+
+
+def test_cutover_aborts_on_validation_mismatch_and_clients_stay_on_the_source(streaming_migration, tmp_path):
+    api = streaming_migration
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        conn.execute("INSERT INTO accounts VALUES (5000, 0, 'only on the target')")
+    bench = Pgbench(tmp_path, rate=50, seconds=25)
+    time.sleep(3)
+    run_id, run, states = run_other_dag(api, "pg_cutover", {"migration_id": MIGRATION_ID, "backup": False})
+    processed, failed, output = bench.result()
+
+    assert run["state"] == "failed" and states["final_validate"] == "failed", states
+    assert states["abort_cutover"] == "success" and states["switch_route"] != "success", states
+    assert failed == 0 and processed > 100, output[-1500:]
+    route = SWITCH.current_route(SRC_DB)
+    assert (route.port, route.dbname) == (SOURCE_PORT, SRC_DB)
+    assert not SWITCH.is_paused(SRC_DB)
+    assert STORE.get(MIGRATION_ID)["phase"] == "streaming"
+    assert _event("cutover_aborted")["details"]["pause_seconds"] < 10
+    for name in (NAMES.source_connector, NAMES.sink_connector):
+        CONNECT.wait_for_state(name, "RUNNING", timeout=60)
+    assert not CONNECT.exists(NAMES.reversed().source_connector)
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        conn.execute("DELETE FROM accounts WHERE id = 5000")  # the operator fixes the difference
+
+
+def test_cutover_under_load_has_zero_failed_transactions(streaming_migration, tmp_path):
+    api = streaming_migration
+    bench = Pgbench(tmp_path, rate=100, seconds=40)
+    time.sleep(5)
+    run_id, run, states = run_other_dag(api, "pg_cutover", {"migration_id": MIGRATION_ID, "backup": True})
+    processed, failed, output = bench.result()
+
+    assert run["state"] == "success", f"pg_cutover {run_id}: {states}"
+    assert failed == 0 and processed > 1000, output[-1500:]
+    pause = _event("cut_over")["details"]["pause_seconds"]
+    print(f"cutover write pause: {pause:.2f}s")
+    assert pause < 10
+    route = SWITCH.current_route(SRC_DB)
+    assert (route.port, route.dbname) == (TARGET_PORT, DST_DB)
+    assert STORE.get(MIGRATION_ID)["phase"] == "cut_over"
+    switched_at = _event("cut_over")["at"]
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        after = conn.execute("SELECT count(*) FROM events WHERE at > %s", (switched_at,)).fetchone()[0]
+        target_seq = conn.execute("SELECT last_value FROM orders_id_seq").fetchone()[0]
+    assert after > 0, "pgbench's writes after the switch must land on the target"
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
+        source_seq = conn.execute("SELECT last_value FROM orders_id_seq").fetchone()[0]
+    assert target_seq >= source_seq
+    # Reverse replication carried every write made on the target back to the source.
+    diff = wait_until_identical(SRC_DB, DST_DB, ["public"])
+    assert diff == {}, diff
+    backup = Path(_event("backup_taken")["details"]["path"])
+    assert (backup / "source.dump" / "toc.dat").exists() and (backup / "connectors.json").exists()
+
+
+def test_rollback_replays_target_writes_and_returns_clients_to_the_source(streaming_migration, tmp_path):
+    api = streaming_migration
+    bench = Pgbench(tmp_path, rate=100, seconds=30)
+    time.sleep(5)
+    started = time.monotonic()
+    run_id, run, states = run_other_dag(api, "pg_rollback", {"migration_id": MIGRATION_ID, "reason": "test drill"})
+    rollback_seconds = time.monotonic() - started
+    processed, failed, output = bench.result()
+
+    assert run["state"] == "success", f"pg_rollback {run_id}: {states}"
+    print(f"rollback took {rollback_seconds:.1f}s (trigger to success)")
+    assert rollback_seconds < 120
+    assert failed == 0 and processed > 500, output[-1500:]
+    route = SWITCH.current_route(SRC_DB)
+    assert (route.port, route.dbname) == (SOURCE_PORT, SRC_DB)
+    assert STORE.get(MIGRATION_ID)["phase"] == "rolled_back"
+    # Every row written on the target (during the cutover window, until the switch back) is on the source;
+    # the source has moved on since with the writes made after the switch back.
+    for table in ("orders", "events"):
+        with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+            on_target = {r[0] for r in conn.execute(f"SELECT id FROM {table}")}  # noqa: S608
+        with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
+            on_source = {r[0] for r in conn.execute(f"SELECT id FROM {table}")}  # noqa: S608
+        assert on_target <= on_source, f"{table}: {len(on_target - on_source)} rows written on the target are missing"
+    report = Path(_event("rollback_report")["details"]["path"])
+    assert "test drill" in report.read_text()
