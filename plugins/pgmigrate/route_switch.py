@@ -133,8 +133,11 @@ class PgBouncerRouteSwitch:
         log.info("PgBouncer %s: %s (in-flight transactions finish, new ones wait; gives up after %.1f s)",
                  self.admin.label, command, timeout_seconds)
         started = time.monotonic()
-        with self._connect() as conn:
+        conn = self._connect()
+        try:
             completed = _execute_until(conn, command, started + timeout_seconds)
+        finally:
+            conn.close()  # not `with`: its exit would send COMMIT behind a still-pending PAUSE
         waited = time.monotonic() - started
         if not completed:
             busy = self._busy_servers_or_unknown(name)
@@ -147,6 +150,9 @@ class PgBouncerRouteSwitch:
                 f"transaction (SHOW SERVERS on the admin console, pg_stat_activity on the server), end it, retry."
             )
         self._paused_at[name] = time.monotonic()
+        if self.routes_file is not None and not self.is_pinned(name):
+            log.warning("PgBouncer: %s follows the * fallback; SHOW DATABASES hides it (and its pause) when idle. "
+                        "Pin it with pin_route() before pausing.", name)
         log.info("PgBouncer: %s paused; in-flight transactions finished in %.2f s; new ones wait from now on",
                  name, waited)
         return waited
@@ -181,7 +187,13 @@ class PgBouncerRouteSwitch:
         return True
 
     def is_paused(self, database: str) -> bool:
-        """From SHOW DATABASES: PgBouncer's own flag, set the moment PAUSE arrives."""
+        """From SHOW DATABASES: PgBouncer's own flag, set the moment PAUSE arrives.
+
+        Caveat (PgBouncer 1.18): a database that only follows the `*` fallback and has had no client for
+        a few seconds moves to an internal idle list that SHOW DATABASES does not print, paused flag
+        included, so this reads False for it. Databases with an explicit route never move there: call
+        `pin_route` before a cutover.
+        """
         row = self._database_row(validate_database_name(database))
         return bool(row and row["paused"])
 
@@ -238,6 +250,18 @@ class PgBouncerRouteSwitch:
             )
         log.info("PgBouncer: %s now routes to %s", name, route)
         return route
+
+    def pin_route(self, database: str) -> Route:
+        """Make the route `database` uses now explicit in the routes file (same host and port, so
+        PgBouncer keeps its connections). Do it before pausing: an explicitly routed database stays
+        visible in SHOW DATABASES while idle (see `is_paused`), and the later switch changes one line."""
+        live = self.current_route(database)
+        return self.point_to(database, live.host, live.port, live.dbname)
+
+    def is_pinned(self, database: str) -> bool:
+        """True if `database` has an explicit route in the routes file."""
+        name = validate_database_name(database)
+        return name in read_routes_file(self._require_routes_file())
 
     def remove_route(self, database: str) -> bool:
         """Drop the explicit route so `database` follows the `*` fallback again; True if there was one.
