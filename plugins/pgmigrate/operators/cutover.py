@@ -201,6 +201,8 @@ class PauseWritesOperator(CutoverOperator):
         # The watchdog first: whatever happens from here on, the pause ends by the deadline.
         hook = PgBouncerHook(self.pgbouncer_conn_id)
         watchdog = arm(hook.get_conn(), m.database, m.run.max_pause_seconds, hook.watchdog_dir()).as_dict()
+        # An explicit route keeps the database listed (and its pause visible) while it has no clients.
+        switch.pin_route(m.database)
         paused_at = time.time()
         switch.pause(m.database, timeout_seconds=max(1.0, m.run.max_pause_seconds / 2))
         m.store.upsert(m.params.migration_id, phase=self.paused_phase)
@@ -301,9 +303,18 @@ class SwitchRouteOperator(CutoverOperator):
 
         m = self.migration(context)
         switch = self.switch()
-        switch.point_to(m.database, m.target.host, m.target.port, m.target.dbname)
-        switch.resume(m.database)
-        disarm(WatchdogHandle.from_dict(context["ti"].xcom_pull(task_ids="pause_writes")["watchdog"]))
+        # Disarm first: if the watchdog already resumed, clients wrote to the source after the final
+        # validation, and switching now would leave those writes behind.
+        if not disarm(WatchdogHandle.from_dict(context["ti"].xcom_pull(task_ids="pause_writes")["watchdog"])):
+            raise AirflowFailException(
+                f"the pause watchdog resumed {m.database} at max_pause_seconds={m.run.max_pause_seconds:g} before "
+                "the switch: clients kept writing to the source. Cutover aborted; rerun pg_cutover (consider a "
+                "larger max_pause_seconds)."
+            )
+        try:
+            switch.point_to(m.database, m.target.host, m.target.port, m.target.dbname)
+        finally:
+            switch.resume(m.database)
         seconds = time.time() - self.pause_started(context)
         m.store.upsert(m.params.migration_id, phase="cut_over")
         m.event("cut_over", f"PgBouncer routes {m.database} to the target {_address(m.target)}; writes were paused "

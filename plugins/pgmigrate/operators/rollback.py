@@ -69,9 +69,15 @@ class SwitchBackOperator(RollbackOperator):
         synced = sync_sequences(m.target, m.source, m.params.schemas)
         set_identity_generation(m.source, m.state.get("identity_columns") or [], always=True)
         switch = self.switch()
-        switch.point_to(m.database, m.source.host, m.source.port, m.source.dbname)
-        switch.resume(m.database)
-        disarm(WatchdogHandle.from_dict(context["ti"].xcom_pull(task_ids=self.pause_task_id)["watchdog"]))
+        if not disarm(WatchdogHandle.from_dict(context["ti"].xcom_pull(task_ids=self.pause_task_id)["watchdog"])):
+            raise AirflowFailException(
+                f"the pause watchdog resumed {m.database} before the switch back: clients kept writing to the "
+                "target, so reverse replication has more to drain. Trigger pg_rollback again."
+            )
+        try:
+            switch.point_to(m.database, m.source.host, m.source.port, m.source.dbname)
+        finally:
+            switch.resume(m.database)
         seconds = time.time() - self.pause_started(context)
         m.event("switched_back", f"PgBouncer routes {m.database} to the source {_address(m.source)} again; writes "
                 f"were paused {seconds:.2f}s", pause_seconds=seconds, sequences=len(synced))  # fmt: skip
