@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Kafka Connect of the Docker Compose stack: the apache/kafka image plus the Debezium PostgreSQL
 # source and JDBC sink plugin archives, resolved by the same Maven pom as the local stack
-# (include/stack/pom.xml), so both stacks run the same plugin versions.
+# (include/stack/pom.xml), so both stacks run the same plugin versions, plus our converter (include/converters).
 # Build context: the repository root (see connect.Dockerfile.dockerignore).
 ARG KAFKA_VERSION=4.1.1
 ARG DEBEZIUM_VERSION=3.6.0.Final
@@ -17,6 +17,13 @@ RUN --mount=type=cache,target=/root/.m2 \
         -Dkafka.version="${KAFKA_VERSION}" -Ddebezium.version="${DEBEZIUM_VERSION}" package \
  && test -d /stack/lib/connect-plugins/debezium-connector-postgres \
  && test -d /stack/lib/connect-plugins/debezium-connector-jdbc
+# Our Debezium converter (PostgreSQL text form of special values; see include/converters/pom.xml) goes into the
+# PostgreSQL connector's plugin dir: Connect loads a converter through its connector's class loader.
+COPY include/converters/pom.xml converters/pom.xml
+COPY include/converters/src converters/src
+RUN --mount=type=cache,target=/root/.m2 \
+    mvn -B -f converters/pom.xml package \
+ && cp converters/target/pgmigration-converters.jar /stack/lib/connect-plugins/debezium-connector-postgres/
 
 FROM apache/kafka:${KAFKA_VERSION}
 ARG DEBEZIUM_VERSION
