@@ -2,14 +2,22 @@
 databases directly, so it answers even when Airflow is down.
 
     scripts/migration status --migration-id demo
+    scripts/migration lag --migration-id demo
     scripts/migration list
+    scripts/migration cutover --migration-id demo [--dry-run] [--no-backup] [--max-pause-seconds 10]
+    scripts/migration rollback --migration-id demo --reason "..." [--force]
+
+`cutover` and `rollback` trigger the DAG through Airflow's REST API and follow it (so it shows in the
+UI too), exit 0 when it succeeded and 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from typing import Any
 
 from pgmigrate.connect_client import ConnectClient, ConnectError
@@ -24,6 +32,7 @@ DEFAULTS = {
     "control": PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres"),
     "connect_url": "http://127.0.0.1:8083",
     "bootstrap": "127.0.0.1:9092",
+    "airflow_url": os.environ.get("PGMIGRATE_AIRFLOW_URL", "http://127.0.0.1:8080"),
 }
 
 
@@ -48,7 +57,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"migration {args.migration_id}: phase {state['phase']} (updated {state['updated_at']:%Y-%m-%d %H:%M:%S %Z})")
     print(f"  slot {state['slot_name']}, publication {state['publication_name']}")
     connect = ConnectClient(DEFAULTS["connect_url"], timeout=5, retries=1)
-    for name in (names.source_connector, names.sink_connector):
+    reverse = names.reversed()
+    for name in (names.source_connector, names.sink_connector, reverse.source_connector, reverse.sink_connector):
+        if name in (reverse.source_connector, reverse.sink_connector) and not connect.exists(name):
+            continue  # reverse replication exists only from cutover on
         try:
             status = connect.get_status(name) if connect.exists(name) else None
             print(f"  {assess_connector(name, status)[1]}")
@@ -72,6 +84,57 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(state, default=str, indent=2))
     return 0
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    store = MigrationStateStore(DEFAULTS["control"])
+    state = store.get(args.migration_id)
+    if state is None:
+        print(f"no migration {args.migration_id!r} in the control database (scripts/migration list)", file=sys.stderr)
+        return 2
+    source = _endpoint_from_params(state["params"], "source_conn_id", "migration_source")
+    target = _endpoint_from_params(state["params"], "target_conn_id", "migration_target")
+    names = MigrationNames(args.migration_id)
+    if state["phase"] in ("cut_over", "rolling_back"):
+        reverse = read_lag(target, source, names.reversed(), DEFAULTS["bootstrap"])
+        print(f"reverse (target -> source): {reverse.describe()}")
+    print(f"forward (source -> target): {read_lag(source, target, names, DEFAULTS['bootstrap']).describe()}")
+    return 0
+
+
+def _follow_dag(dag_id: str, conf: dict[str, Any]) -> int:
+    """Trigger `dag_id`, print each task's state as it changes, exit 0 on success."""
+    from pgmigrate.airflow_api import AirflowApiClient
+
+    api = AirflowApiClient(
+        DEFAULTS["airflow_url"],
+        os.environ.get("PGMIGRATE_AIRFLOW_USER", "admin"),
+        os.environ.get("PGMIGRATE_AIRFLOW_PASSWORD", "admin"),
+    )
+    run_id = api.trigger_dag(dag_id, conf=conf)
+    print(f"triggered {dag_id} run {run_id}; follow it in the UI: {DEFAULTS['airflow_url']}/dags/{dag_id}")
+    seen: dict[str, str] = {}
+    while True:
+        for ti in api.task_instances(dag_id, run_id):
+            state = ti["state"] or "scheduled"
+            if seen.get(ti["task_id"]) != state:
+                seen[ti["task_id"]] = state
+                print(f"  {time.strftime('%H:%M:%S')} {ti['task_id']}: {state}", flush=True)
+        run = api.get_dag_run(dag_id, run_id)
+        if run["state"] in ("success", "failed"):
+            print(f"{dag_id} {run['state']}")
+            return 0 if run["state"] == "success" else 1
+        time.sleep(1)
+
+
+def cmd_cutover(args: argparse.Namespace) -> int:
+    conf = {"migration_id": args.migration_id, "backup": not args.no_backup, "dry_run": args.dry_run,
+            "max_pause_seconds": args.max_pause_seconds}  # fmt: skip
+    return _follow_dag("pg_cutover", conf)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    return _follow_dag("pg_rollback", {"migration_id": args.migration_id, "reason": args.reason, "force": args.force})
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -99,6 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     status.set_defaults(func=cmd_status)
     listing = sub.add_parser("list", help="every migration in the control database")
     listing.set_defaults(func=cmd_list)
+    lag = sub.add_parser("lag", help="end-to-end, consumer and slot lag now (both directions after cutover)")
+    lag.add_argument("--migration-id", required=True)
+    lag.set_defaults(func=cmd_lag)
+    cutover = sub.add_parser("cutover", help="run pg_cutover and follow it")
+    cutover.add_argument("--migration-id", required=True)
+    cutover.add_argument("--no-backup", action="store_true", help="skip the pg_dump of the source")
+    cutover.add_argument("--dry-run", action="store_true", help="pause, drain, validate, resume; no switch")
+    cutover.add_argument("--max-pause-seconds", type=float, default=10)
+    cutover.set_defaults(func=cmd_cutover)
+    rollback = sub.add_parser("rollback", help="run pg_rollback and follow it")
+    rollback.add_argument("--migration-id", required=True)
+    rollback.add_argument("--reason", required=True, help="why (goes in the rollback report)")
+    rollback.add_argument("--force", action="store_true", help="skip the drain (target gone); may lose writes")
+    rollback.set_defaults(func=cmd_rollback)
     args = parser.parse_args(argv)
     return args.func(args)
 
