@@ -54,7 +54,9 @@ public class PostgresTextFormConverter implements CustomConverter<SchemaBuilder,
             return;
         }
         Object defaultValue = column.defaultValue();
-        registration.register(SchemaBuilder.string().name(SCHEMA_NAME), value -> {
+        // Optional even for NOT NULL columns: the before image of an UPDATE or DELETE under REPLICA IDENTITY DEFAULT
+        // carries null in every non-key column (Debezium's own converters substitute a fallback there).
+        registration.register(SchemaBuilder.string().name(SCHEMA_NAME).optional(), value -> {
             if (value == null) {
                 return null;
             }
