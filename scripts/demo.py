@@ -2,12 +2,16 @@
 
 Seeds `shop` on the source, starts application writes through PgBouncer (pgbench), triggers the
 `pg_migration` DAG through Airflow's REST API and follows it, stops the writes, waits for the
-pipeline to drain, and compares every table on both sides. Rerunnable: each run starts over.
+pipeline to drain, and compares every table on both sides. Then it cuts over under live writes
+(`pg_cutover`: clients move to the target through PgBouncer), prints the write pause and the failed
+transactions (0), waits for reverse replication to bring the target's writes back to the source and
+compares again: the migration ends rollback-ready. Rerunnable: each run starts over.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +30,9 @@ from pgmigrate.lag import read_lag  # noqa: E402
 from pgmigrate.migration_tables import resolve_tables  # noqa: E402
 from pgmigrate.naming import MigrationNames  # noqa: E402
 from pgmigrate.params import MigrationParams  # noqa: E402
+from pgmigrate.reverse_replication import remove_reverse_replication  # noqa: E402
+from pgmigrate.route_switch import PgBouncerRouteSwitch  # noqa: E402
+from pgmigrate.state import MigrationStateStore  # noqa: E402
 from pgmigrate.teardown import teardown_migration  # noqa: E402
 
 MIGRATION_ID = os.environ.get("DEMO_MIGRATION_ID", "demo")
@@ -36,6 +43,10 @@ CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgr
 WRITE_RATE_TPS = int(os.environ.get("DEMO_WRITE_TPS", "50"))
 RUN_TIMEOUT = float(os.environ.get("DEMO_TIMEOUT", "1800"))
 UI = "http://127.0.0.1:8080"
+BOOTSTRAP = "127.0.0.1:9092"
+PGBOUNCER = PgBouncerRouteSwitch(
+    PgEndpoint("127.0.0.1", 6432, "pgbouncer", "postgres", "postgres"), REPO / ".stack/pgbouncer/routes.ini"
+)
 
 
 def say(message: str) -> None:
@@ -57,7 +68,14 @@ def reset(names: MigrationNames) -> None:
     endpoint = (
         SOURCE if database_exists(SOURCE) else PgEndpoint(SOURCE.host, SOURCE.port, "postgres", "postgres", "postgres")
     )
-    teardown_migration(ConnectClient("http://127.0.0.1:8083"), "127.0.0.1:9092", endpoint, names)
+    connect = ConnectClient("http://127.0.0.1:8083")
+    target = TARGET if database_exists(TARGET) else None
+    # Clients back on the source first: an earlier demo may have cut over.
+    PGBOUNCER.remove_route(SOURCE.dbname)
+    PGBOUNCER.resume(SOURCE.dbname)
+    if target is not None and endpoint is SOURCE:
+        remove_reverse_replication(connect, BOOTSTRAP, SOURCE, TARGET, names)
+    teardown_migration(connect, BOOTSTRAP, endpoint, names, target=target)
     recreate_database(SOURCE)
     recreate_database(TARGET)
     with CONTROL.connect(autocommit=True) as conn:
@@ -84,7 +102,7 @@ def seed() -> None:
     say(f"seeded in {time.monotonic() - started:.0f}s: {counts}")
 
 
-def start_writes() -> subprocess.Popen:
+def start_writes(seconds: int = 7200) -> subprocess.Popen:
     say(f"starting live writes through PgBouncer (127.0.0.1:6432/shop), {WRITE_RATE_TPS} transactions/s")
     env = dict(SOURCE.libpq_env(), PGPORT="6432")
     return subprocess.Popen(
@@ -98,7 +116,7 @@ def start_writes() -> subprocess.Popen:
             "-R",
             str(WRITE_RATE_TPS),
             "-T",
-            "7200",
+            str(seconds),
             "-P",
             "30",
             "-f",
@@ -113,19 +131,26 @@ def start_writes() -> subprocess.Popen:
     )
 
 
-def stop_writes(writer: subprocess.Popen) -> str:
-    if writer.poll() is None:
+def stop_writes(writer: subprocess.Popen, wait: bool = False) -> tuple[str, int]:
+    """(summary, failed transactions) of the live writer. `wait`: let it finish its -T (pgbench prints its
+    summary, with the failed transactions, only then); otherwise interrupt it and count what it did."""
+    if not wait and writer.poll() is None:
         os.killpg(writer.pid, signal.SIGINT)
-    output, _ = writer.communicate(timeout=60)
-    failed = [ln for ln in output.splitlines() if "ERROR" in ln or "aborted" in ln]
-    with SOURCE.connect(autocommit=True) as conn:
-        orders = conn.execute("SELECT count(*) FROM orders WHERE note = 'live write'").fetchone()[0]
-    return f"{orders} orders placed by the live writer during the migration" + (
-        f"; writer errors: {failed[:3]}" if failed else ""
-    )
+    output, _ = writer.communicate(timeout=300)
+    errors = [ln for ln in output.splitlines() if "ERROR" in ln or "aborted" in ln]
+    processed = re.search(r"number of transactions actually processed: (\d+)", output)
+    failed_line = re.search(r"number of failed transactions: (\d+)", output)
+    failed = int(failed_line.group(1)) if failed_line else 0
+    if processed:
+        summary = f"{processed.group(1)} transactions through PgBouncer, {failed} failed"
+    else:
+        with SOURCE.connect(autocommit=True) as conn:
+            orders = conn.execute("SELECT count(*) FROM orders WHERE note = 'live write'").fetchone()[0]
+        summary = f"{orders} orders placed by the live writer"
+    return summary + (f"; writer errors: {errors[:3]}" if errors else ""), failed + len(errors)
 
 
-def follow(api: AirflowApiClient, run_id: str) -> dict:
+def follow(api: AirflowApiClient, run_id: str, dag_id: str = "pg_migration") -> dict:
     seen: dict[str, str] = {}
 
     def on_poll(run: dict, tasks: list[dict]) -> None:
@@ -155,14 +180,17 @@ def follow(api: AirflowApiClient, run_id: str) -> dict:
         if row and row[1] is not None and seen.get("wait_caught_up") in ("deferred", "running", "success"):
             say(f"phase {row[0]}, last lag {row[1]:.1f}s")
 
-    return api.wait_for_dag_run("pg_migration", run_id, timeout=RUN_TIMEOUT, poll_seconds=5, on_poll=on_poll)
+    return api.wait_for_dag_run(dag_id, run_id, timeout=RUN_TIMEOUT, poll_seconds=2, on_poll=on_poll)
 
 
 def wait_drained(names: MigrationNames, timeout: float = 300) -> None:
-    say("waiting for the pipeline to drain the last writes (sink consumer lag 0, end-to-end lag < 5s)")
+    """`names.reverse`: the reverse pipeline (target -> source) after cutover."""
+    direction = "reverse replication" if names.reverse else "the pipeline"
+    say(f"waiting for {direction} to drain the last writes (sink consumer lag 0, end-to-end lag < 5s)")
+    origin, destination = (TARGET, SOURCE) if names.reverse else (SOURCE, TARGET)
     deadline = time.monotonic() + timeout
     while True:
-        reading = read_lag(SOURCE, TARGET, names, "127.0.0.1:9092")
+        reading = read_lag(origin, destination, names, BOOTSTRAP)
         if reading.sink_consumer_lag == 0 and (reading.end_to_end_seconds or 99) < 5:
             say(f"drained: {reading.describe()}")
             return
@@ -215,19 +243,50 @@ def main() -> int:
         say(f"triggered pg_migration run {run_id}: {UI}/dags/pg_migration/runs/{run_id}")
         run = follow(api, run_id)
     finally:
-        summary = stop_writes(writer)
+        summary, _ = stop_writes(writer)
         say(f"live writes stopped: {summary}")
     if run["state"] != "success":
         failed = [t["task_id"] for t in api.task_instances("pg_migration", run_id) if t["state"] == "failed"]
         say(f"pg_migration run {run['state']}: failed tasks {failed}. Logs: {UI}/dags/pg_migration/runs/{run_id}")
         return 1
     wait_drained(names)
+    if not compare(params):
+        say("RESULT: DIFFERENT before cutover — see the table above; the migration's task logs say more.")
+        return 1
+    say("identical: the target streams every change from the source; now cutting over under live writes")
+    return cut_over(api, names, params)
+
+
+def cut_over(api: AirflowApiClient, names: MigrationNames, params: MigrationParams) -> int:
+    writer = start_writes(seconds=40)
+    try:
+        time.sleep(5)
+        run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "max_pause_seconds": 10})
+        say(f"triggered pg_cutover run {run_id}: {UI}/dags/pg_cutover/runs/{run_id}")
+        run = follow(api, run_id, "pg_cutover")
+    except BaseException:
+        stop_writes(writer)
+        raise
+    # pgbench runs its 40 s through the cutover: the writes after the switch land on the target.
+    summary, failed = stop_writes(writer, wait=True)
+    say(f"live writes stopped: {summary}")
+    if run["state"] != "success":
+        tasks = [t["task_id"] for t in api.task_instances("pg_cutover", run_id) if t["state"] == "failed"]
+        say(f"RESULT: cutover {run['state']} (failed tasks {tasks}); clients stay on the source. "
+            f"Logs: {UI}/dags/pg_cutover/runs/{run_id}")  # fmt: skip
+        return 1
+    events = MigrationStateStore(CONTROL).events(MIGRATION_ID)
+    pause = next(e["details"]["pause_seconds"] for e in reversed(events) if e["phase"] == "cut_over")
+    route = PGBOUNCER.current_route(SOURCE.dbname)
+    say(f"cut over: PgBouncer routes shop to {route}; client writes paused {pause:.2f}s; {failed} failed transactions")
+    wait_drained(names.reversed())
     identical = compare(params)
-    say(f"UI: {UI}/dags/pg_migration/runs/{run_id} (admin / admin)")
-    if identical:
-        say("RESULT: identical. The target streams every change from the source until cutover.")
+    say(f"UI: {UI}/dags/pg_cutover/runs/{run_id} (admin / admin)")
+    if identical and failed == 0:
+        say("RESULT: identical. Clients write to the target; reverse replication keeps the source identical, so "
+            f"the cutover can be rolled back: scripts/migration rollback --migration-id {MIGRATION_ID} --reason '...'")
         return 0
-    say("RESULT: DIFFERENT — see the table above; the migration's task logs say more.")
+    say("RESULT: DIFFERENT after cutover (or failed client transactions) — see above.")
     return 1
 
 
