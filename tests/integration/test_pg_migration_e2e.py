@@ -92,7 +92,26 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
                 (f"user{i % 10}",),
             ),
         ]
-    return statements
+    return statements + special_values_changes(i)
+
+
+def special_values_changes(i: int) -> list[tuple[str, tuple]]:
+    """fidelity_special_values.sql's rows travel through the change stream: one is copied to a new id, and the
+    six original rows rotate their values (one statement, so every value stays in play)."""
+    return [
+        (
+            "INSERT INTO public.types_special SELECT (jsonb_populate_record(t, jsonb_build_object('id', %s))).* "
+            "FROM public.types_special t WHERE id = %s",
+            (10_000 + i, 1 + i % 6),
+        ),
+        (
+            "UPDATE public.types_special t "
+            "SET (f4, f8, nu, n12, d, ts, tstz, ttz, ea, na, i2, t2, hs, b1, b5, vb10, vb) = "
+            "(SELECT f4, f8, nu, n12, d, ts, tstz, ttz, ea, na, i2, t2, hs, b1, b5, vb10, vb "
+            "FROM public.types_special s WHERE s.id = 1 + t.id %% 6) WHERE t.id BETWEEN 1 AND 6",
+            (),
+        ),
+    ]
 
 
 @pytest.fixture
@@ -106,6 +125,7 @@ def fidelity_databases():
     with psycopg.connect(conninfo(SOURCE_PORT, "e2e_src"), autocommit=True) as conn:
         conn.execute((SQL / "fidelity_schema.sql").read_text())
         conn.execute((SQL / "fidelity_data.sql").read_text())
+        conn.execute((SQL / "fidelity_special_values.sql").read_text())
     put_postgres_connection(api, "e2e_source", endpoint(SOURCE_PORT, "e2e_src"))
     put_postgres_connection(api, "e2e_target", endpoint(TARGET_PORT, "e2e_dst"))
     yield api
