@@ -11,7 +11,9 @@ help:
 	@echo "make stack-up      start the local stack (idempotent); stack-down, stack-status, stack-reset"
 	@echo "make unit          unit tests only (no stack needed)"
 	@echo "make lint          ruff"
-	@echo "make bench         performance figures; make chaos: fault matrix"
+	@echo "make bench         initial load (copy, debezium vs pg_dump/pg_restore) and lag at 500 tps on a 1 GB"
+	@echo "                   database; BENCH_SIZE_MB, BENCH_TPS, BENCH_SECONDS, BENCH_SKIP (see README)"
+	@echo "make chaos         fault matrix (arrives with a later issue)"
 
 install:
 	@scripts/install.sh
@@ -40,6 +42,9 @@ unit: install
 lint: install
 	@.venv/bin/ruff check .
 
-bench chaos:
-	@echo "make $@ arrives with a later issue (#4 bench, #7 chaos); nothing to measure yet." >&2
+bench: stack-up
+	@scripts/with-stack-env .venv/bin/python scripts/bench.py
+
+chaos:
+	@echo "make $@ arrives with a later issue (#7 chaos); nothing to measure yet." >&2
 	@exit 2
