@@ -6,6 +6,7 @@ databases directly, so it answers even when Airflow is down.
     scripts/migration list
     scripts/migration cutover --migration-id demo [--dry-run] [--no-backup] [--max-pause-seconds 10]
     scripts/migration rollback --migration-id demo --reason "..." [--force]
+    scripts/migration halt --migration-id demo --reason "..."   |   restart   |   teardown [--force]
 
 `cutover` and `rollback` trigger the DAG through Airflow's REST API and follow it (so it shows in the
 UI too), exit 0 when it succeeded and 1 otherwise.
@@ -137,6 +138,18 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return _follow_dag("pg_rollback", {"migration_id": args.migration_id, "reason": args.reason, "force": args.force})
 
 
+def cmd_halt(args: argparse.Namespace) -> int:
+    return _follow_dag("pg_migration_halt", {"migration_id": args.migration_id, "reason": args.reason})
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    return _follow_dag("pg_migration_restart", {"migration_id": args.migration_id})
+
+
+def cmd_teardown(args: argparse.Namespace) -> int:
+    return _follow_dag("pg_migration_teardown", {"migration_id": args.migration_id, "force": args.force})
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     store = MigrationStateStore(DEFAULTS["control"])
     store.ensure_schema()
@@ -176,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     rollback.add_argument("--reason", required=True, help="why (goes in the rollback report)")
     rollback.add_argument("--force", action="store_true", help="skip the drain (target gone); may lose writes")
     rollback.set_defaults(func=cmd_rollback)
+    halt = sub.add_parser("halt", help="pause the live pipeline (P0), keep slots and offsets; run pg_migration_halt")
+    halt.add_argument("--migration-id", required=True)
+    halt.add_argument("--reason", required=True)
+    halt.set_defaults(func=cmd_halt)
+    restart = sub.add_parser("restart", help="connectors back to RUNNING (recreate, resume, restart failed tasks)")
+    restart.add_argument("--migration-id", required=True)
+    restart.set_defaults(func=cmd_restart)
+    teardown = sub.add_parser("teardown", help="remove connectors, slots, publications, topics of a migration")
+    teardown.add_argument("--migration-id", required=True)
+    teardown.add_argument("--force", action="store_true", help="also when the migration is still streaming")
+    teardown.set_defaults(func=cmd_teardown)
     args = parser.parse_args(argv)
     return args.func(args)
 

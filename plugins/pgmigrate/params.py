@@ -141,3 +141,23 @@ class RollbackParams:
             max_pause_seconds=float(raw.get("max_pause_seconds", 30)),
             pgbouncer_database=str(raw.get("pgbouncer_database") or ""),
         )
+
+
+@dataclass(frozen=True)
+class OperationParams:
+    """Params of the runbook DAGs (halt, restart, teardown): the migration, and why."""
+
+    migration_id: str
+    reason: str = ""
+    force: bool = False
+    pgbouncer_database: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> OperationParams:
+        if not raw.get("migration_id"):
+            raise InvalidParams(f"migration_id is required ({MIGRATION_ID_PATTERN}).")
+        return cls(
+            migration_id=validate_migration_id(str(raw["migration_id"])),
+            reason=str(raw.get("reason") or "").strip(),
+            force=bool(raw.get("force", False)),
+        )

@@ -33,6 +33,7 @@ PHASES = (
     "cut_over",  # clients on the target; reverse replication keeps the source current
     "rolling_back",
     "rolled_back",  # clients on the source again
+    "torn_down",  # connectors, slots, publications and topics removed
     "failed",
 )
 

@@ -1,8 +1,9 @@
 """Cutover and rollback on the real stack, with pgbench writing through PgBouncer the whole time.
 
-One migration, three acts in order: a cutover that must abort (the target holds a row the source does
-not: final validation fails) and leaves clients on the source; a cutover under load with zero failed
-transactions and a short pause; a rollback with writes made on the target replayed to the source.
+One migration, acts in order: a cutover that must abort (the target holds a row the source does not:
+final validation fails) and leaves clients on the source; halt and restart (repairing a corrupted
+connector config); a cutover under load with zero failed transactions and a short pause; a rollback
+with writes made on the target replayed to the source; teardown leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -163,6 +164,36 @@ def test_cutover_aborts_on_validation_mismatch_and_clients_stay_on_the_source(st
         conn.execute("DELETE FROM accounts WHERE id = 5000")  # the operator fixes the difference
 
 
+def _slots(port: int) -> list[str]:
+    with psycopg.connect(conninfo(port, "postgres"), autocommit=True) as conn:
+        rows = conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgmigrate\\_cut\\_test%' "
+                            "OR slot_name LIKE 'pg\\_%\\_sync\\_%' ORDER BY 1").fetchall()  # fmt: skip
+    return [r[0] for r in rows]
+
+
+def test_halt_then_restart_repairs_a_corrupted_connector_config(streaming_migration):
+    api = streaming_migration
+    slots_before = _slots(SOURCE_PORT)
+    run_id, run, states = run_other_dag(api, "pg_migration_halt", {"migration_id": MIGRATION_ID, "reason": "drill"})
+    assert run["state"] == "success", states
+    for name in (NAMES.source_connector, NAMES.sink_connector):
+        assert CONNECT.get_status(name)["connector"]["state"] == "PAUSED"
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
+        conn.execute("UPDATE accounts SET note = 'written while halted' WHERE id <= 10")
+    # Someone "fixes" the sink by hand and breaks it: plain inserts would fail on every update.
+    config = CONNECT.get_config(NAMES.sink_connector)
+    CONNECT.create_or_update(NAMES.sink_connector, {**config, "insert.mode": "insert"})
+
+    run_id, run, states = run_other_dag(api, "pg_migration_restart", {"migration_id": MIGRATION_ID})
+    assert run["state"] == "success", states
+    assert CONNECT.get_config(NAMES.sink_connector)["insert.mode"] == "upsert"
+    for name in (NAMES.source_connector, NAMES.sink_connector):
+        assert CONNECT.get_status(name)["connector"]["state"] == "RUNNING"
+    assert _slots(SOURCE_PORT) == slots_before, "restart must never create a second slot"
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
+    assert _event("halted")["message"].startswith("halted (drill)")
+
+
 def test_cutover_under_load_has_zero_failed_transactions(streaming_migration, tmp_path):
     api = streaming_migration
     bench = Pgbench(tmp_path, rate=100, seconds=40)
@@ -219,3 +250,20 @@ def test_rollback_replays_target_writes_and_returns_clients_to_the_source(stream
         assert on_target <= on_source, f"{table}: {len(on_target - on_source)} rows written on the target are missing"
     report = Path(_event("rollback_report")["details"]["path"])
     assert "test drill" in report.read_text()
+
+
+def test_teardown_leaves_no_slot_publication_subscription_or_connector(streaming_migration):
+    api = streaming_migration
+    run_id, run, states = run_other_dag(api, "pg_migration_teardown", {"migration_id": MIGRATION_ID})
+    assert run["state"] == "success", states
+    assert [c for c in CONNECT.list_connectors() if c.startswith(f"pgmigrate-{MIGRATION_ID}-")] == []
+    assert _slots(SOURCE_PORT) == [] and _slots(TARGET_PORT) == []
+    for port, db in ((SOURCE_PORT, SRC_DB), (TARGET_PORT, DST_DB)):
+        with psycopg.connect(conninfo(port, db), autocommit=True) as conn:
+            assert conn.execute("SELECT pubname FROM pg_publication").fetchall() == []
+            subscriptions = conn.execute(
+                "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+                "WHERE d.datname = current_database()"
+            ).fetchall()
+            assert subscriptions == []
+    assert STORE.get(MIGRATION_ID)["phase"] == "torn_down"

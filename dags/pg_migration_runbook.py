@@ -1,0 +1,79 @@
+"""The runbook's operations on a migration, one small DAG each: halt, restart, teardown.
+
+The same operations are in the on-call CLI (`scripts/migration halt|restart|teardown`), which triggers
+these DAGs and follows them, so everything done at 3 a.m. shows in the Airflow UI.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param
+
+from pgmigrate.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.operations import (
+    HaltMigrationOperator,
+    RestartMigrationOperator,
+    TeardownMigrationOperator,
+)
+
+MIGRATION_ID = Param(type="string", pattern=MIGRATION_ID_PATTERN, description="The migration to act on")
+DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=10)}
+
+with DAG(
+    dag_id="pg_migration_halt",
+    schedule=None,
+    catchup=False,
+    tags=["migration", "runbook"],
+    default_args=DEFAULT_ARGS,
+    params={
+        "migration_id": MIGRATION_ID,
+        "reason": Param(type="string", minLength=1, description="Why (P0: data loss detected, …)"),
+    },
+    doc_md="""
+### Halt: stop applying changes, keep every position
+
+Pauses the live pipeline's connectors (forward, or reverse after cutover). Offsets and replication slots
+stay, so nothing is lost: `pg_migration_restart` resumes exactly where it stopped. The reason is recorded
+in the migration's timeline. Rerun-safe.
+""",
+):
+    HaltMigrationOperator(task_id="halt")
+
+with DAG(
+    dag_id="pg_migration_restart",
+    schedule=None,
+    catchup=False,
+    tags=["migration", "runbook"],
+    default_args=DEFAULT_ARGS,
+    params={"migration_id": MIGRATION_ID},
+    doc_md="""
+### Restart: bring the live pipeline back to RUNNING
+
+Recreates a missing connector, rewrites a connector whose config differs from what the migration
+deployed (a hand edit, a corrupt config), resumes paused or stopped ones, restarts failed tasks, and
+waits until both connectors run. The slot name is fixed by the migration, so a recreated connector
+reuses it: never a second slot. Rerun-safe.
+""",
+):
+    RestartMigrationOperator(task_id="restart")
+
+with DAG(
+    dag_id="pg_migration_teardown",
+    schedule=None,
+    catchup=False,
+    tags=["migration", "runbook"],
+    default_args=DEFAULT_ARGS,
+    params={
+        "migration_id": MIGRATION_ID,
+        "force": Param(False, type="boolean", description="Also tear down a migration that is still streaming"),
+    },
+    doc_md="""
+### Teardown: remove everything the migration created
+
+Connectors (forward and reverse) with their offsets, topics, replication slots (so neither server keeps
+WAL for them), publications, the keyless tables' subscriptions and the heartbeat tables. Refuses a
+migration that is still `streaming` unless `force=true`. Rerun-safe: what is gone is skipped.
+""",
+):
+    TeardownMigrationOperator(task_id="teardown")

@@ -1,0 +1,85 @@
+"""Runbook operations as tasks: halt, restart, teardown. Thin: the logic is in `pipeline_ops`,
+`teardown` and `reverse_replication`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from pgmigrate.operators.cutover import CutoverOperator, Migration
+from pgmigrate.params import OperationParams
+from pgmigrate.pipeline_ops import Direction
+
+# After cutover the live pipeline is the reverse one (target -> source).
+_REVERSE_PHASES = ("cut_over", "rolling_back")
+
+
+class OperationOperator(CutoverOperator):
+    params_class = OperationParams
+
+    def live_directions(self, m: Migration) -> list[Direction]:
+        forward = Direction(m.names, m.source, m.target)
+        reverse = Direction(m.names.reversed(), m.target, m.source)
+        return [reverse] if m.state["phase"] in _REVERSE_PHASES else [forward]
+
+
+class HaltMigrationOperator(OperationOperator):
+    """P0 "data loss detected": stop applying anything, keep every position, record why."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.pipeline_ops import halt
+
+        m = self.migration(context)
+        if not m.run.reason:
+            raise AirflowFailException("reason is required: say why the migration is halted (it goes in the timeline)")
+        connect = self.connect()
+        paused = [name for d in self.live_directions(m) for name in halt(connect, d)]
+        m.store.upsert(m.params.migration_id, last_error=f"halted: {m.run.reason}")
+        m.event("halted", f"halted ({m.run.reason}): connectors paused {paused}; slots and offsets kept. "
+                "Resume with pg_migration_restart.", paused=paused)  # fmt: skip
+        return {"paused": paused}
+
+
+class RestartMigrationOperator(OperationOperator):
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+        from pgmigrate.keyless_replication import split_by_key
+        from pgmigrate.pipeline_ops import desired_configs, restart
+
+        m = self.migration(context)
+        connect = self.connect()
+        secrets_dir = KafkaConnectHook(self.kafka_connect_conn_id).secrets_dir()
+        keyed, _ = split_by_key(m.tables)
+        actions = []
+        for direction in self.live_directions(m):
+            desired = desired_configs(
+                direction, [t.ref for t in keyed], list(m.params.schemas), m.params.snapshot_method, secrets_dir
+            )
+            actions += restart(connect, desired)
+        m.event("restarted", "; ".join(actions) or "connectors already RUNNING", actions=actions)
+        return {"actions": actions}
+
+
+class TeardownMigrationOperator(OperationOperator):
+    """After a finished migration: everything it created on the servers and in Kafka, removed, so the
+    source (and, after cutover, the target) stops keeping WAL for it."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.reverse_replication import remove_reverse_replication, set_identity_generation
+        from pgmigrate.teardown import teardown_migration
+
+        m = self.migration(context)
+        phase = m.state["phase"]
+        if phase in ("streaming", "cutover_paused", "rolling_back") and not m.run.force:
+            raise AirflowFailException(
+                f"migration {m.params.migration_id} is {phase!r}: tearing it down now stops replication to a "
+                "database clients may still need. Cut over (or roll back) first, or set force=true."
+            )
+        connect, bootstrap = self.connect(), self.bootstrap()
+        reverse = remove_reverse_replication(connect, bootstrap, m.source, m.target, m.names)
+        forward = teardown_migration(connect, bootstrap, m.source, m.names, target=m.target)
+        set_identity_generation(m.source, m.state.get("identity_columns") or [], always=True)
+        m.store.upsert(m.params.migration_id, phase="torn_down")
+        m.event("torn_down", f"teardown: forward {forward}, reverse {reverse}", forward=forward, reverse=reverse)
+        return {"forward": forward, "reverse": reverse}
