@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 
 from pgmigrate.catalog import Column, TableInfo, TableRef
+from pgmigrate.column_types import PgTypeFacts, lossy_columns, unsupported_columns
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.preflight import (
+from pgmigrate.preflight import PreflightError, PreflightReport
+from pgmigrate.preflight_rules import (
     CheckResult,
-    PgTypeFacts,
-    PreflightError,
-    PreflightReport,
     check_capacity,
     check_column_types,
     check_connection,
@@ -21,10 +20,8 @@ from pgmigrate.preflight import (
     check_role,
     check_target_tables,
     check_wal_level,
-    lossy_columns,
     replica_identity_gaps,
     skipped,
-    unsupported_columns,
 )
 
 pytestmark = pytest.mark.unit
@@ -288,7 +285,7 @@ def test_passing_report_does_not_raise():
 
 
 def test_keyless_tables_pass_and_say_how_they_travel():
-    from pgmigrate.preflight import check_primary_keys
+    from pgmigrate.preflight_rules import check_primary_keys
 
     r = check_primary_keys([table("orders"), table("log", pk=(), ident="f")], "pgmigrate_x_keyless")
     assert r.ok and "public.log" in r.detail and "pgmigrate_x_keyless" in r.detail and "duplicate" in r.detail
@@ -296,7 +293,7 @@ def test_keyless_tables_pass_and_say_how_they_travel():
 
 
 def test_keyless_table_identified_by_index_is_refused_with_the_fix():
-    from pgmigrate.preflight import check_primary_keys
+    from pgmigrate.preflight_rules import check_primary_keys
 
     r = check_primary_keys([table("uniq", pk=(), ident="i", ri_index=True)], "s")
     assert not r.ok and "public.uniq" in r.problem
@@ -304,7 +301,7 @@ def test_keyless_table_identified_by_index_is_refused_with_the_fix():
 
 
 def test_subscription_rights_on_the_target():
-    from pgmigrate.preflight import check_subscription_rights
+    from pgmigrate.preflight_rules import check_subscription_rights
 
     facts = {"role": "app", "superuser": False, "create_subscription": False, "max_logical_replication_workers": "1"}
     r = check_subscription_rights(facts, keyless_count=2)
