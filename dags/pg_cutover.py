@@ -9,6 +9,7 @@ from pgmigrate.operators.cutover import (
     AbortCutoverOperator,
     BackupSourceOperator,
     CutoverChecklistOperator,
+    DeployReverseConnectorsOperator,
     DrainOperator,
     FinalValidateOperator,
     PauseWritesOperator,
@@ -34,8 +35,9 @@ resumes. Clients see a pause, never an error.
 | `drain` | every change up to the pause is on the target (heartbeat + sink offsets + subscription LSN) |
 | `final_validate` | counts + checksums of every table, writes at rest; any difference aborts |
 | `sync_sequences` | target sequences past the source's (+ gap); identity columns ALWAYS again |
-| `start_reverse_replication` | forward connectors stopped (slot kept), reverse slot + connectors target → source |
+| `start_reverse_replication` | forward connectors stopped (slot kept); reverse slots on the target keep every change |
 | `switch_route` | PgBouncer routes the database to the target, `RELOAD`, `RESUME` |
+| `deploy_reverse_connectors` | after the pause: reverse connectors (target → source) start from that slot |
 | `verify` | a write through PgBouncer lands on the target; no server connection to the source |
 | `abort_cutover` | only if `pause_writes` … `switch_route` failed: all undone, clients on the source, resumed |
 
@@ -76,9 +78,10 @@ def pg_cutover():
     sequences = SyncSequencesOperator(task_id="sync_sequences")
     reverse = StartReverseReplicationOperator(task_id="start_reverse_replication")
     switch = SwitchRouteOperator(task_id="switch_route")
+    reverse_connectors = DeployReverseConnectorsOperator(task_id="deploy_reverse_connectors", retries=2)
     verify = VerifyCutoverOperator(task_id="verify")
     abort = AbortCutoverOperator(task_id="abort_cutover", trigger_rule="one_failed")
-    chain(checklist, backup, pause, drain, final_validate, sequences, reverse, switch, verify)
+    chain(checklist, backup, pause, drain, final_validate, sequences, reverse, switch, reverse_connectors, verify)
     [pause, drain, final_validate, sequences, reverse, switch] >> abort
 
 

@@ -1,6 +1,6 @@
-"""The runbook's operations on a migration, one small DAG each: halt, restart, teardown.
+"""The runbook's operations on a migration, one small DAG each: halt, restart, resync, teardown.
 
-The same operations are in the on-call CLI (`scripts/migration halt|restart|teardown`), which triggers
+The same operations are in the on-call CLI (`scripts/migration halt|restart|resync|teardown`), which triggers
 these DAGs and follows them, so everything done at 3 a.m. shows in the Airflow UI.
 """
 
@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, chain
 
 from pgmigrate.naming import MIGRATION_ID_PATTERN
 from pgmigrate.operators.operations import (
     HaltMigrationOperator,
+    RequestResyncOperator,
     RestartMigrationOperator,
     TeardownMigrationOperator,
+    ValidateTablesOperator,
 )
+from pgmigrate.sensors.resync_complete import ResyncCompleteSensor
 
 MIGRATION_ID = Param(type="string", pattern=MIGRATION_ID_PATTERN, description="The migration to act on")
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=10)}
@@ -77,3 +80,33 @@ migration that is still `streaming` unless `force=true`. Rerun-safe: what is gon
 """,
 ):
     TeardownMigrationOperator(task_id="teardown")
+
+with DAG(
+    dag_id="pg_migration_resync",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    tags=["migration", "runbook"],
+    default_args=DEFAULT_ARGS,
+    params={
+        "migration_id": MIGRATION_ID,
+        "tables": Param(
+            [], type="array", minItems=1, items={"type": "string", "pattern": r"^.+\..+$"},
+            description="Tables to copy again, as schema.table",
+        ),  # fmt: skip
+    },
+    doc_md="""
+### Resync: copy tables again while streaming continues
+
+For a table whose target copy is damaged or suspect (before cutover). `request_resync` empties the
+target's copy and asks Debezium for an incremental snapshot of it (a row in the source's signal table);
+`wait_resync` waits until the connector finished it; `validate_tables` compares the tables (key ranges,
+re-checking rows changed meanwhile). Streaming never stops. Tables without a primary key travel by
+subscription: rerun `pg_migration`'s `snapshot` task for those.
+""",
+):
+    chain(
+        RequestResyncOperator(task_id="request_resync"),
+        ResyncCompleteSensor(task_id="wait_resync", deferrable=True, timeout=6 * 3600),
+        ValidateTablesOperator(task_id="validate_tables"),
+    )

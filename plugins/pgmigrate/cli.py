@@ -7,6 +7,7 @@ databases directly, so it answers even when Airflow is down.
     scripts/migration cutover --migration-id demo [--dry-run] [--no-backup] [--max-pause-seconds 10]
     scripts/migration rollback --migration-id demo --reason "..." [--force]
     scripts/migration halt --migration-id demo --reason "..."   |   restart   |   teardown [--force]
+    scripts/migration resync --migration-id demo --table public.orders [--table …]
 
 `cutover` and `rollback` trigger the DAG through Airflow's REST API and follow it (so it shows in the
 UI too), exit 0 when it succeeded and 1 otherwise.
@@ -146,6 +147,10 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return _follow_dag("pg_migration_restart", {"migration_id": args.migration_id})
 
 
+def cmd_resync(args: argparse.Namespace) -> int:
+    return _follow_dag("pg_migration_resync", {"migration_id": args.migration_id, "tables": args.table})
+
+
 def cmd_teardown(args: argparse.Namespace) -> int:
     return _follow_dag("pg_migration_teardown", {"migration_id": args.migration_id, "force": args.force})
 
@@ -196,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     restart = sub.add_parser("restart", help="connectors back to RUNNING (recreate, resume, restart failed tasks)")
     restart.add_argument("--migration-id", required=True)
     restart.set_defaults(func=cmd_restart)
+    resync = sub.add_parser("resync", help="copy tables again while streaming continues; run pg_migration_resync")
+    resync.add_argument("--migration-id", required=True)
+    resync.add_argument("--table", action="append", required=True, help="schema.table (repeat for several)")
+    resync.set_defaults(func=cmd_resync)
     teardown = sub.add_parser("teardown", help="remove connectors, slots, publications, topics of a migration")
     teardown.add_argument("--migration-id", required=True)
     teardown.add_argument("--force", action="store_true", help="also when the migration is still streaming")

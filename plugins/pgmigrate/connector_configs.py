@@ -46,6 +46,11 @@ class SecretRefs:
         return f"${{file:{self.path}:target.password}}"
 
 
+def signal_table(names: MigrationNames) -> TableRef:
+    """Debezium's signal table on the source (incremental snapshots for `pg_migration_resync`)."""
+    return TableRef(CONTROL_SCHEMA, names.signal_table)
+
+
 def table_include_regex(table: TableRef) -> str:
     """Debezium matches `schema.table` against anchored regexes: escape every character."""
     return f"{re.escape(table.schema)}\\.{re.escape(table.name)}"
@@ -58,7 +63,7 @@ def build_source_config(
     snapshot_method: str,
     secrets: SecretRefs,
 ) -> dict[str, str]:
-    captured = [*tables, heartbeat_table(names)]
+    captured = [*tables, heartbeat_table(names), signal_table(names)]
     return {
         "connector.class": SOURCE_CLASS,
         "tasks.max": "1",
@@ -116,6 +121,9 @@ def build_source_config(
         "post.processors.reselector.type": "io.debezium.processors.reselect.ReselectColumnsPostProcessor",
         "post.processors.reselector.reselect.unavailable.values": "true",
         "post.processors.reselector.reselect.null.values": "false",
+        # Signals (an incremental snapshot to resync tables) arrive as rows of this table, read from the WAL.
+        "signal.data.collection": f"{CONTROL_SCHEMA}.{names.signal_table}",
+        "signal.enabled.channels": "source",
         # Fail fast: a record the pipeline cannot handle stops the connector (never skipped silently).
         "errors.tolerance": "none",
         "event.processing.failure.handling.mode": "fail",

@@ -102,5 +102,10 @@ class MigrationNames:
         return "pgmigrate"
 
     @property
+    def signal_table(self) -> str:
+        """Debezium's signal table (incremental snapshots for resync), beside the heartbeat."""
+        return f"signal_{self._snake}"
+
+    @property
     def heartbeat_table(self) -> str:
         return f"heartbeat_{self._snake}"

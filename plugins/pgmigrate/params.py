@@ -161,3 +161,19 @@ class OperationParams:
             reason=str(raw.get("reason") or "").strip(),
             force=bool(raw.get("force", False)),
         )
+
+
+@dataclass(frozen=True)
+class ResyncParams:
+    migration_id: str
+    tables: tuple[tuple[str, str], ...]
+    pgbouncer_database: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ResyncParams:
+        if not raw.get("migration_id"):
+            raise InvalidParams(f"migration_id is required ({MIGRATION_ID_PATTERN}).")
+        tables = tuple(parse_table_name(t) for t in (raw.get("tables") or []))
+        if not tables:
+            raise InvalidParams("tables is required: the schema.table names to copy again.")
+        return cls(migration_id=validate_migration_id(str(raw["migration_id"])), tables=tables)

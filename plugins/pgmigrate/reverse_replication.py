@@ -20,10 +20,10 @@ from pgmigrate.connect_client import ConnectClient
 from pgmigrate.connect_secrets import write_secrets_file
 from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.heartbeat import ensure_heartbeat_table, heartbeat_table
 from pgmigrate.keyless_replication import drop_keyless_replication, ensure_keyless_replication
 from pgmigrate.naming import MigrationNames
 from pgmigrate.pipeline_reset import delete_topics, remove_connectors
+from pgmigrate.pipeline_tables import ensure_own_tables, own_tables
 from pgmigrate.publication import drop_publication, ensure_publication
 from pgmigrate.replication_slot import drop_slot_if_exists
 
@@ -105,9 +105,8 @@ def create_reverse_slots(
     decodes with the catalog as of each WAL record), and the keyless tables' reverse subscription on the
     source (no initial copy: both sides are identical at this point). Rerun-safe."""
     reverse = names.reversed()
-    ensure_heartbeat_table(target, reverse)
-    ensure_heartbeat_table(source, reverse)
-    ensure_publication(target, reverse.publication, [*tables, heartbeat_table(reverse)])
+    ensure_own_tables(target, source, reverse)
+    ensure_publication(target, reverse.publication, [*tables, *own_tables(reverse)])
     with target.connect(autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (reverse.slot,)).fetchone()
         if not exists:
@@ -154,7 +153,8 @@ def remove_reverse_replication(
     drop_keyless_replication(target, source, reverse)
     for endpoint in (source, target):
         with endpoint.connect(autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(heartbeat_table(reverse).ident))
+            for table in own_tables(reverse):
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.ident))
     log.info("reverse: removed connectors %s, %d topics, slot %s", removed or "none", len(topics),
              reverse.slot if slot_dropped else "(none)")  # fmt: skip
     return {"connectors": removed, "topics": topics, "slot_dropped": slot_dropped}

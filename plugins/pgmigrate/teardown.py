@@ -1,7 +1,8 @@
 """Remove everything a migration created on the source and in Kafka: connectors (with their stored
 offsets), topics, the replication slot (so the source stops keeping WAL for it), the publication,
-the heartbeat table, and the keyless tables' subscription (on the target) with its slots and
-publication. Idempotent: what is already gone is skipped."""
+the heartbeat and signal tables (on both servers when `target` is given), and the keyless tables'
+subscription (on the target) with its slots and publication. Idempotent: what is already gone is
+skipped."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from psycopg import sql
 
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.heartbeat import heartbeat_table
 from pgmigrate.keyless_replication import drop_keyless_replication
 from pgmigrate.naming import MigrationNames
 from pgmigrate.pipeline_reset import delete_topics, remove_connectors
+from pgmigrate.pipeline_tables import own_tables
 from pgmigrate.publication import drop_publication
 from pgmigrate.replication_slot import drop_slot_if_exists
 
@@ -39,8 +40,10 @@ def teardown_migration(
     topics = delete_topics(bootstrap_servers, names) if bootstrap_servers else []
     slot_dropped = drop_slot_if_exists(source, names.slot)
     drop_publication(source, names.publication)
-    with source.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=heartbeat_table(names).ident))
+    for endpoint in (source, target) if target is not None else (source,):
+        with endpoint.connect(autocommit=True) as conn:
+            for table in own_tables(names):
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.ident))
     log.info(
         "teardown of %s: connectors %s, %d topics, slot %s, publication %s dropped",
         names.migration_id,

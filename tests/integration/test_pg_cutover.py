@@ -194,6 +194,24 @@ def test_halt_then_restart_repairs_a_corrupted_connector_config(streaming_migrat
     assert _event("halted")["message"].startswith("halted (drill)")
 
 
+def test_resync_repairs_a_damaged_table_while_streaming_continues(streaming_migration, tmp_path):
+    api = streaming_migration
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM accounts WHERE id BETWEEN 100 AND 199")  # missing rows
+        conn.execute("UPDATE accounts SET note = 'damaged' WHERE id BETWEEN 300 AND 349")  # wrong values
+        conn.execute("INSERT INTO accounts VALUES (9001, 0, 'extra')")  # a row the source never had
+    bench = Pgbench(tmp_path, rate=50, seconds=20)
+    run_id, run, states = run_other_dag(
+        api, "pg_migration_resync", {"migration_id": MIGRATION_ID, "tables": ["public.accounts"]}
+    )
+    processed, failed, output = bench.result()
+    assert run["state"] == "success", f"pg_migration_resync {run_id}: {states}"
+    assert failed == 0, output[-1500:]
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
+    assert CONNECT.get_status(NAMES.source_connector)["connector"]["state"] == "RUNNING"
+
+
 def test_cutover_under_load_has_zero_failed_transactions(streaming_migration, tmp_path):
     api = streaming_migration
     bench = Pgbench(tmp_path, rate=100, seconds=40)

@@ -59,10 +59,11 @@ def test_no_password_in_any_config():
     assert sink["connection.password"] == "${file:/secrets/pgmigrate-shop-2026.properties:target.password}"
 
 
-def test_table_include_list_escapes_names_and_adds_the_heartbeat():
+def test_table_include_list_escapes_names_and_adds_the_heartbeat_and_signal_tables():
     config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
     patterns = config["table.include.list"].split(",")
-    assert patterns[-1] == r"pgmigrate\.heartbeat_shop_2026"
+    assert patterns[-2:] == [r"pgmigrate\.heartbeat_shop_2026", r"pgmigrate\.signal_shop_2026"]
+    assert config["signal.data.collection"] == "pgmigrate.signal_shop_2026"
     assert re.fullmatch(table_include_regex(TableRef("sales", "a.b")), "sales.a.b")
     assert not re.fullmatch(table_include_regex(TableRef("sales", "a.b")), "sales.aXb")
 
@@ -99,3 +100,20 @@ def test_reverse_names_never_collide_with_the_forward_ones_and_fit_postgres_limi
         assert getattr(forward, attr) != getattr(reverse, attr), attr
     assert max(len(reverse.slot), len(reverse.keyless_subscription), len(forward.keyless_subscription)) <= 63
     assert MigrationNames("shop-1").reversed().source_connector == "pgmigrate-shop-1-reverse-source"
+
+
+def test_resync_signal_and_its_progress_in_the_offsets():
+    import json
+
+    from pgmigrate.resync import DONE, NOT_STARTED, RUNNING, execute_snapshot_signal, lsn_to_int, resync_phase
+
+    signal = execute_snapshot_signal([TableRef("sales", "Order Items")])
+    assert signal["type"] == "execute-snapshot"
+    assert json.loads(signal["data"]) == {"data-collections": [r"sales\.Order\ Items"], "type": "incremental"}
+    assert lsn_to_int("1/10") == (1 << 32) + 16
+    at = lsn_to_int("0/3000")
+    assert resync_phase([], "0/3000") == NOT_STARTED
+    assert resync_phase([{"offset": {"lsn": at - 1}}], "0/3000") == NOT_STARTED
+    running = {"lsn": at + 5, "incremental_snapshot_collections": "[...]", "incremental_snapshot_primary_key": "x"}
+    assert resync_phase([{"offset": running}], "0/3000") == RUNNING
+    assert resync_phase([{"offset": {"lsn": at + 9, "lsn_commit": at + 9}}], "0/3000") == DONE

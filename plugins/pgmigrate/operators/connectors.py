@@ -6,11 +6,11 @@ from typing import Any
 
 from pgmigrate.connect_secrets import write_secrets_file
 from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
-from pgmigrate.heartbeat import ensure_heartbeat_table, heartbeat_table
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.keyless_replication import ensure_keyless_replication, split_by_key
 from pgmigrate.migration_tables import resolve_tables
 from pgmigrate.operators.base import MigrationOperator
+from pgmigrate.pipeline_tables import ensure_own_tables, own_tables
 from pgmigrate.publication import ensure_publication
 
 
@@ -27,9 +27,8 @@ class DeployConnectorsOperator(MigrationOperator):
         tables = [t.ref for t in keyed]
 
         # The `debezium` method reaches here with no slot yet: the publication must precede it.
-        ensure_heartbeat_table(source, names)
-        ensure_heartbeat_table(target, names)
-        ensure_publication(source, names.publication, [*tables, heartbeat_table(names)])
+        ensure_own_tables(source, target, names)
+        ensure_publication(source, names.publication, [*tables, *own_tables(names)])
 
         hook = KafkaConnectHook(self.kafka_connect_conn_id)
         secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)

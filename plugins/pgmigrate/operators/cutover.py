@@ -268,22 +268,36 @@ class SyncSequencesOperator(CutoverOperator):
 
 
 class StartReverseReplicationOperator(CutoverOperator):
+    """Inside the pause: forward connectors stopped, reverse slots created (from here on every target
+    write is kept for rollback). The reverse connectors are deployed after the switch, outside the pause:
+    Connect validates a config by connecting to the database, which costs seconds clients would wait."""
+
     def execute(self, context: Any) -> dict:
-        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
         from pgmigrate.keyless_replication import split_by_key
-        from pgmigrate.reverse_replication import (
-            create_reverse_slots,
-            deploy_reverse_connectors,
-            set_identity_generation,
-            stop_pipeline,
-        )
+        from pgmigrate.reverse_replication import create_reverse_slots, set_identity_generation, stop_pipeline
 
         m = self.migration(context)
-        connect = self.connect()
-        stopped = stop_pipeline(connect, m.target, m.names)
+        stopped = stop_pipeline(self.connect(), m.target, m.names)
         keyed, keyless = split_by_key(m.tables)
         create_reverse_slots(m.source, m.target, m.names, [t.ref for t in keyed], [t.ref for t in keyless])
         set_identity_generation(m.source, m.state.get("identity_columns") or [], always=False)
+        self.log_pause(context, f"forward connectors stopped ({', '.join(stopped)}); reverse slot "
+                       f"{m.names.reversed().slot} holds every target change from now on")  # fmt: skip
+        return {"stopped": stopped, "reverse_slot": m.names.reversed().slot}
+
+
+class DeployReverseConnectorsOperator(CutoverOperator):
+    """After the switch: the reverse connectors start from the slot created in the pause, so nothing
+    written on the target since is missed; wait until both run."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+        from pgmigrate.keyless_replication import split_by_key
+        from pgmigrate.reverse_replication import deploy_reverse_connectors
+
+        m = self.migration(context)
+        connect = self.connect()
+        keyed, _ = split_by_key(m.tables)
         deployed = deploy_reverse_connectors(
             connect,
             KafkaConnectHook(self.kafka_connect_conn_id).secrets_dir(),
@@ -293,8 +307,10 @@ class StartReverseReplicationOperator(CutoverOperator):
             [t.ref for t in keyed],
             list(m.params.schemas),
         )
-        self.log_pause(context, f"forward connectors stopped ({', '.join(stopped)}); reverse {deployed} deployed")
-        return {"stopped": stopped, "reverse": list(deployed)}
+        for name in deployed:
+            connect.wait_for_state(name, "RUNNING", timeout=120)
+        m.event("reverse_replication", f"reverse replication running: {', '.join(deployed)}")
+        return {"reverse": list(deployed)}
 
 
 class SwitchRouteOperator(CutoverOperator):

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from pgmigrate.operators.cutover import CutoverOperator, Migration
-from pgmigrate.params import OperationParams
+from pgmigrate.params import OperationParams, ResyncParams
 from pgmigrate.pipeline_ops import Direction
 
 # After cutover the live pipeline is the reverse one (target -> source).
@@ -83,3 +83,53 @@ class TeardownMigrationOperator(OperationOperator):
         m.store.upsert(m.params.migration_id, phase="torn_down")
         m.event("torn_down", f"teardown: forward {forward}, reverse {reverse}", forward=forward, reverse=reverse)
         return {"forward": forward, "reverse": reverse}
+
+
+class RequestResyncOperator(OperationOperator):
+    """Empty the target's copies of the tables and signal Debezium's incremental snapshot of them."""
+
+    params_class = ResyncParams
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.catalog import TableRef
+        from pgmigrate.resync import request_resync
+
+        m = self.migration(context)
+        if m.state["phase"] not in ("streaming", "caught_up", "post_data_applied"):
+            raise AirflowFailException(
+                f"migration {m.params.migration_id} is {m.state['phase']!r}: resync copies source -> target while "
+                "the forward pipeline streams (before cutover)."
+            )
+        wanted = [TableRef(s, n) for s, n in m.run.tables]
+        known = {t.ref: t for t in m.tables}
+        unknown = [t.qualified for t in wanted if t not in known]
+        keyless = [t.qualified for t in wanted if t in known and not known[t].primary_key]
+        if unknown or keyless:
+            raise AirflowFailException(
+                (f"not tables of this migration: {', '.join(unknown)}. " if unknown else "")
+                + (f"no primary key (replicated by a subscription, not Debezium): {', '.join(keyless)}; resync "
+                   "them by rerunning pg_migration's snapshot task." if keyless else "")  # fmt: skip
+            )
+        result = request_resync(m.source, m.target, m.names, wanted)
+        m.event("resync_requested", f"resync of {', '.join(t.qualified for t in wanted)}: target copies emptied, "
+                f"incremental snapshot signalled ({result['signal_id']})", **result)  # fmt: skip
+        return result
+
+
+class ValidateTablesOperator(OperationOperator):
+    """Compare just the resynced tables (key ranges, re-checking rows in flight), as `validate` does."""
+
+    params_class = ResyncParams
+
+    def execute(self, context: Any) -> list[dict]:
+        from pgmigrate.catalog import TableRef
+        from pgmigrate.validation import ValidationFailed, compare_tables, format_results, results_as_dicts
+
+        m = self.migration(context)
+        wanted = {TableRef(s, n) for s, n in m.run.tables}
+        results = compare_tables(m.source, m.target, [t for t in m.tables if t.ref in wanted])
+        self.log.info("validation of the resynced tables:\n%s", format_results(results))
+        if not all(r.ok for r in results):
+            raise ValidationFailed(results)
+        m.event("resynced", f"resync validated: {', '.join(r.table for r in results)} identical")
+        return results_as_dicts(results)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pgmigrate.heartbeat import ensure_heartbeat_table, heartbeat_table
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.keyless_replication import drop_keyless_replication, split_by_key
 from pgmigrate.migration_tables import resolve_tables
 from pgmigrate.operators.base import MigrationOperator
+from pgmigrate.pipeline_tables import ensure_own_tables, own_tables
 from pgmigrate.publication import ensure_publication
 
 
@@ -53,9 +53,8 @@ class SnapshotCopyOperator(MigrationOperator):
                 len(topics),
             )
 
-        ensure_heartbeat_table(source, names)
-        ensure_heartbeat_table(target, names)
-        ensure_publication(source, names.publication, [t.ref for t in tables] + [heartbeat_table(names)])
+        ensure_own_tables(source, target, names)
+        ensure_publication(source, names.publication, [t.ref for t in tables] + own_tables(names))
 
         store = self.state_store()
         store.reset_snapshot_tables(params.migration_id)

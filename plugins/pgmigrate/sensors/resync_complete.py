@@ -1,0 +1,39 @@
+"""`wait_resync`: the incremental snapshot signalled by `request_resync` is done (deferrable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgmigrate.sensors.base import MigrationSensor
+from pgmigrate.triggers.resync_complete import ResyncCompleteTrigger
+
+
+class ResyncCompleteSensor(MigrationSensor):
+    def __init__(self, *, kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any) -> None:
+        kwargs.setdefault("poll_interval", 2.0)
+        super().__init__(**kwargs)
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+
+    def _request(self, context: Any) -> dict:
+        return context["ti"].xcom_pull(task_ids="request_resync")
+
+    def build_trigger(self, context: Any) -> ResyncCompleteTrigger:
+        request = self._request(context)
+        return ResyncCompleteTrigger(
+            migration_id=context["params"]["migration_id"],
+            signal_lsn=request["signal_lsn"],
+            kafka_connect_conn_id=self.kafka_connect_conn_id,
+            poll_interval=self.poll_interval,
+            timeout=float(self.timeout),
+        )
+
+    def poke(self, context: Any) -> bool:
+        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+        from pgmigrate.naming import MigrationNames
+        from pgmigrate.resync import DONE, resync_phase
+
+        names = MigrationNames(context["params"]["migration_id"])
+        offsets = KafkaConnectHook(self.kafka_connect_conn_id).get_offsets(names.source_connector)
+        phase = resync_phase(offsets, self._request(context)["signal_lsn"])
+        self.log.info("resync: incremental snapshot %s", phase)
+        return phase == DONE

@@ -1,0 +1,77 @@
+"""Trigger: wait until the source connector has finished the incremental snapshot asked for by a resync
+signal (its offsets passed the signal and carry no incremental-snapshot state any more)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from pgmigrate.connector_status import FAILED, assess_connectors
+from pgmigrate.naming import MigrationNames
+from pgmigrate.resync import DONE, resync_phase
+from pgmigrate.triggers.connections import connect_base_url_for, connector_statuses
+
+log = logging.getLogger(__name__)
+
+
+class ResyncCompleteTrigger(BaseTrigger):
+    def __init__(
+        self,
+        migration_id: str,
+        signal_lsn: str,
+        kafka_connect_conn_id: str = "kafka_connect",
+        poll_interval: float = 2.0,
+        timeout: float = 6 * 3600.0,
+    ) -> None:
+        super().__init__()
+        self.migration_id = migration_id
+        self.signal_lsn = signal_lsn
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "migration_id": self.migration_id,
+                "signal_lsn": self.signal_lsn,
+                "kafka_connect_conn_id": self.kafka_connect_conn_id,
+                "poll_interval": self.poll_interval,
+                "timeout": self.timeout,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        names = MigrationNames(self.migration_id)
+        deadline = time.monotonic() + self.timeout
+        phase = "no reading yet"
+        base_url = await connect_base_url_for(self.kafka_connect_conn_id)
+        async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
+            while True:
+                try:
+                    statuses = await connector_statuses(client, [names.source_connector, names.sink_connector])
+                    state, message = assess_connectors(statuses)
+                    if state == FAILED:
+                        yield TriggerEvent({"status": "error", "fatal": True, "message": f"during resync: {message}"})
+                        return
+                    response = await client.get(f"/connectors/{names.source_connector}/offsets")
+                    offsets = response.json().get("offsets", []) if response.status_code == 200 else []
+                    phase = resync_phase(offsets, self.signal_lsn)
+                    log.info("resync: incremental snapshot %s (signal at %s)", phase, self.signal_lsn)
+                    if phase == DONE:
+                        yield TriggerEvent({"status": "success", "message": "incremental snapshot complete"})
+                        return
+                except (httpx.HTTPError, OSError) as exc:
+                    log.warning("resync: could not read Kafka Connect (%s); will retry", exc)
+                if time.monotonic() > deadline:
+                    yield TriggerEvent({"status": "error", "message": f"resync not complete after "
+                                        f"{self.timeout:.0f}s (last: {phase})"})  # fmt: skip
+                    return
+                await asyncio.sleep(self.poll_interval)
