@@ -75,7 +75,7 @@ with DAG(
 ### Teardown: remove everything the migration created
 
 Connectors (forward and reverse) with their offsets, topics, replication slots (so neither server keeps
-WAL for them), publications, the keyless tables' subscriptions and the heartbeat tables. Refuses a
+WAL for them), publications, the native channel's subscriptions and the heartbeat tables. Refuses a
 migration that is still `streaming` unless `force=true`. Rerun-safe: what is gone is skipped.
 """,
 ):

@@ -21,8 +21,8 @@ class ChecklistItem:
 def evaluate_checklist(
     state: dict[str, Any] | None,
     end_to_end_lag: float | None,
-    keyless_lag: float | None,
-    keyless_expected: bool,
+    native_lag: float | None,
+    native_expected: bool,
     max_lag_seconds: float,
     connectors_state: str,
     connectors_detail: str,
@@ -41,11 +41,11 @@ def evaluate_checklist(
         )
     )
     lag_ok = end_to_end_lag is not None and end_to_end_lag < max_lag_seconds
-    if keyless_expected:
-        lag_ok = lag_ok and keyless_lag is not None and keyless_lag < max_lag_seconds
+    if native_expected:
+        lag_ok = lag_ok and native_lag is not None and native_lag < max_lag_seconds
     shown = "no heartbeat on the target" if end_to_end_lag is None else f"{end_to_end_lag:.1f}s"
-    if keyless_expected:
-        shown += ", keyless subscription " + ("not streaming" if keyless_lag is None else f"{keyless_lag:.1f}s")
+    if native_expected:
+        shown += ", native subscription " + ("not streaming" if native_lag is None else f"{native_lag:.1f}s")
     items.append(ChecklistItem("lag", lag_ok, f"lag {shown} (threshold {max_lag_seconds:g}s)"))
     validation = (state or {}).get("last_validation") or {}
     tables = validation.get("tables") or []

@@ -6,7 +6,7 @@ pause is on the target. Positions, not sleeps:
    sends with one request in flight per broker, so the records before the heartbeat are in Kafka).
 2. The sink applied everything in Kafka at that moment: its committed offsets passed the topics' end
    offsets read then (the sink commits only what it wrote to the database).
-3. The keyless tables' subscription, if any, flushed WAL past the drain point.
+3. The native channel's subscription, if any, flushed WAL past the drain point.
 
 Works for either direction: `names.reversed()` drains the target -> source pipeline at rollback.
 """
@@ -84,20 +84,20 @@ def wait_drained(
     log.info("drain: sink committed past %d records (%.1fs)", sum(marks.values()), time.monotonic() - started)
 
     with origin.connect(autocommit=True) as conn:
-        keyless = conn.execute(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (names.keyless_subscription,)
+        native = conn.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (names.native_subscription,)
         ).fetchone()
-        if keyless:
+        if native:
 
             def subscription_flushed() -> bool:
                 row = conn.execute(
                     "SELECT flush_lsn >= %s::pg_lsn FROM pg_stat_replication WHERE application_name = %s",
-                    (point_lsn, names.keyless_subscription),
+                    (point_lsn, names.native_subscription),
                 ).fetchone()
                 return bool(row and row[0])
 
-            _until("the keyless tables' subscription flush position", subscription_flushed, deadline, poll)
-            log.info("drain: keyless tables' subscription flushed past %s", point_lsn)
+            _until("the native channel's subscription flush position", subscription_flushed, deadline, poll)
+            log.info("drain: native channel's subscription flushed past %s", point_lsn)
     seconds = time.monotonic() - started
     log.info("drain: complete in %.1fs", seconds)
     return DrainResult(seconds=seconds, point_lsn=point_lsn, records_applied_to=sum(marks.values()))

@@ -47,26 +47,26 @@ class LagReading:
     end_to_end_seconds: float | None
     sink_consumer_lag: int | None
     retained_wal_bytes: int | None
-    # The keyless tables' subscription (see keyless_replication); None when not streaming.
-    keyless_expected: bool = False
-    keyless_seconds: float | None = None
+    # The native channel's subscription (see native_replication); None when not streaming.
+    native_expected: bool = False
+    native_seconds: float | None = None
 
     def caught_up(self, max_lag_seconds: float) -> bool:
         """Both channels are within the threshold: the Debezium pipeline (heartbeat) and, when the migration
-        has keyless tables, their subscription."""
+        has a native channel (keyless or timetz tables), its subscription."""
         if self.end_to_end_seconds is None or self.end_to_end_seconds >= max_lag_seconds:
             return False
-        if not self.keyless_expected:
+        if not self.native_expected:
             return True
-        return self.keyless_seconds is not None and self.keyless_seconds < max_lag_seconds
+        return self.native_seconds is not None and self.native_seconds < max_lag_seconds
 
     def describe(self) -> str:
         e2e = "no heartbeat on target yet" if self.end_to_end_seconds is None else f"{self.end_to_end_seconds:.1f}s"
         sink = "?" if self.sink_consumer_lag is None else f"{self.sink_consumer_lag} records"
         text = f"end-to-end lag {e2e}, sink consumer lag {sink}, slot retains {format_bytes(self.retained_wal_bytes)}"
-        if self.keyless_expected:
-            keyless = "not streaming" if self.keyless_seconds is None else f"{self.keyless_seconds:.1f}s"
-            text += f", keyless tables' subscription lag {keyless}"
+        if self.native_expected:
+            native = "not streaming" if self.native_seconds is None else f"{self.native_seconds:.1f}s"
+            text += f", native subscription lag {native}"
         return text
 
     def as_dict(self) -> dict:
@@ -150,13 +150,13 @@ def read_lag(
             sink_lag = read_sink_consumer_lag(bootstrap_servers, names)
         except Exception as exc:  # Kafka being briefly unreachable must not fail a lag poke
             log.warning("could not read the sink's consumer lag from Kafka (%s): %s", bootstrap_servers, exc)
-    from pgmigrate.keyless_replication import has_keyless_channel, read_keyless_lag
+    from pgmigrate.native_replication import has_native_channel, read_native_lag
 
-    keyless_expected = has_keyless_channel(source, names)
+    native_expected = has_native_channel(source, names)
     return LagReading(
         end_to_end_seconds=read_end_to_end_lag(source, target, names),
         sink_consumer_lag=sink_lag,
         retained_wal_bytes=read_retained_wal_bytes(source, names.slot),
-        keyless_expected=keyless_expected,
-        keyless_seconds=read_keyless_lag(source, names) if keyless_expected else None,
+        native_expected=native_expected,
+        native_seconds=read_native_lag(source, names) if native_expected else None,
     )

@@ -44,7 +44,7 @@ class MigrationNames:
     @property
     def _snake(self) -> str:
         # Slot names allow only [a-z0-9_]; keep every server-side name in that alphabet. `_rev` keeps the
-        # longest name (`pgmigrate_<41 chars>_keyless_rev`) within PostgreSQL's 63 characters.
+        # longest name (`pgmigrate_<41 chars>_native_rev`) within PostgreSQL's 63 characters.
         return self.migration_id.replace("-", "_") + ("_rev" if self.reverse else "")
 
     @property
@@ -65,14 +65,14 @@ class MigrationNames:
         return f"pgmigrate-{self._dashed}.properties"
 
     @property
-    def keyless_publication(self) -> str:
-        """Publication of the tables without a primary key (native logical replication, see keyless_replication)."""
-        return f"pgmigrate_{self.migration_id.replace('-', '_')}_keyless" + ("_rev" if self.reverse else "")
+    def native_publication(self) -> str:
+        """Publication of the tables that travel by PostgreSQL's own logical replication (see native_replication)."""
+        return f"pgmigrate_{self.migration_id.replace('-', '_')}_native" + ("_rev" if self.reverse else "")
 
     @property
-    def keyless_subscription(self) -> str:
-        """Subscription on the target for the keyless tables; its slot on the source has the same name."""
-        return self.keyless_publication
+    def native_subscription(self) -> str:
+        """Subscription on the target for those tables; its slot on the source has the same name."""
+        return self.native_publication
 
     @property
     def source_connector(self) -> str:

@@ -23,6 +23,7 @@ from psycopg import sql
 from pgmigrate.catalog import TableInfo, TableRef, UnknownTables, list_tables, select_tables
 from pgmigrate.column_types import PgTypeFacts, lossy_columns, unsupported_columns
 from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.native_replication import split_by_channel
 from pgmigrate.params import MigrationParams
 from pgmigrate.preflight_rules import (
     CheckResult,
@@ -252,8 +253,8 @@ def run_preflight(
             try:
                 states = _target_states(tgt, [t.ref for t in selected])
                 report.results.append(check_target_tables(states, target, params.target_conn_id))
-                keyless = sum(1 for t in selected if not t.primary_key)
-                report.results.append(check_subscription_rights(_subscription_facts(tgt), keyless))
+                native = len(split_by_channel(selected)[1])
+                report.results.append(check_subscription_rights(_subscription_facts(tgt), native))
             except psycopg.Error as exc:
                 report.results.append(_query_failed("target_tables", target, params.target_conn_id, exc))
     finally:
@@ -318,7 +319,7 @@ def _source_checks(
             error = str(exc).strip()
     partition_of = {p: t.ref for t in selected for p in t.partitions}
     results.append(check_replica_identity(gaps, applied, error, partition_of))
-    results.append(check_primary_keys(selected, names.keyless_subscription))
+    results.append(check_primary_keys(selected, names.native_subscription))
 
     results.append(
         check_column_types(unsupported_columns(selected, _type_facts(conn, selected)), lossy_columns(selected))

@@ -215,7 +215,7 @@ def check_replica_identity(
 
 def check_primary_keys(tables: Iterable[TableInfo], subscription: str) -> CheckResult:
     """Tables with a primary key go through Debezium and the JDBC sink (applied by key). Keyless tables
-    go through PostgreSQL's own logical replication (`keyless_replication`), which keeps duplicate rows
+    go through PostgreSQL's own logical replication (`native_replication`), which keeps duplicate rows
     exact; its apply worker matches a changed row on the target by the whole old row, so the source must
     log whole old rows: REPLICA IDENTITY FULL (USING INDEX names an index the target lacks while loading)."""
     keyless = [t for t in tables if not t.primary_key]
@@ -242,7 +242,7 @@ def check_primary_keys(tables: Iterable[TableInfo], subscription: str) -> CheckR
 
 
 def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int) -> CheckResult:
-    """The keyless tables' subscription is created on the target: the target role must be allowed to
+    """The native channel's subscription is created on the target: the target role must be allowed to
     (superuser; from PostgreSQL 16 also pg_create_subscription) and the target must have logical
     replication workers for it (one apply worker, plus table-sync workers during the initial copy)."""
     name = "target_subscription"
@@ -260,7 +260,7 @@ def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int) -> C
         fixes.append("ALTER SYSTEM SET max_logical_replication_workers = 4; and restart the target.")
     if problems:
         return CheckResult(name, ok=False, problem="; ".join(problems), fix="\n".join(fixes))
-    return CheckResult(name, ok=True, detail=f"target role {facts['role']} can create the keyless tables' subscription")
+    return CheckResult(name, ok=True, detail=f"target role {facts['role']} can create the native subscription")
 
 
 def check_column_types(problems: list[str], timetz_columns: list[str] | None = None) -> CheckResult:
@@ -268,8 +268,8 @@ def check_column_types(problems: list[str], timetz_columns: list[str] | None = N
         detail = "every column type maps to a Debezium type"
         if timetz_columns:
             detail += (
-                f"; note: {_n(len(timetz_columns), 'timetz column')} ({', '.join(timetz_columns)}): values written "
-                "during the migration arrive with their offset turned into +00 (same instant of the day)"
+                f"; {_n(len(timetz_columns), 'timetz column')} ({', '.join(timetz_columns)}): Debezium would turn "
+                "streamed offsets into +00, so their tables travel by PostgreSQL logical replication (exact)"
             )
         return CheckResult("column_types", ok=True, detail=detail)
     return CheckResult(

@@ -7,7 +7,7 @@ lives only while that connection stays open and idle, hence `ExportedSnapshot` o
 
 Dropping a slot is not a plain `pg_drop_replication_slot`: a walsender may still stream from it (an
 earlier attempt, the source connector) or still be exporting a snapshot for it. `drop_slot_if_exists`
-ends those first; every caller (the snapshot task's rerun, keyless replication, teardown, tests) goes
+ends those first; every caller (the snapshot task's rerun, native replication, teardown, tests) goes
 through it so they all drop slots the same way.
 """
 

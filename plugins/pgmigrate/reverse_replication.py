@@ -2,7 +2,7 @@
 rollback loses nothing written after the switch.
 
 It starts inside the write pause, after the drain. The forward connectors are stopped first (their
-slot stays until teardown) and the forward keyless subscription disabled, so a change applied to one
+slot stays until teardown) and the forward native subscription disabled, so a change applied to one
 side is never captured there and sent back: no loops. The reverse slots are created on the target
 before clients reach it, so every target write after the switch is kept even if the reverse
 connectors start later. The reverse pipeline is the forward one with the roles swapped
@@ -20,8 +20,8 @@ from pgmigrate.connect_client import ConnectClient
 from pgmigrate.connect_secrets import write_secrets_file
 from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.keyless_replication import drop_keyless_replication, ensure_keyless_replication
 from pgmigrate.naming import MigrationNames
+from pgmigrate.native_replication import drop_native_replication, ensure_native_replication
 from pgmigrate.pipeline_reset import delete_topics, remove_connectors
 from pgmigrate.pipeline_tables import ensure_own_tables, own_tables
 from pgmigrate.publication import drop_publication, ensure_publication
@@ -30,29 +30,29 @@ from pgmigrate.replication_slot import drop_slot_if_exists
 log = logging.getLogger(__name__)
 
 
-def _set_keyless_subscription(target: PgEndpoint, names: MigrationNames, enabled: bool) -> None:
+def _set_native_subscription(target: PgEndpoint, names: MigrationNames, enabled: bool) -> None:
     with target.connect(autocommit=True) as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
             "WHERE s.subname = %s AND d.datname = current_database()",
-            (names.keyless_subscription,),
+            (names.native_subscription,),
         ).fetchone()
         if exists:
             verb = sql.SQL("ENABLE" if enabled else "DISABLE")
-            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(names.keyless_subscription), verb))
-            log.info("%s subscription %s on %s", "enabled" if enabled else "disabled", names.keyless_subscription,
+            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(names.native_subscription), verb))
+            log.info("%s subscription %s on %s", "enabled" if enabled else "disabled", names.native_subscription,
                      target.label)  # fmt: skip
 
 
 def stop_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: MigrationNames) -> list[str]:
-    """Stop a direction's connectors (config, offsets and slot kept) and disable its keyless subscription
+    """Stop a direction's connectors (config, offsets and slot kept) and disable its native subscription
     (which lives on `subscriber`: the target for forward, the source for reverse)."""
     stopped = []
     for name in (names.source_connector, names.sink_connector):
         if connect.exists(name):
             connect.stop(name)
             stopped.append(name)
-    _set_keyless_subscription(subscriber, names, enabled=False)
+    _set_native_subscription(subscriber, names, enabled=False)
     return stopped
 
 
@@ -63,7 +63,7 @@ def resume_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: Migra
         if connect.exists(name):
             connect.resume(name)
             resumed.append(name)
-    _set_keyless_subscription(subscriber, names, enabled=True)
+    _set_native_subscription(subscriber, names, enabled=True)
     return resumed
 
 
@@ -99,10 +99,10 @@ def create_reverse_slots(
     target: PgEndpoint,
     names: MigrationNames,
     tables: list[TableRef],
-    keyless: list[TableRef],
+    native: list[TableRef],
 ) -> None:
     """Inside the pause: the reverse publication and slot on the target (publication first: pgoutput
-    decodes with the catalog as of each WAL record), and the keyless tables' reverse subscription on the
+    decodes with the catalog as of each WAL record), and the native channel's reverse subscription on the
     source (no initial copy: both sides are identical at this point). Rerun-safe."""
     reverse = names.reversed()
     ensure_own_tables(target, source, reverse)
@@ -114,8 +114,8 @@ def create_reverse_slots(
                 "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (reverse.slot,)
             ).fetchone()[0]
             log.info("reverse: slot %s created on %s at %s", reverse.slot, target.label, lsn)
-    if keyless:
-        ensure_keyless_replication(target, source, reverse, keyless, initial_copy=False)
+    if native:
+        ensure_native_replication(target, source, reverse, native, initial_copy=False)
 
 
 def deploy_reverse_connectors(
@@ -150,7 +150,7 @@ def remove_reverse_replication(
     topics = delete_topics(bootstrap_servers, reverse) if bootstrap_servers else []
     slot_dropped = drop_slot_if_exists(target, reverse.slot)
     drop_publication(target, reverse.publication)
-    drop_keyless_replication(target, source, reverse)
+    drop_native_replication(target, source, reverse)
     for endpoint in (source, target):
         with endpoint.connect(autocommit=True) as conn:
             for table in own_tables(reverse):

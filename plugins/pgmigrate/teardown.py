@@ -12,8 +12,8 @@ from psycopg import sql
 
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.keyless_replication import drop_keyless_replication
 from pgmigrate.naming import MigrationNames
+from pgmigrate.native_replication import drop_native_replication
 from pgmigrate.pipeline_reset import delete_topics, remove_connectors
 from pgmigrate.pipeline_tables import own_tables
 from pgmigrate.publication import drop_publication
@@ -29,14 +29,14 @@ def teardown_migration(
     names: MigrationNames,
     target: PgEndpoint | None = None,
 ) -> dict:
-    """`target`: where the keyless tables' subscription lives; without it only the source side of that
+    """`target`: where the native channel's subscription lives; without it only the source side of that
     channel (slot, publication) is removed and the target keeps a disabled-at-worst subscription."""
     removed = remove_connectors(connect, names)
     if target is not None:
-        drop_keyless_replication(source, target, names)
+        drop_native_replication(source, target, names)
     else:
-        drop_slot_if_exists(source, names.keyless_subscription)
-        drop_publication(source, names.keyless_publication)
+        drop_slot_if_exists(source, names.native_subscription)
+        drop_publication(source, names.native_publication)
     topics = delete_topics(bootstrap_servers, names) if bootstrap_servers else []
     slot_dropped = drop_slot_if_exists(source, names.slot)
     drop_publication(source, names.publication)

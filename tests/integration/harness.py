@@ -40,7 +40,7 @@ def forget_migration(migration_id: str) -> None:
     delete_topics("127.0.0.1:9092", names)
     server = PgEndpoint("127.0.0.1", SOURCE_PORT, "postgres", "postgres", PASSWORD)
     drop_slot_if_exists(server, names.slot)
-    drop_slot_if_exists(server, names.keyless_subscription)
+    drop_slot_if_exists(server, names.native_subscription)
 
 
 def airflow_api() -> AirflowApiClient:

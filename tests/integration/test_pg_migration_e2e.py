@@ -174,8 +174,8 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
             "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgmigrate_e2e%' "
             "OR slot_name LIKE 'pg\\_%\\_sync\\_%' ORDER BY 1"
         ).fetchall()
-    # The Debezium slot and the keyless tables' subscription slot; no leftover table-sync slots.
-    assert slots == [(names.slot,), (names.keyless_subscription,)]
+    # The Debezium slot and the native channel's subscription slot; no leftover table-sync slots.
+    assert slots == [(names.slot,), (names.native_subscription,)]
     # The identity column stays insertable for the sink until cutover restores ALWAYS.
     with psycopg.connect(conninfo(TARGET_PORT, "e2e_dst"), autocommit=True) as conn:
         identity = conn.execute(

@@ -112,7 +112,7 @@ def test_fix_no_pk_applies_replica_identity_full(dbs):
     report = run_preflight(SOURCE, TARGET, params(), fix_no_pk=True)
     # Replica identity is fixed; the table goes through native logical replication (duplicates kept).
     assert report.ok, report.failure_message()
-    assert "pgmigrate_pftest_pre_keyless" in by_name(report)["primary_keys"].detail
+    assert "pgmigrate_pftest_pre_native" in by_name(report)["primary_keys"].detail
     assert "can create" in by_name(report)["target_subscription"].detail
     assert 'applied REPLICA IDENTITY FULL to public."No Key"' in by_name(report)["replica_identity"].detail
     with SOURCE.connect() as conn:

@@ -95,10 +95,10 @@ def test_reverse_names_never_collide_with_the_forward_ones_and_fit_postgres_limi
     forward = MigrationNames("a" * 41)
     reverse = forward.reversed()
     assert reverse.reversed() == forward
-    for attr in ("slot", "publication", "keyless_subscription", "source_connector", "sink_connector",
+    for attr in ("slot", "publication", "native_subscription", "source_connector", "sink_connector",
                  "topic_prefix", "heartbeat_table", "secrets_file"):  # fmt: skip
         assert getattr(forward, attr) != getattr(reverse, attr), attr
-    assert max(len(reverse.slot), len(reverse.keyless_subscription), len(forward.keyless_subscription)) <= 63
+    assert max(len(reverse.slot), len(reverse.native_subscription), len(forward.native_subscription)) <= 63
     assert MigrationNames("shop-1").reversed().source_connector == "pgmigrate-shop-1-reverse-source"
 
 

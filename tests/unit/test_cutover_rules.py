@@ -15,7 +15,7 @@ STREAMING = {"phase": "streaming", "last_validation": {"tables": [{"table": "pub
 
 def checklist(**overrides):
     args = dict(
-        state=STREAMING, end_to_end_lag=0.8, keyless_lag=None, keyless_expected=False, max_lag_seconds=5,
+        state=STREAMING, end_to_end_lag=0.8, native_lag=None, native_expected=False, max_lag_seconds=5,
         connectors_state="running", connectors_detail="both RUNNING", route="127.0.0.1:5433/shop",
         source_address="127.0.0.1:5433/shop",
     )  # fmt: skip
@@ -34,7 +34,7 @@ def test_a_streaming_caught_up_validated_migration_passes():
         ({"state": {**STREAMING, "phase": "snapshot_copied"}}, "migration_streaming", "'snapshot_copied'"),
         ({"end_to_end_lag": 12.0}, "lag", "12.0s"),
         ({"end_to_end_lag": None}, "lag", "no heartbeat"),
-        ({"keyless_expected": True, "keyless_lag": None}, "lag", "keyless subscription not streaming"),
+        ({"native_expected": True, "native_lag": None}, "lag", "native subscription not streaming"),
         ({"state": {**STREAMING, "last_validation": {"tables": [{"table": "public.a", "ok": False}]}}},
          "last_validation", "public.a"),  # fmt: skip
         ({"connectors_state": "failed", "connectors_detail": "sink FAILED: boom"}, "connectors", "boom"),

@@ -7,8 +7,8 @@ from typing import Any
 from pgmigrate.connect_secrets import write_secrets_file
 from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-from pgmigrate.keyless_replication import ensure_keyless_replication, split_by_key
 from pgmigrate.migration_tables import resolve_tables
+from pgmigrate.native_replication import ensure_native_replication, split_by_channel
 from pgmigrate.operators.base import MigrationOperator
 from pgmigrate.pipeline_tables import ensure_own_tables, own_tables
 from pgmigrate.publication import ensure_publication
@@ -23,7 +23,7 @@ class DeployConnectorsOperator(MigrationOperator):
         params = self.migration_params(context)
         names = params.names
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
-        keyed, keyless = split_by_key(resolve_tables(source, params))
+        keyed, native = split_by_channel(resolve_tables(source, params))
         tables = [t.ref for t in keyed]
 
         # The `debezium` method reaches here with no slot yet: the publication must precede it.
@@ -41,8 +41,8 @@ class DeployConnectorsOperator(MigrationOperator):
         # the records), but an operator watching Connect sees the whole pipeline at once.
         hook.create_or_update(names.sink_connector, sink_config)
         hook.create_or_update(names.source_connector, source_config)
-        # Tables without a primary key: PostgreSQL's own logical replication keeps duplicate rows exact.
-        keyless_state = ensure_keyless_replication(source, target, names, [t.ref for t in keyless])
+        # Keyless and timetz tables: PostgreSQL's own logical replication carries them exactly (native_replication).
+        native_state = ensure_native_replication(source, target, names, [t.ref for t in native])
         self.log.info(
             "deployed %s (slot %s, publication %s, %d tables, snapshot.mode=%s) and %s",
             names.source_connector,
@@ -57,9 +57,9 @@ class DeployConnectorsOperator(MigrationOperator):
             "connectors_deployed",
             f"connectors {names.source_connector} and {names.sink_connector} deployed"
             + (
-                f"; subscription {names.keyless_subscription} ({keyless_state}) replicates {len(keyless)} keyless "
-                f"tables: {', '.join(t.ref.qualified for t in keyless)}"
-                if keyless
+                f"; subscription {names.native_subscription} ({native_state}) replicates {len(native)} tables "
+                f"natively: {', '.join(t.ref.qualified for t in native)}"
+                if native
                 else ""
             ),
             source_connector=names.source_connector,
@@ -71,5 +71,5 @@ class DeployConnectorsOperator(MigrationOperator):
             "source": names.source_connector,
             "sink": names.sink_connector,
             "tables": len(tables),
-            "keyless_tables": len(keyless),
+            "native_tables": len(native),
         }

@@ -152,8 +152,8 @@ class CutoverChecklistOperator(CutoverOperator):
         items = evaluate_checklist(
             m.state,
             reading.end_to_end_seconds,
-            reading.keyless_seconds,
-            reading.keyless_expected,
+            reading.native_seconds,
+            reading.native_expected,
             m.params.max_lag_seconds,
             connectors_state,
             connectors_detail,
@@ -273,13 +273,13 @@ class StartReverseReplicationOperator(CutoverOperator):
     Connect validates a config by connecting to the database, which costs seconds clients would wait."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.keyless_replication import split_by_key
+        from pgmigrate.native_replication import split_by_channel
         from pgmigrate.reverse_replication import create_reverse_slots, set_identity_generation, stop_pipeline
 
         m = self.migration(context)
         stopped = stop_pipeline(self.connect(), m.target, m.names)
-        keyed, keyless = split_by_key(m.tables)
-        create_reverse_slots(m.source, m.target, m.names, [t.ref for t in keyed], [t.ref for t in keyless])
+        keyed, native = split_by_channel(m.tables)
+        create_reverse_slots(m.source, m.target, m.names, [t.ref for t in keyed], [t.ref for t in native])
         set_identity_generation(m.source, m.state.get("identity_columns") or [], always=False)
         self.log_pause(context, f"forward connectors stopped ({', '.join(stopped)}); reverse slot "
                        f"{m.names.reversed().slot} holds every target change from now on")  # fmt: skip
@@ -292,12 +292,12 @@ class DeployReverseConnectorsOperator(CutoverOperator):
 
     def execute(self, context: Any) -> dict:
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-        from pgmigrate.keyless_replication import split_by_key
+        from pgmigrate.native_replication import split_by_channel
         from pgmigrate.reverse_replication import deploy_reverse_connectors
 
         m = self.migration(context)
         connect = self.connect()
-        keyed, _ = split_by_key(m.tables)
+        keyed, _ = split_by_channel(m.tables)
         deployed = deploy_reverse_connectors(
             connect,
             KafkaConnectHook(self.kafka_connect_conn_id).secrets_dir(),

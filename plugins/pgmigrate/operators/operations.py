@@ -44,13 +44,13 @@ class HaltMigrationOperator(OperationOperator):
 class RestartMigrationOperator(OperationOperator):
     def execute(self, context: Any) -> dict:
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-        from pgmigrate.keyless_replication import split_by_key
+        from pgmigrate.native_replication import split_by_channel
         from pgmigrate.pipeline_ops import desired_configs, restart
 
         m = self.migration(context)
         connect = self.connect()
         secrets_dir = KafkaConnectHook(self.kafka_connect_conn_id).secrets_dir()
-        keyed, _ = split_by_key(m.tables)
+        keyed, _ = split_by_channel(m.tables)
         actions = []
         for direction in self.live_directions(m):
             desired = desired_configs(
@@ -92,6 +92,7 @@ class RequestResyncOperator(OperationOperator):
 
     def execute(self, context: Any) -> dict:
         from pgmigrate.catalog import TableRef
+        from pgmigrate.native_replication import needs_native_channel
         from pgmigrate.resync import request_resync
 
         m = self.migration(context)
@@ -103,12 +104,12 @@ class RequestResyncOperator(OperationOperator):
         wanted = [TableRef(s, n) for s, n in m.run.tables]
         known = {t.ref: t for t in m.tables}
         unknown = [t.qualified for t in wanted if t not in known]
-        keyless = [t.qualified for t in wanted if t in known and not known[t].primary_key]
-        if unknown or keyless:
+        native = [t.qualified for t in wanted if t in known and needs_native_channel(known[t])]
+        if unknown or native:
             raise AirflowFailException(
                 (f"not tables of this migration: {', '.join(unknown)}. " if unknown else "")
-                + (f"no primary key (replicated by a subscription, not Debezium): {', '.join(keyless)}; resync "
-                   "them by rerunning pg_migration's snapshot task." if keyless else "")  # fmt: skip
+                + (f"replicated by a subscription, not Debezium: {', '.join(native)}; resync them by "
+                   "rerunning pg_migration's snapshot task." if native else "")  # fmt: skip
             )
         result = request_resync(m.source, m.target, m.names, wanted)
         m.event("resync_requested", f"resync of {', '.join(t.qualified for t in wanted)}: target copies emptied, "

@@ -7,8 +7,8 @@ from typing import Any
 
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-from pgmigrate.keyless_replication import drop_keyless_replication, split_by_key
 from pgmigrate.migration_tables import resolve_tables
+from pgmigrate.native_replication import drop_native_replication, split_by_channel
 from pgmigrate.operators.base import MigrationOperator
 from pgmigrate.pipeline_tables import ensure_own_tables, own_tables
 from pgmigrate.publication import ensure_publication
@@ -39,13 +39,13 @@ class SnapshotCopyOperator(MigrationOperator):
             return {"skipped": True}
         names = params.names
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
-        tables, keyless = split_by_key(resolve_tables(source, params))
+        tables, native = split_by_channel(resolve_tables(source, params))
 
         removed = remove_connectors(KafkaConnectHook(self.kafka_connect_conn_id).get_conn(), names)
         bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
         topics = delete_topics(bootstrap, names) if bootstrap else []
-        if drop_keyless_replication(source, target, names):
-            self.log.info("snapshot: starting over; removed the keyless tables' subscription of an earlier attempt")
+        if drop_native_replication(source, target, names):
+            self.log.info("snapshot: starting over; removed the native channel's subscription of an earlier attempt")
         if removed or topics:
             self.log.info(
                 "snapshot: starting over; removed connectors %s and %d topics of an earlier attempt",
@@ -67,11 +67,11 @@ class SnapshotCopyOperator(MigrationOperator):
                 last_write["at"] = time.monotonic()
 
         result = run_snapshot_copy(source, target, tables, names.slot, params.copy_parallelism, on_progress=on_progress)
-        if keyless:
+        if native:
             self.log.info(
-                "snapshot: %d keyless tables (%s) are copied by their own subscription in deploy_connectors",
-                len(keyless),
-                ", ".join(t.ref.qualified for t in keyless),
+                "snapshot: %d tables (%s) travel natively: their subscription (deploy_connectors) copies them",
+                len(native),
+                ", ".join(t.ref.qualified for t in native),
             )
         self.record(
             params,

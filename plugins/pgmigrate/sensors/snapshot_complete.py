@@ -1,8 +1,8 @@
 """`wait_snapshot`: the initial data is on the target.
 
 For `copy` the `snapshot` task already loaded it under the slot's snapshot, so this returns at once,
-unless keyless tables are still being copied by their subscription. For `debezium` it defers until the
-source finished its snapshot and the sink applied it all (and the keyless tables are synced).
+unless native-channel tables are still being copied by their subscription. For `debezium` it defers until the
+source finished its snapshot and the sink applied it all (and the native-channel tables are synced).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-from pgmigrate.keyless_replication import read_keyless_sync_state, split_by_key
 from pgmigrate.migration_tables import resolve_tables
+from pgmigrate.native_replication import read_native_sync_state, split_by_channel
 from pgmigrate.sensors.base import MigrationSensor
 from pgmigrate.snapshot_progress import COMPLETE, snapshot_phase
 from pgmigrate.triggers.snapshot_complete import SnapshotCompleteTrigger
@@ -32,11 +32,12 @@ class SnapshotCompleteSensor(MigrationSensor):
     def execute(self, context: Any) -> Any:
         params = self.migration_params(context)
         if params.snapshot_method == "copy":
-            _, keyless = split_by_key(resolve_tables(MigrationDatabaseHook(params.source_conn_id).get_conn(), params))
-            if not keyless:
+            source = MigrationDatabaseHook(params.source_conn_id).get_conn()
+            _, native = split_by_channel(resolve_tables(source, params))
+            if not native:
                 self.log.info("snapshot_method=copy: the initial data was loaded by the `snapshot` task")
                 return {"method": "copy"}
-            self.log.info("snapshot_method=copy: waiting for the subscription to copy %d keyless tables", len(keyless))
+            self.log.info("snapshot_method=copy: waiting for the subscription to copy %d tables", len(native))
         return super().execute(context)
 
     def build_trigger(self, context: Any) -> SnapshotCompleteTrigger:
@@ -59,10 +60,10 @@ class SnapshotCompleteSensor(MigrationSensor):
         from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
 
         params = self.migration_params(context)
-        keyless = read_keyless_sync_state(MigrationDatabaseHook(params.target_conn_id).get_conn(), params.names)
-        if keyless is not None:
-            self.log.info("snapshot: %s", keyless.describe())
-            if not keyless.complete:
+        native = read_native_sync_state(MigrationDatabaseHook(params.target_conn_id).get_conn(), params.names)
+        if native is not None:
+            self.log.info("snapshot: %s", native.describe())
+            if not native.complete:
                 return False
         if params.snapshot_method == "copy":
             return True

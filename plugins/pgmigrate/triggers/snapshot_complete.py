@@ -1,6 +1,6 @@
 """Trigger: wait until the Debezium source finished its initial snapshot and the sink applied it, and the
-keyless tables' subscription synced every table, logging per-table progress (rows on the target /
-source, rate, ETA) at every poll. With `debezium_snapshot=False` (the `copy` method) only the keyless
+native channel's subscription synced every table, logging per-table progress (rows on the target /
+source, rate, ETA) at every poll. With `debezium_snapshot=False` (the `copy` method) only the native-channel
 tables are waited for."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from asgiref.sync import sync_to_async
 
 from pgmigrate.catalog import TableRef
 from pgmigrate.connector_status import FAILED, assess_connectors
-from pgmigrate.keyless_replication import read_keyless_sync_state
 from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
 from pgmigrate.naming import MigrationNames
+from pgmigrate.native_replication import read_native_sync_state
 from pgmigrate.snapshot_progress import COMPLETE, eta_seconds, format_progress, read_table_progress, snapshot_phase
 from pgmigrate.triggers.connections import (
     bootstrap_servers_for,
@@ -99,7 +99,7 @@ class SnapshotCompleteTrigger(BaseTrigger):
                         phase = snapshot_phase(offsets)
                     else:
                         phase = COMPLETE  # loaded by the `snapshot` task
-                    keyless = await sync_to_async(read_keyless_sync_state)(target, names)
+                    native = await sync_to_async(read_native_sync_state)(target, names)
                     progress = await sync_to_async(read_table_progress)(source, target, tables)
                     end_offsets, committed = (
                         await sync_to_async(read_sink_offsets)(bootstrap, names) if bootstrap else ({}, {})
@@ -114,13 +114,13 @@ class SnapshotCompleteTrigger(BaseTrigger):
                     now = time.monotonic()
                     rate = (done - previous[1]) / (now - previous[0]) if previous and now > previous[0] else 0.0
                     previous = (now, done)
-                    keyless_note = f", {keyless.describe()}" if keyless is not None else ""
-                    last = f"source snapshot {phase}, sink consumer lag {sink_lag}{keyless_note}\n" + format_progress(
+                    native_note = f", {native.describe()}" if native is not None else ""
+                    last = f"source snapshot {phase}, sink consumer lag {sink_lag}{native_note}\n" + format_progress(
                         progress, rate, eta_seconds(done, total, rate)
                     )
                     log.info("%s", last)
                     sink_done = not self.debezium_snapshot or (marks is not None and sink_reached(marks, committed))
-                    if phase == COMPLETE and sink_done and (keyless is None or keyless.complete):
+                    if phase == COMPLETE and sink_done and (native is None or native.complete):
                         yield TriggerEvent(
                             {
                                 "status": "success",

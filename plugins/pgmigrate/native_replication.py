@@ -1,12 +1,16 @@
-"""Tables without a primary key travel by PostgreSQL's own logical replication, not through Debezium.
+"""Tables Debezium cannot carry exactly travel by PostgreSQL's own logical replication instead.
 
-The JDBC sink applies a change by its Kafka key. A keyless table has none, so the sink could only key
+Two kinds: tables without a primary key, and tables with a column whose streamed values Debezium
+normalizes (`column_types.LOSSY_WHEN_STREAMED`: timetz offsets become +00 before any converter sees
+them). PostgreSQL's logical replication carries every value in its own text form, exactly.
+
+Keyless tables: the JDBC sink applies a change by its Kafka key. A keyless table has none, so the sink could only key
 it by the whole row: exact duplicate rows (legal in such a table) would collapse into one, and an
 UPDATE of one duplicate would touch all of them. PostgreSQL's apply worker does what is needed: with
 REPLICA IDENTITY FULL on the source it finds ONE row equal to the old row and changes or deletes just
 that one, so duplicates survive exactly.
 
-So a migration with keyless tables runs a second, native channel beside the Debezium pipeline:
+So a migration with such tables runs a second, native channel beside the Debezium pipeline:
 a publication of just those tables on the source and a subscription on the target (its own slot,
 initial copy by the subscription's table-sync workers, which is consistent by construction). Both
 channels start from the same empty target and never touch the same table. The price: the target
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgmigrate.catalog import TableInfo, TableRef
+from pgmigrate.column_types import LOSSY_WHEN_STREAMED
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
 from pgmigrate.publication import drop_publication, ensure_publication
@@ -34,13 +39,20 @@ log = logging.getLogger(__name__)
 _SYNCED_STATES = ("r", "s")
 
 
-def split_by_key(tables: list[TableInfo]) -> tuple[list[TableInfo], list[TableInfo]]:
-    """(tables with a primary key -> Debezium, keyless tables -> native logical replication)."""
-    return [t for t in tables if t.primary_key], [t for t in tables if not t.primary_key]
+def needs_native_channel(table: TableInfo) -> bool:
+    return not table.primary_key or any(
+        c.type_oid in LOSSY_WHEN_STREAMED and not c.generated for c in table.columns
+    )
+
+
+def split_by_channel(tables: list[TableInfo]) -> tuple[list[TableInfo], list[TableInfo]]:
+    """(tables for Debezium, tables for native logical replication: keyless, or with lossy-when-streamed types)."""
+    native = [t for t in tables if needs_native_channel(t)]
+    return [t for t in tables if t not in native], native
 
 
 @dataclass(frozen=True)
-class KeylessSyncState:
+class NativeSyncState:
     tables: int
     synced: int
     states: dict[str, str]  # table -> srsubstate, for the ones not yet synced
@@ -51,7 +63,8 @@ class KeylessSyncState:
 
     def describe(self) -> str:
         waiting = ", ".join(f"{t} ({_STATE_NAMES.get(s, s)})" for t, s in sorted(self.states.items()))
-        return f"keyless tables synced {self.synced}/{self.tables}" + (f"; waiting for {waiting}" if waiting else "")
+        synced = f"native-channel tables synced {self.synced}/{self.tables}"
+        return synced + (f"; waiting for {waiting}" if waiting else "")
 
 
 _STATE_NAMES = {"i": "initializing", "d": "copying", "f": "copy finished", "s": "synchronized", "r": "ready"}
@@ -66,7 +79,7 @@ def _subscription_oid(conn, names: MigrationNames) -> int | None:
     row = conn.execute(
         "SELECT s.oid FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
         "WHERE s.subname = %s AND d.datname = current_database()",
-        (names.keyless_subscription,),
+        (names.native_subscription,),
     ).fetchone()
     return row[0] if row else None
 
@@ -76,7 +89,7 @@ def source_conninfo_for_target(source: PgEndpoint) -> str:
     return source.conninfo(application_name=None, connect_timeout=10)
 
 
-def ensure_keyless_replication(
+def ensure_native_replication(
     source: PgEndpoint, target: PgEndpoint, names: MigrationNames, tables: list[TableRef], initial_copy: bool = True
 ) -> str:
     """Publication on the source and subscription on the target for exactly `tables`. An existing
@@ -85,19 +98,19 @@ def ensure_keyless_replication(
     (reverse replication at cutover, both sides identical): stream changes from now on, copy nothing."""
     if not tables:
         return "none"
-    ensure_publication(source, names.keyless_publication, tables)
+    ensure_publication(source, names.native_publication, tables)
     with target.connect(autocommit=True) as conn:
         if _subscription_oid(conn, names) is not None:
-            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(names.keyless_subscription)))
+            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(names.native_subscription)))
             conn.execute(
                 sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})").format(
-                    sql.Identifier(names.keyless_subscription), sql.Literal(initial_copy)
+                    sql.Identifier(names.native_subscription), sql.Literal(initial_copy)
                 )
             )
-            log.info("keyless tables: subscription %s exists, enabled", names.keyless_subscription)
+            log.info("native channel: subscription %s exists, enabled", names.native_subscription)
             return "exists"
         # A slot left by an earlier subscription that was dropped without its slot: start from a fresh one.
-        drop_slot_if_exists(source, names.keyless_subscription)
+        drop_slot_if_exists(source, names.native_subscription)
         if initial_copy:
             conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(t.ident for t in tables)))
         # The target's copies get REPLICA IDENTITY FULL too: reverse replication after cutover needs it.
@@ -109,24 +122,24 @@ def ensure_keyless_replication(
                 "WITH (copy_data = {copy}, create_slot = true, slot_name = {slot}, enabled = true)"
             ).format(
                 copy=sql.Literal(initial_copy),
-                sub=sql.Identifier(names.keyless_subscription),
+                sub=sql.Identifier(names.native_subscription),
                 conninfo=sql.Literal(source_conninfo_for_target(source)),
-                pub=sql.Identifier(names.keyless_publication),
-                slot=sql.Literal(names.keyless_subscription),
+                pub=sql.Identifier(names.native_publication),
+                slot=sql.Literal(names.native_subscription),
             )
         )
     log.info(
-        "keyless tables: subscription %s on %s copies and streams %d tables from publication %s",
-        names.keyless_subscription,
+        "native channel: subscription %s on %s copies and streams %d tables from publication %s",
+        names.native_subscription,
         target.label,
         len(tables),
-        names.keyless_publication,
+        names.native_publication,
     )
     return "created"
 
 
-def read_keyless_sync_state(target: PgEndpoint, names: MigrationNames) -> KeylessSyncState | None:
-    """Table-sync progress of the subscription; None when the migration has no keyless channel."""
+def read_native_sync_state(target: PgEndpoint, names: MigrationNames) -> NativeSyncState | None:
+    """Table-sync progress of the subscription; None when the migration has no native channel."""
     with target.connect(autocommit=True) as conn:
         oid = _subscription_oid(conn, names)
         if oid is None:
@@ -137,38 +150,38 @@ def read_keyless_sync_state(target: PgEndpoint, names: MigrationNames) -> Keyles
             (oid,),
         ).fetchall()
     waiting = {table: state for table, state in rows if state not in _SYNCED_STATES}
-    return KeylessSyncState(tables=len(rows), synced=len(rows) - len(waiting), states=waiting)
+    return NativeSyncState(tables=len(rows), synced=len(rows) - len(waiting), states=waiting)
 
 
-def read_keyless_lag(source: PgEndpoint, names: MigrationNames) -> float | None:
+def read_native_lag(source: PgEndpoint, names: MigrationNames) -> float | None:
     """Seconds the subscription trails the source, from the source's walsender statistics. 0 when it has
     applied everything it was sent (PostgreSQL reports no lag then); None when it is not streaming."""
     with source.connect(autocommit=True) as conn:
         row = conn.execute(
             "SELECT state, coalesce(extract(epoch FROM replay_lag), 0)::float8 FROM pg_stat_replication "
             "WHERE application_name = %s",
-            (names.keyless_subscription,),
+            (names.native_subscription,),
         ).fetchone()
     if row is None or row[0] != "streaming":
         return None
     return float(row[1])
 
 
-def has_keyless_channel(source: PgEndpoint, names: MigrationNames) -> bool:
-    """The keyless channel's slot exists on the source (the subscription created it)."""
+def has_native_channel(source: PgEndpoint, names: MigrationNames) -> bool:
+    """The native channel's slot exists on the source (the subscription created it)."""
     with source.connect(autocommit=True) as conn:
         return bool(
             conn.execute(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (names.keyless_subscription,)
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (names.native_subscription,)
             ).fetchone()
         )
 
 
-def drop_keyless_replication(source: PgEndpoint, target: PgEndpoint, names: MigrationNames) -> bool:
+def drop_native_replication(source: PgEndpoint, target: PgEndpoint, names: MigrationNames) -> bool:
     """Remove the subscription, its slots on the source and the publication. Works even when the target
     cannot reach the source: the subscription is detached from its slot first and the slots (including
     the table-sync workers' `pg_<oid>_sync_…` slots) are dropped from here. Returns whether it existed."""
-    sub = sql.Identifier(names.keyless_subscription)
+    sub = sql.Identifier(names.native_subscription)
     existed = False
     with target.connect(autocommit=True) as conn:
         oid = _subscription_oid(conn, names)
@@ -177,8 +190,8 @@ def drop_keyless_replication(source: PgEndpoint, target: PgEndpoint, names: Migr
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sub))
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(sub))
             conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sub))
-            log.info("keyless tables: dropped subscription %s on %s", names.keyless_subscription, target.label)
-    drop_slot_if_exists(source, names.keyless_subscription)
+            log.info("native channel: dropped subscription %s on %s", names.native_subscription, target.label)
+    drop_slot_if_exists(source, names.native_subscription)
     if oid is not None:
         with source.connect(autocommit=True) as conn:
             sync_slots = [
@@ -189,5 +202,5 @@ def drop_keyless_replication(source: PgEndpoint, target: PgEndpoint, names: Migr
             ]
         for slot in sync_slots:
             drop_slot_if_exists(source, slot)
-    drop_publication(source, names.keyless_publication)
+    drop_publication(source, names.native_publication)
     return existed
