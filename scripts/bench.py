@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ LOAD_TASKS = {
 OUT_DIR = REPO / ".stack" / "bench"
 
 log = logging.getLogger("bench")
+
+
+class BenchStepFailed(RuntimeError):
+    """One measurement could not be taken; the others are still reported."""
 
 
 def target(name: str) -> PgEndpoint:
@@ -140,7 +145,7 @@ def wait_until_dag_free(api: AirflowApiClient, quiet_seconds: float, timeout: fl
         if not active and quiet_for >= quiet_seconds:
             return
         if time.monotonic() > deadline:
-            raise SystemExit(f"pg_migration stayed busy for {timeout:.0f}s; try again later")
+            raise BenchStepFailed(f"pg_migration stayed busy for {timeout:.0f}s; try again later")
         if time.monotonic() - last_said > 30:
             if active:
                 who = ", ".join(f"{r['dag_run_id']} ({(r.get('conf') or {}).get('migration_id')})" for r in active)
@@ -239,7 +244,7 @@ def run_migration(api: AirflowApiClient, connect: ConnectClient, method: str, ar
                         run_id, other)
             continue
         failed = [t["task_id"] for t in api.task_instances("pg_migration", run_id) if t["state"] == "failed"]
-        raise SystemExit(f"pg_migration run {run_id} {run['state']} (failed tasks: {failed or 'none'}"
+        raise BenchStepFailed(f"pg_migration run {run_id} {run['state']} (failed tasks: {failed or 'none'}"
                          f"{', after another run: ' + other if other else ''}); "
                          f"logs: {AIRFLOW_URL}/dags/pg_migration/runs/{run_id}")
     raise AssertionError("unreachable")
@@ -263,7 +268,7 @@ def run_pgbench(args: argparse.Namespace) -> dict[str, Any]:
         if line.startswith("progress:"):
             log.info("  pgbench %s", line.strip())
     if process.wait() != 0:
-        raise SystemExit("pgbench failed:\n" + "\n".join(output[-20:]))
+        raise BenchStepFailed("pgbench failed:\n" + "\n".join(output[-20:]))
     figures: dict[str, Any] = {}
     for line in output:
         if line.startswith("tps = "):
@@ -281,7 +286,9 @@ def wait_rows_arrived(dest: PgEndpoint, expected: int, timeout: float = 900) -> 
     while (arrived := count_rows(dest, HISTORY)) < expected:
         waited = time.monotonic() - started
         if waited > timeout:
-            raise SystemExit(f"only {arrived}/{expected} pgbench_history rows reached the target in {timeout:.0f}s")
+            raise BenchStepFailed(
+                f"only {arrived}/{expected} pgbench_history rows reached the target in {timeout:.0f}s"
+            )
         log.info("  draining: %d of %d pgbench_history rows on the target (%.0fs)", arrived, expected, waited)
         time.sleep(2)
     return round(time.monotonic() - started, 1)
@@ -350,21 +357,30 @@ def main() -> int:
                      "requested_mb": plan.size_mb, "pgbench_scale": plan.pgbench_scale,
                      "doc_rows": plan.doc_rows, "blob_rows": plan.blob_rows},
     }
+
+    def measure(key: str, step: Callable[[], dict[str, Any]]) -> bool:
+        try:
+            result[key] = step()
+            return True
+        except BenchStepFailed as exc:
+            log.error("%s not measured: %s", key, exc)
+            result.setdefault("errors", {})[key] = str(exc)
+            return False
+
     try:
         if "dump" in steps:
             log.info("[2/5] pg_dump -Fd -j2 + pg_restore -j2")
-            result["dump_restore"] = measure_dump_restore()
+            measure("dump_restore", measure_dump_restore)
         if "copy" in steps:
             log.info("[3/5] pg_migration, snapshot_method=copy")
-            result["copy"] = run_migration(api, connect, "copy", args)
-            if "lag" in steps:
+            if measure("copy", lambda: run_migration(api, connect, "copy", args)) and "lag" in steps:
                 log.info("[4/5] lag at %d tps with bench-copy streaming", args.tps)
-                result["lag"] = measure_lag(args, target("bench_copy"))
+                measure("lag", lambda: measure_lag(args, target("bench_copy")))
             teardown_migration(connect, KAFKA, SOURCE, MigrationNames("bench-copy"))
             reset_history()
         if "debezium" in steps:
             log.info("[5/5] pg_migration, snapshot_method=debezium")
-            result["debezium"] = run_migration(api, connect, "debezium", args)
+            measure("debezium", lambda: run_migration(api, connect, "debezium", args))
     finally:
         log.info("cleanup: tearing down bench-copy and bench-debezium (connectors, slot, publication, topics)")
         teardown_all(connect)
@@ -384,7 +400,7 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(render_table(result))
     print(f"JSON: {out}")
-    return 0
+    return 1 if result.get("errors") else 0
 
 
 if __name__ == "__main__":

@@ -133,4 +133,6 @@ def render_table(result: dict[str, Any]) -> str:
         figure = goal["figure"]
         shown = "-" if figure is None else (f"{figure:.2f}x" if "copy" in goal["goal"] else f"{figure:.3f} s")
         lines.append(f"goal: {goal['goal']:<{width + 8}} {shown:>9}  {_verdict(goal['met'])}")
+    for key, message in (result.get("errors") or {}).items():
+        lines.append(f"NOT MEASURED {key}: {message}")
     return "\n".join(lines)

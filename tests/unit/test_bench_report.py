@@ -81,6 +81,11 @@ def test_render_table_of_an_empty_result_does_not_fail():
     assert "not measured" in render_table({})
 
 
+def test_render_table_names_measurements_that_failed():
+    table = render_table({**RESULT, "errors": {"debezium": "pg_migration run r1 failed (failed tasks: ['validate'])"}})
+    assert "NOT MEASURED debezium: pg_migration run r1 failed" in table
+
+
 def test_plan_bench_splits_the_size():
     plan = plan_bench(1024)
     assert plan.pgbench_scale == 34
