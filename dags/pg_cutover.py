@@ -13,6 +13,7 @@ from pgmigrate.operators.cutover import (
     DrainOperator,
     FinalValidateOperator,
     PauseWritesOperator,
+    PrepareReverseOperator,
     StartReverseReplicationOperator,
     SwitchRouteOperator,
     SyncSequencesOperator,
@@ -31,6 +32,7 @@ resumes. Clients see a pause, never an error.
 |---|---|
 | `checklist` | streaming, lag under threshold, last validation passed, connectors RUNNING, route = source |
 | `backup_source` | `pg_dump -Fd -j2` of the source + connector configs (skipped with `backup=false`) |
+| `prepare_reverse_replication` | reverse publications and tables on the target (they capture nothing yet) |
 | `pause_writes` | arms a watchdog that resumes at `max_pause_seconds` whatever happens, then `PAUSE` |
 | `drain` | every change up to the pause is on the target (heartbeat + sink offsets + subscription LSN) |
 | `final_validate` | counts + checksums of every table, writes at rest; any difference aborts |
@@ -72,7 +74,8 @@ PARAMS = {
 def pg_cutover():
     checklist = CutoverChecklistOperator(task_id="checklist")
     backup = BackupSourceOperator(task_id="backup_source", retries=1)
-    pause = PauseWritesOperator(task_id="pause_writes", trigger_rule="none_failed")
+    prepare = PrepareReverseOperator(task_id="prepare_reverse_replication", trigger_rule="none_failed", retries=1)
+    pause = PauseWritesOperator(task_id="pause_writes")
     drain = DrainOperator(task_id="drain")
     final_validate = FinalValidateOperator(task_id="final_validate")
     sequences = SyncSequencesOperator(task_id="sync_sequences")
@@ -81,7 +84,8 @@ def pg_cutover():
     reverse_connectors = DeployReverseConnectorsOperator(task_id="deploy_reverse_connectors", retries=2)
     verify = VerifyCutoverOperator(task_id="verify")
     abort = AbortCutoverOperator(task_id="abort_cutover", trigger_rule="one_failed")
-    chain(checklist, backup, pause, drain, final_validate, sequences, reverse, switch, reverse_connectors, verify)
+    chain(checklist, backup, prepare, pause, drain, final_validate, sequences, reverse, switch)
+    chain(switch, reverse_connectors, verify)
     [pause, drain, final_validate, sequences, reverse, switch] >> abort
 
 

@@ -94,6 +94,19 @@ def set_identity_generation(endpoint: PgEndpoint, columns: list[dict], always: b
     return changed
 
 
+def prepare_reverse(
+    source: PgEndpoint, target: PgEndpoint, names: MigrationNames, tables: list[TableRef], native: list[TableRef]
+) -> None:
+    """Before the pause (nothing here captures a change yet): the reverse pipeline's own tables on both
+    servers and its publications on the target. Publications must exist before their slots anyway
+    (pgoutput decodes with the catalog as of each WAL record). Rerun-safe."""
+    reverse = names.reversed()
+    ensure_own_tables(target, source, reverse)
+    ensure_publication(target, reverse.publication, [*tables, *own_tables(reverse)])
+    if native:
+        ensure_publication(target, reverse.native_publication, native)
+
+
 def create_reverse_slots(
     source: PgEndpoint,
     target: PgEndpoint,
@@ -101,12 +114,14 @@ def create_reverse_slots(
     tables: list[TableRef],
     native: list[TableRef],
 ) -> None:
-    """Inside the pause: the reverse publication and slot on the target (publication first: pgoutput
-    decodes with the catalog as of each WAL record), and the native channel's reverse subscription on the
-    source (no initial copy: both sides are identical at this point). Rerun-safe."""
+    """Inside the pause: the reverse slot on the target, and the native channel's reverse subscription on
+    the source (no initial copy: both sides are identical at this point). From here on every change on
+    the target is kept for the source. Rerun-safe; runs `prepare_reverse` first if it did not run."""
     reverse = names.reversed()
-    ensure_own_tables(target, source, reverse)
-    ensure_publication(target, reverse.publication, [*tables, *own_tables(reverse)])
+    with target.connect(autocommit=True) as conn:
+        prepared = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (reverse.publication,)).fetchone()
+    if not prepared:
+        prepare_reverse(source, target, names, tables, native)
     with target.connect(autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (reverse.slot,)).fetchone()
         if not exists:

@@ -171,6 +171,20 @@ class CutoverChecklistOperator(CutoverOperator):
         return {"checklist": [i.__dict__ for i in items]}
 
 
+class PrepareReverseOperator(CutoverOperator):
+    """Before the pause: what reverse replication needs that captures nothing yet (its own tables,
+    publications), so the pause only creates the slots."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.native_replication import split_by_channel
+        from pgmigrate.reverse_replication import prepare_reverse
+
+        m = self.migration(context)
+        keyed, native = split_by_channel(m.tables)
+        prepare_reverse(m.source, m.target, m.names, [t.ref for t in keyed], [t.ref for t in native])
+        return {"publication": m.names.reversed().publication}
+
+
 class BackupSourceOperator(CutoverOperator):
     """pg_dump of the source (directory format, parallel) plus the connector configs, before anything changes."""
 
