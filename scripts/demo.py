@@ -25,6 +25,8 @@ from pgmigrate.airflow_api import AirflowApiClient  # noqa: E402
 from pgmigrate.checksums import set_canonical_session, table_checksum  # noqa: E402
 from pgmigrate.connect_client import ConnectClient  # noqa: E402
 from pgmigrate.databases import database_exists, recreate_database  # noqa: E402
+from pgmigrate.drain import DrainTimeout  # noqa: E402
+from pgmigrate.drain import wait_drained as drain_pipeline  # noqa: E402
 from pgmigrate.endpoints import PgEndpoint  # noqa: E402
 from pgmigrate.lag import read_lag  # noqa: E402
 from pgmigrate.migration_tables import resolve_tables  # noqa: E402
@@ -184,19 +186,18 @@ def follow(api: AirflowApiClient, run_id: str, dag_id: str = "pg_migration") -> 
 
 
 def wait_drained(names: MigrationNames, timeout: float = 300) -> None:
-    """`names.reverse`: the reverse pipeline (target -> source) after cutover."""
+    """Every change committed before now is applied on the other side (positions, as cutover's drain
+    does: heartbeat past this moment, sink offsets, native subscription LSN). `names.reverse`: the
+    reverse pipeline (target -> source) after cutover."""
     direction = "reverse replication" if names.reverse else "the pipeline"
-    say(f"waiting for {direction} to drain the last writes (sink consumer lag 0, end-to-end lag < 5s)")
+    say(f"waiting for {direction} to apply every write made so far")
     origin, destination = (TARGET, SOURCE) if names.reverse else (SOURCE, TARGET)
-    deadline = time.monotonic() + timeout
-    while True:
-        reading = read_lag(origin, destination, names, BOOTSTRAP)
-        if reading.sink_consumer_lag == 0 and (reading.end_to_end_seconds or 99) < 5:
-            say(f"drained: {reading.describe()}")
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the pipeline did not drain within {timeout:.0f}s: {reading.describe()}")
-        time.sleep(2)
+    try:
+        result = drain_pipeline(origin, destination, names, BOOTSTRAP, timeout=timeout)
+    except DrainTimeout as exc:
+        raise SystemExit(f"{direction} did not drain within {timeout:.0f}s ({exc}): "
+                         f"{read_lag(origin, destination, names, BOOTSTRAP).describe()}") from exc  # fmt: skip
+    say(f"drained in {result.seconds:.1f}s: {read_lag(origin, destination, names, BOOTSTRAP).describe()}")
 
 
 def compare(params: MigrationParams) -> bool:
