@@ -58,12 +58,12 @@ def stop_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: Migrati
 
 def resume_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: MigrationNames) -> list[str]:
     """Undo `stop_pipeline`: the connectors go on from their stored offsets, nothing is lost."""
+    _set_native_subscription(subscriber, names, enabled=True)  # first: it needs no Kafka Connect
     resumed = []
     for name in (names.sink_connector, names.source_connector):
         if connect.exists(name):
             connect.resume(name)
             resumed.append(name)
-    _set_native_subscription(subscriber, names, enabled=True)
     return resumed
 
 
@@ -161,8 +161,7 @@ def remove_reverse_replication(
 ) -> dict:
     """Everything `create_reverse_slots` and `deploy_reverse_connectors` made, gone (abort, teardown)."""
     reverse = names.reversed()
-    removed = remove_connectors(connect, reverse)
-    topics = delete_topics(bootstrap_servers, reverse) if bootstrap_servers else []
+    # The servers first (they keep WAL for a slot): done even when Kafka Connect is unreachable.
     slot_dropped = drop_slot_if_exists(target, reverse.slot)
     drop_publication(target, reverse.publication)
     drop_native_replication(target, source, reverse)
@@ -170,6 +169,8 @@ def remove_reverse_replication(
         with endpoint.connect(autocommit=True) as conn:
             for table in own_tables(reverse):
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.ident))
+    removed = remove_connectors(connect, reverse)
+    topics = delete_topics(bootstrap_servers, reverse) if bootstrap_servers else []
     log.info("reverse: removed connectors %s, %d topics, slot %s", removed or "none", len(topics),
              reverse.slot if slot_dropped else "(none)")  # fmt: skip
     return {"connectors": removed, "topics": topics, "slot_dropped": slot_dropped}

@@ -8,7 +8,9 @@ with writes made on the target replayed to the source; teardown leaving nothing 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -162,6 +164,40 @@ def test_cutover_aborts_on_validation_mismatch_and_clients_stay_on_the_source(st
     assert not CONNECT.exists(NAMES.reversed().source_connector)
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
         conn.execute("DELETE FROM accounts WHERE id = 5000")  # the operator fixes the difference
+
+
+def test_connect_killed_during_cutover_aborts_and_clients_stay_on_the_source(streaming_migration, tmp_path):
+    """kill -9 of the Kafka Connect worker once writes are paused: the drain cannot finish, the cutover
+    aborts, clients resume on the source without a failed transaction; `make stack-up` and
+    pg_migration_restart bring the pipeline back, and nothing written meanwhile is lost."""
+    api = streaming_migration
+    bench = Pgbench(tmp_path, rate=50, seconds=35)
+    time.sleep(3)
+    run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": False})
+    deadline = time.monotonic() + 120
+    while {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}.get("pause_writes") not in (
+        "running", "success"
+    ):
+        assert time.monotonic() < deadline, "pause_writes never started"
+        time.sleep(0.1)
+    os.kill(int((STATE_DIR / "pids" / "connect.pid").read_text()), signal.SIGKILL)
+    run = api.wait_for_dag_run("pg_cutover", run_id, timeout=300, poll_seconds=2)
+    states = {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}
+    processed, failed, output = bench.result()
+
+    assert run["state"] == "failed" and states["switch_route"] != "success", states
+    assert failed == 0 and processed > 100, output[-1500:]
+    route = SWITCH.current_route(SRC_DB)
+    assert (route.port, route.dbname) == (SOURCE_PORT, SRC_DB)
+    assert not SWITCH.is_paused(SRC_DB)
+    assert STORE.get(MIGRATION_ID)["phase"] == "streaming"
+    print(f"pause with Connect killed: {_event('cutover_aborted')['details']['pause_seconds']:.2f}s")
+    # Recovery the way an operator does it: restart what is down, then the runbook's restart.
+    subprocess.run([str(STATE_DIR.parent / "scripts" / "stack.sh"), "up"], check=True, capture_output=True)
+    run_id, run, states = run_other_dag(api, "pg_migration_restart", {"migration_id": MIGRATION_ID})
+    assert run["state"] == "success", states
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
+    assert not CONNECT.exists(NAMES.reversed().source_connector)
 
 
 def _slots(port: int) -> list[str]:

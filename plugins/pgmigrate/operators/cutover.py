@@ -390,20 +390,42 @@ class AbortCutoverOperator(CutoverOperator):
             m.event("cutover_failed", "a step after the switch failed: clients are on the target, resumed; "
                     "check the failed task, then run pg_rollback if needed")  # fmt: skip
             raise AirflowFailException("clients are already on the target; not undoing the switch (use pg_rollback)")
-        identity = m.state.get("identity_columns") or []
-        try:
-            connect = self.connect()
-            remove_reverse_replication(connect, self.bootstrap(), m.source, m.target, m.names)
-            set_identity_generation(m.source, identity, always=True)
-            set_identity_generation(m.target, identity, always=False)  # the forward sink inserts explicit ids
-            resumed = resume_pipeline(connect, m.target, m.names)
-        finally:
-            switch.resume(m.database)
-            paused = context["ti"].xcom_pull(task_ids="pause_writes") or {}
-            if paused.get("watchdog"):
-                disarm(WatchdogHandle.from_dict(paused["watchdog"]))
+        # Clients first: end the pause, then undo the rest. Until the forward connectors resume, source writes
+        # wait in the forward slot; the reverse slot captures nothing (its connectors start only after a switch).
+        switch.resume(m.database)
+        paused = context["ti"].xcom_pull(task_ids="pause_writes") or {}
         seconds = time.time() - self.pause_started(context)
-        m.store.upsert(m.params.migration_id, phase="streaming")
+        if paused.get("watchdog"):
+            handle = WatchdogHandle.from_dict(paused["watchdog"])
+            if not disarm(handle):  # it fired: the pause ended at its deadline, not now
+                seconds = min(seconds, handle.deadline - self.pause_started(context))
+                self.log.warning("the pause watchdog had already resumed %s at max_pause_seconds", m.database)
+        identity = m.state.get("identity_columns") or []
+        problems: list[str] = []
+        resumed: list[str] = []
+        steps = [
+            ("remove the reverse pipeline",
+             lambda: remove_reverse_replication(self.connect(), self.bootstrap(), m.source, m.target, m.names)),
+            ("restore identity columns", lambda: set_identity_generation(m.source, identity, always=True)),
+            # The forward sink inserts explicit ids into the target.
+            ("identity BY DEFAULT on the target", lambda: set_identity_generation(m.target, identity, always=False)),
+            ("resume the forward pipeline",
+             lambda: resumed.extend(resume_pipeline(self.connect(), m.target, m.names))),
+        ]  # fmt: skip
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:  # best effort: each step is independent, the next one still runs
+                self.log.error("abort: could not %s: %s", what, exc)
+                problems.append(f"could not {what} ({str(exc).splitlines()[0][:200]})")
+        m.store.upsert(m.params.migration_id, phase="streaming", last_error="; ".join(problems) or None)
         m.event("cutover_aborted", f"cutover aborted, clients stay on the source; writes were paused {seconds:.2f}s; "
-                f"forward connectors resumed: {', '.join(resumed) or 'none'}", pause_seconds=seconds)  # fmt: skip
+                f"forward connectors resumed: {', '.join(resumed) or 'none'}"
+                + (f"; still to do: {'; '.join(problems)}" if problems else ""),
+                pause_seconds=seconds, problems=problems)  # fmt: skip
+        if problems:
+            raise AirflowFailException(
+                f"cutover aborted and clients are back on the source, but: {'; '.join(problems)}. Once Kafka Connect "
+                f"answers, run pg_migration_restart (scripts/migration restart --migration-id {m.params.migration_id})."
+            )
         return {"pause_seconds": seconds, "resumed": resumed}
