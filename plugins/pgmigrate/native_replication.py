@@ -72,10 +72,10 @@ _STATE_NAMES = {"i": "initializing", "d": "copying", "f": "copy finished", "s": 
 
 def subscription_exists(target: PgEndpoint, names: MigrationNames) -> bool:
     with target.connect(autocommit=True) as conn:
-        return _subscription_oid(conn, names) is not None
+        return subscription_oid(conn, names) is not None
 
 
-def _subscription_oid(conn, names: MigrationNames) -> int | None:
+def subscription_oid(conn, names: MigrationNames) -> int | None:
     row = conn.execute(
         "SELECT s.oid FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
         "WHERE s.subname = %s AND d.datname = current_database()",
@@ -100,7 +100,7 @@ def ensure_native_replication(
         return "none"
     ensure_publication(source, names.native_publication, tables)
     with target.connect(autocommit=True) as conn:
-        if _subscription_oid(conn, names) is not None:
+        if subscription_oid(conn, names) is not None:
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(names.native_subscription)))
             conn.execute(
                 sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})").format(
@@ -141,7 +141,7 @@ def ensure_native_replication(
 def read_native_sync_state(target: PgEndpoint, names: MigrationNames) -> NativeSyncState | None:
     """Table-sync progress of the subscription; None when the migration has no native channel."""
     with target.connect(autocommit=True) as conn:
-        oid = _subscription_oid(conn, names)
+        oid = subscription_oid(conn, names)
         if oid is None:
             return None
         rows = conn.execute(
@@ -184,7 +184,7 @@ def drop_native_replication(source: PgEndpoint, target: PgEndpoint, names: Migra
     sub = sql.Identifier(names.native_subscription)
     existed = False
     with target.connect(autocommit=True) as conn:
-        oid = _subscription_oid(conn, names)
+        oid = subscription_oid(conn, names)
         if oid is not None:
             existed = True
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sub))

@@ -21,7 +21,7 @@ from pgmigrate.connect_secrets import write_secrets_file
 from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
-from pgmigrate.native_replication import drop_native_replication, ensure_native_replication
+from pgmigrate.native_replication import drop_native_replication, ensure_native_replication, subscription_oid
 from pgmigrate.pipeline_reset import delete_topics, remove_connectors
 from pgmigrate.pipeline_tables import ensure_own_tables, own_tables
 from pgmigrate.publication import drop_publication, ensure_publication
@@ -32,12 +32,7 @@ log = logging.getLogger(__name__)
 
 def _set_native_subscription(target: PgEndpoint, names: MigrationNames, enabled: bool) -> None:
     with target.connect(autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
-            "WHERE s.subname = %s AND d.datname = current_database()",
-            (names.native_subscription,),
-        ).fetchone()
-        if exists:
+        if subscription_oid(conn, names) is not None:
             verb = sql.SQL("ENABLE" if enabled else "DISABLE")
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(names.native_subscription), verb))
             log.info("%s subscription %s on %s", "enabled" if enabled else "disabled", names.native_subscription,

@@ -121,6 +121,21 @@ class CutoverOperator(BaseOperator):
         paused = context["ti"].xcom_pull(task_ids=self.pause_task_id) or {}
         return float(paused.get("paused_at") or time.time())
 
+    def switch_paused_route(self, context: Any, database: str, to: PgEndpoint, refusal: str) -> float:
+        """Disarm the watchdog, point the paused database at `to`, resume; returns the pause length. If the
+        watchdog already fired, clients wrote to the old side since the pause: refuse (`refusal` says why)."""
+        from pgmigrate.pause_watchdog import WatchdogHandle, disarm
+
+        watchdog = context["ti"].xcom_pull(task_ids=self.pause_task_id)["watchdog"]
+        if not disarm(WatchdogHandle.from_dict(watchdog)):
+            raise AirflowFailException(refusal)
+        switch = self.switch()
+        try:
+            switch.point_to(database, to.host, to.port, to.dbname)
+        finally:
+            switch.resume(database)
+        return time.time() - self.pause_started(context)
+
     def log_pause(self, context: Any, what: str) -> float:
         seconds = time.time() - self.pause_started(context)
         self.log.info("%s; writes paused for %.1fs so far", what, seconds)
@@ -329,23 +344,17 @@ class DeployReverseConnectorsOperator(CutoverOperator):
 
 class SwitchRouteOperator(CutoverOperator):
     def execute(self, context: Any) -> dict:
-        from pgmigrate.pause_watchdog import WatchdogHandle, disarm
-
         m = self.migration(context)
-        switch = self.switch()
-        # Disarm first: if the watchdog already resumed, clients wrote to the source after the final
-        # validation, and switching now would leave those writes behind.
-        if not disarm(WatchdogHandle.from_dict(context["ti"].xcom_pull(task_ids="pause_writes")["watchdog"])):
-            raise AirflowFailException(
-                f"the pause watchdog resumed {m.database} at max_pause_seconds={m.run.max_pause_seconds:g} before "
-                "the switch: clients kept writing to the source. Cutover aborted; rerun pg_cutover (consider a "
-                "larger max_pause_seconds)."
-            )
-        try:
-            switch.point_to(m.database, m.target.host, m.target.port, m.target.dbname)
-        finally:
-            switch.resume(m.database)
-        seconds = time.time() - self.pause_started(context)
+        # If the watchdog already resumed, clients wrote to the source after the final validation, and
+        # switching now would leave those writes behind.
+        seconds = self.switch_paused_route(
+            context,
+            m.database,
+            m.target,
+            f"the pause watchdog resumed {m.database} at max_pause_seconds={m.run.max_pause_seconds:g} before "
+            "the switch: clients kept writing to the source. Cutover aborted; rerun pg_cutover (consider a "
+            "larger max_pause_seconds).",
+        )
         m.store.upsert(m.params.migration_id, phase="cut_over")
         m.event("cut_over", f"PgBouncer routes {m.database} to the target {_address(m.target)}; writes were paused "
                 f"{seconds:.2f}s", pause_seconds=seconds)  # fmt: skip

@@ -61,24 +61,19 @@ class DrainReverseOperator(RollbackOperator):
 
 class SwitchBackOperator(RollbackOperator):
     def execute(self, context: Any) -> dict:
-        from pgmigrate.pause_watchdog import WatchdogHandle, disarm
         from pgmigrate.reverse_replication import set_identity_generation
         from pgmigrate.sequences import sync_sequences
 
         m = self.migration(context)
         synced = sync_sequences(m.target, m.source, m.params.schemas)
         set_identity_generation(m.source, m.state.get("identity_columns") or [], always=True)
-        switch = self.switch()
-        if not disarm(WatchdogHandle.from_dict(context["ti"].xcom_pull(task_ids=self.pause_task_id)["watchdog"])):
-            raise AirflowFailException(
-                f"the pause watchdog resumed {m.database} before the switch back: clients kept writing to the "
-                "target, so reverse replication has more to drain. Trigger pg_rollback again."
-            )
-        try:
-            switch.point_to(m.database, m.source.host, m.source.port, m.source.dbname)
-        finally:
-            switch.resume(m.database)
-        seconds = time.time() - self.pause_started(context)
+        seconds = self.switch_paused_route(
+            context,
+            m.database,
+            m.source,
+            f"the pause watchdog resumed {m.database} before the switch back: clients kept writing to the "
+            "target, so reverse replication has more to drain. Trigger pg_rollback again.",
+        )
         m.event("switched_back", f"PgBouncer routes {m.database} to the source {_address(m.source)} again; writes "
                 f"were paused {seconds:.2f}s", pause_seconds=seconds, sequences=len(synced))  # fmt: skip
         return {"pause_seconds": seconds, "sequences": len(synced)}
