@@ -1,9 +1,10 @@
 """Drain: after client writes are paused, wait until every change committed on the source before the
 pause is on the target. Positions, not sleeps:
 
-1. Debezium produced everything before the drain point: its heartbeat row, written on the source
-   after the point, has reached the target (Debezium reads the WAL in order, and Connect's producer
-   sends with one request in flight per broker, so the records before the heartbeat are in Kafka).
+1. Debezium produced everything before the drain point: the heartbeat row, written on the source
+   after the point (by the drain itself, then every second by Debezium), has reached the target
+   (Debezium reads the WAL in order, and Connect's producer sends with one request in flight per
+   broker, so the records before the heartbeat are in Kafka).
 2. The sink applied everything in Kafka at that moment: its committed offsets passed the topics' end
    offsets read then (the sink commits only what it wrote to the database).
 3. The native channel's subscription, if any, flushed WAL past the drain point.
@@ -21,7 +22,7 @@ from datetime import datetime
 from psycopg import sql
 
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.heartbeat import heartbeat_table
+from pgmigrate.heartbeat import beat, heartbeat_table
 from pgmigrate.lag import read_sink_offsets, sink_reached
 from pgmigrate.naming import MigrationNames
 
@@ -63,6 +64,9 @@ def wait_drained(
     with origin.connect(autocommit=True) as conn:
         point_ts, point_lsn = conn.execute("SELECT clock_timestamp(), pg_current_wal_lsn()::text").fetchone()
     log.info("drain: point %s on %s (%s)", point_lsn, origin.label, point_ts.isoformat())
+    # Our own heartbeat after the point, so the wait is the pipeline's latency, not also up to
+    # Debezium's next heartbeat interval.
+    beat(origin, names)
 
     heartbeat_query = sql.SQL("SELECT max(ts) FROM {}").format(heartbeat_table(names).ident)
     with destination.connect(autocommit=True) as conn:

@@ -8,7 +8,7 @@ the CLI and tests, so the migration logic never reads Airflow itself. The passwo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -21,6 +21,8 @@ class PgEndpoint:
     dbname: str
     user: str
     password: str = field(default="", repr=False)
+    # Session settings sent at connect (`options=-c name=value`), e.g. a lock_timeout inside the write pause.
+    settings: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_airflow_connection(cls, conn: Any) -> PgEndpoint:
@@ -38,6 +40,10 @@ class PgEndpoint:
             password=conn.password or "",
         )
 
+    def with_settings(self, **settings: str) -> PgEndpoint:
+        """The same server, with these session settings on every connection it opens."""
+        return replace(self, settings=(*self.settings, *((k, str(v)) for k, v in settings.items())))
+
     @property
     def label(self) -> str:
         """For log lines: user@host:port/db, never the password."""
@@ -53,6 +59,8 @@ class PgEndpoint:
             "connect_timeout": 10,
             "application_name": "pgmigrate",
         }
+        if self.settings:
+            params["options"] = " ".join(f"-c {name}={value}" for name, value in self.settings)
         params.update(overrides)
         return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
 

@@ -15,6 +15,7 @@ import fcntl
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,14 +158,31 @@ def write_routes_file(path: Path, routes: Mapping[str, Route]) -> None:
         os.close(dir_fd)
 
 
+class RoutesFileBusy(RuntimeError):
+    """Another process holds the routes file's lock longer than the caller can wait."""
+
+
 @contextmanager
-def locked_routes(path: Path) -> Iterator[dict[str, Route]]:
+def locked_routes(path: Path, timeout: float = 10.0) -> Iterator[dict[str, Route]]:
     """Read-modify-write under an exclusive lock (`<file>.lock` beside it), so two route changes at
     the same time cannot drop each other's entry. Yields the current routes; whatever the caller leaves
-    in the dict is written back when the block ends without an error."""
+    in the dict is written back when the block ends without an error. Waits at most `timeout` seconds
+    for the lock: a switch inside a write pause must fail (and be undone), not hang."""
     path = Path(path)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RoutesFileBusy(
+                        f"another process has held {lock_path} for over {timeout:g}s (find it with "
+                        f"`fuser {lock_path}`); the routes were not changed"
+                    ) from None
+                time.sleep(0.05)
         routes = read_routes_file(path)
         before = dict(routes)
         yield routes

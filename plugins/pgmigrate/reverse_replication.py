@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from psycopg import sql
 
 from pgmigrate.catalog import TableRef
@@ -28,6 +29,12 @@ from pgmigrate.publication import drop_publication, ensure_publication
 from pgmigrate.replication_slot import drop_slot_if_exists
 
 log = logging.getLogger(__name__)
+
+# For an operator whose step waited on a lock: who holds the locks others wait for.
+LOCK_BLOCKERS_QUERY = (
+    "SELECT pid, state, xact_start, query FROM pg_stat_activity WHERE pid IN "
+    "(SELECT unnest(pg_blocking_pids(pid)) FROM pg_stat_activity WHERE wait_event_type = 'Lock')"
+)
 
 
 def _set_native_subscription(target: PgEndpoint, names: MigrationNames, enabled: bool) -> None:
@@ -77,13 +84,20 @@ def set_identity_generation(endpoint: PgEndpoint, columns: list[dict], always: b
             want = "a" if always else "d"
             if row is None or row[0] in ("", want):
                 continue
-            conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET GENERATED {}").format(
-                    sql.Identifier(c["schema"], c["table"]),
-                    sql.Identifier(c["column"]),
-                    sql.SQL("ALWAYS" if always else "BY DEFAULT"),
+            try:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET GENERATED {}").format(
+                        sql.Identifier(c["schema"], c["table"]),
+                        sql.Identifier(c["column"]),
+                        sql.SQL("ALWAYS" if always else "BY DEFAULT"),
+                    )
                 )
-            )
+            except psycopg.errors.LockNotAvailable as exc:
+                raise RuntimeError(
+                    f"changing the identity of {c['schema']}.{c['table']} on {endpoint.label} waited past its "
+                    f"lock_timeout: another session holds a lock on the table. Find it with: {LOCK_BLOCKERS_QUERY}; "
+                    "end it, then rerun."
+                ) from exc
             changed += 1
     log.info("identity columns on %s: %d set %s", endpoint.label, changed, "ALWAYS" if always else "BY DEFAULT")
     return changed

@@ -89,9 +89,11 @@ class PgBouncerRouteSwitch:
     pause watchdog only needs `resume`).
     """
 
-    def __init__(self, admin: PgEndpoint, routes_file: Path | str | None = None) -> None:
+    def __init__(self, admin: PgEndpoint, routes_file: Path | str | None = None, lock_timeout: float = 10.0) -> None:
         self.admin = admin
         self.routes_file = Path(routes_file) if routes_file else None
+        # How long a route change waits for another writer of the routes file (inside a pause: what is left of it).
+        self.lock_timeout = lock_timeout
         self._paused_at: dict[str, float] = {}
 
     # -- admin console plumbing -------------------------------------------------------------
@@ -229,7 +231,7 @@ class PgBouncerRouteSwitch:
         name = validate_database_name(database)
         route = Route(host=host, port=port, dbname=dbname)
         routes_file = self._require_routes_file()
-        with locked_routes(routes_file) as routes:
+        with locked_routes(routes_file, self.lock_timeout) as routes:
             previous = routes.get(name)
             routes[name] = route
         log.info("PgBouncer: route %s -> %s written to %s (was %s); RELOAD",
@@ -237,7 +239,7 @@ class PgBouncerRouteSwitch:
         self._command("RELOAD")
         live = self._live_route_or_none(name)
         if live != route:
-            with locked_routes(routes_file) as routes:
+            with locked_routes(routes_file, self.lock_timeout) as routes:
                 if previous is None:
                     routes.pop(name, None)
                 else:
@@ -270,7 +272,7 @@ class PgBouncerRouteSwitch:
         up test or retired routes, not for a switch under load (use `point_to` for that).
         """
         name = validate_database_name(database)
-        with locked_routes(self._require_routes_file()) as routes:
+        with locked_routes(self._require_routes_file(), self.lock_timeout) as routes:
             removed = routes.pop(name, None)
         if removed is None:
             return False

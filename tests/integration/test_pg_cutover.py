@@ -1,7 +1,9 @@
 """Cutover and rollback on the real stack, with pgbench writing through PgBouncer the whole time.
 
-One migration, acts in order: a cutover that must abort (the target holds a row the source does not:
-final validation fails) and leaves clients on the source; halt and restart (repairing a corrupted
+One migration, acts in order: cutovers that must abort at each step before the switch (a row only on
+the target fails the final validation; a lock held on either server fails sync_sequences and
+start_reverse_replication; a held routes file fails switch_route; Connect killed fails the drain),
+each leaving clients on the source with everything undone; halt and restart (repairing a corrupted
 connector config); a cutover under load with zero failed transactions and a short pause; a rollback
 with writes made on the target replayed to the source; teardown leaving nothing behind.
 """
@@ -166,6 +168,98 @@ def test_cutover_aborts_on_validation_mismatch_and_clients_stay_on_the_source(st
         conn.execute("DELETE FROM accounts WHERE id = 5000")  # the operator fixes the difference
 
 
+def _wait_for_task(api, run_id: str, task_id: str, states=("running", "success")) -> None:
+    deadline = time.monotonic() + 120
+    while {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}.get(task_id) not in states:
+        assert time.monotonic() < deadline, f"{task_id} never started"
+        time.sleep(0.1)
+
+
+def _cutover_with_fault(api, tmp_path, failing_task: str, inject, release, inject_after: str | None = None) -> None:
+    """Run pg_cutover under pgbench with a fault injected (before the run, or once `inject_after` has
+    started); assert it aborted at `failing_task` with everything back as before the cutover."""
+    bench = Pgbench(tmp_path, rate=50, seconds=25)
+    time.sleep(3)
+    try:
+        if inject_after is None:
+            inject()
+        run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": False})
+        if inject_after is not None:
+            _wait_for_task(api, run_id, inject_after)
+            inject()
+        run = api.wait_for_dag_run("pg_cutover", run_id, timeout=300, poll_seconds=1)
+    finally:
+        release()
+    states = {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}
+    processed, failed, output = bench.result()
+
+    assert run["state"] == "failed" and states[failing_task] == "failed", states
+    assert states["abort_cutover"] == "success", states
+    if failing_task != "switch_route":
+        assert states["switch_route"] == "upstream_failed", states
+    assert failed == 0 and processed > 100, output[-1500:]
+    route = SWITCH.current_route(SRC_DB)
+    assert (route.port, route.dbname) == (SOURCE_PORT, SRC_DB)
+    assert not SWITCH.is_paused(SRC_DB)
+    assert STORE.get(MIGRATION_ID)["phase"] == "streaming"
+    pause = _event("cutover_aborted")["details"]["pause_seconds"]
+    print(f"pause with {failing_task} failing: {pause:.2f}s")
+    assert pause <= 10.5, "the pause must end by max_pause_seconds (10)"
+    for name in (NAMES.source_connector, NAMES.sink_connector):
+        CONNECT.wait_for_state(name, "RUNNING", timeout=60)
+    assert not CONNECT.exists(NAMES.reversed().source_connector)
+    assert _slots(TARGET_PORT) == [], "the reverse slot must be gone after an abort"
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        assert conn.execute("SELECT bool_and(subenabled) FROM pg_subscription WHERE subname = %s",
+                            (NAMES.native_subscription,)).fetchone()[0] is True  # fmt: skip
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
+
+
+class HeldTableLock:
+    """A reporting transaction left open on one server: it holds ACCESS SHARE on a table, so any ALTER
+    TABLE of it waits. A step inside the pause must give up before the deadline instead of holding clients."""
+
+    def __init__(self, port: int, dbname: str, table: str) -> None:
+        self.port, self.dbname, self.table = port, dbname, table
+        self.conn: psycopg.Connection | None = None
+
+    def hold(self) -> None:
+        self.conn = psycopg.connect(conninfo(self.port, self.dbname))
+        self.conn.execute(f"SELECT count(*) FROM {self.table}")  # noqa: S608 - a fixed test table
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def test_cutover_aborts_when_sync_sequences_cannot_lock_the_target(streaming_migration, tmp_path):
+    """sync_sequences sets the target's identity columns ALWAYS (ALTER TABLE): a transaction open on the
+    target blocks it; the step fails at the pause's lock budget and the cutover is undone."""
+    lock = HeldTableLock(TARGET_PORT, DST_DB, "orders")
+    _cutover_with_fault(streaming_migration, tmp_path, "sync_sequences", lock.hold, lock.release)
+
+
+def test_cutover_aborts_when_reverse_replication_cannot_start(streaming_migration, tmp_path):
+    """start_reverse_replication sets the source's identity columns BY DEFAULT (for the reverse sink): a
+    reporting transaction on the source blocks it after the forward connectors stopped and the reverse
+    slot exists; the abort resumes the former and drops the latter."""
+    lock = HeldTableLock(SOURCE_PORT, SRC_DB, "orders")
+    _cutover_with_fault(streaming_migration, tmp_path, "start_reverse_replication", lock.hold, lock.release)
+
+
+def test_cutover_aborts_when_the_route_cannot_be_switched(streaming_migration, tmp_path):
+    """Another process holds PgBouncer's routes file lock from the drain on: switch_route gives up within
+    the pause, resumes clients on the source, and the abort undoes the reverse replication."""
+    import fcntl
+
+    routes_lock = open(SWITCH.routes_file.with_name(SWITCH.routes_file.name + ".lock"), "a")  # noqa: SIM115
+
+    def hold() -> None:
+        fcntl.flock(routes_lock.fileno(), fcntl.LOCK_EX)
+
+    _cutover_with_fault(streaming_migration, tmp_path, "switch_route", hold, routes_lock.close, inject_after="drain")
+
+
 def test_connect_killed_during_cutover_aborts_and_clients_stay_on_the_source(streaming_migration, tmp_path):
     """kill -9 of the Kafka Connect worker once writes are paused: the drain cannot finish, the cutover
     aborts, clients resume on the source without a failed transaction; `make stack-up` and
@@ -249,6 +343,7 @@ def test_resync_repairs_a_damaged_table_while_streaming_continues(streaming_migr
 
 
 def test_cutover_under_load_has_zero_failed_transactions(streaming_migration, tmp_path):
+    """After every aborted attempt above, the rerun of pg_cutover succeeds."""
     api = streaming_migration
     bench = Pgbench(tmp_path, rate=100, seconds=40)
     time.sleep(5)

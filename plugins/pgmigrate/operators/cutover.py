@@ -37,6 +37,9 @@ class Migration:
     params: MigrationParams
     state: dict[str, Any]
     store: MigrationStateStore
+    # Inside the write pause: no statement waits for a lock past the pause's deadline (a reporting
+    # transaction holding a table must fail the step, not hold clients until the watchdog fires).
+    lock_timeout_ms: int | None = None
 
     @property
     def names(self) -> MigrationNames:
@@ -44,11 +47,14 @@ class Migration:
 
     @cached_property
     def source(self) -> PgEndpoint:
-        return MigrationDatabaseHook(self.params.source_conn_id).get_conn()
+        return self._bounded(MigrationDatabaseHook(self.params.source_conn_id).get_conn())
 
     @cached_property
     def target(self) -> PgEndpoint:
-        return MigrationDatabaseHook(self.params.target_conn_id).get_conn()
+        return self._bounded(MigrationDatabaseHook(self.params.target_conn_id).get_conn())
+
+    def _bounded(self, endpoint: PgEndpoint) -> PgEndpoint:
+        return endpoint.with_settings(lock_timeout=f"{self.lock_timeout_ms}ms") if self.lock_timeout_ms else endpoint
 
     @property
     def database(self) -> str:
@@ -84,6 +90,8 @@ class CutoverOperator(BaseOperator):
         self.pgbouncer_conn_id = pgbouncer_conn_id
 
     params_class: Any = CutoverParams
+    # True for the steps between the pause and the switch: they must finish before the pause deadline.
+    inside_pause = False
 
     def migration(self, context: Any) -> Migration:
         try:
@@ -98,7 +106,18 @@ class CutoverOperator(BaseOperator):
                 f"migration {run.migration_id!r} has no state record: run pg_migration for it first "
                 "(scripts/migration list shows the known migrations)."
             )
-        return Migration(run, MigrationParams.from_dict(state["params"]), state, store)
+        migration = Migration(run, MigrationParams.from_dict(state["params"]), state, store)
+        if self.inside_pause:
+            remaining = self.pause_started(context) + run.max_pause_seconds - time.time()
+            if remaining <= 0:
+                raise AirflowFailException(
+                    f"the write pause reached max_pause_seconds={run.max_pause_seconds:g} before {self.task_id} "
+                    "started: the watchdog resumed clients on the old side, so this attempt stops here. Rerun the DAG "
+                    "(consider a larger max_pause_seconds if the steps are slow under this load)."
+                )
+            # Leave ~1.5 s of the pause for abort_cutover to start and resume clients itself.
+            migration.lock_timeout_ms = max(200, int((remaining - 1.5) * 1000))
+        return migration
 
     def connect(self):
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
@@ -121,19 +140,27 @@ class CutoverOperator(BaseOperator):
         paused = context["ti"].xcom_pull(task_ids=self.pause_task_id) or {}
         return float(paused.get("paused_at") or time.time())
 
-    def switch_paused_route(self, context: Any, database: str, to: PgEndpoint, refusal: str) -> float:
+    def watchdog_handle(self, context: Any):
+        """The watchdog `pause_writes` armed (None if the pause never started)."""
+        from pgmigrate.pause_watchdog import WatchdogHandle
+
+        paused = context["ti"].xcom_pull(task_ids=self.pause_task_id) or {}
+        return WatchdogHandle.from_dict(paused["watchdog"]) if paused.get("watchdog") else None
+
+    def switch_paused_route(self, context: Any, m: Migration, to: PgEndpoint, refusal: str) -> float:
         """Disarm the watchdog, point the paused database at `to`, resume; returns the pause length. If the
         watchdog already fired, clients wrote to the old side since the pause: refuse (`refusal` says why)."""
-        from pgmigrate.pause_watchdog import WatchdogHandle, disarm
+        from pgmigrate.pause_watchdog import disarm
 
-        watchdog = context["ti"].xcom_pull(task_ids=self.pause_task_id)["watchdog"]
-        if not disarm(WatchdogHandle.from_dict(watchdog)):
+        handle = self.watchdog_handle(context)
+        if handle is None or not disarm(handle):
             raise AirflowFailException(refusal)
         switch = self.switch()
+        switch.lock_timeout = max(0.5, self.pause_started(context) + m.run.max_pause_seconds - time.time() - 0.5)
         try:
-            switch.point_to(database, to.host, to.port, to.dbname)
+            switch.point_to(m.database, to.host, to.port, to.dbname)
         finally:
-            switch.resume(database)
+            switch.resume(m.database)
         return time.time() - self.pause_started(context)
 
     def log_pause(self, context: Any, what: str) -> float:
@@ -241,6 +268,8 @@ class PauseWritesOperator(CutoverOperator):
 
 
 class DrainOperator(CutoverOperator):
+    inside_pause = True
+
     def execute(self, context: Any) -> dict:
         from pgmigrate.drain import wait_drained
 
@@ -252,6 +281,8 @@ class DrainOperator(CutoverOperator):
 
 
 class FinalValidateOperator(CutoverOperator):
+    inside_pause = True
+
     def execute(self, context: Any) -> dict:
         from pgmigrate.checksums import compare_at_rest
 
@@ -273,10 +304,12 @@ class FinalValidateOperator(CutoverOperator):
         return {"tables": results}
 
     def _end_dry_run(self, context: Any, m: Migration) -> None:
-        from pgmigrate.pause_watchdog import WatchdogHandle, disarm
+        from pgmigrate.pause_watchdog import disarm
 
         self.switch().resume(m.database)
-        disarm(WatchdogHandle.from_dict(context["ti"].xcom_pull(task_ids="pause_writes")["watchdog"]))
+        handle = self.watchdog_handle(context)
+        if handle is not None:
+            disarm(handle)
         seconds = time.time() - self.pause_started(context)
         m.store.upsert(m.params.migration_id, phase="streaming")
         m.event("cutover_dry_run", f"dry run: writes paused {seconds:.1f}s, drained and validated; resumed on the "
@@ -285,6 +318,8 @@ class FinalValidateOperator(CutoverOperator):
 
 
 class SyncSequencesOperator(CutoverOperator):
+    inside_pause = True
+
     def execute(self, context: Any) -> dict:
         from pgmigrate.reverse_replication import set_identity_generation
         from pgmigrate.sequences import sync_sequences
@@ -300,6 +335,9 @@ class StartReverseReplicationOperator(CutoverOperator):
     """Inside the pause: forward connectors stopped, reverse slots created (from here on every target
     write is kept for rollback). The reverse connectors are deployed after the switch, outside the pause:
     Connect validates a config by connecting to the database, which costs seconds clients would wait."""
+
+    inside_pause = True
+
 
     def execute(self, context: Any) -> dict:
         from pgmigrate.native_replication import split_by_channel
@@ -343,13 +381,15 @@ class DeployReverseConnectorsOperator(CutoverOperator):
 
 
 class SwitchRouteOperator(CutoverOperator):
+    inside_pause = True
+
     def execute(self, context: Any) -> dict:
         m = self.migration(context)
         # If the watchdog already resumed, clients wrote to the source after the final validation, and
         # switching now would leave those writes behind.
         seconds = self.switch_paused_route(
             context,
-            m.database,
+            m,
             m.target,
             f"the pause watchdog resumed {m.database} at max_pause_seconds={m.run.max_pause_seconds:g} before "
             "the switch: clients kept writing to the source. Cutover aborted; rerun pg_cutover (consider a "
@@ -388,7 +428,7 @@ class AbortCutoverOperator(CutoverOperator):
     pipeline running again, reverse pipeline removed, pause ended. Rerun-safe."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.pause_watchdog import WatchdogHandle, disarm
+        from pgmigrate.pause_watchdog import disarm
         from pgmigrate.reverse_replication import remove_reverse_replication, resume_pipeline, set_identity_generation
 
         m = self.migration(context)
@@ -402,10 +442,9 @@ class AbortCutoverOperator(CutoverOperator):
         # Clients first: end the pause, then undo the rest. Until the forward connectors resume, source writes
         # wait in the forward slot; the reverse slot captures nothing (its connectors start only after a switch).
         switch.resume(m.database)
-        paused = context["ti"].xcom_pull(task_ids="pause_writes") or {}
         seconds = time.time() - self.pause_started(context)
-        if paused.get("watchdog"):
-            handle = WatchdogHandle.from_dict(paused["watchdog"])
+        handle = self.watchdog_handle(context)
+        if handle is not None:
             if not disarm(handle):  # it fired: the pause ended at its deadline, not now
                 seconds = min(seconds, handle.deadline - self.pause_started(context))
                 self.log.warning("the pause watchdog had already resumed %s at max_pause_seconds", m.database)

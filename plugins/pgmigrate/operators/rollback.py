@@ -38,6 +38,8 @@ class RollbackPauseOperator(PauseWritesOperator):
 
 
 class DrainReverseOperator(RollbackOperator):
+    inside_pause = True
+
     def execute(self, context: Any) -> dict:
         from pgmigrate.drain import wait_drained
         from pgmigrate.lag import consumer_lag, read_sink_offsets
@@ -60,6 +62,8 @@ class DrainReverseOperator(RollbackOperator):
 
 
 class SwitchBackOperator(RollbackOperator):
+    inside_pause = True
+
     def execute(self, context: Any) -> dict:
         from pgmigrate.reverse_replication import set_identity_generation
         from pgmigrate.sequences import sync_sequences
@@ -69,7 +73,7 @@ class SwitchBackOperator(RollbackOperator):
         set_identity_generation(m.source, m.state.get("identity_columns") or [], always=True)
         seconds = self.switch_paused_route(
             context,
-            m.database,
+            m,
             m.source,
             f"the pause watchdog resumed {m.database} before the switch back: clients kept writing to the "
             "target, so reverse replication has more to drain. Trigger pg_rollback again.",
@@ -126,14 +130,14 @@ class AbortRollbackOperator(RollbackOperator):
     """A rollback step failed while writes were paused: resume wherever clients are routed now."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.pause_watchdog import WatchdogHandle, disarm
+        from pgmigrate.pause_watchdog import disarm
 
         m = self.migration(context)
         switch = self.switch()
         switch.resume(m.database)
-        paused = context["ti"].xcom_pull(task_ids=self.pause_task_id) or {}
-        if paused.get("watchdog"):
-            disarm(WatchdogHandle.from_dict(paused["watchdog"]))
+        handle = self.watchdog_handle(context)
+        if handle is not None:
+            disarm(handle)
         route = switch.current_route(m.database)
         m.event("rollback_failed", f"rollback step failed; resumed, clients go to {route.host}:{route.port}. Fix the "
                 "failed task and trigger pg_rollback again (force=true if the target is gone)")  # fmt: skip
