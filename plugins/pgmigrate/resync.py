@@ -1,5 +1,6 @@
 """Resync: copy one or more tables again while streaming continues, through a Debezium incremental
-snapshot requested on the source's signal table.
+snapshot requested on the source's signal table (tables of the native channel: through their
+subscription, which copies them again with its table-sync workers).
 
 The target's copy is emptied first (extra rows a damaged copy may hold would survive an upsert-only
 reload). Debezium then reads the tables in primary-key chunks and reconciles each chunk with the
@@ -46,14 +47,50 @@ def execute_snapshot_signal(tables: list[TableRef]) -> dict[str, str]:
     return {"id": f"resync-{uuid.uuid4().hex[:20]}", "type": "execute-snapshot", "data": json.dumps(data)}
 
 
-def request_resync(source: PgEndpoint, target: PgEndpoint, names: MigrationNames, tables: list[TableRef]) -> dict:
-    """Empty the target's copies, then signal the snapshot. Returns the signal id and the source LSN after it."""
+def _empty_on_target(target: PgEndpoint, tables: list[TableRef]) -> None:
     with target.connect() as conn:
         conn.execute("SET LOCAL session_replication_role = replica")
         for t in tables:
             deleted = conn.execute(sql.SQL("DELETE FROM {}").format(t.ident)).rowcount
             log.info("resync: emptied the target's %s (%d rows)", t.qualified, deleted)
         conn.commit()
+
+
+def resync_native_tables(source: PgEndpoint, target: PgEndpoint, names: MigrationNames, tables: list[TableRef]) -> None:
+    """Copy native-channel tables again: out of the publication and the subscription (their changes stop
+    being applied), emptied on the target, back in with `copy_data`. The table-sync worker copies each
+    at a fresh snapshot and then applies what changed since, so writes made meanwhile are kept."""
+    pub, sub = sql.Identifier(names.native_publication), sql.Identifier(names.native_subscription)
+    listed = sql.SQL(", ").join(t.ident for t in tables)
+    refresh = "ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})"
+    with source.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(pub, listed))
+    with target.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL(refresh).format(sub, sql.Literal(False)))
+    _empty_on_target(target, tables)
+    with source.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(pub, listed))
+    with target.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL(refresh).format(sub, sql.Literal(True)))
+    log.info("resync: subscription %s copies %s again", names.native_subscription,
+             ", ".join(t.qualified for t in tables))  # fmt: skip
+
+
+def request_resync(
+    source: PgEndpoint,
+    target: PgEndpoint,
+    names: MigrationNames,
+    tables: list[TableRef],
+    native: list[TableRef] = (),
+) -> dict:
+    """Empty the target's copies, then signal the snapshot of `tables` (Debezium's) and re-subscribe
+    `native` (the native channel's). Returns the signal id and the source LSN after it (None without
+    Debezium tables)."""
+    if native:
+        resync_native_tables(source, target, names, list(native))
+    if not tables:
+        return {"signal_id": None, "signal_lsn": None, "native_tables": [t.qualified for t in native]}
+    _empty_on_target(target, tables)
     signal = execute_snapshot_signal(tables)
     with source.connect(autocommit=True) as conn:
         conn.execute(
@@ -64,7 +101,7 @@ def request_resync(source: PgEndpoint, target: PgEndpoint, names: MigrationNames
         )
         lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
     log.info("resync: signalled %s for %s at %s", signal["id"], ", ".join(t.qualified for t in tables), lsn)
-    return {"signal_id": signal["id"], "signal_lsn": lsn}
+    return {"signal_id": signal["id"], "signal_lsn": lsn, "native_tables": [t.qualified for t in native]}
 
 
 def lsn_to_int(lsn: str) -> int:
@@ -72,9 +109,11 @@ def lsn_to_int(lsn: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
-def resync_phase(offsets: list[dict[str, Any]], signal_lsn: str) -> str:
+def resync_phase(offsets: list[dict[str, Any]], signal_lsn: str | None) -> str:
     """From the source connector's offsets: not started until it committed a position past the signal;
-    running while the offset carries incremental-snapshot state; done after."""
+    running while the offset carries incremental-snapshot state; done after (at once without a signal)."""
+    if signal_lsn is None:
+        return DONE
     offset = (offsets[0].get("offset") or {}) if offsets else {}
     position = offset.get("lsn_commit") or offset.get("lsn")
     if position is None or int(position) < lsn_to_int(signal_lsn):

@@ -331,9 +331,12 @@ def test_resync_repairs_a_damaged_table_while_streaming_continues(streaming_migr
         conn.execute("DELETE FROM accounts WHERE id BETWEEN 100 AND 199")  # missing rows
         conn.execute("UPDATE accounts SET note = 'damaged' WHERE id BETWEEN 300 AND 349")  # wrong values
         conn.execute("INSERT INTO accounts VALUES (9001, 0, 'extra')")  # a row the source never had
+        # The keyless table travels by the native channel (its subscription copies it again).
+        conn.execute("DELETE FROM audit WHERE what = 'seed'")
+        conn.execute("INSERT INTO audit (what) VALUES ('extra'), ('extra')")
     bench = Pgbench(tmp_path, rate=50, seconds=20)
     run_id, run, states = run_other_dag(
-        api, "pg_migration_resync", {"migration_id": MIGRATION_ID, "tables": ["public.accounts"]}
+        api, "pg_migration_resync", {"migration_id": MIGRATION_ID, "tables": ["public.accounts", "public.audit"]}
     )
     processed, failed, output = bench.result()
     assert run["state"] == "success", f"pg_migration_resync {run_id}: {states}"

@@ -113,6 +113,7 @@ def test_resync_signal_and_its_progress_in_the_offsets():
     assert lsn_to_int("1/10") == (1 << 32) + 16
     at = lsn_to_int("0/3000")
     assert resync_phase([], "0/3000") == NOT_STARTED
+    assert resync_phase([], None) == DONE  # only native-channel tables: no Debezium snapshot to wait for
     assert resync_phase([{"offset": {"lsn": at - 1}}], "0/3000") == NOT_STARTED
     running = {"lsn": at + 5, "incremental_snapshot_collections": "[...]", "incremental_snapshot_primary_key": "x"}
     assert resync_phase([{"offset": running}], "0/3000") == RUNNING

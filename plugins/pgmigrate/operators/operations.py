@@ -104,16 +104,18 @@ class RequestResyncOperator(OperationOperator):
         wanted = [TableRef(s, n) for s, n in m.run.tables]
         known = {t.ref: t for t in m.tables}
         unknown = [t.qualified for t in wanted if t not in known]
-        native = [t.qualified for t in wanted if t in known and needs_native_channel(known[t])]
-        if unknown or native:
+        if unknown:
             raise AirflowFailException(
-                (f"not tables of this migration: {', '.join(unknown)}. " if unknown else "")
-                + (f"replicated by a subscription, not Debezium: {', '.join(native)}; resync them by "
-                   "rerunning pg_migration's snapshot task." if native else "")  # fmt: skip
+                f"not tables of this migration: {', '.join(unknown)} (scripts/migration status --migration-id "
+                f"{m.params.migration_id} lists them)."
             )
-        result = request_resync(m.source, m.target, m.names, wanted)
+        native = [t for t in wanted if needs_native_channel(known[t])]
+        keyed = [t for t in wanted if t not in native]
+        result = request_resync(m.source, m.target, m.names, keyed, native)
+        result["target_conn_id"] = m.params.target_conn_id
         m.event("resync_requested", f"resync of {', '.join(t.qualified for t in wanted)}: target copies emptied, "
-                f"incremental snapshot signalled ({result['signal_id']})", **result)  # fmt: skip
+                f"incremental snapshot signalled ({result['signal_id'] or 'none'}), subscription re-copying: "
+                f"{', '.join(result['native_tables']) or 'none'}", **result)  # fmt: skip
         return result
 
 

@@ -25,6 +25,7 @@ class ResyncCompleteSensor(MigrationSensor):
             kafka_connect_conn_id=self.kafka_connect_conn_id,
             poll_interval=self.poll_interval,
             timeout=float(self.timeout),
+            target_conn_id=request.get("target_conn_id") if request.get("native_tables") else None,
         )
 
     def poke(self, context: Any) -> bool:
@@ -33,7 +34,16 @@ class ResyncCompleteSensor(MigrationSensor):
         from pgmigrate.resync import DONE, resync_phase
 
         names = MigrationNames(context["params"]["migration_id"])
+        request = self._request(context)
         offsets = KafkaConnectHook(self.kafka_connect_conn_id).get_offsets(names.source_connector)
-        phase = resync_phase(offsets, self._request(context)["signal_lsn"])
+        phase = resync_phase(offsets, request["signal_lsn"])
         self.log.info("resync: incremental snapshot %s", phase)
+        if request.get("native_tables"):
+            from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+            from pgmigrate.native_replication import read_native_sync_state
+
+            native = read_native_sync_state(MigrationDatabaseHook(request["target_conn_id"]).get_conn(), names)
+            self.log.info("resync: %s", native.describe() if native else "no native channel")
+            if native is not None and not native.complete:
+                return False
         return phase == DONE
