@@ -97,20 +97,25 @@ def task_log(
 def table_fingerprints(port: int, dbname: str, schemas: list[str]) -> dict[str, tuple[int, str]]:
     """Independent comparison: count and md5 of every row's text form in a fixed order, per table
     (partitioned tables through their root; the platform's own schema excluded)."""
-    result = {}
     with psycopg.connect(conninfo(port, dbname), autocommit=True) as conn:
-        for name, value in (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("extra_float_digits", "3"),
-                            ("IntervalStyle", "postgres"), ("bytea_output", "hex")):
-            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-        tables = conn.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1, 2",
-            (schemas,),
-        ).fetchall()
-        for schema, table in tables:
-            query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t")
-            count, digest = conn.execute(query.format(sql.Identifier(schema, table))).fetchone()
-            result[f"{schema}.{table}"] = (count, digest)
+        return fingerprints_on(conn, schemas)
+
+
+def fingerprints_on(conn: psycopg.Connection, schemas: list[str]) -> dict[str, tuple[int, str]]:
+    """`table_fingerprints` over an open connection (e.g. a REPEATABLE READ snapshot taken earlier)."""
+    result = {}
+    for name, value in (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("extra_float_digits", "3"),
+                        ("IntervalStyle", "postgres"), ("bytea_output", "hex")):
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    tables = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1, 2",
+        (schemas,),
+    ).fetchall()
+    for schema, table in tables:
+        query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t")
+        count, digest = conn.execute(query.format(sql.Identifier(schema, table))).fetchone()
+        result[f"{schema}.{table}"] = (count, digest)
     return result
 
 

@@ -25,6 +25,7 @@ from harness import (
     airflow_api,
     conninfo,
     endpoint,
+    fingerprints_on,
     forget_migration,
     run_dag,
     run_other_dag,
@@ -350,10 +351,26 @@ def test_cutover_under_load_has_zero_failed_transactions(streaming_migration, tm
     api = streaming_migration
     bench = Pgbench(tmp_path, rate=100, seconds=40)
     time.sleep(5)
-    run_id, run, states = run_other_dag(api, "pg_cutover", {"migration_id": MIGRATION_ID, "backup": True})
+    run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": True})
+    # At the pause point (drained, clients held): a snapshot of each side, compared independently later.
+    _wait_for_task(api, run_id, "final_validate")
+    snapshots = []
+    for port, db in ((SOURCE_PORT, SRC_DB), (TARGET_PORT, DST_DB)):
+        conn = psycopg.connect(conninfo(port, db))
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        conn.execute("SELECT 1")  # the snapshot is taken here
+        snapshots.append(conn)
+    assert SWITCH.is_paused(SRC_DB), "the snapshots must be taken while writes are paused"
+    run = api.wait_for_dag_run("pg_cutover", run_id, timeout=300, poll_seconds=1)
+    states = {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}
     processed, failed, output = bench.result()
+    at_pause = [fingerprints_on(conn, ["public"]) for conn in snapshots]
+    for conn in snapshots:
+        conn.close()
 
     assert run["state"] == "success", f"pg_cutover {run_id}: {states}"
+    assert at_pause[0] == at_pause[1], "source and target differ at the pause point"
+    assert at_pause[0]["public.orders"][0] > 500, "the comparison must see the rows pgbench wrote"
     assert failed == 0 and processed > 1000, output[-1500:]
     pause = _event("cut_over")["details"]["pause_seconds"]
     print(f"cutover write pause: {pause:.2f}s")
