@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the stack and the tests need, idempotently: a second run checks and
-# skips (no downloads). Debian packages (PostgreSQL 15, PgBouncer), the Python venv from
-# requirements*.txt, the Kafka/Debezium jars resolved by include/stack/pom.xml, and our own
+# skips (no downloads). Debian packages (PostgreSQL 15, PgBouncer, Chromium for the report
+# test), the Python venv from requirements*.txt, the Kafka/Debezium jars resolved by include/stack/pom.xml, and our own
 # Debezium converter (include/converters) built into the PostgreSQL connector's plugin dir.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,8 +16,10 @@ install_debian_packages() {
   [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
   command -v curl >/dev/null || missing+=(curl)
   command -v runuser >/dev/null || missing+=(util-linux)
+  # Headless browser: the tests open the migration report in it (make test only).
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -eq 0 ]; then
-    log "install: Debian packages present (postgresql-15, pgbouncer)"
+    log "install: Debian packages present (postgresql-15, pgbouncer, chromium)"
     return
   fi
   [ "$(id -u)" = 0 ] || die "missing Debian packages ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}"
