@@ -283,12 +283,21 @@ def cut_over(api: AirflowApiClient, names: MigrationNames, params: MigrationPara
     wait_drained(names.reversed())
     identical = compare(params)
     say(f"UI: {UI}/dags/pg_cutover/runs/{run_id} (admin / admin)")
+    say(f"report (timeline, lag chart, validation, cutover pause): {write_demo_report()}")
     if identical and failed == 0:
         say("RESULT: identical. Clients write to the target; reverse replication keeps the source identical, so "
             f"the cutover can be rolled back: scripts/migration rollback --migration-id {MIGRATION_ID} --reason '...'")
         return 0
     say("RESULT: DIFFERENT after cutover (or failed client transactions) — see above.")
     return 1
+
+
+def write_demo_report() -> str:
+    from pgmigrate.cli import report_dir
+    from pgmigrate.migration_report import write_report
+    from pgmigrate.report_data import collect_report_data
+
+    return write_report(collect_report_data(CONTROL, MIGRATION_ID), report_dir())["html"]
 
 
 if __name__ == "__main__":

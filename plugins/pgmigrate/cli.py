@@ -8,6 +8,7 @@ databases directly, so it answers even when Airflow is down.
     scripts/migration rollback --migration-id demo --reason "..." [--force]
     scripts/migration halt --migration-id demo --reason "..."   |   restart   |   teardown [--force]
     scripts/migration resync --migration-id demo --table public.orders [--table …]
+    scripts/migration report --migration-id demo [--output DIR]
 
 `cutover` and `rollback` trigger the DAG through Airflow's REST API and follow it (so it shows in the
 UI too), exit 0 when it succeeded and 1 otherwise.
@@ -20,6 +21,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from pgmigrate.connect_client import ConnectClient, ConnectError
@@ -170,6 +172,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_dir() -> Path:
+    """Where reports go: `$PGMIGRATE_REPORT_DIR`, else `reports/` beside the backups (local stack: .stack/reports)."""
+    if os.environ.get("PGMIGRATE_REPORT_DIR"):
+        return Path(os.environ["PGMIGRATE_REPORT_DIR"])
+    backups = os.environ.get("PGMIGRATE_BACKUP_DIR")
+    return Path(backups).parent / "reports" if backups else Path.cwd() / "reports"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pgmigrate.migration_report import write_report
+    from pgmigrate.report_data import UnknownMigration, collect_report_data
+
+    try:
+        data = collect_report_data(DEFAULTS["control"], args.migration_id)
+    except UnknownMigration as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    paths = write_report(data, Path(args.output) if args.output else report_dir())
+    print(f"markdown: {paths['markdown']}")
+    print(paths["html"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/migration", description="On-call CLI for PostgreSQL migrations")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     teardown.add_argument("--migration-id", required=True)
     teardown.add_argument("--force", action="store_true", help="also when the migration is still streaming")
     teardown.set_defaults(func=cmd_teardown)
+    report = sub.add_parser("report", help="write the HTML + markdown report of a migration; prints the HTML path")
+    report.add_argument("--migration-id", required=True)
+    report.add_argument("--output", help="directory (default $PGMIGRATE_REPORT_DIR or .stack/reports)")
+    report.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
     return args.func(args)
 
