@@ -8,6 +8,8 @@ databases directly, so it answers even when Airflow is down.
     scripts/migration rollback --migration-id demo --reason "..." [--force]
     scripts/migration halt --migration-id demo --reason "..."   |   restart   |   teardown [--force]
     scripts/migration resync --migration-id demo --table public.orders [--table …]
+    scripts/migration validate --migration-id demo [--table public.orders] [--mode sample]
+    scripts/migration compare --migration-id demo [--table public.orders]
     scripts/migration report --migration-id demo [--output DIR]
 
 `cutover` and `rollback` trigger the DAG through Airflow's REST API and follow it (so it shows in the
@@ -172,6 +174,46 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    conf = {"migration_id": args.migration_id, "tables": args.table or [], "mode": args.mode,
+            "sample_size": args.sample_size}  # fmt: skip
+    rc = _follow_dag("pg_validate", conf)
+    print(f"report: {report_dir() / f'{args.migration_id}-report.html'}")
+    return rc
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """The data compare, now, from this terminal (no Airflow run): the differing keys, exit 1 if any."""
+    from pgmigrate.migration_tables import resolve_tables
+    from pgmigrate.params import MigrationParams, parse_table_name
+    from pgmigrate.row_diff import diff_table, format_diff
+
+    state = MigrationStateStore(DEFAULTS["control"]).get(args.migration_id)
+    if state is None:
+        print(f"no migration {args.migration_id!r} in the control database (scripts/migration list)", file=sys.stderr)
+        return 2
+    params = MigrationParams.from_dict(state["params"])
+    source = _endpoint_from_params(state["params"], "source_conn_id", "migration_source")
+    target = _endpoint_from_params(state["params"], "target_conn_id", "migration_target")
+    tables = resolve_tables(source, params)
+    if args.table:
+        wanted = {".".join(parse_table_name(t)) for t in args.table}
+        unknown = wanted - {t.ref.qualified for t in tables}
+        if unknown:
+            print(f"not tables of {args.migration_id}: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        tables = [t for t in tables if t.ref.qualified in wanted]
+    diffs = []
+    for table in tables:
+        diffs.append(diff_table(source, target, table, mode=args.mode, sample_size=args.sample_size))
+        print(format_diff([diffs[-1]]), flush=True)
+    differing = [d for d in diffs if not d.ok]
+    print(f"{len(diffs) - len(differing)}/{len(diffs)} tables identical" + (
+        f"; resync the differing ones: scripts/migration resync --migration-id {args.migration_id} "
+        + " ".join(f"--table {d.table}" for d in differing) if differing else ""))  # fmt: skip
+    return 1 if differing else 0
+
+
 def report_dir() -> Path:
     """Where reports go: `$PGMIGRATE_REPORT_DIR`, else `reports/` beside the backups (local stack: .stack/reports)."""
     if os.environ.get("PGMIGRATE_REPORT_DIR"):
@@ -234,6 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     teardown.add_argument("--migration-id", required=True)
     teardown.add_argument("--force", action="store_true", help="also when the migration is still streaming")
     teardown.set_defaults(func=cmd_teardown)
+    validate = sub.add_parser("validate", help="run pg_validate (schema, row diff, GE, report) and follow it")
+    validate.add_argument("--migration-id", required=True)
+    validate.add_argument("--table", action="append", help="schema.table (repeat; default all)")
+    validate.add_argument("--mode", choices=("full", "sample"), default="full")
+    validate.add_argument("--sample-size", type=int, default=1000)
+    validate.set_defaults(func=cmd_validate)
+    compare = sub.add_parser("compare", help="compare the data now and print the differing keys (exit 1 if any)")
+    compare.add_argument("--migration-id", required=True)
+    compare.add_argument("--table", action="append", help="schema.table (repeat; default all)")
+    compare.add_argument("--mode", choices=("full", "sample"), default="full")
+    compare.add_argument("--sample-size", type=int, default=1000)
+    compare.set_defaults(func=cmd_compare)
     report = sub.add_parser("report", help="write the HTML + markdown report of a migration; prints the HTML path")
     report.add_argument("--migration-id", required=True)
     report.add_argument("--output", help="directory (default $PGMIGRATE_REPORT_DIR or .stack/reports)")

@@ -177,3 +177,39 @@ class ResyncParams:
         if not tables:
             raise InvalidParams("tables is required: the schema.table names to copy again.")
         return cls(migration_id=validate_migration_id(str(raw["migration_id"])), tables=tables)
+
+
+VALIDATE_PHASES = ("caught_up", "streaming", "cut_over")  # what the weekly pg_validate run covers
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    """`pg_validate`: one migration (or, with an empty id, every one in VALIDATE_PHASES), some tables or all."""
+
+    migration_id: str = ""
+    tables: tuple[tuple[str, str], ...] = ()
+    mode: str = "full"
+    sample_size: int = 1000
+    row_diff: bool = True
+    great_expectations: bool = True
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ValidateParams:
+        migration_id = str(raw.get("migration_id") or "").strip()
+        mode = str(raw.get("mode") or "full")
+        if mode not in ("full", "sample"):
+            raise InvalidParams(f"mode must be 'full' or 'sample', got {mode!r}.")
+        try:
+            sample_size = int(raw.get("sample_size") or 1000)
+        except (TypeError, ValueError) as exc:
+            raise InvalidParams(f"sample_size must be a whole number, got {raw.get('sample_size')!r}.") from exc
+        if sample_size < 1:
+            raise InvalidParams(f"sample_size must be at least 1, got {sample_size}.")
+        return cls(
+            migration_id=validate_migration_id(migration_id) if migration_id else "",
+            tables=tuple(parse_table_name(t) for t in (raw.get("tables") or [])),
+            mode=mode,
+            sample_size=sample_size,
+            row_diff=bool(raw.get("row_diff", True)),
+            great_expectations=bool(raw.get("great_expectations", True)),
+        )
