@@ -158,9 +158,12 @@ def follow(api: AirflowApiClient, run_id: str, dag_id: str = "pg_migration") -> 
     def on_poll(run: dict, tasks: list[dict]) -> None:
         for task in sorted(tasks, key=lambda t: t.get("start_date") or "9"):
             state = task.get("state") or "none"
-            if seen.get(task["task_id"]) != state:
-                seen[task["task_id"]] = state
-                say(f"task {task['task_id']:<24} {state}")
+            # A mapped task (pg_validate's data_compare) lists once per table.
+            name = task["task_id"] + (f" {task.get('rendered_map_index') or task['map_index']}"
+                                      if task.get("map_index", -1) >= 0 else "")  # fmt: skip
+            if seen.get(name) != state:
+                seen[name] = state
+                say(f"task {name:<24} {state}")
         with CONTROL.connect(autocommit=True) as conn:
             row = (
                 conn.execute(
@@ -283,13 +286,25 @@ def cut_over(api: AirflowApiClient, names: MigrationNames, params: MigrationPara
     wait_drained(names.reversed())
     identical = compare(params)
     say(f"UI: {UI}/dags/pg_cutover/runs/{run_id} (admin / admin)")
-    say(f"report (timeline, lag chart, validation, cutover pause): {write_demo_report()}")
-    if identical and failed == 0:
+    validated = deep_validation(api)
+    say(f"report (timeline, lag chart, row-level validation, GE results, cutover pause): {write_demo_report()}")
+    if identical and failed == 0 and validated:
         say("RESULT: identical. Clients write to the target; reverse replication keeps the source identical, so "
             f"the cutover can be rolled back: scripts/migration rollback --migration-id {MIGRATION_ID} --reason '...'")
         return 0
     say("RESULT: DIFFERENT after cutover (or failed client transactions) — see above.")
     return 1
+
+
+def deep_validation(api: AirflowApiClient) -> bool:
+    """pg_validate after the cutover: schema, row-level diff per table, Great Expectations, report."""
+    api.request("PATCH", "/dags/pg_validate", json={"is_paused": False})
+    run_id = api.trigger_dag("pg_validate", conf={"migration_id": MIGRATION_ID})
+    say(f"triggered pg_validate run {run_id}: {UI}/dags/pg_validate/runs/{run_id}")
+    run = follow(api, run_id, "pg_validate")
+    if run["state"] != "success":
+        say(f"pg_validate {run['state']}: the differing tables and keys are in its task logs")
+    return run["state"] == "success"
 
 
 def write_demo_report() -> str:
