@@ -84,7 +84,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--copy-parallelism", type=int, default=None,
                         help="pg_migration copy_parallelism (default: the DAG's default)")
     parser.add_argument("--skip", action="append", default=os.environ.get("BENCH_SKIP", "").split(),
-                        choices=["dump", "copy", "lag", "debezium"],
+                        choices=["dump", "copy", "lag", "validation", "debezium"],
                         help="leave out a measurement (repeatable; env BENCH_SKIP, space separated)")
     parser.add_argument("--quiet-seconds", type=float, default=60,
                         help="trigger only when no pg_migration run ended within this many seconds (default 60)")
@@ -314,6 +314,19 @@ def measure_lag(args: argparse.Namespace, dest: PgEndpoint) -> dict[str, Any]:
 # ---- the whole bench -------------------------------------------------------------------------------
 
 
+def measure_validation(dest: PgEndpoint) -> dict[str, Any]:
+    """The whole database: pg_validate's row diff vs one ordered md5(string_agg) per table and side."""
+    from bench_validation import plain_scan, row_diff
+
+    scan = plain_scan(SOURCE, dest, ["public"])
+    seconds, diffs = row_diff(SOURCE, dest, ["public"])
+    differing = [d.table for d in diffs if not d.ok]
+    if differing:
+        raise BenchStepFailed(f"row diff found differences in {differing}: the migration is not identical")
+    return {"plain_scan_seconds": round(scan, 2), "row_diff_seconds": round(seconds, 2), "tables": len(diffs),
+            "ratio_to_plain_scan": ratio(seconds, scan)}
+
+
 def reset_history() -> None:
     """pgbench_history grows by every lag measurement: empty it so every run loads the same data."""
     with SOURCE.connect(autocommit=True) as conn:
@@ -341,7 +354,7 @@ def main() -> int:
     plan = plan_bench(args.size_mb)
     started = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    steps = [s for s in ("dump", "copy", "lag", "debezium") if s not in args.skip]
+    steps = [s for s in ("dump", "copy", "lag", "validation", "debezium") if s not in args.skip]
     log.info("make bench: %s MB, pgbench %d tps for %d s; measuring %s", args.size_mb, args.tps, args.seconds,
              ", ".join(steps))
 
@@ -376,6 +389,9 @@ def main() -> int:
             if measure("copy", lambda: run_migration(api, connect, "copy", args)) and "lag" in steps:
                 log.info("[4/5] lag at %d tps with bench-copy streaming", args.tps)
                 measure("lag", lambda: measure_lag(args, target("bench_copy")))
+            if "copy" in result and "validation" in steps:
+                log.info("[4b/5] validation cost: row diff vs a plain md5 scan of both sides")
+                measure("validation", lambda: measure_validation(target("bench_copy")))
             teardown_migration(connect, KAFKA, SOURCE, MigrationNames("bench-copy"))
             reset_history()
         if "debezium" in steps:

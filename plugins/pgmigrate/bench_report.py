@@ -11,6 +11,7 @@ from typing import Any
 
 # Goals from the issue: the copy load at most as slow as pg_dump/pg_restore; lag p99 under a second.
 COPY_RATIO_GOAL = 1.0
+VALIDATION_RATIO_GOAL = 2.0  # issue #6: validation within 2x a plain md5 scan of both sides
 LAG_P99_GOAL_SECONDS = 1.0
 LAG_PERCENTILES = (50, 95, 99)
 
@@ -50,7 +51,13 @@ def goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     heartbeat_p99 = ((result.get("lag") or {}).get("heartbeat") or {}).get("p99")
     history_p99 = ((result.get("lag") or {}).get("history") or {}).get("p99")
     rate = (result.get("lag") or {}).get("rate_tps")
+    validation_ratio = (result.get("validation") or {}).get("ratio_to_plain_scan")
     return {
+        "validation_vs_plain_scan": {
+            "goal": f"row-diff validation <= {VALIDATION_RATIO_GOAL:.1f}x a plain md5 scan of both sides",
+            "figure": validation_ratio,
+            "met": None if validation_ratio is None else validation_ratio <= VALIDATION_RATIO_GOAL,
+        },
         "copy_vs_dump_restore": {
             "goal": f"copy initial load <= {COPY_RATIO_GOAL:.1f}x pg_dump+pg_restore",
             "figure": copy_ratio,
@@ -128,10 +135,20 @@ def render_table(result: dict[str, Any]) -> str:
                 f"{label:<{width}} {_lag(s.get('p50')):>7} {_lag(s.get('p95')):>7} {_lag(s.get('p99')):>7} "
                 f"{_lag(s.get('max')):>7} {s.get('samples', 0):>8}"
             )
+    validation = result.get("validation")
+    if validation:
+        lines.append("")
+        title = "validation of the whole database (bench vs bench_copy)"
+        lines.append(f"{title:<{width}} {'seconds':>9} {'ratio':>16}")
+        lines.append(f"{'  plain md5(string_agg) scan, both sides':<{width}} "
+                     f"{_seconds(validation['plain_scan_seconds']):>9} {'1.00x':>16}")
+        lines.append(f"{'  row diff (pg_validate data_compare), ' + str(validation['tables']) + ' tables':<{width}} "
+                     f"{_seconds(validation['row_diff_seconds']):>9} {_ratio(validation['ratio_to_plain_scan']):>16}")
     lines.append("")
     for goal in goals(result).values():
         figure = goal["figure"]
-        shown = "-" if figure is None else (f"{figure:.2f}x" if "copy" in goal["goal"] else f"{figure:.3f} s")
+        shown = "-" if figure is None else (f"{figure:.2f}x" if goal["goal"].split()[0] in ("copy", "row-diff")
+                                            else f"{figure:.3f} s")
         lines.append(f"goal: {goal['goal']:<{width + 8}} {shown:>9}  {_verdict(goal['met'])}")
     for key, message in (result.get("errors") or {}).items():
         lines.append(f"NOT MEASURED {key}: {message}")

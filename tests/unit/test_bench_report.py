@@ -94,3 +94,12 @@ def test_plan_bench_splits_the_size():
     assert plan_bench(1024) == plan  # same size, same plan: the database is reused
     with pytest.raises(ValueError):
         plan_bench(5)
+
+
+def test_validation_cost_is_a_goal_with_its_own_rows():
+    result = {"validation": {"plain_scan_seconds": 10.0, "row_diff_seconds": 13.0, "tables": 6,
+                             "ratio_to_plain_scan": 1.3}}  # fmt: skip
+    goal = goals(result)["validation_vs_plain_scan"]
+    assert goal["figure"] == 1.3 and goal["met"] is True
+    table = render_table(result)
+    assert "row diff (pg_validate data_compare), 6 tables" in table and "1.30x" in table
