@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow.sdk import Param, chain, dag
 
 from pgmigrate.naming import MIGRATION_ID_PATTERN
+from pgmigrate.notifications import MigrationAlertNotifier
 from pgmigrate.operators.cutover import (
     AbortCutoverOperator,
     BackupSourceOperator,
@@ -70,6 +71,8 @@ PARAMS = {
     doc_md=DOC,
     # Inside the pause a retry would only lengthen it: failures abort instead.
     default_args={"retries": 0},
+    # P0 "cutover failed" through the alert channels, once until a cutover succeeds (pgmigrate.alerts).
+    on_failure_callback=MigrationAlertNotifier(severity="P0", condition="cutover_failed"),
 )
 def pg_cutover():
     checklist = CutoverChecklistOperator(task_id="checklist")

@@ -49,3 +49,23 @@ CREATE TABLE IF NOT EXISTS snapshot_table (
     finished_at   timestamptz,
     PRIMARY KEY (migration_id, table_name)
 );
+
+-- Alerts raised by pg_migration_monitor and the DAG failure notifiers (pgmigrate.alerts). At most one
+-- open row per (migration, condition): that index is the dedupe. `deliveries` holds, per channel,
+-- when the raised and the resolved message went out, so a channel that failed is retried next run.
+CREATE TABLE IF NOT EXISTS alert (
+    id            bigserial PRIMARY KEY,
+    migration_id  text NOT NULL,
+    condition     text NOT NULL,
+    severity      text NOT NULL,
+    message       text NOT NULL,
+    details       jsonb NOT NULL DEFAULT '{}',
+    raised_at     timestamptz NOT NULL DEFAULT now(),
+    last_seen_at  timestamptz NOT NULL DEFAULT now(),
+    resolved_at   timestamptz,
+    notified_at   timestamptz,
+    resolved_notified_at  timestamptz,
+    deliveries    jsonb NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alert_open_once ON alert (migration_id, condition) WHERE resolved_at IS NULL;
+CREATE INDEX IF NOT EXISTS alert_by_migration ON alert (migration_id, raised_at);

@@ -1,0 +1,122 @@
+"""`pg_migration_monitor`: every minute, the alert rules over every streaming migration (issue #6)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+DOC = """
+### Migration monitor: alerts while a migration streams
+
+Every minute, for each migration in `caught_up`, `streaming` or `cut_over` (the reverse pipeline after
+cutover), reads Kafka Connect, Kafka, both databases and the state DB, and raises or resolves alerts:
+
+| sev | condition | when |
+|---|---|---|
+| P0 | `connector_failed:<name>` | a live connector or task FAILED, or the connector is missing |
+| P0 | `data_loss` | last validation differs and the pipeline is caught up: **`pg_migration_halt` is triggered** |
+| P0 | `cutover_failed` | raised by `pg_cutover`'s failure callback; resolved here once cut over |
+| P1 | `lag_high` | every lag sample above `lag_seconds` (60) for `lag_window_seconds` (300) |
+| P1 | `validation_mismatch` | last validation differs while the pipeline is behind |
+| P2 | `kafka_disk` / `task_restarted:<name>` | a Kafka log dir > `kafka_disk_percent` (80) / a task restarting |
+| P3 | `slow_query` | a query on the live source runs > `slow_query_seconds` (300) |
+
+One message per condition when it starts and one "RESOLVED" when it clears (table `alert` in
+`migration_control`; also in the migration's timeline, `scripts/migration status`). Channels: the
+JSON-lines file `.stack/alerts/alerts.log` (or `$PGMIGRATE_ALERT_LOG`) always; the connections
+`alerts_webhook` (Slack-compatible JSON) and `alerts_smtp` when they exist.
+
+**Thresholds**: Airflow Variable `pgmigrate_alert_thresholds`, JSON, e.g.
+`{"lag_seconds": 60, "lag_window_seconds": 300, "kafka_disk_percent": 80, "slow_query_seconds": 300,
+"halt_on_data_loss": true, "migrations": {"shop-2026": {"lag_window_seconds": 600}}}`; per-migration keys
+override the global ones. Kafka log dirs: extra `log_dirs` of `kafka_default` (local stack: found itself).
+
+**Rerunning** is always safe: alerts are deduplicated in the state DB, and a message a channel failed
+to take is retried on the next run. `migration_ids` limits a manual run to some migrations.
+"""
+
+
+@dag(
+    dag_id="pg_migration_monitor",
+    schedule="* * * * *",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=5),
+    tags=["migration", "monitoring"],
+    doc_md=DOC,
+    params={
+        "migration_ids": Param(
+            [], type="array", items={"type": "string"}, description="Only these migrations (empty: every one)"
+        ),
+    },
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=5), "execution_timeout": timedelta(minutes=3)},
+)
+def pg_migration_monitor():
+    @task
+    def evaluate(params: dict | None = None) -> list[dict]:
+        """Reconcile every monitored migration's alerts and deliver the messages; returns the
+        pg_migration_halt confs for data-loss alerts raised just now."""
+        import logging
+
+        from pgmigrate.alerts import MONITORED_PHASES, AlertStore
+        from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
+        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+        from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+        from pgmigrate.monitor import deliver, monitor_migration, resolve_all
+        from pgmigrate.notifications import alert_channels, control_endpoint, kafka_log_dirs, thresholds_for
+
+        log = logging.getLogger("pg_migration_monitor")
+        only = set((params or {}).get("migration_ids") or [])
+        control = control_endpoint()
+        channels = alert_channels()
+        log.info("alert channels: %s", ", ".join(c.name for c in channels))
+        connect = KafkaConnectHook("kafka_connect", timeout=5, retries=2).get_conn()
+        try:
+            bootstrap = KafkaClusterHook("kafka_default").get_conn()
+        except Exception as exc:
+            log.warning("no Kafka bootstrap servers (%s): the sink's consumer lag is not read", exc)
+            bootstrap = None
+        log_dirs = kafka_log_dirs("kafka_default")
+        with control.connect(autocommit=True) as conn:
+            states = conn.execute(
+                "SELECT migration_id, phase, params, last_validation FROM migration ORDER BY migration_id"
+            ).fetchall()
+        halts, summaries = [], []
+        with_open = AlertStore(control).migrations_with_open_alerts()
+        for migration_id, phase, mparams, last_validation in states:
+            if only and migration_id not in only:
+                continue
+            if phase not in MONITORED_PHASES:
+                if migration_id in with_open and phase in ("torn_down", "rolled_back", "failed"):
+                    log.info("%s is %s: its open alerts are resolved %s", migration_id, phase,
+                             resolve_all(control, migration_id))  # fmt: skip
+                continue
+            state = {"migration_id": migration_id, "phase": phase, "params": mparams,
+                     "last_validation": last_validation}  # fmt: skip
+            try:
+                source = MigrationDatabaseHook(mparams.get("source_conn_id", "migration_source")).get_conn()
+                target = MigrationDatabaseHook(mparams.get("target_conn_id", "migration_target")).get_conn()
+                result = monitor_migration(state, control, source, target, connect, bootstrap,
+                                           thresholds_for(migration_id), [c.name for c in channels],
+                                           log_dirs)  # fmt: skip
+            except Exception:
+                log.exception("%s: monitoring failed this run; the other migrations are still checked", migration_id)
+                continue
+            summaries.append(result.summary())
+            log.info("%s (%s): open alerts %s; raised %s; resolved %s%s", migration_id, phase, result.open or "none",
+                     [a.condition for a in result.raised] or "none", result.resolved or "none",
+                     f"; not read: {result.unread}" if result.unread else "")  # fmt: skip
+            if result.halt:
+                log.error("P0 data loss on %s: triggering pg_migration_halt", migration_id)
+                halts.append({"migration_id": migration_id, "reason": "P0 data loss detected by pg_migration_monitor"})
+        sent = deliver(control, channels)
+        log.info("messages sent: %s", sent or "none")
+        return halts
+
+    TriggerDagRunOperator.partial(task_id="halt", trigger_dag_id="pg_migration_halt").expand(conf=evaluate())
+
+
+pg_migration_monitor()
