@@ -210,7 +210,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     differing = [d for d in diffs if not d.ok]
     print(f"{len(diffs) - len(differing)}/{len(diffs)} tables identical" + (
         f"; resync the differing ones: scripts/migration resync --migration-id {args.migration_id} "
-        + " ".join(f"--table {d.table}" for d in differing) if differing else ""))  # fmt: skip
+        + " ".join(f"--table {d.table.qualified}" for d in differing) if differing else ""))  # fmt: skip
     return 1 if differing else 0
 
 

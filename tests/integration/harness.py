@@ -53,6 +53,34 @@ def fail_active_runs(api: AirflowApiClient) -> None:
         api.request("PATCH", f"/dags/pg_migration/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
 
 
+ALERT_THRESHOLDS = "pgmigrate_alert_thresholds"  # the monitor's Airflow Variable (pgmigrate.monitor)
+
+
+def override_alert_thresholds(api: AirflowApiClient, migration_id: str, override: dict | None) -> None:
+    """Set (or, with None, remove) one migration's entry under `migrations` in the monitor's thresholds
+    Variable, keeping everything else in it."""
+    import json
+
+    from pgmigrate.airflow_api import AirflowApiError
+
+    try:
+        current = json.loads(api.request("GET", f"/variables/{ALERT_THRESHOLDS}")["value"])
+    except AirflowApiError:
+        current = {}
+    migrations = {k: v for k, v in current.get("migrations", {}).items() if k != migration_id}
+    if override:
+        migrations[migration_id] = override
+    current = {k: v for k, v in current.items() if k != "migrations"}
+    if migrations:
+        current["migrations"] = migrations
+    try:
+        api.request("DELETE", f"/variables/{ALERT_THRESHOLDS}")
+    except AirflowApiError:
+        pass
+    if current:
+        api.request("POST", "/variables", json={"key": ALERT_THRESHOLDS, "value": json.dumps(current)})
+
+
 def run_dag(api: AirflowApiClient, conf: dict, timeout: float = 600) -> tuple[str, dict, dict[str, str]]:
     """Trigger pg_migration and wait for it; returns (run_id, run, {task_id: state})."""
     api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})

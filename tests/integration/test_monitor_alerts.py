@@ -25,6 +25,7 @@ from harness import (
     conninfo,
     endpoint,
     forget_migration,
+    override_alert_thresholds,
     run_dag,
     run_other_dag,
 )
@@ -93,22 +94,6 @@ class Receiver:
         return self.messages(condition, status, since)
 
 
-def _variable(api, value: dict | None) -> None:
-    try:
-        api.request("DELETE", f"/variables/{VARIABLE}")
-    except AirflowApiError:
-        pass
-    if value:
-        api.request("POST", "/variables", json={"key": VARIABLE, "value": json.dumps(value)})
-
-
-def _current_variable(api) -> dict:
-    try:
-        return json.loads(api.request("GET", f"/variables/{VARIABLE}")["value"])
-    except AirflowApiError:
-        return {}
-
-
 def _forget() -> None:
     source, target = endpoint(SOURCE_PORT, SRC_DB), endpoint(TARGET_PORT, DST_DB)
     if database_exists(source) and database_exists(target):
@@ -129,8 +114,7 @@ def migration():
     with CONTROL.connect(autocommit=True) as conn:  # a rerun starts without the alerts of an earlier one
         conn.execute("DELETE FROM alert WHERE migration_id = %s", (MIGRATION_ID,))
         conn.execute("DELETE FROM lag_sample WHERE migration_id = %s", (MIGRATION_ID,))
-    previous = _current_variable(api)
-    _variable(api, {**previous, "migrations": {**previous.get("migrations", {}), MIGRATION_ID: OVERRIDE}})
+    override_alert_thresholds(api, MIGRATION_ID, OVERRIDE)
     try:
         api.request("DELETE", "/connections/alerts_webhook")
     except AirflowApiError:
@@ -159,11 +143,7 @@ def migration():
     finally:
         writer.stop()
         api.request("DELETE", "/connections/alerts_webhook")
-        current = _current_variable(api)
-        current.get("migrations", {}).pop(MIGRATION_ID, None)
-        if not current.get("migrations"):
-            current.pop("migrations", None)
-        _variable(api, current)
+        override_alert_thresholds(api, MIGRATION_ID, None)
         _forget()
         for conn_id in ("alert_source", "alert_target"):
             try:

@@ -19,6 +19,7 @@ from harness import (
     conninfo,
     endpoint,
     forget_migration,
+    override_alert_thresholds,
     run_dag,
     run_other_dag,
     wait_until_identical,
@@ -69,6 +70,8 @@ def _reset() -> None:
 @pytest.fixture(scope="module")
 def streaming_migration():
     api = airflow_api()
+    # This test damages the target on purpose: the monitor must not halt the migration for it (data loss).
+    override_alert_thresholds(api, MIGRATION_ID, {"halt_on_data_loss": False})
     _reset()
     recreate_database(endpoint(SOURCE_PORT, SRC_DB))
     recreate_database(endpoint(TARGET_PORT, DST_DB))
@@ -83,6 +86,8 @@ def streaming_migration():
     api.request("PATCH", "/dags/pg_validate", json={"is_paused": False})
     yield api
     shutil.rmtree(REPO / "include" / "great_expectations" / MIGRATION_ID, ignore_errors=True)
+    override_alert_thresholds(api, MIGRATION_ID, None)
+    STORE.upsert(MIGRATION_ID, phase="torn_down")  # the monitor stops watching it
     _reset()
     drop_database(endpoint(SOURCE_PORT, SRC_DB))
     drop_database(endpoint(TARGET_PORT, DST_DB))

@@ -111,6 +111,16 @@ class RequestResyncOperator(OperationOperator):
             )
         native = [t for t in wanted if needs_native_channel(known[t])]
         keyed = [t for t in wanted if t not in native]
+        if keyed:
+            # The incremental snapshot runs in the source connector: a halted (paused) pipeline would never do it.
+            connect, name = self.connect(), m.names.source_connector
+            state = connect.get_status(name)["connector"]["state"] if connect.exists(name) else "missing"
+            if state != "RUNNING":
+                raise AirflowFailException(
+                    f"{name} is {state}, so it cannot re-read tables. If the migration was halted, find out why "
+                    f"(scripts/migration status --migration-id {m.params.migration_id}), then run "
+                    "pg_migration_restart and this resync again."
+                )
         result = request_resync(m.source, m.target, m.names, keyed, native)
         result["target_conn_id"] = m.params.target_conn_id
         m.event("resync_requested", f"resync of {', '.join(t.qualified for t in wanted)}: target copies emptied, "
@@ -126,13 +136,13 @@ class ValidateTablesOperator(OperationOperator):
 
     def execute(self, context: Any) -> list[dict]:
         from pgmigrate.catalog import TableRef
-        from pgmigrate.validation import ValidationFailed, compare_tables, format_results, results_as_dicts
+        from pgmigrate.row_diff import diff_tables, format_diff
 
         m = self.migration(context)
         wanted = {TableRef(s, n) for s, n in m.run.tables}
-        results = compare_tables(m.source, m.target, [t for t in m.tables if t.ref in wanted])
-        self.log.info("validation of the resynced tables:\n%s", format_results(results))
-        if not all(r.ok for r in results):
-            raise ValidationFailed(results)
-        m.event("resynced", f"resync validated: {', '.join(r.table for r in results)} identical")
-        return results_as_dicts(results)
+        diffs = diff_tables(m.source, m.target, [t for t in m.tables if t.ref in wanted])
+        self.log.info("validation of the resynced tables:\n%s", format_diff(diffs))
+        if not all(d.ok for d in diffs):
+            raise AirflowFailException(f"resynced tables still differ: {format_diff([d for d in diffs if not d.ok])}")
+        m.event("resynced", f"resync validated: {', '.join(d.table.qualified for d in diffs)} identical")
+        return [d.as_dict() for d in diffs]
