@@ -18,6 +18,7 @@ from pgmigrate.operators.cutover import (
     StartReverseReplicationOperator,
     SwitchRouteOperator,
     SyncSequencesOperator,
+    ValidateForeignKeysOperator,
     VerifyCutoverOperator,
 )
 
@@ -42,6 +43,7 @@ resumes. Clients see a pause, never an error.
 | `switch_route` | PgBouncer routes the database to the target, `RELOAD`, `RESUME` |
 | `deploy_reverse_connectors` | after the pause: reverse connectors (target → source) start from that slot |
 | `verify` | a write through PgBouncer lands on the target; no server connection to the source |
+| `validate_foreign_keys` | foreign keys left NOT VALID while rows streamed in are validated (no write blocked) |
 | `abort_cutover` | only if `pause_writes` … `switch_route` failed: all undone, clients on the source, resumed |
 
 `dry_run=true` rehearses: pause, drain, final validation, resume on the source; nothing switches.
@@ -86,9 +88,10 @@ def pg_cutover():
     switch = SwitchRouteOperator(task_id="switch_route")
     reverse_connectors = DeployReverseConnectorsOperator(task_id="deploy_reverse_connectors", retries=2)
     verify = VerifyCutoverOperator(task_id="verify")
+    foreign_keys = ValidateForeignKeysOperator(task_id="validate_foreign_keys", retries=1)
     abort = AbortCutoverOperator(task_id="abort_cutover", trigger_rule="one_failed")
     chain(checklist, backup, prepare, pause, drain, final_validate, sequences, reverse, switch)
-    chain(switch, reverse_connectors, verify)
+    chain(switch, reverse_connectors, verify, foreign_keys)
     [pause, drain, final_validate, sequences, reverse, switch] >> abort
 
 

@@ -56,7 +56,8 @@ STORE = MigrationStateStore(PgEndpoint("127.0.0.1", 5435, "migration_control", "
 SCHEMA = """
 CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
 INSERT INTO accounts SELECT g, 0, 'n' FROM generate_series(1, 1000) g;
-CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, account int NOT NULL, amount int,
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                     account int NOT NULL REFERENCES accounts (id), amount int,
                      at timestamptz NOT NULL DEFAULT clock_timestamp());
 INSERT INTO orders (account, amount) SELECT g % 1000 + 1, g FROM generate_series(1, 500) g;
 CREATE TABLE events (id serial PRIMARY KEY, kind text, at timestamptz NOT NULL DEFAULT clock_timestamp());
@@ -349,6 +350,12 @@ def test_resync_repairs_a_damaged_table_while_streaming_continues(streaming_migr
 def test_cutover_under_load_has_zero_failed_transactions(streaming_migration, tmp_path):
     """After every aborted attempt above, the rerun of pg_cutover succeeds."""
     api = streaming_migration
+    # A foreign key still NOT VALID on the target (a child row arrived before its parent while streaming):
+    # the cutover validates it once everything is in.
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        conn.execute("ALTER TABLE orders DROP CONSTRAINT orders_account_fkey")
+        conn.execute("ALTER TABLE orders ADD CONSTRAINT orders_account_fkey FOREIGN KEY (account) "
+                     "REFERENCES accounts (id) NOT VALID")  # fmt: skip
     bench = Pgbench(tmp_path, rate=100, seconds=40)
     time.sleep(5)
     run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": True})
@@ -382,6 +389,10 @@ def test_cutover_under_load_has_zero_failed_transactions(streaming_migration, tm
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
         after = conn.execute("SELECT count(*) FROM events WHERE at > %s", (switched_at,)).fetchone()[0]
         target_seq = conn.execute("SELECT last_value FROM orders_id_seq").fetchone()[0]
+        fk_valid = conn.execute(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'orders_account_fkey'"
+        ).fetchone()
+    assert fk_valid == (True,), "validate_foreign_keys must validate what streaming left NOT VALID"
     assert after > 0, "pgbench's writes after the switch must land on the target"
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
         source_seq = conn.execute("SELECT last_value FROM orders_id_seq").fetchone()[0]

@@ -107,6 +107,14 @@ class SchemaCompareOperator(ValidationOperator):
             differences = compare_schemas(
                 self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id), list(params.schemas)
             )
+            if self.store().get(migration_id)["phase"] in ("caught_up", "streaming"):
+                # Until the cutover validates them, foreign keys may stay NOT VALID on the target by design
+                # (post_data: a child row can arrive before its parent while streaming).
+                pending = [d for d in differences if d.kind == "constraint_validated" and d.target == "NOT VALID"]
+                if pending:
+                    self.log.info("%s: %d foreign keys NOT VALID on the target until the cutover validates them: %s",
+                                  migration_id, len(pending), ", ".join(d.object for d in pending))  # fmt: skip
+                differences = [d for d in differences if d not in pending]
             self.log.info("schema of %s: %s", migration_id, format_schema_differences(differences))
             results[migration_id] = [d.as_dict() for d in differences]
         context["ti"].xcom_push(key="schema", value=results)
