@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
+from psycopg import sql  # noqa: E402
+
 from pgmigrate.airflow_api import AirflowApiClient  # noqa: E402
 from pgmigrate.checksums import set_canonical_session, table_checksum  # noqa: E402
 from pgmigrate.connect_client import ConnectClient  # noqa: E402
@@ -81,10 +83,12 @@ def reset(names: MigrationNames) -> None:
     recreate_database(SOURCE)
     recreate_database(TARGET)
     with CONTROL.connect(autocommit=True) as conn:
-        for table in ("migration", "migration_event", "lag_sample", "snapshot_table"):
+        # The earlier run's record, timeline, lag samples and alerts: the report covers this run only.
+        for table in ("migration", "migration_event", "lag_sample", "snapshot_table", "alert"):
             exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
             if exists:
-                conn.execute(f"DELETE FROM {table} WHERE migration_id = %s", (MIGRATION_ID,))  # noqa: S608
+                conn.execute(sql.SQL("DELETE FROM {} WHERE migration_id = %s").format(sql.Identifier(table)),
+                             (MIGRATION_ID,))  # fmt: skip
 
 
 def seed() -> None:
