@@ -312,11 +312,10 @@ def deep_validation(api: AirflowApiClient) -> bool:
 
 
 def write_demo_report() -> str:
-    from pgmigrate.cli import report_dir
     from pgmigrate.migration_report import write_report
-    from pgmigrate.report_data import collect_report_data
+    from pgmigrate.report_data import collect_report_data, default_report_dir
 
-    return write_report(collect_report_data(CONTROL, MIGRATION_ID), report_dir())["html"]
+    return write_report(collect_report_data(CONTROL, MIGRATION_ID), default_report_dir())["html"]
 
 
 if __name__ == "__main__":

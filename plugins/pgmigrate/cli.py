@@ -178,7 +178,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     conf = {"migration_id": args.migration_id, "tables": args.table or [], "mode": args.mode,
             "sample_size": args.sample_size}  # fmt: skip
     rc = _follow_dag("pg_validate", conf)
-    print(f"report: {report_dir() / f'{args.migration_id}-report.html'}")
+    from pgmigrate.report_data import default_report_dir
+
+    print(f"report: {default_report_dir() / f'{args.migration_id}-report.html'}")
     return rc
 
 
@@ -214,27 +216,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if differing else 0
 
 
-def report_dir() -> Path:
-    """Where reports go: `$PGMIGRATE_REPORT_DIR`, else `reports/` beside the backups (local stack: .stack/reports)."""
-    if os.environ.get("PGMIGRATE_REPORT_DIR"):
-        return Path(os.environ["PGMIGRATE_REPORT_DIR"])
-    backups = os.environ.get("PGMIGRATE_BACKUP_DIR")
-    return Path(backups).parent / "reports" if backups else Path.cwd() / "reports"
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from pgmigrate.migration_report import write_report
-    from pgmigrate.report_data import UnknownMigration, collect_report_data
+    from pgmigrate.report_data import UnknownMigration, collect_report_data, default_report_dir
 
     try:
         data = collect_report_data(DEFAULTS["control"], args.migration_id)
     except UnknownMigration as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    paths = write_report(data, Path(args.output) if args.output else report_dir())
+    paths = write_report(data, Path(args.output) if args.output else default_report_dir())
     print(f"markdown: {paths['markdown']}")
     print(paths["html"])
     return 0
+
+
+def _add_data_selection(parser: argparse.ArgumentParser) -> None:
+    """What `validate` and `compare` compare: the migration, its tables, full or sampled."""
+    parser.add_argument("--migration-id", required=True)
+    parser.add_argument("--table", action="append", help="schema.table (repeat; default all)")
+    parser.add_argument("--mode", choices=("full", "sample"), default="full")
+    parser.add_argument("--sample-size", type=int, default=1000)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,16 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     teardown.add_argument("--force", action="store_true", help="also when the migration is still streaming")
     teardown.set_defaults(func=cmd_teardown)
     validate = sub.add_parser("validate", help="run pg_validate (schema, row diff, GE, report) and follow it")
-    validate.add_argument("--migration-id", required=True)
-    validate.add_argument("--table", action="append", help="schema.table (repeat; default all)")
-    validate.add_argument("--mode", choices=("full", "sample"), default="full")
-    validate.add_argument("--sample-size", type=int, default=1000)
+    _add_data_selection(validate)
     validate.set_defaults(func=cmd_validate)
     compare = sub.add_parser("compare", help="compare the data now and print the differing keys (exit 1 if any)")
-    compare.add_argument("--migration-id", required=True)
-    compare.add_argument("--table", action="append", help="schema.table (repeat; default all)")
-    compare.add_argument("--mode", choices=("full", "sample"), default="full")
-    compare.add_argument("--sample-size", type=int, default=1000)
+    _add_data_selection(compare)
     compare.set_defaults(func=cmd_compare)
     report = sub.add_parser("report", help="write the HTML + markdown report of a migration; prints the HTML path")
     report.add_argument("--migration-id", required=True)

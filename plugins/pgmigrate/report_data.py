@@ -1,9 +1,10 @@
-"""What the migration report shows, read from the control database only (read-only queries), so a
-report can be written for any migration at any time, even when the servers it moved are gone."""
+"""What the migration report shows, read from the control database only, so a report can be written
+for any migration at any time, even when the servers it moved are gone."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from pathlib import Path
 
 from psycopg.rows import dict_row
 
@@ -16,17 +17,18 @@ class UnknownMigration(LookupError):
 
 
 def collect_report_data(control: PgEndpoint, migration_id: str, max_lag_samples: int = 5000) -> ReportData:
+    from pgmigrate.alerts import AlertStore
+    from pgmigrate.state import MigrationStateStore
+
+    store = MigrationStateStore(control)
+    store.ensure_schema()  # an older control DB gets the alert table
+    state = store.get(migration_id)
+    if state is None:
+        raise UnknownMigration(
+            f"no migration {migration_id!r} in the control database (scripts/migration list shows them)"
+        )
     with control.connect(autocommit=True) as conn:
         conn.row_factory = dict_row
-        state = conn.execute("SELECT * FROM migration WHERE migration_id = %s", (migration_id,)).fetchone()
-        if state is None:
-            raise UnknownMigration(
-                f"no migration {migration_id!r} in the control database (scripts/migration list shows them)"
-            )
-        events = conn.execute(
-            "SELECT at, phase, message, details FROM migration_event WHERE migration_id = %s ORDER BY at, id",
-            (migration_id,),
-        ).fetchall()
         # The newest samples, charted oldest first.
         samples = conn.execute(
             "SELECT at, end_to_end_seconds FROM (SELECT at, end_to_end_seconds FROM lag_sample "
@@ -38,20 +40,23 @@ def collect_report_data(control: PgEndpoint, migration_id: str, max_lag_samples:
             "WHERE migration_id = %s ORDER BY table_name",
             (migration_id,),
         ).fetchall()
-        alerts: list[dict[str, Any]] = []
-        if conn.execute("SELECT to_regclass('alert') IS NOT NULL AS present").fetchone()["present"]:
-            alerts = conn.execute(
-                "SELECT * FROM alert WHERE migration_id = %s ORDER BY raised_at", (migration_id,)
-            ).fetchall()
     validation = state.get("last_validation") or {}
     return ReportData(
         migration_id=migration_id,
         state=dict(state),
-        events=events,
+        events=store.events(migration_id, limit=100_000),
         lag_samples=[(s["at"], s["end_to_end_seconds"]) for s in samples],
         snapshot_tables=snapshot,
         validation=list(validation.get("tables") or []),
         validated_at=validation.get("at"),
         great_expectations=validation.get("great_expectations"),
-        alerts=alerts,
+        alerts=AlertStore(control).alerts(migration_id),
     )
+
+
+def default_report_dir() -> Path:
+    """`$PGMIGRATE_REPORT_DIR`, else `reports/` beside the backups (local stack: .stack/reports)."""
+    if os.environ.get("PGMIGRATE_REPORT_DIR"):
+        return Path(os.environ["PGMIGRATE_REPORT_DIR"])
+    backups = os.environ.get("PGMIGRATE_BACKUP_DIR")
+    return Path(backups).parent / "reports" if backups else Path.cwd() / "reports"

@@ -9,6 +9,7 @@ Each mapped compare pushes its result under the XCom key `diff` before it fails,
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -35,16 +36,23 @@ class ValidationOperator(BaseOperator):
         except InvalidParams as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    def store(self) -> MigrationStateStore:
+    @cached_property
+    def _store(self) -> MigrationStateStore:
         store = MigrationStateStore(MigrationDatabaseHook(self.control_conn_id).get_conn())
         store.ensure_schema()
         return store
 
-    def migration_params(self, migration_id: str) -> MigrationParams:
+    def store(self) -> MigrationStateStore:
+        return self._store
+
+    def state(self, migration_id: str) -> dict[str, Any]:
         state = self.store().get(migration_id)
         if state is None:
             raise AirflowFailException(f"migration {migration_id!r} has no state record (scripts/migration list)")
-        return MigrationParams.from_dict(state["params"])
+        return state
+
+    def migration_params(self, migration_id: str) -> MigrationParams:
+        return MigrationParams.from_dict(self.state(migration_id)["params"])
 
     @staticmethod
     def endpoint(conn_id: str) -> PgEndpoint:
@@ -61,7 +69,7 @@ class SelectValidationTargetsOperator(ValidationOperator):
         run = self.run_params(context)
         store = self.store()
         if run.migration_id:
-            self.migration_params(run.migration_id)  # fails with the reason when it is unknown
+            self.state(run.migration_id)  # fails with the reason when it is unknown
             migrations = [run.migration_id]
         else:
             with store.endpoint.connect(autocommit=True) as conn:
@@ -103,11 +111,12 @@ class SchemaCompareOperator(ValidationOperator):
         migration_ids = sorted({i["migration_id"] for i in context["ti"].xcom_pull(task_ids="select_tables") or []})
         results = {}
         for migration_id in migration_ids:
-            params = self.migration_params(migration_id)
+            state = self.state(migration_id)
+            params = MigrationParams.from_dict(state["params"])
             differences = compare_schemas(
                 self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id), list(params.schemas)
             )
-            if self.store().get(migration_id)["phase"] in ("caught_up", "streaming"):
+            if state["phase"] in ("caught_up", "streaming"):
                 # Until the cutover validates them, foreign keys may stay NOT VALID on the target by design
                 # (post_data: a child row can arrive before its parent while streaming).
                 pending = [d for d in differences if d.kind == "constraint_validated" and d.target == "NOT VALID"]
@@ -194,9 +203,8 @@ class ValidationReportOperator(ValidationOperator):
     Fails when anything differed, naming the tables and their first keys."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.cli import report_dir
         from pgmigrate.migration_report import write_report
-        from pgmigrate.report_data import collect_report_data
+        from pgmigrate.report_data import collect_report_data, default_report_dir
 
         ti = context["ti"]
         diffs = [d for d in (ti.xcom_pull(task_ids="data_compare", key="diff") or []) if d]
@@ -223,7 +231,7 @@ class ValidationReportOperator(ValidationOperator):
                 store.record_event(migration_id, "validation_failed", problems_here)
             else:
                 store.record_event(migration_id, "validated", f"pg_validate: {len(tables)} tables identical")
-            paths = write_report(collect_report_data(store.endpoint, migration_id), report_dir())
+            paths = write_report(collect_report_data(store.endpoint, migration_id), default_report_dir())
             reports[migration_id] = paths["html"]
             self.log.info("report for %s: %s", migration_id, paths["html"])
         unreachable = ti.xcom_pull(task_ids="select_tables", key="unreachable") or {}
