@@ -47,9 +47,13 @@ def airflow_api() -> AirflowApiClient:
     return AirflowApiClient(AIRFLOW_URL, "admin", "admin")
 
 
-def fail_active_runs(api: AirflowApiClient) -> None:
-    """pg_migration allows one active run: an interrupted earlier test's run must not block this one."""
+def fail_active_runs(api: AirflowApiClient, migration_id: str | None = None) -> None:
+    """pg_migration allows one active run: an interrupted earlier test's run of `migration_id` (of any
+    migration when None) must not block this one. Runs of other migrations are left to finish; a new
+    run queues behind them."""
     for run in api.request("GET", "/dags/pg_migration/dagRuns?state=running&state=queued")["dag_runs"]:
+        if migration_id is not None and (run.get("conf") or {}).get("migration_id") != migration_id:
+            continue
         api.request("PATCH", f"/dags/pg_migration/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
 
 
@@ -84,7 +88,7 @@ def override_alert_thresholds(api: AirflowApiClient, migration_id: str, override
 def run_dag(api: AirflowApiClient, conf: dict, timeout: float = 600) -> tuple[str, dict, dict[str, str]]:
     """Trigger pg_migration and wait for it; returns (run_id, run, {task_id: state})."""
     api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
-    fail_active_runs(api)
+    fail_active_runs(api, conf.get("migration_id"))
     run_id = api.trigger_dag("pg_migration", conf=conf)
     run = api.wait_for_dag_run("pg_migration", run_id, timeout=timeout, poll_seconds=3)
     return run_id, run, task_states(api, run_id)

@@ -117,8 +117,8 @@ def special_values_changes(i: int) -> list[tuple[str, tuple]]:
 @pytest.fixture
 def fidelity_databases():
     api = airflow_api()
-    fail_active_runs(api)
     for migration_id in ("e2e-copy", "e2e-debezium"):
+        fail_active_runs(api, migration_id)
         forget_migration(migration_id)
     recreate_database(endpoint(SOURCE_PORT, "e2e_src"))
     recreate_database(endpoint(TARGET_PORT, "e2e_dst"))
