@@ -34,7 +34,7 @@ CONNECT = ConnectClient("http://127.0.0.1:8083")
 @pytest.fixture
 def rerun_databases():
     api = airflow_api()
-    fail_active_runs(api)
+    fail_active_runs(api, MIGRATION_ID)
     for migration_id in (MIGRATION_ID,):
         forget_migration(migration_id)
     recreate_database(endpoint(SOURCE_PORT, "rerun_src"))
@@ -80,7 +80,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.3):
 def test_snapshot_killed_midway_then_rerun_is_identical(rerun_databases):
     api = rerun_databases
     api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
-    fail_active_runs(api)
+    fail_active_runs(api, MIGRATION_ID)
     writer = ConcurrentWriter("rerun_src", changes, rate=20).start()
     try:
         run_id = api.trigger_dag(
