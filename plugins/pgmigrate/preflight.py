@@ -27,7 +27,6 @@ from pgmigrate.native_replication import split_by_channel
 from pgmigrate.params import MigrationParams
 from pgmigrate.preflight_rules import (
     CheckResult,
-    _q,
     check_capacity,
     check_column_types,
     check_connection,
@@ -35,12 +34,17 @@ from pgmigrate.preflight_rules import (
     check_params,
     check_primary_keys,
     check_replica_identity,
-    check_role,
     check_subscription_rights,
     check_target_tables,
     check_wal_level,
     replica_identity_gaps,
     skipped,
+)
+from pgmigrate.privileges import (
+    check_source_privileges,
+    check_target_privileges,
+    read_source_role_facts,
+    read_target_role_facts,
 )
 
 log = logging.getLogger(__name__)
@@ -90,7 +94,22 @@ class PreflightReport:
                 + ", ".join(r.name for r in self.skipped)
                 + "."
             )
+        lines.extend(self.grant_script())
         return "\n".join(lines)
+
+    def grant_script(self) -> list[str]:
+        """The missing privileges' statements as one block per server, to paste into psql as a superuser."""
+        by_server: dict[str, list[str]] = {}
+        for r in self.failed:
+            if r.statements:
+                by_server.setdefault(r.run_on, []).extend(r.statements)
+        if not by_server:
+            return []
+        lines = ["Missing privileges: run as a superuser, then rerun preflight:"]
+        for run_on, statements in by_server.items():
+            lines.append(f"-- on the {run_on}:")
+            lines.extend(dict.fromkeys(statements))
+        return lines
 
     def raise_if_failed(self) -> None:
         if not self.ok:
@@ -158,28 +177,11 @@ def _apply_replica_identity_full(conn: psycopg.Connection, refs: list[TableRef])
             log.info("preflight: applied REPLICA IDENTITY FULL to %s", ref.qualified)
 
 
-def _role_facts(conn: psycopg.Connection, tables: list[TableInfo]) -> tuple[dict[str, Any], list[str], list[str]]:
-    name, superuser, replication, create_on_db = conn.execute(
-        "SELECT rolname, rolsuper, rolreplication, has_database_privilege(current_database(), 'CREATE') "
-        "FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    refs = [t.ref for t in tables]
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE'), has_table_privilege(c.oid, 'SELECT') "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
-        ([r.schema for r in refs], [r.name for r in refs]),
-    ).fetchall()
-    not_owned = [_q(s, r) for s, r, owns, _ in rows if not owns]
-    not_readable = [_q(s, r) for s, r, _, reads in rows if not reads]
-    role = {"name": name, "superuser": superuser, "replication": replication, "create_on_db": create_on_db}
-    return role, not_owned, not_readable
-
-
 def _subscription_facts(conn: psycopg.Connection) -> dict[str, Any]:
-    role, superuser, version, workers = conn.execute(
+    role, superuser, version, workers, dbname = conn.execute(
         "SELECT current_user, rolsuper, current_setting('server_version_num')::int, "
-        "current_setting('max_logical_replication_workers') FROM pg_roles WHERE rolname = current_user"
+        "current_setting('max_logical_replication_workers'), current_database() "
+        "FROM pg_roles WHERE rolname = current_user"
     ).fetchone()
     create = False
     if version >= 160000:
@@ -189,6 +191,8 @@ def _subscription_facts(conn: psycopg.Connection) -> dict[str, Any]:
         "superuser": superuser,
         "create_subscription": create,
         "max_logical_replication_workers": workers,
+        "server_version_num": version,
+        "dbname": dbname,
     }
 
 
@@ -248,9 +252,11 @@ def run_preflight(
                 report.results.append(_query_failed("source_checks", source, params.source_conn_id, exc))
         if src is None or tgt is None:
             which = "target" if tgt is None else "source"
-            report.results.extend(skipped(n, which) for n in ("target_tables", "target_subscription"))
+            report.results.extend(skipped(n, which) for n in ("target_role", "target_tables", "target_subscription"))
         else:
             try:
+                role_facts = read_target_role_facts(tgt, list(params.schemas), [t.ref for t in selected])
+                report.results.extend(check_target_privileges(role_facts))
                 states = _target_states(tgt, [t.ref for t in selected])
                 report.results.append(check_target_tables(states, target, params.target_conn_id))
                 native = len(split_by_channel(selected)[1])
@@ -306,8 +312,7 @@ def _source_checks(
     publication_exists = bool(
         conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (names.publication,)).fetchone()
     )
-    role, not_owned, not_readable = _role_facts(conn, selected)
-    results.append(check_role(role, source.dbname, not_owned, not_readable, publication_exists))
+    results.extend(check_source_privileges(read_source_role_facts(conn, available, selected, publication_exists)))
 
     gaps = replica_identity_gaps(selected, _leaf_identities(conn, selected))
     applied, error = [], None

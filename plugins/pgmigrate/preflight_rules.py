@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import sql
@@ -26,6 +26,10 @@ class CheckResult:
     fix: str = ""
     detail: str = ""  # what a passing check found or did (e.g. "applied REPLICA IDENTITY FULL to …")
     skipped: bool = False  # not run because a connection it needs failed
+    # A missing privilege: the exact statements (also in `fix`) and where to run them, gathered by the report
+    # into one copy-pasteable block per server.
+    statements: list[str] = field(default_factory=list)
+    run_on: str = ""
 
     @property
     def status(self) -> str:
@@ -125,35 +129,6 @@ def check_capacity(
     return CheckResult("replication_capacity", ok=True, detail=detail)
 
 
-def check_role(
-    role: Mapping[str, Any], dbname: str, not_owned: list[str], not_readable: list[str], publication_exists: bool
-) -> CheckResult:
-    """Debezium needs REPLICATION for its slot; creating the publication needs CREATE on the database and
-    ownership of every published table (superusers need neither); the snapshot needs SELECT."""
-    name = role["name"]
-    if role["superuser"]:
-        return CheckResult("source_role", ok=True, detail=f"role {name} is a superuser")
-    problems, fixes = [], []
-    if not role["replication"]:
-        problems.append(f"role {name} lacks the REPLICATION attribute")
-        fixes.append(f"ALTER ROLE {_q(name)} REPLICATION;")
-    if not publication_exists and not role["create_on_db"]:
-        problems.append(f"role {name} cannot create the publication (no CREATE on database {dbname})")
-        fixes.append(f"GRANT CREATE ON DATABASE {_q(dbname)} TO {_q(name)};")
-    if not publication_exists and not_owned:
-        problems.append(f"role {name} does not own {_n(len(not_owned), 'table')} to publish: {', '.join(not_owned)}")
-        fixes.append(
-            "\n".join(f"ALTER TABLE {t} OWNER TO {_q(name)};" for t in not_owned)
-            + "\n(or run the source connection as a superuser)"
-        )
-    if not_readable:
-        problems.append(f"role {name} cannot read {_n(len(not_readable), 'table')}: {', '.join(not_readable)}")
-        fixes.append("\n".join(f"GRANT SELECT ON {t} TO {_q(name)};" for t in not_readable))
-    if problems:
-        return CheckResult("source_role", ok=False, problem="; ".join(problems), fix="\n".join(fixes))
-    return CheckResult("source_role", ok=True, detail=f"role {name} has REPLICATION and can create the publication")
-
-
 def identifies_rows(replica_identity: str, has_pk: bool, has_identity_index: bool) -> bool:
     """Whether logical decoding can identify a relation's rows for UPDATE/DELETE."""
     return {"f": True, "i": has_identity_index, "d": has_pk}.get(replica_identity, False)
@@ -248,10 +223,21 @@ def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int) -> C
     name = "target_subscription"
     if not keyless_count:
         return CheckResult(name, ok=True, detail="no keyless tables: no subscription needed")
-    problems, fixes = [], []
+    problems, fixes, statements = [], [], []
     if not facts["superuser"] and not facts["create_subscription"]:
-        problems.append(f"target role {facts['role']} may not CREATE SUBSCRIPTION (needed for the keyless tables)")
-        fixes.append(f"GRANT pg_create_subscription TO {_q(facts['role'])};  -- PostgreSQL 16+; on 15 use a superuser")
+        problems.append(
+            f"target role {facts['role']} may not CREATE SUBSCRIPTION (needed for the {keyless_count} tables "
+            "without a primary key or with timetz columns, which travel by native logical replication)"
+        )
+        if int(facts.get("server_version_num", 160000)) >= 160000:
+            statements.append(f"GRANT pg_create_subscription TO {_q(facts['role'])};")
+        else:  # PostgreSQL 15: only a superuser may create a subscription.
+            statements.append(f"ALTER ROLE {_q(facts['role'])} SUPERUSER;")
+            fixes.append(
+                "(PostgreSQL 15 lets only a superuser CREATE SUBSCRIPTION: either that, or give those tables a "
+                "primary key, or leave them out of `tables`)"
+            )
+        fixes.insert(0, statements[0])
     if int(facts["max_logical_replication_workers"]) < 2:
         problems.append(
             f"max_logical_replication_workers is {facts['max_logical_replication_workers']} on the target; "
@@ -259,7 +245,14 @@ def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int) -> C
         )
         fixes.append("ALTER SYSTEM SET max_logical_replication_workers = 4; and restart the target.")
     if problems:
-        return CheckResult(name, ok=False, problem="; ".join(problems), fix="\n".join(fixes))
+        return CheckResult(
+            name,
+            ok=False,
+            problem="; ".join(problems),
+            fix="\n".join(fixes),
+            statements=statements,
+            run_on=f"target database {facts['dbname']!r}" if statements and "dbname" in facts else "target database",
+        )
     return CheckResult(name, ok=True, detail=f"target role {facts['role']} can create the native subscription")
 
 

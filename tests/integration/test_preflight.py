@@ -87,7 +87,8 @@ def test_good_schema_passes_every_check(dbs):
     assert report.ok, report.failure_message()
     assert {r.name for r in report.results} == {
         "source_connection", "target_connection", "params", "wal_level", "replication_capacity", "source_role",
-        "replica_identity", "primary_keys", "column_types", "names", "target_tables", "target_subscription",
+        "replica_identity", "primary_keys", "column_types", "names", "target_role", "target_tables",
+        "target_subscription",
     }  # fmt: skip
     assert "3 tables selected" in by_name(report)["params"].detail
     report.raise_if_failed()
@@ -173,11 +174,11 @@ def test_unknown_table_in_params_fails_naming_it(dbs):
 
 def test_role_without_replication_fails_with_alter_role_fix(norepl_role):
     report = run_preflight(norepl_role, TARGET, params())
-    result = by_name(report)["source_role"]
+    result = by_name(report)["source_role.replication"]
     assert not result.ok
     assert f"role {NOREPL_ROLE} lacks the REPLICATION attribute" in result.problem
     assert f'ALTER ROLE "{NOREPL_ROLE}" REPLICATION;' in result.fix
-    assert f'GRANT CREATE ON DATABASE "{DB}" TO "{NOREPL_ROLE}";' in result.fix  # and it owns no table
+    assert f'GRANT CREATE ON DATABASE "{DB}" TO "{NOREPL_ROLE}";' in by_name(report)["source_role.create"].fix
     assert f'ALTER ROLE "{NOREPL_ROLE}" REPLICATION;' in report.failure_message()
 
 

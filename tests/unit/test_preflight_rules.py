@@ -17,7 +17,6 @@ from pgmigrate.preflight_rules import (
     check_names,
     check_params,
     check_replica_identity,
-    check_role,
     check_target_tables,
     check_wal_level,
     replica_identity_gaps,
@@ -189,18 +188,6 @@ def test_capacity():
     # Rerun: the slot is ours; it needs a sender again only when it is not streaming.
     assert not check_capacity(settings, 4, 4, own_slot=True).ok
     assert check_capacity(settings, 4, 4, own_slot=True, own_slot_active=True).ok
-
-
-def test_role_without_replication_gets_alter_role_fix():
-    role = {"name": "app", "superuser": False, "replication": False, "create_on_db": False}
-    r = check_role(role, "shop", not_owned=['"public"."t"'], not_readable=[], publication_exists=False)
-    assert not r.ok
-    assert 'ALTER ROLE "app" REPLICATION;' in r.fix
-    assert 'GRANT CREATE ON DATABASE "shop" TO "app";' in r.fix
-    assert 'ALTER TABLE "public"."t" OWNER TO "app";' in r.fix
-    ok_role = {"name": "rep", "superuser": False, "replication": True, "create_on_db": True}
-    assert check_role(ok_role, "shop", [], [], publication_exists=False).ok
-    assert check_role({**role, "superuser": True}, "shop", ['"public"."t"'], [], False).ok
 
 
 def test_names_clash_unless_owned():
