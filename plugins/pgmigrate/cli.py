@@ -8,9 +8,11 @@ databases directly, so it answers even when Airflow is down.
     scripts/migration rollback --migration-id demo --reason "..." [--force]
     scripts/migration halt --migration-id demo --reason "..."   |   restart   |   teardown [--force]
     scripts/migration resync --migration-id demo --table public.orders [--table …]
+    scripts/migration recover --migration-id demo        (Kafka lost its data)
     scripts/migration validate --migration-id demo [--table public.orders] [--mode sample]
     scripts/migration compare --migration-id demo [--table public.orders]
     scripts/migration report --migration-id demo [--output DIR]
+    scripts/migration dlq --migration-id demo [--all] [--resync | --ack [--wait 60]]
 
 `cutover` and `rollback` trigger the DAG through Airflow's REST API and follow it (so it shows in the
 UI too), exit 0 when it succeeded and 1 otherwise.
@@ -155,6 +157,10 @@ def cmd_resync(args: argparse.Namespace) -> int:
     return _follow_dag("pg_migration_resync", {"migration_id": args.migration_id, "tables": args.table})
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    return _follow_dag("pg_migration_recover", {"migration_id": args.migration_id})
+
+
 def cmd_teardown(args: argparse.Namespace) -> int:
     return _follow_dag("pg_migration_teardown", {"migration_id": args.migration_id, "force": args.force})
 
@@ -231,6 +237,56 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """List the sink's dead letters (table, key, error); `--resync` re-reads exactly their keys from the
+    source, `--ack` acknowledges them once those rows equal the source. Exit 1 while any is unacknowledged."""
+    from pgmigrate import dead_letters as dl
+
+    store = MigrationStateStore(DEFAULTS["control"])
+    store.ensure_schema()
+    state = store.get(args.migration_id)
+    if state is None:
+        print(f"no migration {args.migration_id!r} in the control database (scripts/migration list)", file=sys.stderr)
+        return 2
+    names = MigrationNames(args.migration_id)
+    backlog = dl.read_backlog(DEFAULTS["bootstrap"], DEFAULTS["control"], names)
+    letters = dl.read_dead_letters(DEFAULTS["bootstrap"], names, backlog, everything=args.all)
+    print(dl.format_dead_letters(args.migration_id, letters, backlog, args.limit), flush=True)
+    if not (args.resync or args.ack):
+        return 1 if backlog.unacknowledged else 0
+    pending = letters if not args.all else dl.read_dead_letters(DEFAULTS["bootstrap"], names, backlog)
+    by_table = dl.keys_by_table(pending)
+    source = _endpoint_from_params(state["params"], "source_conn_id", "migration_source")
+    target = _endpoint_from_params(state["params"], "target_conn_id", "migration_target")
+    if args.resync:
+        connect = ConnectClient(DEFAULTS["connect_url"], timeout=5, retries=1)
+        name = names.source_connector
+        connector = connect.get_status(name)["connector"]["state"] if connect.exists(name) else "missing"
+        if connector != "RUNNING":
+            print(f"{name} is {connector}: it cannot re-read rows. Run scripts/migration restart --migration-id "
+                  f"{args.migration_id} first, then this again.", file=sys.stderr)  # fmt: skip
+            return 1
+        result = dl.request_keys_resync(source, target, names, by_table)
+        store.record_event(args.migration_id, "dead_letters", f"resync of {result['keys']} dead-lettered key(s) "
+                           f"signalled ({result['signal_id']})", **result)  # fmt: skip
+        print(f"resync {result['signal_id']}: {result['keys']} key(s) of {', '.join(result.get('tables', []))} "
+              f"deleted on the target and re-read from the source by {name}. When they match, acknowledge: "
+              f"scripts/migration dlq --migration-id {args.migration_id} --ack --wait 120")  # fmt: skip
+        return 0
+    deadline = time.monotonic() + args.wait
+    while (differing := dl.differing_keys(source, target, by_table)) and time.monotonic() < deadline:
+        time.sleep(2)
+    if differing and not args.force:
+        print(f"not acknowledged: these keys still differ from the source: {differing}. Fix the cause, run "
+              f"scripts/migration dlq --migration-id {args.migration_id} --resync, then --ack again "
+              "(--force acknowledges anyway).", file=sys.stderr)  # fmt: skip
+        return 1
+    count = dl.acknowledge(DEFAULTS["control"], args.migration_id, backlog, args.note or "")
+    print(f"acknowledged {count} dead letter(s); their keys match the source"
+          + (" (forced)" if differing else "") + ". The P0 dead_letters alert resolves on the next monitor run.")
+    return 0
+
+
 def _add_data_selection(parser: argparse.ArgumentParser) -> None:
     """What `validate` and `compare` compare: the migration, its tables, full or sampled."""
     parser.add_argument("--migration-id", required=True)
@@ -274,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     resync.add_argument("--migration-id", required=True)
     resync.add_argument("--table", action="append", required=True, help="schema.table (repeat for several)")
     resync.set_defaults(func=cmd_resync)
+    recover = sub.add_parser("recover", help="after Kafka lost its data: redeploy, re-snapshot, remove lost deletes, "
+                             "validate; run pg_migration_recover")  # fmt: skip
+    recover.add_argument("--migration-id", required=True)
+    recover.set_defaults(func=cmd_recover)
     teardown = sub.add_parser("teardown", help="remove connectors, slots, publications, topics of a migration")
     teardown.add_argument("--migration-id", required=True)
     teardown.add_argument("--force", action="store_true", help="also when the migration is still streaming")
@@ -288,6 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--migration-id", required=True)
     report.add_argument("--output", help="directory (default $PGMIGRATE_REPORT_DIR or .stack/reports)")
     report.set_defaults(func=cmd_report)
+    dlq = sub.add_parser("dlq", help="dead letters of the sink (dead_letter=true): list, --resync their keys, --ack")
+    dlq.add_argument("--migration-id", required=True)
+    dlq.add_argument("--all", action="store_true", help="also list records acknowledged earlier")
+    dlq.add_argument("--limit", type=int, default=50, help="records to print (default 50)")
+    action = dlq.add_mutually_exclusive_group()
+    action.add_argument("--resync", action="store_true", help="re-read the unacknowledged keys from the source")
+    action.add_argument("--ack", action="store_true", help="acknowledge them once their rows match the source")
+    dlq.add_argument("--wait", type=float, default=0, help="--ack: wait up to this many seconds for the rows to match")
+    dlq.add_argument("--force", action="store_true", help="--ack even though rows still differ")
+    dlq.add_argument("--note", help="--ack: what was fixed (goes in the timeline)")
+    dlq.set_defaults(func=cmd_dlq)
     args = parser.parse_args(argv)
     return args.func(args)
 

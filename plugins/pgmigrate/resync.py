@@ -91,6 +91,13 @@ def request_resync(
     if not tables:
         return {"signal_id": None, "signal_lsn": None, "native_tables": [t.qualified for t in native]}
     _empty_on_target(target, tables)
+    signal_id, lsn = signal_incremental_snapshot(source, names, tables)
+    return {"signal_id": signal_id, "signal_lsn": lsn, "native_tables": [t.qualified for t in native]}
+
+
+def signal_incremental_snapshot(source: PgEndpoint, names: MigrationNames, tables: list[TableRef]) -> tuple[str, str]:
+    """Insert the signal row (Debezium reads it from the WAL); (signal id, source LSN after it), the LSN
+    being what `resync_phase` waits for the connector's offsets to pass."""
     signal = execute_snapshot_signal(tables)
     with source.connect(autocommit=True) as conn:
         conn.execute(
@@ -101,7 +108,7 @@ def request_resync(
         )
         lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
     log.info("resync: signalled %s for %s at %s", signal["id"], ", ".join(t.qualified for t in tables), lsn)
-    return {"signal_id": signal["id"], "signal_lsn": lsn, "native_tables": [t.qualified for t in native]}
+    return signal["id"], lsn
 
 
 def lsn_to_int(lsn: str) -> int:
