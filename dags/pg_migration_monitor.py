@@ -20,6 +20,7 @@ cutover), reads Kafka Connect, Kafka, both databases and the state DB, and raise
 | P0 | `cutover_failed` | raised by `pg_cutover`'s failure callback; resolved here once cut over |
 | P1 | `lag_high` | every lag sample above `lag_seconds` (60) for `lag_window_seconds` (300) |
 | P1 | `validation_mismatch` | last validation differs while the pipeline is behind |
+| P1 | `schema_mismatch` | source and target schemas differ (DDL on the source): `scripts/migration schema-sync` |
 | P2 | `kafka_disk` / `task_restarted:<name>` | a Kafka log dir > `kafka_disk_percent` (80) / a task restarting |
 | P3 | `slow_query` | a query on the live source runs > `slow_query_seconds` (300) |
 

@@ -12,6 +12,7 @@ condition starts and one when it clears, however often the monitor runs.
 | P0 | `cutover_failed` | `pg_cutover` failed (its DAG failure notifier); clears once a cutover succeeds |
 | P1 | `lag_high` | every lag sample for `lag_window_seconds` is above `lag_seconds` |
 | P1 | `validation_mismatch` | the last validation found differences while the pipeline is behind |
+| P1 | `schema_mismatch` | source and target schemas differ (DDL on the source: logical decoding carries none) |
 | P2 | `kafka_disk` | a Kafka log dir's file system is fuller than `kafka_disk_percent` |
 | P2 | `task_restarted:<name>` | a task of a live connector is RESTARTING or UNASSIGNED |
 | P3 | `slow_query` | a query on the source runs longer than `slow_query_seconds` |
@@ -46,6 +47,9 @@ RUNBOOK = {
     "failed task's log, fix, rerun pg_cutover (dry_run=true first).",
     "lag_high": "check the sink connector (paused? failed? slow target?) and the target's load; "
     "scripts/migration lag shows the live numbers.",
+    "schema_mismatch": "DDL ran on the source. Run scripts/migration schema-sync --migration-id <id> "
+    "(pg_migration_schema_sync): it applies additive changes on the target, or halts the migration and names "
+    "the statement to run for a non-additive one.",
     "validation_mismatch": "wait until the pipeline is caught up, then validate again; persisting differences "
     "become a P0 data-loss alert.",
     "kafka_disk": "free space or grow the volume before Kafka stops accepting writes; check topic retention "
@@ -59,7 +63,8 @@ RUNBOOK = {
 MONITORED_PHASES = ("caught_up", "streaming", "cut_over")
 # Kinds `evaluate` decides; `cutover_failed` is raised by pg_cutover's failure notifier instead.
 MONITOR_KINDS = frozenset(
-    {"connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch", "kafka_disk", "slow_query"}
+    {"connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch", "kafka_disk", "slow_query",
+     "schema_mismatch"}
 )
 REVERSE_PHASES = ("cut_over",)
 
@@ -244,6 +249,23 @@ def slow_query_alert(
                                "query": str(q.get("query", ""))[:200]} for q in slow[:5]]})  # fmt: skip
 
 
+def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, Any]]) -> Alert | None:
+    """P1 while the schemas differ (`SchemaDifference.as_dict()` items, expected ones already left out): one
+    open row per migration, the message naming the differences found when it was raised."""
+    if not differences:
+        return None
+
+    def show(value: Any) -> str:
+        return "(absent)" if value is None else str(value)
+
+    shown = "; ".join(f"{d['kind']} {d['object']}: source {show(d['source'])} | target {show(d['target'])}"
+                      for d in differences[:5])  # fmt: skip
+    more = f" (+{len(differences) - 5} more)" if len(differences) > 5 else ""
+    return Alert(P1, "schema_mismatch", migration_id,
+                 f"schema mismatch: {len(differences)} difference(s) between source and target: {shown}{more}",
+                 {"differences": [dict(d) for d in differences[:50]], "count": len(differences)})  # fmt: skip
+
+
 @dataclass
 class Readings:
     """Everything the monitor read for one migration; None = could not be read (not evaluated)."""
@@ -256,6 +278,7 @@ class Readings:
     slow_queries: list[dict[str, Any]] | None = None
     last_validation: dict[str, Any] | None = None
     caught_up_seconds: float = 5.0
+    schema_differences: list[dict[str, Any]] | None = None  # schema drift (SchemaDifference.as_dict())
 
 
 def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open_conditions: set[str]) -> Evaluation:
@@ -278,6 +301,8 @@ def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open
         result.add("kafka_disk", filter(None, [kafka_disk_alert(migration_id, readings.kafka_disk, thresholds)]))
     if readings.slow_queries is not None:
         result.add("slow_query", filter(None, [slow_query_alert(migration_id, readings.slow_queries, thresholds)]))
+    if readings.schema_differences is not None:
+        result.add("schema_mismatch", filter(None, [schema_mismatch_alert(migration_id, readings.schema_differences)]))
     if readings.phase == "cut_over":
         result.evaluated.add("cutover_failed")  # a cutover succeeded since: an earlier failure is resolved
     return result

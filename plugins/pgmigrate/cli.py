@@ -161,6 +161,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return _follow_dag("pg_migration_recover", {"migration_id": args.migration_id})
 
 
+def cmd_schema_sync(args: argparse.Namespace) -> int:
+    return _follow_dag("pg_migration_schema_sync", {"migration_id": args.migration_id})
+
+
 def cmd_teardown(args: argparse.Namespace) -> int:
     return _follow_dag("pg_migration_teardown", {"migration_id": args.migration_id, "force": args.force})
 
@@ -334,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
                              "validate; run pg_migration_recover")  # fmt: skip
     recover.add_argument("--migration-id", required=True)
     recover.set_defaults(func=cmd_recover)
+    schema_sync = sub.add_parser("schema-sync", help="apply DDL run on the source to the target (additive) or halt "
+                                 "naming the statement; run pg_migration_schema_sync")  # fmt: skip
+    schema_sync.add_argument("--migration-id", required=True)
+    schema_sync.set_defaults(func=cmd_schema_sync)
     teardown = sub.add_parser("teardown", help="remove connectors, slots, publications, topics of a migration")
     teardown.add_argument("--migration-id", required=True)
     teardown.add_argument("--force", action="store_true", help="also when the migration is still streaming")

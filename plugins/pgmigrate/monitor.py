@@ -148,6 +148,8 @@ def monitor_migration(
     readings.kafka_disk = attempt("Kafka log dirs", lambda: read_kafka_disk(kafka_log_dirs)) if kafka_log_dirs else None
     readings.slow_queries = attempt("pg_stat_activity",
                                     lambda: read_slow_queries(live_source, thresholds.slow_query_seconds))  # fmt: skip
+    # Schema drift (DDL on the source): two catalog reads, no dump, so every run can afford it.
+    readings.schema_differences = attempt("schemas", lambda: _schema_drift(state, source, target))
 
     alerts = AlertStore(control)
     evaluation = evaluate(migration_id, readings, thresholds, alerts.open_conditions(migration_id))
@@ -156,6 +158,14 @@ def monitor_migration(
         result.halt = True
     result.open = sorted(alerts.open_conditions(migration_id))
     return result
+
+
+def _schema_drift(state: dict[str, Any], source: PgEndpoint, target: PgEndpoint) -> list[dict[str, Any]]:
+    from pgmigrate.params import MigrationParams
+    from pgmigrate.schema_sync import read_drift
+
+    params = MigrationParams.from_dict(state.get("params") or {"migration_id": state["migration_id"]})
+    return [d.as_dict() for d in read_drift(source, target, params, state["phase"])]
 
 
 def resolve_all(control: PgEndpoint, migration_id: str) -> list[str]:
