@@ -70,6 +70,14 @@ PARAMS = {
         False, type="boolean", description="Apply REPLICA IDENTITY FULL to source tables without a primary key"
     ),
     "copy_parallelism": Param(4, type="integer", minimum=1, maximum=32, description="Parallel COPY workers"),
+    "dead_letter": Param(
+        False,
+        type="boolean",
+        description="false (default): a record the sink cannot process FAILs it (P0). true: records Kafka Connect "
+        "cannot convert go to the migration's dead letter topic and the sink goes on; still a P0 alert that blocks "
+        "cutover until `scripts/migration dlq` resyncs and acknowledges them. (Debezium 3.6's JDBC sink still "
+        "FAILs on rows the target rejects, e.g. a constraint: see the README.)",
+    ),
 }
 
 

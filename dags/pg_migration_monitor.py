@@ -18,6 +18,7 @@ cutover), reads Kafka Connect, Kafka, both databases and the state DB, and raise
 | P0 | `connector_failed:<name>` | a live connector or task FAILED, or the connector is missing |
 | P0 | `data_loss` | last validation differs and the pipeline is caught up: **`pg_migration_halt` is triggered** |
 | P0 | `cutover_failed` | raised by `pg_cutover`'s failure callback; resolved here once cut over |
+| P0 | `dead_letters` | the sink's DLQ holds unacknowledged records: `scripts/migration dlq` (resolved by `--ack`) |
 | P1 | `lag_high` | every lag sample above `lag_seconds` (60) for `lag_window_seconds` (300) |
 | P1 | `validation_mismatch` | last validation differs while the pipeline is behind |
 | P1 | `schema_mismatch` | source and target schemas differ (DDL on the source): `scripts/migration schema-sync` |

@@ -69,3 +69,30 @@ CREATE TABLE IF NOT EXISTS alert (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alert_open_once ON alert (migration_id, condition) WHERE resolved_at IS NULL;
 CREATE INDEX IF NOT EXISTS alert_by_migration ON alert (migration_id, raised_at);
+
+-- Dead letters (pgmigrate.dead_letters): how far the on-call person acknowledged the sink's DLQ topic,
+-- per partition, after resyncing the keys it holds. Records past these offsets are a P0 and block cutover.
+-- `topic_id`: a DLQ topic deleted and created again (reset, teardown) does not inherit the old offsets.
+CREATE TABLE IF NOT EXISTS dead_letter_ack (
+    migration_id  text PRIMARY KEY,
+    topic_id      text NOT NULL,
+    offsets       jsonb NOT NULL,    -- {"<partition>": <next offset not acknowledged>}
+    records       bigint NOT NULL,   -- how many records this acknowledgement covered in all
+    acked_at      timestamptz NOT NULL DEFAULT now(),
+    note          text NOT NULL DEFAULT ''
+);
+
+-- Throughput and errors per monitor run (pgmigrate.throughput), beside lag_sample: records produced to the
+-- migration's data topics and applied by the sink (offset totals; rates are deltas between samples), DLQ
+-- records and FAILED tasks.
+CREATE TABLE IF NOT EXISTS throughput_sample (
+    migration_id        text NOT NULL,
+    at                  timestamptz NOT NULL DEFAULT now(),
+    produced_total      bigint,
+    applied_total       bigint,
+    produced_per_second double precision,
+    applied_per_second  double precision,
+    dead_letters        bigint,
+    failed_tasks        integer,
+    PRIMARY KEY (migration_id, at)
+);

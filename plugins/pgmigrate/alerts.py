@@ -10,6 +10,7 @@ condition starts and one when it clears, however often the monitor runs.
 | P0 | `connector_failed:<name>` | a live connector or one of its tasks is FAILED, or the connector is gone |
 | P0 | `data_loss` | the last validation found differences and the pipeline is caught up now (halt) |
 | P0 | `cutover_failed` | `pg_cutover` failed (its DAG failure notifier); clears once a cutover succeeds |
+| P0 | `dead_letters` | the sink's DLQ topic holds records past the acknowledged offsets (`dead_letter=true`) |
 | P1 | `lag_high` | every lag sample for `lag_window_seconds` is above `lag_seconds` |
 | P1 | `validation_mismatch` | the last validation found differences while the pipeline is behind |
 | P1 | `schema_mismatch` | source and target schemas differ (DDL on the source: logical decoding carries none) |
@@ -43,6 +44,9 @@ RUNBOOK = {
     "pg_migration_restart (scripts/migration restart).",
     "data_loss": "do not cut over; the monitor halts the pipeline (pg_migration_halt) unless halt_on_data_loss "
     "is off. Compare the tables named here, resync them (pg_migration_resync), then pg_migration_restart.",
+    "dead_letters": "the target misses the changes listed by scripts/migration dlq --migration-id <id>: fix their "
+    "cause, then `dlq --resync` (re-reads exactly those keys from the source) and `dlq --ack`; cutover is refused "
+    "until then.",
     "cutover_failed": "clients stay on the source (abort_cutover undoes a failure inside the pause). Read the "
     "failed task's log, fix, rerun pg_cutover (dry_run=true first).",
     "lag_high": "check the sink connector (paused? failed? slow target?) and the target's load; "
@@ -64,7 +68,7 @@ MONITORED_PHASES = ("caught_up", "streaming", "cut_over")
 # Kinds `evaluate` decides; `cutover_failed` is raised by pg_cutover's failure notifier instead.
 MONITOR_KINDS = frozenset(
     {"connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch", "kafka_disk", "slow_query",
-     "schema_mismatch"}
+     "dead_letters", "schema_mismatch"}
 )
 REVERSE_PHASES = ("cut_over",)
 
@@ -249,6 +253,17 @@ def slow_query_alert(
                                "query": str(q.get("query", ""))[:200]} for q in slow[:5]]})  # fmt: skip
 
 
+def dead_letter_alert(migration_id: str, unacknowledged: int) -> Alert | None:
+    """P0 while the DLQ holds records not acknowledged: each is a change the target does not have. One
+    open row however many arrive (the count in the message is the one at raise time); resolved by `dlq --ack`."""
+    if unacknowledged <= 0:
+        return None
+    from pgmigrate.dead_letters import dead_letter_alert_text
+
+    return Alert(P0, "dead_letters", migration_id, dead_letter_alert_text(migration_id, unacknowledged),
+                 {"unacknowledged": unacknowledged})  # fmt: skip
+
+
 def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, Any]]) -> Alert | None:
     """P1 while the schemas differ (`SchemaDifference.as_dict()` items, expected ones already left out): one
     open row per migration, the message naming the differences found when it was raised."""
@@ -278,6 +293,7 @@ class Readings:
     slow_queries: list[dict[str, Any]] | None = None
     last_validation: dict[str, Any] | None = None
     caught_up_seconds: float = 5.0
+    dead_letters: int | None = None  # unacknowledged DLQ records
     schema_differences: list[dict[str, Any]] | None = None  # schema drift (SchemaDifference.as_dict())
 
 
@@ -301,6 +317,8 @@ def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open
         result.add("kafka_disk", filter(None, [kafka_disk_alert(migration_id, readings.kafka_disk, thresholds)]))
     if readings.slow_queries is not None:
         result.add("slow_query", filter(None, [slow_query_alert(migration_id, readings.slow_queries, thresholds)]))
+    if readings.dead_letters is not None:
+        result.add("dead_letters", filter(None, [dead_letter_alert(migration_id, readings.dead_letters)]))
     if readings.schema_differences is not None:
         result.add("schema_mismatch", filter(None, [schema_mismatch_alert(migration_id, readings.schema_differences)]))
     if readings.phase == "cut_over":

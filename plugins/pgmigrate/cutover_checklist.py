@@ -28,8 +28,10 @@ def evaluate_checklist(
     connectors_detail: str,
     route: str | None,
     source_address: str,
+    dead_letters: tuple[bool, str] = (True, "no dead letter queue read"),
 ) -> list[ChecklistItem]:
-    """`route`: where PgBouncer sends the database now (host:port/db), None when PgBouncer is unreachable."""
+    """`route`: where PgBouncer sends the database now (host:port/db), None when PgBouncer is unreachable.
+    `dead_letters`: (ok, detail) from `dead_letters.checklist_detail`: unacknowledged DLQ records refuse."""
     items = []
     phase = state["phase"] if state else None
     items.append(
@@ -60,6 +62,7 @@ def evaluate_checklist(
         )
     )
     items.append(ChecklistItem("connectors", connectors_state == RUNNING, connectors_detail))
+    items.append(ChecklistItem("dead_letters", *dead_letters))
     if route is None:
         route_detail = "PgBouncer unreachable"
     elif route == source_address:

@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pgmigrate.throughput_chart import throughput_chart_svg, throughput_summary
+
 PAUSE_PHASES = ("cut_over", "cutover_aborted", "cutover_dry_run", "switched_back")
 ROLLBACK_PHASES = ("rollback_started", "rollback_forced", "switched_back", "rolled_back", "rollback_report")
 
@@ -30,6 +32,7 @@ class ReportData:
     validated_at: str | None = None
     great_expectations: dict[str, Any] | None = None  # checkpoint summary, with its Data Docs path
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    throughput_samples: list[dict[str, Any]] = field(default_factory=list)  # pgmigrate.throughput, oldest first
     generated_at: datetime = field(default_factory=datetime.now)
 
 
@@ -181,6 +184,8 @@ def render_html(data: ReportData) -> str:
 <p class="muted">Generated {_when(data.generated_at)} from the migration control database.</p>
 <h2>Summary</h2>{_table(["", ""], summary, "summary")}
 <h2>End-to-end lag</h2>{lag_chart_svg(data.lag_samples)}
+<h2>Throughput and errors</h2><p class="muted">{_e(throughput_summary(data.throughput_samples))}</p>
+{throughput_chart_svg(data.throughput_samples)}
 <h2>Validation per table</h2>{_table(["table", "result", "source rows", "target rows", "row-level differences"],
                                       validation_rows, "validation")}
 <h2>Great Expectations</h2>{ge_html}
@@ -199,6 +204,8 @@ def render_markdown(data: ReportData) -> str:
     lags = [lag for _, lag in data.lag_samples if lag is not None]
     if lags:
         lines.append(f"- lag samples: {len(lags)}, max {max(lags):.2f}s, last {lags[-1]:.2f}s")
+    if data.throughput_samples:
+        lines.append(f"- throughput: {throughput_summary(data.throughput_samples)}")
     for e in data.events:
         if "pause_seconds" in (e.get("details") or {}):
             lines.append(f"- {e['phase']}: write pause {e['details']['pause_seconds']:.2f}s")

@@ -148,6 +148,17 @@ def monitor_migration(
     readings.kafka_disk = attempt("Kafka log dirs", lambda: read_kafka_disk(kafka_log_dirs)) if kafka_log_dirs else None
     readings.slow_queries = attempt("pg_stat_activity",
                                     lambda: read_slow_queries(live_source, thresholds.slow_query_seconds))  # fmt: skip
+    if bootstrap:
+        # Dead letters of the forward sink (the only one with a DLQ), in every monitored phase: an
+        # unacknowledged one stays a P0 until `scripts/migration dlq --ack`.
+        from pgmigrate.dead_letters import read_backlog
+        from pgmigrate.throughput import sample_throughput
+
+        readings.dead_letters = attempt("dead letter topic", lambda: read_backlog(
+            bootstrap, control, MigrationNames(migration_id)).unacknowledged)  # fmt: skip
+        statuses = readings.connector_statuses
+        attempt("throughput", lambda: sample_throughput(control, migration_id, names, bootstrap, statuses,
+                                                        readings.dead_letters))  # fmt: skip
     # Schema drift (DDL on the source): two catalog reads, no dump, so every run can afford it.
     readings.schema_differences = attempt("schemas", lambda: _schema_drift(state, source, target))
 

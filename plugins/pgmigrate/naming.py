@@ -92,6 +92,12 @@ class MigrationNames:
         return f"__debezium-heartbeat.{self.topic_prefix}"
 
     @property
+    def dead_letter_topic(self) -> str:
+        """The sink's dead letter queue (with `dead_letter=true`): records it could not write, with Connect's
+        error headers. Outside `<prefix>.` so the sink's topics.regex never subscribes to it."""
+        return f"__pgmigrate-dlq.{self.topic_prefix}"
+
+    @property
     def sink_consumer_group(self) -> str:
         """Kafka Connect names a sink's consumer group `connect-<connector name>`."""
         return f"connect-{self.sink_connector}"

@@ -43,6 +43,7 @@ class MigrationParams:
     snapshot_method: str = "copy"
     replica_identity_full_for_no_pk: bool = False
     copy_parallelism: int = 4
+    dead_letter: bool = False  # records the sink cannot write go to a DLQ topic (P0 alert) instead of failing it
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -86,6 +87,7 @@ class MigrationParams:
             snapshot_method=method,
             replica_identity_full_for_no_pk=bool(raw.get("replica_identity_full_for_no_pk", False)),
             copy_parallelism=parallelism,
+            dead_letter=bool(raw.get("dead_letter", False)),
         )
 
 

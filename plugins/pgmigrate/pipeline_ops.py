@@ -36,16 +36,24 @@ class Direction:
 
 
 def desired_configs(
-    direction: Direction, tables: list[TableRef], schemas: list[str], snapshot_method: str, secrets_dir: str
+    direction: Direction,
+    tables: list[TableRef],
+    schemas: list[str],
+    snapshot_method: str,
+    secrets_dir: str,
+    dead_letter: bool = False,
 ) -> dict[str, dict[str, str]]:
-    """What the two connectors' configs must be, built the same way as when they were deployed."""
+    """What the two connectors' configs must be, built the same way as when they were deployed
+    (`dead_letter`: the forward sink's DLQ; the reverse pipeline is always fail-fast)."""
     names, origin, destination = direction.names, direction.origin, direction.destination
     secrets = write_secrets_file(secrets_dir, names, origin.password, destination.password)
     # The reverse pipeline never snapshots; the forward one keeps its method (the offsets say it is done).
     method = "copy" if names.reverse else snapshot_method
     return {
         names.source_connector: build_source_config(names, origin, tables, method, secrets),
-        names.sink_connector: build_sink_config(names, destination, schemas, secrets),
+        names.sink_connector: build_sink_config(
+            names, destination, schemas, secrets, dead_letter=dead_letter and not names.reverse
+        ),
     }
 
 

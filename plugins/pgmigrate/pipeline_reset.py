@@ -31,11 +31,13 @@ def remove_connectors(connect: ConnectClient, names: MigrationNames) -> list[str
 
 
 def delete_topics(bootstrap_servers: str, names: MigrationNames, timeout: float = 60.0) -> list[str]:
-    """Delete the migration's data and heartbeat topics and wait until the broker no longer lists them."""
+    """Delete the migration's data, heartbeat and dead letter topics and wait until the broker no longer
+    lists them."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    pattern = re.compile(rf"^({re.escape(names.topic_prefix)}\.|{re.escape(names.heartbeat_topic)}$)")
+    own = "|".join(re.escape(t) for t in (names.heartbeat_topic, names.dead_letter_topic))
+    pattern = re.compile(rf"^({re.escape(names.topic_prefix)}\.|({own})$)")
     topics = [t for t in admin.list_topics(timeout=10).topics if pattern.match(t)]
     if not topics:
         return []

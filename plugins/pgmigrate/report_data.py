@@ -19,6 +19,7 @@ class UnknownMigration(LookupError):
 def collect_report_data(control: PgEndpoint, migration_id: str, max_lag_samples: int = 5000) -> ReportData:
     from pgmigrate.alerts import AlertStore
     from pgmigrate.state import MigrationStateStore
+    from pgmigrate.throughput import throughput_samples
 
     store = MigrationStateStore(control)
     store.ensure_schema()  # an older control DB gets the alert table
@@ -51,6 +52,7 @@ def collect_report_data(control: PgEndpoint, migration_id: str, max_lag_samples:
         validated_at=validation.get("at"),
         great_expectations=validation.get("great_expectations"),
         alerts=AlertStore(control).alerts(migration_id),
+        throughput_samples=throughput_samples(control, migration_id),
     )
 
 

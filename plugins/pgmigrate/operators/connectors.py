@@ -33,7 +33,7 @@ class DeployConnectorsOperator(MigrationOperator):
         hook = KafkaConnectHook(self.kafka_connect_conn_id)
         secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)
         source_config = build_source_config(names, source, tables, params.snapshot_method, secrets)
-        sink_config = build_sink_config(names, target, list(params.schemas), secrets)
+        sink_config = build_sink_config(names, target, list(params.schemas), secrets, params.dead_letter)
 
         hook.validate_or_raise(SOURCE_CLASS, source_config, name=names.source_connector)
         hook.validate_or_raise(SINK_CLASS, sink_config, name=names.sink_connector)

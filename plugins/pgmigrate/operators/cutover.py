@@ -185,6 +185,7 @@ class CutoverChecklistOperator(CutoverOperator):
         statuses = {n: connect.get_status(n) if connect.exists(n) else None
                     for n in (m.names.source_connector, m.names.sink_connector)}  # fmt: skip
         connectors_state, connectors_detail = assess_connectors(statuses)
+        dead_letters = self.dead_letter_check(m)
         try:
             route = self.switch().current_route(m.database)
             route_text = f"{route.host}:{route.port}/{route.dbname}"
@@ -201,6 +202,7 @@ class CutoverChecklistOperator(CutoverOperator):
             connectors_detail,
             route_text,
             _address(m.source),
+            dead_letters,
         )
         self.log.info("pre-cutover checklist for %s:\n%s", m.params.migration_id, format_checklist(items))
         failed = [i for i in items if not i.ok]
@@ -211,6 +213,17 @@ class CutoverChecklistOperator(CutoverOperator):
                 + ". Fix these (scripts/migration status shows the details), then trigger pg_cutover again."
             )
         return {"checklist": [i.__dict__ for i in items]}
+
+    def dead_letter_check(self, m: Migration) -> tuple[bool, str]:
+        """Unacknowledged records in the forward sink's DLQ refuse the cutover (an unreadable DLQ too)."""
+        from pgmigrate.dead_letters import checklist_detail, read_backlog
+
+        try:
+            backlog = read_backlog(self.bootstrap(), m.store.endpoint, m.names)
+        except Exception as exc:
+            self.log.warning("dead letter topic %s: %s", m.names.dead_letter_topic, exc)
+            backlog = None
+        return checklist_detail(m.params.migration_id, backlog)
 
 
 class PrepareReverseOperator(CutoverOperator):

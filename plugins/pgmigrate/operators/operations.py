@@ -54,7 +54,8 @@ class RestartMigrationOperator(OperationOperator):
         actions = []
         for direction in self.live_directions(m):
             desired = desired_configs(
-                direction, [t.ref for t in keyed], list(m.params.schemas), m.params.snapshot_method, secrets_dir
+                direction, [t.ref for t in keyed], list(m.params.schemas), m.params.snapshot_method, secrets_dir,
+                m.params.dead_letter,
             )
             actions += restart(connect, desired)
         m.event("restarted", "; ".join(actions) or "connectors already RUNNING", actions=actions)

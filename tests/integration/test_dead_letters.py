@@ -1,0 +1,217 @@
+"""Dead letters on the real stack, one migration with `dead_letter=true`.
+
+(a) A CHECK constraint only the target has, and a source write that violates it: Debezium 3.6.0's JDBC
+sink does not hand write failures to Connect's DLQ, so the task FAILs (the monitor's existing P0) and the
+change is not skipped; dropping the constraint and restarting the task applies it.
+(b) A record Kafka Connect cannot convert (a corrupted value under a real key of a data topic; meanwhile
+the target's copy of that row went stale): it lands in the DLQ with Connect's error headers, the sink stays
+RUNNING and applies later rows, the monitor raises exactly one P0 (`dead_letters`), `scripts/migration dlq`
+names table, key and error, `--ack` and the pre-cutover checklist refuse; `dlq --resync` re-reads exactly
+that key, `--ack --wait` acknowledges once it matches, the independent comparison finds the target
+identical, the next monitor run resolves the alert, and throughput samples were recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from harness import (
+    SOURCE_PORT,
+    TARGET_PORT,
+    airflow_api,
+    conninfo,
+    endpoint,
+    forget_migration,
+    run_dag,
+    run_other_dag,
+    wait_until_identical,
+)
+
+from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
+from pgmigrate.alerts import AlertStore
+from pgmigrate.connect_client import ConnectClient
+from pgmigrate.cutover_checklist import evaluate_checklist
+from pgmigrate.databases import database_exists, drop_database, recreate_database
+from pgmigrate.dead_letters import checklist_detail, read_backlog
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.monitor import resolve_all
+from pgmigrate.naming import MigrationNames
+from pgmigrate.state import MigrationStateStore
+from pgmigrate.teardown import teardown_migration
+from pgmigrate.throughput import throughput_samples
+
+pytestmark = pytest.mark.integration
+
+MIGRATION_ID = "dlq-e2e"
+SRC_DB, DST_DB = "dlq_src", "dlq_dst"
+SOURCE_CONN, TARGET_CONN = "dlq_source", "dlq_target"
+NAMES = MigrationNames(MIGRATION_ID)
+CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
+STORE = MigrationStateStore(CONTROL)
+BOOTSTRAP = "127.0.0.1:9092"
+CLI = Path(__file__).resolve().parents[2] / "scripts" / "migration"
+
+SCHEMA = """
+CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, note text);
+INSERT INTO items SELECT g, g, 'seed' FROM generate_series(1, 50) g;
+"""
+
+
+def _forget() -> None:
+    source, target = endpoint(SOURCE_PORT, SRC_DB), endpoint(TARGET_PORT, DST_DB)
+    if database_exists(source) and database_exists(target):
+        teardown_migration(CONNECT, BOOTSTRAP, source, NAMES, target=target)
+    else:
+        forget_migration(MIGRATION_ID)
+    if STORE.get(MIGRATION_ID):
+        STORE.upsert(MIGRATION_ID, phase="torn_down")
+        resolve_all(CONTROL, MIGRATION_ID)
+
+
+@pytest.fixture(scope="module")
+def migration():
+    api = airflow_api()
+    _forget()
+    STORE.ensure_schema()
+    with CONTROL.connect(autocommit=True) as conn:  # a rerun starts without an earlier run's leftovers
+        for table in ("alert", "dead_letter_ack", "throughput_sample"):
+            conn.execute(f"DELETE FROM {table} WHERE migration_id = %s", (MIGRATION_ID,))  # noqa: S608 - fixed names
+    recreate_database(endpoint(SOURCE_PORT, SRC_DB))
+    recreate_database(endpoint(TARGET_PORT, DST_DB))
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    put_postgres_connection(api, SOURCE_CONN, endpoint(SOURCE_PORT, SRC_DB))
+    put_postgres_connection(api, TARGET_CONN, endpoint(TARGET_PORT, DST_DB))
+    try:
+        run_id, run, states = run_dag(api, {"migration_id": MIGRATION_ID, "source_conn_id": SOURCE_CONN,
+                                            "target_conn_id": TARGET_CONN, "dead_letter": True})  # fmt: skip
+        assert run["state"] == "success", f"pg_migration {run_id}: {states}"
+        yield api
+    finally:
+        _forget()
+        for conn_id in (SOURCE_CONN, TARGET_CONN):
+            try:
+                api.request("DELETE", f"/connections/{conn_id}")
+            except AirflowApiError:
+                pass
+        drop_database(endpoint(SOURCE_PORT, SRC_DB))
+        drop_database(endpoint(TARGET_PORT, DST_DB))
+
+
+def run_monitor(api) -> None:
+    run_id, run, states = run_other_dag(api, "pg_migration_monitor", {"migration_ids": [MIGRATION_ID]}, timeout=240)
+    assert run["state"] == "success", f"pg_migration_monitor {run_id}: {states}"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CLI), "dlq", "--migration-id", MIGRATION_ID, *args],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def sql(port: int, db: str, statement: str) -> list[tuple]:
+    with psycopg.connect(conninfo(port, db), autocommit=True) as conn:
+        cur = conn.execute(statement)
+        return cur.fetchall() if cur.description else []
+
+
+def wait_for(what: str, predicate, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+    return value
+
+
+def open_p0() -> list[str]:
+    return [r["condition"] for r in AlertStore(CONTROL).alerts(MIGRATION_ID, open_only=True) if r["severity"] == "P0"]
+
+
+def wait_sink_task(state: str, timeout: float = 120) -> dict:
+    return wait_for(f"sink task {state}", lambda: (s := CONNECT.get_status(NAMES.sink_connector))["tasks"]
+                    and all(t["state"] == state for t in s["tasks"]) and s, timeout)  # fmt: skip
+
+
+def test_a_row_the_target_rejects_fails_the_sink_and_is_never_skipped(migration):
+    config = CONNECT.get_config(NAMES.sink_connector)
+    assert config["errors.tolerance"] == "all"
+    assert config["errors.deadletterqueue.topic.name"] == NAMES.dead_letter_topic
+
+    sql(TARGET_PORT, DST_DB, "ALTER TABLE items ADD CONSTRAINT qty_not_negative CHECK (qty >= 0)")
+    sql(SOURCE_PORT, SRC_DB, "UPDATE items SET qty = -1, note = 'rejected update' WHERE id = 7")
+    failed = wait_sink_task("FAILED")
+    assert "qty_not_negative" in failed["tasks"][0]["trace"]
+    assert sql(TARGET_PORT, DST_DB, "SELECT qty FROM items WHERE id = 7") == [(7,)]
+    assert read_backlog(BOOTSTRAP, CONTROL, NAMES).unacknowledged == 0  # not dead-lettered: the task stopped
+
+    sql(TARGET_PORT, DST_DB, "ALTER TABLE items DROP CONSTRAINT qty_not_negative")  # the cause, fixed
+    CONNECT.restart(NAMES.sink_connector, include_tasks=True, only_failed=True)
+    wait_sink_task("RUNNING")
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"], timeout=120) == {}
+
+
+def produce_corrupted_change(key_id: int) -> None:
+    """A record of the items topic whose value no converter can read, under a real key (int32 `id`)."""
+    from confluent_kafka import Producer
+
+    key = {"schema": {"type": "struct", "optional": False, "name": f"{NAMES.topic_prefix}.public.items.Key",
+                      "fields": [{"type": "int32", "optional": False, "field": "id"}]}, "payload": {"id": key_id}}
+    producer = Producer({"bootstrap.servers": BOOTSTRAP})
+    producer.produce(f"{NAMES.topic_prefix}.public.items", key=json.dumps(key).encode(), value=b"\x00corrupted{")
+    assert producer.flush(30) == 0
+
+
+def test_a_dead_letter_raises_one_p0_blocks_cutover_and_a_keys_resync_makes_the_target_whole(migration):
+    api = migration
+    wait_sink_task("RUNNING")
+    # The change the corrupted record stood for never reached the target: its row 7 is stale.
+    sql(TARGET_PORT, DST_DB, "UPDATE items SET qty = 999, note = 'stale' WHERE id = 7")
+    produce_corrupted_change(7)
+    sql(SOURCE_PORT, SRC_DB, "INSERT INTO items VALUES (102, 3, 'applied after')")
+
+    wait_for("row 102 on the target", lambda: sql(TARGET_PORT, DST_DB, "SELECT 1 FROM items WHERE id = 102"))
+    backlog = wait_for("1 dead letter", lambda: (b := read_backlog(BOOTSTRAP, CONTROL, NAMES)).unacknowledged == 1
+                       and b)  # fmt: skip
+    status = CONNECT.get_status(NAMES.sink_connector)
+    assert status["connector"]["state"] == "RUNNING" and {t["state"] for t in status["tasks"]} == {"RUNNING"}, status
+
+    run_monitor(api)
+    assert open_p0() == ["dead_letters"], AlertStore(CONTROL).alerts(MIGRATION_ID, open_only=True)
+    (alert,) = [r for r in AlertStore(CONTROL).alerts(MIGRATION_ID, open_only=True) if r["condition"] == "dead_letters"]
+    assert "1 change record(s)" in alert["message"] and f"dlq --migration-id {MIGRATION_ID}" in alert["message"]
+
+    listed = cli()
+    assert listed.returncode == 1, listed.stdout + listed.stderr
+    lines = [line for line in listed.stdout.splitlines() if line.strip().startswith("[")]
+    assert len(lines) == 1 and 'public.items key {"id": 7}' in lines[0], listed.stdout
+    assert "JsonParseException" in lines[0] or "serializ" in lines[0], listed.stdout
+    assert f"scripts/migration dlq --migration-id {MIGRATION_ID} --resync" in listed.stdout
+
+    ok, detail = checklist_detail(MIGRATION_ID, backlog)
+    items = {i.name: i for i in evaluate_checklist(STORE.get(MIGRATION_ID), 0.5, None, False, 5, "running",
+                                                   "both RUNNING", "x", "x", (ok, detail))}  # fmt: skip
+    assert not items["dead_letters"].ok and "1 unacknowledged" in detail and "scripts/migration dlq" in detail
+
+    refused = cli("--ack")  # the row still differs from the source
+    assert refused.returncode == 1 and "still differ" in refused.stderr, refused.stdout + refused.stderr
+    resync = cli("--resync")
+    assert resync.returncode == 0, resync.stdout + resync.stderr
+    acked = cli("--ack", "--wait", "120", "--note", "corrupted record; key 7 re-read from the source")
+    assert acked.returncode == 0 and "acknowledged 1 dead letter(s)" in acked.stdout, acked.stdout + acked.stderr
+
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"], timeout=120) == {}
+    run_monitor(api)
+    assert open_p0() == []
+    resolved = [r for r in AlertStore(CONTROL).alerts(MIGRATION_ID) if r["condition"] == "dead_letters"]
+    assert len(resolved) == 1 and resolved[0]["resolved_at"], resolved
+    assert cli().returncode == 0
+
+    samples = throughput_samples(CONTROL, MIGRATION_ID)
+    assert len(samples) >= 2 and samples[-1]["produced_total"] > 0 and samples[-1]["applied_total"] > 0, samples
+    assert samples[-1]["produced_per_second"] is not None and any(s["dead_letters"] == 1 for s in samples), samples
+    assert samples[-1]["dead_letters"] == 0 and samples[-1]["failed_tasks"] == 0, samples
