@@ -43,7 +43,11 @@ class PlanSchemaSyncOperator(OperationOperator):
                       ", ".join(t.qualified for t in plan.resync_tables) or "none")  # fmt: skip
         if plan.non_additive:
             message = halt_message(m.params.migration_id, plan)
-            paused = [name for d in self.live_directions(m) for name in halt(self.connect(), d)]
+            try:
+                paused = [name for d in self.live_directions(m) for name in halt(self.connect(), d)]
+            except Exception as exc:  # the statements must reach the operator even if Connect is down
+                how = f"scripts/migration halt --migration-id {m.params.migration_id} --reason 'schema drift'"
+                raise AirflowFailException(f"{message}\nCOULD NOT HALT ({exc}): run {how}.") from exc
             m.store.upsert(m.params.migration_id, last_error=f"halted: non-additive schema drift: {message}"[:2000])
             m.event("halted", f"halted (schema sync): connectors paused {paused}. {message}", paused=paused,
                     statements=plan.operator_statements())  # fmt: skip
