@@ -44,7 +44,9 @@ pid_alive() {
   local pidfile="$1" pid
   [ -s "$pidfile" ] || return 1
   pid="$(head -n1 "$pidfile")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  # A killed daemon whose parent never reaps it stays a zombie: dead, whatever kill -0 says.
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
 }
 
 pid_of() { head -n1 "$1" 2>/dev/null; }
