@@ -73,6 +73,17 @@ def config_differs(actual: dict[str, str], desired: dict[str, str]) -> list[str]
     return sorted(k for k in keys if actual.get(k) != desired.get(k))
 
 
+def _await_restart(connect: ConnectClient, name: str, timeout: float = 30.0, poll: float = 0.5) -> None:
+    """Connect restarts tasks asynchronously: a status read right after the request can still show the old
+    FAILED, which `wait_for_state` would take for a new failure. Wait until it no longer does (a task that
+    fails again afterwards is then reported by `wait_for_state`)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while assess_connector(name, connect.get_status(name))[0] == FAILED and time.monotonic() < deadline:
+        time.sleep(poll)
+
+
 def restart(connect: ConnectClient, desired: dict[str, dict[str, str]], timeout: float = 120.0) -> list[str]:
     """Bring each connector to RUNNING: recreate it if missing or its config differs from `desired`,
     resume it if paused or stopped, restart it and its failed tasks if FAILED. Returns what was done."""
@@ -93,6 +104,7 @@ def restart(connect: ConnectClient, desired: dict[str, dict[str, str]], timeout:
             actions.append(f"{name}: resumed from {state}")
         elif assess_connector(name, status)[0] == FAILED:
             connect.restart(name, include_tasks=True, only_failed=True)
+            _await_restart(connect, name)
             actions.append(f"{name}: restarted its failed tasks")
     for name in desired:
         connect.wait_for_state(name, "RUNNING", timeout=timeout)

@@ -124,23 +124,5 @@ def sync_schema(source: PgEndpoint, target: PgEndpoint, params: MigrationParams,
     return {"applied": applied, **tables}
 
 
-def restart_failed_sink(connect: Any, name: str, timeout: float = 30.0) -> bool:
-    """Restart the sink's failed tasks (it stopped on a row with a column the target lacked) and wait until
-    Connect no longer reports them FAILED: the restart runs asynchronously, and a status read right after the
-    request may still show the old failure. True if it was restarted."""
-    import time
-
-    from pgmigrate.connector_status import FAILED, assess_connector
-
-    if not connect.exists(name) or assess_connector(name, connect.get_status(name))[0] != FAILED:
-        return False
-    connect.restart(name, include_tasks=True, only_failed=True)
-    deadline = time.monotonic() + timeout
-    while assess_connector(name, connect.get_status(name))[0] == FAILED and time.monotonic() < deadline:
-        time.sleep(0.5)
-    log.info("schema sync: %s restarted after it FAILED on the change", name)
-    return True
-
-
 class SchemaSyncError(RuntimeError):
     pass

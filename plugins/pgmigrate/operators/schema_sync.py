@@ -94,15 +94,13 @@ class PublishAndRestartOperator(RestartMigrationOperator):
         from pgmigrate.native_replication import split_by_channel
         from pgmigrate.pipeline_tables import own_tables
         from pgmigrate.publication import ensure_publication
-        from pgmigrate.schema_sync import restart_failed_sink
 
         m = self.migration(context)
         _require_forward(m)
         keyed, _ = split_by_channel(m.tables)
         change = ensure_publication(m.source, m.names.publication, [*(t.ref for t in keyed), *own_tables(m.names)])
         self.log.info("publication %s: %s", m.names.publication, change)
-        sink_restarted = restart_failed_sink(self.connect(), m.names.sink_connector)
-        return {"publication": change, "sink_restarted": sink_restarted, **super().execute(context)}
+        return {"publication": change, **super().execute(context)}
 
 
 class RequestTableSnapshotOperator(OperationOperator):
