@@ -73,10 +73,10 @@ PARAMS = {
     "dead_letter": Param(
         False,
         type="boolean",
-        description="false (default): a record the sink cannot process FAILs it (P0). true: records Kafka Connect "
-        "cannot convert go to the migration's dead letter topic and the sink goes on; still a P0 alert that blocks "
-        "cutover until `scripts/migration dlq` resyncs and acknowledges them. (Debezium 3.6's JDBC sink still "
-        "FAILs on rows the target rejects, e.g. a constraint: see the README.)",
+        description="false (default): a record the sink cannot write FAILs it (P0). true: such records go to the "
+        "migration's dead letter topic and the sink goes on (a row the target rejects: moved there by the next "
+        "monitor run); still a P0 alert that blocks cutover until `scripts/migration dlq` resyncs and "
+        "acknowledges them",
     ),
 }
 

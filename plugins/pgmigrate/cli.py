@@ -245,6 +245,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     """List the sink's dead letters (table, key, error); `--resync` re-reads exactly their keys from the
     source, `--ack` acknowledges them once those rows equal the source. Exit 1 while any is unacknowledged."""
     from pgmigrate import dead_letters as dl
+    from pgmigrate.dead_letter_resync import differing_keys, request_keys_resync
 
     store = MigrationStateStore(DEFAULTS["control"])
     store.ensure_schema()
@@ -270,7 +271,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             print(f"{name} is {connector}: it cannot re-read rows. Run scripts/migration restart --migration-id "
                   f"{args.migration_id} first, then this again.", file=sys.stderr)  # fmt: skip
             return 1
-        result = dl.request_keys_resync(source, target, names, by_table)
+        result = request_keys_resync(source, target, names, by_table)
         store.record_event(args.migration_id, "dead_letters", f"resync of {result['keys']} dead-lettered key(s) "
                            f"signalled ({result['signal_id']})", **result)  # fmt: skip
         print(f"resync {result['signal_id']}: {result['keys']} key(s) of {', '.join(result.get('tables', []))} "
@@ -278,7 +279,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
               f"scripts/migration dlq --migration-id {args.migration_id} --ack --wait 120")  # fmt: skip
         return 0
     deadline = time.monotonic() + args.wait
-    while (differing := dl.differing_keys(source, target, by_table)) and time.monotonic() < deadline:
+    while (differing := differing_keys(source, target, by_table)) and time.monotonic() < deadline:
         time.sleep(2)
     if differing and not args.force:
         print(f"not acknowledged: these keys still differ from the source: {differing}. Fix the cause, run "

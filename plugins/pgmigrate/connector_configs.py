@@ -141,11 +141,11 @@ def dead_letter_config(names: MigrationNames, replication_factor: int = 1) -> di
     """The sink's keys for `dead_letter=true`: a record the sink cannot take goes, with Connect's error headers
     (`__connect.errors.topic`, `.exception.message`, …), to the migration's DLQ topic and the sink keeps
     applying the rest. Never silent: any record there is a P0 alert and blocks cutover (pgmigrate.dead_letters).
-    Scope, measured on Debezium 3.6.0.Final: Connect dead-letters what fails in its converters and transforms;
-    a row the target itself rejects (a constraint) still FAILs the task, because this JDBC sink does not hand
-    write failures to Connect's errant record reporter (upstream debezium/dbz#984 adds that; with it these
-    same keys route such rows here too). Replication factor 1 suits the single-broker local stack; use 3 on a
-    production cluster."""
+    Measured on Debezium 3.6.0.Final: Connect dead-letters what fails in its converters and transforms, but a
+    row the target itself rejects (a constraint) still FAILs the task, because this JDBC sink does not hand
+    write failures to Connect's errant record reporter (upstream debezium/dbz#984 adds that); the monitor then
+    moves that row to the same topic itself (pgmigrate.dead_letter_quarantine). Replication factor 1 suits
+    the single-broker local stack; use 3 on a production cluster."""
     return {
         "errors.tolerance": "all",
         "errors.deadletterqueue.topic.name": names.dead_letter_topic,

@@ -3,27 +3,25 @@
 
 A dead letter is never an accepted loss. Every record in the migration's DLQ topic past the
 acknowledged offsets is a P0 alert (`dead_letters`) and fails the pre-cutover checklist. The way out:
-fix the cause (a constraint, a type, a full disk), resync exactly the keys the records name (an
-incremental snapshot restricted by Debezium's `additional-conditions`), check that those rows now equal
-the source, and acknowledge: `scripts/migration dlq --migration-id ID --resync`, then `--ack`.
+fix the cause (a constraint, a type, a full disk), resync exactly the keys the records name
+(pgmigrate.dead_letter_resync), check that those rows now equal the source, and acknowledge:
+`scripts/migration dlq --migration-id ID --resync`, then `--ack`. Rows the target rejects reach the topic
+through pgmigrate.dead_letter_quarantine (Debezium 3.6's sink cannot put them there itself).
 
-Pure parsing and arithmetic first; Kafka and database I/O after.
+Here: parsing a DLQ record, the unacknowledged count, the listing; then Kafka and the control DB.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgmigrate.catalog import TableRef
-from pgmigrate.connector_configs import signal_table, table_include_regex
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
 
@@ -32,6 +30,7 @@ log = logging.getLogger(__name__)
 # Headers Kafka Connect adds to a DLQ record (errors.deadletterqueue.context.headers.enable=true).
 HEADER_PREFIX = "__connect.errors."
 ORIGINAL_TOPIC = HEADER_PREFIX + "topic"
+ORIGINAL_PARTITION = HEADER_PREFIX + "partition"
 ORIGINAL_OFFSET = HEADER_PREFIX + "offset"
 EXCEPTION_CLASS = HEADER_PREFIX + "exception.class.name"
 EXCEPTION_MESSAGE = HEADER_PREFIX + "exception.message"
@@ -57,7 +56,7 @@ def parse_json_payload(raw: bytes | str | None) -> Any:
         value = json.loads(text)
     except ValueError:
         return text
-    if isinstance(value, dict) and set(value) == {"schema", "payload"}:
+    if isinstance(value, dict) and "payload" in value and set(value) <= {"schema", "payload"}:
         return value["payload"]
     return value
 
@@ -87,6 +86,7 @@ class DeadLetter:
     key: dict[str, Any] | None  # primary key columns -> values, as in the record key
     operation: str
     error: str
+    source_position: str | None = None  # "partition:offset" in the data topic (Connect's headers)
 
     @property
     def table_name(self) -> str:
@@ -120,6 +120,8 @@ def parse_dead_letter(
         key=parsed_key if isinstance(parsed_key, dict) else None,
         operation=_OPS.get(op, op or "?"),
         error=root_cause(found.get(EXCEPTION_MESSAGE), found.get(EXCEPTION_STACKTRACE)),
+        source_position=(f"{found.get(ORIGINAL_PARTITION)}:{found[ORIGINAL_OFFSET]}"
+                         if found.get(ORIGINAL_OFFSET) is not None else None),  # fmt: skip
     )
 
 
@@ -182,76 +184,28 @@ def checklist_detail(migration_id: str, backlog: DeadLetterBacklog | None) -> tu
                    f"dlq --migration-id {migration_id} (then --resync and --ack once the cause is fixed)")  # fmt: skip
 
 
-# --- keys resync (pure) -----------------------------------------------------------------------------------
-
-
-def key_condition(keys: Sequence[Mapping[str, Any]]) -> sql.Composable:
-    """`(k1, k2) IN (('v1', 'v2'), …)` over the key columns. Values go in as untyped literals of their text
-    form, so PostgreSQL casts them to each column's type (int, text, uuid, numeric-as-string keys)."""
-    columns = list(keys[0])
-    if any(list(k) != columns for k in keys):
-        raise ValueError(f"dead letters of one table carry different key columns: {[list(k) for k in keys]}")
-
-    def literal(value: Any) -> sql.Composable:
-        return sql.Literal(json.dumps(value) if isinstance(value, bool) else str(value))
-
-    rows = sql.SQL(", ").join(
-        sql.SQL("({})").format(sql.SQL(", ").join(literal(k[c]) for c in columns)) for k in keys
-    )
-    return sql.SQL("({}) IN ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)), rows)
-
-
-SIGNAL_DATA_MAX = 2048  # the signal table's `data varchar(2048)` (resync.ensure_signal_table)
-
-
-def keys_snapshot_signal(by_table: Mapping[TableRef, Sequence[Mapping[str, Any]]]) -> dict[str, str]:
-    """An incremental snapshot of just these keys: Debezium 2.5+/3.x `additional-conditions`, one
-    `{"data-collection", "filter"}` per table; the filter is appended to the snapshot's SELECT as WHERE."""
-    data = {
-        "type": "incremental",
-        "data-collections": [table_include_regex(t) for t in by_table],
-        "additional-conditions": [
-            {"data-collection": f"{t.schema}.{t.name}", "filter": key_condition(keys).as_string(None)}
-            for t, keys in by_table.items()
-        ],
-    }
-    return {"id": f"dlq-resync-{uuid.uuid4().hex[:16]}", "type": "execute-snapshot", "data": json.dumps(data)}
-
-
-def keys_snapshot_signals(by_table: Mapping[TableRef, Sequence[Mapping[str, Any]]]) -> list[dict[str, str]]:
-    """As many signals as the signal table's column needs: one per table, its keys split in batches that fit."""
-    signals = []
-    for table, keys in by_table.items():
-        batch: list[Mapping[str, Any]] = []
-        for key in keys:
-            if batch and len(keys_snapshot_signal({table: [*batch, key]})["data"]) > SIGNAL_DATA_MAX:
-                signals.append(keys_snapshot_signal({table: batch}))
-                batch = []
-            batch.append(key)
-        if batch:
-            signal = keys_snapshot_signal({table: batch})
-            if len(signal["data"]) > SIGNAL_DATA_MAX:
-                raise ValueError(f"the key {batch[0]} of {table.qualified} is too long for a signal: resync the "
-                                 "table instead (scripts/migration resync --table …)")  # fmt: skip
-            signals.append(signal)
-    return signals
-
-
 def format_dead_letters(
     migration_id: str, letters: Sequence[DeadLetter], backlog: DeadLetterBacklog, limit: int
 ) -> str:
-    """What `scripts/migration dlq` prints: one line per record, then what to do."""
+    """What `scripts/migration dlq` prints: one line per dead-lettered change (Connect may write one twice when
+    a batch is redelivered: copies of the same source position are shown once, counted), then what to do."""
     names = MigrationNames(migration_id)
     if not backlog.topic_exists:
         return (f"no dead letter topic {names.dead_letter_topic} (the migration runs fail-fast, dead_letter=false, "
                 "or nothing was ever rejected)")  # fmt: skip
     lines = [f"dead letter topic {names.dead_letter_topic}: {backlog.total} record(s), "
              f"{backlog.unacknowledged} not acknowledged"]  # fmt: skip
-    for d in letters[:limit]:
+    shown: dict[tuple, list[DeadLetter]] = {}
+    for d in letters:
+        same = (d.topic, d.source_position) if d.source_position else (d.partition, d.offset)
+        shown.setdefault(same, []).append(d)
+    for copies in list(shown.values())[:limit]:
+        d = copies[0]
         key = json.dumps(d.key, default=str) if d.key is not None else "(no key)"
-        lines.append(f"  [{d.partition}:{d.offset}] {d.table_name} key {key} {d.operation}: {d.error}")
-    if len(letters) > limit:
-        lines.append(f"  … and {len(letters) - limit} more (--limit)")
+        extra = f" ({len(copies)} copies)" if len(copies) > 1 else ""
+        lines.append(f"  [{d.partition}:{d.offset}] {d.table_name} key {key} {d.operation}: {d.error}{extra}")
+    if len(shown) > limit:
+        lines.append(f"  … and {len(shown) - limit} more (--limit)")
     if letters:
         tables = " ".join(f"--table {t.qualified}" for t in keys_by_table(letters))
         lines += [
@@ -360,68 +314,3 @@ def acknowledge(control: PgEndpoint, migration_id: str, backlog: DeadLetterBackl
              Jsonb({"offsets": {str(p): o for p, o in backlog.end.items()}, "records": newly})),
         )  # fmt: skip
     return newly
-
-
-# --- databases: resync and check the keys -----------------------------------------------------------------
-
-
-def request_keys_resync(
-    source: PgEndpoint, target: PgEndpoint, names: MigrationNames, by_table: Mapping[TableRef, Sequence[Mapping]]
-) -> dict[str, Any]:
-    """Delete the keys' rows on the target (a rejected DELETE left a row the source no longer has; the
-    snapshot only upserts what exists), then signal the incremental snapshot of just those keys."""
-    if not by_table:
-        return {"signal_id": None, "keys": 0}
-    with target.connect() as conn:
-        conn.execute("SET LOCAL session_replication_role = replica")  # like the sink: no triggers, no FK checks
-        for table, keys in by_table.items():
-            deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(table.ident, key_condition(keys))).rowcount
-            log.info("dlq resync: %s: %d of %d key(s) present on the target, deleted before re-reading",
-                     table.qualified, deleted, len(keys))  # fmt: skip
-        conn.commit()
-    signals = keys_snapshot_signals(by_table)
-    with source.connect(autocommit=True) as conn:
-        for signal in signals:
-            conn.execute(
-                sql.SQL("INSERT INTO {} (id, type, data) VALUES (%(id)s, %(type)s, %(data)s)").format(
-                    signal_table(names).ident
-                ),
-                signal,
-            )
-        lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
-    count = sum(len(k) for k in by_table.values())
-    ids = ", ".join(s["id"] for s in signals)
-    log.info("dlq resync: signalled %s for %d key(s) at %s", ids, count, lsn)
-    return {"signal_id": ids, "signal_lsn": lsn, "keys": count, "tables": [t.qualified for t in by_table]}
-
-
-_ROW_TEXT_SETTINGS = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("extra_float_digits", "3"),
-                      ("IntervalStyle", "postgres"), ("bytea_output", "hex"))  # fmt: skip
-
-
-def _rows_by_key(endpoint: PgEndpoint, table: TableRef, keys: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    columns = list(keys[0])
-    with endpoint.connect(autocommit=True) as conn:
-        for name, value in _ROW_TEXT_SETTINGS:
-            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-        rows = conn.execute(
-            sql.SQL("SELECT json_build_array({cols})::text, t::text FROM {table} t WHERE {cond}").format(
-                cols=sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in columns),
-                table=table.ident,
-                cond=key_condition(keys),
-            )
-        ).fetchall()
-    return {r[0]: r[1] for r in rows}
-
-
-def differing_keys(
-    source: PgEndpoint, target: PgEndpoint, by_table: Mapping[TableRef, Sequence[Mapping[str, Any]]]
-) -> dict[str, list[str]]:
-    """Keys whose row (its text form) differs between source and target, per table; empty when whole."""
-    result = {}
-    for table, keys in by_table.items():
-        src, dst = _rows_by_key(source, table, keys), _rows_by_key(target, table, keys)
-        bad = sorted(k for k in set(src) | set(dst) if src.get(k) != dst.get(k))
-        if bad:
-            result[table.qualified] = bad
-    return result

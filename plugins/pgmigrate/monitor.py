@@ -140,6 +140,15 @@ def monitor_migration(
             result.unread[what] = str(exc)[:300]
             return None
 
+    if bootstrap and not reverse and (state.get("params") or {}).get("dead_letter"):
+        # A sink FAILED on a row the target rejected: dead-letter it and resume (Debezium's sink cannot itself).
+        from pgmigrate.dead_letter_quarantine import quarantine_rejected_rows
+
+        quarantined = attempt("dead letter quarantine", lambda: quarantine_rejected_rows(connect, bootstrap, names))
+        for q in quarantined or []:
+            store.record_event(migration_id, "dead_letters", f"{q['table']} key {q['key']} rejected by the "
+                               f"target ({q['error']}): {q['records']} record(s) dead-lettered, sink resumed",
+                               **q)  # fmt: skip
     readings.connector_statuses = attempt("Kafka Connect statuses", lambda: read_connector_statuses(connect, names))
     lag = attempt("lag", lambda: sample_lag(store, migration_id, live_source, live_target, names, bootstrap,
                                              thresholds.lag_window_seconds))  # fmt: skip

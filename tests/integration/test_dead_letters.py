@@ -1,14 +1,14 @@
 """Dead letters on the real stack, one migration with `dead_letter=true`.
 
-(a) A CHECK constraint only the target has, and a source write that violates it: Debezium 3.6.0's JDBC
-sink does not hand write failures to Connect's DLQ, so the task FAILs (the monitor's existing P0) and the
-change is not skipped; dropping the constraint and restarting the task applies it.
-(b) A record Kafka Connect cannot convert (a corrupted value under a real key of a data topic; meanwhile
-the target's copy of that row went stale): it lands in the DLQ with Connect's error headers, the sink stays
-RUNNING and applies later rows, the monitor raises exactly one P0 (`dead_letters`), `scripts/migration dlq`
-names table, key and error, `--ack` and the pre-cutover checklist refuse; `dlq --resync` re-reads exactly
-that key, `--ack --wait` acknowledges once it matches, the independent comparison finds the target
-identical, the next monitor run resolves the alert, and throughput samples were recorded.
+(a) A CHECK constraint only the target has, and source writes that violate it. Debezium 3.6.0's JDBC sink
+FAILs on the first (it cannot hand write failures to Connect's DLQ); the monitor run dead-letters each
+rejected row (pgmigrate.dead_letter_quarantine) and resumes the sink, which applies the later rows. Exactly
+one P0 (`dead_letters`), `scripts/migration dlq` names table, key and error, `--ack` and the pre-cutover
+checklist refuse; after the constraint is dropped, `dlq --resync` re-reads exactly those keys, `--ack --wait`
+acknowledges once they match, the independent comparison finds the target identical, the next monitor run
+resolves the alert, and throughput samples were recorded.
+(b) A record Kafka Connect itself cannot convert (a corrupted value under a real key): Connect dead-letters
+it without stopping the sink; resync + ack repair the stale row.
 """
 
 from __future__ import annotations
@@ -137,22 +137,63 @@ def wait_sink_task(state: str, timeout: float = 120) -> dict:
                     and all(t["state"] == state for t in s["tasks"]) and s, timeout)  # fmt: skip
 
 
-def test_a_row_the_target_rejects_fails_the_sink_and_is_never_skipped(migration):
+def test_rows_the_target_rejects_are_dead_lettered_raise_one_p0_block_cutover_and_a_keys_resync_repairs(migration):
+    api = migration
     config = CONNECT.get_config(NAMES.sink_connector)
     assert config["errors.tolerance"] == "all"
     assert config["errors.deadletterqueue.topic.name"] == NAMES.dead_letter_topic
 
+    # The cause: a constraint the target has and the source does not. Two changes violate it (an UPDATE of
+    # a copied row, an INSERT), a later INSERT does not.
     sql(TARGET_PORT, DST_DB, "ALTER TABLE items ADD CONSTRAINT qty_not_negative CHECK (qty >= 0)")
     sql(SOURCE_PORT, SRC_DB, "UPDATE items SET qty = -1, note = 'rejected update' WHERE id = 7")
-    failed = wait_sink_task("FAILED")
-    assert "qty_not_negative" in failed["tasks"][0]["trace"]
-    assert sql(TARGET_PORT, DST_DB, "SELECT qty FROM items WHERE id = 7") == [(7,)]
-    assert read_backlog(BOOTSTRAP, CONTROL, NAMES).unacknowledged == 0  # not dead-lettered: the task stopped
-
-    sql(TARGET_PORT, DST_DB, "ALTER TABLE items DROP CONSTRAINT qty_not_negative")  # the cause, fixed
-    CONNECT.restart(NAMES.sink_connector, include_tasks=True, only_failed=True)
+    sql(SOURCE_PORT, SRC_DB, "INSERT INTO items VALUES (101, -5, 'rejected insert')")
+    sql(SOURCE_PORT, SRC_DB, "INSERT INTO items VALUES (102, 3, 'applied after')")
+    # Debezium 3.6's sink FAILs on the first; the monitor dead-letters it (and then the second) and resumes.
+    wait_sink_task("FAILED")
+    run_monitor(api)
+    wait_for("row 102 on the target", lambda: sql(TARGET_PORT, DST_DB, "SELECT 1 FROM items WHERE id = 102"))
+    backlog = wait_for("2 dead letters", lambda: (b := read_backlog(BOOTSTRAP, CONTROL, NAMES)).unacknowledged == 2
+                       and b)  # fmt: skip
     wait_sink_task("RUNNING")
+    assert sql(TARGET_PORT, DST_DB, "SELECT qty FROM items WHERE id = 7") == [(7,)]
+    assert not sql(TARGET_PORT, DST_DB, "SELECT 1 FROM items WHERE id = 101")
+    assert open_p0() == ["dead_letters"], AlertStore(CONTROL).alerts(MIGRATION_ID, open_only=True)
+    (alert,) = [r for r in AlertStore(CONTROL).alerts(MIGRATION_ID, open_only=True) if r["condition"] == "dead_letters"]
+    assert "change record(s)" in alert["message"] and f"dlq --migration-id {MIGRATION_ID}" in alert["message"]
+
+    listed = cli()
+    assert listed.returncode == 1, listed.stdout + listed.stderr
+    lines = [line for line in listed.stdout.splitlines() if line.strip().startswith("[")]
+    assert len(lines) == 2, listed.stdout
+    assert 'public.items key {"id": 7} update' in lines[0] and 'public.items key {"id": 101} insert' in lines[1]
+    assert all("qty_not_negative" in line for line in lines), listed.stdout
+    assert f"scripts/migration dlq --migration-id {MIGRATION_ID} --resync" in listed.stdout
+
+    ok, detail = checklist_detail(MIGRATION_ID, backlog)
+    items = {i.name: i for i in evaluate_checklist(STORE.get(MIGRATION_ID), 0.5, None, False, 5, "running",
+                                                   "both RUNNING", "x", "x", (ok, detail))}  # fmt: skip
+    assert not items["dead_letters"].ok and "2 unacknowledged" in detail and "scripts/migration dlq" in detail
+
+    refused = cli("--ack")  # the rows still differ from the source
+    assert refused.returncode == 1 and "still differ" in refused.stderr, refused.stdout + refused.stderr
+    sql(TARGET_PORT, DST_DB, "ALTER TABLE items DROP CONSTRAINT qty_not_negative")  # the cause, fixed
+    resync = cli("--resync")
+    assert resync.returncode == 0, resync.stdout + resync.stderr
+    acked = cli("--ack", "--wait", "120", "--note", "dropped qty_not_negative on the target")
+    assert acked.returncode == 0 and "acknowledged 2 dead letter(s)" in acked.stdout, acked.stdout + acked.stderr
+
     assert wait_until_identical(SRC_DB, DST_DB, ["public"], timeout=120) == {}
+    run_monitor(api)
+    assert open_p0() == []
+    resolved = [r for r in AlertStore(CONTROL).alerts(MIGRATION_ID) if r["condition"] == "dead_letters"]
+    assert len(resolved) == 1 and resolved[0]["resolved_at"], resolved
+    assert cli().returncode == 0
+
+    samples = throughput_samples(CONTROL, MIGRATION_ID)
+    assert len(samples) >= 2 and samples[-1]["produced_total"] > 0 and samples[-1]["applied_total"] > 0, samples
+    assert samples[-1]["produced_per_second"] is not None and any(s["dead_letters"] == 2 for s in samples), samples
+    assert samples[-1]["dead_letters"] == 0 and samples[-1]["failed_tasks"] == 0, samples
 
 
 def produce_corrupted_change(key_id: int) -> None:
@@ -166,52 +207,25 @@ def produce_corrupted_change(key_id: int) -> None:
     assert producer.flush(30) == 0
 
 
-def test_a_dead_letter_raises_one_p0_blocks_cutover_and_a_keys_resync_makes_the_target_whole(migration):
-    api = migration
+def test_a_record_connect_cannot_convert_goes_to_the_dlq_without_stopping_the_sink(migration):
     wait_sink_task("RUNNING")
     # The change the corrupted record stood for never reached the target: its row 7 is stale.
     sql(TARGET_PORT, DST_DB, "UPDATE items SET qty = 999, note = 'stale' WHERE id = 7")
     produce_corrupted_change(7)
-    sql(SOURCE_PORT, SRC_DB, "INSERT INTO items VALUES (102, 3, 'applied after')")
+    sql(SOURCE_PORT, SRC_DB, "INSERT INTO items VALUES (103, 4, 'applied after')")
 
-    wait_for("row 102 on the target", lambda: sql(TARGET_PORT, DST_DB, "SELECT 1 FROM items WHERE id = 102"))
-    backlog = wait_for("1 dead letter", lambda: (b := read_backlog(BOOTSTRAP, CONTROL, NAMES)).unacknowledged == 1
-                       and b)  # fmt: skip
+    wait_for("row 103 on the target", lambda: sql(TARGET_PORT, DST_DB, "SELECT 1 FROM items WHERE id = 103"))
+    # At least once: Connect writes the record again if the batch is redelivered (listed once, with copies).
+    wait_for("the dead letter", lambda: read_backlog(BOOTSTRAP, CONTROL, NAMES).unacknowledged >= 1)
     status = CONNECT.get_status(NAMES.sink_connector)
-    assert status["connector"]["state"] == "RUNNING" and {t["state"] for t in status["tasks"]} == {"RUNNING"}, status
-
-    run_monitor(api)
-    assert open_p0() == ["dead_letters"], AlertStore(CONTROL).alerts(MIGRATION_ID, open_only=True)
-    (alert,) = [r for r in AlertStore(CONTROL).alerts(MIGRATION_ID, open_only=True) if r["condition"] == "dead_letters"]
-    assert "1 change record(s)" in alert["message"] and f"dlq --migration-id {MIGRATION_ID}" in alert["message"]
+    assert {t["state"] for t in status["tasks"]} == {"RUNNING"}, status  # Connect itself dead-lettered it
 
     listed = cli()
-    assert listed.returncode == 1, listed.stdout + listed.stderr
     lines = [line for line in listed.stdout.splitlines() if line.strip().startswith("[")]
-    assert len(lines) == 1 and 'public.items key {"id": 7}' in lines[0], listed.stdout
-    assert "JsonParseException" in lines[0] or "serializ" in lines[0], listed.stdout
-    assert f"scripts/migration dlq --migration-id {MIGRATION_ID} --resync" in listed.stdout
-
-    ok, detail = checklist_detail(MIGRATION_ID, backlog)
-    items = {i.name: i for i in evaluate_checklist(STORE.get(MIGRATION_ID), 0.5, None, False, 5, "running",
-                                                   "both RUNNING", "x", "x", (ok, detail))}  # fmt: skip
-    assert not items["dead_letters"].ok and "1 unacknowledged" in detail and "scripts/migration dlq" in detail
-
-    refused = cli("--ack")  # the row still differs from the source
-    assert refused.returncode == 1 and "still differ" in refused.stderr, refused.stdout + refused.stderr
-    resync = cli("--resync")
-    assert resync.returncode == 0, resync.stdout + resync.stderr
-    acked = cli("--ack", "--wait", "120", "--note", "corrupted record; key 7 re-read from the source")
-    assert acked.returncode == 0 and "acknowledged 1 dead letter(s)" in acked.stdout, acked.stdout + acked.stderr
-
+    assert listed.returncode == 1 and len(lines) == 1 and 'public.items key {"id": 7}' in lines[0], listed.stdout
+    assert "JsonParseException" in lines[0] or "serializ" in lines[0].lower(), listed.stdout
+    assert cli("--resync").returncode == 0
+    acked = cli("--ack", "--wait", "120")
+    assert acked.returncode == 0 and "acknowledged" in acked.stdout, acked.stdout + acked.stderr
+    assert read_backlog(BOOTSTRAP, CONTROL, NAMES).unacknowledged == 0
     assert wait_until_identical(SRC_DB, DST_DB, ["public"], timeout=120) == {}
-    run_monitor(api)
-    assert open_p0() == []
-    resolved = [r for r in AlertStore(CONTROL).alerts(MIGRATION_ID) if r["condition"] == "dead_letters"]
-    assert len(resolved) == 1 and resolved[0]["resolved_at"], resolved
-    assert cli().returncode == 0
-
-    samples = throughput_samples(CONTROL, MIGRATION_ID)
-    assert len(samples) >= 2 and samples[-1]["produced_total"] > 0 and samples[-1]["applied_total"] > 0, samples
-    assert samples[-1]["produced_per_second"] is not None and any(s["dead_letters"] == 1 for s in samples), samples
-    assert samples[-1]["dead_letters"] == 0 and samples[-1]["failed_tasks"] == 0, samples

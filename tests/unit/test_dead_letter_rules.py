@@ -12,15 +12,12 @@ from pgmigrate.alerts import P0, Evaluation, Readings, Thresholds, dead_letter_a
 from pgmigrate.catalog import TableRef
 from pgmigrate.connector_configs import SecretRefs, build_sink_config, build_source_config, sink_topics_regex
 from pgmigrate.cutover_checklist import evaluate_checklist
+from pgmigrate.dead_letter_resync import SIGNAL_DATA_MAX, key_condition, keys_snapshot_signal, keys_snapshot_signals
 from pgmigrate.dead_letters import (
-    SIGNAL_DATA_MAX,
     DeadLetterBacklog,
     checklist_detail,
     format_dead_letters,
-    key_condition,
     keys_by_table,
-    keys_snapshot_signal,
-    keys_snapshot_signals,
     parse_dead_letter,
     root_cause,
 )
@@ -170,3 +167,39 @@ def test_the_report_charts_throughput_and_marks_errors():
     assert "2 dead letters" in svg
     assert "Not enough" in throughput_chart_svg(samples[:1])
     assert "4 samples" in throughput_summary(samples) and "most dead letters seen 2" in throughput_summary(samples)
+
+
+SINK_TRACE = (
+    "org.apache.kafka.connect.errors.ConnectException: JDBC sink connector failure\n"
+    "Caused by: java.sql.BatchUpdateException: Batch entry 0 INSERT INTO \"public\".\"items\" (\"id\",\"qty\","
+    "\"Note \"\"x\"\"\") VALUES (('7'::int4),('-1'::int4),('it''s, (odd)')) ON CONFLICT (\"id\") DO UPDATE SET "
+    "\"qty\"=EXCLUDED.\"qty\" was aborted: ERROR: new row for relation \"items\" violates check constraint "
+    "\"qty_ok\"\n  Detail: Failing row contains (7, -1, it's).  Call getNextException to see other errors."
+)
+
+
+def test_the_quarantine_reads_the_rejected_row_from_the_sinks_trace_and_only_for_row_errors():
+    from pgmigrate.dead_letter_quarantine import error_headers, key_matches, parse_rejected_row
+
+    row = parse_rejected_row(SINK_TRACE)
+    assert row.table == TableRef("public", "items") and row.key == {"id": "7"} and "qty_ok" in row.error
+    assert parse_rejected_row(SINK_TRACE.replace("violates check constraint", "could not connect")) is None
+    assert parse_rejected_row("java.net.ConnectException: Connection refused") is None
+    assert parse_rejected_row(None) is None
+    assert key_matches(b'{"schema": {}, "payload": {"id": 7}}', {"id": "7"})
+    assert not key_matches(b'{"schema": {}, "payload": {"id": 8}}', {"id": "7"})
+    # What the quarantine writes reads back like a record Connect dead-lettered.
+    topic = f"{NAMES.topic_prefix}.public.items"
+    value = json.dumps({"payload": {"op": "u", "source": {"schema": "public", "table": "items"}}}).encode()
+    for rejected, expected in ((True, "qty_ok"), (False, "not applied: in the batch")):
+        headers = error_headers(topic, 0, 41, rejected, row, SINK_TRACE)
+        letter = parse_dead_letter(0, 3, b'{"payload": {"id": 7}}', value, headers, NAMES)
+        assert letter.table == TableRef("public", "items") and letter.key == {"id": 7} and expected in letter.error
+
+
+def test_copies_of_one_dead_lettered_change_are_listed_once():
+    key, value, headers = _record({"id": 7})
+    headers = [*headers, ("__connect.errors.partition", b"0"), ("__connect.errors.offset", b"41")]
+    letters = [parse_dead_letter(0, n, key, value, headers, NAMES) for n in (5, 6)]
+    text = format_dead_letters("dlq-unit", letters, DeadLetterBacklog(True, "t", {0: 0}, {0: 7}), limit=10)
+    assert text.count('key {"id": 7}') == 1 and "(2 copies)" in text
