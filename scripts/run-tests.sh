@@ -17,7 +17,7 @@ log "test: make stack-up"
 
 . "$HERE/stack.d/airflow_env.sh"
 log "test: pytest"
-"$VENV/bin/pytest" "$@"
+"$VENV/bin/pytest" --durations=25 "$@"
 rc=$?
 if [ $rc -eq 5 ]; then
   echo "pytest collected no tests: the suite is broken (check testpaths and the -k/-m filters)." >&2
