@@ -22,7 +22,7 @@ from pgmigrate.state import MigrationStateStore
 MIGRATION_ID = "report-test"
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-TABLES = ("migration", "migration_event", "lag_sample", "snapshot_table")
+TABLES = ("migration", "migration_event", "lag_sample", "snapshot_table", "throughput_sample")
 
 
 def _forget() -> None:
@@ -46,6 +46,10 @@ def recorded_migration():
         for i in range(30):
             conn.execute("INSERT INTO lag_sample (migration_id, at, end_to_end_seconds) VALUES (%s, %s, %s)",
                          (MIGRATION_ID, start + timedelta(minutes=i), 0.5 + (i % 7) * 0.3))  # fmt: skip
+            conn.execute("INSERT INTO throughput_sample (migration_id, at, produced_per_second, applied_per_second, "
+                         "dead_letters, failed_tasks) VALUES (%s, %s, %s, %s, %s, 0)",
+                         (MIGRATION_ID, start + timedelta(minutes=i), 40.0 + i, 38.0 + i,
+                          2 if i == 20 else 0))  # fmt: skip
         conn.execute(
             "INSERT INTO snapshot_table (migration_id, table_name, status, rows_copied, bytes_copied, started_at, "
             "finished_at) VALUES (%s, 'public.orders', 'done', 100000, 8000000, %s, %s)",
@@ -84,6 +88,7 @@ def test_report_renders_in_headless_chromium(recorded_migration, tmp_path):
     assert "id=12 (note, balance)" in dom and "id=9001" in dom and "id=5" in dom
     assert dom.count("<tr>") >= 10, "summary, validation, snapshot, cutover and timeline rows"
     assert "4.20s (cut_over)" in dom
+    assert 'id="throughput-chart"' in dom and "most dead letters seen 2" in dom, "throughput and errors chart"
     assert "<script>" not in dom and "&lt;script&gt;" in dom, "database text must be escaped"
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -95,6 +100,7 @@ def test_report_renders_in_headless_chromium(recorded_migration, tmp_path):
 
     markdown = Path(paths["markdown"]).read_text()
     assert "| public.accounts | DIFFERS |" in markdown and "write pause 4.20s" in markdown
+    assert "- throughput: 30 samples" in markdown
 
 
 def test_report_for_an_unknown_migration_says_how_to_find_one():
