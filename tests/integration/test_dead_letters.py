@@ -31,6 +31,7 @@ from harness import (
     run_other_dag,
     wait_until_identical,
 )
+from psycopg import sql as pgsql
 
 from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.alerts import AlertStore
@@ -81,7 +82,8 @@ def migration():
     STORE.ensure_schema()
     with CONTROL.connect(autocommit=True) as conn:  # a rerun starts without an earlier run's leftovers
         for table in ("alert", "dead_letter_ack", "throughput_sample"):
-            conn.execute(f"DELETE FROM {table} WHERE migration_id = %s", (MIGRATION_ID,))  # noqa: S608 - fixed names
+            conn.execute(pgsql.SQL("DELETE FROM {} WHERE migration_id = %s").format(pgsql.Identifier(table)),
+                         (MIGRATION_ID,))  # fmt: skip
     recreate_database(endpoint(SOURCE_PORT, SRC_DB))
     recreate_database(endpoint(TARGET_PORT, DST_DB))
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
@@ -102,6 +104,10 @@ def migration():
                 pass
         drop_database(endpoint(SOURCE_PORT, SRC_DB))
         drop_database(endpoint(TARGET_PORT, DST_DB))
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient({"bootstrap.servers": BOOTSTRAP}).list_topics(timeout=10).topics
+    assert NAMES.dead_letter_topic not in topics, "teardown must delete the dead letter topic too"
 
 
 def run_monitor(api) -> None:
