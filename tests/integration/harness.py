@@ -12,11 +12,15 @@ import psycopg
 from psycopg import sql
 
 from pgmigrate.airflow_api import AirflowApiClient
+from pgmigrate.connect_client import ConnectClient
 from pgmigrate.endpoints import PgEndpoint
 
 SOURCE_PORT, TARGET_PORT = 5433, 5434
 PASSWORD = "postgres"
 AIRFLOW_URL = "http://127.0.0.1:8080"
+CONNECT_URL = "http://127.0.0.1:8083"
+BOOTSTRAP = "127.0.0.1:9092"
+CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", PASSWORD)
 
 
 def conninfo(port: int, dbname: str) -> str:
@@ -30,17 +34,37 @@ def endpoint(port: int, dbname: str, password: str = PASSWORD) -> PgEndpoint:
 def forget_migration(migration_id: str) -> None:
     """Remove what an earlier (possibly interrupted) test run of `migration_id` left: connectors with
     their offsets, topics and the slot, so its databases can be dropped and recreated."""
-    from pgmigrate.connect_client import ConnectClient
     from pgmigrate.naming import MigrationNames
     from pgmigrate.pipeline_reset import delete_topics, remove_connectors
     from pgmigrate.replication_slot import drop_slot_if_exists
 
     names = MigrationNames(migration_id)
-    remove_connectors(ConnectClient("http://127.0.0.1:8083"), names)
-    delete_topics("127.0.0.1:9092", names)
+    remove_connectors(ConnectClient(CONNECT_URL), names)
+    delete_topics(BOOTSTRAP, names)
     server = PgEndpoint("127.0.0.1", SOURCE_PORT, "postgres", "postgres", PASSWORD)
     drop_slot_if_exists(server, names.slot)
     drop_slot_if_exists(server, names.native_subscription)
+
+
+def tear_down_migration(migration_id: str, source_db: str, target_db: str) -> None:
+    """Remove a test migration's pipeline (connectors with their offsets, slots, publications, topics)
+    when its databases exist, or what an interrupted run left otherwise; then mark its state torn down
+    and resolve its alerts, so the minute's monitor stops checking (and alerting on) it."""
+    from pgmigrate.databases import database_exists
+    from pgmigrate.monitor import resolve_all
+    from pgmigrate.naming import MigrationNames
+    from pgmigrate.state import MigrationStateStore
+    from pgmigrate.teardown import teardown_migration
+
+    source, target = endpoint(SOURCE_PORT, source_db), endpoint(TARGET_PORT, target_db)
+    if database_exists(source) and database_exists(target):
+        teardown_migration(ConnectClient(CONNECT_URL), BOOTSTRAP, source, MigrationNames(migration_id), target=target)
+    else:
+        forget_migration(migration_id)
+    store = MigrationStateStore(CONTROL)
+    if store.get(migration_id):
+        store.upsert(migration_id, phase="torn_down")
+        resolve_all(CONTROL, migration_id)
 
 
 def airflow_api() -> AirflowApiClient:

@@ -26,9 +26,9 @@ from harness import (
     airflow_api,
     conninfo,
     endpoint,
-    forget_migration,
     run_dag,
     run_other_dag,
+    tear_down_migration,
     wait_until_identical,
 )
 from psycopg import sql as pgsql
@@ -37,13 +37,11 @@ from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.alerts import AlertStore
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.cutover_checklist import evaluate_checklist
-from pgmigrate.databases import database_exists, drop_database, recreate_database
+from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.dead_letters import checklist_detail, read_backlog
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.monitor import resolve_all
 from pgmigrate.naming import MigrationNames
 from pgmigrate.state import MigrationStateStore
-from pgmigrate.teardown import teardown_migration
 from pgmigrate.throughput import throughput_samples
 
 pytestmark = pytest.mark.integration
@@ -65,14 +63,7 @@ INSERT INTO items SELECT g, g, 'seed' FROM generate_series(1, 50) g;
 
 
 def _forget() -> None:
-    source, target = endpoint(SOURCE_PORT, SRC_DB), endpoint(TARGET_PORT, DST_DB)
-    if database_exists(source) and database_exists(target):
-        teardown_migration(CONNECT, BOOTSTRAP, source, NAMES, target=target)
-    else:
-        forget_migration(MIGRATION_ID)
-    if STORE.get(MIGRATION_ID):
-        STORE.upsert(MIGRATION_ID, phase="torn_down")
-        resolve_all(CONTROL, MIGRATION_ID)
+    tear_down_migration(MIGRATION_ID, SRC_DB, DST_DB)
 
 
 @pytest.fixture(scope="module")

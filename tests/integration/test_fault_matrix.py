@@ -33,24 +33,22 @@ from harness import (
     conninfo,
     endpoint,
     fail_active_runs,
-    forget_migration,
     run_dag,
     run_other_dag,
     table_fingerprints,
     task_states,
+    tear_down_migration,
     wait_until_identical,
 )
 
 from pgmigrate.airflow_api import AirflowApiClient, put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import database_exists, drop_database, recreate_database
+from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.lag import read_end_to_end_lag
-from pgmigrate.monitor import resolve_all
 from pgmigrate.naming import MigrationNames
 from pgmigrate.route_switch import PgBouncerRouteSwitch
 from pgmigrate.state import MigrationStateStore
-from pgmigrate.teardown import teardown_migration
 
 CONNECT = ConnectClient("http://127.0.0.1:8083")
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
@@ -115,13 +113,7 @@ class Migration:
             conn.execute("DELETE FROM alert WHERE migration_id = %s", (self.migration_id,))
 
     def forget(self) -> None:
-        if database_exists(self.source) and database_exists(self.target):
-            teardown_migration(CONNECT, "127.0.0.1:9092", self.source, self.names, target=self.target)
-        else:
-            forget_migration(self.migration_id)
-        if STORE.get(self.migration_id):
-            STORE.upsert(self.migration_id, phase="torn_down")
-            resolve_all(CONTROL, self.migration_id)
+        tear_down_migration(self.migration_id, self.source_db, self.target_db)
 
     def drop(self) -> None:
         stack_up()  # a case that failed half-way may have left a part down
@@ -159,16 +151,19 @@ class Migration:
     def connectors(self) -> list[str]:
         return sorted(c for c in CONNECT.list_connectors() if c.startswith(f"pgmigrate-{self.migration_id}-"))
 
-    def connectors_running(self) -> bool:
+    def connector_states(self) -> set[str]:
+        """Every state of both connectors and their tasks ({"UNREACHABLE"} while Connect does not answer)."""
+        states: set[str] = set()
         for name in (self.names.source_connector, self.names.sink_connector):
             try:
                 status = CONNECT.get_status(name)
             except Exception:
-                return False
-            states = {status["connector"]["state"], *(t["state"] for t in status["tasks"])}
-            if states != {"RUNNING"}:
-                return False
-        return True
+                return {"UNREACHABLE"}
+            states |= {status["connector"]["state"], *(t["state"] for t in status["tasks"])}
+        return states
+
+    def connectors_running(self) -> bool:
+        return self.connector_states() == {"RUNNING"}
 
     def alerts_since(self, since_id: int) -> tuple[int, int]:
         with CONTROL.connect(autocommit=True) as conn:
@@ -192,10 +187,12 @@ def run_monitor(api: AirflowApiClient, migration: Migration) -> None:
 
 
 def ensure_connectors_running(migration: Migration) -> None:
-    """The runbook's step after `make stack-up`: if a connector is not back to RUNNING on its own
-    within a minute, `scripts/migration restart` (pg_migration_restart)."""
+    """The runbook's step after `make stack-up`: a connector FAILED (or not back to RUNNING on its own
+    within a minute) gets `scripts/migration restart` (pg_migration_restart)."""
     deadline = time.monotonic() + 60
-    while not migration.connectors_running() and time.monotonic() < deadline:
+    while (states := migration.connector_states()) != {"RUNNING"} and "FAILED" not in states:
+        if time.monotonic() > deadline:
+            break
         time.sleep(1)
     if not migration.connectors_running():
         print(f"{migration.migration_id}: not RUNNING a minute after stack-up: scripts/migration restart")

@@ -27,19 +27,18 @@ from harness import (
     airflow_api,
     conninfo,
     endpoint,
-    forget_migration,
     override_alert_thresholds,
     run_dag,
+    tear_down_migration,
     wait_until_identical,
 )
 
 from pgmigrate.airflow_api import put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import database_exists, drop_database, recreate_database
+from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
 from pgmigrate.state import MigrationStateStore
-from pgmigrate.teardown import teardown_migration
 
 MIGRATION_ID = "kloss-e2e"
 SRC_DB, DST_DB = "kloss_src", "kloss_dst"
@@ -82,11 +81,7 @@ def live_writes(i: int) -> list[tuple[str, tuple]]:
 
 
 def _reset() -> None:
-    source, target = endpoint(SOURCE_PORT, SRC_DB), endpoint(TARGET_PORT, DST_DB)
-    if database_exists(source) and database_exists(target):
-        teardown_migration(CONNECT, "127.0.0.1:9092", source, NAMES, target=target)
-    else:
-        forget_migration(MIGRATION_ID)
+    tear_down_migration(MIGRATION_ID, SRC_DB, DST_DB)
 
 
 def _stack(*args: str) -> subprocess.CompletedProcess:

@@ -27,24 +27,22 @@ from harness import (
     airflow_api,
     conninfo,
     endpoint,
-    forget_migration,
     run_dag,
     task_log,
+    tear_down_migration,
     wait_until_identical,
 )
 from psycopg import sql
 
 from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import database_exists, drop_database, recreate_database
+from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.migration_report import write_report
 from pgmigrate.naming import MigrationNames
 from pgmigrate.params import MigrationParams
 from pgmigrate.preflight import run_preflight
 from pgmigrate.report_data import collect_report_data
-from pgmigrate.state import MigrationStateStore
-from pgmigrate.teardown import teardown_migration
 
 MIGRATION_ID = "lp-e2e"
 SRC_DB, DST_DB = "lp_src", "lp_dst"
@@ -107,14 +105,8 @@ def create_role(port: int, role: str, password: str) -> None:
 
 def forget() -> None:
     """What an earlier (interrupted) run left: pipeline, databases, roles, connections, state."""
+    tear_down_migration(MIGRATION_ID, SRC_DB, DST_DB)
     source, target = endpoint(SOURCE_PORT, SRC_DB), endpoint(TARGET_PORT, DST_DB)
-    if database_exists(source) and database_exists(target):
-        teardown_migration(CONNECT, "127.0.0.1:9092", source, NAMES, target=target)
-    else:
-        forget_migration(MIGRATION_ID)
-    store = MigrationStateStore(CONTROL)
-    if store.get(MIGRATION_ID):
-        store.upsert(MIGRATION_ID, phase="torn_down")
     drop_database(source)
     drop_database(target)
     drop_role(SOURCE_PORT, SRC_ROLE)

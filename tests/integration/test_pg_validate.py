@@ -18,20 +18,17 @@ from harness import (
     airflow_api,
     conninfo,
     endpoint,
-    forget_migration,
     override_alert_thresholds,
     run_dag,
     run_other_dag,
+    tear_down_migration,
     wait_until_identical,
 )
 
 from pgmigrate.airflow_api import put_postgres_connection
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import database_exists, drop_database, recreate_database
+from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
 from pgmigrate.state import MigrationStateStore
-from pgmigrate.teardown import teardown_migration
 
 MIGRATION_ID = "val-test"
 SRC_DB, DST_DB = "val_src", "val_dst"
@@ -59,12 +56,7 @@ def live_writes(i: int) -> list[tuple[str, tuple]]:
 
 
 def _reset() -> None:
-    source, target = endpoint(SOURCE_PORT, SRC_DB), endpoint(TARGET_PORT, DST_DB)
-    if database_exists(source) and database_exists(target):
-        teardown_migration(ConnectClient("http://127.0.0.1:8083"), "127.0.0.1:9092", source,
-                           MigrationNames(MIGRATION_ID), target=target)  # fmt: skip
-    else:
-        forget_migration(MIGRATION_ID)
+    tear_down_migration(MIGRATION_ID, SRC_DB, DST_DB)
 
 
 @pytest.fixture(scope="module")

@@ -23,22 +23,20 @@ from harness import (
     airflow_api,
     conninfo,
     endpoint,
-    forget_migration,
     run_dag,
     run_other_dag,
     task_log,
+    tear_down_migration,
     wait_until_identical,
 )
 
 from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.alerts import AlertStore
 from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import database_exists, drop_database, recreate_database
+from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.monitor import resolve_all
 from pgmigrate.naming import MigrationNames
 from pgmigrate.state import MigrationStateStore
-from pgmigrate.teardown import teardown_migration
 
 MIGRATION_ID = "drift-e2e"
 SRC_DB, DST_DB = "drift_src", "drift_dst"
@@ -57,14 +55,7 @@ CREATE TABLE orders (id bigserial PRIMARY KEY, item_id int NOT NULL, at timestam
 
 
 def _forget() -> None:
-    source, target = endpoint(SOURCE_PORT, SRC_DB), endpoint(TARGET_PORT, DST_DB)
-    if database_exists(source) and database_exists(target):
-        teardown_migration(CONNECT, "127.0.0.1:9092", source, NAMES, target=target)
-    else:
-        forget_migration(MIGRATION_ID)
-    if STORE.get(MIGRATION_ID):
-        STORE.upsert(MIGRATION_ID, phase="torn_down")
-        resolve_all(CONTROL, MIGRATION_ID)
+    tear_down_migration(MIGRATION_ID, SRC_DB, DST_DB)
 
 
 class Drift:

@@ -41,7 +41,8 @@ class PreflightOperator(MigrationOperator):
         except Exception as exc:
             # A failed check needs a person, not a retry: fail now, with every problem and its fix.
             raise AirflowFailException(str(exc)) from exc
-        if existing is None or existing["phase"] in ("failed", "preflight_passed"):
+        # A migration id reused after teardown starts afresh (its params are this run's, not the old ones).
+        if existing is None or existing["phase"] in ("failed", "preflight_passed", "torn_down"):
             store.upsert(params.migration_id, phase="preflight_passed", params=dict(context["params"]))
         store.record_event(params.migration_id, "preflight_passed", "all preflight checks passed")
         return report.to_dict()
