@@ -99,7 +99,12 @@ def restart(connect: ConnectClient, desired: dict[str, dict[str, str]], timeout:
             actions.append(f"{name}: config rewritten ({', '.join(differing)} differed)")
         status = connect.get_status(name)
         state = (status.get("connector") or {}).get("state")
-        if state in ("PAUSED", "STOPPED"):
+        if differing and state not in ("PAUSED", "STOPPED"):
+            # A config rewrite restarts the connector: a status read right after it can show RUNNING
+            # while the connector comes back in its target state (PAUSED after a halt). Resuming a
+            # running connector does nothing, so resume rather than trust that read.
+            connect.resume(name)
+        elif state in ("PAUSED", "STOPPED"):
             connect.resume(name)
             actions.append(f"{name}: resumed from {state}")
         elif assess_connector(name, status)[0] == FAILED:

@@ -53,3 +53,40 @@ def test_restart_waits_out_the_stale_failed_status():
     connect = FakeConnect(stale_reads=2)
     actions = restart(connect, {"sink": dict(connect.config)})  # type: ignore[arg-type]
     assert actions == ["sink: restarted its failed tasks"]
+
+
+class HaltedConnectAfterRewrite:
+    """A halted (PAUSED) connector whose config was hand-edited: the status read right after the rewrite
+    shows RUNNING (Connect is restarting it), then it settles PAUSED again unless resumed."""
+
+    def __init__(self) -> None:
+        self.config = {"connector.class": "x", "insert.mode": "insert"}
+        self.rewritten = self.resumed = False
+
+    def exists(self, name: str) -> bool:
+        return True
+
+    def get_config(self, name: str) -> dict:
+        return dict(self.config)
+
+    def create_or_update(self, name: str, config: dict) -> None:
+        self.config, self.rewritten = dict(config), True
+
+    def get_status(self, name: str) -> dict:
+        state = "RUNNING" if self.resumed or self.rewritten else "PAUSED"
+        return {"connector": {"state": state}, "tasks": [{"id": 0, "state": state}]}
+
+    def resume(self, name: str) -> None:
+        self.resumed = True
+
+    def wait_for_state(self, name: str, state: str, timeout: float = 60.0) -> dict:
+        if not self.resumed:  # the transient RUNNING is over: it is PAUSED again
+            raise RuntimeError(f"{name} did not reach {state}; last status: PAUSED")
+        return self.get_status(name)
+
+
+def test_restart_resumes_after_rewriting_a_halted_connectors_config():
+    connect = HaltedConnectAfterRewrite()
+    actions = restart(connect, {"sink": {"connector.class": "x", "insert.mode": "upsert"}})  # type: ignore[arg-type]
+    assert connect.resumed and connect.config["insert.mode"] == "upsert"
+    assert actions == ["sink: config rewritten (insert.mode differed)"]
