@@ -40,6 +40,8 @@ SEVERITIES = (P0, P1, P2, P3)
 
 # What the on-call person should do, per condition kind (the part of the key before ':').
 RUNBOOK = {
+    "connect_unreachable": "Kafka Connect does not answer, so nothing is streamed: make stack-up (or restart "
+    "the Connect workers), then scripts/migration restart if a connector is not RUNNING a minute later.",
     "connector_failed": "read the connector's trace (scripts/migration status), fix the cause, then run "
     "pg_migration_restart (scripts/migration restart).",
     "data_loss": "do not cut over; the monitor halts the pipeline (pg_migration_halt) unless halt_on_data_loss "
@@ -67,8 +69,8 @@ RUNBOOK = {
 MONITORED_PHASES = ("caught_up", "streaming", "cut_over")
 # Kinds `evaluate` decides; `cutover_failed` is raised by pg_cutover's failure notifier instead.
 MONITOR_KINDS = frozenset(
-    {"connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch", "kafka_disk", "slow_query",
-     "dead_letters", "schema_mismatch"}
+    {"connect_unreachable", "connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch",
+     "kafka_disk", "slow_query", "dead_letters", "schema_mismatch"}
 )
 REVERSE_PHASES = ("cut_over",)
 
@@ -253,6 +255,14 @@ def slow_query_alert(
                                "query": str(q.get("query", ""))[:200]} for q in slow[:5]]})  # fmt: skip
 
 
+def connect_unreachable_alert(migration_id: str, error: str | None) -> Alert | None:
+    """P0 while Kafka Connect's REST API does not answer: its connectors' states are unknown and nothing
+    streams (a dead worker). Resolved by the first run that reads the statuses again."""
+    if error is None:
+        return None
+    return Alert(P0, "connect_unreachable", migration_id, f"Kafka Connect does not answer: {error}", {"error": error})
+
+
 def dead_letter_alert(migration_id: str, unacknowledged: int) -> Alert | None:
     """P0 while the DLQ holds records not acknowledged: each is a change the target does not have. One
     open row however many arrive (the count in the message is the one at raise time); resolved by `dlq --ack`."""
@@ -287,6 +297,7 @@ class Readings:
 
     phase: str
     connector_statuses: dict[str, dict[str, Any] | None] | None = None
+    connect_unreachable: str | None = None  # why Kafka Connect's REST API did not answer
     lag_samples: list[tuple[datetime, float | None]] | None = None
     now: datetime | None = None
     kafka_disk: list[tuple[str, int, int]] | None = None
@@ -300,6 +311,9 @@ class Readings:
 def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open_conditions: set[str]) -> Evaluation:
     """Every rule over one migration's readings."""
     result = Evaluation()
+    if readings.connect_unreachable is not None or readings.connector_statuses is not None:
+        result.add("connect_unreachable", filter(None, [connect_unreachable_alert(migration_id,
+                                                                                  readings.connect_unreachable)]))
     if readings.connector_statuses is not None:
         failed, restarted = connector_alerts(migration_id, readings.connector_statuses)
         result.add("connector_failed", failed)

@@ -149,7 +149,16 @@ def monitor_migration(
             store.record_event(migration_id, "dead_letters", f"{q['table']} key {q['key']} rejected by the "
                                f"target ({q['error']}): {q['records']} record(s) dead-lettered, sink resumed",
                                **q)  # fmt: skip
-    readings.connector_statuses = attempt("Kafka Connect statuses", lambda: read_connector_statuses(connect, names))
+    def read_statuses() -> dict[str, dict[str, Any] | None]:
+        from pgmigrate.connect_client import ConnectUnavailableError
+
+        try:
+            return read_connector_statuses(connect, names)
+        except ConnectUnavailableError as exc:  # a dead worker is itself the alert
+            readings.connect_unreachable = str(exc)[:300]
+            raise
+
+    readings.connector_statuses = attempt("Kafka Connect statuses", read_statuses)
     lag = attempt("lag", lambda: sample_lag(store, migration_id, live_source, live_target, names, bootstrap,
                                              thresholds.lag_window_seconds))  # fmt: skip
     if lag is not None:

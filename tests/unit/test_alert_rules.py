@@ -136,6 +136,17 @@ def test_evaluate_marks_unread_readings_as_not_evaluated():
     assert result.active == []
 
 
+def test_connect_that_does_not_answer_is_a_p0_resolved_once_statuses_are_read_again():
+    down = evaluate(M, Readings(phase="streaming", connect_unreachable="Kafka Connect at http://c:8083 is "
+                                "unreachable"), T, set())  # fmt: skip
+    assert [(a.severity, a.condition) for a in down.active] == [(P0, "connect_unreachable")]
+    assert "connector_failed" not in down.evaluated, "unknown states: neither raised nor resolved"
+    back = evaluate(M, Readings(phase="streaming", connector_statuses={}), T, {"connect_unreachable"})
+    assert "connect_unreachable" in back.evaluated and back.active == []
+    unread = evaluate(M, Readings(phase="streaming"), T, {"connect_unreachable"})
+    assert "connect_unreachable" not in unread.evaluated
+
+
 def test_evaluate_resolves_cutover_failed_only_once_cut_over():
     assert "cutover_failed" not in evaluate(M, Readings(phase="streaming"), T, set()).evaluated
     assert "cutover_failed" in evaluate(M, Readings(phase="cut_over"), T, set()).evaluated
