@@ -54,12 +54,20 @@ def _endpoint_from_params(params: dict[str, Any], key: str, default_conn_id: str
     return PgEndpoint.from_airflow_connection(Connection.get_connection_from_secrets(conn_id))
 
 
+def _state_or_complain(store: MigrationStateStore, migration_id: str, ensure_schema: bool = False) -> dict | None:
+    """The migration's state record, or None after telling the user on stderr that there is none."""
+    if ensure_schema:
+        store.ensure_schema()
+    state = store.get(migration_id)
+    if state is None:
+        print(f"no migration {migration_id!r} in the control database (scripts/migration list)", file=sys.stderr)
+    return state
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     store = MigrationStateStore(DEFAULTS["control"])
-    store.ensure_schema()
-    state = store.get(args.migration_id)
+    state = _state_or_complain(store, args.migration_id, ensure_schema=True)
     if state is None:
-        print(f"no migration {args.migration_id!r} in the control database (scripts/migration list)", file=sys.stderr)
         return 2
     names = MigrationNames(args.migration_id)
     print(f"migration {args.migration_id}: phase {state['phase']} (updated {state['updated_at']:%Y-%m-%d %H:%M:%S %Z})")
@@ -95,10 +103,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_lag(args: argparse.Namespace) -> int:
-    store = MigrationStateStore(DEFAULTS["control"])
-    state = store.get(args.migration_id)
+    state = _state_or_complain(MigrationStateStore(DEFAULTS["control"]), args.migration_id)
     if state is None:
-        print(f"no migration {args.migration_id!r} in the control database (scripts/migration list)", file=sys.stderr)
         return 2
     source = _endpoint_from_params(state["params"], "source_conn_id", "migration_source")
     target = _endpoint_from_params(state["params"], "target_conn_id", "migration_target")
@@ -200,9 +206,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pgmigrate.params import MigrationParams, parse_table_name
     from pgmigrate.row_diff import diff_table, format_diff
 
-    state = MigrationStateStore(DEFAULTS["control"]).get(args.migration_id)
+    state = _state_or_complain(MigrationStateStore(DEFAULTS["control"]), args.migration_id)
     if state is None:
-        print(f"no migration {args.migration_id!r} in the control database (scripts/migration list)", file=sys.stderr)
         return 2
     params = MigrationParams.from_dict(state["params"])
     source = _endpoint_from_params(state["params"], "source_conn_id", "migration_source")
@@ -248,10 +253,8 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from pgmigrate.dead_letter_resync import differing_keys, request_keys_resync
 
     store = MigrationStateStore(DEFAULTS["control"])
-    store.ensure_schema()
-    state = store.get(args.migration_id)
+    state = _state_or_complain(store, args.migration_id, ensure_schema=True)
     if state is None:
-        print(f"no migration {args.migration_id!r} in the control database (scripts/migration list)", file=sys.stderr)
         return 2
     names = MigrationNames(args.migration_id)
     backlog = dl.read_backlog(DEFAULTS["bootstrap"], DEFAULTS["control"], names)
