@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local stack of real components (no Docker): PostgreSQL x3, Kafka (KRaft), Kafka Connect
-# (distributed, Debezium plugins), PgBouncer, Airflow. Usage: scripts/stack.sh up|down|status|reset
+# (distributed, Debezium plugins), PgBouncer x2, Airflow. Usage: scripts/stack.sh up|down|status|reset
 #   up      start whatever is not running, wait until each part really serves (idempotent)
 #   down    stop everything this stack started, by recorded pid
 #   status  one line per part: up/down, pid, port, resident memory; the stack's total RSS
@@ -72,6 +72,7 @@ cmd_status() {
   status_line kafka "$(pid_of "$PIDS/kafka.pid")" "$KAFKA_PORT"
   status_line kafka-connect "$(pid_of "$PIDS/connect.pid")" "$CONNECT_PORT"
   status_line pgbouncer "$(pid_of "$PIDS/pgbouncer.pid")" "$PGBOUNCER_PORT"
+  status_line pgbouncer2 "$(pid_of "$PIDS/pgbouncer2.pid")" "$PGBOUNCER2_PORT"
   status_line airflow-api-server "$(pid_of "$PIDS/airflow-api-server.pid")" "$AIRFLOW_PORT"
   local component
   for component in scheduler dag-processor triggerer; do

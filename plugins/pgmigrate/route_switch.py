@@ -6,24 +6,25 @@ route at the target, and resumes. `RouteSwitch` is what the cutover calls, so a 
 can replace PgBouncer later without touching the DAG. `PgBouncerRouteSwitch` implements it with
 PgBouncer's admin console and the routes file of `pgmigrate.pgbouncer_routes`.
 
-The admin console speaks only the simple query protocol and has no transactions: connections are
-autocommit with server-side prepared statements disabled, and commands carry no parameters. Every
-database name is checked against a strict pattern before it is quoted into a command.
+Commands go through `pgmigrate.pgbouncer_admin.AdminConsole`: one connection per command, except
+inside `PgBouncerRouteSwitch.held()`, which opens two once and reuses them (see `held`). Every database
+name is checked against a strict pattern before it is quoted into a command.
 """
 
 from __future__ import annotations
 
 import logging
-import select
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
-from psycopg import pq
 
 from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.pgbouncer_admin import AdminConsole, CommandRefused, execute_until
 from pgmigrate.pgbouncer_routes import Route, locked_routes, read_routes_file, validate_database_name
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,31 @@ def quote_admin_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def describe_routes_disagreement(name: str, explicit: Route | None, live_row: Mapping[str, Any] | None) -> str | None:
+    """One line saying how the routes file's explicit route for `name` and PgBouncer's live entry (its
+    SHOW DATABASES row, None when not listed) disagree; None when they agree.
+
+    Why it matters: PgBouncer reads the routes file again at the next RELOAD or restart, so a file that
+    differs from what PgBouncer runs moves clients at a moment nobody chose. Without an explicit route
+    the database follows the `*` fallback of pgbouncer.ini, which the routes file says nothing about:
+    None then, listed or not.
+    """
+    if explicit is None:
+        return None
+    if live_row is None:
+        return (f"the routes file routes {name} to {explicit} but PgBouncer has no entry for it: it has not loaded "
+                f"that route (a failed RELOAD, or pgbouncer.ini does not %include the file); the next RELOAD or "
+                f"restart moves its clients to {explicit}")
+    if not live_row["host"]:
+        return (f"the routes file routes {name} to {explicit} but PgBouncer reaches it over a Unix socket (port "
+                f"{live_row['port']}); the next RELOAD or restart moves its clients to {explicit}")
+    live = Route(host=live_row["host"], port=int(live_row["port"]), dbname=live_row["database"])
+    if live == explicit:
+        return None
+    return (f"the routes file routes {name} to {explicit} but PgBouncer uses {live}; the next RELOAD or restart "
+            f"moves its clients to {explicit}")
+
+
 class PgBouncerRouteSwitch:
     """`RouteSwitch` over PgBouncer's admin console (`admin`, database `pgbouncer`) and routes file.
 
@@ -95,26 +121,50 @@ class PgBouncerRouteSwitch:
         # How long a route change waits for another writer of the routes file (inside a pause: what is left of it).
         self.lock_timeout = lock_timeout
         self._paused_at: dict[str, float] = {}
+        self._console = AdminConsole(admin)
 
     # -- admin console plumbing -------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection:
-        # prepare_threshold=None: psycopg would otherwise prepare a query run 5 times, and the
-        # admin console cannot parse the extended protocol.
-        return psycopg.connect(self.admin.conninfo(), autocommit=True, prepare_threshold=None)
+        return self._console.connect()
+
+    @contextmanager
+    def held(self) -> Iterator[PgBouncerRouteSwitch]:
+        """Open two admin connections now and use them for every command until the block ends: one only
+        for PAUSE, one for everything else (RESUME, RELOAD, SHOW ...). Enter it before pausing.
+
+        Why: while a database is paused its clients queue, and new ones keep arriving. Once PgBouncer
+        cannot take another connection it refuses logins; a switch that opened a connection per command
+        could then neither RELOAD nor RESUME, and clients would wait until the pause watchdog fires.
+        (PgBouncer 1.18 exempts logins to its admin database from `max_client_conn`, but not from the
+        file-descriptor limit: at `ulimit -n` it accepts no connection at all.) PAUSE has a connection of
+        its own because a PAUSE that does not complete in time is abandoned with its connection, and the
+        RESUME that follows must not queue behind it.
+
+        A held connection found broken is replaced by a new one (logged), which needs a login again; see
+        `AdminConsole.execute` and `AdminConsole.pause_connection`. Outside the block every command opens
+        its own connection, as before. An inner `held()` reuses the outer block's connections. Raises
+        AdminCommandError, with nothing paused, when PgBouncer refuses the logins.
+        """
+        try:
+            self._console.hold()
+        except psycopg.Error as exc:
+            raise AdminCommandError(
+                f"PgBouncer at {self.admin.label} refused the admin logins to hold: {exc}. Nothing was paused."
+            ) from exc
+        try:
+            yield self
+        finally:
+            self._console.release()
 
     def _command(self, command: str) -> None:
         try:
-            with self._connect() as conn:
-                conn.execute(command, prepare=False)
+            self._console.execute(command)
         except psycopg.Error as exc:
             raise AdminCommandError(f"PgBouncer at {self.admin.label} refused `{command}`: {exc}") from exc
 
     def _show(self, what: str) -> list[dict[str, Any]]:
-        with self._connect() as conn:
-            cur = conn.execute(f"SHOW {what}", prepare=False)
-            names = [column.name for column in cur.description or []]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return self._console.execute(f"SHOW {what}")
 
     def _database_row(self, name: str) -> dict[str, Any] | None:
         return next((row for row in self._show("DATABASES") if row["name"] == name), None)
@@ -134,12 +184,16 @@ class PgBouncerRouteSwitch:
         command = f"PAUSE {quote_admin_identifier(name)}"
         log.info("PgBouncer %s: %s (in-flight transactions finish, new ones wait; gives up after %.1f s)",
                  self.admin.label, command, timeout_seconds)
+        conn = self._console.pause_connection()
         started = time.monotonic()
-        conn = self._connect()
+        idle = False  # PgBouncer answered, so a held connection can take the next PAUSE
         try:
-            completed = _execute_until(conn, command, started + timeout_seconds)
+            completed = idle = execute_until(conn, command, started + timeout_seconds)
+        except CommandRefused as exc:
+            idle = True
+            raise AdminCommandError(f"PgBouncer at {self.admin.label} refused `{command}`: {exc}") from exc
         finally:
-            conn.close()  # not `with`: its exit would send COMMIT behind a still-pending PAUSE
+            self._console.done_with_pause_connection(conn, idle)
         waited = time.monotonic() - started
         if not completed:
             busy = self._busy_servers_or_unknown(name)
@@ -223,10 +277,11 @@ class PgBouncerRouteSwitch:
         """Route `database` to host:port/dbname: write it to the routes file (atomic rename, so a
         PgBouncer restart reads it too), RELOAD, and check that PgBouncer took it.
 
-        If PgBouncer did not take it (config did not load), the file is put back as it was and
-        reloaded, so the file and the running PgBouncer never disagree. Call while the database is
-        paused: PAUSE closed its idle server connections, so after RESUME every new server connection
-        goes to the new route.
+        If the RELOAD fails (refused, connection lost) or PgBouncer did not take the route (config did
+        not load), the file is put back as it was and reloaded (best effort), and RouteSwitchError says
+        where PgBouncer routes the clients now: a file left on the new route would move them at the next
+        restart, unannounced. Call while the database is paused: PAUSE closed its idle server
+        connections, so after RESUME every new server connection goes to the new route.
         """
         name = validate_database_name(database)
         route = Route(host=host, port=port, dbname=dbname)
@@ -236,22 +291,65 @@ class PgBouncerRouteSwitch:
             routes[name] = route
         log.info("PgBouncer: route %s -> %s written to %s (was %s); RELOAD",
                  name, route, routes_file, previous or "the * fallback")
-        self._command("RELOAD")
+        try:
+            self._command("RELOAD")
+        except AdminCommandError as exc:
+            log.error("PgBouncer: RELOAD after writing route %s -> %s failed: %s; putting the routes file back",
+                      name, route, exc)
+            state = self._put_route_back(name, route, previous, routes_file)
+            raise RouteSwitchError(f"RELOAD after writing route {name} -> {route} failed ({exc}). {state}") from exc
         live = self._live_route_or_none(name)
         if live != route:
+            state = self._put_route_back(name, route, previous, routes_file)
+            raise RouteSwitchError(
+                f"PgBouncer did not take route {name} -> {route} after RELOAD (it reports {live}). {state} Check "
+                f".stack/logs/pgbouncer.log (or PgBouncer's log) for a config error and that pgbouncer.ini includes "
+                f"{routes_file}."
+            )
+        log.info("PgBouncer: %s now routes to %s", name, route)
+        return route
+
+    def _put_route_back(self, name: str, route: Route, previous: Route | None, routes_file: Path) -> str:
+        """Undo a route change PgBouncer did not confirm: restore the file, RELOAD, read the live route,
+        each step best effort. Returns what state clients are in, for the error the caller raises."""
+        old = str(previous) if previous else "the * fallback"
+        try:
             with locked_routes(routes_file, self.lock_timeout) as routes:
                 if previous is None:
                     routes.pop(name, None)
                 else:
                     routes[name] = previous
+        except Exception as exc:  # the lock, the disk: whatever it is, the file still holds the new route
+            log.error("PgBouncer: could not put %s back in %s: %s", name, routes_file, exc)
+            return (f"Putting {routes_file} back failed too ({exc}): it still routes {name} to {route}, so the next "
+                    f"RELOAD or restart moves its clients there. Restore the line (was: {old}) by hand, then RELOAD.")
+        try:
             self._command("RELOAD")
-            raise RouteSwitchError(
-                f"PgBouncer did not take route {name} -> {route} after RELOAD (it reports {live}); the routes file "
-                f"is back to {previous or 'no explicit route'}. Check .stack/logs/pgbouncer.log (or PgBouncer's log) "
-                f"for a config error and that pgbouncer.ini includes {routes_file}."
-            )
-        log.info("PgBouncer: %s now routes to %s", name, route)
-        return route
+            reloaded = "RELOAD again: done"
+        except AdminCommandError as exc:
+            reloaded = f"RELOAD again failed: {exc.__cause__ or exc}"
+        restored = f"The routes file is back to {previous or 'no explicit route'} ({reloaded})"
+        try:
+            live = self._live_route_or_none(name)
+        except psycopg.Error as exc:
+            return (f"{restored}; PgBouncer's live route is unknown (SHOW DATABASES failed: {exc}). It took no RELOAD "
+                    f"it confirmed, so clients most likely stay on {old}: check SHOW DATABASES on the admin console "
+                    f"and RELOAD there once it answers.")
+        if live != route and (previous is None or live == previous):
+            return f"{restored}; PgBouncer routes {name} to {live or old}: clients stay on the old route."
+        return (f"{restored}, but PgBouncer routes {name} to {live or 'nothing it lists'}: the file and PgBouncer "
+                f"disagree. RELOAD on the admin console and check SHOW DATABASES before resuming clients.")
+
+    def routes_disagreement(self, database: str) -> str | None:
+        """One line when the routes file's explicit route for `database` and the route PgBouncer runs
+        (SHOW DATABASES) differ, else None (also when the file has no explicit route for it: it follows
+        the `*` fallback). A pre-cutover checklist refuses on it before pausing: the next RELOAD or
+        restart would move the clients, and a switch would start from a state nobody knows. Raises
+        psycopg.Error when the admin console does not answer."""
+        name = validate_database_name(database)
+        explicit = read_routes_file(self._require_routes_file()).get(name)
+        problem = describe_routes_disagreement(name, explicit, self._database_row(name))
+        return None if problem is None else f"PgBouncer at {self.admin.label}: {problem}"
 
     def pin_route(self, database: str) -> Route:
         """Make the route `database` uses now explicit in the routes file (same host and port, so
@@ -311,28 +409,3 @@ class PgBouncerRouteSwitch:
         waiting behind a PAUSE, or idle between transactions."""
         name = validate_database_name(database)
         return sum(1 for row in self._show("CLIENTS") if row["database"] == name)
-
-
-def _execute_until(conn: psycopg.Connection, command: str, deadline: float) -> bool:
-    """Send `command` and wait for its answer until `deadline` (time.monotonic()); False when it did not
-    come in time. psycopg's blocking execute cannot be interrupted, so this drives libpq directly. The
-    caller closes the connection afterwards, which abandons the still-pending command on PgBouncer."""
-    pgconn = conn.pgconn
-    pgconn.send_query(command.encode())
-    while pgconn.flush() != 0:
-        select.select([], [pgconn.socket], [], 1.0)
-    while True:
-        pgconn.consume_input()
-        if not pgconn.is_busy():
-            break
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        select.select([pgconn.socket], [], [], min(remaining, 1.0))
-    error = None
-    while (result := pgconn.get_result()) is not None:
-        if result.status == pq.ExecStatus.FATAL_ERROR:
-            error = (result.error_message or b"").decode(errors="replace").strip()
-    if error:
-        raise AdminCommandError(f"PgBouncer refused `{command}`: {error}")
-    return True

@@ -27,7 +27,7 @@ airflow_db_setup() {
   local conns="$REPO/include/stack/airflow-connections.json" conn_stamp
   conn_stamp="$AIRFLOW_HOME/.connections-$(sha1sum "$conns" | cut -c1-12)"
   if [ ! -f "$conn_stamp" ]; then
-    log "airflow: creating or updating connections from $conns (migration_source, migration_target, migration_control, kafka_connect, kafka_default, pgbouncer_admin)"
+    log "airflow: creating or updating connections from $conns (migration_source, migration_target, migration_control, kafka_connect, kafka_default, pgbouncer_admin, pgbouncer_admin_2)"
     # kafka_connect's secrets_dir is where connector password files go (read by Connect's file provider).
     sed "s#@STATE@#$STATE#g" "$conns" >"$AIRFLOW_HOME/connections.json"
     "$AIRFLOW" connections import --overwrite "$AIRFLOW_HOME/connections.json" >>"$logfile" 2>&1 \

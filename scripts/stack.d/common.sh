@@ -21,6 +21,7 @@ KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
 CONNECT_PORT=8083
 PGBOUNCER_PORT=6432
+PGBOUNCER2_PORT=6433
 AIRFLOW_PORT=8080
 
 # The readiness timeout for one component; a slow first start of Airflow (db migrate) needs minutes.

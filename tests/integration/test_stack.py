@@ -20,6 +20,8 @@ from pgmigrate.airflow_api import AirflowApiClient
 REPO = Path(__file__).resolve().parents[2]
 STACK = str(REPO / "scripts" / "stack.sh")
 PG_PORTS = {"source": 5433, "target": 5434, "control": 5435}
+# PgBouncer instances: name (state directory, pid file and log name) -> (port, max_client_conn).
+PGBOUNCERS = {"pgbouncer": (6432, 500), "pgbouncer2": (6433, 100)}
 
 
 def pg_connect(port: int, dbname: str = "postgres", password: str = "postgres"):
@@ -43,6 +45,7 @@ def test_status_shows_every_part_up_with_memory(stack):
         "kafka",
         "kafka-connect",
         "pgbouncer",
+        "pgbouncer2",
         "airflow-api-server",
         "airflow-scheduler",
         "airflow-dag-processor",
@@ -106,27 +109,45 @@ def test_connect_lists_both_debezium_plugins_at_pinned_version():
     assert root["version"] == "4.1.1"
 
 
-def test_pgbouncer_routes_every_database_to_source():
-    conn = psycopg2.connect(host="127.0.0.1", port=6432, user="postgres", password="postgres", dbname="shop")
+def _admin_show(port: int, what: str) -> list[dict]:
+    admin = psycopg2.connect(
+        host="127.0.0.1", port=port, user="postgres", password="postgres", dbname="pgbouncer"
+    )
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"SHOW {what}")
+            columns = [d[0] for d in cur.description]
+            return [dict(zip(columns, row, strict=False)) for row in cur.fetchall()]
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("name", sorted(PGBOUNCERS))
+def test_pgbouncer_routes_every_database_to_source(name):
+    port, max_client_conn = PGBOUNCERS[name]
+    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password="postgres", dbname="shop")
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT inet_server_port(), current_database()")
             assert cur.fetchone() == (5433, "shop")
     finally:
         conn.close()
-    admin = psycopg2.connect(
-        host="127.0.0.1", port=6432, user="postgres", password="postgres", dbname="pgbouncer"
-    )
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute("SHOW DATABASES")
-            columns = [d[0] for d in cur.description]
-            rows = [dict(zip(columns, row, strict=False)) for row in cur.fetchall()]
-    finally:
-        admin.close()
-    shop = next(r for r in rows if r["name"] == "shop")
+    shop = next(r for r in _admin_show(port, "DATABASES") if r["name"] == "shop")
     assert shop["port"] == 5433
+    # Each instance has its own state: rendered ini including its own routes file, pid file, log.
+    state = REPO / ".stack"
+    config = {r["key"]: r["value"] for r in _admin_show(port, "CONFIG")}
+    assert config["listen_port"] == str(port)
+    assert config["max_client_conn"] == str(max_client_conn)
+    assert config["pool_mode"] == "transaction"
+    assert config["auth_type"] == "scram-sha-256"
+    assert config["logfile"] == str(state / "logs" / f"{name}.log")
+    assert f"%include {state / name / 'routes.ini'}" in (state / name / "pgbouncer.ini").read_text()
+    assert (state / name / "routes.ini").is_file()
+    pid = int((state / "pids" / f"{name}.pid").read_text().split()[0])
+    assert running(pid)
+    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2] == str(state / name / "pgbouncer.ini").encode()
 
 
 def test_airflow_health_login_and_connections():
@@ -140,8 +161,14 @@ def test_airflow_health_login_and_connections():
         ("migration_control", "postgres"),
         ("kafka_connect", "http"),
         ("kafka_default", "kafka"),
+        ("pgbouncer_admin", "postgres"),
+        ("pgbouncer_admin_2", "postgres"),
     ]:
         assert api.request("GET", f"/connections/{conn_id}")["conn_type"] == conn_type
+    for conn_id, port, name in [("pgbouncer_admin", 6432, "pgbouncer"), ("pgbouncer_admin_2", 6433, "pgbouncer2")]:
+        conn = api.request("GET", f"/connections/{conn_id}")
+        assert (conn["host"], conn["port"], conn["schema"]) == ("127.0.0.1", port, "pgbouncer")
+        assert json.loads(conn["extra"])["routes_file"] == str(REPO / ".stack" / name / "routes.ini")
     denied = requests.post(
         "http://127.0.0.1:8080/auth/token", json={"username": "admin", "password": "x"}, timeout=10
     )

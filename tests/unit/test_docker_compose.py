@@ -34,6 +34,7 @@ EXPECTED_HOST_PORTS = {
     "kafka": {9092},
     "connect": {8083},
     "pgbouncer": {6432},
+    "pgbouncer2": {6433},
     "airflow-api-server": {8080},
 }
 POSTGRES_SERVICES = ("source-db", "target-db", "control-db")
