@@ -92,11 +92,17 @@ def select_entries(entries: list[TocEntry], wanted_tables: set[int] | None) -> s
     """Dump ids to restore. `wanted_tables`: source oids of the tables to copy (with their partitions), or
     None for everything in the dumped schemas.
 
-    An entry is dropped when it is excluded, is an unwanted table, or depends on a dropped one (a foreign
-    key to a table left out, a view over it). For a subset, objects not tied to any table (types,
-    functions, sequences, schemas, extensions) are kept only when something kept depends on them.
+    An entry is dropped when it is excluded, is an unwanted table, or needs a dropped one (a foreign key to
+    a table left out, a view over it). For a subset, objects not tied to any table (types, functions,
+    schemas, extensions) are kept only when something kept depends on them. Sequences are the exception:
+    every one is kept, because an application may use a sequence through `nextval('invoice_no')` alone, with
+    no column default naming it. A sequence owned by a column left out (serial, OWNED BY) is still created,
+    standalone: pg_dump makes it depend on its table, but only its SEQUENCE OWNED BY entry needs the table,
+    and that entry goes with the table. An identity sequence has no such entry (its statement is the
+    table's `ALTER TABLE ... ADD GENERATED ... AS IDENTITY`), so it goes with its table.
     """
     by_id = {e.dump_id: e for e in entries}
+    needs = _needs(entries, by_id)
     dropped: dict[int, bool] = {}
     anchored: dict[int, bool] = {}
 
@@ -108,7 +114,7 @@ def select_entries(entries: list[TocEntry], wanted_tables: set[int] | None) -> s
             own = e.desc in EXCLUDED_DESCS or (
                 e.desc == "TABLE" and wanted_tables is not None and e.objid not in wanted_tables
             )
-            dropped[i] = own or any(is_dropped(d, seen | {i}) for d in e.deps)
+            dropped[i] = own or any(is_dropped(d, seen | {i}) for d in needs[i])
         return dropped[i]
 
     def is_anchored(i: int, seen: frozenset[int] = frozenset()) -> bool:
@@ -116,24 +122,40 @@ def select_entries(entries: list[TocEntry], wanted_tables: set[int] | None) -> s
             e = by_id.get(i)
             if e is None or i in seen:
                 return False
-            anchored[i] = e.desc == "TABLE" or any(is_anchored(d, seen | {i}) for d in e.deps)
+            anchored[i] = e.desc == "TABLE" or any(is_anchored(d, seen | {i}) for d in needs[i])
         return anchored[i]
 
     alive = [e for e in entries if not is_dropped(e.dump_id)]
     if wanted_tables is None:
         keep = {e.dump_id for e in alive if e.classid}
     else:
-        keep = {e.dump_id for e in alive if e.classid and is_anchored(e.dump_id)}
-        todo = [d for i in keep for d in by_id[i].deps]
+        keep = {e.dump_id for e in alive if e.classid and (e.desc == "SEQUENCE" or is_anchored(e.dump_id))}
+        todo = [d for i in keep for d in needs[i]]
         while todo:  # what the kept objects need
             i = todo.pop()
             if i in keep or i not in by_id or is_dropped(i) or not by_id[i].classid:
                 continue
             keep.add(i)
-            todo.extend(by_id[i].deps)
+            todo.extend(needs[i])
     # Entries without an object of their own (COMMENT, ATTACH, OWNED BY, ROW SECURITY) follow their parents.
-    keep |= {e.dump_id for e in alive if not e.classid and e.deps and all(d in keep for d in e.deps)}
+    followers = [e.dump_id for e in alive if not e.classid and needs[e.dump_id]]
+    keep |= {i for i in followers if all(d in keep for d in needs[i])}
     return keep
+
+
+def _needs(entries: list[TocEntry], by_id: dict[int, TocEntry]) -> dict[int, tuple[int, ...]]:
+    """Each entry's dependencies, with an owned sequence's dependency on its table moved to its SEQUENCE
+    OWNED BY entry: the ownership needs the table, the sequence does not."""
+    needs = {e.dump_id: e.deps for e in entries}
+    for e in entries:
+        if e.desc != "SEQUENCE OWNED BY":
+            continue
+        for seq in e.deps:
+            if seq in by_id and by_id[seq].desc == "SEQUENCE":
+                tables = tuple(d for d in by_id[seq].deps if d in by_id and by_id[d].desc == "TABLE")
+                needs[seq] = tuple(d for d in needs[seq] if d not in tables)
+                needs[e.dump_id] = (*needs[e.dump_id], *tables)
+    return needs
 
 
 # --- running the tools --------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ How (and why) it is rerun-safe:
   depend on (types, domains, functions, sequences, extensions, schemas), following the dump's dependency
   graph; views are kept when all their tables are. A foreign key to a table left out is not created and is
   reported (`foreign_keys.skipped`). `pg_dump -t` would drop the dependencies (and, on 15, the partitions).
+  Every sequence of the schemas is kept, with its options, even one nothing kept depends on (used through
+  `nextval()` alone): the cutover syncs them all. Only identity sequences go with their tables.
 - Pre-data is one transaction (`--single-transaction`): it applies completely or not at all. Post-data
   is not (see `post_data.py`).
 
@@ -263,7 +265,14 @@ def entries_to_restore(plan: SchemaPlan, candidates: list[TocEntry], src: psycop
         elif e.desc == "ROW SECURITY":
             table = next(d for d in e.deps if plan.entries[d].desc == "TABLE")
             _add(existing, restore, _flag(tgt, "relrowsecurity", _target_oid(tgt, plan.address[table])), i)
-        elif any(d in restore for d in e.deps):  # COMMENT, SEQUENCE OWNED BY…: with their parent
+        elif e.desc == "SEQUENCE OWNED BY":
+            # With its sequence, or with its table: an earlier run that left the table out created the
+            # sequence standalone. ALTER SEQUENCE … OWNED BY is safe to repeat.
+            tables = [d for s in e.deps for d in plan.entries[s].deps if d in plan.entries
+                      and plan.entries[d].desc == "TABLE"]  # fmt: skip
+            if any(d in restore for d in (*e.deps, *tables)):
+                restore[i] = None
+        elif any(d in restore for d in e.deps):  # COMMENT…: with their parent
             restore[i] = None
     if mismatched:
         raise SchemaCopyError(

@@ -91,6 +91,14 @@ FKS_SQL = """
 SELECT k.conname, k.convalidated FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
 WHERE k.contype = 'f' AND k.conparentid = 0 ORDER BY 1
 """
+# Relations of "Sales" and the table that owns each (OWNED BY or identity), if any.
+SALES_RELATIONS_SQL = """
+SELECT c.relname, c.relkind::text, d.refobjid::regclass::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+     AND d.deptype IN ('a', 'i')
+WHERE n.nspname = 'Sales' ORDER BY 1
+"""
 TRIGGERS_SQL = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgparentid = 0 ORDER BY 1"
 
 
@@ -221,7 +229,9 @@ def test_table_subset_copies_only_those_tables_and_the_types_they_need(target_db
     assert result["tables"] == ["public.customers"]
     assert column(TARGET, TABLES_SQL) == ["public.customers"]
     assert column(TARGET, USER_TYPES_SQL) == ["mood", "posint"]  # not unused_enum, not "Sales".money_pair
-    assert column(TARGET, "SELECT nspname FROM pg_namespace WHERE nspname = 'Sales'") == []
+    # Every sequence comes along (an application may call nextval() on any), so "Sales" holds just those;
+    # "Order Items_id_seq" without its OWNED BY, since its table stays behind.
+    assert rows(TARGET, SALES_RELATIONS_SQL) == [("Order Items_id_seq", "S", None), ("invoice_no", "S", None)]
     assert sorted(column(TARGET, "SELECT extname FROM pg_extension")) == ["citext", "pgcrypto", "plpgsql"]
     post = apply_post_data(SOURCE, TARGET, SCHEMAS, [("public", "customers")])
     assert column(TARGET, SECONDARY_INDEXES_SQL) == ["customers_email"]
@@ -313,8 +323,9 @@ def test_parse_toc_reads_kinds_names_and_dependencies():
 def test_select_entries_follows_dependencies():
     entries = parse_toc(LISTING)
     assert select_entries(entries, None) == {e.dump_id for e in entries}
-    # Only customers: its type, extension, schema, constraint and comment; not the other table, its
-    # sequence, or the foreign key that points from it to customers; not the type nothing needs.
-    assert select_entries(entries, {104}) == {5, 2, 897, 219, 3509, 3336}
+    # Only customers: its type, extension, schema, constraint and comment; not the other table or the
+    # foreign key that points from it to customers; not the type nothing needs. The other table's sequence
+    # stays (with its schema), without its OWNED BY.
+    assert select_entries(entries, {104}) == {5, 2, 897, 219, 3509, 3336, 7, 220}
     # Only "Order Items": the foreign key to customers is dropped with customers.
     assert select_entries(entries, {105}) == {7, 221, 220, 3508}
