@@ -10,44 +10,44 @@ from pgmigrate.operators.cutover import (
     AbortCutoverOperator,
     BackupSourceOperator,
     CutoverChecklistOperator,
+    CutoverOperator,
     DeployReverseConnectorsOperator,
-    DrainOperator,
-    FinalValidateOperator,
-    PauseWritesOperator,
+    PostValidateOperator,
     PrepareReverseOperator,
-    StartReverseReplicationOperator,
-    SwitchRouteOperator,
-    SyncSequencesOperator,
+    PreValidateOperator,
     ValidateForeignKeysOperator,
     VerifyCutoverOperator,
 )
+from pgmigrate.params import DEFAULT_PGBOUNCER_CONN_IDS
+from pgmigrate.sensors.pause_guard import PauseGuardSensor
 
 DOC = """
-### Cutover: clients move from the source to the target through PgBouncer
+### Cutover: clients move from the source to the target through every PgBouncer
 
-Applications connect to PgBouncer; this DAG pauses the database there (in-flight transactions finish,
-new ones wait), drains the change stream, validates with writes at rest, syncs sequences, starts
-reverse replication (target → source, for `pg_rollback`), switches PgBouncer's route to the target and
-resumes. Clients see a pause, never an error.
+Applications connect to PgBouncer. One task, `cutover`, holds the whole client-write pause in one process:
+pause every PgBouncer → fence the source → drain by positions → verify the rows changed since the last
+check → sequences → stop the forward pipeline and create the reverse slots → switch every PgBouncer →
+resume. Each step logs its duration and the pause so far. Clients see a pause (well under a second here),
+never an error. Everything that can happen before or after the pause is a task of its own.
 
 | task | what it does |
 |---|---|
-| `checklist` | streaming, lag under threshold, last validation passed, connectors RUNNING, route = source |
+| `pre_validate` | full row-level diff while streaming; records the change-topic positions it covers |
+| `checklist` | streaming, lag, recent pre-validation, connectors, dead letters, every PgBouncer, direct sessions |
 | `backup_source` | `pg_dump -Fd -j2` of the source + connector configs (skipped with `backup=false`) |
 | `prepare_reverse_replication` | reverse publications and tables on the target (they capture nothing yet) |
-| `pause_writes` | arms a watchdog that resumes at `max_pause_seconds` whatever happens, then `PAUSE` |
-| `drain` | every change up to the pause is on the target (heartbeat + sink offsets + subscription LSN) |
-| `final_validate` | counts + checksums of every table, writes at rest; any difference aborts |
-| `sync_sequences` | target sequences past the source's (+ gap); identity columns ALWAYS again |
-| `start_reverse_replication` | forward connectors stopped (slot kept); reverse slots on the target keep every change |
-| `switch_route` | PgBouncer routes the database to the target, `RELOAD`, `RESUME` |
-| `deploy_reverse_connectors` | after the pause: reverse connectors (target → source) start from that slot |
-| `verify` | a write through PgBouncer lands on the target; no server connection to the source |
+| `cutover` | pre-pause passes over the changed keys, then the critical section above |
+| `pause_guard` | deferred beside `cutover`: ends the pause at `max_pause_seconds` if `cutover` cannot (killed, hung) |
+| `deploy_reverse_connectors` | reverse connectors (target → source) start from the slots the pause created |
+| `verify` | a write through every PgBouncer lands on the target; no server connection to the source |
 | `validate_foreign_keys` | foreign keys left NOT VALID while rows streamed in are validated (no write blocked) |
-| `abort_cutover` | only if `pause_writes` … `switch_route` failed: all undone, clients on the source, resumed |
+| `post_validate` | full row diff again, target against source (P0 alert if it differs; rollback stays possible) |
+| `abort_cutover` | only if `cutover` failed: forward pipeline resumed, reverse slots removed, identities back |
 
-`dry_run=true` rehearses: pause, drain, final validation, resume on the source; nothing switches.
-The pause length is stored in the migration's timeline (`scripts/migration status`).
+**Rerun:** after an abort, fix the cause and trigger `pg_cutover` again (a new run). If you clear `cutover`
+in this run, clear `pause_guard` with it: `cutover` does not pause without a guard watching.
+`dry_run=true` rehearses: pause, fence, drain, verify, resume on the source; nothing switches.
+The pause and each step's duration are in the `cutover` log and the migration's timeline.
 """
 
 PARAMS = {
@@ -56,11 +56,27 @@ PARAMS = {
     "max_pause_seconds": Param(
         10, type="number", minimum=1, maximum=300, description="Writes are never paused longer than this"
     ),
+    "pgbouncer_conn_ids": Param(
+        list(DEFAULT_PGBOUNCER_CONN_IDS), type="array", items={"type": "string"}, minItems=1,
+        description="Airflow connections of EVERY PgBouncer clients use (admin console); all are switched together",
+    ),
     "pgbouncer_database": Param(
         "", type="string", description="PgBouncer database to switch; empty = the source connection's database"
     ),
-    "dry_run": Param(False, type="boolean", description="Pause, drain, validate, resume on the source; no switch"),
-}
+    "allow_direct_sessions": Param(
+        False, type="boolean",
+        description="Cut over although sessions connect straight to the source (they are ended, their roles made "
+        "read-only, and a write after the drain point aborts)",
+    ),
+    "max_validation_age_minutes": Param(
+        60, type="number", minimum=1, description="checklist refuses a pre-validation older than this"
+    ),
+    "reuse_validation_minutes": Param(
+        0, type="number", minimum=0,
+        description="pre_validate reuses a passing validation younger than this (0 = always validate anew)",
+    ),
+    "dry_run": Param(False, type="boolean", description="Pause, drain, verify, resume on the source; no switch"),
+}  # fmt: skip
 
 
 @dag(
@@ -71,28 +87,26 @@ PARAMS = {
     params=PARAMS,
     tags=["migration", "cutover"],
     doc_md=DOC,
-    # Inside the pause a retry would only lengthen it: failures abort instead.
+    # Inside the pause a retry would only lengthen it: `cutover` aborts instead (a new run retries).
     default_args={"retries": 0},
     # P0 "cutover failed" through the alert channels, once until a cutover succeeds (pgmigrate.alerts).
     on_failure_callback=MigrationAlertNotifier(severity="P0", condition="cutover_failed"),
 )
 def pg_cutover():
+    pre_validate = PreValidateOperator(task_id="pre_validate", retries=1)
     checklist = CutoverChecklistOperator(task_id="checklist")
     backup = BackupSourceOperator(task_id="backup_source", retries=1)
     prepare = PrepareReverseOperator(task_id="prepare_reverse_replication", trigger_rule="none_failed", retries=1)
-    pause = PauseWritesOperator(task_id="pause_writes")
-    drain = DrainOperator(task_id="drain")
-    final_validate = FinalValidateOperator(task_id="final_validate")
-    sequences = SyncSequencesOperator(task_id="sync_sequences")
-    reverse = StartReverseReplicationOperator(task_id="start_reverse_replication")
-    switch = SwitchRouteOperator(task_id="switch_route")
+    cutover = CutoverOperator(task_id="cutover")
+    guard = PauseGuardSensor(task_id="pause_guard")
     reverse_connectors = DeployReverseConnectorsOperator(task_id="deploy_reverse_connectors", retries=2)
     verify = VerifyCutoverOperator(task_id="verify")
     foreign_keys = ValidateForeignKeysOperator(task_id="validate_foreign_keys", retries=1)
+    post_validate = PostValidateOperator(task_id="post_validate", retries=1)
     abort = AbortCutoverOperator(task_id="abort_cutover", trigger_rule="one_failed")
-    chain(checklist, backup, prepare, pause, drain, final_validate, sequences, reverse, switch)
-    chain(switch, reverse_connectors, verify, foreign_keys)
-    [pause, drain, final_validate, sequences, reverse, switch] >> abort
+    chain(pre_validate, checklist, backup, prepare, [cutover, guard])
+    chain(cutover, reverse_connectors, verify, foreign_keys, post_validate)
+    cutover >> abort
 
 
 pg_cutover()

@@ -7,32 +7,42 @@ from airflow.sdk import Param, chain, dag
 from pgmigrate.naming import MIGRATION_ID_PATTERN
 from pgmigrate.operators.rollback import (
     AbortRollbackOperator,
-    DrainReverseOperator,
     RollbackCheckOperator,
-    RollbackPauseOperator,
+    RollbackOperator,
     RollbackReportOperator,
     StopReverseOperator,
-    SwitchBackOperator,
 )
+from pgmigrate.params import DEFAULT_PGBOUNCER_CONN_IDS
+from pgmigrate.sensors.pause_guard import PauseGuardSensor
 
 DOC = """
 ### Rollback: clients back to the source
 
-After `pg_cutover`, reverse replication (target → source) keeps the source current. Rollback pauses the
-database in PgBouncer, waits until every write made on the target is on the source, syncs sequences
-back, switches PgBouncer to the source, resumes, stops reverse replication and writes a report
-(markdown, path in the `rollback_report` log and the migration's timeline). Target: under 2 minutes.
+After `pg_cutover`, reverse replication (target → source) keeps the source current. `rollback` is the
+cutover's critical section the other way, in one process: pause every PgBouncer → fence the target →
+drain reverse replication by positions → verify the rows changed since the cutover (or its post-validation)
+→ sequences back → stop reverse capture → switch every PgBouncer to the source → lift the source's fence →
+resume. `pause_guard` ends the pause at `max_pause_seconds` if `rollback` cannot. Then the reverse pipeline
+stops and a report is written (markdown; path in the `rollback_report` log and the timeline).
 
-`force=true` skips the drain (the target is gone): it says how many changes may be lost.
+`check` deploys the reverse connectors from the cutover's slots if they never started. `force=true` skips
+the drain and verification when the target is gone: writes not yet replayed are lost (it says how many).
 """
 
 PARAMS = {
     "migration_id": Param(type="string", pattern=MIGRATION_ID_PATTERN, description="The migration to roll back"),
     "reason": Param(type="string", minLength=1, description="Why (goes into the report)"),
     "force": Param(False, type="boolean", description="Skip the drain when the target is gone; may lose writes"),
-    "max_pause_seconds": Param(30, type="number", minimum=1, maximum=300, description="Longest write pause"),
+    "max_pause_seconds": Param(10, type="number", minimum=1, maximum=300, description="Longest write pause"),
+    "pgbouncer_conn_ids": Param(
+        list(DEFAULT_PGBOUNCER_CONN_IDS), type="array", items={"type": "string"}, minItems=1,
+        description="Airflow connections of EVERY PgBouncer clients use; all are switched back together",
+    ),
     "pgbouncer_database": Param("", type="string", description="PgBouncer database; empty = the source's name"),
-}
+    "allow_direct_sessions": Param(
+        False, type="boolean", description="Roll back although sessions connect straight to the target"
+    ),
+}  # fmt: skip
 
 
 @dag(
@@ -47,14 +57,14 @@ PARAMS = {
 )
 def pg_rollback():
     check = RollbackCheckOperator(task_id="check")
-    pause = RollbackPauseOperator(task_id="pause_writes")
-    drain = DrainReverseOperator(task_id="drain_reverse")
-    switch_back = SwitchBackOperator(task_id="switch_back", trigger_rule="none_failed")
+    rollback = RollbackOperator(task_id="rollback")
+    guard = PauseGuardSensor(task_id="pause_guard")
     stop = StopReverseOperator(task_id="stop_reverse_replication")
     report = RollbackReportOperator(task_id="rollback_report")
     abort = AbortRollbackOperator(task_id="abort_rollback", trigger_rule="one_failed")
-    chain(check, pause, drain, switch_back, stop, report)
-    [pause, drain, switch_back] >> abort
+    chain(check, [rollback, guard])
+    chain(rollback, stop, report)
+    rollback >> abort
 
 
 pg_rollback()

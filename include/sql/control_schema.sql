@@ -96,3 +96,36 @@ CREATE TABLE IF NOT EXISTS throughput_sample (
     failed_tasks        integer,
     PRIMARY KEY (migration_id, at)
 );
+
+-- The cutover's and rollback's write pause (pgmigrate.cutover.lease): one row per attempt. Whoever ends the
+-- pause - the switch, the deadline enforcer in the cutover's own process, or the pause guard in Airflow's
+-- triggerer - does it with one compare-and-set on `state`, so exactly one of them wins. Times are this
+-- database's clock, whichever host reads them. `plan` says how to put clients back (PgBouncer connections,
+-- routes, the fence to lift): it holds Airflow connection ids and names, never a password.
+CREATE TABLE IF NOT EXISTS pause_lease (
+    lease_id           text PRIMARY KEY,
+    migration_id       text NOT NULL,
+    dag_run_id         text NOT NULL,
+    purpose            text NOT NULL,      -- cutover | rollback | dry_run
+    state              text NOT NULL,      -- pending | armed | switched | released | expired | abandoned
+    max_pause_seconds  double precision NOT NULL,
+    deadline           timestamptz,        -- set when armed
+    plan               jsonb NOT NULL DEFAULT '{}',
+    created_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    armed_at           timestamptz,
+    ended_at           timestamptz,
+    ended_by           text,
+    note               text,
+    holder_seen_at     timestamptz,        -- the cutover task's heartbeat
+    guard_seen_at      timestamptz         -- the pause guard's heartbeat (it watches this lease)
+);
+-- One pause at a time per migration (a cutover and a rollback never overlap).
+CREATE UNIQUE INDEX IF NOT EXISTS pause_lease_one_active ON pause_lease (migration_id)
+    WHERE state IN ('pending', 'armed');
+CREATE INDEX IF NOT EXISTS pause_lease_by_run ON pause_lease (migration_id, dag_run_id, created_at);
+
+-- Validation before the pause (pg_cutover's pre_validate): when, the result, and the change-topic positions
+-- it validated at, so the in-pause verification only compares rows whose keys changed after them.
+ALTER TABLE migration ADD COLUMN IF NOT EXISTS pre_validation jsonb;
+-- Application roles made read-only on a side the clients left (pgmigrate.cutover.fence): {"source": {...}}.
+ALTER TABLE migration ADD COLUMN IF NOT EXISTS fences jsonb NOT NULL DEFAULT '{}';

@@ -51,6 +51,12 @@ RUNBOOK = {
     "until then.",
     "cutover_failed": "clients stay on the source (abort_cutover undoes a failure inside the pause). Read the "
     "failed task's log, fix, rerun pg_cutover (dry_run=true first).",
+    "post_cutover_mismatch": "after the cutover the full validation found rows that differ between target and "
+    "source. Reverse replication keeps rollback possible: compare (scripts/migration compare), then repair on the "
+    "target or roll back (scripts/migration rollback).",
+    "writes_after_switch": "a client wrote to the source after the cutover's drain point, outside PgBouncer: those "
+    "rows are on the source only. Find the writer (pg_stat_activity on the source), copy the named rows to the "
+    "target by hand, and move the writer to PgBouncer.",
     "lag_high": "check the sink connector (paused? failed? slow target?) and the target's load; "
     "scripts/migration lag shows the live numbers.",
     "schema_mismatch": "DDL ran on the source. Run scripts/migration schema-sync --migration-id <id> "

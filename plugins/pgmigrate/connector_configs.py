@@ -111,6 +111,9 @@ def build_source_config(
         # Every second, write the heartbeat row on the source; its copy on the target gives end-to-end lag,
         # and the write keeps the slot advancing when the migrated tables are idle.
         "heartbeat.interval.ms": "1000",
+        # How long the connector waits for more changes before handing a batch to Connect (default 500 ms): the
+        # cutover's drain waits for a heartbeat to pass through, so this wait is inside the client-write pause.
+        "poll.interval.ms": "50",
         "heartbeat.action.query": heartbeat_action_query(names),
         "topic.heartbeat.prefix": "__debezium-heartbeat",
         # An UPDATE that does not touch a TOASTed column carries `__debezium_unavailable_value` instead of the
@@ -172,7 +175,9 @@ def build_sink_config(
         # session_replication_role=replica: like built-in logical replication, the target's triggers and
         # FK checks do not fire for replicated rows (their effects arrive from the source themselves), so
         # changes of different tables applied in topic order never trip a foreign key.
-        "connection.url": target.jdbc_url() + "&options=-c%20session_replication_role%3Dreplica",
+        # ApplicationName: the cutover's fence tells the platform's own sessions from an application's by it.
+        "connection.url": target.jdbc_url()
+        + "&options=-c%20session_replication_role%3Dreplica&ApplicationName=pgmigrate-sink",
         "connection.username": target.user,
         "connection.password": secrets.target_password,
         # Upsert by primary key: a replayed event (after a crash) converges instead of failing.

@@ -77,6 +77,8 @@ class PgEndpoint:
             PGUSER=self.user,
             PGPASSWORD=self.password,
             PGCONNECT_TIMEOUT="10",
+            # The cutover's fence tells the platform's own sessions (pg_dump of the backup) by this name.
+            PGAPPNAME="pgmigrate",
         )
         return env
 

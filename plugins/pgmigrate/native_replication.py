@@ -90,12 +90,19 @@ def source_conninfo_for_target(source: PgEndpoint) -> str:
 
 
 def ensure_native_replication(
-    source: PgEndpoint, target: PgEndpoint, names: MigrationNames, tables: list[TableRef], initial_copy: bool = True
+    source: PgEndpoint,
+    target: PgEndpoint,
+    names: MigrationNames,
+    tables: list[TableRef],
+    initial_copy: bool = True,
+    existing_slot: bool = False,
 ) -> str:
     """Publication on the source and subscription on the target for exactly `tables`. An existing
     subscription is kept (a rerun never restarts a copy in progress); a new one first empties the target
     tables, because its table-sync workers COPY into them without truncating. `initial_copy=False`
-    (reverse replication at cutover, both sides identical): stream changes from now on, copy nothing."""
+    (reverse replication at cutover, both sides identical): stream changes from now on, copy nothing.
+    `existing_slot=True`: stream from the slot of that name the cutover created inside its pause (so
+    nothing written since is missed) instead of creating one."""
     if not tables:
         return "none"
     ensure_publication(source, names.native_publication, tables)
@@ -109,8 +116,9 @@ def ensure_native_replication(
             )
             log.info("native channel: subscription %s exists, enabled", names.native_subscription)
             return "exists"
-        # A slot left by an earlier subscription that was dropped without its slot: start from a fresh one.
-        drop_slot_if_exists(source, names.native_subscription)
+        if not existing_slot:
+            # A slot left by an earlier subscription that was dropped without its slot: start from a fresh one.
+            drop_slot_if_exists(source, names.native_subscription)
         if initial_copy:
             conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(t.ident for t in tables)))
         # The target's copies get REPLICA IDENTITY FULL too: reverse replication after cutover needs it.
@@ -119,9 +127,10 @@ def ensure_native_replication(
         conn.execute(
             sql.SQL(
                 "CREATE SUBSCRIPTION {sub} CONNECTION {conninfo} PUBLICATION {pub} "
-                "WITH (copy_data = {copy}, create_slot = true, slot_name = {slot}, enabled = true)"
+                "WITH (copy_data = {copy}, create_slot = {create}, slot_name = {slot}, enabled = true)"
             ).format(
                 copy=sql.Literal(initial_copy),
+                create=sql.Literal(not existing_slot),
                 sub=sql.Identifier(names.native_subscription),
                 conninfo=sql.Literal(source_conninfo_for_target(source)),
                 pub=sql.Identifier(names.native_publication),

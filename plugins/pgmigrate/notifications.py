@@ -156,3 +156,17 @@ class MigrationAlertNotifier(BaseNotifier):
         else:
             log.info("%s alert for %s already open (%s): not sent again", alert.severity, migration_id, self.condition)
         store.deliver_pending(channels, migration_id)
+
+
+def raise_task_alert(severity: str, condition: str, migration_id: str, message: str,
+                     control_conn_id: str = CONTROL_CONN_ID, **details: Any) -> bool:  # fmt: skip
+    """An alert raised by a task itself (e.g. a difference found after the cutover), deduped and delivered
+    through the same `alert` table and channels as the monitor's. True if this call raised it."""
+    alert = Alert(severity, condition, migration_id, message, details)
+    channels = alert_channels()
+    store = AlertStore(control_endpoint(control_conn_id))
+    raised = store.raise_alert(alert, [c.name for c in channels])
+    log.warning("%s alert %s for %s: %s. What to do: %s", severity, "RAISED" if raised else "still open",
+                migration_id, message, alert.action)  # fmt: skip
+    store.deliver_pending(channels, migration_id)
+    return raised

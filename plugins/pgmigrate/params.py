@@ -91,6 +91,42 @@ class MigrationParams:
         )
 
 
+# Every PgBouncer in front of the database: the local stack runs two. A deployment with one lists one; a name
+# that is not an Airflow connection makes the checklist refuse, never a cutover that leaves clients behind.
+DEFAULT_PGBOUNCER_CONN_IDS = ("pgbouncer_admin", "pgbouncer_admin_2")
+
+
+def _pause_seconds(raw: dict[str, Any], default: float) -> float:
+    try:
+        pause = float(raw.get("max_pause_seconds", default))
+    except (TypeError, ValueError) as exc:
+        raise InvalidParams(f"max_pause_seconds must be a number, got {raw.get('max_pause_seconds')!r}.") from exc
+    if not 1 <= pause <= 300:
+        raise InvalidParams(f"max_pause_seconds must be between 1 and 300, got {pause}.")
+    return pause
+
+
+def _pgbouncer_conn_ids(raw: dict[str, Any]) -> tuple[str, ...]:
+    ids = raw.get("pgbouncer_conn_ids")
+    if ids is None or ids == []:
+        return DEFAULT_PGBOUNCER_CONN_IDS
+    if isinstance(ids, str) or not all(isinstance(i, str) and i for i in ids):
+        raise InvalidParams(
+            f"pgbouncer_conn_ids must be a list of Airflow connection ids (one per PgBouncer), got {ids!r}."
+        )
+    return tuple(dict.fromkeys(ids))
+
+
+def _minutes(raw: dict[str, Any], name: str, default: float) -> float:
+    try:
+        value = float(raw.get(name, default))
+    except (TypeError, ValueError) as exc:
+        raise InvalidParams(f"{name} must be a number of minutes, got {raw.get(name)!r}.") from exc
+    if value < 0:
+        raise InvalidParams(f"{name} must not be negative, got {value}.")
+    return value
+
+
 @dataclass(frozen=True)
 class CutoverParams:
     """Params of `pg_cutover`. The migration's own params (connections, schemas, tables) come from its state
@@ -100,23 +136,25 @@ class CutoverParams:
     backup: bool = True
     max_pause_seconds: float = 10.0
     pgbouncer_database: str = ""  # empty: the source connection's database name
+    pgbouncer_conn_ids: tuple[str, ...] = DEFAULT_PGBOUNCER_CONN_IDS
+    allow_direct_sessions: bool = False
+    max_validation_age_minutes: float = 60.0
+    reuse_validation_minutes: float = 0.0  # 0: pre_validate always runs the full row diff
     dry_run: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CutoverParams:
         if not raw.get("migration_id"):
             raise InvalidParams(f"migration_id is required ({MIGRATION_ID_PATTERN}).")
-        try:
-            pause = float(raw.get("max_pause_seconds", 10))
-        except (TypeError, ValueError) as exc:
-            raise InvalidParams(f"max_pause_seconds must be a number, got {raw.get('max_pause_seconds')!r}.") from exc
-        if not 1 <= pause <= 300:
-            raise InvalidParams(f"max_pause_seconds must be between 1 and 300, got {pause}.")
         return cls(
             migration_id=validate_migration_id(str(raw["migration_id"])),
             backup=bool(raw.get("backup", True)),
-            max_pause_seconds=pause,
+            max_pause_seconds=_pause_seconds(raw, 10),
             pgbouncer_database=str(raw.get("pgbouncer_database") or ""),
+            pgbouncer_conn_ids=_pgbouncer_conn_ids(raw),
+            allow_direct_sessions=bool(raw.get("allow_direct_sessions", False)),
+            max_validation_age_minutes=_minutes(raw, "max_validation_age_minutes", 60),
+            reuse_validation_minutes=_minutes(raw, "reuse_validation_minutes", 0),
             dry_run=bool(raw.get("dry_run", False)),
         )
 
@@ -126,8 +164,10 @@ class RollbackParams:
     migration_id: str
     reason: str
     force: bool = False
-    max_pause_seconds: float = 30.0
+    max_pause_seconds: float = 10.0
     pgbouncer_database: str = ""
+    pgbouncer_conn_ids: tuple[str, ...] = DEFAULT_PGBOUNCER_CONN_IDS
+    allow_direct_sessions: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RollbackParams:
@@ -140,8 +180,10 @@ class RollbackParams:
             migration_id=validate_migration_id(str(raw["migration_id"])),
             reason=reason,
             force=bool(raw.get("force", False)),
-            max_pause_seconds=float(raw.get("max_pause_seconds", 30)),
+            max_pause_seconds=_pause_seconds(raw, 10),
             pgbouncer_database=str(raw.get("pgbouncer_database") or ""),
+            pgbouncer_conn_ids=_pgbouncer_conn_ids(raw),
+            allow_direct_sessions=bool(raw.get("allow_direct_sessions", False)),
         )
 
 

@@ -3,7 +3,7 @@
 The console speaks only the simple query protocol and has no transactions: connections are autocommit
 with server-side prepared statements disabled, and commands carry no parameters.
 
-By default every command opens its own connection and closes it, which is all the pause watchdog and
+By default every command opens its own connection and closes it, which is all the pause's enforcers and
 one-off calls need. Between `hold()` and `release()` (what `PgBouncerRouteSwitch.held()` wraps) two
 connections are opened once and reused instead: one only for PAUSE, one for everything else. The switch
 inside a write pause must not depend on PgBouncer accepting a new login while clients queue.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgmigrate.cutover_backup import backup_root
+from pgmigrate.cutover.backup import backup_root
 from pgmigrate.state import MigrationStateStore
 
 

@@ -73,6 +73,8 @@ class RouteSwitch(Protocol):
 
     def server_connections(self, database: str) -> list[ServerConnection]: ...
 
+    def server_pids(self) -> set[int]: ...
+
     def client_count(self, database: str) -> int: ...
 
 
@@ -112,7 +114,7 @@ class PgBouncerRouteSwitch:
 
     `routes_file` is the file included into pgbouncer.ini's `[databases]`; it must be on a filesystem
     this process can write and PgBouncer can read. Without it, everything but `point_to` works (the
-    pause watchdog only needs `resume`).
+    pause's enforcers only need `resume`).
     """
 
     def __init__(self, admin: PgEndpoint, routes_file: Path | str | None = None, lock_timeout: float = 10.0) -> None:
@@ -135,7 +137,7 @@ class PgBouncerRouteSwitch:
 
         Why: while a database is paused its clients queue, and new ones keep arriving. Once PgBouncer
         cannot take another connection it refuses logins; a switch that opened a connection per command
-        could then neither RELOAD nor RESUME, and clients would wait until the pause watchdog fires.
+        could then neither RELOAD nor RESUME, and clients would wait until the pause's deadline enforcer acts.
         (PgBouncer 1.18 exempts logins to its admin database from `max_client_conn`, but not from the
         file-descriptor limit: at `ulimit -n` it accepts no connection at all.) PAUSE has a connection of
         its own because a PAUSE that does not complete in time is abandoned with its connection, and the
@@ -177,7 +179,7 @@ class PgBouncerRouteSwitch:
         PgBouncer marks the database paused at once and answers when no server connection is busy
         any more; if that takes longer than `timeout_seconds`, a RESUME follows at once (clients would
         otherwise wait behind a transaction that may never end) and PauseTimeoutError says which
-        servers were still busy. Arm `pgmigrate.pause_watchdog` *before* calling this: the database
+        servers were still busy. Arm the pause lease (`pgmigrate.cutover.lease`) *before* calling this: the database
         is paused from the moment PgBouncer receives the command, even if this process dies waiting.
         """
         name = validate_database_name(database)
@@ -403,6 +405,11 @@ class PgBouncerRouteSwitch:
             for row in self._show("SERVERS")
             if row["database"] == name
         ]
+
+    def server_pids(self) -> set[int]:
+        """Backend pids on the servers of every connection PgBouncer holds (SHOW SERVERS' `remote_pid`): the
+        sessions that come through PgBouncer, told apart exactly from those connected straight to a server."""
+        return {int(row["remote_pid"]) for row in self._show("SERVERS") if row.get("remote_pid")}
 
     def client_count(self, database: str) -> int:
         """Clients of `database` connected to PgBouncer (SHOW CLIENTS), whatever their state: active,

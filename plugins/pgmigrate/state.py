@@ -52,8 +52,10 @@ _UPDATABLE = {
     "last_lag_at",
     "last_validation",
     "last_error",
+    "pre_validation",
+    "fences",
 }
-_JSON_FIELDS = {"params", "tables", "identity_columns", "sequences", "last_validation"}
+_JSON_FIELDS = {"params", "tables", "identity_columns", "sequences", "last_validation", "pre_validation", "fences"}
 
 
 class MigrationStateStore:

@@ -36,7 +36,7 @@ from psycopg import sql as pgsql
 from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.alerts import AlertStore
 from pgmigrate.connect_client import ConnectClient
-from pgmigrate.cutover_checklist import evaluate_checklist
+from pgmigrate.cutover.checklist import evaluate_checklist
 from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.dead_letters import checklist_detail, read_backlog
 from pgmigrate.endpoints import PgEndpoint
@@ -169,7 +169,8 @@ def test_rows_the_target_rejects_are_dead_lettered_raise_one_p0_block_cutover_an
 
     ok, detail = checklist_detail(MIGRATION_ID, backlog)
     items = {i.name: i for i in evaluate_checklist(STORE.get(MIGRATION_ID), 0.5, None, False, 5, "running",
-                                                   "both RUNNING", "x", "x", (ok, detail))}  # fmt: skip
+                                                   "both RUNNING", pgbouncer=(True, "x"), pre_validation=(True, "x"),
+                                                   dead_letters=(ok, detail))}  # fmt: skip
     assert not items["dead_letters"].ok and "2 unacknowledged" in detail and "scripts/migration dlq" in detail
 
     refused = cli("--ack")  # the rows still differ from the source

@@ -17,10 +17,8 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,7 +30,6 @@ import pytest
 
 from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pause_watchdog import arm, disarm
 from pgmigrate.pgbouncer_routes import Route, read_routes_file, write_routes_file
 from pgmigrate.route_switch import PauseTimeoutError, PgBouncerRouteSwitch, RouteSwitch, RouteSwitchError
 
@@ -177,65 +174,6 @@ def test_pause_timeout_with_a_long_transaction_resumes(switch: PgBouncerRouteSwi
         assert holder.execute("SELECT 1").fetchone() == (1,)  # the pooler serves it again
     with VIA_PGBOUNCER.connect(autocommit=True) as other:
         assert other.execute("SELECT current_database()").fetchone() == (DB,)
-
-
-CHILD = """
-import os, sys, time
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pause_watchdog import arm
-from pgmigrate.route_switch import PgBouncerRouteSwitch
-admin = PgEndpoint("127.0.0.1", 6432, "pgbouncer", "postgres", os.environ["PGPASSWORD"])
-handle = arm(admin, sys.argv[1], float(sys.argv[2]), sys.argv[3])
-PgBouncerRouteSwitch(admin).pause(sys.argv[1], timeout_seconds=5)
-print(handle.deadline, handle.pid, flush=True)
-time.sleep(600)
-"""
-
-
-def test_watchdog_resumes_after_the_pausing_process_is_killed(switch: PgBouncerRouteSwitch, tmp_path: Path) -> None:
-    env = {**os.environ, "PGPASSWORD": PASSWORD, "PYTHONPATH": str(REPO / "plugins")}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, DB, "3", str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        deadline_text, watchdog_pid = child.stdout.readline().split()
-        deadline = float(deadline_text)
-        argv = Path(f"/proc/{watchdog_pid}/cmdline").read_bytes().decode().split("\0")
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-        assert switch.is_paused(DB), "the database should stay paused after its pauser died"
-        while switch.is_paused(DB) and time.time() < deadline + 5:
-            time.sleep(0.1)
-        resumed_at = time.time()
-    finally:
-        if child.poll() is None:
-            child.kill()
-        switch.resume(DB)
-    assert not switch.is_paused(DB)
-    late = resumed_at - deadline
-    print(f"resumed {late:+.2f} s after the 3 s deadline")
-    assert -0.2 <= late < 1.5
-    assert f"{DB} resumed by the watchdog" in (tmp_path / "pause-watchdog.log").read_text()
-    # The password (here equal to the user name) is nowhere in argv but as the --user value.
-    assert "pgmigrate.pause_watchdog" in argv
-    assert [i for i, arg in enumerate(argv) if PASSWORD in arg] == [argv.index("--user") + 1]
-    assert not list(tmp_path.glob("*.armed")) and not list(tmp_path.glob("*.fired"))
-
-
-def test_disarmed_watchdog_leaves_the_pause_alone(switch: PgBouncerRouteSwitch, tmp_path: Path) -> None:
-    handle = arm(ADMIN, DB, 1.0, tmp_path)
-    try:
-        switch.pause(DB, timeout_seconds=5)
-        assert disarm(handle) is True
-        time.sleep(1.8)
-        assert switch.is_paused(DB), "a disarmed watchdog must not resume"
-        assert switch.resume(DB) is True
-        assert "disarmed" in (tmp_path / "pause-watchdog.log").read_text()
-    finally:
-        switch.resume(DB)
-    fired = arm(ADMIN, DB, 0.2, tmp_path)
-    time.sleep(1.5)
-    assert disarm(fired) is False  # it fired first: the caller learns the pause already ended
 
 
 def test_hook_builds_the_switch_from_the_stack_connection(switch: PgBouncerRouteSwitch, monkeypatch) -> None:

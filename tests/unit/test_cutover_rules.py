@@ -4,20 +4,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgmigrate.cutover_checklist import evaluate_checklist, format_checklist
+from pgmigrate.cutover.checklist import evaluate_checklist, format_checklist
 from pgmigrate.params import CutoverParams, InvalidParams, RollbackParams
 from pgmigrate.rollback_report import render_rollback_report
 
 pytestmark = pytest.mark.unit
 
-STREAMING = {"phase": "streaming", "last_validation": {"tables": [{"table": "public.a", "ok": True}]}}
+STREAMING = {"phase": "streaming"}
 
 
 def checklist(**overrides):
     args = dict(
         state=STREAMING, end_to_end_lag=0.8, native_lag=None, native_expected=False, max_lag_seconds=5,
-        connectors_state="running", connectors_detail="both RUNNING", route="127.0.0.1:5433/shop",
-        source_address="127.0.0.1:5433/shop",
+        connectors_state="running", connectors_detail="both RUNNING",
+        pgbouncer=(True, "2 PgBouncers route shop to the source"), pre_validation=(True, "3 tables identical"),
     )  # fmt: skip
     args.update(overrides)
     return {i.name: i for i in evaluate_checklist(**args)}
@@ -35,11 +35,11 @@ def test_a_streaming_caught_up_validated_migration_passes():
         ({"end_to_end_lag": 12.0}, "lag", "12.0s"),
         ({"end_to_end_lag": None}, "lag", "no heartbeat"),
         ({"native_expected": True, "native_lag": None}, "lag", "native subscription not streaming"),
-        ({"state": {**STREAMING, "last_validation": {"tables": [{"table": "public.a", "ok": False}]}}},
-         "last_validation", "public.a"),  # fmt: skip
+        ({"pre_validation": (False, "differences in public.a")}, "pre_validation", "public.a"),
         ({"connectors_state": "failed", "connectors_detail": "sink FAILED: boom"}, "connectors", "boom"),
-        ({"route": None}, "pgbouncer", "unreachable"),
-        ({"route": "127.0.0.1:5434/shop"}, "pgbouncer", "not the source"),
+        ({"pgbouncer": (False, "pgbouncer_admin_2 routes shop to 127.0.0.1:5434/shop")}, "pgbouncer", "5434"),
+        ({"direct_sessions": (False, "1 direct session: cron")}, "direct_sessions", "cron"),
+        ({"pause_lease": (False, "another pause is armed")}, "pause_lease", "armed"),
     ],
 )
 def test_each_unmet_condition_refuses_with_its_reason(overrides, failing, text):

@@ -11,7 +11,7 @@ import pytest
 from pgmigrate.alerts import P0, Evaluation, Readings, Thresholds, dead_letter_alert, evaluate, plan_reconcile
 from pgmigrate.catalog import TableRef
 from pgmigrate.connector_configs import SecretRefs, build_sink_config, build_source_config, sink_topics_regex
-from pgmigrate.cutover_checklist import evaluate_checklist
+from pgmigrate.cutover.checklist import evaluate_checklist
 from pgmigrate.dead_letter_resync import SIGNAL_DATA_MAX, key_condition, keys_snapshot_signal, keys_snapshot_signals
 from pgmigrate.dead_letters import (
     DeadLetterBacklog,
@@ -130,8 +130,9 @@ def test_the_checklist_refuses_unacknowledged_dead_letters_with_count_and_comman
     assert not ok and "2 unacknowledged" in detail and "scripts/migration dlq --migration-id m" in detail
     assert checklist_detail("m", DeadLetterBacklog(False)) == (True, "no unacknowledged dead letters")
     assert checklist_detail("m", None)[0] is False
-    state = {"phase": "streaming", "last_validation": {"tables": [{"table": "public.a", "ok": True}]}}
-    items = evaluate_checklist(state, 0.5, None, False, 5, "running", "both", "a", "a", (ok, detail))
+    state = {"phase": "streaming"}
+    items = evaluate_checklist(state, 0.5, None, False, 5, "running", "both", pgbouncer=(True, "a"),
+                               pre_validation=(True, "b"), dead_letters=(ok, detail))  # fmt: skip
     items = {i.name: i for i in items}
     assert not items["dead_letters"].ok and all(i.ok for n, i in items.items() if n != "dead_letters")
 

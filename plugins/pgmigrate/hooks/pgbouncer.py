@@ -2,8 +2,8 @@
 
 The connection (type postgres) points at the admin console: host and port of PgBouncer, an
 `admin_users` login, Schema `pgbouncer`. Its extra says where the routes file is (the file
-pgbouncer.ini includes into `[databases]`) and, optionally, where the pause watchdog keeps its
-markers and log. Operators never read these fields themselves.
+pgbouncer.ini includes into `[databases]`). Operators never read these fields themselves. A deployment
+with several PgBouncers has one connection each (the cutover's `pgbouncer_conn_ids`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,22 @@ from airflow.sdk.log import mask_secret
 
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.route_switch import PgBouncerRouteSwitch
+
+
+def switch_from_connection(conn: Any) -> PgBouncerRouteSwitch:
+    """A `PgBouncerRouteSwitch` from an Airflow connection object (also used by the pause guard trigger,
+    which reads connections asynchronously)."""
+    if conn.password:
+        mask_secret(conn.password)
+    routes_file = (conn.extra_dejson or {}).get("routes_file")
+    if not routes_file:
+        raise ValueError(
+            f"connection {conn.conn_id!r} has no `routes_file` in its extra: set it to the file that pgbouncer.ini "
+            "includes in [databases] (local stack: .stack/pgbouncer/routes.ini)"
+        )
+    admin = PgEndpoint(host=conn.host or "127.0.0.1", port=int(conn.port or 6432), dbname=conn.schema or "pgbouncer",
+                       user=conn.login or "postgres", password=conn.password or "")  # fmt: skip
+    return PgBouncerRouteSwitch(admin, routes_file=Path(routes_file))
 
 
 class PgBouncerHook(BaseHook):
@@ -63,16 +79,8 @@ class PgBouncerHook(BaseHook):
             )
         return Path(extra["routes_file"])
 
-    def watchdog_dir(self) -> Path:
-        """Where the pause watchdog keeps its markers and log: extra `watchdog_dir`, else `watchdog/`
-        beside the routes file (the host that writes the routes runs the cutover)."""
-        extra = self._connection().extra_dejson
-        if extra.get("watchdog_dir"):
-            return Path(extra["watchdog_dir"])
-        return self.routes_file().parent / "watchdog"
-
     def get_switch(self) -> PgBouncerRouteSwitch:
-        return PgBouncerRouteSwitch(self.get_conn(), routes_file=self.routes_file())
+        return switch_from_connection(self._connection())
 
     def test_connection(self) -> tuple[bool, str]:
         try:

@@ -1,10 +1,10 @@
-"""The `pg_cutover` tasks: thin wrappers; the steps live in plain modules (drain, sequences,
-reverse_replication, route_switch, checksums).
+"""The `pg_cutover` tasks: thin wrappers over `pgmigrate.cutover` (its `__init__` says what each part does).
 
-Between `pause_writes` and `switch_route` client writes wait in PgBouncer, so those tasks have no
-retries: any failure goes to `abort_cutover`, which puts everything back (clients on the source,
-forward pipeline running) and resumes. A watchdog armed at the pause resumes the database at the
-deadline even if every Airflow process died.
+Only `cutover` pauses client writes, and it holds the whole pause in its one process
+(`CriticalSection`); `pause_guard` (a deferred sensor, `pgmigrate.sensors.pause_guard`) beside it ends that
+pause at the deadline if the process cannot. What can happen before the pause (validation, backup, reverse
+publications) or after it (reverse connectors, verification, foreign keys, full validation) is a task of
+its own. `abort_cutover` undoes the pipeline changes of a cutover that did not switch.
 """
 
 from __future__ import annotations
@@ -37,24 +37,22 @@ class Migration:
     params: MigrationParams
     state: dict[str, Any]
     store: MigrationStateStore
-    # Inside the write pause: no statement waits for a lock past the pause's deadline (a reporting
-    # transaction holding a table must fail the step, not hold clients until the watchdog fires).
-    lock_timeout_ms: int | None = None
 
     @property
     def names(self) -> MigrationNames:
         return self.params.names
 
+    @property
+    def migration_id(self) -> str:
+        return self.params.migration_id
+
     @cached_property
     def source(self) -> PgEndpoint:
-        return self._bounded(MigrationDatabaseHook(self.params.source_conn_id).get_conn())
+        return MigrationDatabaseHook(self.params.source_conn_id).get_conn()
 
     @cached_property
     def target(self) -> PgEndpoint:
-        return self._bounded(MigrationDatabaseHook(self.params.target_conn_id).get_conn())
-
-    def _bounded(self, endpoint: PgEndpoint) -> PgEndpoint:
-        return endpoint.with_settings(lock_timeout=f"{self.lock_timeout_ms}ms") if self.lock_timeout_ms else endpoint
+        return MigrationDatabaseHook(self.params.target_conn_id).get_conn()
 
     @property
     def database(self) -> str:
@@ -66,32 +64,27 @@ class Migration:
 
         return resolve_tables(self.source, self.params)
 
+    @property
+    def validations(self) -> dict[str, Any]:
+        return dict(self.state.get("pre_validation") or {})
+
     def event(self, phase: str, message: str, **details: Any) -> None:
         self.store.record_event(self.params.migration_id, phase, message, **details)
         log.info("state: %s: %s", phase, message)
 
 
-class CutoverOperator(BaseOperator):
-    ui_color = "#fdf0e6"
+class CutoverStepOperator(BaseOperator):
+    """Base of the pg_cutover and pg_rollback tasks: the run's params, the migration's record, its clients."""
 
-    def __init__(
-        self,
-        *,
-        control_conn_id: str = CONTROL_CONN_ID,
-        kafka_connect_conn_id: str = "kafka_connect",
-        kafka_conn_id: str = "kafka_default",
-        pgbouncer_conn_id: str = "pgbouncer_admin",
-        **kwargs: Any,
-    ) -> None:
+    ui_color = "#fdf0e6"
+    params_class: Any = CutoverParams
+
+    def __init__(self, *, control_conn_id: str = CONTROL_CONN_ID, kafka_connect_conn_id: str = "kafka_connect",
+                 kafka_conn_id: str = "kafka_default", **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.control_conn_id = control_conn_id
         self.kafka_connect_conn_id = kafka_connect_conn_id
         self.kafka_conn_id = kafka_conn_id
-        self.pgbouncer_conn_id = pgbouncer_conn_id
-
-    params_class: Any = CutoverParams
-    # True for the steps between the pause and the switch: they must finish before the pause deadline.
-    inside_pause = False
 
     def migration(self, context: Any) -> Migration:
         try:
@@ -106,18 +99,7 @@ class CutoverOperator(BaseOperator):
                 f"migration {run.migration_id!r} has no state record: run pg_migration for it first "
                 "(scripts/migration list shows the known migrations)."
             )
-        migration = Migration(run, MigrationParams.from_dict(state["params"]), state, store)
-        if self.inside_pause:
-            remaining = self.pause_started(context) + run.max_pause_seconds - time.time()
-            if remaining <= 0:
-                raise AirflowFailException(
-                    f"the write pause reached max_pause_seconds={run.max_pause_seconds:g} before {self.task_id} "
-                    "started: the watchdog resumed clients on the old side, so this attempt stops here. Rerun the DAG "
-                    "(consider a larger max_pause_seconds if the steps are slow under this load)."
-                )
-            # Leave ~1.5 s of the pause for abort_cutover to start and resume clients itself.
-            migration.lock_timeout_ms = max(200, int((remaining - 1.5) * 1000))
-        return migration
+        return Migration(run, MigrationParams.from_dict(state["params"]), state, store)
 
     def connect(self):
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
@@ -129,69 +111,101 @@ class CutoverOperator(BaseOperator):
 
         return KafkaClusterHook(self.kafka_conn_id).get_conn()
 
-    def switch(self):
+    @staticmethod
+    def skip_after_dry_run(m: Migration) -> None:
+        if getattr(m.run, "dry_run", False):
+            raise AirflowSkipException("dry_run: nothing was switched, so there is nothing to do after the switch")
+
+    def control(self) -> PgEndpoint:
+        return MigrationDatabaseHook(self.control_conn_id).get_conn()
+
+    def routing(self, m: Migration):
+        """Every PgBouncer of the run's `pgbouncer_conn_ids`, as one (`cutover.clients`)."""
+        from pgmigrate.cutover.clients import ClientRouting, PgBouncerInstance
         from pgmigrate.hooks.pgbouncer import PgBouncerHook
 
-        return PgBouncerHook(self.pgbouncer_conn_id).get_switch()
+        instances = []
+        for conn_id in m.run.pgbouncer_conn_ids:
+            try:
+                instances.append(PgBouncerInstance(conn_id, PgBouncerHook(conn_id).get_switch()))
+            except (LookupError, ValueError) as exc:
+                raise AirflowFailException(
+                    f"PgBouncer connection {conn_id!r} (pgbouncer_conn_ids lists every PgBouncer clients use): {exc}"
+                ) from exc
+        return ClientRouting(instances, m.database)
 
-    pause_task_id = "pause_writes"
+    def lease_store(self):
+        from pgmigrate.cutover.lease import LeaseStore
 
-    def pause_started(self, context: Any) -> float:
-        paused = context["ti"].xcom_pull(task_ids=self.pause_task_id) or {}
-        return float(paused.get("paused_at") or time.time())
+        return LeaseStore(self.control())
 
-    def watchdog_handle(self, context: Any):
-        """The watchdog `pause_writes` armed (None if the pause never started)."""
-        from pgmigrate.pause_watchdog import WatchdogHandle
+    def settle_leftover_lease(self, m: Migration) -> str | None:
+        """An earlier attempt's pause that nobody ended (its process and the guard both gone): end it now if
+        its deadline passed, putting clients back where it says. Returns what was done, or None."""
+        from pgmigrate.cutover.guard import Sides, enforce
+        from pgmigrate.cutover.lease import ABANDONED, ARMED, PENDING
 
-        paused = context["ti"].xcom_pull(task_ids=self.pause_task_id) or {}
-        return WatchdogHandle.from_dict(paused["watchdog"]) if paused.get("watchdog") else None
-
-    def switch_paused_route(self, context: Any, m: Migration, to: PgEndpoint, refusal: str) -> float:
-        """Disarm the watchdog, point the paused database at `to`, resume; returns the pause length. If the
-        watchdog already fired, clients wrote to the old side since the pause: refuse (`refusal` says why)."""
-        from pgmigrate.pause_watchdog import disarm
-
-        handle = self.watchdog_handle(context)
-        if handle is None or not disarm(handle):
-            raise AirflowFailException(refusal)
-        switch = self.switch()
-        switch.lock_timeout = max(0.5, self.pause_started(context) + m.run.max_pause_seconds - time.time() - 0.5)
-        try:
-            switch.point_to(m.database, to.host, to.port, to.dbname)
-        finally:
-            switch.resume(m.database)
-        return time.time() - self.pause_started(context)
-
-    def log_pause(self, context: Any, what: str) -> float:
-        seconds = time.time() - self.pause_started(context)
-        self.log.info("%s; writes paused for %.1fs so far", what, seconds)
-        return seconds
-
-
-def _address(endpoint: PgEndpoint) -> str:
-    return f"{endpoint.host}:{endpoint.port}/{endpoint.dbname}"
+        store = self.lease_store()
+        lease = store.active(m.migration_id)
+        if lease is None:
+            return None
+        if lease.state == PENDING and lease.holder_stale():
+            store.end(lease.lease_id, ABANDONED, by=self.task_id, note="holder gone before pausing", expect=PENDING)
+            return f"lease {lease.lease_id} of run {lease.dag_run_id} abandoned (its task died before pausing)"
+        if lease.state == ARMED and (lease.seconds_to_deadline() or 0) <= 0:
+            sides = Sides(MigrationDatabaseHook(lease.plan["origin"]["conn_id"]).get_conn(),
+                          MigrationDatabaseHook(lease.plan["destination"]["conn_id"]).get_conn())  # fmt: skip
+            ended = enforce(store, lease.lease_id, self.routing(m), sides, by=self.task_id)
+            state = ended.state if ended else "?"
+            return f"lease {lease.lease_id} of run {lease.dag_run_id} was past its deadline: ended {state}"
+        return None
 
 
-class CutoverChecklistOperator(CutoverOperator):
+class PreValidateOperator(CutoverStepOperator):
+    """The full row diff while streaming, with the change-topic positions it covers (`cutover.pre_validation`);
+    reuses a passing one younger than `reuse_validation_minutes`."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.cutover.pre_validation import age_minutes, reusable, validate_with_positions
+
+        m = self.migration(context)
+        if m.state["phase"] != "streaming":
+            raise AirflowFailException(f"migration {m.migration_id} is in phase {m.state['phase']!r}, not 'streaming': "
+                                       "nothing to cut over (run pg_migration first, or see scripts/migration status)")
+        earlier = m.validations.get("forward")
+        if reusable(earlier, m.run.reuse_validation_minutes):
+            self.log.info("reusing the validation of %.1f min ago (reuse_validation_minutes=%g): %d tables identical",
+                          age_minutes(earlier), m.run.reuse_validation_minutes, earlier["tables"])  # fmt: skip
+            return {"reused": True, **{k: earlier[k] for k in ("at", "tables", "rows")}}
+        record = validate_with_positions(m.source, m.target, m.names, m.tables, self.bootstrap())
+        m.store.upsert(m.migration_id, pre_validation={**m.validations, "forward": record})
+        m.event("pre_validated", f"pre_validate: {record['tables']} tables, {record['rows']} rows "
+                + ("identical" if record["ok"] else "DIFFER") + f" in {record['seconds']:.1f}s", **record)  # fmt: skip
+        if not record["ok"]:
+            raise AirflowFailException(
+                "pre_validate: rows differ while streaming (after re-checks, so not in flight):\n"
+                + "\n".join(record["differences"][:20])
+                + "\nRepair them (scripts/migration resync --table …), then trigger pg_cutover again."
+            )
+        return {"reused": False, **{k: record[k] for k in ("at", "tables", "rows", "seconds")}}
+
+
+class CutoverChecklistOperator(CutoverStepOperator):
     def execute(self, context: Any) -> dict:
         from pgmigrate.connector_status import assess_connectors
-        from pgmigrate.cutover_checklist import evaluate_checklist, format_checklist
+        from pgmigrate.cutover.checklist import evaluate_checklist, format_checklist
+        from pgmigrate.cutover.pre_validation import checklist_detail
         from pgmigrate.lag import read_lag
 
         m = self.migration(context)
+        leftover = self.settle_leftover_lease(m)
+        if leftover:
+            self.log.warning("%s", leftover)
         reading = read_lag(m.source, m.target, m.names, self.bootstrap())
         connect = self.connect()
         statuses = {n: connect.get_status(n) if connect.exists(n) else None
                     for n in (m.names.source_connector, m.names.sink_connector)}  # fmt: skip
         connectors_state, connectors_detail = assess_connectors(statuses)
-        dead_letters = self.dead_letter_check(m)
-        try:
-            route = self.switch().current_route(m.database)
-            route_text = f"{route.host}:{route.port}/{route.dbname}"
-        except Exception as exc:
-            self.log.warning("PgBouncer: %s", exc)
-            route_text = None
         items = evaluate_checklist(
             m.state,
             reading.end_to_end_seconds,
@@ -200,11 +214,13 @@ class CutoverChecklistOperator(CutoverOperator):
             m.params.max_lag_seconds,
             connectors_state,
             connectors_detail,
-            route_text,
-            _address(m.source),
-            dead_letters,
+            pgbouncer=self.pgbouncer_check(m),
+            pre_validation=checklist_detail(m.validations.get("forward"), m.run.max_validation_age_minutes),
+            dead_letters=self.dead_letter_check(m),
+            direct_sessions=self.direct_session_check(m),
+            pause_lease=self.lease_check(m),
         )
-        self.log.info("pre-cutover checklist for %s:\n%s", m.params.migration_id, format_checklist(items))
+        self.log.info("pre-cutover checklist for %s:\n%s", m.migration_id, format_checklist(items))
         failed = [i for i in items if not i.ok]
         if failed:
             raise AirflowFailException(
@@ -213,6 +229,44 @@ class CutoverChecklistOperator(CutoverOperator):
                 + ". Fix these (scripts/migration status shows the details), then trigger pg_cutover again."
             )
         return {"checklist": [i.__dict__ for i in items]}
+
+    def pgbouncer_check(self, m: Migration) -> tuple[bool, str]:
+        from pgmigrate.pgbouncer_routes import Route
+
+        try:
+            routing = self.routing(m)
+            problems = routing.problems_before_pause(Route(m.source.host, m.source.port, m.source.dbname))
+        except AirflowFailException as exc:
+            return False, str(exc)
+        if problems:
+            return False, "; ".join(problems)
+        return True, f"{', '.join(routing.names)} route {m.database} to the source, not paused, routes files agree"
+
+    def direct_session_check(self, m: Migration) -> tuple[bool, str]:
+        from pgmigrate.cutover.fence import direct_sessions
+
+        try:
+            pids = self.routing(m).server_pids()
+        except Exception as exc:
+            return False, f"cannot read PgBouncer's server connections: {exc}"
+        with m.source.connect(autocommit=True) as conn:
+            sessions = direct_sessions(conn, pids, m.source.user)
+        if not sessions:
+            return True, "every client session on the source comes through PgBouncer"
+        listed = "; ".join(s.describe() for s in sessions[:10])
+        if m.run.allow_direct_sessions:
+            return True, (f"{len(sessions)} direct sessions allowed (allow_direct_sessions): {listed}. The cutover "
+                          "ends those of writing roles and aborts if one writes after the drain point")  # fmt: skip
+        return False, (f"{len(sessions)} sessions connect straight to the source, not through PgBouncer: {listed}. "
+                       "Their writes would not follow the switch: move them to PgBouncer or stop them, or set "
+                       "allow_direct_sessions=true")  # fmt: skip
+
+    def lease_check(self, m: Migration) -> tuple[bool, str]:
+        lease = self.lease_store().active(m.migration_id)
+        if lease is None:
+            return True, "no other pause of this migration"
+        return False, (f"a {lease.purpose} pause of this migration is {lease.state} (lease {lease.lease_id}, DAG run "
+                       f"{lease.dag_run_id}): let it end first")  # fmt: skip
 
     def dead_letter_check(self, m: Migration) -> tuple[bool, str]:
         """Unacknowledged records in the forward sink's DLQ refuse the cutover (an unreadable DLQ too)."""
@@ -223,16 +277,16 @@ class CutoverChecklistOperator(CutoverOperator):
         except Exception as exc:
             self.log.warning("dead letter topic %s: %s", m.names.dead_letter_topic, exc)
             backlog = None
-        return checklist_detail(m.params.migration_id, backlog)
+        return checklist_detail(m.migration_id, backlog)
 
 
-class PrepareReverseOperator(CutoverOperator):
+class PrepareReverseOperator(CutoverStepOperator):
     """Before the pause: what reverse replication needs that captures nothing yet (its own tables,
     publications), so the pause only creates the slots."""
 
     def execute(self, context: Any) -> dict:
+        from pgmigrate.cutover.reverse import prepare_reverse
         from pgmigrate.native_replication import split_by_channel
-        from pgmigrate.reverse_replication import prepare_reverse
 
         m = self.migration(context)
         keyed, native = split_by_channel(m.tables)
@@ -240,11 +294,11 @@ class PrepareReverseOperator(CutoverOperator):
         return {"publication": m.names.reversed().publication}
 
 
-class BackupSourceOperator(CutoverOperator):
+class BackupSourceOperator(CutoverStepOperator):
     """pg_dump of the source (directory format, parallel) plus the connector configs, before anything changes."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.cutover_backup import backup_source
+        from pgmigrate.cutover.backup import backup_source
 
         m = self.migration(context)
         if not m.run.backup:
@@ -257,186 +311,156 @@ class BackupSourceOperator(CutoverOperator):
         return result
 
 
-class PauseWritesOperator(CutoverOperator):
-    paused_phase = "cutover_paused"
+class CriticalSectionOperator(CutoverStepOperator):
+    """Runs a `CriticalSection` and records it; `section_plan` says which (cutover, dry run, rollback)."""
+
+    def section_plan(self, context: Any, m: Migration):
+        raise NotImplementedError
+
+    def on_switched(self, m: Migration, plan, result) -> None:
+        raise NotImplementedError
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.hooks.pgbouncer import PgBouncerHook
-        from pgmigrate.pause_watchdog import arm
+        from pgmigrate.connect_client import ConnectClient
+        from pgmigrate.cutover.critical_section import CriticalSection, CutoverAborted
+        from pgmigrate.cutover.lease import LeaseBusy, LeaseLost
 
         m = self.migration(context)
-        switch = self.switch()
-        deadline = time.time() + m.run.max_pause_seconds
-        # The watchdog first: whatever happens from here on, the pause ends by the deadline.
-        hook = PgBouncerHook(self.pgbouncer_conn_id)
-        watchdog = arm(hook.get_conn(), m.database, m.run.max_pause_seconds, hook.watchdog_dir()).as_dict()
-        # An explicit route keeps the database listed (and its pause visible) while it has no clients.
-        switch.pin_route(m.database)
-        paused_at = time.time()
-        switch.pause(m.database, timeout_seconds=max(1.0, m.run.max_pause_seconds / 2))
-        m.store.upsert(m.params.migration_id, phase=self.paused_phase)
-        m.event(self.paused_phase, f"PgBouncer paused {m.database}: client writes wait (deadline "
-                f"{m.run.max_pause_seconds:g}s)", paused_at=paused_at)  # fmt: skip
-        return {"paused_at": paused_at, "deadline": deadline, "watchdog": watchdog}
-
-
-class DrainOperator(CutoverOperator):
-    inside_pause = True
-
-    def execute(self, context: Any) -> dict:
-        from pgmigrate.drain import wait_drained
-
-        m = self.migration(context)
-        budget = self.pause_started(context) + m.run.max_pause_seconds - time.time()
-        result = wait_drained(m.source, m.target, m.names, self.bootstrap(), timeout=max(0.5, budget - 1))
-        self.log_pause(context, f"drained: every change up to {result.point_lsn} is on the target")
+        leftover = self.settle_leftover_lease(m)
+        if leftover:
+            self.log.warning("%s", leftover)
+        plan = self.section_plan(context, m)
+        connect = self.connect()
+        # Inside the pause a Connect call must not retry for seconds: one short try, then the step fails.
+        quick = ConnectClient(connect.base_url, timeout=2.0, retries=1, auth=connect.auth)
+        section = CriticalSection(plan, self.lease_store(), self.routing(m), self.routing(m), quick, self.bootstrap(),
+                                  say=self.log.info)  # fmt: skip
+        self.log.info("%s of %s: clients on %s move to %s through %s; max pause %gs", plan.purpose, m.migration_id,
+                      plan.origin.endpoint.label, plan.destination.endpoint.label, ", ".join(m.run.pgbouncer_conn_ids),
+                      plan.max_pause_seconds)  # fmt: skip
+        try:
+            result = section.run()
+        except (CutoverAborted, LeaseLost, LeaseBusy) as exc:
+            details = {**section.result.as_dict(), **getattr(exc, "details", {})}
+            where = getattr(exc, "step", "the pause")
+            m.event(f"{plan.purpose}_aborted", f"{plan.purpose} aborted at {where}: {exc}"[:2000],
+                    **details)  # fmt: skip
+            raise AirflowFailException(f"{exc} Writes were paused {section.result.pause_seconds:.2f}s; clients are "
+                                       "on the origin again.") from exc
+        except Exception as exc:
+            m.event(f"{plan.purpose}_aborted", f"{plan.purpose} failed: {str(exc).splitlines()[0][:500]}",
+                    **section.result.as_dict())  # fmt: skip
+            raise
+        if plan.dry_run:
+            m.event("cutover_dry_run", f"dry run: writes paused {result.pause_seconds:.3f}s, drained and verified; "
+                    "resumed on the source", **result.as_dict())  # fmt: skip
+            return result.as_dict()
+        self.on_switched(m, plan, result)
         return result.as_dict()
 
 
-class FinalValidateOperator(CutoverOperator):
-    inside_pause = True
+class CutoverOperator(CriticalSectionOperator):
+    """`cutover`: source -> target, the reverse slots created in the pause (see `cutover.critical_section`)."""
 
-    def execute(self, context: Any) -> dict:
-        from pgmigrate.checksums import compare_at_rest
+    def section_plan(self, context: Any, m: Migration):
+        from pgmigrate.cutover.critical_section import SectionPlan, Side
+        from pgmigrate.cutover.pre_validation import positions_of
 
-        m = self.migration(context)
-        results = compare_at_rest(m.source, m.target, [t.ref for t in m.tables])
-        differing = [r for r in results if not r["ok"]]
-        for r in results:
-            self.log.info("%-40s source %10d target %10d %s", r["table"], r["source_rows"], r["target_rows"],
-                          "ok" if r["ok"] else "DIFFERS")  # fmt: skip
-        self.log_pause(context, f"final validation: {len(results) - len(differing)}/{len(results)} tables identical")
-        if differing:
-            raise AirflowFailException(
-                f"final validation: {len(differing)} tables differ with writes paused: "
-                + ", ".join(r["table"] for r in differing)
-                + ". Cutover aborted; clients stay on the source."
-            )
-        if m.run.dry_run:
-            self._end_dry_run(context, m)
-        return {"tables": results}
-
-    def _end_dry_run(self, context: Any, m: Migration) -> None:
-        from pgmigrate.pause_watchdog import disarm
-
-        self.switch().resume(m.database)
-        handle = self.watchdog_handle(context)
-        if handle is not None:
-            disarm(handle)
-        seconds = time.time() - self.pause_started(context)
-        m.store.upsert(m.params.migration_id, phase="streaming")
-        m.event("cutover_dry_run", f"dry run: writes paused {seconds:.1f}s, drained and validated; resumed on the "
-                "source", pause_seconds=seconds)  # fmt: skip
-        raise AirflowSkipException(f"dry_run: stopped after final_validate; pause was {seconds:.1f}s")
-
-
-class SyncSequencesOperator(CutoverOperator):
-    inside_pause = True
-
-    def execute(self, context: Any) -> dict:
-        from pgmigrate.reverse_replication import set_identity_generation
-        from pgmigrate.sequences import sync_sequences
-
-        m = self.migration(context)
-        synced = sync_sequences(m.source, m.target, m.params.schemas)
-        always = set_identity_generation(m.target, m.state.get("identity_columns") or [], always=True)
-        self.log_pause(context, f"sequences: {len(synced)} set past the source; {always} identity columns ALWAYS again")
-        return {"sequences": synced, "identity_always": always}
-
-
-class StartReverseReplicationOperator(CutoverOperator):
-    """Inside the pause: forward connectors stopped, reverse slots created (from here on every target
-    write is kept for rollback). The reverse connectors are deployed after the switch, outside the pause:
-    Connect validates a config by connecting to the database, which costs seconds clients would wait."""
-
-    inside_pause = True
-
-
-    def execute(self, context: Any) -> dict:
-        from pgmigrate.native_replication import split_by_channel
-        from pgmigrate.reverse_replication import create_reverse_slots, set_identity_generation, stop_pipeline
-
-        m = self.migration(context)
-        stopped = stop_pipeline(self.connect(), m.target, m.names)
-        keyed, native = split_by_channel(m.tables)
-        create_reverse_slots(m.source, m.target, m.names, [t.ref for t in keyed], [t.ref for t in native])
-        set_identity_generation(m.source, m.state.get("identity_columns") or [], always=False)
-        self.log_pause(context, f"forward connectors stopped ({', '.join(stopped)}); reverse slot "
-                       f"{m.names.reversed().slot} holds every target change from now on")  # fmt: skip
-        return {"stopped": stopped, "reverse_slot": m.names.reversed().slot}
-
-
-class DeployReverseConnectorsOperator(CutoverOperator):
-    """After the switch: the reverse connectors start from the slot created in the pause, so nothing
-    written on the target since is missed; wait until both run."""
-
-    def execute(self, context: Any) -> dict:
-        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-        from pgmigrate.native_replication import split_by_channel
-        from pgmigrate.reverse_replication import deploy_reverse_connectors
-
-        m = self.migration(context)
-        connect = self.connect()
-        keyed, _ = split_by_channel(m.tables)
-        deployed = deploy_reverse_connectors(
-            connect,
-            KafkaConnectHook(self.kafka_connect_conn_id).secrets_dir(),
-            m.source,
-            m.target,
-            m.names,
-            [t.ref for t in keyed],
-            list(m.params.schemas),
+        return SectionPlan(
+            purpose="dry_run" if m.run.dry_run else "cutover",
+            migration_id=m.migration_id,
+            dag_run_id=context["run_id"],
+            names=m.names,
+            origin=Side(m.params.source_conn_id, m.source),
+            destination=Side(m.params.target_conn_id, m.target),
+            database=m.database,
+            tables=m.tables,
+            schemas=list(m.params.schemas),
+            identity_columns=m.state.get("identity_columns") or [],
+            max_pause_seconds=m.run.max_pause_seconds,
+            since=positions_of(m.validations.get("forward")),
+            allow_direct_sessions=m.run.allow_direct_sessions,
+            create_reverse_slots=True,
         )
-        for name in deployed:
-            connect.wait_for_state(name, "RUNNING", timeout=120)
+
+    def on_switched(self, m: Migration, plan, result) -> None:
+        if result.late_writes:
+            from pgmigrate.notifications import raise_task_alert
+
+            raise_task_alert("P0", "writes_after_switch", m.migration_id, "writes reached the source after the "
+                             f"cutover's drain point and are not on the target: {result.late_writes}",
+                             self.control_conn_id)  # fmt: skip
+        fences = dict(m.state.get("fences") or {})
+        fences["source"] = {**(result.fence or {}), **(self.lease_store().get(result.lease_id).plan.get("fence_origin")
+                                                        or {})}  # fmt: skip
+        m.store.upsert(m.migration_id, phase="cut_over", fences=fences)
+        m.event("cut_over", f"every PgBouncer routes {m.database} to the target {m.target.label}; writes were paused "
+                f"{result.pause_seconds:.3f}s", **result.as_dict())  # fmt: skip
+
+
+class DeployReverseConnectorsOperator(CutoverStepOperator):
+    """After the switch: the reverse connectors (and native subscription) start from the slots created in the
+    pause, so nothing written on the target since is missed; wait until both run."""
+
+    def execute(self, context: Any) -> dict:
+        m = self.migration(context)
+        self.skip_after_dry_run(m)
+        deployed = deploy_reverse(self, m)
         m.event("reverse_replication", f"reverse replication running: {', '.join(deployed)}")
         return {"reverse": list(deployed)}
 
 
-class SwitchRouteOperator(CutoverOperator):
-    inside_pause = True
+def deploy_reverse(op: CutoverStepOperator, m: Migration) -> tuple[str, ...]:
+    """Reverse connectors and native subscription from the pause's slots; rerun-safe (rollback calls it too
+    when a cutover's `deploy_reverse_connectors` never completed)."""
+    from pgmigrate.cutover.reverse import deploy_reverse_connectors, start_reverse_native
+    from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+    from pgmigrate.native_replication import split_by_channel
+
+    connect = op.connect()
+    keyed, native = split_by_channel(m.tables)
+    for name in (m.names.source_connector, m.names.sink_connector):  # stopped in the pause; make sure
+        if connect.exists(name):
+            connect.stop(name)
+    start_reverse_native(m.source, m.target, m.names, [t.ref for t in native])
+    deployed = deploy_reverse_connectors(connect, KafkaConnectHook(op.kafka_connect_conn_id).secrets_dir(), m.source,
+                                         m.target, m.names, [t.ref for t in keyed], list(m.params.schemas))  # fmt: skip
+    for name in deployed:
+        connect.wait_for_state(name, "RUNNING", timeout=120)
+    return deployed
+
+
+class VerifyCutoverOperator(CutoverStepOperator):
+    """After the switch: a write through every PgBouncer lands on the target, none holds a server connection
+    to the source, and the cutover saw no change reach the source after its drain point."""
 
     def execute(self, context: Any) -> dict:
-        m = self.migration(context)
-        # If the watchdog already resumed, clients wrote to the source after the final validation, and
-        # switching now would leave those writes behind.
-        seconds = self.switch_paused_route(
-            context,
-            m,
-            m.target,
-            f"the pause watchdog resumed {m.database} at max_pause_seconds={m.run.max_pause_seconds:g} before "
-            "the switch: clients kept writing to the source. Cutover aborted; rerun pg_cutover (consider a "
-            "larger max_pause_seconds).",
-        )
-        m.store.upsert(m.params.migration_id, phase="cut_over")
-        m.event("cut_over", f"PgBouncer routes {m.database} to the target {_address(m.target)}; writes were paused "
-                f"{seconds:.2f}s", pause_seconds=seconds)  # fmt: skip
-        return {"pause_seconds": seconds}
-
-
-class VerifyCutoverOperator(CutoverOperator):
-    def execute(self, context: Any) -> dict:
-        from pgmigrate.cutover_verify import verify_route
-
-        m = self.migration(context)
-        result = verify_route(self.switch(), m.database, m.source, m.target, self.pgbouncer_client_endpoint(m))
-        self.log.info("verify: %s", result)
-        if not result["ok"]:
-            raise AirflowFailException(f"cutover verification failed: {result['problems']}. Writes go through "
-                                       "PgBouncer; if they must go back to the source, run pg_rollback.")  # fmt: skip
-        m.event("cutover_verified", "a write through PgBouncer landed on the target; no server connections "
-                "to the source", **result)  # fmt: skip
-        return result
-
-    def pgbouncer_client_endpoint(self, m: Migration) -> PgEndpoint:
-        """How applications connect: PgBouncer's address with the source connection's credentials."""
+        from pgmigrate.cutover.verify import verify_route
         from pgmigrate.hooks.pgbouncer import PgBouncerHook
 
-        admin = PgBouncerHook(self.pgbouncer_conn_id).get_conn()
-        return PgEndpoint(admin.host, admin.port, m.database, m.source.user, m.source.password)
+        m = self.migration(context)
+        self.skip_after_dry_run(m)
+        results = {}
+        problems = []
+        for i in self.routing(m).instances:
+            admin = PgBouncerHook(i.conn_id).get_conn()
+            client = PgEndpoint(admin.host, admin.port, m.database, m.source.user, m.source.password)
+            results[i.conn_id] = verify_route(i.switch, m.database, m.source, m.target, client)
+            problems += [f"{i.conn_id}: {p}" for p in results[i.conn_id]["problems"]]
+        late = next((e["details"].get("late_writes") for e in reversed(m.store.events(m.migration_id))
+                     if e["phase"] == "cut_over" and e["details"]), None)  # fmt: skip
+        if late:
+            problems.append(f"changes reached the source after the drain point and are NOT on the target: {late}")
+        self.log.info("verify: %s", results)
+        if problems:
+            raise AirflowFailException(f"cutover verification failed: {'; '.join(problems)}. Writes go through "
+                                       "PgBouncer; if they must go back to the source, run pg_rollback.")  # fmt: skip
+        m.event("cutover_verified", "a write through every PgBouncer landed on the target; no server connection to "
+                "the source", pgbouncers=list(results))  # fmt: skip
+        return {"pgbouncers": results}
 
 
-class ValidateForeignKeysOperator(CutoverOperator):
+class ValidateForeignKeysOperator(CutoverStepOperator):
     """After the switch: foreign keys left NOT VALID while rows streamed in (a child before its parent) are
     validated now that the target holds everything; the application keeps writing meanwhile."""
 
@@ -444,6 +468,7 @@ class ValidateForeignKeysOperator(CutoverOperator):
         from pgmigrate.post_data import validate_pending_foreign_keys
 
         m = self.migration(context)
+        self.skip_after_dry_run(m)
         result = validate_pending_foreign_keys(m.source, m.target, m.params.schemas)
         self.log.info("foreign keys validated on the target: %s", ", ".join(result["validated"]) or "none pending")
         if result["failed"]:
@@ -458,57 +483,110 @@ class ValidateForeignKeysOperator(CutoverOperator):
         return result
 
 
-class AbortCutoverOperator(CutoverOperator):
-    """Runs when any step between the pause and the switch failed: clients back on the source, forward
-    pipeline running again, reverse pipeline removed, pause ended. Rerun-safe."""
+class PostValidateOperator(CutoverStepOperator):
+    """After the switch, while reverse replication keeps rollback possible: the full row diff again, target
+    (where clients write now) against source; its positions in the reverse topics let a rollback verify only
+    what changed since. A difference is a P0 alert."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.pause_watchdog import disarm
-        from pgmigrate.reverse_replication import remove_reverse_replication, resume_pipeline, set_identity_generation
+        from pgmigrate.cutover.pre_validation import validate_with_positions
 
         m = self.migration(context)
-        switch = self.switch()
-        route = switch.current_route(m.database)
-        if (route.host, route.port, route.dbname) == (m.target.host, m.target.port, m.target.dbname):
-            switch.resume(m.database)
-            m.event("cutover_failed", "a step after the switch failed: clients are on the target, resumed; "
-                    "check the failed task, then run pg_rollback if needed")  # fmt: skip
-            raise AirflowFailException("clients are already on the target; not undoing the switch (use pg_rollback)")
-        # Clients first: end the pause, then undo the rest. Until the forward connectors resume, source writes
-        # wait in the forward slot; the reverse slot captures nothing (its connectors start only after a switch).
-        switch.resume(m.database)
-        seconds = time.time() - self.pause_started(context)
-        handle = self.watchdog_handle(context)
-        if handle is not None:
-            if not disarm(handle):  # it fired: the pause ended at its deadline, not now
-                seconds = min(seconds, handle.deadline - self.pause_started(context))
-                self.log.warning("the pause watchdog had already resumed %s at max_pause_seconds", m.database)
-        identity = m.state.get("identity_columns") or []
-        problems: list[str] = []
-        resumed: list[str] = []
-        steps = [
-            ("remove the reverse pipeline",
-             lambda: remove_reverse_replication(self.connect(), self.bootstrap(), m.source, m.target, m.names)),
-            ("restore identity columns", lambda: set_identity_generation(m.source, identity, always=True)),
-            # The forward sink inserts explicit ids into the target.
-            ("identity BY DEFAULT on the target", lambda: set_identity_generation(m.target, identity, always=False)),
-            ("resume the forward pipeline",
-             lambda: resumed.extend(resume_pipeline(self.connect(), m.target, m.names))),
-        ]  # fmt: skip
-        for what, step in steps:
-            try:
-                step()
-            except Exception as exc:  # best effort: each step is independent, the next one still runs
-                self.log.error("abort: could not %s: %s", what, exc)
-                problems.append(f"could not {what} ({str(exc).splitlines()[0][:200]})")
-        m.store.upsert(m.params.migration_id, phase="streaming", last_error="; ".join(problems) or None)
-        m.event("cutover_aborted", f"cutover aborted, clients stay on the source; writes were paused {seconds:.2f}s; "
-                f"forward connectors resumed: {', '.join(resumed) or 'none'}"
-                + (f"; still to do: {'; '.join(problems)}" if problems else ""),
-                pause_seconds=seconds, problems=problems)  # fmt: skip
+        self.skip_after_dry_run(m)
+        record = validate_with_positions(m.target, m.source, m.names.reversed(), m.tables, self.bootstrap())
+        m.store.upsert(m.migration_id, pre_validation={**m.validations, "reverse": record})
+        m.event("post_validated", f"post_validate: {record['tables']} tables, {record['rows']} rows "
+                + ("identical" if record["ok"] else "DIFFER") + f" in {record['seconds']:.1f}s", **record)  # fmt: skip
+        if not record["ok"]:
+            from pgmigrate.notifications import raise_task_alert
+
+            message = "after the cutover, rows differ between target and source: " + "; ".join(
+                record["differences"][:5]
+            )
+            raise_task_alert("P0", "post_cutover_mismatch", m.migration_id, message, self.control_conn_id)
+            raise AirflowFailException(message + ". Reverse replication keeps rollback possible (pg_rollback); compare "
+                                       "with scripts/migration compare before deciding.")  # fmt: skip
+        return {k: record[k] for k in ("at", "tables", "rows", "seconds")}
+
+
+class AbortCutoverOperator(CutoverStepOperator):
+    """When `cutover` failed: make sure its pause ended (settling a lease nobody ended, once past its deadline),
+    then undo what the section changed in the pipeline: forward connectors and native subscription resumed,
+    reverse slots and publications removed, identities back. Rerun-safe. If the switch did happen (the task
+    died after it), nothing is undone: the state says cut_over and rollback stays possible."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.cutover.lease import SWITCHED
+
+        m = self.migration(context)
+        if self.lease_store().latest_for_run(m.migration_id, context["run_id"]) is None:
+            raise AirflowSkipException("the cutover never began its pause in this run: nothing to undo")
+        lease = self.wait_for_lease_end(context, m)
+        if lease is not None and lease.state == SWITCHED:
+            m.store.upsert(m.migration_id, phase="cut_over")
+            m.event("cut_over", "the cutover task ended after its switch: clients are on the target; the reverse slot "
+                    "keeps every change (clear deploy_reverse_connectors, or pg_rollback deploys it)")  # fmt: skip
+            raise AirflowFailException("the switch had completed: clients are on the target. Clear "
+                                       "deploy_reverse_connectors to start reverse replication "
+                                       "(pg_rollback also does).")  # fmt: skip
+        problems, resumed = undo_cutover_pipeline(self, m)
+        m.store.upsert(m.migration_id, phase="streaming", last_error="; ".join(problems) or None)
+        ended = f"pause lease {lease.lease_id} ended {lease.state} by {lease.ended_by}" if lease else "no pause"
+        m.event("cutover_undone", f"cutover undone, clients on the source ({ended}); forward connectors resumed: "
+                f"{', '.join(resumed) or 'none'}" + (f"; still to do: {'; '.join(problems)}" if problems else ""),
+                problems=problems, lease=lease.lease_id if lease else None,
+                lease_state=lease.state if lease else None)  # fmt: skip
         if problems:
             raise AirflowFailException(
-                f"cutover aborted and clients are back on the source, but: {'; '.join(problems)}. Once Kafka Connect "
-                f"answers, run pg_migration_restart (scripts/migration restart --migration-id {m.params.migration_id})."
+                f"clients are on the source, but: {'; '.join(problems)}. Once Kafka Connect answers, run "
+                f"pg_migration_restart (scripts/migration restart --migration-id {m.migration_id})."
             )
-        return {"pause_seconds": seconds, "resumed": resumed}
+        return {"resumed": resumed}
+
+    def wait_for_lease_end(self, context: Any, m: Migration, grace_seconds: float = 15.0):
+        """The run's latest lease once it has ended (settled by whoever ended it; enforced here if nobody did)."""
+        from pgmigrate.cutover.guard import Sides, enforce
+
+        store = self.lease_store()
+        while True:
+            lease = store.latest_for_run(m.migration_id, context["run_id"])
+            if lease is None or not lease.active:
+                if lease is not None:
+                    sides = Sides(MigrationDatabaseHook(lease.plan["origin"]["conn_id"]).get_conn(),
+                                  MigrationDatabaseHook(lease.plan["destination"]["conn_id"]).get_conn())  # fmt: skip
+                    enforce(store, lease.lease_id, self.routing(m), sides, by=self.task_id)
+                return lease
+            if lease.state == "pending" and lease.holder_stale(5.0):
+                store.end(lease.lease_id, "abandoned", by=self.task_id, note="cutover task gone", expect="pending")
+                continue
+            left = lease.seconds_to_deadline()
+            if left is not None and left < -grace_seconds:
+                sides = Sides(MigrationDatabaseHook(lease.plan["origin"]["conn_id"]).get_conn(),
+                              MigrationDatabaseHook(lease.plan["destination"]["conn_id"]).get_conn())  # fmt: skip
+                ended = enforce(store, lease.lease_id, self.routing(m), sides, by=self.task_id)
+                return ended or store.get(lease.lease_id)
+            time.sleep(0.5)
+
+
+def undo_cutover_pipeline(op: CutoverStepOperator, m: Migration) -> tuple[list[str], list[str]]:
+    """Best effort, each step independent: (problems, connectors resumed)."""
+    from pgmigrate.cutover.reverse import remove_reverse_replication, resume_pipeline, set_identity_generation
+
+    identity = m.state.get("identity_columns") or []
+    problems: list[str] = []
+    resumed: list[str] = []
+    steps = [
+        ("remove the reverse pipeline",
+         lambda: remove_reverse_replication(op.connect(), op.bootstrap(), m.source, m.target, m.names)),
+        ("restore identity columns on the source", lambda: set_identity_generation(m.source, identity, always=True)),
+        # The forward sink inserts explicit ids into the target.
+        ("identity BY DEFAULT on the target", lambda: set_identity_generation(m.target, identity, always=False)),
+        ("resume the forward pipeline", lambda: resumed.extend(resume_pipeline(op.connect(), m.target, m.names))),
+    ]  # fmt: skip
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:  # best effort: the next step still runs
+            log.error("abort: could not %s: %s", what, exc)
+            problems.append(f"could not {what} ({str(exc).splitlines()[0][:200]})")
+    return problems, resumed

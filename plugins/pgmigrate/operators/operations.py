@@ -67,7 +67,8 @@ class TeardownMigrationOperator(OperationOperator):
     source (and, after cutover, the target) stops keeping WAL for it."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.reverse_replication import remove_reverse_replication, set_identity_generation
+        from pgmigrate.cutover.fence import lift_fences
+        from pgmigrate.cutover.reverse import remove_reverse_replication, set_identity_generation
         from pgmigrate.teardown import teardown_migration
 
         m = self.migration(context)
@@ -81,8 +82,10 @@ class TeardownMigrationOperator(OperationOperator):
         reverse = remove_reverse_replication(connect, bootstrap, m.source, m.target, m.names)
         forward = teardown_migration(connect, bootstrap, m.source, m.names, target=m.target)
         set_identity_generation(m.source, m.state.get("identity_columns") or [], always=True)
-        m.store.upsert(m.params.migration_id, phase="torn_down")
-        m.event("torn_down", f"teardown: forward {forward}, reverse {reverse}", forward=forward, reverse=reverse)
+        lifted = lift_fences(m.state.get("fences") or {}, {"source": m.source, "target": m.target})
+        m.store.upsert(m.params.migration_id, phase="torn_down", fences={})
+        m.event("torn_down", f"teardown: forward {forward}, reverse {reverse}; read-only fences lifted: "
+                f"{lifted or 'none'}", forward=forward, reverse=reverse)  # fmt: skip
         return {"forward": forward, "reverse": reverse}
 
 

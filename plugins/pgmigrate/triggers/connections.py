@@ -10,6 +10,12 @@ import httpx
 from pgmigrate.endpoints import PgEndpoint
 
 
+async def connection_for(conn_id: str) -> Any:
+    from airflow.sdk import BaseHook
+
+    return await BaseHook.aget_connection(conn_id)
+
+
 async def endpoint_for(conn_id: str) -> PgEndpoint:
     from airflow.sdk import BaseHook
 

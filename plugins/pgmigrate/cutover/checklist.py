@@ -1,6 +1,9 @@
 """The runbook's pre-cutover checklist as checks: every one must pass before client writes are paused.
 
-Pure: the readings are taken by the caller, so the rules are tested without servers.
+Pure: the readings are taken by the caller, so the rules are tested without servers. Readings that are
+already a verdict arrive as `(ok, detail)`: PgBouncer (every instance routes the database to the source,
+none paused, routes file = live route), the pre-validation (passed, and recent enough), the dead letter
+queue, the direct sessions on the source, and other pauses of this migration.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgmigrate.connector_status import RUNNING
+
+Verdict = tuple[bool, str]
 
 
 @dataclass(frozen=True)
@@ -26,12 +31,13 @@ def evaluate_checklist(
     max_lag_seconds: float,
     connectors_state: str,
     connectors_detail: str,
-    route: str | None,
-    source_address: str,
-    dead_letters: tuple[bool, str] = (True, "no dead letter queue read"),
+    *,
+    pgbouncer: Verdict,
+    pre_validation: Verdict,
+    dead_letters: Verdict = (True, "no dead letter queue read"),
+    direct_sessions: Verdict = (True, "not checked"),
+    pause_lease: Verdict = (True, "no other pause of this migration"),
 ) -> list[ChecklistItem]:
-    """`route`: where PgBouncer sends the database now (host:port/db), None when PgBouncer is unreachable.
-    `dead_letters`: (ok, detail) from `dead_letters.checklist_detail`: unacknowledged DLQ records refuse."""
     items = []
     phase = state["phase"] if state else None
     items.append(
@@ -49,27 +55,12 @@ def evaluate_checklist(
     if native_expected:
         shown += ", native subscription " + ("not streaming" if native_lag is None else f"{native_lag:.1f}s")
     items.append(ChecklistItem("lag", lag_ok, f"lag {shown} (threshold {max_lag_seconds:g}s)"))
-    validation = (state or {}).get("last_validation") or {}
-    tables = validation.get("tables") or []
-    bad = [t["table"] for t in tables if not t.get("ok")]
-    items.append(
-        ChecklistItem(
-            "last_validation",
-            bool(tables) and not bad,
-            "no validation recorded"
-            if not tables
-            else (f"{len(tables)} tables identical" if not bad else f"tables differ: {', '.join(bad)}"),
-        )
-    )
+    items.append(ChecklistItem("pre_validation", *pre_validation))
     items.append(ChecklistItem("connectors", connectors_state == RUNNING, connectors_detail))
     items.append(ChecklistItem("dead_letters", *dead_letters))
-    if route is None:
-        route_detail = "PgBouncer unreachable"
-    elif route == source_address:
-        route_detail = f"routes the database to the source {route}"
-    else:
-        route_detail = f"routes the database to {route}, not the source {source_address}"
-    items.append(ChecklistItem("pgbouncer", route == source_address, route_detail))
+    items.append(ChecklistItem("pgbouncer", *pgbouncer))
+    items.append(ChecklistItem("direct_sessions", *direct_sessions))
+    items.append(ChecklistItem("pause_lease", *pause_lease))
     return items
 
 

@@ -72,35 +72,80 @@ def resume_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: Migra
 def set_identity_generation(endpoint: PgEndpoint, columns: list[dict], always: bool) -> int:
     """GENERATED ALWAYS <-> BY DEFAULT for the recorded identity columns. A replicating sink inserts
     explicit ids, which ALWAYS rejects; applications need ALWAYS back on the side they write to."""
-    changed = 0
     with endpoint.connect(autocommit=True) as conn:
-        for c in columns:
-            row = conn.execute(
-                "SELECT a.attidentity FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid "
-                "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = %s AND t.relname = %s "
-                "AND a.attname = %s",
-                (c["schema"], c["table"], c["column"]),
-            ).fetchone()
-            want = "a" if always else "d"
-            if row is None or row[0] in ("", want):
-                continue
-            try:
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET GENERATED {}").format(
-                        sql.Identifier(c["schema"], c["table"]),
-                        sql.Identifier(c["column"]),
-                        sql.SQL("ALWAYS" if always else "BY DEFAULT"),
-                    )
+        return set_identity_generation_on(conn, endpoint.label, columns, always)
+
+
+def set_identity_generation_on(conn: psycopg.Connection, label: str, columns: list[dict], always: bool) -> int:
+    """`set_identity_generation` over an open autocommit connection (inside the pause: its lock_timeout)."""
+    changed = 0
+    want = "a" if always else "d"
+    for c in columns:
+        row = conn.execute(
+            "SELECT a.attidentity FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = %s AND t.relname = %s "
+            "AND a.attname = %s",
+            (c["schema"], c["table"], c["column"]),
+        ).fetchone()
+        if row is None or row[0] in ("", want):
+            continue
+        try:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET GENERATED {}").format(
+                    sql.Identifier(c["schema"], c["table"]),
+                    sql.Identifier(c["column"]),
+                    sql.SQL("ALWAYS" if always else "BY DEFAULT"),
                 )
-            except psycopg.errors.LockNotAvailable as exc:
-                raise RuntimeError(
-                    f"changing the identity of {c['schema']}.{c['table']} on {endpoint.label} waited past its "
-                    f"lock_timeout: another session holds a lock on the table. Find it with: {LOCK_BLOCKERS_QUERY}; "
-                    "end it, then rerun."
-                ) from exc
-            changed += 1
-    log.info("identity columns on %s: %d set %s", endpoint.label, changed, "ALWAYS" if always else "BY DEFAULT")
+            )
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+            raise RuntimeError(
+                f"changing the identity of {c['schema']}.{c['table']} on {label} waited past its lock_timeout: "
+                f"another session holds a lock on the table. Find it with: {LOCK_BLOCKERS_QUERY}; end it, then rerun."
+            ) from exc
+        changed += 1
+    log.info("identity columns on %s: %d set %s", label, changed, "ALWAYS" if always else "BY DEFAULT")
     return changed
+
+
+def stop_connectors(connect: ConnectClient, names: MigrationNames) -> list[str]:
+    """Inside the pause: ask Connect to stop a direction's connectors (config, offsets and slot kept). Connect
+    completes a stop asynchronously; `fence.wait_slot_released` waits for the capture to let go of its slot."""
+    from pgmigrate.connect_client import ConnectError
+
+    stopped = []
+    for name in (names.source_connector, names.sink_connector):
+        try:
+            connect.stop(name)
+            stopped.append(name)
+        except ConnectError as exc:
+            if exc.status_code != 404:
+                raise
+    return stopped
+
+
+def disable_native_subscription(subscriber: psycopg.Connection, names: MigrationNames) -> bool:
+    """Inside the pause, over an open connection to the server the direction's native subscription lives on."""
+    if subscription_oid(subscriber, names) is None:
+        return False
+    subscriber.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(names.native_subscription)))
+    return True
+
+
+def create_reverse_slot_on(target: psycopg.Connection, names: MigrationNames, native: bool) -> list[str]:
+    """Inside the pause, over an open connection to the target: the reverse pipeline's slots (Debezium's,
+    and the native channel's when some tables travel by it). From here on every target change is kept for
+    the source; the connectors and the subscription start from these slots after the pause. Rerun-safe."""
+    reverse = names.reversed()
+    created = []
+    for slot in (reverse.slot, *((reverse.native_subscription,) if native else ())):
+        exists = target.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        if not exists:
+            lsn = target.execute(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,)
+            ).fetchone()[0]
+            log.info("reverse: slot %s created at %s", slot, lsn)
+            created.append(slot)
+    return created
 
 
 def prepare_reverse(
@@ -116,30 +161,12 @@ def prepare_reverse(
         ensure_publication(target, reverse.native_publication, native)
 
 
-def create_reverse_slots(
-    source: PgEndpoint,
-    target: PgEndpoint,
-    names: MigrationNames,
-    tables: list[TableRef],
-    native: list[TableRef],
-) -> None:
-    """Inside the pause: the reverse slot on the target, and the native channel's reverse subscription on
-    the source (no initial copy: both sides are identical at this point). From here on every change on
-    the target is kept for the source. Rerun-safe; runs `prepare_reverse` first if it did not run."""
-    reverse = names.reversed()
-    with target.connect(autocommit=True) as conn:
-        prepared = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (reverse.publication,)).fetchone()
-    if not prepared:
-        prepare_reverse(source, target, names, tables, native)
-    with target.connect(autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (reverse.slot,)).fetchone()
-        if not exists:
-            lsn = conn.execute(
-                "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (reverse.slot,)
-            ).fetchone()[0]
-            log.info("reverse: slot %s created on %s at %s", reverse.slot, target.label, lsn)
-    if native:
-        ensure_native_replication(target, source, reverse, native, initial_copy=False)
+def start_reverse_native(source: PgEndpoint, target: PgEndpoint, names: MigrationNames, native: list[TableRef]) -> str:
+    """After the pause: the native channel's reverse subscription on the source, streaming from the slot the
+    pause created on the target (no initial copy: both sides were identical at the switch)."""
+    if not native:
+        return "none"
+    return ensure_native_replication(target, source, names.reversed(), native, initial_copy=False, existing_slot=True)
 
 
 def deploy_reverse_connectors(

@@ -1,0 +1,537 @@
+"""The critical section: from pausing client writes to resuming them, in one process, under one budget.
+
+Before the pause (clients write freely; nothing here is timed against the pause):
+  the pause lease is created (`lease`); every PgBouncer is checked (routes to the origin, not paused,
+  routes file = live route) and pinned; direct sessions are checked; the pre-copy passes shrink the keys
+  left to verify (`verification`); the pause guard must be watching the lease (`guard`).
+Inside the pause (each step logs its duration and the pause so far; every statement carries a
+lock_timeout and statement_timeout from what is left of one budget):
+  1. pause    every PgBouncer PAUSEd (in-flight transactions finish, new ones wait); all checked paused
+  2. fence    the origin's application roles read-only, their direct sessions ended (`fence`)
+  3. drain    every change committed before the drain point is on the destination (`drain`)
+  4. capture  the origin's connectors told to stop, its native subscription disabled (`reverse`)
+  5. verify   rows whose keys changed since the last pass, compared at rest (`verification`)
+  6. sequences destination sequences past the origin's (`sequences`); identities ALWAYS where clients go
+  7. reverse  (cutover) the reverse pipeline's slots on the target; the source's identities BY DEFAULT
+  8. writes   the origin's slots hold no change committed after the drain point (`fence.writes_after`)
+  9. switch   every PgBouncer routed to the destination, under the lease (`armed -> switched`)
+ 10. resume   the destination's old fence lifted (rollback), every PgBouncer resumed
+A failure before the switch ends the lease (`released`) and settles clients back on the origin
+(`guard.settle`), then the caller undoes the pipeline changes. If this process dies, the pause guard
+settles at the deadline; if it hangs, its own `DeadlineThread` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from pgmigrate.catalog import TableInfo
+from pgmigrate.checksums import set_canonical_session
+from pgmigrate.connect_client import ConnectClient
+from pgmigrate.cutover.change_topics import ChangedKeys, ChangeTopics, Positions, positions_to_json
+from pgmigrate.cutover.clients import ClientRouting
+from pgmigrate.cutover.drain import Drainer
+from pgmigrate.cutover.fence import (
+    FencePlan,
+    Session,
+    apply_fence,
+    direct_sessions,
+    end_sessions,
+    plan_fence,
+    wait_slot_released,
+    writes_after,
+)
+from pgmigrate.cutover.guard import DeadlineThread, Sides, settle
+from pgmigrate.cutover.lease import RELEASED, SWITCHED, Lease, LeaseLost, LeaseStore
+from pgmigrate.cutover.reverse import (
+    create_reverse_slot_on,
+    disable_native_subscription,
+    set_identity_generation_on,
+    stop_connectors,
+)
+from pgmigrate.cutover.verification import VerificationResult, precopy_passes, verify_changes
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.naming import MigrationNames
+from pgmigrate.pgbouncer_routes import Route
+
+log = logging.getLogger(__name__)
+
+# Kept for the way back: the budget stops a step early enough that releasing the pause still fits.
+RESTORE_RESERVE_SECONDS = 0.5
+MIN_STEP_TIMEOUT_MS = 100
+
+
+class CutoverAborted(RuntimeError):
+    """The critical section stopped before the switch; clients are back on the origin (see `details`)."""
+
+    def __init__(self, message: str, step: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.step = step
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Side:
+    """One server of the section: its Airflow connection id, endpoint, and where PgBouncer reaches it."""
+
+    conn_id: str
+    endpoint: PgEndpoint
+
+    @property
+    def route(self) -> Route:
+        return Route(host=self.endpoint.host, port=self.endpoint.port, dbname=self.endpoint.dbname)
+
+    def as_plan(self) -> dict:
+        r = self.route
+        return {"conn_id": self.conn_id, "route": {"host": r.host, "port": r.port, "dbname": r.dbname}}
+
+
+@dataclass
+class SectionPlan:
+    purpose: str  # cutover | rollback | dry_run
+    migration_id: str
+    dag_run_id: str
+    names: MigrationNames  # the pipeline that carries origin -> destination (drained, verified, stopped)
+    origin: Side  # where clients are
+    destination: Side  # where they go
+    database: str  # the PgBouncer database
+    tables: list[TableInfo]
+    schemas: list[str]
+    identity_columns: list[dict]
+    max_pause_seconds: float
+    since: Positions  # change-topic positions the last validation covered
+    allow_direct_sessions: bool = False
+    create_reverse_slots: bool = False  # cutover: keep every target change from the switch on, for rollback
+    unfence_destination: dict | None = None  # rollback: the fence the cutover left on the source
+    force: bool = False  # rollback with the origin gone: no fence, drain, verification or slot check
+    guard_wait_seconds: float = 120.0
+
+    @property
+    def dry_run(self) -> bool:
+        return self.purpose == "dry_run"
+
+
+@dataclass
+class SectionResult:
+    lease_id: str = ""
+    pause_seconds: float = 0.0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    passes: list[dict[str, Any]] = field(default_factory=list)
+    verification: dict[str, Any] = field(default_factory=dict)
+    drain: dict[str, Any] = field(default_factory=dict)
+    sequences: list[dict[str, Any]] = field(default_factory=list)
+    fence: dict[str, Any] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)
+    reverse_slots: list[str] = field(default_factory=list)
+    switched: bool = False
+    failed_step: str | None = None
+    late_writes: dict[str, int] = field(default_factory=dict)  # after the switch: changes on the origin after the drain
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"lease_id": self.lease_id, "pause_seconds": round(self.pause_seconds, 3), "steps": self.steps,
+                "passes": self.passes, "verification": self.verification, "drain": self.drain,
+                "sequences": len(self.sequences), "fence": self.fence, "stopped": self.stopped,
+                "reverse_slots": self.reverse_slots, "switched": self.switched, "failed_step": self.failed_step,
+                "late_writes": self.late_writes,
+                "problems": self.problems}  # fmt: skip
+
+
+class PauseBudget:
+    """One budget for the whole pause: what is left of `max_pause_seconds` since the pause began, minus a
+    reserve for ending it, as statement and lock timeouts."""
+
+    def __init__(self, max_pause_seconds: float) -> None:
+        self.max_pause_seconds = max_pause_seconds
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        return self.max_pause_seconds - self.elapsed() - RESTORE_RESERVE_SECONDS
+
+    def timeout_ms(self) -> int:
+        return max(MIN_STEP_TIMEOUT_MS, int(self.remaining() * 1000))
+
+    def apply(self, *conns: psycopg.Connection) -> None:
+        """Bound every later statement on these connections by what is left."""
+        value = f"{self.timeout_ms()}ms"
+        for conn in conns:
+            conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                         (value, value))  # fmt: skip
+
+
+class CriticalSection:
+    """`routing` and `enforcer_routing`: the same PgBouncers as two objects (the deadline thread holds its own
+    admin connections: psycopg connections are not shared between threads)."""
+
+    def __init__(self, plan: SectionPlan, store: LeaseStore, routing: ClientRouting, enforcer_routing: ClientRouting,
+                 connect: ConnectClient, bootstrap_servers: str,
+                 say: Callable[[str], None] = log.info) -> None:  # fmt: skip
+        self.plan = plan
+        self.store = store
+        self.routing = routing
+        self.enforcer_routing = enforcer_routing
+        self.connect = connect
+        self.bootstrap_servers = bootstrap_servers
+        self.say = say
+        self.result = SectionResult()
+        self.keyed = {t.ref: t for t in plan.tables if t.primary_key}
+        self.native = [t for t in plan.tables if t not in self.keyed.values()]
+        self._expired = threading.Event()
+        self._budget: PauseBudget | None = None
+        self._lease: Lease | None = None
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _connections(self) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+        """Origin and destination, opened before the pause and used by every step (canonical sessions, so
+        row hashes compare; autocommit, so a failed statement leaves nothing open)."""
+        with self.plan.origin.endpoint.connect(autocommit=True) as origin, \
+                self.plan.destination.endpoint.connect(autocommit=True) as destination:  # fmt: skip
+            for conn in (origin, destination):
+                set_canonical_session(conn)
+            yield origin, destination
+
+    def _step(self, name: str, work: Callable[[], str]) -> None:
+        if self._expired.is_set():
+            raise LeaseLost("the pause reached max_pause_seconds and was ended by the deadline enforcer")
+        started = time.monotonic()
+        try:
+            what = work()
+        except BaseException:
+            self.result.failed_step = name
+            paused = self._budget.elapsed() if self._budget else 0.0
+            self.say(f"[{name:<9}] FAILED after {(time.monotonic() - started) * 1000:.1f} ms (writes paused "
+                     f"{paused:.3f}s so far)")  # fmt: skip
+            raise
+        seconds = time.monotonic() - started
+        paused = self._budget.elapsed() if self._budget else 0.0
+        self.result.steps.append({"step": name, "seconds": round(seconds, 3), "paused_so_far": round(paused, 3)})
+        self.say(f"[{name:<9}] {seconds * 1000:7.1f} ms  (writes paused {paused:.3f}s so far): {what}")
+
+    def _heartbeat(self, lease_id: str, stop: threading.Event) -> None:
+        while not stop.wait(1.0):
+            try:
+                self.store.beat_holder(lease_id)
+            except Exception as exc:  # the guard only uses it for a pending lease; keep going
+                log.warning("pause lease heartbeat: %s", exc)
+
+    # -- the section --------------------------------------------------------------------------------
+
+    def run(self) -> SectionResult:
+        plan = self.plan
+        lease = self.store.create(plan.migration_id, plan.dag_run_id, plan.purpose, plan.max_pause_seconds, {
+            "database": plan.database, "pgbouncers": self.routing.names, "origin": plan.origin.as_plan(),
+            "destination": plan.destination.as_plan(), "unfence_destination": plan.unfence_destination,
+        })  # fmt: skip
+        self._lease = lease
+        self.result.lease_id = lease.lease_id
+        stop_beating = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(lease.lease_id, stop_beating), daemon=True).start()
+        if plan.force:
+            try:
+                with self.routing.held():
+                    return self._forced(lease)
+            finally:
+                stop_beating.set()
+        topics = ChangeTopics(self.bootstrap_servers, plan.names, plan.tables)
+        try:
+            with self.routing.held(), self._connections() as (origin, destination):
+                carried, since, fence = self._before_pause(lease, topics, origin, destination)
+                return self._pause(lease, topics, origin, destination, carried, since, fence)
+        finally:
+            stop_beating.set()
+            topics.close()
+
+    def _before_pause(self, lease: Lease, topics: ChangeTopics, origin: psycopg.Connection,
+                      destination: psycopg.Connection) -> tuple[ChangedKeys, Positions, FencePlan]:  # fmt: skip
+        plan = self.plan
+        try:
+            problems = self.routing.problems_before_pause(plan.origin.route)
+            if problems:
+                raise CutoverAborted("PgBouncer is not ready: " + "; ".join(problems), "before_pause", {})
+            self.routing.pin(plan.origin.route)
+            direct = self._direct_sessions(origin)
+            if direct and not plan.allow_direct_sessions:
+                raise CutoverAborted(
+                    f"{len(direct)} sessions are connected straight to the origin {plan.origin.endpoint.label}, not "
+                    f"through PgBouncer: {'; '.join(s.describe() for s in direct[:10])}. Their writes would not "
+                    "follow the switch. Move them to PgBouncer or stop them, or allow them (allow_direct_sessions: "
+                    "the cutover then ends their sessions, makes their roles read-only and aborts if one writes).",
+                    "before_pause", {"direct_sessions": [s.as_dict() for s in direct]})  # fmt: skip
+            fence = plan_fence(origin, list(self.keyed) + [t.ref for t in self.native])
+            if fence.unfenceable:
+                self.say(f"fence: superuser roles {', '.join(fence.unfenceable)} can write and cannot be made "
+                         "read-only by this role; the slot check before the switch still catches their writes")
+            topics.check_retained(plan.since)
+            # The guard first (its task starts in parallel with this one): the passes then end right before the pause.
+            self._wait_for_guard(lease)
+            since, carried, passes = precopy_passes(topics, origin, destination, self.keyed, plan.since, say=self.say)
+            self.result.passes = [p.as_dict() for p in passes]
+            # Written ahead: whoever settles this pause lifts the fence even if this process dies right after.
+            self.store.update_plan(lease.lease_id, fence_origin=fence.as_dict())
+            return carried, since, fence
+        except BaseException as exc:
+            self.store.end(lease.lease_id, RELEASED, by="cutover task", note=f"not paused: {exc}"[:500],
+                           expect="pending")  # fmt: skip
+            raise
+
+    def _wait_for_guard(self, lease: Lease) -> None:
+        deadline = time.monotonic() + self.plan.guard_wait_seconds
+        while True:
+            current = self.store.get(lease.lease_id)
+            if current is not None and current.guard_watching():
+                return
+            if time.monotonic() > deadline:
+                raise CutoverAborted(
+                    f"the pause guard did not start watching lease {lease.lease_id} within "
+                    f"{self.plan.guard_wait_seconds:.0f}s, so a pause could outlive this process: not pausing. "
+                    "The pause_guard task of this DAG run must be deferred (running in the triggerer): check it, and "
+                    "that the triggerer runs (scripts/airflow jobs check --job-type TriggererJob). If you cleared "
+                    "only this task, clear pause_guard too.", "before_pause", {})  # fmt: skip
+            time.sleep(0.2)
+
+    def _direct_sessions(self, origin: psycopg.Connection) -> list[Session]:
+        return direct_sessions(origin, self.routing.server_pids(), self.plan.origin.endpoint.user)
+
+    def _pause(self, lease: Lease, topics: ChangeTopics, origin: psycopg.Connection, destination: psycopg.Connection,
+               carried: ChangedKeys, since: Positions, fence: FencePlan) -> SectionResult:  # fmt: skip
+        plan = self.plan
+        sides = Sides(plan.origin.endpoint, plan.destination.endpoint)
+        lease = self.store.arm(lease.lease_id)
+        self._budget = budget = PauseBudget(plan.max_pause_seconds)
+        enforcer = DeadlineThread(self.store, lease.lease_id, self.enforcer_routing, sides,
+                                  budget.started + plan.max_pause_seconds,
+                                  lambda _lease: self._expired.set())  # fmt: skip
+        enforcer.start()
+        drainer = Drainer(origin, destination, plan.names, topics)
+        try:
+            self._step("pause", lambda: self._pause_all(budget))
+            budget.apply(origin, destination)
+            self._step("fence", lambda: self._fence(origin, fence))
+            self._step("drain", lambda: self._drain(drainer, budget))
+            if plan.dry_run:
+                self._step("verify", lambda: self._verify(topics, origin, destination, carried, since, budget))
+                self._release("dry run complete", sides)
+                return self.result
+            self._step("capture", lambda: self._stop_capture(destination))
+            self._step("verify", lambda: self._verify(topics, origin, destination, carried, since, budget))
+            budget.apply(origin, destination)
+            self._step("sequences", lambda: self._sequences(origin, destination))
+            if plan.create_reverse_slots:
+                self._step("reverse", lambda: self._reverse(origin, destination))
+            budget.apply(origin)
+            self._step("writes", lambda: self._no_writes_after_drain(origin, budget))
+            self._step("switch", lambda: self._switch(lease, budget))
+        except BaseException as exc:
+            enforcer.stop()
+            self._abort(lease, sides, exc)
+            raise
+        enforcer.stop()
+        self._step("resume", lambda: self._resume(sides))
+        self.result.pause_seconds = budget.elapsed()
+        self.say(f"writes were paused {self.result.pause_seconds:.3f}s in all; clients now reach "
+                 f"{plan.destination.endpoint.label} through {', '.join(self.routing.names)}")  # fmt: skip
+        self._late_writes(origin)
+        return self.result
+
+    def _late_writes(self, origin: psycopg.Connection) -> None:
+        """After the pause, before anything writes to the origin on purpose (the reverse sink starts later):
+        a change that reached the origin between the check and the switch would be in its slots now."""
+        names = self.plan.names
+        origin.execute("SELECT set_config('statement_timeout', '30s', false)")
+        found: dict[str, int] = {}
+        for slot, publication in self._origin_slots():
+            for table, count in writes_after(origin, slot, publication, self._drained.point_lsn).items():
+                found[table] = found.get(table, 0) + count
+        self.result.late_writes = found
+        if found:
+            log.error("after the switch: changes committed on the origin after the drain point %s, not on the "
+                      "destination: %s. Nothing carries them now; compare and copy them by hand (rows of %s).",
+                      self._drained.point_lsn, found, ", ".join(found))  # fmt: skip
+        else:
+            self.say(f"after the switch: no change on the origin after the drain point in {names.slot}")
+
+    def _origin_slots(self) -> list[tuple[str, str]]:
+        names = self.plan.names
+        slots = [(names.slot, names.publication)]
+        if self.native:
+            slots.append((names.native_subscription, names.native_publication))
+        return slots
+
+    def _forced(self, lease: Lease) -> SectionResult:
+        """The origin is gone: pause, switch, resume; nothing to drain or verify (what was not replayed is lost)."""
+        plan = self.plan
+        sides = Sides(plan.origin.endpoint, plan.destination.endpoint)
+        problems = [p for p in self.routing.problems_before_pause(plan.origin.route) if "paused" in p]
+        if problems:
+            self.store.end(lease.lease_id, RELEASED, by="cutover task", note="not paused", expect="pending")
+            raise CutoverAborted("PgBouncer is not ready: " + "; ".join(problems), "before_pause", {})
+        self._wait_for_guard(lease)
+        self.store.arm(lease.lease_id)
+        self._budget = budget = PauseBudget(plan.max_pause_seconds)
+        try:
+            self._step("pause", lambda: self._pause_all(budget))
+            self._step("switch", lambda: self._switch(lease, budget))
+        except BaseException as exc:
+            self._abort(lease, sides, exc)
+            raise
+        self._step("resume", lambda: self._resume(sides))
+        self.result.pause_seconds = budget.elapsed()
+        return self.result
+
+    # -- steps ----------------------------------------------------------------------------------------
+
+    def _pause_all(self, budget: PauseBudget) -> str:
+        # In-flight transactions may take this long to finish; the rest of the budget is for the steps.
+        self.routing.pause(timeout_seconds=max(0.5, min(3.0, budget.remaining() / 3)))
+        missing = self.routing.not_paused()
+        if missing:
+            raise RuntimeError(f"PgBouncer reports {self.plan.database} not paused on {', '.join(missing)}")
+        return f"{len(self.routing.instances)} PgBouncers paused ({', '.join(self.routing.names)})"
+
+    def _fence(self, origin: psycopg.Connection, fence: FencePlan) -> str:
+        fenced = apply_fence(origin, fence)
+        writers = set(fence.roles) | set(fence.unfenceable) | {self.plan.origin.endpoint.user}
+        direct = [s for s in self._direct_sessions(origin) if s.user in writers]
+        ended, problems = end_sessions(origin, direct)
+        self.result.fence = {"roles": fenced, "ended_sessions": ended, "problems": problems}
+        return (f"{len(fenced)} application roles read-only ({', '.join(fenced) or 'none'}), "
+                f"{len(ended)} direct sessions ended" + (f"; {'; '.join(problems)}" if problems else ""))  # fmt: skip
+
+    def _drain(self, drainer: Drainer, budget: PauseBudget) -> str:
+        result = drainer.drain(timeout=max(0.2, budget.remaining()))
+        self._drained = result
+        self.result.drain = result.as_dict()
+        return f"every change up to {result.point_lsn} applied ({result.records_applied_to} records in Kafka)"
+
+    def _stop_capture(self, destination: psycopg.Connection) -> str:
+        """Asks Connect to stop the origin's connectors in a thread (two REST calls, ~0.1 s each here) while
+        verification runs; the slot check waits for it. The native subscription is disabled here and now."""
+        disable_native_subscription(destination, self.plan.names)
+
+        def stop() -> None:
+            try:
+                self.result.stopped = stop_connectors(self.connect, self.plan.names)
+            except BaseException as exc:  # re-raised by the slot check
+                self._capture_error = exc
+
+        self._capture_error: BaseException | None = None
+        self._capture = threading.Thread(target=stop, name="stop-capture", daemon=True)
+        self._capture.start()
+        return "native subscription disabled; stopping the connectors meanwhile"
+
+    def _verify(self, topics: ChangeTopics, origin: psycopg.Connection, destination: psycopg.Connection,
+                carried: ChangedKeys, since: Positions, budget: PauseBudget) -> str:  # fmt: skip
+        changes = topics.read_changes(since, self._drained.positions, deadline=time.monotonic() + budget.remaining())
+        changes.add(carried)
+        result: VerificationResult = verify_changes(origin, destination, self.keyed, changes)
+        self.result.verification = {**result.as_dict(), "positions": positions_to_json(self._drained.positions)}
+        if result.differences:
+            raise CutoverAborted(
+                f"in-pause verification: {len(result.differences)} rows differ at rest between "
+                f"{self.plan.origin.endpoint.label} and {self.plan.destination.endpoint.label}: "
+                + "; ".join(d.describe() for d in result.differences[:10])
+                + ". Aborted; clients stay where they were. Compare and repair (scripts/migration compare, resync), "
+                "then trigger again.", "verify", self.result.verification)  # fmt: skip
+        native = f"; {len(self.native)} native-channel tables proven by position" if self.native else ""
+        return (f"{result.keys} changed keys in {result.tables} tables identical at rest "
+                f"({result.records} change records since the last pass){native}")  # fmt: skip
+
+    def _sequences(self, origin: psycopg.Connection, destination: psycopg.Connection) -> str:
+        from pgmigrate.sequences import sync_sequences_on
+
+        self.result.sequences = sync_sequences_on(origin, destination, self.plan.schemas)
+        always = set_identity_generation_on(destination, self.plan.destination.endpoint.label,
+                                            self.plan.identity_columns, always=True)  # fmt: skip
+        return f"{len(self.result.sequences)} sequences past the origin's; {always} identity columns ALWAYS"
+
+    def _reverse(self, source: psycopg.Connection, target: psycopg.Connection) -> str:
+        self.result.reverse_slots = create_reverse_slot_on(target, self.plan.names, native=bool(self.native))
+        by_default = set_identity_generation_on(source, self.plan.origin.endpoint.label, self.plan.identity_columns,
+                                                always=False)  # fmt: skip
+        return (f"reverse slots {', '.join(self.result.reverse_slots) or '(exist)'} keep every target change; "
+                f"{by_default} source identity columns BY DEFAULT for the reverse sink")  # fmt: skip
+
+    def _no_writes_after_drain(self, origin: psycopg.Connection, budget: PauseBudget) -> str:
+        self._capture.join(timeout=max(0.1, budget.remaining()))
+        if self._capture.is_alive():
+            raise TimeoutError("Kafka Connect did not take the stop of the origin's connectors within the pause")
+        if self._capture_error is not None:
+            raise self._capture_error
+        slots = self._origin_slots()
+        found: dict[str, int] = {}
+        for slot, publication in slots:
+            how = wait_slot_released(origin, slot, timeout=min(0.3, max(0.05, budget.remaining() / 4)))
+            self.say(f"           slot {slot}: {how}")
+            for table, count in writes_after(origin, slot, publication, self._drained.point_lsn).items():
+                found[table] = found.get(table, 0) + count
+        if found:
+            raise CutoverAborted(
+                f"writes reached the origin {self.plan.origin.endpoint.label} after the drain point "
+                f"{self._drained.point_lsn}, outside PgBouncer: "
+                + ", ".join(f"{t} ({n} rows)" for t, n in sorted(found.items()))
+                + ". Aborted before the switch, nothing is lost: those changes stay on the origin and reach the "
+                "destination when the pipeline resumes. Find the writer (pg_stat_activity on the origin) and move it "
+                "to PgBouncer or stop it, then trigger again.", "writes", {"tables": found})  # fmt: skip
+        return f"no change committed after {self._drained.point_lsn} in {', '.join(s for s, _ in slots)}"
+
+    def _switch(self, lease: Lease, budget: PauseBudget) -> str:
+        route = self.plan.destination.route
+        try:
+            with self.store.switching(lease.lease_id, lock_timeout_ms=budget.timeout_ms(), by="cutover task"):
+                for i in self.routing.instances:
+                    i.switch.lock_timeout = max(0.2, budget.remaining())
+                self.routing.switch_to(route)
+        except LeaseLost:
+            raise
+        except Exception:
+            # The commit's outcome is what the row says (a lost connection at COMMIT leaves it unknown here).
+            current = self.store.get(lease.lease_id)
+            if current is None or current.state != SWITCHED:
+                raise
+        self.result.switched = True
+        return f"{', '.join(self.routing.names)} route {self.plan.database} to {route}; lease switched"
+
+    def _resume(self, sides: Sides) -> str:
+        lease = self.store.get(self.result.lease_id)
+        problems = settle(lease, self.routing, sides) if lease else self.routing.resume()
+        self.result.problems += problems
+        if problems:
+            return "resumed, but: " + "; ".join(problems) + " (the pause guard retries)"
+        return f"{len(self.routing.instances)} PgBouncers resumed"
+
+    # -- the way back ----------------------------------------------------------------------------------
+
+    def _release(self, why: str, sides: Sides) -> None:
+        """End the pause ourselves (dry run, or a failed step) and put clients back on the origin. If an
+        enforcer already ended it, it settled the clients; settling again is harmless."""
+        won = self.store.end(self.result.lease_id, RELEASED, by="cutover task", note=why[:500])
+        lease = self.store.get(self.result.lease_id)
+        if lease is not None and lease.state != SWITCHED:
+            self.result.problems += settle(lease, self.routing, sides)
+        if self._budget is not None:
+            self.result.pause_seconds = self._budget.elapsed()
+        by = "this task" if won else (lease.ended_by if lease else "?")
+        self.say(f"pause ended by {by}: {why}; clients on the origin, writes were paused "
+                 f"{self.result.pause_seconds:.3f}s")  # fmt: skip
+
+    def _abort(self, lease: Lease, sides: Sides, exc: BaseException) -> None:
+        current = self.store.get(lease.lease_id)
+        if current is not None and current.state == SWITCHED:
+            return  # the switch committed: clients belong on the destination (the caller resumes)
+        try:
+            self._release(f"aborted: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", sides)
+        except Exception as release_exc:  # the guard settles at the deadline; say so
+            log.error("could not end the pause myself (%s); the pause guard ends it at the deadline", release_exc)

@@ -1,0 +1,89 @@
+"""Validation outside the pause, with the positions it covers.
+
+`validate_with_positions` records the pipeline's change-topic end offsets, then runs the full row diff
+(`row_diff.diff_tables`) while streaming continues. A row the diff found identical and whose key has no
+change record after those offsets is still identical; every later change is named by the topics, which
+is what lets the pause verify only the changes (`verification`). The record, stored per direction in the
+migration's `pre_validation` (`{"forward": …, "reverse": …}`), is:
+
+    {"direction": "forward", "at": iso time, "ok": bool, "positions": {"topic:partition": offset},
+     "tables": int, "rows": int, "differences": [str], "seconds": float}
+
+`forward` is written by pg_cutover's pre_validate; `reverse` by its post_validate after the switch (rollback
+verifies only what changed since). Without a `reverse` record rollback starts from offset 0 of the reverse
+topics: the switch happened at a verified identical point, so every later change is in them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pgmigrate.catalog import TableInfo
+from pgmigrate.cutover.change_topics import ChangeTopics, Positions, positions_from_json, positions_to_json
+from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.naming import MigrationNames
+
+log = logging.getLogger(__name__)
+
+
+def validate_with_positions(origin: PgEndpoint, destination: PgEndpoint, names: MigrationNames,
+                            tables: list[TableInfo], bootstrap_servers: str) -> dict[str, Any]:  # fmt: skip
+    """The full row diff of `tables` (origin = where clients write), with the positions taken before it."""
+    from pgmigrate.row_diff import diff_tables, format_diff
+
+    topics = ChangeTopics(bootstrap_servers, names, tables)
+    try:
+        positions = topics.end_offsets()
+    finally:
+        topics.close()
+    at = datetime.now(UTC)
+    started = time.monotonic()
+    diffs = diff_tables(origin, destination, tables)
+    differing = [d for d in diffs if not d.ok]
+    record = {
+        "direction": "reverse" if names.reverse else "forward",
+        "at": at.isoformat(),
+        "ok": not differing,
+        "positions": positions_to_json(positions),
+        "tables": len(diffs),
+        "rows": sum(d.source_rows or 0 for d in diffs),
+        "differences": [line for line in format_diff(differing).splitlines() if line.strip()][:50],
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    log.info("validated %d tables (%d rows) in %.1fs at positions %s: %s", record["tables"], record["rows"],
+             record["seconds"], "; ".join(f"{k}={v}" for k, v in record["positions"].items()) or "none",
+             "identical" if record["ok"] else f"{len(differing)} tables differ")  # fmt: skip
+    return record
+
+
+def age_minutes(record: dict[str, Any] | None, now: datetime | None = None) -> float | None:
+    if not record or not record.get("at"):
+        return None
+    return ((now or datetime.now(UTC)) - datetime.fromisoformat(record["at"])).total_seconds() / 60
+
+
+def reusable(record: dict[str, Any] | None, max_minutes: float, now: datetime | None = None) -> bool:
+    """A passing record no older than `max_minutes` (0: never reuse)."""
+    age = age_minutes(record, now)
+    return bool(max_minutes > 0 and record and record.get("ok") and age is not None and age <= max_minutes)
+
+
+def checklist_detail(record: dict[str, Any] | None, max_minutes: float,
+                     now: datetime | None = None) -> tuple[bool, str]:  # fmt: skip
+    """The checklist's verdict on the forward pre-validation: (ok, detail)."""
+    age = age_minutes(record, now)
+    if record is None or age is None:
+        return False, "no validation with positions recorded: pre_validate must run first"
+    if not record.get("ok"):
+        return False, f"pre_validate found differences {age:.0f} min ago: {'; '.join(record.get('differences')[:3])}"
+    if age > max_minutes:
+        return False, (f"pre_validate ran {age:.0f} min ago, over max_validation_age_minutes={max_minutes:g}: "
+                       "trigger pg_cutover again (it validates anew)")  # fmt: skip
+    return True, f"{record['tables']} tables ({record['rows']} rows) identical {age:.1f} min ago"
+
+
+def positions_of(record: dict[str, Any] | None) -> Positions:
+    return positions_from_json((record or {}).get("positions"))
