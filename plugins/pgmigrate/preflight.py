@@ -239,12 +239,13 @@ def run_preflight(
         report.results.append(check_connection("source", source, params.source_conn_id, src_error))
         report.results.append(check_connection("target", target, params.target_conn_id, tgt_error))
         selected: list[TableInfo] = []
+        application_roles: list[str] = []  # the source's, which the target's fence takes over at rollback
         if src is None:
             report.results.extend(skipped(n, "source") for n in _SOURCE_CHECKS)
         else:
             fix = fix_no_pk or params.replica_identity_full_for_no_pk
             try:
-                results, selected = _source_checks(
+                results, selected, application_roles = _source_checks(
                     src, source, params, connect_names_in_use, fix, owned_by_this_migration
                 )
                 report.results.extend(results)
@@ -255,7 +256,9 @@ def run_preflight(
             report.results.extend(skipped(n, which) for n in ("target_role", "target_tables", "target_subscription"))
         else:
             try:
-                role_facts = read_target_role_facts(tgt, list(params.schemas), [t.ref for t in selected])
+                role_facts = read_target_role_facts(
+                    tgt, list(params.schemas), [t.ref for t in selected], application_roles
+                )
                 report.results.extend(check_target_privileges(role_facts))
                 states = _target_states(tgt, [t.ref for t in selected])
                 report.results.append(check_target_tables(states, target, params.target_conn_id))
@@ -278,7 +281,8 @@ def _source_checks(
     connect_names_in_use: set[str] | None,
     fix_no_pk: bool,
     owned: bool,
-) -> tuple[list[CheckResult], list[TableInfo]]:
+) -> tuple[list[CheckResult], list[TableInfo], list[str]]:
+    """The source's results, its selected tables and its application roles (`privileges.FenceRights`)."""
     names = params.names
     results = []
     available = list_tables(conn, params.schemas)
@@ -312,7 +316,8 @@ def _source_checks(
     publication_exists = bool(
         conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (names.publication,)).fetchone()
     )
-    results.extend(check_source_privileges(read_source_role_facts(conn, available, selected, publication_exists)))
+    role_facts = read_source_role_facts(conn, schemas, available, selected, publication_exists)
+    results.extend(check_source_privileges(role_facts))
 
     gaps = replica_identity_gaps(selected, _leaf_identities(conn, selected))
     applied, error = [], None
@@ -342,4 +347,4 @@ def _source_checks(
             owned_by_this_migration=owned,
         )
     )
-    return results, selected
+    return results, selected, list(role_facts.fence.application_roles)

@@ -1,9 +1,12 @@
 """Least privilege and secrets on the real stack (issue #7): a migration run by non-superuser roles.
 
 `lp_source` (LOGIN, and SELECT on one table only) and `lp_target` (LOGIN only) start short of what the
-pipeline needs: preflight must name each missing privilege and print the exact statements as one block per
-server. The test runs exactly that block as a superuser, preflight then passes, and `pg_migration` runs
-with those roles to streaming under a concurrent writer; the independent comparison ends identical.
+pipeline needs, the cutover and a rollback included: preflight must name each missing privilege and print the
+exact statements as one block per server. An application role `lp_app` may write the source's tables, so the
+fence's CREATEROLE and pg_signal_backend are asked for on both sides (the target's fence takes over the
+source's application roles at rollback). The test runs exactly that block as a superuser, preflight then
+passes, and `pg_migration` runs with those roles to streaming under a concurrent writer; the independent
+comparison ends identical.
 
 The second test greps everything the run left for the two roles' passwords: every try's task log, every
 XCom value, the rendered template fields, the migration report (HTML and markdown) and the config Kafka
@@ -49,6 +52,7 @@ SRC_DB, DST_DB = "lp_src", "lp_dst"
 SRC_CONN, DST_CONN = "lp_source", "lp_target"
 SRC_ROLE, DST_ROLE = "lp_source", "lp_target"
 SRC_PASSWORD, DST_PASSWORD = "lp-Src-s3cret-7f1", "lp-Dst-s3cret-9c4"
+APP_ROLE, APP_PASSWORD = "lp_app", "lp-App-pw"  # an application's role on the source: the fence's business
 PASSWORDS = (SRC_PASSWORD, DST_PASSWORD)
 NAMES = MigrationNames(MIGRATION_ID)
 CONNECT = ConnectClient("http://127.0.0.1:8083")
@@ -76,11 +80,22 @@ EXPECTED_SOURCE = [
     f'GRANT SELECT ON SEQUENCE "public"."orders_id_seq" TO "{SRC_ROLE}";',
     f'ALTER TABLE "public"."customers" OWNER TO "{SRC_ROLE}";',
     f'ALTER TABLE "public"."orders" OWNER TO "{SRC_ROLE}";',
+    # the cutover and a rollback: the rollback's setval, the reverse sink, the fence at cutover
+    f'GRANT UPDATE ON SEQUENCE "public"."orders_id_seq" TO "{SRC_ROLE}";',
+    f'GRANT SET ON PARAMETER session_replication_role TO "{SRC_ROLE}";',
+    f'GRANT pg_read_all_stats TO "{SRC_ROLE}";',
+    f'GRANT pg_signal_backend TO "{SRC_ROLE}";',
+    f'ALTER ROLE "{SRC_ROLE}" CREATEROLE;',
 ]
 EXPECTED_TARGET = [
     f'GRANT CREATE ON DATABASE "{DST_DB}" TO "{DST_ROLE}";',
     f'GRANT USAGE, CREATE ON SCHEMA "public" TO "{DST_ROLE}";',
     f'GRANT SET ON PARAMETER session_replication_role TO "{DST_ROLE}";',
+    # the cutover and a rollback: the reverse slots, the fence at rollback (no target sequence exists yet)
+    f'ALTER ROLE "{DST_ROLE}" REPLICATION;',
+    f'GRANT pg_read_all_stats TO "{DST_ROLE}";',
+    f'GRANT pg_signal_backend TO "{DST_ROLE}";',
+    f'ALTER ROLE "{DST_ROLE}" CREATEROLE;',
 ]
 
 
@@ -110,6 +125,7 @@ def forget() -> None:
     drop_database(source)
     drop_database(target)
     drop_role(SOURCE_PORT, SRC_ROLE)
+    drop_role(SOURCE_PORT, APP_ROLE)
     drop_role(TARGET_PORT, DST_ROLE)
 
 
@@ -138,16 +154,25 @@ def migration():
         conn.execute(SCHEMA)
     create_role(SOURCE_PORT, SRC_ROLE, SRC_PASSWORD)
     create_role(TARGET_PORT, DST_ROLE, DST_PASSWORD)
+    create_role(SOURCE_PORT, APP_ROLE, APP_PASSWORD)
     with superuser(SOURCE_PORT, SRC_DB) as conn:  # part of what it needs: only the rest is printed
         conn.execute(sql.SQL("GRANT SELECT ON customers TO {}").format(sql.Identifier(SRC_ROLE)))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON customers, orders TO {}").format(
+            sql.Identifier(APP_ROLE)))  # fmt: skip
 
     params = MigrationParams.from_dict(CONF)
     refused = run_preflight(SOURCE, TARGET, params)
     message = refused.failure_message()
     assert {r.name for r in refused.failed} == {
         "source_role.replication", "source_role.create", "source_role.select", "source_role.publish",
+        "source_role.sequence_update", "source_role.session_replication_role", "source_role.read_all_stats",
+        "source_role.signal_backend", "source_role.createrole",
         "target_role.create", "target_role.schema", "target_role.session_replication_role",
+        "target_role.replication", "target_role.read_all_stats", "target_role.signal_backend",
+        "target_role.createrole",
     }, message  # fmt: skip
+    assert f"application roles {APP_ROLE} " in next(r.problem for r in refused.failed
+                                                    if r.name == "target_role.createrole")  # fmt: skip
     block = printed_block(message)
     assert block == {
         f"-- on the source database '{SRC_DB}':": EXPECTED_SOURCE,
