@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, chain, dag
 
 from pgmigrate.naming import MIGRATION_ID_PATTERN
@@ -75,6 +77,11 @@ PARAMS = {
         0, type="number", minimum=0,
         description="pre_validate reuses a passing validation younger than this (0 = always validate anew)",
     ),
+    "precopy_passes": Param(
+        8, type="integer", minimum=0, maximum=50,
+        description="Passes over the keys changed since pre_validate, while streaming, to shrink what the pause "
+        "verifies (0: the pause verifies every change since pre_validate)",
+    ),
     "dry_run": Param(False, type="boolean", description="Pause, drain, verify, resume on the source; no switch"),
 }  # fmt: skip
 
@@ -98,7 +105,8 @@ def pg_cutover():
     backup = BackupSourceOperator(task_id="backup_source", retries=1)
     prepare = PrepareReverseOperator(task_id="prepare_reverse_replication", trigger_rule="none_failed", retries=1)
     cutover = CutoverOperator(task_id="cutover")
-    guard = PauseGuardSensor(task_id="pause_guard")
+    # Retries: a retried guard finds the lease ended and settles it again (harmless); see the trigger's note.
+    guard = PauseGuardSensor(task_id="pause_guard", retries=2, retry_delay=timedelta(seconds=5))
     reverse_connectors = DeployReverseConnectorsOperator(task_id="deploy_reverse_connectors", retries=2)
     verify = VerifyCutoverOperator(task_id="verify")
     foreign_keys = ValidateForeignKeysOperator(task_id="validate_foreign_keys", retries=1)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, chain, dag
 
 from pgmigrate.naming import MIGRATION_ID_PATTERN
 from pgmigrate.operators.rollback import (
     AbortRollbackOperator,
+    ResumeForwardOperator,
     RollbackCheckOperator,
     RollbackOperator,
     RollbackReportOperator,
-    StopReverseOperator,
 )
 from pgmigrate.params import DEFAULT_PGBOUNCER_CONN_IDS
 from pgmigrate.sensors.pause_guard import PauseGuardSensor
@@ -22,8 +24,10 @@ After `pg_cutover`, reverse replication (target → source) keeps the source cur
 cutover's critical section the other way, in one process: pause every PgBouncer → fence the target →
 drain reverse replication by positions → verify the rows changed since the cutover (or its post-validation)
 → sequences back → stop reverse capture → switch every PgBouncer to the source → lift the source's fence →
-resume. `pause_guard` ends the pause at `max_pause_seconds` if `rollback` cannot. Then the reverse pipeline
-stops and a report is written (markdown; path in the `rollback_report` log and the timeline).
+resume. `pause_guard` ends the pause at `max_pause_seconds` if `rollback` cannot. Then
+`resume_forward_replication` removes the reverse pipeline and resumes the forward one (the migration is
+`streaming` again: ready for another cutover), and a report is written (markdown; path in the
+`rollback_report` log and the timeline).
 
 `check` deploys the reverse connectors from the cutover's slots if they never started. `force=true` skips
 the drain and verification when the target is gone: writes not yet replayed are lost (it says how many).
@@ -58,12 +62,13 @@ PARAMS = {
 def pg_rollback():
     check = RollbackCheckOperator(task_id="check")
     rollback = RollbackOperator(task_id="rollback")
-    guard = PauseGuardSensor(task_id="pause_guard")
-    stop = StopReverseOperator(task_id="stop_reverse_replication")
+    # Retries: a retried guard finds the lease ended and settles it again (harmless); see the trigger's note.
+    guard = PauseGuardSensor(task_id="pause_guard", retries=2, retry_delay=timedelta(seconds=5))
+    resume_forward = ResumeForwardOperator(task_id="resume_forward_replication", retries=1)
     report = RollbackReportOperator(task_id="rollback_report")
     abort = AbortRollbackOperator(task_id="abort_rollback", trigger_rule="one_failed")
     chain(check, [rollback, guard])
-    chain(rollback, stop, report)
+    chain(rollback, resume_forward, report)
     rollback >> abort
 
 

@@ -9,12 +9,21 @@ cd "$REPO"
 
 "$HERE/stack.sh" up >/dev/null || die "the stack did not come up; run make stack-up to see which part failed"
 . "$HERE/stack.d/airflow_env.sh"
-log "chaos: fault matrix (about 15 minutes; each case kills or stops a part of the stack and brings it back)"
-"$VENV/bin/pytest" tests/integration/test_fault_matrix.py -m "chaos_fast or chaos_full" -p no:cacheprovider "$@"
+log "chaos: fault matrix and faults inside the cutover (about 25 minutes; each case kills or stops a part and brings it back)"
+rm -f test-artifacts/cutover-faults.md
+# The fault matrix, then faults inside the cutover's pause (every step kill -9'd, held locks at each step).
+"$VENV/bin/pytest" tests/integration/test_fault_matrix.py tests/integration/test_pg_cutover.py \
+  -m integration -k "test_case or cannot_finish or kill_9 or connect_killed or damaged" \
+  -p no:cacheprovider "$@"
 rc=$?
 if [ -s test-artifacts/fault-matrix.md ]; then
   echo
   echo "fault matrix (test-artifacts/fault-matrix.md):"
   cat test-artifacts/fault-matrix.md
+fi
+if [ -s test-artifacts/cutover-faults.md ]; then
+  echo
+  echo "faults inside the cutover's pause (test-artifacts/cutover-faults.md):"
+  cat test-artifacts/cutover-faults.md
 fi
 exit $rc

@@ -48,9 +48,13 @@ WRITE_RATE_TPS = int(os.environ.get("DEMO_WRITE_TPS", "50"))
 RUN_TIMEOUT = float(os.environ.get("DEMO_TIMEOUT", "1800"))
 UI = "http://127.0.0.1:8080"
 BOOTSTRAP = "127.0.0.1:9092"
-PGBOUNCER = PgBouncerRouteSwitch(
-    PgEndpoint("127.0.0.1", 6432, "pgbouncer", "postgres", "postgres"), REPO / ".stack/pgbouncer/routes.ini"
-)
+# The two PgBouncers of the local stack: the application's clients are spread over both (as behind a load
+# balancer), and the cutover switches both together.
+PGBOUNCERS = {
+    port: PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
+                               REPO / ".stack" / folder / "routes.ini")
+    for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2"))
+}  # fmt: skip
 
 
 def say(message: str) -> None:
@@ -75,8 +79,9 @@ def reset(names: MigrationNames) -> None:
     connect = ConnectClient("http://127.0.0.1:8083")
     target = TARGET if database_exists(TARGET) else None
     # Clients back on the source first: an earlier demo may have cut over.
-    PGBOUNCER.remove_route(SOURCE.dbname)
-    PGBOUNCER.resume(SOURCE.dbname)
+    for pgbouncer in PGBOUNCERS.values():
+        pgbouncer.resume(SOURCE.dbname)
+        pgbouncer.remove_route(SOURCE.dbname)
     if target is not None and endpoint is SOURCE:
         remove_reverse_replication(connect, BOOTSTRAP, SOURCE, TARGET, names)
     teardown_migration(connect, BOOTSTRAP, endpoint, names, target=target)
@@ -108,52 +113,48 @@ def seed() -> None:
     say(f"seeded in {time.monotonic() - started:.0f}s: {counts}")
 
 
-def start_writes(seconds: int = 7200) -> subprocess.Popen:
-    say(f"starting live writes through PgBouncer (127.0.0.1:6432/shop), {WRITE_RATE_TPS} transactions/s")
-    env = dict(SOURCE.libpq_env(), PGPORT="6432")
-    return subprocess.Popen(
-        [
-            str(PG_BIN / "pgbench"),
-            "-n",
-            "-c",
-            "2",
-            "-j",
-            "1",
-            "-R",
-            str(WRITE_RATE_TPS),
-            "-T",
-            str(seconds),
-            "-P",
-            "30",
-            "-f",
-            str(REPO / "include/sql/demo/live_writes.pgbench"),
-            "shop",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+class LiveWrites:
+    """pgbench through both PgBouncers (one client each), the application's writes during the demo.
 
+    Stopped with SIGTERM, never SIGINT: a shell that runs the demo in the background (`nohup make demo &`)
+    starts its children with SIGINT ignored, and pgbench would never stop."""
 
-def stop_writes(writer: subprocess.Popen, wait: bool = False) -> tuple[str, int]:
-    """(summary, failed transactions) of the live writer. `wait`: let it finish its -T (pgbench prints its
-    summary, with the failed transactions, only then); otherwise interrupt it and count what it did."""
-    if not wait and writer.poll() is None:
-        os.killpg(writer.pid, signal.SIGINT)
-    output, _ = writer.communicate(timeout=300)
-    errors = [ln for ln in output.splitlines() if "ERROR" in ln or "aborted" in ln]
-    processed = re.search(r"number of transactions actually processed: (\d+)", output)
-    failed_line = re.search(r"number of failed transactions: (\d+)", output)
-    failed = int(failed_line.group(1)) if failed_line else 0
-    if processed:
-        summary = f"{processed.group(1)} transactions through PgBouncer, {failed} failed"
-    else:
-        with SOURCE.connect(autocommit=True) as conn:
-            orders = conn.execute("SELECT count(*) FROM orders WHERE note = 'live write'").fetchone()[0]
-        summary = f"{orders} orders placed by the live writer"
-    return summary + (f"; writer errors: {errors[:3]}" if errors else ""), failed + len(errors)
+    def __init__(self, seconds: int) -> None:
+        say(f"starting live writes through both PgBouncers (127.0.0.1:6432 and :6433, database shop), "
+            f"{WRITE_RATE_TPS} transactions/s")  # fmt: skip
+        self.processes = [
+            subprocess.Popen(
+                [str(PG_BIN / "pgbench"), "-n", "-c", "1", "-j", "1", "-R", str(max(1, WRITE_RATE_TPS // 2)),
+                 "-T", str(seconds), "-P", "30", "-f", str(REPO / "include/sql/demo/live_writes.pgbench"), "shop"],
+                env=dict(SOURCE.libpq_env(), PGPORT=str(port)),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            )
+            for port in PGBOUNCERS
+        ]  # fmt: skip
+
+    def stop(self, wait: bool = False) -> tuple[str, int]:
+        """(summary, failed transactions). `wait`: let pgbench finish its -T (only then it prints its summary
+        with the failed transactions); otherwise end it now and count what it wrote."""
+        outputs = []
+        for process in self.processes:
+            if not wait and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                outputs.append(process.communicate(timeout=300 if wait else 30)[0])
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                outputs.append(process.communicate()[0])
+        output = "\n".join(outputs)
+        errors = [ln for ln in output.splitlines() if "ERROR" in ln or "aborted" in ln]
+        processed = re.findall(r"number of transactions actually processed: (\d+)", output)
+        failed = sum(int(n) for n in re.findall(r"number of failed transactions: (\d+)", output))
+        if wait and len(processed) == len(self.processes):
+            summary = f"{sum(int(n) for n in processed)} transactions through PgBouncer, {failed} failed"
+        else:
+            with SOURCE.connect(autocommit=True) as conn:
+                orders = conn.execute("SELECT count(*) FROM orders WHERE note = 'live write'").fetchone()[0]
+            summary = f"{orders} orders placed by the live writers"
+        return summary + (f"; writer errors: {errors[:3]}" if errors else ""), failed + len(errors)
 
 
 def follow(api: AirflowApiClient, run_id: str, dag_id: str = "pg_migration") -> dict:
@@ -244,14 +245,14 @@ def main() -> int:
     stop_earlier_runs(api)
     reset(names)
     seed()
-    writer = start_writes()
+    writer = LiveWrites(seconds=7200)
     try:
         api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
         run_id = api.trigger_dag("pg_migration", conf={"migration_id": MIGRATION_ID})
         say(f"triggered pg_migration run {run_id}: {UI}/dags/pg_migration/runs/{run_id}")
         run = follow(api, run_id)
     finally:
-        summary, _ = stop_writes(writer)
+        summary, _ = writer.stop()
         say(f"live writes stopped: {summary}")
     if run["state"] != "success":
         failed = [t["task_id"] for t in api.task_instances("pg_migration", run_id) if t["state"] == "failed"]
@@ -266,17 +267,17 @@ def main() -> int:
 
 
 def cut_over(api: AirflowApiClient, names: MigrationNames, params: MigrationParams) -> int:
-    writer = start_writes(seconds=40)
+    writer = LiveWrites(seconds=40)
     try:
         time.sleep(5)
         run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "max_pause_seconds": 10})
         say(f"triggered pg_cutover run {run_id}: {UI}/dags/pg_cutover/runs/{run_id}")
         run = follow(api, run_id, "pg_cutover")
     except BaseException:
-        stop_writes(writer)
+        writer.stop()
         raise
     # pgbench runs its 40 s through the cutover: the writes after the switch land on the target.
-    summary, failed = stop_writes(writer, wait=True)
+    summary, failed = writer.stop(wait=True)
     say(f"live writes stopped: {summary}")
     if run["state"] != "success":
         tasks = [t["task_id"] for t in api.task_instances("pg_cutover", run_id) if t["state"] == "failed"]
@@ -284,9 +285,11 @@ def cut_over(api: AirflowApiClient, names: MigrationNames, params: MigrationPara
             f"Logs: {UI}/dags/pg_cutover/runs/{run_id}")  # fmt: skip
         return 1
     events = MigrationStateStore(CONTROL).events(MIGRATION_ID)
-    pause = next(e["details"]["pause_seconds"] for e in reversed(events) if e["phase"] == "cut_over")
-    route = PGBOUNCER.current_route(SOURCE.dbname)
-    say(f"cut over: PgBouncer routes shop to {route}; client writes paused {pause:.2f}s; {failed} failed transactions")
+    cut = next(e["details"] for e in reversed(events) if e["phase"] == "cut_over")
+    pause = cut["pause_seconds"]
+    say("the pause, step by step: " + ", ".join(f"{s['step']} {s['seconds'] * 1000:.0f} ms" for s in cut["steps"]))
+    routes = ", ".join(f":{port} -> {p.current_route(SOURCE.dbname)}" for port, p in PGBOUNCERS.items())
+    say(f"cut over: PgBouncer routes shop {routes}; client writes paused {pause:.3f}s; {failed} failed transactions")
     wait_drained(names.reversed())
     identical = compare(params)
     say(f"UI: {UI}/dags/pg_cutover/runs/{run_id} (admin / admin)")

@@ -5,7 +5,8 @@ databases directly, so it answers even when Airflow is down.
     scripts/migration lag --migration-id demo
     scripts/migration list
     scripts/migration cutover --migration-id demo [--dry-run] [--no-backup] [--max-pause-seconds 10]
-    scripts/migration rollback --migration-id demo --reason "..." [--force]
+                              [--pgbouncer pgbouncer_admin --pgbouncer pgbouncer_admin_2] [--allow-direct-sessions]
+    scripts/migration rollback --migration-id demo --reason "..." [--force] [--pgbouncer …]
     scripts/migration halt --migration-id demo --reason "..."   |   restart   |   teardown [--force]
     scripts/migration resync --migration-id demo --table public.orders [--table …]
     scripts/migration recover --migration-id demo        (Kafka lost its data)
@@ -143,12 +144,28 @@ def _follow_dag(dag_id: str, conf: dict[str, Any]) -> int:
 
 def cmd_cutover(args: argparse.Namespace) -> int:
     conf = {"migration_id": args.migration_id, "backup": not args.no_backup, "dry_run": args.dry_run,
-            "max_pause_seconds": args.max_pause_seconds}  # fmt: skip
+            "max_pause_seconds": args.max_pause_seconds,
+            "allow_direct_sessions": args.allow_direct_sessions}  # fmt: skip
+    if args.pgbouncer:
+        conf["pgbouncer_conn_ids"] = args.pgbouncer
     return _follow_dag("pg_cutover", conf)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    return _follow_dag("pg_rollback", {"migration_id": args.migration_id, "reason": args.reason, "force": args.force})
+    conf = {"migration_id": args.migration_id, "reason": args.reason, "force": args.force,
+            "max_pause_seconds": args.max_pause_seconds, "allow_direct_sessions": args.allow_direct_sessions}
+    if args.pgbouncer:
+        conf["pgbouncer_conn_ids"] = args.pgbouncer
+    return _follow_dag("pg_rollback", conf)
+
+
+def _add_switch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pause-seconds", type=float, default=10)
+    parser.add_argument("--pgbouncer", action="append", metavar="CONN_ID",
+                        help="Airflow connection of a PgBouncer clients use; repeat for each (default: the DAG's list)")
+    parser.add_argument("--allow-direct-sessions", action="store_true",
+                        help="go ahead although sessions connect straight to the side clients leave (they are ended, "
+                        "their roles made read-only, and a write after the drain point aborts)")  # fmt: skip
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
@@ -319,13 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     cutover = sub.add_parser("cutover", help="run pg_cutover and follow it")
     cutover.add_argument("--migration-id", required=True)
     cutover.add_argument("--no-backup", action="store_true", help="skip the pg_dump of the source")
-    cutover.add_argument("--dry-run", action="store_true", help="pause, drain, validate, resume; no switch")
-    cutover.add_argument("--max-pause-seconds", type=float, default=10)
+    cutover.add_argument("--dry-run", action="store_true", help="pause, drain, verify, resume; no switch")
+    _add_switch_options(cutover)
     cutover.set_defaults(func=cmd_cutover)
     rollback = sub.add_parser("rollback", help="run pg_rollback and follow it")
     rollback.add_argument("--migration-id", required=True)
     rollback.add_argument("--reason", required=True, help="why (goes in the rollback report)")
     rollback.add_argument("--force", action="store_true", help="skip the drain (target gone); may lose writes")
+    _add_switch_options(rollback)
     rollback.set_defaults(func=cmd_rollback)
     halt = sub.add_parser("halt", help="pause the live pipeline (P0), keep slots and offsets; run pg_migration_halt")
     halt.add_argument("--migration-id", required=True)

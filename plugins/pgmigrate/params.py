@@ -127,6 +127,13 @@ def _minutes(raw: dict[str, Any], name: str, default: float) -> float:
     return value
 
 
+def _passes(raw: dict[str, Any]) -> int:
+    value = raw.get("precopy_passes", 8)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 50:
+        raise InvalidParams(f"precopy_passes must be a whole number from 0 to 50, got {value!r}.")
+    return value
+
+
 @dataclass(frozen=True)
 class CutoverParams:
     """Params of `pg_cutover`. The migration's own params (connections, schemas, tables) come from its state
@@ -140,6 +147,7 @@ class CutoverParams:
     allow_direct_sessions: bool = False
     max_validation_age_minutes: float = 60.0
     reuse_validation_minutes: float = 0.0  # 0: pre_validate always runs the full row diff
+    precopy_passes: int = 8  # at most this many passes over the changed keys before the pause (0: none)
     dry_run: bool = False
 
     @classmethod
@@ -155,6 +163,7 @@ class CutoverParams:
             allow_direct_sessions=bool(raw.get("allow_direct_sessions", False)),
             max_validation_age_minutes=_minutes(raw, "max_validation_age_minutes", 60),
             reuse_validation_minutes=_minutes(raw, "reuse_validation_minutes", 0),
+            precopy_passes=_passes(raw),
             dry_run=bool(raw.get("dry_run", False)),
         )
 

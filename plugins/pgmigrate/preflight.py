@@ -264,6 +264,7 @@ def run_preflight(
                 report.results.append(check_target_tables(states, target, params.target_conn_id))
                 native = len(split_by_channel(selected)[1])
                 report.results.append(check_subscription_rights(_subscription_facts(tgt), native))
+                report.results.append(check_subscription_rights(_subscription_facts(src), native, side="source"))
             except psycopg.Error as exc:
                 report.results.append(_query_failed("target_tables", target, params.target_conn_id, exc))
     finally:

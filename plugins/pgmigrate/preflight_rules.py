@@ -216,18 +216,21 @@ def check_primary_keys(tables: Iterable[TableInfo], subscription: str) -> CheckR
     )
 
 
-def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int) -> CheckResult:
-    """The native channel's subscription is created on the target: the target role must be allowed to
-    (superuser; from PostgreSQL 16 also pg_create_subscription) and the target must have logical
-    replication workers for it (one apply worker, plus table-sync workers during the initial copy)."""
-    name = "target_subscription"
+def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int, side: str = "target") -> CheckResult:
+    """The native channel's subscription is created on the target, and at cutover its reverse on the source
+    (rollback needs every target write back): that side's role must be allowed to (superuser; from
+    PostgreSQL 16 also pg_create_subscription) and the server must have logical replication workers for it
+    (one apply worker, plus table-sync workers during an initial copy)."""
+    name = f"{side}_subscription"
     if not keyless_count:
         return CheckResult(name, ok=True, detail="no keyless tables: no subscription needed")
     problems, fixes, statements = [], [], []
     if not facts["superuser"] and not facts["create_subscription"]:
+        why = ("for the reverse channel the cutover starts, so a rollback brings their target writes back"
+               if side == "source" else "which travel by native logical replication")  # fmt: skip
         problems.append(
-            f"target role {facts['role']} may not CREATE SUBSCRIPTION (needed for the {keyless_count} tables "
-            "without a primary key or with timetz columns, which travel by native logical replication)"
+            f"{side} role {facts['role']} may not CREATE SUBSCRIPTION (needed for the {keyless_count} tables "
+            f"without a primary key or with timetz columns, {why})"
         )
         if int(facts.get("server_version_num", 160000)) >= 160000:
             statements.append(f"GRANT pg_create_subscription TO {_q(facts['role'])};")
@@ -240,10 +243,10 @@ def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int) -> C
         fixes.insert(0, statements[0])
     if int(facts["max_logical_replication_workers"]) < 2:
         problems.append(
-            f"max_logical_replication_workers is {facts['max_logical_replication_workers']} on the target; "
+            f"max_logical_replication_workers is {facts['max_logical_replication_workers']} on the {side}; "
             "the keyless tables need an apply worker and a table-sync worker"
         )
-        fixes.append("ALTER SYSTEM SET max_logical_replication_workers = 4; and restart the target.")
+        fixes.append(f"ALTER SYSTEM SET max_logical_replication_workers = 4; and restart the {side}.")
     if problems:
         return CheckResult(
             name,
@@ -251,9 +254,9 @@ def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int) -> C
             problem="; ".join(problems),
             fix="\n".join(fixes),
             statements=statements,
-            run_on=f"target database {facts['dbname']!r}" if statements and "dbname" in facts else "target database",
+            run_on=f"{side} database {facts['dbname']!r}" if statements and "dbname" in facts else f"{side} database",
         )
-    return CheckResult(name, ok=True, detail=f"target role {facts['role']} can create the native subscription")
+    return CheckResult(name, ok=True, detail=f"{side} role {facts['role']} can create the native subscription")
 
 
 def check_column_types(problems: list[str], timetz_columns: list[str] | None = None) -> CheckResult:

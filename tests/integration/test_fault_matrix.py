@@ -43,6 +43,7 @@ from harness import (
 
 from pgmigrate.airflow_api import AirflowApiClient, put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
+from pgmigrate.cutover.lease import LeaseStore
 from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.lag import read_end_to_end_lag
@@ -508,24 +509,26 @@ def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
     writer = migration.writer().start()
     try:
         time.sleep(3)
-        run_id = api.trigger_dag("pg_cutover", conf={"migration_id": migration.migration_id, "backup": False})
-        wait_for(lambda: {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}
-                 .get("pause_writes") in ("running", "success"), 120, "pause_writes")  # fmt: skip
+        # The case's own writer connects straight to the source: allowed (the fence ends its sessions).
+        run_id = api.trigger_dag("pg_cutover", conf={"migration_id": migration.migration_id, "backup": False,
+                                                     "allow_direct_sessions": True})  # fmt: skip
+        leases = LeaseStore(CONTROL)
+        wait_for(lambda: (lease := leases.latest_for_run(migration.migration_id, run_id)) is not None
+                 and lease.state == "armed", 180, "the cutover's pause")  # fmt: skip
         kill_component("connect")
         run = api.wait_for_dag_run("pg_cutover", run_id, timeout=300, poll_seconds=2)
         states = {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}
         output, _ = bench.communicate(timeout=300)
-        assert run["state"] == "failed" and states["switch_route"] != "success", states
-        # abort_cutover resumes clients first; with Connect dead it then fails naming what is left
-        # (the forward connectors to resume): the runbook's restart below does that.
+        assert run["state"] == "failed" and states["cutover"] == "failed", states
+        # abort_cutover undoes the pipeline; with Connect dead it fails naming what is left (the forward
+        # connectors to resume): the runbook's restart below does that.
         assert states["abort_cutover"] in ("success", "failed"), states
-        switch = PgBouncerRouteSwitch(
-            PgEndpoint("127.0.0.1", 6432, "pgbouncer", "postgres", "postgres"),
-            STATE_DIR / "pgbouncer" / "routes.ini",
-        )
-        route = switch.current_route(migration.source_db)
-        assert (route.port, route.dbname) == (SOURCE_PORT, migration.source_db), "clients must be on the source"
-        assert not switch.is_paused(migration.source_db)
+        for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2")):
+            switch = PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
+                                          STATE_DIR / folder / "routes.ini")  # fmt: skip
+            route = switch.current_route(migration.source_db)
+            assert (route.port, route.dbname) == (SOURCE_PORT, migration.source_db), "clients must be on the source"
+            assert not switch.is_paused(migration.source_db)
         failed = re.search(r"number of failed transactions: (\d+)", output)
         assert bench.returncode == 0 and (failed is None or failed.group(1) == "0"), output[-1500:]
         assert STORE.get(migration.migration_id)["phase"] == "streaming"

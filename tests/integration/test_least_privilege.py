@@ -220,8 +220,76 @@ def test_non_superuser_roles_migrate_to_identical(migration):
     assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
 
 
-def _xcom_values(api, run_id: str, task_id: str) -> list[tuple[str, str]]:
-    base = f"/dags/pg_migration/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries"
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+WORKLOAD = """\\set id random(1, 200)
+UPDATE customers SET visits = visits + 1 WHERE id = :id;
+INSERT INTO orders (customer_id, amount, note) VALUES (:id, 1.50, 'through pgbouncer');
+"""
+SWITCH_RUNS: dict[str, str] = {}  # dag_id -> run id, for the secrets grep
+
+
+def _through_both_pgbouncers(tmp_path: Path, seconds: int) -> list:
+    import subprocess
+
+    script = tmp_path / "lp-workload.sql"
+    script.write_text(WORKLOAD)
+    return [subprocess.Popen([PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n", "-c", "1", "-R",
+                              "20", "-T", str(seconds), "-f", str(script), SRC_DB],
+                             env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for port in (6432, 6433)]  # fmt: skip
+
+
+def _failed(benches: list) -> int:
+    import re
+
+    failed = 0
+    for bench in benches:
+        output, _ = bench.communicate(timeout=300)
+        assert bench.returncode == 0, output[-1500:]
+        found = re.search(r"number of failed transactions: (\d+)", output)
+        failed += int(found.group(1)) if found else 0
+    return failed
+
+
+def test_non_superuser_roles_cut_over_and_roll_back(migration, tmp_path):
+    """The same roles take the migration through a cutover and a rollback under writes through both
+    PgBouncers: reverse slots as lp_target, the source's sequences and identities as lp_source, the fence on
+    lp_app (read-only on the source after the cutover, writable again after the rollback)."""
+    from harness import run_other_dag
+
+    from pgmigrate.route_switch import PgBouncerRouteSwitch
+    from pgmigrate.state import MigrationStateStore
+
+    api, _, writer = migration
+    writer.stop()  # a writer straight to the source would (rightly) make the checklist refuse
+    store = MigrationStateStore(CONTROL)
+    benches = _through_both_pgbouncers(tmp_path, 40)
+    run_id, run, states = run_other_dag(api, "pg_cutover", {"migration_id": MIGRATION_ID, "backup": False})
+    SWITCH_RUNS["pg_cutover"] = run_id
+    assert run["state"] == "success", f"pg_cutover {run_id}: {states}"
+    assert _failed(benches) == 0
+    assert store.get(MIGRATION_ID)["phase"] == "cut_over"
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB) + f" user={APP_ROLE} password={APP_PASSWORD}",
+                         autocommit=True) as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # fmt: skip
+        app.execute("UPDATE customers SET visits = 0 WHERE id = 1")
+    for port in (6432, 6433):
+        switch = PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"))
+        assert switch.current_route(SRC_DB).port == TARGET_PORT
+
+    benches = _through_both_pgbouncers(tmp_path, 30)
+    run_id, run, states = run_other_dag(api, "pg_rollback", {"migration_id": MIGRATION_ID, "reason": "lp drill"})
+    SWITCH_RUNS["pg_rollback"] = run_id
+    assert run["state"] == "success", f"pg_rollback {run_id}: {states}"
+    assert _failed(benches) == 0
+    assert store.get(MIGRATION_ID)["phase"] == "streaming"
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB) + f" user={APP_ROLE} password={APP_PASSWORD}",
+                         autocommit=True) as app:  # fmt: skip
+        app.execute("UPDATE customers SET visits = visits WHERE id = 1")  # the fence is lifted
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
+
+
+def _xcom_values(api, run_id: str, task_id: str, dag_id: str = "pg_migration") -> list[tuple[str, str]]:
+    base = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries"
     found = []
     for entry in api.request("GET", base)["xcom_entries"]:
         value = api.request("GET", f"{base}/{entry['key']}?map_index={entry['map_index']}").get("value")
@@ -232,14 +300,18 @@ def _xcom_values(api, run_id: str, task_id: str) -> list[tuple[str, str]]:
 def test_no_password_in_logs_xcom_templates_report_or_connector_configs(migration, tmp_path):
     api, run_id, _ = migration
     places: list[tuple[str, str]] = []
-    for ti in api.task_instances("pg_migration", run_id):
-        task_id = ti["task_id"]
-        for try_number in range(1, (ti.get("try_number") or 1) + 1):
-            places.append((f"task log {task_id} try {try_number}", task_log(api, run_id, task_id, try_number)))
-        places.extend(_xcom_values(api, run_id, task_id))
-        detail = api.request("GET", f"/dags/pg_migration/dagRuns/{run_id}/taskInstances/{task_id}")
-        assert "rendered_fields" in detail  # Airflow 3 serves the rendered templates here
-        places.append((f"rendered fields of {task_id}", json.dumps(detail["rendered_fields"], default=str)))
+    for dag_id, dag_run in (("pg_migration", run_id), *SWITCH_RUNS.items()):
+        for ti in api.task_instances(dag_id, dag_run):
+            task_id = ti["task_id"]
+            for try_number in range(1, (ti.get("try_number") or 1) + 1):
+                where = f"task log {task_id} try {try_number}" + ("" if dag_id == "pg_migration" else f" of {dag_id}")
+                places.append((where, task_log(api, dag_run, task_id, try_number, dag_id=dag_id)))
+            places.extend(_xcom_values(api, dag_run, task_id, dag_id))
+            detail = api.request("GET", f"/dags/{dag_id}/dagRuns/{dag_run}/taskInstances/{task_id}")
+            assert "rendered_fields" in detail  # Airflow 3 serves the rendered templates here
+            rendered = json.dumps(detail["rendered_fields"], default=str)
+            places.append((f"rendered fields of {dag_id}.{task_id}", rendered))
+    assert set(SWITCH_RUNS) == {"pg_cutover", "pg_rollback"}, "the cutover and rollback runs are grepped too"
     # The grep read real content of this run: the logs name the roles (never their passwords), XCom holds results.
     logs = {where: text for where, text in places if where.startswith("task log")}
     assert len(logs) >= 9 and all(logs.values()), [where for where, text in logs.items() if not text]

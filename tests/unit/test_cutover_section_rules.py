@@ -172,3 +172,29 @@ def test_a_settled_lease_puts_clients_where_its_state_says():
         assert routing.calls == expected
     with pytest.raises(ValueError, match="nothing decided"):
         settle(_lease("armed"), FakeRouting(), sides)
+
+
+def test_a_difference_is_confirmed_only_when_applied_and_not_changed_since():
+    from pgmigrate.cutover.verification import confirmed_differences
+
+    a = TableRef("public", "a")
+    row, whole = KeyDifference(a, ("1",), "changed"), KeyDifference(a, None, "changed")
+    quiet = ChangedKeys(keys={a: {("2",)}})
+    assert confirmed_differences([row], True, quiet) == [row]  # applied, and the origin left it alone
+    assert confirmed_differences([row], False, quiet) == []  # the sink had not applied everything yet
+    assert confirmed_differences([row], True, ChangedKeys(keys={a: {("1",)}})) == []  # changed again: in flight
+    assert confirmed_differences([whole], True, ChangedKeys()) == [whole]
+    assert confirmed_differences([whole], True, quiet) == []  # the table changed since
+
+
+def test_the_pause_budget_bounds_every_statement_by_what_is_left():
+    import time as clock
+
+    from pgmigrate.cutover.critical_section import MIN_STEP_TIMEOUT_MS, RESTORE_RESERVE_SECONDS, PauseBudget
+
+    budget = PauseBudget(2.0)
+    first = budget.timeout_ms()
+    assert first <= (2.0 - RESTORE_RESERVE_SECONDS) * 1000
+    clock.sleep(0.2)
+    assert budget.timeout_ms() < first
+    assert PauseBudget(0.1).timeout_ms() == MIN_STEP_TIMEOUT_MS  # never 0: that would mean "no timeout"

@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ from pgmigrate.cutover.fence import (
     apply_fence,
     direct_sessions,
     end_sessions,
+    lift_fence,
     plan_fence,
     wait_slot_released,
     writes_after,
@@ -52,7 +54,7 @@ from pgmigrate.cutover.fence import (
 from pgmigrate.cutover.guard import DeadlineThread, Sides, settle
 from pgmigrate.cutover.lease import RELEASED, SWITCHED, Lease, LeaseLost, LeaseStore
 from pgmigrate.cutover.reverse import (
-    create_reverse_slot_on,
+    create_slot_on,
     disable_native_subscription,
     set_identity_generation_on,
     stop_connectors,
@@ -112,6 +114,7 @@ class SectionPlan:
     create_reverse_slots: bool = False  # cutover: keep every target change from the switch on, for rollback
     unfence_destination: dict | None = None  # rollback: the fence the cutover left on the source
     force: bool = False  # rollback with the origin gone: no fence, drain, verification or slot check
+    precopy_passes: int = 8
     guard_wait_seconds: float = 120.0
 
     @property
@@ -201,7 +204,14 @@ class CriticalSection:
                 self.plan.destination.endpoint.connect(autocommit=True) as destination:  # fmt: skip
             for conn in (origin, destination):
                 set_canonical_session(conn)
-            yield origin, destination
+            self._spare_destination = None
+            if self.plan.create_reverse_slots and self.native:
+                self._spare_destination = self.plan.destination.endpoint.connect(autocommit=True)
+            try:
+                yield origin, destination
+            finally:
+                if self._spare_destination is not None:
+                    self._spare_destination.close()
 
     def _step(self, name: str, work: Callable[[], str]) -> None:
         if self._expired.is_set():
@@ -277,7 +287,8 @@ class CriticalSection:
             topics.check_retained(plan.since)
             # The guard first (its task starts in parallel with this one): the passes then end right before the pause.
             self._wait_for_guard(lease)
-            since, carried, passes = precopy_passes(topics, origin, destination, self.keyed, plan.since, say=self.say)
+            since, carried, passes = precopy_passes(topics, origin, destination, self.keyed, plan.since,
+                                                    max_passes=plan.precopy_passes, say=self.say)  # fmt: skip
             self.result.passes = [p.as_dict() for p in passes]
             # Written ahead: whoever settles this pause lifts the fence even if this process dies right after.
             self.store.update_plan(lease.lease_id, fence_origin=fence.as_dict())
@@ -325,9 +336,9 @@ class CriticalSection:
                 self._step("verify", lambda: self._verify(topics, origin, destination, carried, since, budget))
                 self._release("dry run complete", sides)
                 return self.result
-            self._step("capture", lambda: self._stop_capture(destination))
+            self._step("capture", lambda: self._stop_capture(destination, budget))
             self._step("verify", lambda: self._verify(topics, origin, destination, carried, since, budget))
-            budget.apply(origin, destination)
+            budget.apply(origin, destination, *([self._spare_destination] if self._spare_destination else []))
             self._step("sequences", lambda: self._sequences(origin, destination))
             if plan.create_reverse_slots:
                 self._step("reverse", lambda: self._reverse(origin, destination))
@@ -339,7 +350,7 @@ class CriticalSection:
             self._abort(lease, sides, exc)
             raise
         enforcer.stop()
-        self._step("resume", lambda: self._resume(sides))
+        self._step("resume", lambda: self._resume(destination))
         self.result.pause_seconds = budget.elapsed()
         self.say(f"writes were paused {self.result.pause_seconds:.3f}s in all; clients now reach "
                  f"{plan.destination.endpoint.label} through {', '.join(self.routing.names)}")  # fmt: skip
@@ -387,7 +398,7 @@ class CriticalSection:
         except BaseException as exc:
             self._abort(lease, sides, exc)
             raise
-        self._step("resume", lambda: self._resume(sides))
+        self._step("resume", lambda: self.routing.resume() and "resumed, with problems" or "resumed")
         self.result.pause_seconds = budget.elapsed()
         return self.result
 
@@ -411,26 +422,37 @@ class CriticalSection:
                 f"{len(ended)} direct sessions ended" + (f"; {'; '.join(problems)}" if problems else ""))  # fmt: skip
 
     def _drain(self, drainer: Drainer, budget: PauseBudget) -> str:
-        result = drainer.drain(timeout=max(0.2, budget.remaining()))
+        result = drainer.drain(timeout=max(0.2, budget.remaining()), wait_for_slot=False)
         self._drained = result
         self.result.drain = result.as_dict()
         return f"every change up to {result.point_lsn} applied ({result.records_applied_to} records in Kafka)"
 
-    def _stop_capture(self, destination: psycopg.Connection) -> str:
-        """Asks Connect to stop the origin's connectors in a thread (two REST calls, ~0.1 s each here) while
-        verification runs; the slot check waits for it. The native subscription is disabled here and now."""
+    def _stop_capture(self, destination: psycopg.Connection, budget: PauseBudget) -> str:
+        """The native subscription is disabled here and now. In a thread, while verification runs: wait for the
+        drain's last proof, Debezium's slot confirmed past the drain point (it confirms when Connect commits
+        its offsets), then ask Connect to stop the origin's connectors (two REST calls). The slot check
+        joins the thread."""
         disable_native_subscription(destination, self.plan.names)
+        point, deadline = self._drained.point_lsn, time.monotonic() + max(0.1, budget.remaining())
 
-        def stop() -> None:
+        def confirm_then_stop() -> None:
             try:
+                with self.plan.origin.endpoint.connect(autocommit=True) as conn:
+                    drainer = Drainer(conn, conn, self.plan.names, None)  # only its slot reading is used
+                    while not drainer.slot_confirmed_past(point):
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"the slot {self.plan.names.slot} did not confirm the drain point "
+                                               f"{point} within the pause")  # fmt: skip
+                        time.sleep(0.01)
+                self.result.drain["slot_confirmed_at"] = round(budget.elapsed(), 3)
                 self.result.stopped = stop_connectors(self.connect, self.plan.names)
             except BaseException as exc:  # re-raised by the slot check
                 self._capture_error = exc
 
         self._capture_error: BaseException | None = None
-        self._capture = threading.Thread(target=stop, name="stop-capture", daemon=True)
+        self._capture = threading.Thread(target=confirm_then_stop, name="stop-capture", daemon=True)
         self._capture.start()
-        return "native subscription disabled; stopping the connectors meanwhile"
+        return "native subscription disabled; the connectors stop once the slot confirms the drain point"
 
     def _verify(self, topics: ChangeTopics, origin: psycopg.Connection, destination: psycopg.Connection,
                 carried: ChangedKeys, since: Positions, budget: PauseBudget) -> str:  # fmt: skip
@@ -439,6 +461,9 @@ class CriticalSection:
         result: VerificationResult = verify_changes(origin, destination, self.keyed, changes)
         self.result.verification = {**result.as_dict(), "positions": positions_to_json(self._drained.positions)}
         if result.differences:
+            if not self.plan.dry_run:
+                # Rows written on the origin after the drain point differ too: name that cause if it is the one.
+                self._no_writes_after_drain(origin, budget)
             raise CutoverAborted(
                 f"in-pause verification: {len(result.differences)} rows differ at rest between "
                 f"{self.plan.origin.endpoint.label} and {self.plan.destination.endpoint.label}: "
@@ -458,7 +483,18 @@ class CriticalSection:
         return f"{len(self.result.sequences)} sequences past the origin's; {always} identity columns ALWAYS"
 
     def _reverse(self, source: psycopg.Connection, target: psycopg.Connection) -> str:
-        self.result.reverse_slots = create_reverse_slot_on(target, self.plan.names, native=bool(self.native))
+        """Each slot creation waits for the target's running transactions to reach a consistent point: the
+        two are made at once, the native channel's over a connection opened before the pause."""
+        reverse = self.plan.names.reversed()
+        created: list[str] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            native = pool.submit(create_slot_on, self._spare_destination, reverse.native_subscription) \
+                if self._spare_destination is not None else None  # fmt: skip
+            if create_slot_on(target, reverse.slot):
+                created.append(reverse.slot)
+            if native is not None and native.result():
+                created.append(reverse.native_subscription)
+        self.result.reverse_slots = created
         by_default = set_identity_generation_on(source, self.plan.origin.endpoint.label, self.plan.identity_columns,
                                                 always=False)  # fmt: skip
         return (f"reverse slots {', '.join(self.result.reverse_slots) or '(exist)'} keep every target change; "
@@ -504,9 +540,17 @@ class CriticalSection:
         self.result.switched = True
         return f"{', '.join(self.routing.names)} route {self.plan.database} to {route}; lease switched"
 
-    def _resume(self, sides: Sides) -> str:
-        lease = self.store.get(self.result.lease_id)
-        problems = settle(lease, self.routing, sides) if lease else self.routing.resume()
+    def _resume(self, destination: psycopg.Connection) -> str:
+        """Clients go on at once: the destination's old fence (a rollback's source) lifted over the open
+        connection, then every PgBouncer resumed (the pause guard settles again, harmlessly, if this fails)."""
+        problems = []
+        fence = FencePlan.from_dict(self.plan.unfence_destination)
+        if fence is not None and fence.roles:
+            try:
+                lift_fence(destination, fence)
+            except psycopg.Error as exc:
+                problems.append(f"fence on the destination not lifted: {str(exc).strip()}")
+        problems += self.routing.resume()
         self.result.problems += problems
         if problems:
             return "resumed, but: " + "; ".join(problems) + " (the pause guard retries)"

@@ -131,21 +131,16 @@ def disable_native_subscription(subscriber: psycopg.Connection, names: Migration
     return True
 
 
-def create_reverse_slot_on(target: psycopg.Connection, names: MigrationNames, native: bool) -> list[str]:
-    """Inside the pause, over an open connection to the target: the reverse pipeline's slots (Debezium's,
-    and the native channel's when some tables travel by it). From here on every target change is kept for
-    the source; the connectors and the subscription start from these slots after the pause. Rerun-safe."""
-    reverse = names.reversed()
-    created = []
-    for slot in (reverse.slot, *((reverse.native_subscription,) if native else ())):
-        exists = target.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
-        if not exists:
-            lsn = target.execute(
-                "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,)
-            ).fetchone()[0]
-            log.info("reverse: slot %s created at %s", slot, lsn)
-            created.append(slot)
-    return created
+def create_slot_on(target: psycopg.Connection, slot: str) -> bool:
+    """Inside the pause, over an open connection to the target: one of the reverse pipeline's logical slots
+    (Debezium's, or the native channel's). From here on every target change is kept for the source; the
+    connectors and the subscription start from these slots after the pause. Rerun-safe: False if it exists."""
+    if target.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
+        return False
+    lsn = target.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                         (slot,)).fetchone()[0]  # fmt: skip
+    log.info("reverse: slot %s created at %s", slot, lsn)
+    return True
 
 
 def prepare_reverse(

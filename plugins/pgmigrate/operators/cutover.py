@@ -381,6 +381,9 @@ class CutoverOperator(CriticalSectionOperator):
             since=positions_of(m.validations.get("forward")),
             allow_direct_sessions=m.run.allow_direct_sessions,
             create_reverse_slots=True,
+            precopy_passes=m.run.precopy_passes,
+            # After a rollback the target kept a fence: lifted when clients come back to it.
+            unfence_destination=(m.state.get("fences") or {}).get("target"),
         )
 
     def on_switched(self, m: Migration, plan, result) -> None:
@@ -390,12 +393,13 @@ class CutoverOperator(CriticalSectionOperator):
             raise_task_alert("P0", "writes_after_switch", m.migration_id, "writes reached the source after the "
                              f"cutover's drain point and are not on the target: {result.late_writes}",
                              self.control_conn_id)  # fmt: skip
-        fences = dict(m.state.get("fences") or {})
+        fences = {k: v for k, v in (m.state.get("fences") or {}).items() if k != "target"}
         fences["source"] = {**(result.fence or {}), **(self.lease_store().get(result.lease_id).plan.get("fence_origin")
                                                         or {})}  # fmt: skip
         m.store.upsert(m.migration_id, phase="cut_over", fences=fences)
         m.event("cut_over", f"every PgBouncer routes {m.database} to the target {m.target.label}; writes were paused "
-                f"{result.pause_seconds:.3f}s", **result.as_dict())  # fmt: skip
+                f"{result.pause_seconds:.3f}s; the reverse slots keep every target change until the reverse connectors "
+                "run (deploy_reverse_connectors)", **result.as_dict())  # fmt: skip
 
 
 class DeployReverseConnectorsOperator(CutoverStepOperator):
@@ -405,7 +409,14 @@ class DeployReverseConnectorsOperator(CutoverStepOperator):
     def execute(self, context: Any) -> dict:
         m = self.migration(context)
         self.skip_after_dry_run(m)
-        deployed = deploy_reverse(self, m)
+        try:
+            deployed = deploy_reverse(self, m)
+        except Exception as exc:
+            # Clients are on the target: say so, and that nothing is lost (the slots keep every target change).
+            m.event("reverse_replication_down", "clients write to the target but reverse replication is not running "
+                    f"({str(exc).splitlines()[0][:300]}): the reverse slots keep every target change; this task's "
+                    "retry, or pg_rollback (which deploys the reverse connectors first), brings them to the source")
+            raise
         m.event("reverse_replication", f"reverse replication running: {', '.join(deployed)}")
         return {"reverse": list(deployed)}
 

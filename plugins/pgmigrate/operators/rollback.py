@@ -85,15 +85,25 @@ class RollbackOperator(CriticalSectionOperator):
         fences.pop("source", None)
         if not plan.force:
             fences["target"] = self.lease_store().get(result.lease_id).plan.get("fence_origin") or {}
-        m.store.upsert(m.migration_id, phase="rolled_back", fences=fences)
+        m.store.upsert(m.migration_id, phase="rolling_back", fences=fences)
         m.event("switched_back", f"every PgBouncer routes {m.database} to the source {m.source.label} again; writes "
                 f"were paused {result.pause_seconds:.3f}s", **result.as_dict())  # fmt: skip
 
 
-class StopReverseOperator(RollbackStepOperator):
+class ResumeForwardOperator(RollbackStepOperator):
+    """After the switch back: the reverse pipeline is removed (its connectors, slots, publications and topics;
+    what it replayed is counted first) and the forward one resumes, so the target follows the source again and
+    the migration is back to `streaming`: ready for another cutover once the cause is fixed.
+
+    The Debezium channel replays, as idempotent upserts, the changes the reverse sink applied to the source
+    (the target already holds them). The native channel cannot (PostgreSQL 15 subscriptions have no origin
+    filter: a replayed INSERT into a table without a primary key would add a duplicate), so its subscription
+    is created anew with an initial copy of those tables."""
+
     def execute(self, context: Any) -> dict:
-        from pgmigrate.cutover.reverse import stop_pipeline
+        from pgmigrate.cutover.reverse import remove_reverse_replication, set_identity_generation
         from pgmigrate.lag import read_sink_offsets
+        from pgmigrate.native_replication import drop_native_replication, ensure_native_replication, split_by_channel
 
         m = self.migration(context)
         reverse = m.names.reversed()
@@ -104,10 +114,26 @@ class StopReverseOperator(RollbackStepOperator):
             replayed = sum(v for (topic, _), v in committed.items() if heartbeat_topic_part not in topic)
         except Exception as exc:
             self.log.warning("could not read the reverse sink's offsets: %s", exc)
-        stopped = stop_pipeline(self.connect(), m.source, reverse)
-        m.event("rolled_back", f"reverse replication stopped ({', '.join(stopped) or 'nothing running'}); "
-                f"{replayed} changes made on the target were replayed to the source", replayed=replayed)  # fmt: skip
-        return {"stopped": stopped, "replayed_changes": replayed}
+        connect = self.connect()
+        removed = remove_reverse_replication(connect, self.bootstrap(), m.source, m.target, m.names)
+        # The forward sink inserts the source's ids into the target again.
+        set_identity_generation(m.target, m.state.get("identity_columns") or [], always=False)
+        _, native = split_by_channel(m.tables)
+        if native:
+            drop_native_replication(m.source, m.target, m.names)
+            ensure_native_replication(m.source, m.target, m.names, [t.ref for t in native], initial_copy=True)
+        resumed = []
+        for name in (m.names.sink_connector, m.names.source_connector):
+            if connect.exists(name):
+                connect.resume(name)
+                resumed.append(name)
+        validations = {k: v for k, v in m.validations.items() if k != "reverse"}
+        m.store.upsert(m.migration_id, phase="streaming", pre_validation=validations)
+        m.event("rolled_back", f"rolled back: reverse replication removed ({replayed} changes made on the target "
+                f"were replayed to the source); forward replication resumed ({', '.join(resumed) or 'none'}"
+                + (f", {len(native)} native-channel tables copied again" if native else "") + "): the target follows "
+                "the source again, ready for another cutover", replayed=replayed, removed=removed)  # fmt: skip
+        return {"resumed": resumed, "replayed_changes": replayed}
 
 
 class RollbackReportOperator(RollbackStepOperator):
@@ -118,7 +144,7 @@ class RollbackReportOperator(RollbackStepOperator):
         ti = context["ti"]
         started = (ti.xcom_pull(task_ids="check") or {}).get("started_at") or time.time()
         switched = ti.xcom_pull(task_ids="rollback") or {}
-        stopped = ti.xcom_pull(task_ids="stop_reverse_replication") or {}
+        stopped = ti.xcom_pull(task_ids="resume_forward_replication") or {}
         path = write_rollback_report(
             m.store,
             m.params.migration_id,
@@ -144,10 +170,10 @@ class AbortRollbackOperator(RollbackStepOperator):
         m = self.migration(context)
         lease = AbortCutoverOperator.wait_for_lease_end(self, context, m)
         if lease is not None and lease.state == SWITCHED:
-            m.store.upsert(m.migration_id, phase="rolled_back")
+            m.store.upsert(m.migration_id, phase="rolling_back")
             m.event("switched_back", "the rollback task ended after its switch: clients are on the source")
             raise AirflowFailException("the switch back had completed: clients are on the source; clear "
-                                       "stop_reverse_replication and rollback_report to finish")  # fmt: skip
+                                       "resume_forward_replication and rollback_report to finish")  # fmt: skip
         problems = []
         resumed: list[str] = []
         try:

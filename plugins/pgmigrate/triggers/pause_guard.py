@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
 BEAT_SECONDS = 0.5
+# A trigger that fires within seconds of its deferral can race the executor's report of the deferring
+# process's exit, and Airflow then marks the task failed ("finished with state success, but the task
+# instance's state attribute is queued": apache/airflow#67287, #72716). The guard's event is never urgent
+# (clients were settled before it), so it is held until the trigger has run this long.
+MIN_LIFETIME_SECONDS = 20.0
 
 
 def _blocking(func):
@@ -116,6 +121,7 @@ class PauseGuardTrigger(BaseTrigger):
                     if lease.holder_stale():
                         await _blocking(store.end)(lease.lease_id, ABANDONED, "pause guard",
                                                    "the cutover task stopped beating before it paused", PENDING)
+                        await asyncio.sleep(max(0.0, MIN_LIFETIME_SECONDS - (time.monotonic() - started)))
                         yield TriggerEvent({"status": "success", "message": f"lease {lease_id}: the cutover task "
                                             "stopped before pausing; nothing was paused"})  # fmt: skip
                         return
@@ -132,6 +138,7 @@ class PauseGuardTrigger(BaseTrigger):
                 if ended is None:
                     await asyncio.sleep(POLL_SECONDS)
                     continue
+                await asyncio.sleep(max(0.0, MIN_LIFETIME_SECONDS - (time.monotonic() - started)))
                 yield TriggerEvent({
                     "status": "success",
                     "state": ended.state,
