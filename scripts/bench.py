@@ -5,10 +5,15 @@
 3. runs `pg_migration` with `snapshot_method=copy` through Airflow, then measures apply lag while
    pgbench writes at a fixed rate (ALWAYS triggers on the target, see pgmigrate.bench_lag);
 4. runs it again with `snapshot_method=debezium`;
-5. prints one table (stdout) and writes it as JSON under .stack/bench/.
-Progress goes to stderr. The bench migrations are torn down at the end; the source database stays
-for the next run. pg_migration allows one active run: the bench waits for other runs to finish, and
-retries when another run (e.g. the integration tests) fails its own.
+5. cutover and rollback (issue #13): for the bench database and a small one (`bench_small`, same layout),
+   a `pg_migration` with `snapshot_method=copy`, then `--cutovers` rounds of `pg_cutover` and `pg_rollback`
+   while pgbench writes through both PgBouncers; the write pause of each from the migration's timeline and
+   pgbench's failed transactions (see pgmigrate.bench_cutover);
+6. prints one table (stdout) and writes it as JSON under .stack/bench/.
+Progress goes to stderr. The bench migrations are torn down at the end (PgBouncer routes of the bench
+databases back to the `*` fallback); the source databases stay for the next run. pg_migration allows one
+active run: the bench waits for other runs to finish, and retries when another run (e.g. the integration
+tests) fails its own.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
 from pgmigrate.airflow_api import AirflowApiClient, put_postgres_connection  # noqa: E402
+from pgmigrate.bench_cutover import (  # noqa: E402
+    BenchMigration,
+    LoadSpec,
+    SwitchRunFailed,
+    run_rounds,
+    teardown_cutover_migration,
+)
 from pgmigrate.bench_data import database_size_mb, ensure_bench_database, plan_bench  # noqa: E402
 from pgmigrate.bench_lag import (  # noqa: E402
     HISTORY,
@@ -40,15 +53,25 @@ from pgmigrate.bench_lag import (  # noqa: E402
     install_lag_triggers,
     read_samples,
 )
-from pgmigrate.bench_report import goals, lag_summary, ratio, render_table  # noqa: E402
+from pgmigrate.bench_report import (  # noqa: E402
+    SWITCH_DIRECTIONS,
+    goals,
+    lag_summary,
+    ratio,
+    render_table,
+    switch_summary,
+)
 from pgmigrate.connect_client import ConnectClient  # noqa: E402
 from pgmigrate.databases import drop_database, recreate_database  # noqa: E402
 from pgmigrate.endpoints import PgEndpoint  # noqa: E402
 from pgmigrate.naming import MigrationNames  # noqa: E402
+from pgmigrate.route_switch import PgBouncerRouteSwitch  # noqa: E402
 from pgmigrate.teardown import teardown_migration  # noqa: E402
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 SOURCE = PgEndpoint("127.0.0.1", 5433, "bench", "postgres", "postgres")
+SMALL_SOURCE = PgEndpoint("127.0.0.1", 5433, "bench_small", "postgres", "postgres")  # the cutover's small size
+CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
 TARGET_SERVER = PgEndpoint("127.0.0.1", 5434, "postgres", "postgres", "postgres")
 AIRFLOW_URL = "http://127.0.0.1:8080"
 CONNECT_URL = "http://127.0.0.1:8083"
@@ -60,6 +83,13 @@ LOAD_TASKS = {
     "debezium": ["copy_schema", "wait_snapshot", "apply_post_data"],
 }
 OUT_DIR = REPO / ".stack" / "bench"
+STEPS = ("dump", "copy", "lag", "validation", "debezium", "cutover")
+# The two PgBouncers of the local stack; the cutover switches both, the teardown puts both back.
+PGBOUNCERS = {
+    port: PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
+                               REPO / ".stack" / folder / "routes.ini")
+    for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2"))
+}  # fmt: skip
 
 log = logging.getLogger("bench")
 
@@ -72,6 +102,20 @@ def target(name: str) -> PgEndpoint:
     return PgEndpoint(TARGET_SERVER.host, TARGET_SERVER.port, name, TARGET_SERVER.user, TARGET_SERVER.password)
 
 
+def load_migration(method: str) -> BenchMigration:
+    """The initial-load migrations share the connections bench_source / bench_target (one at a time)."""
+    return BenchMigration(f"bench-{method}", SOURCE, SOURCE_CONN_ID, target(f"bench_{method}"), TARGET_CONN_ID)
+
+
+# The cutover's two sizes, each its own migration, target database and connections: pg_cutover reads them
+# from the migration's params, so they must stay put through every round.
+CUTOVER_MIGRATIONS = {
+    size: BenchMigration(f"bench-cut-{size}", source, f"bench_cut_{size}_source", target(f"bench_cut_{size}"),
+                         f"bench_cut_{size}_target")
+    for size, source in (("small", SMALL_SOURCE), ("large", SOURCE))
+}  # fmt: skip
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=int(os.environ.get("BENCH_SIZE_MB", "1024")),
@@ -80,19 +124,36 @@ def parse_args() -> argparse.Namespace:
                         help="pgbench rate during the lag measurement (env BENCH_TPS; default 500)")
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "60")),
                         help="pgbench duration of the lag measurement (env BENCH_SECONDS; default 60)")
-    parser.add_argument("--clients", type=int, default=4, help="pgbench clients (default 4)")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="pgbench clients of the lag measurement and of the cutovers, where half go through "
+                             "each PgBouncer (default 4)")
     parser.add_argument("--copy-parallelism", type=int, default=None,
                         help="pg_migration copy_parallelism (default: the DAG's default)")
-    parser.add_argument("--skip", action="append", default=os.environ.get("BENCH_SKIP", "").split(),
-                        choices=["dump", "copy", "lag", "validation", "debezium"],
-                        help="leave out a measurement (repeatable; env BENCH_SKIP, space separated)")
+    parser.add_argument("--cutover-small-mb", type=int, default=int(os.environ.get("BENCH_CUTOVER_SMALL_MB", "100")),
+                        help="size of the cutover's small database bench_small (env BENCH_CUTOVER_SMALL_MB; "
+                             "default 100)")
+    parser.add_argument("--cutover-tps", type=int, default=int(os.environ.get("BENCH_CUTOVER_TPS", "200")),
+                        help="pgbench rate in all during cutovers and rollbacks, half through each PgBouncer "
+                             "(env BENCH_CUTOVER_TPS; default 200)")
+    parser.add_argument("--cutovers", type=int, default=int(os.environ.get("BENCH_CUTOVERS", "3")),
+                        help="cutovers (and as many rollbacks) per size (env BENCH_CUTOVERS; default 3)")
+    parser.add_argument("--skip", action="append", default=[], choices=STEPS,
+                        help="leave out a measurement (repeatable; env BENCH_SKIP, space or comma separated)")
     parser.add_argument("--quiet-seconds", type=float, default=60,
                         help="trigger only when no pg_migration run ended within this many seconds (default 60)")
     parser.add_argument("--retries", type=int, default=5,
                         help="reruns of a DAG run that another pg_migration run failed (default 2)")
     parser.add_argument("--run-timeout", type=float, default=4 * 3600, help="seconds per DAG run (default 4 h)")
     parser.add_argument("--keep-targets", action="store_true", help="keep the target databases at the end")
-    return parser.parse_args()
+    args = parser.parse_args()
+    from_env = [s for s in re.split(r"[\s,]+", os.environ.get("BENCH_SKIP", "")) if s]
+    unknown = sorted(set(from_env) - set(STEPS))
+    if unknown:
+        parser.error(f"BENCH_SKIP: unknown {unknown}; choose from {', '.join(STEPS)}")
+    args.skip = [*from_env, *args.skip]
+    if args.cutovers < 1:
+        parser.error("--cutovers must be at least 1")
+    return args
 
 
 # ---- pg_dump / pg_restore --------------------------------------------------------------------------
@@ -127,8 +188,9 @@ def active_runs(api: AirflowApiClient) -> list[dict[str, Any]]:
 
 def fail_stale_bench_runs(api: AirflowApiClient) -> None:
     """A run of an interrupted earlier bench would hold the DAG: mark only such runs failed."""
+    ours = {f"bench-{m}" for m in METHODS} | {m.migration_id for m in CUTOVER_MIGRATIONS.values()}
     for run in active_runs(api):
-        if (run.get("conf") or {}).get("migration_id") in {f"bench-{m}" for m in METHODS}:
+        if (run.get("conf") or {}).get("migration_id") in ours:
             log.info("marking the earlier bench run %s failed", run["dag_run_id"])
             api.request("PATCH", f"/dags/pg_migration/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
 
@@ -161,10 +223,11 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def follow(api: AirflowApiClient, run_id: str, dest: PgEndpoint, timeout: float) -> dict[str, Any]:
+def follow(api: AirflowApiClient, run_id: str, source: PgEndpoint, dest: PgEndpoint, timeout: float
+           ) -> dict[str, Any]:
     """Wait for the run; log each task's state changes and, every 30 s, how much the target holds."""
     seen: dict[str, str] = {}
-    source_mb = database_size_mb(SOURCE)
+    source_mb = database_size_mb(source)
     started, last_progress = time.monotonic(), time.monotonic()
 
     def on_poll(run: dict[str, Any], tasks: list[dict[str, Any]]) -> None:
@@ -214,25 +277,24 @@ def run_figures(api: AirflowApiClient, method: str, run: dict[str, Any], dest: P
     }
 
 
-def run_migration(api: AirflowApiClient, connect: ConnectClient, method: str, args: argparse.Namespace
-                  ) -> dict[str, Any]:
-    names = MigrationNames(f"bench-{method}")
-    dest = target(f"bench_{method}")
-    conf: dict[str, Any] = {"migration_id": names.migration_id, "source_conn_id": SOURCE_CONN_ID,
-                            "target_conn_id": TARGET_CONN_ID, "snapshot_method": method}
+def run_migration(api: AirflowApiClient, connect: ConnectClient, migration: BenchMigration, method: str,
+                  args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    names, source, dest = migration.names, migration.source, migration.target
+    conf: dict[str, Any] = {"migration_id": names.migration_id, "source_conn_id": migration.source_conn_id,
+                            "target_conn_id": migration.target_conn_id, "snapshot_method": method}
     if args.copy_parallelism:
         conf["copy_parallelism"] = args.copy_parallelism
     for attempt in range(1, args.retries + 2):
         log.info("pg_migration %s (attempt %d): fresh target %s, connections %s/%s",
-                 names.migration_id, attempt, dest.label, SOURCE_CONN_ID, TARGET_CONN_ID)
-        teardown_migration(connect, KAFKA, SOURCE, names)
+                 names.migration_id, attempt, dest.label, migration.source_conn_id, migration.target_conn_id)
+        teardown_migration(connect, KAFKA, source, names)
         recreate_database(dest)
-        put_postgres_connection(api, SOURCE_CONN_ID, SOURCE)
-        put_postgres_connection(api, TARGET_CONN_ID, dest)
+        put_postgres_connection(api, migration.source_conn_id, source)
+        put_postgres_connection(api, migration.target_conn_id, dest)
         wait_until_dag_free(api, args.quiet_seconds)
         run_id = api.trigger_dag("pg_migration", conf=conf)
         log.info("triggered pg_migration run %s: %s/dags/pg_migration/runs/%s", run_id, AIRFLOW_URL, run_id)
-        run = follow(api, run_id, dest, args.run_timeout)
+        run = follow(api, run_id, source, dest, args.run_timeout)
         if run["state"] == "success":
             figures = run_figures(api, method, run, dest)
             log.info("%s: load %.1fs (%s), caught up %.1fs after the run started", names.migration_id,
@@ -327,19 +389,36 @@ def measure_validation(dest: PgEndpoint) -> dict[str, Any]:
             "ratio_to_plain_scan": ratio(seconds, scan)}
 
 
-def reset_history() -> None:
-    """pgbench_history grows by every lag measurement: empty it so every run loads the same data."""
-    with SOURCE.connect(autocommit=True) as conn:
+def reset_history(source: PgEndpoint = SOURCE) -> None:
+    """pgbench_history grows by every lag measurement and cutover: empty it so every run loads the same data."""
+    with source.connect(autocommit=True) as conn:
         rows = conn.execute("SELECT count(*) FROM pgbench_history").fetchone()[0]
         if rows:
-            log.info("emptying pgbench_history (%d rows from an earlier lag measurement) and vacuuming", rows)
+            log.info("emptying pgbench_history of %s (%d rows from an earlier measurement) and vacuuming",
+                     source.dbname, rows)
             conn.execute("TRUNCATE pgbench_history")
             conn.execute("VACUUM ANALYZE")
+
+
+def measure_cutover(api: AirflowApiClient, connect: ConnectClient, migration: BenchMigration,
+                    args: argparse.Namespace, figures: dict[str, Any]) -> None:  # fmt: skip
+    """One size: a streaming copy migration, then the rounds. Fills `figures` as it goes (the caller holds it
+    in the result already), so a failed round keeps the runs measured before it. Raises BenchStepFailed
+    (pg_migration) or SwitchRunFailed (a round)."""
+    reset_history(migration.source)
+    teardown_cutover_migration(connect, KAFKA, CONTROL, PGBOUNCERS, migration)
+    figures.update(database=migration.source.dbname, size_mb=round(database_size_mb(migration.source), 1),
+                   migration_id=migration.migration_id, runs=[])  # fmt: skip
+    figures["pg_migration"] = run_migration(api, connect, migration, "copy", args)
+    load = LoadSpec(tps=args.cutover_tps, clients=args.clients, pg_bin=PG_BIN, pgbouncer_ports=tuple(PGBOUNCERS))
+    run_rounds(api, CONTROL, migration, args.cutovers, load, KAFKA, figures["runs"], timeout=args.run_timeout)
 
 
 def teardown_all(connect: ConnectClient) -> None:
     for method in METHODS:
         teardown_migration(connect, KAFKA, SOURCE, MigrationNames(f"bench-{method}"))
+    for migration in CUTOVER_MIGRATIONS.values():
+        teardown_cutover_migration(connect, KAFKA, CONTROL, PGBOUNCERS, migration)
 
 
 def main() -> int:
@@ -347,6 +426,7 @@ def main() -> int:
                         datefmt="%H:%M:%S")
     logging.getLogger("pgmigrate").setLevel(logging.WARNING)  # teardown/reset chatter
     logging.getLogger("pgmigrate.bench_data").setLevel(logging.INFO)
+    logging.getLogger("pgmigrate.bench_cutover").setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` below on kill
     args = parse_args()
     api = AirflowApiClient(AIRFLOW_URL, "admin", "admin")
@@ -354,12 +434,15 @@ def main() -> int:
     plan = plan_bench(args.size_mb)
     started = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    steps = [s for s in ("dump", "copy", "lag", "validation", "debezium") if s not in args.skip]
+    steps = [s for s in STEPS if s not in args.skip]
     log.info("make bench: %s MB, pgbench %d tps for %d s; measuring %s", args.size_mb, args.tps, args.seconds,
              ", ".join(steps))
 
-    log.info("[1/5] bench database")
+    log.info("[1/6] bench database")
     rebuilt = ensure_bench_database(SOURCE, plan, PG_BIN)
+    if "cutover" in steps:
+        log.info("[1b/6] small bench database for the cutover")
+        ensure_bench_database(SMALL_SOURCE, plan_bench(args.cutover_small_mb), PG_BIN)
     fail_stale_bench_runs(api)
     teardown_all(connect)
     reset_history()
@@ -371,37 +454,55 @@ def main() -> int:
                      "doc_rows": plan.doc_rows, "blob_rows": plan.blob_rows},
     }
 
+    def not_measured(key: str, exc: Exception) -> None:
+        log.error("%s not measured: %s", key, exc)
+        result.setdefault("errors", {})[key] = str(exc)
+
     def measure(key: str, step: Callable[[], dict[str, Any]]) -> bool:
         try:
             result[key] = step()
             return True
-        except BenchStepFailed as exc:
-            log.error("%s not measured: %s", key, exc)
-            result.setdefault("errors", {})[key] = str(exc)
+        except (BenchStepFailed, SwitchRunFailed) as exc:
+            not_measured(key, exc)
             return False
 
     try:
         if "dump" in steps:
-            log.info("[2/5] pg_dump -Fd -j2 + pg_restore -j2")
+            log.info("[2/6] pg_dump -Fd -j2 + pg_restore -j2")
             measure("dump_restore", measure_dump_restore)
         if "copy" in steps:
-            log.info("[3/5] pg_migration, snapshot_method=copy")
-            if measure("copy", lambda: run_migration(api, connect, "copy", args)) and "lag" in steps:
-                log.info("[4/5] lag at %d tps with bench-copy streaming", args.tps)
+            log.info("[3/6] pg_migration, snapshot_method=copy")
+            if measure("copy", lambda: run_migration(api, connect, load_migration("copy"), "copy", args)) and (
+                    "lag" in steps):
+                log.info("[4/6] lag at %d tps with bench-copy streaming", args.tps)
                 measure("lag", lambda: measure_lag(args, target("bench_copy")))
             if "copy" in result and "validation" in steps:
-                log.info("[4b/5] validation cost: row diff vs a plain md5 scan of both sides")
+                log.info("[4b/6] validation cost: row diff vs a plain md5 scan of both sides")
                 measure("validation", lambda: measure_validation(target("bench_copy")))
             teardown_migration(connect, KAFKA, SOURCE, MigrationNames("bench-copy"))
             reset_history()
         if "debezium" in steps:
-            log.info("[5/5] pg_migration, snapshot_method=debezium")
-            measure("debezium", lambda: run_migration(api, connect, "debezium", args))
+            log.info("[5/6] pg_migration, snapshot_method=debezium")
+            measure("debezium", lambda: run_migration(api, connect, load_migration("debezium"), "debezium", args))
+        if "cutover" in steps:
+            result["cutover"] = {"tps": args.cutover_tps, "clients": args.clients, "rounds": args.cutovers,
+                                 "sizes": {}}  # fmt: skip
+            for size, migration in CUTOVER_MIGRATIONS.items():
+                log.info("[6/6] cutover and rollback x%d, %s (%s), pgbench %d tps through both PgBouncers",
+                         args.cutovers, migration.migration_id, migration.source.dbname, args.cutover_tps)
+                figures = result["cutover"]["sizes"].setdefault(size, {})
+                try:
+                    measure_cutover(api, connect, migration, args, figures)
+                except (BenchStepFailed, SwitchRunFailed) as exc:
+                    not_measured(f"cutover_{size}", exc)
+                teardown_cutover_migration(connect, KAFKA, CONTROL, PGBOUNCERS, migration)
     finally:
-        log.info("cleanup: tearing down bench-copy and bench-debezium (connectors, slot, publication, topics)")
+        log.info("cleanup: tearing down the bench migrations (connectors, slots, publications, topics, PgBouncer "
+                 "routes of the cutover databases)")
         teardown_all(connect)
         if not args.keep_targets:
-            for name in ("bench_restore", "bench_copy", "bench_debezium"):
+            for name in ("bench_restore", "bench_copy", "bench_debezium",
+                         *(m.target.dbname for m in CUTOVER_MIGRATIONS.values())):
                 drop_database(target(name))
     baseline = (result.get("dump_restore") or {}).get("seconds")
     for method in METHODS:
@@ -409,6 +510,9 @@ def main() -> int:
             result[method]["ratio_to_dump_restore"] = ratio(result[method]["load_seconds"], baseline)
             result[method]["to_caught_up_ratio_to_dump_restore"] = ratio(
                 result[method]["to_caught_up_seconds"], baseline)
+    for figures in (result.get("cutover") or {}).get("sizes", {}).values():
+        for direction in SWITCH_DIRECTIONS:
+            figures[direction] = switch_summary([r for r in figures.get("runs", []) if r["direction"] == direction])
     result["goals"] = goals(result)
     result["bench_seconds"] = round(time.monotonic() - started, 1)
     OUT_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The figures of `make bench`: percentiles, ratios, the goals of issue #4 and the one printed table.
+"""The figures of `make bench`: percentiles, ratios, the goals of issues #4, #6 and #13 and the one printed table.
 
 Pure functions over plain dicts (the same dict is written as JSON), so they are unit tested.
 """
@@ -14,6 +14,12 @@ COPY_RATIO_GOAL = 1.0
 VALIDATION_RATIO_GOAL = 2.0  # issue #6: validation within 2x a plain md5 scan of both sides
 LAG_P99_GOAL_SECONDS = 1.0
 LAG_PERCENTILES = (50, 95, 99)
+# Issue #13: the write pause of a cutover and of a rollback, at any database size, with no failed client write.
+PAUSE_P50_GOAL_SECONDS = 1.0
+PAUSE_MAX_GOAL_SECONDS = 2.0
+PAUSE_SIZE_RATIO_GOAL = 1.2  # the large database's p50 pause over the small one's
+SWITCH_DIRECTIONS = ("cutover", "rollback")
+SWITCH_SIZES = ("large", "small")  # the order of the printed rows; the ratio goal is large / small
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -45,6 +51,99 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
     return round(value / baseline, 3)
 
 
+def switch_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one size and direction (cutovers, or rollbacks) from its runs.
+
+    `runs`: one dict per DAG run, `pause_seconds` (None when the run paused nothing: refused by its checks,
+    or failed), `steps` ([{"step", "seconds"}], the critical section's own timing), `failed_transactions`
+    (pgbench's, counted for every run: a client failing while a refused run waited is failing all the same),
+    `refused` (True when its checks refused before any pause). The median of each step shows what the pause
+    is made of; a step that appears twice in one run (none does today) counts with its sum.
+    """
+    paused = [r for r in runs if r.get("pause_seconds") is not None]
+    summary: dict[str, Any] = {
+        "runs": len(paused),
+        "refused": sum(1 for r in runs if r.get("refused")),
+        "failed_runs": sum(1 for r in runs if r.get("error")),
+        "failed_transactions": sum(int(r.get("failed_transactions") or 0) for r in runs),
+        "transactions": sum(int(r.get("transactions") or 0) for r in runs),
+    }
+    if not paused:
+        return summary
+    pauses = [float(r["pause_seconds"]) for r in paused]
+    summary["p50"] = round(percentile(pauses, 50), 3)
+    summary["max"] = round(max(pauses), 3)
+    per_step: dict[str, list[float]] = {}
+    for run in paused:
+        seconds: dict[str, float] = {}
+        for step in run.get("steps") or []:
+            seconds[step["step"]] = seconds.get(step["step"], 0.0) + float(step["seconds"])
+        for name, value in seconds.items():
+            per_step.setdefault(name, []).append(value)
+    summary["step_medians"] = {name: round(percentile(values, 50), 3) for name, values in per_step.items()}
+    return summary
+
+
+def _switch_summaries(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(size, direction, summary) of every measured size and direction, in table order."""
+    sizes = (result.get("cutover") or {}).get("sizes") or {}
+    found = []
+    for size in SWITCH_SIZES:
+        for direction in SWITCH_DIRECTIONS:
+            summary = (sizes.get(size) or {}).get(direction)
+            if summary:
+                found.append((size, direction, summary))
+    return found
+
+
+def _size_label(result: dict[str, Any], size: str) -> str:
+    figures = ((result.get("cutover") or {}).get("sizes") or {}).get(size) or {}
+    if "database" not in figures:
+        return f"{size} database"
+    return f"{figures['database']} ({figures.get('size_mb', 0):.0f} MB)"
+
+
+def cutover_goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Issue #13's pause goals: the worst p50 and the worst pause of every size and direction, the large
+    database's p50 over the small one's (the worse direction), and the failed client transactions in all."""
+    summaries = _switch_summaries(result)
+    p50s = [s["p50"] for _, _, s in summaries if "p50" in s]
+    maxes = [s["max"] for _, _, s in summaries if "max" in s]
+    by_key = {(size, direction): s for size, direction, s in summaries}
+    ratios = [
+        r for direction in SWITCH_DIRECTIONS
+        if (r := ratio((by_key.get(("large", direction)) or {}).get("p50"),
+                       (by_key.get(("small", direction)) or {}).get("p50"))) is not None
+    ]  # fmt: skip
+    worst_p50 = max(p50s) if p50s else None
+    worst_max = max(maxes) if maxes else None
+    worst_ratio = max(ratios) if ratios else None
+    failed = sum(s["failed_transactions"] for _, _, s in summaries) if summaries else None
+    return {
+        "cutover_pause_p50_s": {
+            "goal": f"write pause p50 < {PAUSE_P50_GOAL_SECONDS:.0f} s (worst size and direction)",
+            "figure": worst_p50,
+            "met": None if worst_p50 is None else worst_p50 < PAUSE_P50_GOAL_SECONDS,
+        },
+        "cutover_pause_max_s": {
+            "goal": f"write pause max < {PAUSE_MAX_GOAL_SECONDS:.0f} s (every cutover and rollback)",
+            "figure": worst_max,
+            "met": None if worst_max is None else worst_max < PAUSE_MAX_GOAL_SECONDS,
+        },
+        "cutover_1gb_vs_100mb": {
+            "goal": f"pause p50 {_size_label(result, 'large')} <= {PAUSE_SIZE_RATIO_GOAL:.1f}x "
+                    f"{_size_label(result, 'small')}",
+            "figure": worst_ratio,
+            "met": None if worst_ratio is None else worst_ratio <= PAUSE_SIZE_RATIO_GOAL,
+        },
+        "cutover_failed_transactions": {
+            "goal": "failed client transactions = 0 (pgbench, all cutovers and rollbacks)",
+            "figure": failed,
+            "met": None if failed is None else failed == 0,
+        },
+    }
+
+
 def goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each goal with its figure and whether it is met (None when not measured)."""
     copy_ratio = (result.get("copy") or {}).get("ratio_to_dump_restore")
@@ -73,6 +172,7 @@ def goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "figure": history_p99,
             "met": None if history_p99 is None else history_p99 < LAG_P99_GOAL_SECONDS,
         },
+        **cutover_goals(result),
     }
 
 
@@ -92,8 +192,50 @@ def _verdict(met: bool | None) -> str:
     return {True: "MET", False: "NOT MET", None: "not measured"}[met]
 
 
+# How each goal's figure prints; seconds for the others.
+_RATIO_GOALS = {"copy_vs_dump_restore", "validation_vs_plain_scan", "cutover_1gb_vs_100mb"}
+_COUNT_GOALS = {"cutover_failed_transactions"}
+
+
+def _goal_figure(name: str, figure: float | None) -> str:
+    if figure is None:
+        return "-"
+    if name in _RATIO_GOALS:
+        return f"{figure:.2f}x"
+    if name in _COUNT_GOALS:
+        return f"{figure:d}"
+    return f"{figure:.3f} s"
+
+
+def cutover_rows(result: dict[str, Any], width: int = 58) -> list[str]:
+    """The table's cutover block: per size and direction the pause's p50 and max, failed client transactions,
+    runs, and below it the median of each step of the pause (what the pause is made of), in milliseconds."""
+    cutover = result.get("cutover") or {}
+    summaries = _switch_summaries(result)
+    if not summaries:
+        return []
+    lines = [
+        f"cutover and rollback x{cutover.get('rounds')}, pgbench {cutover.get('tps')} tps (tpcb-like, "
+        f"{cutover.get('clients')} clients) through PgBouncer 6432 + 6433",
+        f"{'write pause (the timeline), seconds; failed client transactions':<{width + 8}} {'p50':>7} {'max':>7} "
+        f"{'failed':>7} {'runs':>8}",
+    ]
+    for size, direction, s in summaries:
+        runs = str(s["runs"]) + (f"+{s['refused']}r" if s.get("refused") else "") + (
+            f"+{s['failed_runs']}f" if s.get("failed_runs") else "")
+        label = f"{_size_label(result, size)}: pg_{direction}"
+        lines.append(f"{label:<{width + 8}} {_lag(s.get('p50')):>7} {_lag(s.get('max')):>7} "
+                     f"{s['failed_transactions']:>7} {runs:>8}")
+        steps = s.get("step_medians") or {}
+        if steps:
+            lines.append("  median ms: " + " | ".join(f"{name} {value * 1000:.0f}" for name, value in steps.items()))
+    if any(s.get("refused") or s.get("failed_runs") for _, _, s in summaries):
+        lines.append("  runs: +Nr = refused by their checks before pausing, +Nf = failed (see NOT MEASURED)")
+    return lines
+
+
 def render_table(result: dict[str, Any]) -> str:
-    """The one table `make bench` prints: load times with ratios, lag percentiles, goals."""
+    """The one table `make bench` prints: load times with ratios, lag percentiles, cutover pauses, goals."""
     lines: list[str] = []
     db = result.get("database", {})
     lines.append(
@@ -144,12 +286,14 @@ def render_table(result: dict[str, Any]) -> str:
                      f"{_seconds(validation['plain_scan_seconds']):>9} {'1.00x':>16}")
         lines.append(f"{'  row diff (pg_validate data_compare), ' + str(validation['tables']) + ' tables':<{width}} "
                      f"{_seconds(validation['row_diff_seconds']):>9} {_ratio(validation['ratio_to_plain_scan']):>16}")
+    switches = cutover_rows(result, width)
+    if switches:
+        lines.append("")
+        lines.extend(switches)
     lines.append("")
-    for goal in goals(result).values():
-        figure = goal["figure"]
-        shown = "-" if figure is None else (f"{figure:.2f}x" if goal["goal"].split()[0] in ("copy", "row-diff")
-                                            else f"{figure:.3f} s")
-        lines.append(f"goal: {goal['goal']:<{width + 8}} {shown:>9}  {_verdict(goal['met'])}")
+    for name, goal in goals(result).items():
+        lines.append(f"goal: {goal['goal']:<{width + 8}} {_goal_figure(name, goal['figure']):>9}  "
+                     f"{_verdict(goal['met'])}")
     for key, message in (result.get("errors") or {}).items():
         lines.append(f"NOT MEASURED {key}: {message}")
     return "\n".join(lines)
