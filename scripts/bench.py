@@ -62,10 +62,10 @@ from pgmigrate.bench_report import (  # noqa: E402
     switch_summary,
 )
 from pgmigrate.connect_client import ConnectClient  # noqa: E402
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch  # noqa: E402
 from pgmigrate.databases import drop_database, recreate_database  # noqa: E402
 from pgmigrate.endpoints import PgEndpoint  # noqa: E402
 from pgmigrate.naming import MigrationNames  # noqa: E402
-from pgmigrate.route_switch import PgBouncerRouteSwitch  # noqa: E402
 from pgmigrate.teardown import teardown_migration  # noqa: E402
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))

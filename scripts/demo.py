@@ -29,13 +29,13 @@ from pgmigrate.connect_client import ConnectClient  # noqa: E402
 from pgmigrate.cutover.drain import DrainTimeout  # noqa: E402
 from pgmigrate.cutover.drain import wait_drained as drain_pipeline  # noqa: E402
 from pgmigrate.cutover.reverse import remove_reverse_replication  # noqa: E402
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch  # noqa: E402
 from pgmigrate.databases import database_exists, recreate_database  # noqa: E402
 from pgmigrate.endpoints import PgEndpoint  # noqa: E402
 from pgmigrate.lag import read_lag  # noqa: E402
 from pgmigrate.migration_tables import resolve_tables  # noqa: E402
 from pgmigrate.naming import MigrationNames  # noqa: E402
 from pgmigrate.params import MigrationParams  # noqa: E402
-from pgmigrate.route_switch import PgBouncerRouteSwitch  # noqa: E402
 from pgmigrate.state import MigrationStateStore  # noqa: E402
 from pgmigrate.teardown import teardown_migration  # noqa: E402
 

@@ -26,12 +26,12 @@ import psycopg
 from pgmigrate.airflow_api import AirflowApiClient, AirflowApiError
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.cutover.reverse import remove_reverse_replication
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 from pgmigrate.databases import database_exists
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.lag import read_lag
 from pgmigrate.monitor import resolve_all
 from pgmigrate.naming import MigrationNames
-from pgmigrate.route_switch import PgBouncerRouteSwitch
 from pgmigrate.state import MigrationStateStore
 from pgmigrate.teardown import teardown_migration
 

@@ -39,17 +39,19 @@ def forget_migration(migration_id: str) -> None:
     from pgmigrate.replication_slot import drop_slot_if_exists
 
     names = MigrationNames(migration_id)
-    remove_connectors(ConnectClient(CONNECT_URL), names)
-    delete_topics(BOOTSTRAP, names)
-    server = PgEndpoint("127.0.0.1", SOURCE_PORT, "postgres", "postgres", PASSWORD)
-    drop_slot_if_exists(server, names.slot)
-    drop_slot_if_exists(server, names.native_subscription)
+    for direction, port in ((names, SOURCE_PORT), (names.reversed(), TARGET_PORT)):  # reverse: after a cutover
+        remove_connectors(ConnectClient(CONNECT_URL), direction)
+        delete_topics(BOOTSTRAP, direction)
+        server = PgEndpoint("127.0.0.1", port, "postgres", "postgres", PASSWORD)
+        drop_slot_if_exists(server, direction.slot)
+        drop_slot_if_exists(server, direction.native_subscription)
 
 
 def tear_down_migration(migration_id: str, source_db: str, target_db: str) -> None:
     """Remove a test migration's pipeline (connectors with their offsets, slots, publications, topics)
     when its databases exist, or what an interrupted run left otherwise; then mark its state torn down
     and resolve its alerts, so the minute's monitor stops checking (and alerting on) it."""
+    from pgmigrate.cutover.reverse import remove_reverse_replication
     from pgmigrate.databases import database_exists
     from pgmigrate.monitor import resolve_all
     from pgmigrate.naming import MigrationNames
@@ -58,7 +60,9 @@ def tear_down_migration(migration_id: str, source_db: str, target_db: str) -> No
 
     source, target = endpoint(SOURCE_PORT, source_db), endpoint(TARGET_PORT, target_db)
     if database_exists(source) and database_exists(target):
-        teardown_migration(ConnectClient(CONNECT_URL), BOOTSTRAP, source, MigrationNames(migration_id), target=target)
+        names = MigrationNames(migration_id)
+        remove_reverse_replication(ConnectClient(CONNECT_URL), BOOTSTRAP, source, target, names)  # after a cutover
+        teardown_migration(ConnectClient(CONNECT_URL), BOOTSTRAP, source, names, target=target)
     else:
         forget_migration(migration_id)
     store = MigrationStateStore(CONTROL)

@@ -44,11 +44,11 @@ from harness import (
 from pgmigrate.airflow_api import AirflowApiClient, put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.cutover.lease import LeaseStore
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.lag import read_end_to_end_lag
 from pgmigrate.naming import MigrationNames
-from pgmigrate.route_switch import PgBouncerRouteSwitch
 from pgmigrate.state import MigrationStateStore
 
 CONNECT = ConnectClient("http://127.0.0.1:8083")

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from pgmigrate.cutover.clients import ClientRouting, PgBouncerInstance
 from pgmigrate.cutover.guard import Sides, enforce
 from pgmigrate.cutover.lease import LeaseLost, LeaseStore
+from pgmigrate.cutover.routing.fleet import ClientRouting, PgBouncerInstance
+from pgmigrate.cutover.routing.routes import Route
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pgbouncer_routes import Route
-from pgmigrate.route_switch import PgBouncerRouteSwitch
 from pgmigrate.state import MigrationStateStore
 
 pytestmark = pytest.mark.integration
@@ -123,8 +123,8 @@ CHILD = """
 import sys, time
 from pgmigrate.cutover.lease import LeaseStore
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pgbouncer_routes import Route
-from pgmigrate.route_switch import PgBouncerRouteSwitch
+from pgmigrate.cutover.routing.routes import Route
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 store = LeaseStore(PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres"))
 store.arm(sys.argv[1])
 for port in (6432, 6433):

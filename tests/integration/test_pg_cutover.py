@@ -44,10 +44,10 @@ from pgmigrate.airflow_api import put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.cutover.lease import LeaseStore
 from pgmigrate.cutover.reverse import remove_reverse_replication
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 from pgmigrate.databases import database_exists, drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
-from pgmigrate.route_switch import PgBouncerRouteSwitch
 from pgmigrate.state import MigrationStateStore
 from pgmigrate.teardown import teardown_migration
 

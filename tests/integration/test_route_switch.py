@@ -28,10 +28,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pgmigrate.cutover.routing.routes import Route, read_routes_file, write_routes_file
+from pgmigrate.cutover.routing.switch import PauseTimeoutError, PgBouncerRouteSwitch, RouteSwitch, RouteSwitchError
 from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pgbouncer_routes import Route, read_routes_file, write_routes_file
-from pgmigrate.route_switch import PauseTimeoutError, PgBouncerRouteSwitch, RouteSwitch, RouteSwitchError
 
 pytestmark = pytest.mark.integration
 
@@ -295,7 +295,7 @@ def test_held_connections_serve_repeated_pauses_without_new_logins(
     switch2: PgBouncerRouteSwitch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """PAUSE drives libpq directly on its held connection; the next PAUSE and the SHOW before it reuse it."""
-    with switch2.held(), caplog.at_level(logging.WARNING, logger="pgmigrate.pgbouncer_admin"):
+    with switch2.held(), caplog.at_level(logging.WARNING, logger="pgmigrate.cutover.routing.admin"):
         for _ in range(3):
             switch2.pause(HELD_DB, timeout_seconds=5)
             assert switch2.is_paused(HELD_DB)

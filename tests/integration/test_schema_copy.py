@@ -12,11 +12,11 @@ import psycopg
 import pytest
 
 from pgmigrate.catalog import UnknownTables
+from pgmigrate.cutover.sequences import sequences_snapshot
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.pg_dump_toc import SchemaCopyError, parse_toc, select_entries
 from pgmigrate.post_data import apply_post_data
 from pgmigrate.schema_copy import copy_pre_data
-from pgmigrate.sequences import sequences_snapshot
 
 pytestmark = pytest.mark.integration
 

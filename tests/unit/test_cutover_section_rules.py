@@ -17,10 +17,10 @@ from pgmigrate.cutover.fence import changes_committed_after, is_platform_session
 from pgmigrate.cutover.guard import Sides, settle
 from pgmigrate.cutover.lease import Lease
 from pgmigrate.cutover.pre_validation import checklist_detail, reusable
+from pgmigrate.cutover.routing.routes import Route
 from pgmigrate.cutover.verification import KeyDifference, as_changes
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.params import CutoverParams, InvalidParams, RollbackParams
-from pgmigrate.pgbouncer_routes import Route
 
 pytestmark = pytest.mark.unit
 

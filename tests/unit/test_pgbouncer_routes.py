@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from pgmigrate.pgbouncer_routes import (
+from pgmigrate.cutover.routing.routes import (
     Route,
     RouteError,
     locked_routes,
@@ -17,7 +17,7 @@ from pgmigrate.pgbouncer_routes import (
     validate_database_name,
     write_routes_file,
 )
-from pgmigrate.route_switch import quote_admin_identifier
+from pgmigrate.cutover.routing.switch import quote_admin_identifier
 
 pytestmark = pytest.mark.unit
 

@@ -16,16 +16,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgmigrate import route_switch
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pgbouncer_routes import Route, read_routes_file, write_routes_file
-from pgmigrate.route_switch import (
+from pgmigrate.cutover.routing import switch as route_switch
+from pgmigrate.cutover.routing.routes import Route, read_routes_file, write_routes_file
+from pgmigrate.cutover.routing.switch import (
     AdminCommandError,
     PauseTimeoutError,
     PgBouncerRouteSwitch,
     RouteSwitchError,
     describe_routes_disagreement,
 )
+from pgmigrate.endpoints import PgEndpoint
 
 pytestmark = pytest.mark.unit
 
@@ -245,7 +245,7 @@ def test_broken_held_connection_is_replaced_and_the_command_retried(
     with switch.held():
         other = bouncer.opened[1]
         other.broken = True  # e.g. PgBouncer closed it
-        with caplog.at_level(logging.WARNING, logger="pgmigrate.pgbouncer_admin"):
+        with caplog.at_level(logging.WARNING, logger="pgmigrate.cutover.routing.admin"):
             assert switch.resume("shop") is True
         assert "held admin connection was closed or broken; opening a new one for `RESUME \"shop\"`" in caplog.text
         assert len(bouncer.opened) == 3 and other.closed
@@ -257,7 +257,7 @@ def test_connection_lost_during_a_held_command_retries_once_on_a_new_one(
     switch: PgBouncerRouteSwitch, bouncer: FakeBouncer, caplog: pytest.LogCaptureFixture
 ) -> None:
     bouncer.fail_reloads = 1
-    with switch.held(), caplog.at_level(logging.WARNING, logger="pgmigrate.pgbouncer_admin"):
+    with switch.held(), caplog.at_level(logging.WARNING, logger="pgmigrate.cutover.routing.admin"):
         assert switch.point_to("shop", TARGET.host, TARGET.port, TARGET.dbname) == TARGET
     assert "broke during `RELOAD`" in caplog.text
     assert [c for _, c in bouncer.commands].count("RELOAD") == 2
@@ -276,7 +276,7 @@ def test_pause_that_does_not_complete_abandons_its_held_connection_and_resumes_o
         assert pause_conn.closed and not other_conn.closed
         assert (other_conn.number, 'RESUME "never_drains"') in bouncer.commands
         assert "never_drains" not in bouncer.paused
-        with caplog.at_level(logging.WARNING, logger="pgmigrate.pgbouncer_admin"):
+        with caplog.at_level(logging.WARNING, logger="pgmigrate.cutover.routing.admin"):
             switch.pause("shop", timeout_seconds=1)
         assert "held PAUSE connection is gone" in caplog.text
         assert bouncer.commands[-1] == (2, 'PAUSE "shop"')

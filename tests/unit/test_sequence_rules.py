@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from pgmigrate.sequences import SequenceState, wanted_position
+from pgmigrate.cutover.sequences import SequenceState, wanted_position
 
 pytestmark = pytest.mark.unit
 

@@ -13,15 +13,15 @@ The critical section (`critical_section.CriticalSection`, one process, one budge
    `guard`         - whoever ends it (switch, deadline thread, pause guard in the triggerer) wins one
                      compare-and-set and settles clients where the lease's state says;
    `verification`  - pre-copy passes over the keys changed since the last validation, before pausing;
-2. `clients`       - PAUSE every PgBouncer (`route_switch`, `pgbouncer_routes` underneath);
+2. `routing`       - PAUSE every PgBouncer (`routing.fleet`, over `routing.switch` and `routing.routes`);
 3. `fence`         - application roles read-only on the origin, their direct sessions ended;
 4. `drain`         - every change up to the drain point applied (heartbeat, sink offsets, subscription, slot);
 5. `reverse`       - (`stop_connectors`) the origin's capture stopped; its native subscription disabled;
 6. `verification`  - the keys changed since the last pass (`change_topics` names them), compared at rest;
-7. `sequences`     - (`pgmigrate.sequences`) destination sequences past the origin's; identities ALWAYS;
+7. `sequences`     - (`pgmigrate.cutover.sequences`) destination sequences past the origin's; identities ALWAYS;
 8. `reverse`       - (cutover) the reverse slots on the target, the source's identities BY DEFAULT;
 9. `fence`         - (`writes_after`) no change committed on the origin after the drain point;
-10. `clients`      - every PgBouncer switched, under the lease (`armed -> switched`), then resumed.
+10. `routing`      - every PgBouncer switched, under the lease (`armed -> switched`), then resumed.
 
 After the pause (tasks of their own): reverse connectors (`reverse`), `verify` (a write through every
 PgBouncer lands on the target), foreign keys, and the full validation again (`pre_validation`, reverse).

@@ -38,7 +38,6 @@ from pgmigrate.catalog import TableInfo
 from pgmigrate.checksums import set_canonical_session
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.cutover.change_topics import ChangedKeys, ChangeTopics, Positions, positions_to_json
-from pgmigrate.cutover.clients import ClientRouting
 from pgmigrate.cutover.drain import Drainer
 from pgmigrate.cutover.fence import (
     FencePlan,
@@ -59,10 +58,11 @@ from pgmigrate.cutover.reverse import (
     set_identity_generation_on,
     stop_connectors,
 )
+from pgmigrate.cutover.routing.fleet import ClientRouting
+from pgmigrate.cutover.routing.routes import Route
 from pgmigrate.cutover.verification import VerificationResult, precopy_passes, verify_changes
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
-from pgmigrate.pgbouncer_routes import Route
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +475,7 @@ class CriticalSection:
                 f"({result.records} change records since the last pass){native}")  # fmt: skip
 
     def _sequences(self, origin: psycopg.Connection, destination: psycopg.Connection) -> str:
-        from pgmigrate.sequences import sync_sequences_on
+        from pgmigrate.cutover.sequences import sync_sequences_on
 
         self.result.sequences = sync_sequences_on(origin, destination, self.plan.schemas)
         always = set_identity_generation_on(destination, self.plan.destination.endpoint.label,

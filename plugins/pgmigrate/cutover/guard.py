@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgmigrate.cutover.clients import ClientRouting
 from pgmigrate.cutover.fence import FencePlan, lift_fence
 from pgmigrate.cutover.lease import ARMED, EXPIRED, PENDING, SWITCHED, Lease, LeaseStore
+from pgmigrate.cutover.routing.fleet import ClientRouting
+from pgmigrate.cutover.routing.routes import Route
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pgbouncer_routes import Route
 
 log = logging.getLogger(__name__)
 

@@ -29,14 +29,37 @@ from pgmigrate.naming import MigrationNames
 log = logging.getLogger(__name__)
 
 
+class SinkBehind(RuntimeError):
+    """The sink did not apply what was produced before the validation in time: comparing now would report
+    rows still in flight as differences."""
+
+
 def validate_with_positions(origin: PgEndpoint, destination: PgEndpoint, names: MigrationNames,
-                            tables: list[TableInfo], bootstrap_servers: str) -> dict[str, Any]:  # fmt: skip
-    """The full row diff of `tables` (origin = where clients write), with the positions taken before it."""
+                            tables: list[TableInfo], bootstrap_servers: str,
+                            catch_up_seconds: float = 900.0) -> dict[str, Any]:  # fmt: skip
+    """The full row diff of `tables` (origin = where clients write), with the positions taken before it.
+    It starts once the sink has applied everything produced before those positions: the row diff's re-checks
+    tell rows in flight from real differences only when the pipeline keeps up (its pauses are seconds), and a
+    sink thousands of records behind would make every backlogged row look different."""
     from pgmigrate.row_diff import diff_tables, format_diff
 
     topics = ChangeTopics(bootstrap_servers, names, tables)
     try:
         positions = topics.end_offsets()
+        deadline = time.monotonic() + catch_up_seconds
+        while True:
+            committed = topics.sink_committed()
+            behind = sum(max(0, end - committed.get(tp, 0)) for tp, end in positions.items())
+            if behind == 0:
+                break
+            if time.monotonic() > deadline:
+                raise SinkBehind(
+                    f"the sink is still {behind} change records behind what was produced before the validation, "
+                    f"after {catch_up_seconds:.0f}s: the target cannot be compared while it lags that much. Check the "
+                    "sink (scripts/migration lag) and the target's load, then run the validation again."
+                )
+            log.info("waiting for the sink to apply the %d change records produced before the validation", behind)
+            time.sleep(2.0)
     finally:
         topics.close()
     at = datetime.now(UTC)

@@ -190,9 +190,16 @@ def deploy_reverse_connectors(
 def remove_reverse_replication(
     connect: ConnectClient, bootstrap_servers: str | None, source: PgEndpoint, target: PgEndpoint, names: MigrationNames
 ) -> dict:
-    """Everything `create_reverse_slots` and `deploy_reverse_connectors` made, gone (abort, teardown)."""
+    """Everything the cutover's reverse slots and `deploy_reverse_connectors` made, gone (abort, rollback,
+    teardown). The connectors go first when Kafka Connect answers: a running Debezium source would create its
+    slot again right after the drop. The servers' part is done even when Connect is unreachable (a slot keeps
+    WAL), and the connectors are tried again after it."""
     reverse = names.reversed()
-    # The servers first (they keep WAL for a slot): done even when Kafka Connect is unreachable.
+    removed: list[str] = []
+    try:
+        removed = remove_connectors(connect, reverse)
+    except Exception as exc:  # Connect down: the slots still go; the connectors are retried below
+        log.warning("reverse: Kafka Connect did not answer (%s); dropping the slots first", exc)
     slot_dropped = drop_slot_if_exists(target, reverse.slot)
     drop_publication(target, reverse.publication)
     drop_native_replication(target, source, reverse)
@@ -200,7 +207,7 @@ def remove_reverse_replication(
         with endpoint.connect(autocommit=True) as conn:
             for table in own_tables(reverse):
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.ident))
-    removed = remove_connectors(connect, reverse)
+    removed = removed or remove_connectors(connect, reverse)
     topics = delete_topics(bootstrap_servers, reverse) if bootstrap_servers else []
     log.info("reverse: removed connectors %s, %d topics, slot %s", removed or "none", len(topics),
              reverse.slot if slot_dropped else "(none)")  # fmt: skip

@@ -121,7 +121,7 @@ class CutoverStepOperator(BaseOperator):
 
     def routing(self, m: Migration):
         """Every PgBouncer of the run's `pgbouncer_conn_ids`, as one (`cutover.clients`)."""
-        from pgmigrate.cutover.clients import ClientRouting, PgBouncerInstance
+        from pgmigrate.cutover.routing.fleet import ClientRouting, PgBouncerInstance
         from pgmigrate.hooks.pgbouncer import PgBouncerHook
 
         instances = []
@@ -166,7 +166,7 @@ class PreValidateOperator(CutoverStepOperator):
     reuses a passing one younger than `reuse_validation_minutes`."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.cutover.pre_validation import age_minutes, reusable, validate_with_positions
+        from pgmigrate.cutover.pre_validation import SinkBehind, age_minutes, reusable, validate_with_positions
 
         m = self.migration(context)
         if m.state["phase"] != "streaming":
@@ -177,7 +177,10 @@ class PreValidateOperator(CutoverStepOperator):
             self.log.info("reusing the validation of %.1f min ago (reuse_validation_minutes=%g): %d tables identical",
                           age_minutes(earlier), m.run.reuse_validation_minutes, earlier["tables"])  # fmt: skip
             return {"reused": True, **{k: earlier[k] for k in ("at", "tables", "rows")}}
-        record = validate_with_positions(m.source, m.target, m.names, m.tables, self.bootstrap())
+        try:
+            record = validate_with_positions(m.source, m.target, m.names, m.tables, self.bootstrap())
+        except SinkBehind as exc:
+            raise AirflowFailException(str(exc)) from exc
         m.store.upsert(m.migration_id, pre_validation={**m.validations, "forward": record})
         m.event("pre_validated", f"pre_validate: {record['tables']} tables, {record['rows']} rows "
                 + ("identical" if record["ok"] else "DIFFER") + f" in {record['seconds']:.1f}s", **record)  # fmt: skip
@@ -231,7 +234,7 @@ class CutoverChecklistOperator(CutoverStepOperator):
         return {"checklist": [i.__dict__ for i in items]}
 
     def pgbouncer_check(self, m: Migration) -> tuple[bool, str]:
-        from pgmigrate.pgbouncer_routes import Route
+        from pgmigrate.cutover.routing.routes import Route
 
         try:
             routing = self.routing(m)
@@ -455,8 +458,9 @@ class VerifyCutoverOperator(CutoverStepOperator):
         problems = []
         for i in self.routing(m).instances:
             admin = PgBouncerHook(i.conn_id).get_conn()
-            client = PgEndpoint(admin.host, admin.port, m.database, m.source.user, m.source.password)
-            results[i.conn_id] = verify_route(i.switch, m.database, m.source, m.target, client)
+            clients = [PgEndpoint(admin.host, admin.port, m.database, user, password)
+                       for user, password in ((m.source.user, m.source.password), (admin.user, admin.password))]
+            results[i.conn_id] = verify_route(i.switch, m.database, m.source, m.target, clients)
             problems += [f"{i.conn_id}: {p}" for p in results[i.conn_id]["problems"]]
         late = next((e["details"].get("late_writes") for e in reversed(m.store.events(m.migration_id))
                      if e["phase"] == "cut_over" and e["details"]), None)  # fmt: skip

@@ -14,8 +14,8 @@ class CopySchemaOperator(MigrationOperator):
     load is fast; ALWAYS identities are created BY DEFAULT (recorded; cutover restores them)."""
 
     def execute(self, context: Any) -> dict:
+        from pgmigrate.cutover.sequences import sequences_snapshot
         from pgmigrate.schema_copy import copy_pre_data
-        from pgmigrate.sequences import sequences_snapshot
 
         params = self.migration_params(context)
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)

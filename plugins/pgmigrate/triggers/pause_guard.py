@@ -65,8 +65,8 @@ class PauseGuardTrigger(BaseTrigger):
 
     async def _resolve(self, plan: dict) -> tuple[Any, Any]:
         """The lease plan's PgBouncers (admin connections held open) and servers, from Airflow connections."""
-        from pgmigrate.cutover.clients import ClientRouting, PgBouncerInstance
         from pgmigrate.cutover.guard import Sides
+        from pgmigrate.cutover.routing.fleet import ClientRouting, PgBouncerInstance
         from pgmigrate.hooks.pgbouncer import switch_from_connection
         from pgmigrate.triggers.connections import connection_for, endpoint_for
 

@@ -28,7 +28,7 @@ DATABASE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$")
 
 HEADER = (
-    "; Explicit PgBouncer routes, managed by pgmigrate.route_switch (PgBouncerRouteSwitch.point_to).\n"
+    "; Explicit PgBouncer routes, managed by pgmigrate.cutover.routing.switch (PgBouncerRouteSwitch.point_to).\n"
     "; Included into the [databases] section of pgbouncer.ini; an entry here overrides the `*` fallback.\n"
     "; Edit by hand only in an emergency, then RELOAD on the admin console.\n"
 )

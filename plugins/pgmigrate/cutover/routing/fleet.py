@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from pgmigrate.pgbouncer_routes import Route
-from pgmigrate.route_switch import PgBouncerRouteSwitch, RouteSwitchError
+from pgmigrate.cutover.routing.routes import Route
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch, RouteSwitchError
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ Applications reach the database through PgBouncer and never change their connect
 cutover pauses one database in PgBouncer (in-flight transactions finish, new ones wait), points its
 route at the target, and resumes. `RouteSwitch` is what the cutover calls, so a DNS or proxy switch
 can replace PgBouncer later without touching the DAG. `PgBouncerRouteSwitch` implements it with
-PgBouncer's admin console and the routes file of `pgmigrate.pgbouncer_routes`.
+PgBouncer's admin console and the routes file of `pgmigrate.cutover.routing.routes`.
 
-Commands go through `pgmigrate.pgbouncer_admin.AdminConsole`: one connection per command, except
+Commands go through `pgmigrate.cutover.routing.admin.AdminConsole`: one connection per command, except
 inside `PgBouncerRouteSwitch.held()`, which opens two once and reuses them (see `held`). Every database
 name is checked against a strict pattern before it is quoted into a command.
 """
@@ -23,9 +23,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 
+from pgmigrate.cutover.routing.admin import AdminConsole, CommandRefused, execute_until
+from pgmigrate.cutover.routing.routes import Route, locked_routes, read_routes_file, validate_database_name
 from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pgbouncer_admin import AdminConsole, CommandRefused, execute_until
-from pgmigrate.pgbouncer_routes import Route, locked_routes, read_routes_file, validate_database_name
 
 log = logging.getLogger(__name__)
 
