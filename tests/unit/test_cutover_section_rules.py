@@ -190,7 +190,7 @@ def test_a_difference_is_confirmed_only_when_applied_and_not_changed_since():
 def test_the_pause_budget_bounds_every_statement_by_what_is_left():
     import time as clock
 
-    from pgmigrate.cutover.critical_section import MIN_STEP_TIMEOUT_MS, RESTORE_RESERVE_SECONDS, PauseBudget
+    from pgmigrate.cutover.section_plan import MIN_STEP_TIMEOUT_MS, RESTORE_RESERVE_SECONDS, PauseBudget
 
     budget = PauseBudget(2.0)
     first = budget.timeout_ms()

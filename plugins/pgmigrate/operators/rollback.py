@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from pgmigrate.operators.cutover import CriticalSectionOperator, CutoverStepOperator, Migration, deploy_reverse
+from pgmigrate.operators.cutover_base import CriticalSectionOperator, CutoverStepOperator, Migration, deploy_reverse
 from pgmigrate.params import RollbackParams
 
 
@@ -57,8 +57,8 @@ class RollbackOperator(CriticalSectionOperator):
     params_class = RollbackParams
 
     def section_plan(self, context: Any, m: Migration):
-        from pgmigrate.cutover.critical_section import SectionPlan, Side
         from pgmigrate.cutover.pre_validation import positions_of
+        from pgmigrate.cutover.section_plan import SectionPlan, Side
 
         reverse = m.validations.get("reverse")
         return SectionPlan(
@@ -165,10 +165,8 @@ class AbortRollbackOperator(RollbackStepOperator):
     def execute(self, context: Any) -> dict:
         from pgmigrate.cutover.lease import SWITCHED
         from pgmigrate.cutover.reverse import resume_pipeline, set_identity_generation
-        from pgmigrate.operators.cutover import AbortCutoverOperator
-
         m = self.migration(context)
-        lease = AbortCutoverOperator.wait_for_lease_end(self, context, m)
+        lease = self.wait_for_lease_end(context, m)
         if lease is not None and lease.state == SWITCHED:
             m.store.upsert(m.migration_id, phase="rolling_back")
             m.event("switched_back", "the rollback task ended after its switch: clients are on the source")
