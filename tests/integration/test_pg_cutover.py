@@ -9,6 +9,7 @@ One migration, acts in order:
   lock at the sequences and at the reverse step; a held routes-file lock at the switch;
 - `kill -9` of the cutover task's process while a step inside the pause waits: the pause guard (in the
   triggerer) resumes every PgBouncer on the source within max_pause_seconds + 2 s, the state says so;
+- the runbook's halt and restart (repairing a corrupted connector config) and a resync while streaming;
 - the cutover under load that then succeeds (the rerun), with a standalone sequence and a fenced role;
 - a rollback whose reverse connectors were lost, replaying every target write; teardown.
 """
@@ -547,6 +548,50 @@ def test_connect_killed_inside_the_pause_aborts_and_clients_stay_on_the_source(s
     run_id, run, states = run_other_dag(api, "pg_migration_restart", {"migration_id": MIGRATION_ID})
     assert run["state"] == "success", states
     assert_undone()
+
+
+def test_halt_then_restart_repairs_a_corrupted_connector_config(streaming_migration):
+    api = streaming_migration
+    slots_before = _slots(SOURCE_PORT)
+    run_id, run, states = run_other_dag(api, "pg_migration_halt", {"migration_id": MIGRATION_ID, "reason": "drill"})
+    assert run["state"] == "success", states
+    for name in (NAMES.source_connector, NAMES.sink_connector):
+        assert CONNECT.get_status(name)["connector"]["state"] == "PAUSED"
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
+        conn.execute("UPDATE accounts SET note = 'written while halted' WHERE id <= 10")
+    # Someone "fixes" the sink by hand and breaks it: plain inserts would fail on every update.
+    config = CONNECT.get_config(NAMES.sink_connector)
+    CONNECT.create_or_update(NAMES.sink_connector, {**config, "insert.mode": "insert"})
+
+    run_id, run, states = run_other_dag(api, "pg_migration_restart", {"migration_id": MIGRATION_ID})
+    assert run["state"] == "success", states
+    assert CONNECT.get_config(NAMES.sink_connector)["insert.mode"] == "upsert"
+    for name in (NAMES.source_connector, NAMES.sink_connector):
+        assert CONNECT.get_status(name)["connector"]["state"] == "RUNNING"
+    assert _slots(SOURCE_PORT) == slots_before, "restart must never create a second slot"
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
+    assert _event("halted")["message"].startswith("halted (drill)")
+
+
+def test_resync_repairs_a_damaged_table_while_streaming_continues(streaming_migration, tmp_path):
+    api = streaming_migration
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM accounts WHERE id BETWEEN 100 AND 199")  # missing rows
+        conn.execute("UPDATE accounts SET note = 'damaged' WHERE id BETWEEN 300 AND 349")  # wrong values
+        conn.execute("INSERT INTO accounts VALUES (9001, 0, 'extra')")  # a row the source never had
+        # The keyless table travels by the native channel (its subscription copies it again).
+        conn.execute("DELETE FROM audit WHERE what = 'seed'")
+        conn.execute("INSERT INTO audit (what) VALUES ('extra'), ('extra')")
+    bench = Pgbench(tmp_path, rate=50, seconds=20)
+    run_id, run, states = run_other_dag(
+        api, "pg_migration_resync", {"migration_id": MIGRATION_ID, "tables": ["public.accounts", "public.audit"]}
+    )
+    processed, failed, output = bench.result()
+    assert run["state"] == "success", f"pg_migration_resync {run_id}: {states}"
+    assert failed == 0, output[-1500:]
+    assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
+    assert CONNECT.get_status(NAMES.source_connector)["connector"]["state"] == "RUNNING"
 
 
 def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(streaming_migration, tmp_path):

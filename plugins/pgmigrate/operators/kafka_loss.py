@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from pgmigrate.operators.cutover import Migration
+from pgmigrate.operators.cutover_base import Migration
 from pgmigrate.operators.operations import OperationOperator, RestartMigrationOperator
 
 # The forward pipeline only: after cutover the live pipeline runs the other way and the target is the primary.

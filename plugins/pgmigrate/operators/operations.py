@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from pgmigrate.operators.cutover import CutoverOperator, Migration
+from pgmigrate.operators.cutover_base import CutoverStepOperator, Migration
 from pgmigrate.params import OperationParams, ResyncParams
 from pgmigrate.pipeline_ops import Direction
 
@@ -15,7 +15,7 @@ from pgmigrate.pipeline_ops import Direction
 _REVERSE_PHASES = ("cut_over", "rolling_back")
 
 
-class OperationOperator(CutoverOperator):
+class OperationOperator(CutoverStepOperator):
     params_class = OperationParams
 
     def live_directions(self, m: Migration) -> list[Direction]:

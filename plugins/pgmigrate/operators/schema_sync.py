@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from pgmigrate.operators.cutover import Migration
+from pgmigrate.operators.cutover_base import Migration
 from pgmigrate.operators.operations import OperationOperator, RestartMigrationOperator
 
 # Schema sync acts on the forward pipeline before cutover (after it, DDL belongs on the new primary).
