@@ -21,7 +21,7 @@ class PauseGuardSensor(BaseSensorOperator):
     template_fields = ("migration_id",)
 
     def __init__(self, *, migration_id: str = "{{ params.migration_id }}", control_conn_id: str = CONTROL_CONN_ID,
-                 wait_for_lease_seconds: float = 900.0, **kwargs: Any) -> None:  # fmt: skip
+                 wait_for_lease_seconds: float = 300.0, **kwargs: Any) -> None:  # fmt: skip
         kwargs.setdefault("timeout", 6 * 3600)
         super().__init__(**kwargs)
         self.migration_id = migration_id

@@ -42,7 +42,7 @@ def _blocking(func):
 
 class PauseGuardTrigger(BaseTrigger):
     def __init__(self, migration_id: str, dag_run_id: str, control_conn_id: str = "migration_control",
-                 wait_for_lease_seconds: float = 900.0, timeout: float = 6 * 3600.0) -> None:  # fmt: skip
+                 wait_for_lease_seconds: float = 300.0, timeout: float = 6 * 3600.0) -> None:  # fmt: skip
         super().__init__()
         self.migration_id = migration_id
         self.dag_run_id = dag_run_id
