@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make chaos: the whole fault matrix (issue #7, cases 1-8) against the local stack, then one table:
 # case, fault, recovery time (fault cleared -> lag < 5 s), rows compared, differences, alerts.
-# `make test` runs the fast cases (2, 5, 6) only. Extra arguments go to pytest (e.g. -k case4).
+# `make test` runs the fast cases (2, 6) only. Extra arguments go to pytest (e.g. -k case4).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/stack.d/common.sh"

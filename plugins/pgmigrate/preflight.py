@@ -253,7 +253,8 @@ def run_preflight(
                 report.results.append(_query_failed("source_checks", source, params.source_conn_id, exc))
         if src is None or tgt is None:
             which = "target" if tgt is None else "source"
-            report.results.extend(skipped(n, which) for n in ("target_role", "target_tables", "target_subscription"))
+            later = ("target_role", "target_tables", "target_subscription", "source_subscription")
+            report.results.extend(skipped(n, which) for n in later)
         else:
             try:
                 role_facts = read_target_role_facts(

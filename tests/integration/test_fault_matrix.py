@@ -303,7 +303,7 @@ def test_case2_connect_killed_while_streaming(streaming):
                    lambda: kill_component("connect"))  # fmt: skip
 
 
-@pytest.mark.chaos_fast
+@pytest.mark.chaos_full
 def test_case5_target_down_for_60s_while_the_source_writes(streaming):
     streaming_case(streaming, "5", "target PostgreSQL down for 60 s while the source writes",
                    lambda: pg_cluster("target", "stop"), hold_seconds=60)  # fmt: skip

@@ -255,10 +255,10 @@ def test_paused_sink_raises_one_p1_for_lag_and_resolves_after_resume(migration):
 def test_failed_cutover_raises_one_p0_through_its_failure_notifier(migration):
     api, receiver = migration
     mark = len(receiver.bodies)
-    CONNECT.pause(SINK)  # the cutover's checklist refuses a sink that is not RUNNING
+    CONNECT.pause(SINK)  # pre_validate refuses a pipeline whose sink is not RUNNING
     try:
         run_id, run, states = run_other_dag(api, "pg_cutover", {"migration_id": MIGRATION_ID, "backup": False})
-        assert run["state"] == "failed" and states["checklist"] == "failed", states
+        assert run["state"] == "failed" and states["pre_validate"] == "failed", states
         cutover = receiver.wait_for("cutover_failed", "raised", mark, timeout=90)
         assert len(cutover) == 1 and cutover[0]["severity"] == "P0", cutover
         assert f"pg_cutover run {run_id} failed" in cutover[0]["text"], cutover[0]["text"]

@@ -516,7 +516,7 @@ def test_a_step_that_cannot_finish_in_the_pause_aborts_it(streaming_migration, t
 
 @pytest.mark.parametrize(
     "step",
-    [pytest.param("drain"), pytest.param("switch"),
+    [pytest.param("drain"), pytest.param("switch", marks=pytest.mark.chaos_full),
      pytest.param("pause", marks=pytest.mark.chaos_full), pytest.param("sequences", marks=pytest.mark.chaos_full),
      pytest.param("reverse", marks=pytest.mark.chaos_full)],
 )  # fmt: skip

@@ -88,7 +88,7 @@ def test_good_schema_passes_every_check(dbs):
     assert {r.name for r in report.results} == {
         "source_connection", "target_connection", "params", "wal_level", "replication_capacity", "source_role",
         "replica_identity", "primary_keys", "column_types", "names", "target_role", "target_tables",
-        "target_subscription",
+        "target_subscription", "source_subscription",
     }  # fmt: skip
     assert "3 tables selected" in by_name(report)["params"].detail
     report.raise_if_failed()

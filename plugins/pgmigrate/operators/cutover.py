@@ -39,6 +39,7 @@ class PreValidateOperator(CutoverStepOperator):
             self.log.info("reusing the validation of %.1f min ago (reuse_validation_minutes=%g): %d tables identical",
                           age_minutes(earlier), m.run.reuse_validation_minutes, earlier["tables"])  # fmt: skip
             return {"reused": True, **{k: earlier[k] for k in ("at", "tables", "rows")}}
+        self.require_running_pipeline(m.names, "pre_validate")
         try:
             record = validate_with_positions(m.source, m.target, m.names, m.tables, self.bootstrap())
         except SinkBehind as exc:
@@ -57,7 +58,6 @@ class PreValidateOperator(CutoverStepOperator):
 
 class CutoverChecklistOperator(CutoverStepOperator):
     def execute(self, context: Any) -> dict:
-        from pgmigrate.connector_status import assess_connectors
         from pgmigrate.cutover.checklist import evaluate_checklist, format_checklist
         from pgmigrate.cutover.pre_validation import checklist_detail
         from pgmigrate.lag import read_lag
@@ -67,10 +67,7 @@ class CutoverChecklistOperator(CutoverStepOperator):
         if leftover:
             self.log.warning("%s", leftover)
         reading = read_lag(m.source, m.target, m.names, self.bootstrap())
-        connect = self.connect()
-        statuses = {n: connect.get_status(n) if connect.exists(n) else None
-                    for n in (m.names.source_connector, m.names.sink_connector)}  # fmt: skip
-        connectors_state, connectors_detail = assess_connectors(statuses)
+        connectors_state, connectors_detail = self.pipeline_state(m.names)
         items = evaluate_checklist(
             m.state,
             reading.end_to_end_seconds,
@@ -302,6 +299,7 @@ class PostValidateOperator(CutoverStepOperator):
 
         m = self.migration(context)
         self.skip_after_dry_run(m)
+        self.require_running_pipeline(m.names.reversed(), "post_validate")
         record = validate_with_positions(m.target, m.source, m.names.reversed(), m.tables, self.bootstrap())
         m.store.upsert(m.migration_id, pre_validation={**m.validations, "reverse": record})
         m.event("post_validated", f"post_validate: {record['tables']} tables, {record['rows']} rows "

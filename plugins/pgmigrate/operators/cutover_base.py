@@ -114,6 +114,28 @@ class CutoverStepOperator(BaseOperator):
 
         return KafkaClusterHook(self.kafka_conn_id).get_conn()
 
+    def pipeline_state(self, names: MigrationNames) -> tuple[str, str]:
+        """(running|failed|pending, description) of the pipeline's source and sink connectors."""
+        from pgmigrate.connector_status import assess_connectors
+
+        connect = self.connect()
+        statuses = {n: connect.get_status(n) if connect.exists(n) else None
+                    for n in (names.source_connector, names.sink_connector)}  # fmt: skip
+        return assess_connectors(statuses)
+
+    def require_running_pipeline(self, names: MigrationNames, task: str) -> None:
+        """A validation compares once the sink has caught up, which a paused or failed connector never does:
+        refuse at once, naming it, rather than wait out the catch-up timeout."""
+        from pgmigrate.connector_status import RUNNING
+
+        state, detail = self.pipeline_state(names)
+        if state != RUNNING:
+            raise AirflowFailException(
+                f"{task}: the {'reverse' if names.reverse else 'forward'} pipeline is not running ({detail}), so "
+                "the target cannot catch up to be compared. Resume or restart its connectors (scripts/migration "
+                "status names them; scripts/migration restart), then trigger this DAG again."
+            )
+
     @staticmethod
     def skip_after_dry_run(m: Migration) -> None:
         if getattr(m.run, "dry_run", False):
