@@ -69,6 +69,12 @@ PARAMS = {
     "replica_identity_full_for_no_pk": Param(
         False, type="boolean", description="Apply REPLICA IDENTITY FULL to source tables without a primary key"
     ),
+    "set_logged_for_unlogged": Param(
+        False,
+        type="boolean",
+        description="Apply ALTER TABLE … SET LOGGED to unlogged source tables (logical decoding cannot see them); "
+        "rewrites each under an ACCESS EXCLUSIVE lock",
+    ),
     "copy_parallelism": Param(4, type="integer", minimum=1, maximum=32, description="Parallel COPY workers"),
     "dead_letter": Param(
         False,

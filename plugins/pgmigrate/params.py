@@ -42,6 +42,7 @@ class MigrationParams:
     max_lag_seconds: float = 5.0
     snapshot_method: str = "copy"
     replica_identity_full_for_no_pk: bool = False
+    set_logged_for_unlogged: bool = False  # let preflight run ALTER TABLE … SET LOGGED (a rewrite) on them
     copy_parallelism: int = 4
     dead_letter: bool = False  # records the sink cannot write go to a DLQ topic (P0 alert) instead of failing it
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -86,6 +87,7 @@ class MigrationParams:
             max_lag_seconds=max_lag,
             snapshot_method=method,
             replica_identity_full_for_no_pk=bool(raw.get("replica_identity_full_for_no_pk", False)),
+            set_logged_for_unlogged=bool(raw.get("set_logged_for_unlogged", False)),
             copy_parallelism=parallelism,
             dead_letter=bool(raw.get("dead_letter", False)),
         )

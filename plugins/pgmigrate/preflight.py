@@ -36,6 +36,7 @@ from pgmigrate.preflight_rules import (
     check_replica_identity,
     check_subscription_rights,
     check_target_tables,
+    check_unlogged_tables,
     check_wal_level,
     replica_identity_gaps,
     skipped,
@@ -177,6 +178,27 @@ def _apply_replica_identity_full(conn: psycopg.Connection, refs: list[TableRef])
             log.info("preflight: applied REPLICA IDENTITY FULL to %s", ref.qualified)
 
 
+def _unlogged_tables(conn: psycopg.Connection, tables: list[TableInfo]) -> list[TableRef]:
+    """The selected tables and leaf partitions that are UNLOGGED, in selection order."""
+    refs = [r for t in tables for r in (t.ref, *t.partitions)]
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN unnest(%s::text[], %s::text[]) AS t(s, r) ON n.nspname = t.s AND c.relname = t.r "
+        "WHERE c.relpersistence = 'u'",
+        ([r.schema for r in refs], [r.name for r in refs]),
+    ).fetchall()
+    found = {TableRef(s, r) for s, r in rows}
+    return [r for r in dict.fromkeys(refs) if r in found]
+
+
+def _set_logged(conn: psycopg.Connection, refs: list[TableRef]) -> None:
+    for ref in refs:  # one transaction each: a rewrite holds its ACCESS EXCLUSIVE lock until commit
+        log.info("preflight: ALTER TABLE %s SET LOGGED (rewrites the table)", ref.qualified)
+        with conn.transaction():
+            conn.execute(sql.SQL("ALTER TABLE {} SET LOGGED").format(ref.ident))
+        log.info("preflight: %s is logged now", ref.qualified)
+
+
 def _subscription_facts(conn: psycopg.Connection) -> dict[str, Any]:
     role, superuser, version, workers, dbname = conn.execute(
         "SELECT current_user, rolsuper, current_setting('server_version_num')::int, "
@@ -213,8 +235,8 @@ def _target_states(conn: psycopg.Connection, refs: list[TableRef]) -> dict[Table
 
 
 _SOURCE_CHECKS = (
-    "params", "wal_level", "replication_capacity", "source_role", "replica_identity", "primary_keys", "column_types",
-    "names",
+    "params", "wal_level", "replication_capacity", "source_role", "unlogged_tables", "replica_identity",
+    "primary_keys", "column_types", "names",
 )  # fmt: skip
 
 
@@ -320,6 +342,16 @@ def _source_checks(
     )
     role_facts = read_source_role_facts(conn, schemas, available, selected, publication_exists)
     results.extend(check_source_privileges(role_facts))
+
+    unlogged = _unlogged_tables(conn, selected)
+    made_logged, logged_error = [], None
+    if unlogged and params.set_logged_for_unlogged:
+        try:
+            _set_logged(conn, unlogged)
+            made_logged = unlogged
+        except psycopg.Error as exc:
+            logged_error = str(exc).strip()
+    results.append(check_unlogged_tables(unlogged, made_logged, logged_error))
 
     gaps = replica_identity_gaps(selected, _leaf_identities(conn, selected))
     applied, error = [], None

@@ -188,6 +188,31 @@ def check_replica_identity(
     return CheckResult(name, ok=True, detail="every table has a primary key or a usable replica identity")
 
 
+def check_unlogged_tables(unlogged: list[TableRef], applied: list[TableRef], error: str | None = None) -> CheckResult:
+    """Logical decoding never sees an unlogged table's rows (they are not in the WAL) and PostgreSQL refuses
+    one in a publication, so neither the load's slot nor streaming can carry it: refuse it by name, before
+    anything is deployed, or make it logged when `set_logged_for_unlogged` allows."""
+    name = "unlogged_tables"
+    fix_sql = "\n".join(f"ALTER TABLE {_q(t.schema, t.name)} SET LOGGED;" for t in unlogged)
+    rewrite = "(SET LOGGED rewrites the table and writes it to the WAL, under an ACCESS EXCLUSIVE lock)"
+    if error:
+        return CheckResult(name, ok=False, problem=f"applying SET LOGGED failed: {error}",
+                           fix=f"Run as the owner:\n{fix_sql}\n{rewrite}")  # fmt: skip
+    if applied:
+        return CheckResult(name, ok=True, detail=f"applied SET LOGGED to {', '.join(t.qualified for t in applied)}")
+    if unlogged:
+        return CheckResult(
+            name,
+            ok=False,
+            problem=f"{_n(len(unlogged), 'unlogged table')} ({', '.join(t.qualified for t in unlogged)}): logical "
+            "decoding cannot see their rows and PostgreSQL refuses them in a publication, so they cannot be "
+            "migrated while unlogged",
+            fix=f"Run on the source:\n{fix_sql}\n{rewrite}\nor rerun with set_logged_for_unlogged=true to have "
+            "preflight apply it, or leave them out of `tables`.",
+        )
+    return CheckResult(name, ok=True, detail="no unlogged tables")
+
+
 def check_primary_keys(tables: Iterable[TableInfo], subscription: str) -> CheckResult:
     """Tables with a primary key go through Debezium and the JDBC sink (applied by key). Keyless tables
     go through PostgreSQL's own logical replication (`native_replication`), which keeps duplicate rows

@@ -87,6 +87,7 @@ def test_good_schema_passes_every_check(dbs):
     assert report.ok, report.failure_message()
     assert {r.name for r in report.results} == {
         "source_connection", "target_connection", "params", "wal_level", "replication_capacity", "source_role",
+        "unlogged_tables",
         "replica_identity", "primary_keys", "column_types", "names", "target_role", "target_tables",
         "target_subscription", "source_subscription",
     }  # fmt: skip
@@ -106,6 +107,28 @@ def test_table_without_primary_key_fails_with_table_and_fix(dbs):
     assert 'ALTER TABLE "public"."No Key" REPLICA IDENTITY FULL;' in report.failure_message()
     keys = by_name(report)["primary_keys"]
     assert keys.ok and '"No Key"' in keys.detail and "logical replication" in keys.detail
+
+
+def test_unlogged_tables_fail_by_name_and_the_param_makes_them_logged(dbs):
+    run_sql(SOURCE, """
+        CREATE UNLOGGED TABLE sessions (id int PRIMARY KEY, token text);
+        CREATE TABLE visits (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE UNLOGGED TABLE visits_2026 PARTITION OF visits FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+    """)
+    report = run_preflight(SOURCE, TARGET, params())
+    result = by_name(report)["unlogged_tables"]
+    assert not result.ok and "public.sessions" in result.problem and "public.visits_2026" in result.problem
+    assert 'ALTER TABLE "public"."sessions" SET LOGGED;' in result.fix
+    assert [r.name for r in report.failed] == ["unlogged_tables"]
+
+    applied = run_preflight(SOURCE, TARGET, params(set_logged_for_unlogged=True))
+    assert applied.ok, applied.failure_message()
+    assert "applied SET LOGGED" in by_name(applied)["unlogged_tables"].detail
+    with SOURCE.connect() as conn:
+        rows = conn.execute("SELECT relname, relpersistence FROM pg_class WHERE relname IN ('sessions', 'visits_2026')")
+        persistence = dict(rows.fetchall())
+    assert persistence == {"sessions": "p", "visits_2026": "p"}
+    assert by_name(run_preflight(SOURCE, TARGET, params()))["unlogged_tables"].detail == "no unlogged tables"
 
 
 def test_fix_no_pk_applies_replica_identity_full(dbs):

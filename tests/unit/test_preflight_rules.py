@@ -18,6 +18,7 @@ from pgmigrate.preflight_rules import (
     check_params,
     check_replica_identity,
     check_target_tables,
+    check_unlogged_tables,
     check_wal_level,
     replica_identity_gaps,
     skipped,
@@ -296,3 +297,22 @@ def test_subscription_rights_on_the_target():
     assert 'GRANT pg_create_subscription TO "app";' in r.fix
     assert check_subscription_rights(facts, keyless_count=0).ok
     assert check_subscription_rights({**facts, "superuser": True, "max_logical_replication_workers": "4"}, 1).ok
+
+
+def test_unlogged_tables_are_refused_by_name_with_set_logged_and_the_param():
+    tables = [TableRef("public", "sessions"), TableRef("Odd Schema", "Cache")]
+    result = check_unlogged_tables(tables, applied=[])
+    assert not result.ok
+    assert "2 unlogged tables" in result.problem and "public.sessions" in result.problem
+    assert 'ALTER TABLE "public"."sessions" SET LOGGED;' in result.fix
+    assert 'ALTER TABLE "Odd Schema"."Cache" SET LOGGED;' in result.fix
+    assert "set_logged_for_unlogged=true" in result.fix and "ACCESS EXCLUSIVE" in result.fix
+
+
+def test_unlogged_tables_pass_when_applied_and_name_the_error_when_not():
+    tables = [TableRef("public", "sessions")]
+    assert check_unlogged_tables([], []).ok
+    applied = check_unlogged_tables(tables, applied=tables)
+    assert applied.ok and "public.sessions" in applied.detail
+    failed = check_unlogged_tables(tables, applied=[], error="must be owner of table sessions")
+    assert not failed.ok and "must be owner" in failed.problem and "SET LOGGED;" in failed.fix
