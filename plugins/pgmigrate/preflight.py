@@ -27,9 +27,11 @@ from pgmigrate.native_replication import split_by_channel
 from pgmigrate.params import MigrationParams
 from pgmigrate.preflight_rules import (
     CheckResult,
+    DatabaseIdentity,
     check_capacity,
     check_column_types,
     check_connection,
+    check_distinct_databases,
     check_names,
     check_params,
     check_primary_keys,
@@ -142,6 +144,14 @@ SELECT t.oid, t.typname, t.typtype, nullif(t.typbasetype, 0),
        CASE WHEN t.typcategory = 'A' THEN nullif(t.typelem, 0) END
 FROM pg_type t WHERE t.oid = ANY(%s)
 """
+
+
+def _database_identity(conn: psycopg.Connection) -> DatabaseIdentity:
+    row = conn.execute(
+        "SELECT (SELECT system_identifier::text FROM pg_control_system()), oid FROM pg_database "
+        "WHERE datname = current_database()"
+    ).fetchone()
+    return DatabaseIdentity(row[0], row[1])
 
 
 def _type_facts(conn: psycopg.Connection, tables: list[TableInfo]) -> dict[int, PgTypeFacts]:
@@ -260,6 +270,18 @@ def run_preflight(
     try:
         report.results.append(check_connection("source", source, params.source_conn_id, src_error))
         report.results.append(check_connection("target", target, params.target_conn_id, tgt_error))
+        if src is not None and tgt is not None:
+            try:
+                source_identity, target_identity = _database_identity(src), _database_identity(tgt)
+                distinct = check_distinct_databases(
+                    source_identity, target_identity, source, target, params.target_conn_id
+                )
+            except psycopg.Error as exc:
+                distinct = _query_failed("distinct_databases", source, params.source_conn_id, exc)
+            report.results.append(distinct)
+            if not distinct.ok:  # refused first: the other checks' fixes would act on the production tables
+                log.info(report.summary())
+                return report
         selected: list[TableInfo] = []
         application_roles: list[str] = []  # the source's, which the target's fence takes over at rollback
         if src is None:

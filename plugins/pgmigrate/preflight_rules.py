@@ -49,6 +49,42 @@ def skipped(name: str, which: str) -> CheckResult:
     return CheckResult(name, ok=False, problem=f"not run: the {which} connection failed", skipped=True)
 
 
+@dataclass(frozen=True)
+class DatabaseIdentity:
+    """What makes a database the same one whatever name or address reaches it."""
+
+    system_identifier: str  # the cluster's, from pg_control_system(): shared by its standbys and physical clones
+    database_oid: int
+
+
+def check_distinct_databases(
+    source_identity: DatabaseIdentity,
+    target_identity: DatabaseIdentity,
+    source: PgEndpoint,
+    target: PgEndpoint,
+    target_conn_id: str,
+) -> CheckResult:
+    """Source and target must be two databases: on one, every later fix (TRUNCATE the target's tables) and every
+    task (load, sink, cutover) would act on the production tables themselves."""
+    name = "distinct_databases"
+    if source_identity != target_identity:
+        return CheckResult(name, ok=True, detail="source and target are different databases")
+    return CheckResult(
+        name,
+        ok=False,
+        problem=(
+            f"the source {source.label} and the target {target.label} are the same database (server system "
+            f"identifier {source_identity.system_identifier}, database oid {source_identity.database_oid}): "
+            "migrating would load, stream and cut over onto the production tables themselves. No other check ran."
+        ),
+        fix=(
+            f"Point the Airflow connection `{target_conn_id}` (host, port, Schema field) at the database on the new "
+            "server. A target restored from a physical backup or a standby of the source shares its identity: "
+            "create the target cluster with initdb instead (the schema copy creates its tables)."
+        ),
+    )
+
+
 def check_connection(which: str, endpoint: PgEndpoint, conn_id: str, error: str | None) -> CheckResult:
     name = f"{which}_connection"
     if error is None:

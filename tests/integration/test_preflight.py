@@ -86,8 +86,8 @@ def test_good_schema_passes_every_check(dbs):
     report = run_preflight(SOURCE, TARGET, params(), connect_names_in_use={"someone-elses-connector"})
     assert report.ok, report.failure_message()
     assert {r.name for r in report.results} == {
-        "source_connection", "target_connection", "params", "wal_level", "replication_capacity", "source_role",
-        "unlogged_tables",
+        "source_connection", "target_connection", "distinct_databases", "params", "wal_level", "replication_capacity",
+        "source_role", "unlogged_tables",
         "replica_identity", "primary_keys", "column_types", "names", "target_role", "target_tables",
         "target_subscription", "source_subscription",
     }  # fmt: skip
@@ -162,6 +162,21 @@ def test_non_empty_target_table_fails(dbs):
     assert not result.ok
     assert "public.orders" in result.problem and "public.customers" not in result.problem
     assert 'TRUNCATE "public"."orders";' in result.fix and "`migration_target`" in result.fix
+
+
+def test_the_same_database_under_another_name_is_refused_first(dbs):
+    """One connection for both, or the same server through another address: refused before any other check, so no
+    fix (the target check's TRUNCATE) is ever proposed for what are the production tables."""
+    run_sql(SOURCE, "INSERT INTO customers (email) VALUES ('a@example.com')")
+    same = PgEndpoint("localhost", 5433, DB, "postgres", "postgres")
+    for target in (SOURCE, same):
+        report = run_preflight(SOURCE, target, params(target_conn_id="pftest_target"))
+        assert [r.name for r in report.failed] == ["distinct_databases"], report.failure_message()
+        assert [r.name for r in report.results] == ["source_connection", "target_connection", "distinct_databases"]
+        message = report.failure_message()
+        assert "same database" in message and "`pftest_target`" in message and "TRUNCATE" not in message
+    with psycopg.connect(host="127.0.0.1", port=5433, user="postgres", password="postgres", dbname=DB) as conn:
+        assert conn.execute("SELECT count(*) FROM customers").fetchone()[0] == 1
 
 
 def test_wrong_password_names_the_connection(dbs):

@@ -11,9 +11,11 @@ from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.preflight import PreflightError, PreflightReport
 from pgmigrate.preflight_rules import (
     CheckResult,
+    DatabaseIdentity,
     check_capacity,
     check_column_types,
     check_connection,
+    check_distinct_databases,
     check_names,
     check_params,
     check_replica_identity,
@@ -316,3 +318,13 @@ def test_unlogged_tables_pass_when_applied_and_name_the_error_when_not():
     assert applied.ok and "public.sessions" in applied.detail
     failed = check_unlogged_tables(tables, applied=[], error="must be owner of table sessions")
     assert not failed.ok and "must be owner" in failed.problem and "SET LOGGED;" in failed.fix
+
+
+def test_distinct_databases_compares_server_identity_and_database_oid():
+    src = PgEndpoint("db.internal", 5432, "shop", "u", "p")
+    tgt = PgEndpoint("10.0.0.7", 5432, "shop", "u", "p")
+    same = check_distinct_databases(DatabaseIdentity("7715", 16384), DatabaseIdentity("7715", 16384), src, tgt, "t")
+    assert not same.ok and "same database" in same.problem and "7715" in same.problem and "`t`" in same.fix
+    # Two databases of one server, or same-named databases of two servers: distinct.
+    assert check_distinct_databases(DatabaseIdentity("7715", 16384), DatabaseIdentity("7715", 16390), src, tgt, "t").ok
+    assert check_distinct_databases(DatabaseIdentity("7715", 16384), DatabaseIdentity("9999", 16384), src, tgt, "t").ok
