@@ -2,7 +2,7 @@
 # Installs everything the stack and the tests need, idempotently: a second run checks and
 # skips (no downloads). Debian packages (PostgreSQL 15, PgBouncer, Chromium for the report
 # test), the Python venv from requirements*.txt, the Kafka/Debezium jars resolved by include/stack/pom.xml, and our own
-# Debezium converter (include/converters) built into the PostgreSQL connector's plugin dir.
+# Connect classes (include/converters) built into the Debezium PostgreSQL and JDBC sink plugin dirs.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/stack.d/common.sh"
@@ -71,23 +71,28 @@ install_jars() {
   touch "$stamp"
 }
 
-# The PostgresTextFormConverter jar must sit in the Debezium PostgreSQL connector's plugin dir: Connect loads a
-# converter through its connector's class loader. Runs after install_jars, which empties connect-plugins when
+# The jar must sit in each connector's plugin dir: Connect loads a converter, post processor, transform or
+# Hibernate statement inspector through its connector's class loader. Runs after install_jars, which empties connect-plugins when
 # the stack pom changes, so a missing jar there is re-copied even when the build is up to date.
 install_converters() {
-  local module="$REPO/include/converters" want stamp jar dest
+  # One jar, copied into both Debezium plugin dirs: converter, ToastReselector and DropVanishedRowUpdates load
+  # through the PostgreSQL connector's class loader, TruncateStatementInspector through the JDBC sink's.
+  local module="$REPO/include/converters" want stamp jar dests dest current=1
   want="$(cd "$module" && find pom.xml src -type f | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-12)"
   stamp="$STAMPS/converters-$want"
   jar="$module/target/pgmigration-converters.jar"
-  dest="$LIB/connect-plugins/debezium-connector-postgres"
-  [ -d "$dest" ] || die "Debezium PostgreSQL plugin dir $dest missing; install_jars should have created it"
-  if [ -f "$stamp" ] && [ -f "$jar" ] && cmp -s "$jar" "$dest/pgmigration-converters.jar"; then
-    log "install: converters jar up to date ($dest)"
+  dests=("$LIB/connect-plugins/debezium-connector-postgres" "$LIB/connect-plugins/debezium-connector-jdbc")
+  for dest in "${dests[@]}"; do
+    [ -d "$dest" ] || die "Debezium plugin dir $dest missing; install_jars should have created it"
+    cmp -s "$jar" "$dest/pgmigration-converters.jar" 2>/dev/null || current=0
+  done
+  if [ -f "$stamp" ] && [ -f "$jar" ] && [ "$current" = 1 ]; then
+    log "install: converters jar up to date (${dests[*]})"
     return
   fi
   if [ ! -f "$stamp" ] || [ ! -f "$jar" ]; then
     command -v mvn >/dev/null || die "Maven (mvn) not found; install it: apt-get install maven"
-    log "install: building include/converters (PostgresTextFormConverter) with Maven"
+    log "install: building include/converters (converter, TOAST reselector, truncate inspector) with Maven"
     mkdir -p "$LOGS"
     if ! mvn -B -Dstyle.color=never -f "$module/pom.xml" package >"$LOGS/install-converters.log" 2>&1; then
       tail -n 50 "$LOGS/install-converters.log" >&2
@@ -96,8 +101,10 @@ install_converters() {
     rm -f "$STAMPS"/converters-*
     touch "$stamp"
   fi
-  cp "$jar" "$dest/pgmigration-converters.jar"
-  log "install: converters jar copied into $dest (restart Kafka Connect to load a changed jar)"
+  for dest in "${dests[@]}"; do
+    cp "$jar" "$dest/pgmigration-converters.jar"
+  done
+  log "install: converters jar copied into ${dests[*]} (restart Kafka Connect to load a changed jar)"
 }
 
 start=$SECONDS

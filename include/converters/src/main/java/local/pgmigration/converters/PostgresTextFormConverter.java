@@ -8,6 +8,7 @@ import java.util.function.Function;
 
 import org.apache.kafka.connect.data.SchemaBuilder;
 
+import io.debezium.connector.postgresql.UnchangedToastedReplicationMessageColumn;
 import io.debezium.spi.converter.CustomConverter;
 import io.debezium.spi.converter.RelationalColumn;
 
@@ -23,8 +24,13 @@ import io.debezium.spi.converter.RelationalColumn;
  * expects bytes and a length. The name resolves to its plain string type instead (bound as an untyped text
  * parameter, no cast), for every converted column alike; the propagated source-type parameters stay as they are.
  *
- * <p>Configuration: none. Connector config: {@code converters=pgtext},
- * {@code pgtext.type=local.pgmigration.converters.PostgresTextFormConverter}.
+ * <p>An UPDATE that leaves an out-of-line (TOASTed) value unchanged hands over Debezium's "unchanged TOAST" marker
+ * object instead of the value. It becomes the connector's {@code unchanged.toast.value.placeholder} string, as
+ * Debezium's own converters do, so {@link ToastReselector} reads the real value back from the source.
+ *
+ * <p>Connector config: {@code converters=pgtext},
+ * {@code pgtext.type=local.pgmigration.converters.PostgresTextFormConverter}, and
+ * {@code pgtext.unavailable.value.placeholder} = the connector's {@code unchanged.toast.value.placeholder}.
  */
 public class PostgresTextFormConverter implements CustomConverter<SchemaBuilder, RelationalColumn> {
 
@@ -43,8 +49,11 @@ public class PostgresTextFormConverter implements CustomConverter<SchemaBuilder,
             Map.entry("varbit", PostgresText::bits),
             Map.entry("hstore", PostgresText::hstore));
 
+    private String unavailableValuePlaceholder = UnavailableValues.DEFAULT_PLACEHOLDER;
+
     @Override
     public void configure(Properties props) {
+        unavailableValuePlaceholder = props.getProperty("unavailable.value.placeholder", UnavailableValues.DEFAULT_PLACEHOLDER);
     }
 
     @Override
@@ -59,6 +68,9 @@ public class PostgresTextFormConverter implements CustomConverter<SchemaBuilder,
         registration.register(SchemaBuilder.string().name(SCHEMA_NAME).optional(), value -> {
             if (value == null) {
                 return null;
+            }
+            if (UnchangedToastedReplicationMessageColumn.isUnchangedToastedValue(value)) {
+                return unavailableValuePlaceholder;
             }
             try {
                 return format.apply(value);
