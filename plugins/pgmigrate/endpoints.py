@@ -13,6 +13,21 @@ from typing import Any
 
 import psycopg
 
+# For the pipeline's own long sessions (the slot's exporting session, the copy workers, the connectors): a timeout
+# set on the database or role for the application (statement_timeout, idle_in_transaction_session_timeout,
+# idle_session_timeout) would end them mid-copy ("invalid snapshot identifier" on every rerun) or drop the sink's
+# pooled connections. 0 turns each off for that session only.
+PIPELINE_SESSION_SETTINGS = (
+    ("statement_timeout", "0"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("idle_session_timeout", "0"),
+)
+
+
+def session_options(settings: tuple[tuple[str, str], ...]) -> str:
+    """libpq's `options` (`-c name=value ...`) for these settings."""
+    return " ".join(f"-c {name}={value}" for name, value in settings)
+
 
 @dataclass(frozen=True)
 class PgEndpoint:
@@ -60,7 +75,7 @@ class PgEndpoint:
             "application_name": "pgmigrate",
         }
         if self.settings:
-            params["options"] = " ".join(f"-c {name}={value}" for name, value in self.settings)
+            params["options"] = session_options(self.settings)
         params.update(overrides)
         return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
 

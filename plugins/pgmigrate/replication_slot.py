@@ -20,7 +20,7 @@ import time
 import psycopg
 from psycopg import sql
 
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.endpoints import PIPELINE_SESSION_SETTINGS, PgEndpoint, session_options
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ class ExportedSnapshot:
 
     def __enter__(self) -> ExportedSnapshot:
         # TCP keepalives: the connection sits idle for the whole copy and must not be dropped by a firewall.
+        # The exported snapshot lives as long as this session stays idle: the source's own session timeouts are off.
         conninfo = self.endpoint.conninfo(
-            replication="database", application_name=_snapshot_app_name(self.slot), keepalives=1, keepalives_idle=30
+            replication="database", application_name=_snapshot_app_name(self.slot), keepalives=1, keepalives_idle=30,
+            options=session_options((*PIPELINE_SESSION_SETTINGS, *self.endpoint.settings)),
         )
         self._conn = psycopg.connect(conninfo, autocommit=True)
         log.info(

@@ -31,14 +31,16 @@ from psycopg import sql
 from pgmigrate.catalog import TableInfo, TableRef
 from pgmigrate.checksums import CANONICAL_SESSION_SETTINGS
 from pgmigrate.copy_plan import DEFAULT_CHUNK_PAGES, CopyChunk, copy_columns, copy_format_for, plan_copy, relation_pages
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.endpoints import PIPELINE_SESSION_SETTINGS, PgEndpoint
 from pgmigrate.replication_slot import ExportedSnapshot, drop_slot_if_exists, validate_slot_name
 
 log = logging.getLogger(__name__)
 
 # Text output must parse back to the same value on the target whatever either server's defaults are
 # (DateStyle, float digits, ...); a long chunk must not hit a statement_timeout set for applications.
-_WORKER_SETTINGS = (*CANONICAL_SESSION_SETTINGS, ("statement_timeout", "0"))
+# The source's own timeouts (set on its database or role for the application) must not end a copy: a worker is idle
+# in its transaction between chunks, and statements run as long as their chunk.
+_WORKER_SETTINGS = (*CANONICAL_SESSION_SETTINGS, *PIPELINE_SESSION_SETTINGS)
 _WRITE_BATCH_BYTES = 64 * 1024
 _PROGRESS_LOG_SECONDS = 30.0  # while no chunk completes, still log how far along the running ones are
 

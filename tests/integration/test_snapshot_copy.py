@@ -379,6 +379,26 @@ def test_rerun_after_a_hard_crash_converges_and_leaves_one_slot(tables, repo):
         assert lsn.fetchone()[0] == result["consistent_lsn"]
 
 
+def test_the_sources_session_timeouts_do_not_end_a_long_copy(tables):
+    """Timeouts a DBA set on the source database for the application ended the slot's exporting session (idle for
+    the whole copy) and the idle-between-chunks workers: "invalid snapshot identifier" on every rerun. The
+    pipeline's own sessions turn them off."""
+    timeouts = ("idle_session_timeout", "idle_in_transaction_session_timeout", "statement_timeout")
+    with admin(5433) as conn:
+        for name in timeouts:
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = '500ms'").format(sql.Identifier(DB), sql.Identifier(name)))
+    try:
+        # One worker, small chunks: chunks keep starting (each imports the exported snapshot) seconds after the slot.
+        started = time.monotonic()
+        run_snapshot_copy(SOURCE, TARGET, tables, SLOT, 1, chunk_pages=CHUNK_PAGES // 50)
+        assert time.monotonic() - started > 1, "the copy must outlast the timeouts for this test to mean anything"
+    finally:
+        with admin(5433) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(DB)))
+    assert_identical(tables)  # (this test's own sessions, after the reset)
+    drop_slot_if_exists(SOURCE, SLOT)
+
+
 def test_a_failing_chunk_names_the_table_and_says_how_to_recover(tables):
     with TARGET.connect(autocommit=True) as conn:
         conn.execute("ALTER TABLE customers DROP COLUMN balance")
@@ -393,3 +413,4 @@ def test_a_failing_chunk_names_the_table_and_says_how_to_recover(tables):
     assert "public.customers" in message and 'column "balance" of relation "customers" does not exist' in message
     assert "rerun the `snapshot` task" in message
     assert slots() == []
+
