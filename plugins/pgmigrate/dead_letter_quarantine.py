@@ -194,7 +194,7 @@ def quarantine_once(connect: ConnectClient, bootstrap: str, names: MigrationName
     row = parse_rejected_row(trace)
     if row is None:
         return None
-    topic = f"{names.topic_prefix}.{row.table.schema}.{row.table.name}"
+    topic = names.change_topic(row.table.schema, row.table.name)
     connect.stop(sink)
     connect.wait_for_state(sink, "STOPPED", timeout=60)
     found = _records_through_rejected(bootstrap, topic, _committed(connect, sink, topic), row)

@@ -9,6 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sanitized_topic_name(name: str) -> str:
+    """Debezium's AbstractTopicNamingStrategy.sanitizedTopicName (UNDERSCORE replacement), for one name part or
+    a whole topic."""
+    return _TOPIC_UNSAFE.sub("_", name)
+
 MIGRATION_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,40}$"
 _MIGRATION_ID_RE = re.compile(MIGRATION_ID_PATTERN)
 
@@ -84,8 +92,13 @@ class MigrationNames:
 
     @property
     def topic_prefix(self) -> str:
-        """Debezium `topic.prefix`: data topics are `<prefix>.<schema>.<table>`."""
+        """Debezium `topic.prefix`: data topics are `<prefix>.<schema>.<table>`, sanitized (`change_topic`)."""
         return f"pgmigrate_{self._snake}"
+
+    def change_topic(self, schema: str, table: str) -> str:
+        """The topic Debezium writes a table's changes to: every character a Kafka topic cannot hold (outside
+        `[A-Za-z0-9._-]`: spaces, quotes, non-ASCII letters) becomes `_`, as its topic naming strategy does."""
+        return sanitized_topic_name(f"{self.topic_prefix}.{schema}.{table}")
 
     @property
     def heartbeat_topic(self) -> str:

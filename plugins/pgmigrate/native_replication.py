@@ -40,13 +40,19 @@ _SYNCED_STATES = ("r", "s")
 
 
 def needs_native_channel(table: TableInfo) -> bool:
-    return not table.primary_key or any(
-        c.type_oid in LOSSY_WHEN_STREAMED and not c.generated for c in table.columns
+    """Keyless tables, tables with a type Debezium alters when streamed, and tables with a double quote in their
+    schema, table or a column name: Debezium 3.6's source parses the table names pgoutput sends without
+    unescaping quotes ("Unexpected input", the task fails on the table's first change), and its JDBC sink quotes
+    column names without doubling an embedded quote (a syntax error on the first write)."""
+    return (
+        not table.primary_key
+        or any(c.type_oid in LOSSY_WHEN_STREAMED and not c.generated for c in table.columns)
+        or any('"' in name for name in (table.ref.schema, table.ref.name, *(c.name for c in table.columns)))
     )
 
 
 def split_by_channel(tables: list[TableInfo]) -> tuple[list[TableInfo], list[TableInfo]]:
-    """(tables for Debezium, tables for native logical replication: keyless, or with lossy-when-streamed types)."""
+    """(tables for Debezium, tables for native logical replication: see `needs_native_channel`)."""
     native = [t for t in tables if needs_native_channel(t)]
     return [t for t in tables if t not in native], native
 

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 Positions = dict[tuple[str, int], int]
 _EPOCH = datetime(1970, 1, 1)
 # Debezium replaces characters Kafka topic names cannot hold.
-_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def positions_to_json(positions: Positions) -> dict[str, int]:
@@ -50,8 +49,8 @@ def positions_from_json(data: dict[str, int] | None) -> Positions:
 
 
 def topic_of(names: MigrationNames, table: TableRef) -> str:
-    """The change topic Debezium writes `table`'s changes to (`<prefix>.<schema>.<table>`)."""
-    return _TOPIC_UNSAFE.sub("_", f"{names.topic_prefix}.{table.schema}.{table.name}")
+    """The change topic Debezium writes `table`'s changes to (`<prefix>.<schema>.<table>`, sanitized)."""
+    return names.change_topic(table.schema, table.name)
 
 
 def _time_text(micros: int) -> str:

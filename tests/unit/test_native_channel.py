@@ -1,0 +1,31 @@
+"""Which tables travel by PostgreSQL's own logical replication instead of Debezium (no database needed)."""
+
+from __future__ import annotations
+
+from pgmigrate.catalog import Column, TableInfo, TableRef
+from pgmigrate.native_replication import needs_native_channel, split_by_channel
+
+
+def table(
+    schema: str, name: str, primary_key: tuple[str, ...] = ("id",), type_oid: int = 23, column_name: str = "id"
+) -> TableInfo:
+    column = Column(
+        name=column_name, type_name="x", type_oid=type_oid, type_kind="b", element_kind=None, element_oid=None,
+        identity="", generated="", not_null=True, toastable=False,
+    )  # fmt: skip
+    return TableInfo(TableRef(schema, name), "r", list(primary_key), "d", False, [column])
+
+
+def test_a_double_quote_in_a_schema_table_or_column_name_goes_native():
+    assert needs_native_channel(table("sales", 'Orders "VIP"'))
+    assert needs_native_channel(table('Ventes "Été"', "lines"))
+    assert needs_native_channel(table("sales", "lines", column_name='Qty "max"'))
+    # Spaces and non-ASCII letters stay with Debezium (it sanitizes topic names; the sink subscribes to those).
+    assert not needs_native_channel(table("Ventes Été", "Lignes spéciales"))
+
+
+def test_keyless_and_timetz_tables_go_native():
+    assert needs_native_channel(table("public", "log", primary_key=()))
+    assert needs_native_channel(table("public", "shifts", type_oid=1266))  # timetz
+    keyed, native = split_by_channel([table("public", "a"), table("public", "log", primary_key=())])
+    assert [t.ref.name for t in keyed] == ["a"] and [t.ref.name for t in native] == ["log"]
