@@ -9,6 +9,7 @@ and is safe to rerun.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pgmigrate.catalog import TableRef
@@ -42,6 +43,7 @@ def desired_configs(
     snapshot_method: str,
     secrets_dir: str,
     dead_letter: bool = False,
+    generated_columns: Sequence[tuple[TableRef, str]] = (),
 ) -> dict[str, dict[str, str]]:
     """What the two connectors' configs must be, built the same way as when they were deployed
     (`dead_letter`: the forward sink's DLQ; the reverse pipeline is always fail-fast)."""
@@ -50,7 +52,7 @@ def desired_configs(
     # The reverse pipeline never snapshots; the forward one keeps its method (the offsets say it is done).
     method = "copy" if names.reverse else snapshot_method
     return {
-        names.source_connector: build_source_config(names, origin, tables, method, secrets),
+        names.source_connector: build_source_config(names, origin, tables, method, secrets, generated_columns),
         names.sink_connector: build_sink_config(
             names, destination, schemas, secrets, dead_letter=dead_letter and not names.reverse
         ),

@@ -9,6 +9,8 @@ acknowledges once they match, the independent comparison finds the target identi
 resolves the alert, and throughput samples were recorded.
 (b) A record Kafka Connect itself cannot convert (a corrupted value under a real key): Connect dead-letters
 it without stopping the sink; resync + ack repair the stale row.
+(c) The re-select of an unchanged TOASTed value fails (its source session is terminated): the placeholder never
+reaches the target, not even for a moment, and the connector's retry carries the real value.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ CLI = Path(__file__).resolve().parents[2] / "scripts" / "migration"
 SCHEMA = """
 CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, note text);
 INSERT INTO items SELECT g, g, 'seed' FROM generate_series(1, 50) g;
+CREATE TABLE notes (id int PRIMARY KEY, seen int NOT NULL DEFAULT 0, body text NOT NULL);
+INSERT INTO notes (id, body)
+SELECT g, (SELECT string_agg(md5(g::text || s::text), '') FROM generate_series(1, 300) s) FROM generate_series(1, 5) g;
 """
 
 
@@ -227,3 +232,45 @@ def test_a_record_connect_cannot_convert_goes_to_the_dlq_without_stopping_the_si
     assert acked.returncode == 0 and "acknowledged" in acked.stdout, acked.stdout + acked.stderr
     assert read_backlog(BOOTSTRAP, CONTROL, NAMES).unacknowledged == 0
     assert wait_until_identical(SRC_DB, DST_DB, ["public"], timeout=120) == {}
+
+
+def test_a_failed_reselect_of_a_toasted_value_never_reaches_the_target(migration):
+    """The update leaves the TOASTed body unchanged, so its event needs a re-select. The re-select is made to block
+    on a lock on the TOAST table's index and its session is terminated: ToastReselector fails the event
+    (retriable), the connector restarts and re-selects. Debezium's own reselector only warned here and the sink
+    wrote its placeholder as the body."""
+    # An ALWAYS trigger fires for the sink's writes too (session_replication_role=replica): it records every body
+    # the target is given, in a schema the comparison does not cover.
+    sql(TARGET_PORT, DST_DB, """
+        CREATE SCHEMA probe;
+        CREATE TABLE probe.body_writes (id int, body text);
+        CREATE FUNCTION probe.record_body() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN INSERT INTO probe.body_writes VALUES (NEW.id, left(NEW.body, 100)); RETURN NEW; END $$;
+        CREATE TRIGGER record_body BEFORE INSERT OR UPDATE ON public.notes
+            FOR EACH ROW EXECUTE FUNCTION probe.record_body();
+        ALTER TABLE public.notes ENABLE ALWAYS TRIGGER record_body;
+    """)  # fmt: skip
+    # Stopped, not paused: a paused task's streaming thread keeps reading the slot (and re-selecting).
+    CONNECT.stop(NAMES.source_connector)
+    wait_for("source stopped", lambda: CONNECT.get_status(NAMES.source_connector)["connector"]["state"] == "STOPPED")
+    sql(SOURCE_PORT, SRC_DB, "UPDATE notes SET seen = seen + 1 WHERE id = 3")
+    toast_index = sql(SOURCE_PORT, SRC_DB, "SELECT i.indexrelid::regclass::text FROM pg_class c "
+                      "JOIN pg_index i ON i.indrelid = c.reltoastrelid WHERE c.oid = 'notes'::regclass")[0][0]
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB)) as lock:
+        # REINDEX holds its index ACCESS EXCLUSIVE until commit: reading the out-of-line body waits on it, while
+        # the connector's start (which locks `notes` itself ACCESS SHARE) does not.
+        lock.execute(f"REINDEX INDEX {toast_index}")
+        CONNECT.resume(NAMES.source_connector)
+        blocked = wait_for("the re-select waiting on the lock", lambda: sql(SOURCE_PORT, SRC_DB, """
+            SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+            AND query LIKE 'SELECT "body" FROM "public"."notes"%'"""), timeout=60)  # fmt: skip
+        sql(SOURCE_PORT, SRC_DB, f"SELECT pg_terminate_backend({blocked[0][0]})")
+        time.sleep(2)  # the connector sees the error while the lock still holds
+    source_body = sql(SOURCE_PORT, SRC_DB, "SELECT seen, body FROM notes WHERE id = 3")
+    wait_for("the update applied", lambda: sql(TARGET_PORT, DST_DB, "SELECT seen, body FROM notes WHERE id = 3")
+             == source_body, timeout=120)  # fmt: skip
+    writes = sql(TARGET_PORT, DST_DB, "SELECT id, body FROM probe.body_writes")
+    assert writes and all(body == source_body[0][1][:100] for _, body in writes), writes
+    status = CONNECT.get_status(NAMES.source_connector)
+    assert {t["state"] for t in status["tasks"]} == {"RUNNING"}, status
+    sql(TARGET_PORT, DST_DB, "DROP SCHEMA probe CASCADE")

@@ -34,7 +34,7 @@ from pgmigrate.naming import MigrationNames
 from pgmigrate.teardown import teardown_migration
 
 SQL = Path(__file__).parent / "sql"
-SCHEMAS = ["public", "sales"]
+SCHEMAS = ["public", "sales", "Ventes Été"]
 CONNECT = ConnectClient("http://127.0.0.1:8083")
 
 
@@ -61,8 +61,13 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
         ("INSERT INTO public.ident (v) VALUES (%s)", (f"live {i}",)),
         ('UPDATE public."Order Items" SET "CamelCase" = %s WHERE "OrderId" = %s', (f"upd {i}", i % 100)),
         ("INSERT INTO sales.orders VALUES ('EU', %s, 'cust1', %s)", (n, i)),
+        ('INSERT INTO "Ventes Été"."Lignes spéciales" VALUES (%s, %s, %s)', (n, f"écrit {i}", i)),
+        ('UPDATE "Ventes Été"."Lignes spéciales" SET "Qté max" = %s WHERE "N° ligne" = %s', (i, 1 + i % 50)),
+        ('UPDATE "Ventes Été"."Commandes ""VIP""" SET total = total + 1, "Remise ""%%""" = %s WHERE id = %s',
+         (i % 50, 1 + i % 20)),
         ("UPDATE sales.customers SET name = %s WHERE code = 'c1'", (f"renamed {i}",)),
         ("UPDATE public.measurements SET v = v + 1 WHERE id = %s", (1 + i % 400,)),
+        # Out-of-line text, bytea, arrays, hstore and a bit string left unchanged: the change carries placeholders.
         ("UPDATE public.toasty SET counter = counter + 1 WHERE id = %s", (1 + i % 20,)),
         # Keyless: more duplicates, then exactly one copy changed and one deleted (ctid picks one row).
         ("INSERT INTO public.audit_log VALUES (current_date, 'writer', 'tick', %s)", (f'{{"n": {i % 3}}}',)),
@@ -81,6 +86,16 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
                 (i % 400,),
             ),
             ("UPDATE public.toasty SET big = public.rnd_text(%s, 1000) WHERE id = %s", (f"new{i}", 1 + i % 20)),
+            ("UPDATE public.toasty SET tags = tags[2:] WHERE id = %s", (1 + i % 20,)),
+            ('UPDATE public."Toasty Notes" SET seen = seen + 1 WHERE "Note Id" = %s', (1 + i % 20,)),
+            # A row that is gone before its change is re-selected: the change is dropped, the delete applies.
+            (
+                "INSERT INTO public.toasty (id, big, bigb, counter, embedding, tags) "
+                "SELECT %s, big, bigb, 0, embedding, tags FROM public.toasty WHERE id = 1",
+                (n,),
+            ),
+            ("UPDATE public.toasty SET counter = -1 WHERE id = %s", (n - 5,)),
+            ("DELETE FROM public.toasty WHERE id = %s", (n - 5,)),
             (
                 "UPDATE public.audit_log SET action = 'tock' WHERE ctid = "
                 "(SELECT ctid FROM public.audit_log WHERE action = 'tick' LIMIT 1)",
@@ -92,7 +107,27 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
                 (f"user{i % 10}",),
             ),
         ]
-    return statements + special_values_changes(i)
+    return statements + special_values_changes(i) + truncate_changes(i)
+
+
+def truncate_changes(i: int) -> list[tuple[str, tuple]]:
+    """fidelity_truncate.sql's tables: every 10th transaction truncates a referenced table with the one referencing it
+    and refills them, every 15th truncates `scratch` alone; every 5th adds rows after the truncates."""
+    n = 10_000 + i
+    if i % 5:
+        return []
+    statements = [
+        ("INSERT INTO public.batch_lines SELECT %s, max(id), %s FROM public.batches", (n, i)),
+        ("INSERT INTO public.scratch VALUES (%s, 'live')", (n,)),
+    ]
+    if i % 10 == 0:
+        statements[:0] = [
+            ("TRUNCATE public.batches, public.batch_lines", ()),
+            ("INSERT INTO public.batches VALUES (%s, %s)", (n, f"batch {i}")),
+        ]
+    if i % 15 == 0:
+        statements.insert(0, ("TRUNCATE public.scratch", ()))
+    return statements
 
 
 def special_values_changes(i: int) -> list[tuple[str, tuple]]:
@@ -126,6 +161,9 @@ def fidelity_databases():
         conn.execute((SQL / "fidelity_schema.sql").read_text())
         conn.execute((SQL / "fidelity_data.sql").read_text())
         conn.execute((SQL / "fidelity_special_values.sql").read_text())
+        conn.execute((SQL / "fidelity_toast.sql").read_text())
+        conn.execute((SQL / "fidelity_truncate.sql").read_text())
+        conn.execute((SQL / "fidelity_names.sql").read_text())
     put_postgres_connection(api, "e2e_source", endpoint(SOURCE_PORT, "e2e_src"))
     put_postgres_connection(api, "e2e_target", endpoint(TARGET_PORT, "e2e_dst"))
     yield api

@@ -40,7 +40,33 @@ def test_lossless_representations():
     assert config["interval.handling.mode"] == "string"
     assert config["time.precision.mode"] == "adaptive_time_microseconds"
     assert config["skipped.operations"] == "none"
-    assert "ReselectColumnsPostProcessor" in config["post.processors.reselector.type"]
+    assert config["post.processors.toastReselector.type"] == "local.pgmigration.converters.ToastReselector"
+
+
+def test_one_placeholder_for_the_connector_the_converter_and_the_drop_transform():
+    """ToastReselector reads the connector's placeholder; the converter and the transform must use the same."""
+    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    placeholder = config["unchanged.toast.value.placeholder"]
+    assert placeholder != "__debezium_unavailable_value"  # dropped when left over: never a plausible value
+    assert config["pgtext.unavailable.value.placeholder"] == placeholder
+    assert config["transforms"].split(",")[0] == "dropVanishedRows"
+    assert config["transforms.dropVanishedRows.placeholder"] == placeholder
+
+
+def test_producer_topics_and_guard_agree_on_the_largest_change_event():
+    """A row up to the documented limit must pass the guard, the producer and the topic; the sink's fetch too."""
+    source = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    limit = int(source["transforms.sizeGuard.max.bytes"])
+    assert limit >= 3 * 16 * 1024 * 1024  # 16 MiB of bytea under REPLICA IDENTITY FULL: two images, base64
+    assert "sizeGuard" in source["transforms"].split(",")
+    assert int(source["producer.override.max.request.size"]) == limit
+    assert int(source["producer.override.buffer.memory"]) > limit
+    assert int(source["topic.creation.default.max.message.bytes"]) > limit
+    assert int(source["max.queue.size.in.bytes"]) > limit
+    sink = build_sink_config(NAMES, TARGET, ["public"], SECRETS)
+    assert int(sink["consumer.override.max.partition.fetch.bytes"]) >= limit
+    # Kafka's own JsonConverter cannot read a string past 20,000,000 characters.
+    assert sink["value.converter"] == "local.pgmigration.sink.LargeValueJsonConverter"
 
 
 def test_text_form_converter_carries_the_values_debezium_alters():
@@ -118,3 +144,54 @@ def test_resync_signal_and_its_progress_in_the_offsets():
     running = {"lsn": at + 5, "incremental_snapshot_collections": "[...]", "incremental_snapshot_primary_key": "x"}
     assert resync_phase([{"offset": running}], "0/3000") == RUNNING
     assert resync_phase([{"offset": {"lsn": at + 9, "lsn_commit": at + 9}}], "0/3000") == DONE
+
+
+def test_sink_truncates_through_the_statement_inspector():
+    """The inspector turns the sink's TRUNCATE of a table a foreign key references into a DELETE."""
+    config = build_sink_config(NAMES, SOURCE, ["public"], SECRETS)
+    assert config["truncate.enabled"] == "true"
+    inspector = config["hibernate.session_factory.statement_inspector"]
+    assert inspector == "local.pgmigration.sink.TruncateStatementInspector"
+
+
+def test_stored_generated_columns_are_left_out_of_every_event():
+    """Debezium's snapshots SELECT them and the sink cannot write them; pgoutput never streams them anyway."""
+    from pgmigrate.catalog import Column, TableInfo
+    from pgmigrate.connector_configs import stored_generated_columns
+
+    def column(name: str, generated: str = "") -> Column:
+        return Column(name=name, type_name="int4", type_oid=23, type_kind="b", element_oid=None, element_kind=None,
+                      identity="", generated=generated, not_null=False, toastable=False)  # fmt: skip
+
+    table = TableInfo(TableRef("Sales Dept", "orders.v2"), "r", ["id"], "d", False,
+                      [column("id"), column("total (net)", "s")])  # fmt: skip
+    generated = stored_generated_columns([table])
+    assert generated == [(TableRef("Sales Dept", "orders.v2"), "total (net)")]
+    config = build_source_config(NAMES, SOURCE, [table.ref], "debezium", SECRETS, generated)
+    pattern = config["column.exclude.list"]
+    assert re.fullmatch(pattern, "Sales Dept.orders.v2.total (net)")
+    assert not re.fullmatch(pattern, "Sales Dept.orders.v2.id")
+    assert "column.exclude.list" not in build_source_config(NAMES, SOURCE, [table.ref], "debezium", SECRETS)
+
+
+def test_the_sink_subscribes_to_the_topics_debezium_names_for_odd_schemas():
+    """Debezium writes schema `Ventes "Été"` as `Ventes___t__` in topic names; the sink's regex must match that."""
+    sink = build_sink_config(NAMES, TARGET, ['Ventes "Été"', "public"], SECRETS)
+    topic = NAMES.change_topic('Ventes "Été"', "Lignes spéciales")
+    assert topic == f"{NAMES.topic_prefix}.Ventes___t__.Lignes_sp_ciales"
+    assert re.fullmatch(sink["topics.regex"], topic)
+    assert re.fullmatch(sink["topics.regex"], NAMES.change_topic("public", "t"))
+    assert not re.fullmatch(sink["topics.regex"], NAMES.change_topic("other", "t"))
+
+
+def test_the_servers_session_timeouts_are_off_for_the_connectors_sessions():
+    """A statement_timeout or idle timeout set on the database or role for the application must not end the
+    connector's snapshot SELECTs and re-selects, or drop the sink's pooled connections."""
+    source = build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS)
+    statements = source["database.initial.statements"].split(";")
+    assert statements == [
+        "SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0", "SET idle_session_timeout = 0"
+    ]
+    url = build_sink_config(NAMES, TARGET, ["public"], SECRETS)["connection.url"]
+    for name in ("statement_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout"):
+        assert f"-c%20{name}%3D0" in url

@@ -12,6 +12,7 @@ connectors start later. The reverse pipeline is the forward one with the roles s
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import psycopg
 from psycopg import sql
@@ -172,12 +173,13 @@ def deploy_reverse_connectors(
     names: MigrationNames,
     tables: list[TableRef],
     schemas: list[str],
+    generated_columns: Sequence[tuple[TableRef, str]] = (),
 ) -> tuple[str, str]:
     """A Debezium source on the target streaming from the reverse slot (no snapshot), and a JDBC sink
     writing into the source: the forward pipeline with the roles swapped."""
     reverse = names.reversed()
     secrets = write_secrets_file(secrets_dir, reverse, target.password, source.password)
-    source_config = build_source_config(reverse, target, tables, "copy", secrets)
+    source_config = build_source_config(reverse, target, tables, "copy", secrets, generated_columns)
     sink_config = build_sink_config(reverse, source, schemas, secrets)
     connect.validate_or_raise(SINK_CLASS, sink_config, name=reverse.sink_connector)
     connect.validate_or_raise(SOURCE_CLASS, source_config, name=reverse.source_connector)

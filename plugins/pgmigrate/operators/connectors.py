@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from pgmigrate.connect_secrets import write_secrets_file
-from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
+from pgmigrate.connector_configs import (
+    SINK_CLASS,
+    SOURCE_CLASS,
+    build_sink_config,
+    build_source_config,
+    stored_generated_columns,
+)
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.migration_tables import resolve_tables
 from pgmigrate.native_replication import ensure_native_replication, split_by_channel
@@ -32,7 +38,9 @@ class DeployConnectorsOperator(MigrationOperator):
 
         hook = KafkaConnectHook(self.kafka_connect_conn_id)
         secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)
-        source_config = build_source_config(names, source, tables, params.snapshot_method, secrets)
+        source_config = build_source_config(
+            names, source, tables, params.snapshot_method, secrets, stored_generated_columns(keyed)
+        )
         sink_config = build_sink_config(names, target, list(params.schemas), secrets, params.dead_letter)
 
         hook.validate_or_raise(SOURCE_CLASS, source_config, name=names.source_connector)

@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pgmigrate.catalog import TableInfo
+from pgmigrate.connector_configs import stored_generated_columns
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
 from pgmigrate.naming import MigrationNames
@@ -270,7 +271,8 @@ def deploy_reverse(op: CutoverStepOperator, m: Migration) -> tuple[str, ...]:
             connect.stop(name)
     start_reverse_native(m.source, m.target, m.names, [t.ref for t in native])
     deployed = deploy_reverse_connectors(connect, KafkaConnectHook(op.kafka_connect_conn_id).secrets_dir(), m.source,
-                                         m.target, m.names, [t.ref for t in keyed], list(m.params.schemas))  # fmt: skip
+                                         m.target, m.names, [t.ref for t in keyed], list(m.params.schemas),
+                                         stored_generated_columns(keyed))  # fmt: skip
     for name in deployed:
         connect.wait_for_state(name, "RUNNING", timeout=120)
     return deployed

@@ -43,6 +43,7 @@ class HaltMigrationOperator(OperationOperator):
 
 class RestartMigrationOperator(OperationOperator):
     def execute(self, context: Any) -> dict:
+        from pgmigrate.connector_configs import stored_generated_columns
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
         from pgmigrate.native_replication import split_by_channel
         from pgmigrate.pipeline_ops import desired_configs, restart
@@ -55,7 +56,7 @@ class RestartMigrationOperator(OperationOperator):
         for direction in self.live_directions(m):
             desired = desired_configs(
                 direction, [t.ref for t in keyed], list(m.params.schemas), m.params.snapshot_method, secrets_dir,
-                m.params.dead_letter,
+                m.params.dead_letter, stored_generated_columns(keyed),
             )
             actions += restart(connect, desired)
         m.event("restarted", "; ".join(actions) or "connectors already RUNNING", actions=actions)
