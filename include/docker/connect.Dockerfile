@@ -17,13 +17,15 @@ RUN --mount=type=cache,target=/root/.m2 \
         -Dkafka.version="${KAFKA_VERSION}" -Ddebezium.version="${DEBEZIUM_VERSION}" package \
  && test -d /stack/lib/connect-plugins/debezium-connector-postgres \
  && test -d /stack/lib/connect-plugins/debezium-connector-jdbc
-# Our Debezium converter (PostgreSQL text form of special values; see include/converters/pom.xml) goes into the
-# PostgreSQL connector's plugin dir: Connect loads a converter through its connector's class loader.
+# Our Connect classes (see include/converters/pom.xml) go into both Debezium plugin dirs: the converter, the TOAST
+# reselector and the source transforms load through the PostgreSQL connector's class loader, the truncate
+# inspector and the large-value JSON converter through the JDBC sink's.
 COPY include/converters/pom.xml converters/pom.xml
 COPY include/converters/src converters/src
 RUN --mount=type=cache,target=/root/.m2 \
     mvn -B -f converters/pom.xml package \
- && cp converters/target/pgmigration-converters.jar /stack/lib/connect-plugins/debezium-connector-postgres/
+ && cp converters/target/pgmigration-converters.jar /stack/lib/connect-plugins/debezium-connector-postgres/ \
+ && cp converters/target/pgmigration-converters.jar /stack/lib/connect-plugins/debezium-connector-jdbc/
 
 FROM apache/kafka:${KAFKA_VERSION}
 ARG DEBEZIUM_VERSION
