@@ -16,6 +16,7 @@ condition starts and one when it clears, however often the monitor runs.
 | P1 | `schema_mismatch` | source and target schemas differ (DDL on the source: logical decoding carries none) |
 | P2 | `kafka_disk` | a Kafka log dir's file system is fuller than `kafka_disk_percent` |
 | P2 | `task_restarted:<name>` | a task of a live connector is RESTARTING or UNASSIGNED |
+| P2 | `forward_slot_retained` | after cutover, the slot kept for rollback retains > `slot_retained_wal_mb` of WAL |
 | P3 | `slow_query` | a query on the source runs longer than `slow_query_seconds` |
 """
 
@@ -67,6 +68,10 @@ RUNBOOK = {
     "kafka_disk": "free space or grow the volume before Kafka stops accepting writes; check topic retention "
     "and the sink's consumer lag.",
     "task_restarted": "a connector task restarted: if it repeats, read the worker log and the task's trace.",
+    "forward_slot_retained": "the forward replication slot is kept on the source after the cutover so that a "
+    "rollback can resume it, and the source keeps every WAL segment since: once rollback is no longer wanted, run "
+    "pg_migration_teardown (scripts/migration teardown --migration-id <id>), which drops it; until then watch the "
+    "source's disk.",
     "slow_query": "a long query on the source holds back vacuum and may block the cutover's locks; "
     "ask its owner or cancel it (pg_cancel_backend).",
 }
@@ -76,7 +81,7 @@ MONITORED_PHASES = ("caught_up", "streaming", "cut_over")
 # Kinds `evaluate` decides; `cutover_failed` is raised by pg_cutover's failure notifier instead.
 MONITOR_KINDS = frozenset(
     {"connect_unreachable", "connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch",
-     "kafka_disk", "slow_query", "dead_letters", "schema_mismatch"}
+     "kafka_disk", "slow_query", "dead_letters", "schema_mismatch", "forward_slot_retained"}
 )
 REVERSE_PHASES = ("cut_over",)
 
@@ -114,6 +119,7 @@ class Thresholds:
     lag_window_seconds: float = 300.0
     kafka_disk_percent: float = 80.0
     slow_query_seconds: float = 300.0
+    slot_retained_wal_mb: float = 10240.0  # WAL the forward slot may keep on the source after the cutover
     halt_on_data_loss: bool = True
 
     @classmethod
@@ -280,6 +286,18 @@ def dead_letter_alert(migration_id: str, unacknowledged: int) -> Alert | None:
                  {"unacknowledged": unacknowledged})  # fmt: skip
 
 
+def forward_slot_alert(migration_id: str, slot: str, retained_bytes: int, thresholds: Thresholds) -> Alert | None:
+    """P2 while the forward slot, kept on the source after the cutover for a rollback, retains more WAL than
+    `slot_retained_wal_mb`: the source's disk fills until pg_migration_teardown drops it."""
+    if retained_bytes <= thresholds.slot_retained_wal_mb * 1024 * 1024:
+        return None
+    return Alert(P2, "forward_slot_retained", migration_id,
+                 f"replication slot {slot} on the source retains {retained_bytes / 2**20:,.0f} MB of WAL since the "
+                 f"cutover (threshold {thresholds.slot_retained_wal_mb:,.0f} MB): it is kept for a rollback; run "
+                 "pg_migration_teardown once rollback is no longer wanted",
+                 {"slot": slot, "retained_bytes": retained_bytes})  # fmt: skip
+
+
 def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, Any]]) -> Alert | None:
     """P1 while the schemas differ (`SchemaDifference.as_dict()` items, expected ones already left out): one
     open row per migration, the message naming the differences found when it was raised."""
@@ -312,6 +330,7 @@ class Readings:
     caught_up_seconds: float = 5.0
     dead_letters: int | None = None  # unacknowledged DLQ records
     schema_differences: list[dict[str, Any]] | None = None  # schema drift (SchemaDifference.as_dict())
+    forward_slot: tuple[str, int] | None = None  # after the cutover: (slot, WAL bytes it retains on the source)
 
 
 def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open_conditions: set[str]) -> Evaluation:
@@ -341,6 +360,10 @@ def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open
         result.add("dead_letters", filter(None, [dead_letter_alert(migration_id, readings.dead_letters)]))
     if readings.schema_differences is not None:
         result.add("schema_mismatch", filter(None, [schema_mismatch_alert(migration_id, readings.schema_differences)]))
+    if readings.forward_slot is not None:
+        slot, retained = readings.forward_slot
+        found = forward_slot_alert(migration_id, slot, retained, thresholds)
+        result.add("forward_slot_retained", [found] if found else [])
     if readings.phase == "cut_over":
         result.evaluated.add("cutover_failed")  # a cutover succeeded since: an earlier failure is resolved
     return result

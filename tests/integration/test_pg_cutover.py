@@ -35,6 +35,7 @@ from harness import (
     conninfo,
     endpoint,
     forget_migration,
+    override_alert_thresholds,
     run_dag,
     run_other_dag,
     task_states,
@@ -42,6 +43,7 @@ from harness import (
 )
 
 from pgmigrate.airflow_api import put_postgres_connection
+from pgmigrate.alerts import AlertStore
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.cutover.lease import LeaseStore
 from pgmigrate.cutover.reverse import remove_reverse_replication
@@ -644,6 +646,23 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
     assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}, "reverse replication carries target writes back"
     backup = Path(_event("backup_taken")["details"]["path"])
     assert (backup / "source.dump" / "toc.dat").exists() and (backup / "connectors.json").exists()
+
+
+def test_the_forward_slot_kept_after_the_cutover_is_alerted_naming_teardown(streaming_migration):
+    """After the cutover the forward slot stays on the source for a rollback and keeps its WAL: the monitor says so
+    once it retains more than `slot_retained_wal_mb` (0 here: any WAL), naming pg_migration_teardown."""
+    api = streaming_migration
+    control = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
+    override_alert_thresholds(api, MIGRATION_ID, {"slot_retained_wal_mb": 0})
+    try:
+        run_id, run, states = run_other_dag(api, "pg_migration_monitor", {"migration_ids": [MIGRATION_ID]}, timeout=240)
+        assert run["state"] == "success", f"pg_migration_monitor {run_id}: {states}"
+        alerts = [a for a in AlertStore(control).alerts(MIGRATION_ID, open_only=True)
+                  if a["condition"] == "forward_slot_retained"]  # fmt: skip
+        assert len(alerts) == 1 and alerts[0]["severity"] == "P2", alerts
+        assert NAMES.slot in alerts[0]["message"] and "pg_migration_teardown" in alerts[0]["message"], alerts
+    finally:
+        override_alert_thresholds(api, MIGRATION_ID, None)
 
 
 def test_rollback_without_reverse_connectors_still_replays_every_target_write(streaming_migration, tmp_path):

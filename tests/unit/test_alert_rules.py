@@ -245,3 +245,17 @@ def test_monitor_dag_runs_every_minute_and_cutover_alerts_on_failure():
     callbacks = dags.dags["pg_cutover"].on_failure_callback
     callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
     assert any(isinstance(c, MigrationAlertNotifier) and c.condition == "cutover_failed" for c in callbacks)
+
+
+def test_the_forward_slot_kept_after_cutover_is_a_p2_past_its_threshold_naming_teardown():
+    thresholds = Thresholds(slot_retained_wal_mb=100)
+    below = Readings(phase="cut_over", forward_slot=("pgmigrate_m", 100 * 2**20))
+    assert evaluate(M, below, thresholds, set()).active == []
+    above = evaluate(M, Readings(phase="cut_over", forward_slot=("pgmigrate_m", 101 * 2**20)), thresholds, set())
+    [alert] = above.active
+    assert (alert.severity, alert.condition) == ("P2", "forward_slot_retained")
+    assert "pgmigrate_m" in alert.message and "pg_migration_teardown" in alert.message
+    assert "pg_migration_teardown" in alert.action
+    # Not read (before the cutover, or the source did not answer): neither raised nor resolved.
+    assert "forward_slot_retained" not in evaluate(M, Readings(phase="streaming"), thresholds, set()).evaluated
+    assert Thresholds.from_mapping({"slot_retained_wal_mb": 5}).slot_retained_wal_mb == 5.0
