@@ -66,6 +66,9 @@ def tear_down_migration(migration_id: str, source_db: str, target_db: str) -> No
     else:
         forget_migration(migration_id)
     store = MigrationStateStore(CONTROL)
+    # On a fresh stack the control tables exist only once a DAG (or the minute's monitor) has run: the first
+    # module must not depend on that race.
+    store.ensure_schema()
     if store.get(migration_id):
         store.upsert(migration_id, phase="torn_down")
         resolve_all(CONTROL, migration_id)
