@@ -53,17 +53,6 @@ def read_slow_queries(db: PgEndpoint, min_seconds: float) -> list[dict[str, Any]
     return [{"pid": r[0], "usename": r[1], "seconds": r[2], "query": r[3]} for r in rows]
 
 
-def read_slot_retained_wal(db: PgEndpoint, slot: str) -> int | None:
-    """Bytes of WAL the slot keeps on the server (from its restart_lsn); None if there is no such slot."""
-    with db.connect(autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots "
-            "WHERE slot_name = %s",
-            (slot,),
-        ).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
-
-
 def read_kafka_disk(log_dirs: Sequence[str]) -> list[tuple[str, int, int]]:
     """(path, used bytes, total bytes) of the file system of each Kafka log dir visible from here."""
     usage = []
@@ -189,8 +178,10 @@ def monitor_migration(
         attempt("throughput", lambda: sample_throughput(control, migration_id, names, bootstrap, statuses,
                                                         readings.dead_letters))  # fmt: skip
     if reverse:  # the forward slot stays on the source for a rollback, keeping WAL until teardown
+        from pgmigrate.lag import read_retained_wal_bytes
+
         forward_slot = MigrationNames(migration_id).slot
-        retained = attempt("forward slot", lambda: read_slot_retained_wal(source, forward_slot))
+        retained = attempt("forward slot", lambda: read_retained_wal_bytes(source, forward_slot))
         readings.forward_slot = (forward_slot, retained) if retained is not None else None
     # Schema drift (DDL on the source): two catalog reads, no dump, so every run can afford it.
     readings.schema_differences = attempt("schemas", lambda: _schema_drift(state, source, target))
