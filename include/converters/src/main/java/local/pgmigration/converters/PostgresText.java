@@ -2,6 +2,7 @@ package local.pgmigration.converters;
 
 import java.math.BigDecimal;
 import java.sql.Array;
+import java.time.Duration;
 import java.time.Instant;
 import java.time.LocalDate;
 import java.time.LocalDateTime;
@@ -137,6 +138,44 @@ public final class PostgresText {
             return text;
         }
         throw unexpected("timetz", value);
+    }
+
+    /**
+     * time: a Duration since midnight when streamed (Debezium parses pgoutput's text into one, so that 24:00:00
+     * survives, which the JDBC sink's conversion of a MicroTime to a LocalTime then rejects: "Invalid value for
+     * NanoOfDay"), a java.sql.Time or LocalTime or the text from the snapshot.
+     */
+    public static String timeOfDay(Object value) {
+        if (value instanceof Duration duration) {
+            long micros = duration.toNanos() / 1000;
+            String text = String.format("%02d:%02d:%02d", micros / 3_600_000_000L, micros / 60_000_000L % 60,
+                    micros / 1_000_000L % 60);
+            return micros % 1_000_000L == 0 ? text : text + String.format(".%06d", micros % 1_000_000L);
+        }
+        if (value instanceof LocalTime localTime) {
+            return time(localTime);
+        }
+        if (value instanceof java.sql.Time sqlTime) {
+            return time(sqlTime.toLocalTime());
+        }
+        if (value instanceof String text) {
+            return text;
+        }
+        throw unexpected("time", value);
+    }
+
+    /**
+     * point: the driver's PGpoint (both read paths), written as "(x,y)". Debezium's own mapping is a PostGIS
+     * geometry the JDBC sink writes with ST_GeomFromWKB, a function a target without PostGIS lacks.
+     */
+    public static String point(Object value) {
+        if (value instanceof PGobject object) {
+            return object.getValue();
+        }
+        if (value instanceof String text) {
+            return text;
+        }
+        throw unexpected("point", value);
     }
 
     /** bit/varbit: the bit string (streamed text, snapshot getString) or the driver's PGobject (snapshot varbit). */

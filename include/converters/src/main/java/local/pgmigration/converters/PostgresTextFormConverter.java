@@ -14,7 +14,7 @@ import io.debezium.spi.converter.RelationalColumn;
 
 /**
  * Carries the PostgreSQL types that Debezium 3.6 + the JSON converter + the JDBC sink alter when streamed
- * (float NaN/±Infinity/-0, numeric ±Infinity, infinity and BC dates/timestamps, bit/varbit widths, hstore,
+ * (float NaN/±Infinity/-0, numeric ±Infinity, infinity and BC dates/timestamps, time 24:00:00, point (a PostGIS geometry to Debezium), bit/varbit widths, hstore,
  * enum/numeric/multi-dimensional arrays) as an optional STRING in PostgreSQL's own text form. The sink's
  * connection has {@code stringtype=unspecified}, so PostgreSQL parses that text into the target column's real
  * type: the value arrives exactly as the source had it.
@@ -44,6 +44,8 @@ public class PostgresTextFormConverter implements CustomConverter<SchemaBuilder,
             Map.entry("date", PostgresText::date),
             Map.entry("timestamp", PostgresText::timestamp),
             Map.entry("timestamptz", PostgresText::timestampWithZone),
+            Map.entry("time", PostgresText::timeOfDay),
+            Map.entry("point", PostgresText::point),
             Map.entry("timetz", PostgresText::timeWithZone),
             Map.entry("bit", PostgresText::bits),
             Map.entry("varbit", PostgresText::bits),

@@ -43,11 +43,16 @@ public class TruncateStatementInspector implements StatementInspector {
         return truncateOrDelete(table);
     }
 
-    /** One statement: DELETE if a foreign key references the table or one of its partitions, else TRUNCATE. */
+    /**
+     * One statement: DELETE if a foreign key references the table or one of its partitions, else TRUNCATE. The
+     * table is locked first (TRUNCATE's own ACCESS EXCLUSIVE): apply_post_data adds foreign keys while the sink
+     * streams, and one committed between the check and the TRUNCATE would fail it; ADD FOREIGN KEY needs a lock on
+     * the referenced table that conflicts with this one, and the check after it reads the catalog afresh.
+     */
     static String truncateOrDelete(String quotedTable) {
         String literal = "'" + quotedTable.replace("'", "''") + "'";
         // pg_partition_tree() returns no rows for a table that is not partitioned: the table itself is checked too.
-        return "DO " + DELIMITER + " BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f' "
+        return "DO " + DELIMITER + " BEGIN LOCK TABLE " + quotedTable + " IN ACCESS EXCLUSIVE MODE; IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f' "
                 + "AND (confrelid = " + literal + "::regclass OR confrelid IN (SELECT relid FROM "
                 + "pg_catalog.pg_partition_tree(" + literal + "::regclass)))) THEN DELETE FROM " + quotedTable + "; ELSE TRUNCATE TABLE " + quotedTable + "; END IF; END "
                 + DELIMITER;

@@ -6,8 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.math.BigDecimal;
 import java.sql.Types;
+import java.time.Duration;
 import java.time.Instant;
 import java.time.LocalDate;
+import java.time.LocalTime;
 import java.time.OffsetDateTime;
 import java.time.OffsetTime;
 import java.time.ZoneOffset;
@@ -78,6 +80,21 @@ class PostgresTextTest {
                 PostgresText.timestampWithZone(OffsetDateTime.parse("2026-01-02T03:04:05.654321+02:00")));
         assertEquals("0044-03-15 12:00:00+00 BC",
                 PostgresText.timestampWithZone(OffsetDateTime.of(-43, 3, 15, 12, 0, 0, 0, ZoneOffset.UTC)));
+    }
+
+    @Test
+    void timeOfDay() {
+        assertEquals("24:00:00", PostgresText.timeOfDay(Duration.ofHours(24)));
+        assertEquals("23:59:59.999999", PostgresText.timeOfDay(Duration.ofNanos(86_399_999_999_000L)));
+        assertEquals("00:00:00.000500", PostgresText.timeOfDay(Duration.ofNanos(500_000L)));
+        assertEquals("12:00:01", PostgresText.timeOfDay(LocalTime.of(12, 0, 1)));
+        assertEquals("24:00:00", PostgresText.timeOfDay("24:00:00"));
+    }
+
+    @Test
+    void point() throws Exception {
+        assertEquals("(1.5,-2.0)", PostgresText.point(new org.postgresql.geometric.PGpoint(1.5, -2)));
+        assertEquals("(1,2)", PostgresText.point("(1,2)"));
     }
 
     @Test

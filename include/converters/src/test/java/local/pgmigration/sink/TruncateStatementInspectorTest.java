@@ -20,7 +20,7 @@ class TruncateStatementInspectorTest {
     @Test
     void truncateBecomesDeleteWhenReferenced() {
         String sql = inspector.inspect("TRUNCATE TABLE \"sales\".\"Order \"\"Items\"\" l'été\"");
-        assertTrue(sql.startsWith("DO $pgmigrate_truncate$ BEGIN IF EXISTS"), sql);
+        assertTrue(sql.startsWith("DO $pgmigrate_truncate$ BEGIN LOCK TABLE \"sales\".\"Order \"\"Items\"\" l'été\" IN ACCESS EXCLUSIVE MODE; IF EXISTS"), sql);
         assertTrue(sql.contains("confrelid = '\"sales\".\"Order \"\"Items\"\" l''été\"'::regclass OR"), sql);
         assertTrue(sql.contains("pg_partition_tree('\"sales\".\"Order \"\"Items\"\" l''été\"'::regclass)"), sql);
         assertTrue(sql.contains("THEN DELETE FROM \"sales\".\"Order \"\"Items\"\" l'été\"; ELSE TRUNCATE TABLE "), sql);
