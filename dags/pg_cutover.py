@@ -17,6 +17,7 @@ from pgmigrate.operators.cutover import (
     PostValidateOperator,
     PrepareReverseOperator,
     PreValidateOperator,
+    RefreshMaterializedViewsOperator,
     ValidateForeignKeysOperator,
     VerifyCutoverOperator,
 )
@@ -38,6 +39,7 @@ never an error. Everything that can happen before or after the pause is a task o
 | `checklist` | streaming, lag, recent pre-validation, connectors, dead letters, every PgBouncer, direct sessions |
 | `backup_source` | `pg_dump -Fd -j2` of the source + connector configs (skipped with `backup=false`) |
 | `prepare_reverse_replication` | reverse publications and tables on the target (they capture nothing yet) |
+| `refresh_materialized_views` | REFRESH of the target's materialized views (costs their queries: before the pause) |
 | `cutover` | pre-pause passes over the changed keys, then the critical section above |
 | `pause_guard` | deferred beside `cutover`: ends the pause at `max_pause_seconds` if `cutover` cannot (killed, hung) |
 | `deploy_reverse_connectors` | reverse connectors (target → source) start from the slots the pause created |
@@ -104,6 +106,7 @@ def pg_cutover():
     checklist = CutoverChecklistOperator(task_id="checklist")
     backup = BackupSourceOperator(task_id="backup_source", retries=1)
     prepare = PrepareReverseOperator(task_id="prepare_reverse_replication", trigger_rule="none_failed", retries=1)
+    refresh_views = RefreshMaterializedViewsOperator(task_id="refresh_materialized_views", retries=1)
     cutover = CutoverOperator(task_id="cutover")
     # Retries: a retried guard finds the lease ended and settles it again (harmless); see the trigger's note.
     guard = PauseGuardSensor(task_id="pause_guard", retries=2, retry_delay=timedelta(seconds=5))
@@ -112,7 +115,7 @@ def pg_cutover():
     foreign_keys = ValidateForeignKeysOperator(task_id="validate_foreign_keys", retries=1)
     post_validate = PostValidateOperator(task_id="post_validate", retries=1)
     abort = AbortCutoverOperator(task_id="abort_cutover", trigger_rule="one_failed")
-    chain(pre_validate, checklist, backup, prepare, [cutover, guard])
+    chain(pre_validate, checklist, backup, prepare, refresh_views, [cutover, guard])
     chain(cutover, reverse_connectors, verify, foreign_keys, post_validate)
     cutover >> abort
 

@@ -16,6 +16,7 @@ condition starts and one when it clears, however often the monitor runs.
 | P1 | `schema_mismatch` | source and target schemas differ (DDL on the source: logical decoding carries none) |
 | P2 | `kafka_disk` | a Kafka log dir's file system is fuller than `kafka_disk_percent` |
 | P2 | `task_restarted:<name>` | a task of a live connector is RESTARTING or UNASSIGNED |
+| P1 | `target_ddl_after_cutover` | after cutover, the schemas differ: DDL (a new table…) ran on the target |
 | P2 | `forward_slot_retained` | after cutover, the slot kept for rollback retains > `slot_retained_wal_mb` of WAL |
 | P3 | `slow_query` | a query on the source runs longer than `slow_query_seconds` |
 """
@@ -68,6 +69,10 @@ RUNBOOK = {
     "kafka_disk": "free space or grow the volume before Kafka stops accepting writes; check topic retention "
     "and the sink's consumer lag.",
     "task_restarted": "a connector task restarted: if it repeats, read the worker log and the task's trace.",
+    "target_ddl_after_cutover": "DDL ran on the target after the cutover: reverse replication carries rows, never "
+    "DDL, so a table created on the target is not replicated back and a rollback loses it and every change to it. "
+    "Run the same DDL on the source (a new table with a primary key then needs a reverse resync), or, once rollback "
+    "is no longer wanted, run pg_migration_teardown.",
     "forward_slot_retained": "the forward replication slot is kept on the source after the cutover so that a "
     "rollback can resume it, and the source keeps every WAL segment since: once rollback is no longer wanted, run "
     "pg_migration_teardown (scripts/migration teardown --migration-id <id>), which drops it; until then watch the "
@@ -81,7 +86,8 @@ MONITORED_PHASES = ("caught_up", "streaming", "cut_over")
 # Kinds `evaluate` decides; `cutover_failed` is raised by pg_cutover's failure notifier instead.
 MONITOR_KINDS = frozenset(
     {"connect_unreachable", "connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch",
-     "kafka_disk", "slow_query", "dead_letters", "schema_mismatch", "forward_slot_retained"}
+     "kafka_disk", "slow_query", "dead_letters", "schema_mismatch", "target_ddl_after_cutover",
+     "forward_slot_retained"}
 )
 REVERSE_PHASES = ("cut_over",)
 
@@ -298,9 +304,11 @@ def forward_slot_alert(migration_id: str, slot: str, retained_bytes: int, thresh
                  {"slot": slot, "retained_bytes": retained_bytes})  # fmt: skip
 
 
-def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, Any]]) -> Alert | None:
+def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, Any]],
+                          phase: str = "streaming") -> Alert | None:  # fmt: skip
     """P1 while the schemas differ (`SchemaDifference.as_dict()` items, expected ones already left out): one
-    open row per migration, the message naming the differences found when it was raised."""
+    open row per migration, the message naming the differences found when it was raised. After the cutover the
+    clients write to the target, so a difference is DDL there (`target_ddl_after_cutover`), not on the source."""
     if not differences:
         return None
 
@@ -310,6 +318,14 @@ def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, 
     shown = "; ".join(f"{d['kind']} {d['object']}: source {show(d['source'])} | target {show(d['target'])}"
                       for d in differences[:5])  # fmt: skip
     more = f" (+{len(differences) - 5} more)" if len(differences) > 5 else ""
+    if phase in REVERSE_PHASES:
+        created = [d["object"] for d in differences if d["kind"] == "table" and d["source"] is None]
+        return Alert(P1, "target_ddl_after_cutover", migration_id,
+                     f"DDL on the target after the cutover, not carried back by reverse replication: "
+                     f"{len(differences)} difference(s): {shown}{more}"
+                     + (f"; tables created on the target: {', '.join(created)}" if created else ""),
+                     {"differences": [dict(d) for d in differences[:50]], "count": len(differences),
+                      "created_tables": created})  # fmt: skip
     return Alert(P1, "schema_mismatch", migration_id,
                  f"schema mismatch: {len(differences)} difference(s) between source and target: {shown}{more}",
                  {"differences": [dict(d) for d in differences[:50]], "count": len(differences)})  # fmt: skip
@@ -359,7 +375,9 @@ def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open
     if readings.dead_letters is not None:
         result.add("dead_letters", filter(None, [dead_letter_alert(migration_id, readings.dead_letters)]))
     if readings.schema_differences is not None:
-        result.add("schema_mismatch", filter(None, [schema_mismatch_alert(migration_id, readings.schema_differences)]))
+        found = schema_mismatch_alert(migration_id, readings.schema_differences, readings.phase)
+        result.add("schema_mismatch", [found] if found and found.kind == "schema_mismatch" else [])
+        result.add("target_ddl_after_cutover", [found] if found and found.kind == "target_ddl_after_cutover" else [])
     if readings.forward_slot is not None:
         slot, retained = readings.forward_slot
         found = forward_slot_alert(migration_id, slot, retained, thresholds)

@@ -46,6 +46,20 @@ class Column:
     generated: str  # '' | 's' (stored generated column)
     not_null: bool
     toastable: bool  # attstorage != 'p': values can move out of line (TOAST)
+    # The type under any domains (a domain's values are its base type's values): what the type rules judge.
+    # For a column not of a domain these repeat the column's own type; 0/'' when not read from a catalog.
+    base_oid: int = 0
+    base_kind: str = ""  # typtype of the base type
+    base_name: str = ""  # typname of the base type (extension types are recognised by it)
+    base_element_oid: int | None = None  # the base type is an array of this
+
+    @property
+    def resolved_oid(self) -> int:
+        return self.base_oid or self.type_oid
+
+    @property
+    def resolved_element_oid(self) -> int | None:
+        return self.base_element_oid if self.base_oid else (self.element_oid if self.element_kind else None)
 
     @property
     def user_defined_type(self) -> bool:
@@ -92,12 +106,26 @@ WHERE i.indrelid = %(oid)s AND i.indisprimary
 ORDER BY array_position(i.indkey, a.attnum)
 """
 
+# A real array is the `typarray` of its element type: int2vector and oidvector have an element type and the
+# array category too, but their own text form ('1 2 3'), so they count as base types here.
 _COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, t.typtype,
-       et.typtype, nullif(t.typelem, 0), a.attidentity, a.attgenerated, a.attnotnull, a.attstorage <> 'p'
+       et.typtype, nullif(t.typelem, 0), a.attidentity, a.attgenerated, a.attnotnull, a.attstorage <> 'p',
+       b.oid, b.typtype, b.typname, bet.oid
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_type et ON et.oid = t.typelem AND et.typarray = t.oid
+CROSS JOIN LATERAL (
+    WITH RECURSIVE under(oid, depth) AS (
+        SELECT t.oid, 0
+        UNION ALL
+        SELECT d.typbasetype, under.depth + 1 FROM under JOIN pg_type d ON d.oid = under.oid
+        WHERE d.typtype = 'd' AND under.depth < 20
+    )
+    SELECT oid FROM under ORDER BY depth DESC LIMIT 1
+) base
+JOIN pg_type b ON b.oid = base.oid
+LEFT JOIN pg_type bet ON bet.oid = b.typelem AND bet.typarray = b.oid
 WHERE a.attrelid = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """

@@ -1,22 +1,24 @@
-"""What the pipeline can carry, column by column: the type rules behind preflight's `column_types` check.
+"""What the pipeline can carry, column by column, and on which channel: the type rules behind preflight's
+`column_types` check and the native channel's routing.
 
 A body of knowledge of its own (Debezium's type mappings, what the text-form converter carries, what streaming
 normalizes) that changes when the Debezium version or the converter changes, so it is kept apart from the other
-preflight rules. Pure functions over `catalog.TableInfo` and the `PgTypeFacts` that `preflight` reads from
-`pg_type`; `preflight_rules.check_column_types` turns what they find into a check result.
+preflight rules. Three answers per column: Debezium carries it exactly; only PostgreSQL's own logical replication
+does (`debezium_problem`: its table travels by the native channel, `native_replication.needs_native_channel`);
+or nothing can (`uncarriable_problem`: preflight refuses it by name). Pure functions over `catalog.Column`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 from pgmigrate.catalog import FIRST_NORMAL_OID, Column, TableInfo
 
 # What Debezium 3.6's PostgreSQL connector (the version the stack runs) can carry, from its data type
 # mapping reference (postgresql.adoc, "Data type mappings") and PostgresValueConverter.schemaBuilder():
 # a column whose type has no mapping gets no schema and, with include.unknown.datatypes=false (our
-# connector config), is left out of every event: the target column would silently stay NULL.
+# connector config), is left out of every event: the target column would silently stay NULL. So a table with
+# such a column travels by the native channel.
 # Built-in types by OID (fixed in pg_type.dat across PostgreSQL versions).
 SUPPORTED_BUILTIN_TYPES: dict[int, str] = {
     16: "boolean", 17: "bytea", 18: '"char"', 19: "name", 20: "bigint", 21: "smallint", 23: "integer",
@@ -35,78 +37,77 @@ SUPPORTED_BUILTIN_TYPES: dict[int, str] = {
 SUPPORTED_EXTENSION_TYPES = frozenset(
     {"citext", "hstore", "ltree", "geometry", "geography", "vector", "halfvec", "sparsevec", "isbn"}
 )
-# Not in the list, so refused: composite types, user-defined ranges and multiranges, the geometric types
-# other than point (box, lseg, line, path, polygon, circle: mapped only from Debezium 3.7), pg_lsn, tsquery,
-# jsonpath, txid_snapshot/pg_snapshot, reg* types, int2vector/oidvector, and domains whose base type is any of
-# these. Domains over supported types are carried as their base type (by Debezium's own conversion, not the
-# converter's text form: README, "Known limits").
-# Carried, but not exactly when streamed: timetz. Debezium turns a streamed timetz into an OffsetTime at UTC before
-# any converter sees it, so '03:04:05+02' arrives as '01:04:05+00' (the same instant of the day) and '24:00:00'
-# as '00:00:00'. The check names such columns in its result instead of refusing them (UTC values are exact).
+# Not in the lists, so routed to the native channel: composite types, user-defined ranges, every multirange, the
+# geometric types other than point (box, lseg, line, path, polygon, circle: mapped only from Debezium 3.7), pg_lsn,
+# tsquery, jsonpath, txid_snapshot/pg_snapshot, reg* types, tid/xid/xid8/cid, aclitem, refcursor,
+# int2vector/oidvector, every other extension type, and domains whose base type is any of these. Domains over
+# supported types are carried as their base type (by Debezium's own conversion, not the converter's text form:
+# README, "Known limits").
+# Mapped, but not exactly when streamed, so routed too: timetz. Debezium turns a streamed timetz into an
+# OffsetTime at UTC before any converter sees it, so '03:04:05+02' arrives as '01:04:05+00' (the same instant of
+# the day) and '24:00:00' as '00:00:00'.
 LOSSY_WHEN_STREAMED: dict[int, str] = {1266: "timetz"}
 
 
-@dataclass(frozen=True)
-class PgTypeFacts:
-    """A user-defined or extension type, as much as the type rule needs (read by `preflight._type_facts`)."""
-
-    oid: int
-    name: str
-    kind: str  # typtype: b base, c composite, d domain, e enum, r range, m multirange, p pseudo
-    base_oid: int | None = None  # domains: typbasetype
-    element_oid: int | None = None  # arrays (typcategory 'A'): typelem
+# Built-in types whose input function accepts no value ("cannot accept a value of type pg_node_tree",
+# "gtsvector_in not implemented"): planner and statistics internals. No COPY, INSERT or apply worker can write
+# them on the target, so neither channel can carry such a column (or an array of one).
+INPUT_REJECTED_TYPES: dict[int, str] = {
+    194: "pg_node_tree", 3361: "pg_ndistinct", 3402: "pg_dependencies", 3642: "gtsvector",
+    4600: "pg_brin_bloom_summary", 4601: "pg_brin_minmax_multi_summary", 5017: "pg_mcv_list",
+}  # fmt: skip
 
 
-def _type_problem(oid: int, types: Mapping[int, PgTypeFacts], element_oid: int | None, depth: int = 0) -> str | None:
-    """Why Debezium cannot carry a value of type `oid` (None when it can)."""
-    if element_oid is not None:  # an array: carried as its text form by the PostgresTextFormConverter
+def debezium_problem(column: Column) -> str | None:
+    """Why Debezium cannot carry this column's values exactly (None when it can). Such a column's table travels
+    by the native channel instead, which carries every value in PostgreSQL's own text form."""
+    if column.resolved_element_oid is not None:  # an array: carried as its text form by PostgresTextFormConverter
         return None
+    oid, kind = column.resolved_oid, column.base_kind or column.type_kind
+    if oid in LOSSY_WHEN_STREAMED:
+        return f"Debezium turns streamed {LOSSY_WHEN_STREAMED[oid]} offsets into +00"
     if oid in SUPPORTED_BUILTIN_TYPES:
         return None
     if oid < FIRST_NORMAL_OID:
         return "built-in type Debezium has no mapping for"
-    facts = types.get(oid)
-    if facts is None:
-        return "unknown user-defined type"
-    if facts.kind == "e":
+    if kind == "e":
         return None
-    if facts.kind == "c":
+    if kind == "c":
         return "composite type (Debezium has no mapping)"
-    if facts.kind == "d" and facts.base_oid is not None and depth < 10:
-        base = types.get(facts.base_oid)
-        inner = _type_problem(facts.base_oid, types, base.element_oid if base else None, depth + 1)
-        return f"domain over an unsupported type ({inner})" if inner else None
-    if facts.kind == "b" and facts.name in SUPPORTED_EXTENSION_TYPES:
-        return None
-    if facts.kind in ("r", "m"):
+    if kind in ("r", "m"):
         return "user-defined range type (Debezium has no mapping)"
-    return f"type {facts.name} has no Debezium mapping"
+    if kind == "b" and column.base_name in SUPPORTED_EXTENSION_TYPES:
+        return None
+    return f"type {column.base_name or column.type_name} has no Debezium mapping"
 
 
-def column_problem(column: Column, types: Mapping[int, PgTypeFacts] | None = None) -> str | None:
-    # `element_kind` is set only for real arrays (catalog also fills element_oid for name/point/box).
-    return _type_problem(column.type_oid, types or {}, column.element_oid if column.element_kind else None)
+def uncarriable_problem(column: Column) -> str | None:
+    """Why no channel can carry this column (None when one can)."""
+    for oid in (column.resolved_oid, column.resolved_element_oid):
+        if oid in INPUT_REJECTED_TYPES:
+            return f"PostgreSQL accepts no input for type {INPUT_REJECTED_TYPES[oid]}, so nothing can write it"
+    return None
 
 
-def unsupported_columns(tables: Iterable[TableInfo], types: Mapping[int, PgTypeFacts] | None = None) -> list[str]:
-    """Every column the pipeline cannot carry, as `schema.table.column: type (why)`. Stored generated
-    columns are skipped: logical replication does not send them, the target computes its own."""
-    found = []
-    for t in tables:
-        for c in t.columns:
-            if c.generated:
-                continue
-            why = column_problem(c, types)
-            if why:
-                found.append(f"{t.ref.qualified}.{c.name}: {c.type_name} ({why})")
-    return found
+def _judged(tables: Iterable[TableInfo]) -> Iterable[tuple[TableInfo, Column]]:
+    """Columns the rules judge: stored generated columns are not, logical replication does not send them and
+    the target computes its own."""
+    return ((t, c) for t in tables for c in t.columns if not c.generated)
 
 
-def lossy_columns(tables: Iterable[TableInfo]) -> list[str]:
-    """Columns whose streamed values Debezium normalizes (LOSSY_WHEN_STREAMED), as `schema.table.column`."""
-    return [
-        f"{t.ref.qualified}.{c.name}"
-        for t in tables
-        for c in t.columns
-        if not c.generated and c.type_oid in LOSSY_WHEN_STREAMED
-    ]
+def _listed(tables: Iterable[TableInfo], problem: Callable[[Column], str | None]) -> list[str]:
+    return [f"{t.ref.qualified}.{c.name}: {c.type_name} ({why})" for t, c in _judged(tables) if (why := problem(c))]
+
+
+def uncarriable_columns(tables: Iterable[TableInfo]) -> list[str]:
+    """Every column no channel can carry, as `schema.table.column: type (why)`."""
+    return _listed(tables, uncarriable_problem)
+
+
+def routed_columns(tables: Iterable[TableInfo]) -> list[str]:
+    """Every column Debezium cannot carry exactly, so that its table travels by the native channel."""
+    return _listed(tables, debezium_problem)
+
+
+def routes_to_native_channel(table: TableInfo) -> bool:
+    return any(debezium_problem(c) for _, c in _judged([table]))

@@ -1,8 +1,10 @@
 """Tables Debezium cannot carry exactly travel by PostgreSQL's own logical replication instead.
 
-Two kinds: tables without a primary key, and tables with a column whose streamed values Debezium
-normalizes (`column_types.LOSSY_WHEN_STREAMED`: timetz offsets become +00 before any converter sees
-them). PostgreSQL's logical replication carries every value in its own text form, exactly.
+Three kinds: tables without a primary key; tables with a column Debezium has no mapping for, or whose
+streamed values it normalizes (`column_types.debezium_problem`: composites, multiranges, pg_lsn, the
+geometric types, extension types it does not know; timetz offsets become +00 before any converter sees
+them); and tables with a double quote in a name. PostgreSQL's logical replication carries every value in
+its own text form, exactly.
 
 Keyless tables: the JDBC sink applies a change by its Kafka key. A keyless table has none, so the sink could only key
 it by the whole row: exact duplicate rows (legal in such a table) would collapse into one, and an
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgmigrate.catalog import TableInfo, TableRef
-from pgmigrate.column_types import LOSSY_WHEN_STREAMED
+from pgmigrate.column_types import routes_to_native_channel
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.naming import MigrationNames
 from pgmigrate.publication import drop_publication, ensure_publication
@@ -40,13 +42,13 @@ _SYNCED_STATES = ("r", "s")
 
 
 def needs_native_channel(table: TableInfo) -> bool:
-    """Keyless tables, tables with a type Debezium alters when streamed, and tables with a double quote in their
+    """Keyless tables, tables with a type Debezium cannot carry exactly, and tables with a double quote in their
     schema, table or a column name: Debezium 3.6's source parses the table names pgoutput sends without
     unescaping quotes ("Unexpected input", the task fails on the table's first change), and its JDBC sink quotes
     column names without doubling an embedded quote (a syntax error on the first write)."""
     return (
         not table.primary_key
-        or any(c.type_oid in LOSSY_WHEN_STREAMED and not c.generated for c in table.columns)
+        or routes_to_native_channel(table)
         or any('"' in name for name in (table.ref.schema, table.ref.name, *(c.name for c in table.columns)))
     )
 

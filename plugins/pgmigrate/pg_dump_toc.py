@@ -88,12 +88,17 @@ def parse_toc(listing: str) -> list[TocEntry]:
     return entries
 
 
+# What a subset keeps for its own sake: tables, and views (one that reads no table, e.g. over an enum's values or
+# a function, is still the application's; one over a table left out is dropped with it).
+_ANCHORS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW"})
+
+
 def select_entries(entries: list[TocEntry], wanted_tables: set[int] | None) -> set[int]:
     """Dump ids to restore. `wanted_tables`: source oids of the tables to copy (with their partitions), or
     None for everything in the dumped schemas.
 
     An entry is dropped when it is excluded, is an unwanted table, or needs a dropped one (a foreign key to
-    a table left out, a view over it). For a subset, objects not tied to any table (types, functions,
+    a table left out, a view over it). For a subset, objects not tied to any table or view (types, functions,
     schemas, extensions) are kept only when something kept depends on them. Sequences are the exception:
     every one is kept, because an application may use a sequence through `nextval('invoice_no')` alone, with
     no column default naming it. A sequence owned by a column left out (serial, OWNED BY) is still created,
@@ -122,7 +127,7 @@ def select_entries(entries: list[TocEntry], wanted_tables: set[int] | None) -> s
             e = by_id.get(i)
             if e is None or i in seen:
                 return False
-            anchored[i] = e.desc == "TABLE" or any(is_anchored(d, seen | {i}) for d in needs[i])
+            anchored[i] = e.desc in _ANCHORS or any(is_anchored(d, seen | {i}) for d in needs[i])
         return anchored[i]
 
     alive = [e for e in entries if not is_dropped(e.dump_id)]

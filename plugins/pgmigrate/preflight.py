@@ -21,8 +21,9 @@ import psycopg
 from psycopg import sql
 
 from pgmigrate.catalog import TableInfo, TableRef, UnknownTables, list_tables, select_tables
-from pgmigrate.column_types import PgTypeFacts, lossy_columns, unsupported_columns
+from pgmigrate.column_types import routed_columns, uncarriable_columns
 from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.large_objects import large_object_summary
 from pgmigrate.native_replication import split_by_channel
 from pgmigrate.params import MigrationParams
 from pgmigrate.preflight_rules import (
@@ -32,6 +33,7 @@ from pgmigrate.preflight_rules import (
     check_column_types,
     check_connection,
     check_distinct_databases,
+    check_large_objects,
     check_names,
     check_params,
     check_primary_keys,
@@ -139,31 +141,12 @@ def _connect(endpoint: PgEndpoint) -> tuple[psycopg.Connection | None, str | Non
         return None, str(exc)
 
 
-_TYPE_FACTS_SQL = """
-SELECT t.oid, t.typname, t.typtype, nullif(t.typbasetype, 0),
-       CASE WHEN t.typcategory = 'A' THEN nullif(t.typelem, 0) END
-FROM pg_type t WHERE t.oid = ANY(%s)
-"""
-
-
 def _database_identity(conn: psycopg.Connection) -> DatabaseIdentity:
     row = conn.execute(
         "SELECT (SELECT system_identifier::text FROM pg_control_system()), oid FROM pg_database "
         "WHERE datname = current_database()"
     ).fetchone()
     return DatabaseIdentity(row[0], row[1])
-
-
-def _type_facts(conn: psycopg.Connection, tables: list[TableInfo]) -> dict[int, PgTypeFacts]:
-    """Facts of every user-defined type the columns use, following domains to their base types."""
-    wanted = {o for t in tables for c in t.columns for o in (c.type_oid, c.element_oid) if o}
-    facts: dict[int, PgTypeFacts] = {}
-    while wanted:
-        rows = conn.execute(_TYPE_FACTS_SQL, (sorted(wanted),)).fetchall()
-        for oid, name, kind, base, elem in rows:
-            facts[oid] = PgTypeFacts(oid, name, kind, base, elem)
-        wanted = {o for f in facts.values() for o in (f.base_oid, f.element_oid) if o and o not in facts}
-    return facts
 
 
 def _leaf_identities(conn: psycopg.Connection, tables: list[TableInfo]) -> dict[TableRef, tuple[str, bool, bool]]:
@@ -246,7 +229,7 @@ def _target_states(conn: psycopg.Connection, refs: list[TableRef]) -> dict[Table
 
 _SOURCE_CHECKS = (
     "params", "wal_level", "replication_capacity", "source_role", "unlogged_tables", "replica_identity",
-    "primary_keys", "column_types", "names",
+    "primary_keys", "column_types", "large_objects", "names",
 )  # fmt: skip
 
 
@@ -387,9 +370,8 @@ def _source_checks(
     results.append(check_replica_identity(gaps, applied, error, partition_of))
     results.append(check_primary_keys(selected, names.native_subscription))
 
-    results.append(
-        check_column_types(unsupported_columns(selected, _type_facts(conn, selected)), lossy_columns(selected))
-    )
+    results.append(check_column_types(uncarriable_columns(selected), routed_columns(selected)))
+    results.append(check_large_objects(*large_object_summary(conn)))
     connectors = [names.source_connector, names.sink_connector]
     results.append(
         check_names(

@@ -320,22 +320,39 @@ def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int, side
     return CheckResult(name, ok=True, detail=f"{side} role {facts['role']} can create the native subscription")
 
 
-def check_column_types(problems: list[str], timetz_columns: list[str] | None = None) -> CheckResult:
-    if not problems:
-        detail = "every column type maps to a Debezium type"
-        if timetz_columns:
+def check_column_types(uncarriable: list[str], routed: list[str] | None = None) -> CheckResult:
+    """`uncarriable`: columns no channel can carry (refused); `routed`: columns Debezium cannot carry exactly, whose
+    tables therefore travel by PostgreSQL's own logical replication (the native channel), named so that the
+    routing is never a surprise. Both as `column_types.uncarriable_columns` renders them."""
+    if not uncarriable:
+        detail = "every column type is carried exactly"
+        if routed:
             detail += (
-                f"; {_n(len(timetz_columns), 'timetz column')} ({', '.join(timetz_columns)}): Debezium would turn "
-                "streamed offsets into +00, so their tables travel by PostgreSQL logical replication (exact)"
+                f"; {_n(len(routed), 'column')} Debezium cannot carry exactly, so their tables travel by PostgreSQL "
+                f"logical replication (the native channel): {'; '.join(routed)}"
             )
         return CheckResult("column_types", ok=True, detail=detail)
     return CheckResult(
         "column_types",
         ok=False,
-        problem=f"{_n(len(problems), 'column')} of types the pipeline cannot carry (Debezium would drop them "
-        "silently): " + "; ".join(problems),
-        fix="Change these columns to a supported type on the source (e.g. ALTER TABLE … ALTER COLUMN … TYPE text "
-        "USING …::text, or jsonb for composites), or leave their tables out of `tables`.",
+        problem=f"{_n(len(uncarriable), 'column')} of types neither Debezium nor PostgreSQL logical replication can "
+        "carry: " + "; ".join(uncarriable),
+        fix="Store these values in a type PostgreSQL can read back, on the source (e.g. ALTER TABLE … ALTER COLUMN … "
+        "TYPE text USING …::text), or drop the column, or leave its table out of `tables`.",
+    )
+
+
+def check_large_objects(count: int, total_bytes: int | None) -> CheckResult:
+    """Large objects are copied with their oids after the load (`large_objects`); never streamed afterwards."""
+    if not count:
+        return CheckResult("large_objects", ok=True, detail="no large objects")
+    size = f", {total_bytes / 1e6:.1f} MB" if total_bytes is not None else ""
+    return CheckResult(
+        "large_objects",
+        ok=True,
+        detail=f"{_n(count, 'large object')}{size}: copied with their oids after the initial load (apply_post_data) "
+        "and compared by validation; changes to large objects after that copy are NOT streamed (logical decoding "
+        "does not carry them): stop writing them before the load, or rerun apply_post_data before the cutover",
     )
 
 

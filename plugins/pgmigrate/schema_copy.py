@@ -37,7 +37,8 @@ Choices worth knowing:
   no GRANTs copied), which suits the local stack and a single application role. A production target with
   several roles needs the roles created first and a restore without those flags.
 - Also left out: publications/subscriptions (the migration makes its own), security labels, tablespaces,
-  foreign tables, event triggers. Materialized views are created empty (schema-only): refresh at cutover.
+  foreign tables, event triggers, large objects (`large_objects` copies them after the load). Materialized
+  views are created empty (schema-only): `materialized_views` refreshes them after the load and before the pause.
 - pg_dump must be at least the source server's major version: set PGMIGRATE_PG_BIN to its directory.
 """
 

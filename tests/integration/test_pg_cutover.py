@@ -83,6 +83,7 @@ CREATE TABLE events (id serial PRIMARY KEY, kind text, at timestamptz NOT NULL D
 CREATE TABLE audit (at timestamptz NOT NULL DEFAULT clock_timestamp(), what text);
 ALTER TABLE audit REPLICA IDENTITY FULL;
 INSERT INTO audit (what) SELECT 'seed' FROM generate_series(1, 10);
+CREATE MATERIALIZED VIEW order_totals AS SELECT account, count(*) AS orders FROM orders GROUP BY account;
 -- Not owned by any column: the application calls nextval() itself.
 CREATE SEQUENCE invoice_no START 1000 INCREMENT 5;
 DO $$ BEGIN
@@ -605,6 +606,10 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
         conn.execute("ALTER TABLE orders DROP CONSTRAINT orders_account_fkey")
         conn.execute("ALTER TABLE orders ADD CONSTRAINT orders_account_fkey FOREIGN KEY (account) "
                      "REFERENCES accounts (id) NOT VALID")  # fmt: skip
+        view_at_load = conn.execute("SELECT sum(orders) FROM order_totals").fetchone()[0]
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
+        conn.execute("INSERT INTO orders (account, amount) SELECT 1, 1 FROM generate_series(1, 10)")
+        orders_before = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
     run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": True})
     _wait_for_task(api, run_id, "pre_validate", ("success",))
     bench = Pgbench(tmp_path, rate=100, seconds=45)  # from before the pause until after the switch
@@ -636,7 +641,11 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
         fk_valid = conn.execute(
             "SELECT convalidated FROM pg_constraint WHERE conname = 'orders_account_fkey'"
         ).fetchone()
+        view_now = conn.execute("SELECT sum(orders) FROM order_totals").fetchone()[0]
     assert after > 0, "pgbench's writes after the switch must land on the target"
+    # Refreshed before the pause: it counts every order written before pg_cutover started, unlike the load's refresh.
+    assert view_at_load < orders_before <= view_now, (view_at_load, orders_before, view_now)
+    assert states["refresh_materialized_views"] == "success", states
     assert fk_valid == (True,), "validate_foreign_keys must validate what streaming left NOT VALID"
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
         source_last = [conn.execute(f"SELECT last_value FROM {s}").fetchone()[0]  # noqa: S608 - fixed names
@@ -648,21 +657,30 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
     assert (backup / "source.dump" / "toc.dat").exists() and (backup / "connectors.json").exists()
 
 
-def test_the_forward_slot_kept_after_the_cutover_is_alerted_naming_teardown(streaming_migration):
+def test_the_forward_slot_and_ddl_on_the_target_after_the_cutover_are_alerted(streaming_migration):
     """After the cutover the forward slot stays on the source for a rollback and keeps its WAL: the monitor says so
-    once it retains more than `slot_retained_wal_mb` (0 here: any WAL), naming pg_migration_teardown."""
+    once it retains more than `slot_retained_wal_mb` (0 here: any WAL), naming pg_migration_teardown. A table
+    created on the target then is DDL reverse replication does not carry: a P1 naming it."""
     api = streaming_migration
     control = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
     override_alert_thresholds(api, MIGRATION_ID, {"slot_retained_wal_mb": 0})
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        conn.execute("CREATE TABLE notes_after_cutover (id int PRIMARY KEY, body text)")
     try:
         run_id, run, states = run_other_dag(api, "pg_migration_monitor", {"migration_ids": [MIGRATION_ID]}, timeout=240)
         assert run["state"] == "success", f"pg_migration_monitor {run_id}: {states}"
-        alerts = [a for a in AlertStore(control).alerts(MIGRATION_ID, open_only=True)
-                  if a["condition"] == "forward_slot_retained"]  # fmt: skip
+        open_alerts = AlertStore(control).alerts(MIGRATION_ID, open_only=True)
+        alerts = [a for a in open_alerts if a["condition"] == "forward_slot_retained"]
         assert len(alerts) == 1 and alerts[0]["severity"] == "P2", alerts
         assert NAMES.slot in alerts[0]["message"] and "pg_migration_teardown" in alerts[0]["message"], alerts
+        ddl = [a for a in open_alerts if a["condition"] == "target_ddl_after_cutover"]
+        assert len(ddl) == 1 and ddl[0]["severity"] == "P1", open_alerts
+        assert "tables created on the target: public.notes_after_cutover" in ddl[0]["message"], ddl
+        assert not [a for a in open_alerts if a["condition"] == "schema_mismatch"], open_alerts
     finally:
         override_alert_thresholds(api, MIGRATION_ID, None)
+        with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS notes_after_cutover")
 
 
 def test_rollback_without_reverse_connectors_still_replays_every_target_write(streaming_migration, tmp_path):

@@ -11,7 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+from every_type import create_every_type_tables, every_type_changes
 from harness import (
+    CONTROL,
     SOURCE_PORT,
     TARGET_PORT,
     ConcurrentWriter,
@@ -30,7 +32,9 @@ from pgmigrate.airflow_api import put_postgres_connection
 from pgmigrate.connect_client import ConnectClient
 from pgmigrate.databases import drop_database, recreate_database
 from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.large_objects import compare_large_objects
 from pgmigrate.naming import MigrationNames
+from pgmigrate.state import MigrationStateStore
 from pgmigrate.teardown import teardown_migration
 
 SQL = Path(__file__).parent / "sql"
@@ -165,9 +169,10 @@ def fidelity_databases():
         conn.execute((SQL / "fidelity_toast.sql").read_text())
         conn.execute((SQL / "fidelity_truncate.sql").read_text())
         conn.execute((SQL / "fidelity_names.sql").read_text())
+        every_type_columns = create_every_type_tables(conn)
     put_postgres_connection(api, "e2e_source", endpoint(SOURCE_PORT, "e2e_src"))
     put_postgres_connection(api, "e2e_target", endpoint(TARGET_PORT, "e2e_dst"))
-    yield api
+    yield api, every_type_columns
     for migration_id in ("e2e-copy", "e2e-debezium"):
         teardown_migration(
             CONNECT,
@@ -182,9 +187,11 @@ def fidelity_databases():
 
 @pytest.mark.parametrize("snapshot_method", ["copy", "debezium"])
 def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_method):
-    api = fidelity_databases
+    api, every_type_columns = fidelity_databases
     migration_id = f"e2e-{snapshot_method}"
-    writer = ConcurrentWriter("e2e_src", fidelity_changes, rate=20).start()
+    writer = ConcurrentWriter(
+        "e2e_src", lambda i: fidelity_changes(i) + every_type_changes(i, every_type_columns), rate=20
+    ).start()
     try:
         run_id, run, states = run_dag(
             api,
@@ -224,6 +231,30 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
     assert states["validate"] == "success"
     assert requests.get("http://127.0.0.1:8083/connectors", timeout=5).ok
     assert task_states(api, run_id)["wait_caught_up"] == "success"
+    # Every type walked from pg_type: Debezium carries the first table, the native channel (publication) the second.
+    with psycopg.connect(conninfo(SOURCE_PORT, "e2e_src"), autocommit=True) as conn:
+        native_tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_publication_tables WHERE pubname = %s",
+                                                     (names.native_publication,))}  # fmt: skip
+    assert "every_type_native" in native_tables and "every_type_debezium" not in native_tables, native_tables
+    # Materialized views: refreshed on the target after the load (the one WITH NO DATA on the source stays so), and
+    # compared by validate: identical where the source's is current, named (not failed) where it is stale.
+    with psycopg.connect(conninfo(TARGET_PORT, "e2e_dst"), autocommit=True) as conn:
+        populated = dict(conn.execute("SELECT relname, relispopulated FROM pg_class WHERE relkind = 'm'").fetchall())
+    assert populated == {"mood_labels": True, "misc_counts": True, "misc_later": False}, populated
+    views = {v["view"]: v["status"] for v in MigrationStateStore(CONTROL).get(migration_id)["last_validation"]
+             ["materialized_views"]}  # fmt: skip
+    assert views == {"public.mood_labels": "identical", "public.misc_counts": "stale"}, views
+    # Large objects: on the target with their oids and contents (independent check), and validate compares them.
+    los = {}
+    for port, db in ((SOURCE_PORT, "e2e_src"), (TARGET_PORT, "e2e_dst")):
+        with psycopg.connect(conninfo(port, db), autocommit=True) as conn:
+            query = "SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid"
+            los[port] = conn.execute(query).fetchall()
+    assert los[TARGET_PORT] == los[SOURCE_PORT] and len(los[SOURCE_PORT]) == 3, los
+    with psycopg.connect(conninfo(TARGET_PORT, "e2e_dst"), autocommit=True) as conn:
+        conn.execute("SELECT lo_put(9000003, 1000000, 'damaged')")
+    differences = compare_large_objects(endpoint(SOURCE_PORT, "e2e_src"), endpoint(TARGET_PORT, "e2e_dst"))
+    assert len(differences) == 1 and "large object 9000003: 1572864 bytes" in differences[0], differences
     # Progress per table is visible while the initial load runs (rows on the target / source estimate).
     progress = re.findall(r"snapshot: (\d+)/(\d+) rows", task_log(api, run_id, "wait_snapshot"))
     assert progress and all(int(total) > 0 for _, total in progress), progress[:5]

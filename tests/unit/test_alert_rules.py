@@ -259,3 +259,17 @@ def test_the_forward_slot_kept_after_cutover_is_a_p2_past_its_threshold_naming_t
     # Not read (before the cutover, or the source did not answer): neither raised nor resolved.
     assert "forward_slot_retained" not in evaluate(M, Readings(phase="streaming"), thresholds, set()).evaluated
     assert Thresholds.from_mapping({"slot_retained_wal_mb": 5}).slot_retained_wal_mb == 5.0
+
+
+def test_schema_differences_after_the_cutover_are_ddl_on_the_target_naming_created_tables():
+    created = {"kind": "table", "object": "public.notes", "source": None, "target": "r"}
+    streaming = evaluate(M, Readings(phase="streaming", schema_differences=[created]), Thresholds(), set())
+    assert [a.condition for a in streaming.active] == ["schema_mismatch"]
+    after = evaluate(M, Readings(phase="cut_over", schema_differences=[created]), Thresholds(), set())
+    [alert] = after.active
+    assert (alert.severity, alert.condition) == ("P1", "target_ddl_after_cutover")
+    assert "tables created on the target: public.notes" in alert.message
+    assert "reverse replication" in alert.action and "pg_migration_teardown" in alert.action
+    # The other condition is evaluated too, so an open schema_mismatch from before the cutover resolves.
+    assert {"schema_mismatch", "target_ddl_after_cutover"} <= after.evaluated
+    assert evaluate(M, Readings(phase="cut_over", schema_differences=[]), Thresholds(), set()).active == []

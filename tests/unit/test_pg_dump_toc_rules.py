@@ -88,3 +88,21 @@ def test_every_table_keeps_every_sequence_and_its_ownership():
     entries = parse_toc(LISTING)
     assert select_entries(entries, None) == {e.dump_id for e in entries if e.desc != "ENCODING"}
     assert select_entries(entries, {TABLE_A, TABLE_B, TABLE_C}) == select_entries(entries, None)
+
+
+VIEWS = LISTING + """230; 1247 16700 TYPE public mood postgres
+;\tdepends on: 4
+231; 1259 16710 MATERIALIZED VIEW public mood_labels postgres
+;\tdepends on: 230 4
+232; 1259 16720 VIEW public b_ids postgres
+;\tdepends on: 218 4
+233; 1259 16730 VIEW public clock postgres
+;\tdepends on: 4
+"""
+
+
+def test_subset_keeps_views_that_read_no_table_and_drops_views_over_tables_left_out():
+    kept = select_entries(parse_toc(VIEWS), {TABLE_A})
+    # A (materialized) view over an enum's values or a function is the application's, though no table anchors it.
+    assert {230, 231, 233} <= kept
+    assert 232 not in kept  # reads b, which is left out

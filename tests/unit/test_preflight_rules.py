@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.column_types import PgTypeFacts, lossy_columns, unsupported_columns
+from pgmigrate.column_types import routed_columns, uncarriable_columns
 from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.native_replication import needs_native_channel
 from pgmigrate.preflight import PreflightError, PreflightReport
 from pgmigrate.preflight_rules import (
     CheckResult,
@@ -31,8 +32,13 @@ pytestmark = pytest.mark.unit
 SOURCE = PgEndpoint("db.example", 5432, "shop", "migrator", "s3cret-pass")
 
 
-def col(name, type_name, oid, kind="b", element_oid=None, element_kind=None, generated=""):
-    return Column(name, type_name, oid, kind, element_kind, element_oid, "", generated, False, True)
+def col(name, type_name, oid, kind="b", element_oid=None, element_kind=None, generated="", base=None):
+    """`base`: (oid, typtype, typname, element oid) of the type under the column's domains, as catalog reads it."""
+    base_oid, base_kind, base_name, base_elem = base or (oid, kind, type_name, element_oid if element_kind else None)
+    return Column(
+        name, type_name, oid, kind, element_kind, element_oid, "", generated, False, True,
+        base_oid, base_kind, base_name, base_elem,
+    )  # fmt: skip
 
 
 def table(name, columns=(), pk=("id",), ident="d", ri_index=False, kind="r", partitions=(), schema="public"):
@@ -50,24 +56,10 @@ def table(name, columns=(), pk=("id",), ident="d", ri_index=False, kind="r", par
 # --- column types ---------------------------------------------------------------------------------
 
 MOOD, ADDR, POSINT, BOXDOM, CITEXT, CUBE, INTDOM, MYRANGE = 20001, 20002, 20003, 20004, 20005, 20006, 20007, 20008
-ARR_MOOD, ARR_POSINT, ARR_CITEXT, ARR_CUBE = 20101, 20103, 20105, 20106
-TYPES = {
-    MOOD: PgTypeFacts(MOOD, "mood", "e"),
-    ADDR: PgTypeFacts(ADDR, "addr", "c"),
-    POSINT: PgTypeFacts(POSINT, "posint", "d", base_oid=23),
-    BOXDOM: PgTypeFacts(BOXDOM, "boxdom", "d", base_oid=603),
-    INTDOM: PgTypeFacts(INTDOM, "intdom", "d", base_oid=POSINT),  # a domain over a domain over integer
-    CITEXT: PgTypeFacts(CITEXT, "citext", "b"),
-    CUBE: PgTypeFacts(CUBE, "cube", "b"),
-    MYRANGE: PgTypeFacts(MYRANGE, "floatrange", "r"),
-    ARR_MOOD: PgTypeFacts(ARR_MOOD, "_mood", "b", element_oid=MOOD),
-    ARR_POSINT: PgTypeFacts(ARR_POSINT, "_posint", "b", element_oid=POSINT),
-    ARR_CITEXT: PgTypeFacts(ARR_CITEXT, "_citext", "b", element_oid=CITEXT),
-    ARR_CUBE: PgTypeFacts(ARR_CUBE, "_cube", "b", element_oid=CUBE),
-}
+ARR_MOOD, ARR_POSINT, ARR_CITEXT, ARR_CUBE, ARRDOM = 20101, 20103, 20105, 20106, 20107
 
 
-def test_supported_types_pass():
+def test_types_debezium_carries_stay_on_debezium():
     t = table(
         "ok",
         [
@@ -81,8 +73,9 @@ def test_supported_types_pass():
             col("ids", "uuid[]", 2951, element_oid=2950, element_kind="b"),
             col("m", "mood", MOOD, kind="e"),
             col("ms", "mood[]", ARR_MOOD, element_oid=MOOD, element_kind="e"),
-            col("n", "posint", POSINT, kind="d"),
-            col("nn", "intdom", INTDOM, kind="d"),
+            col("n", "posint", POSINT, kind="d", base=(23, "b", "int4", None)),
+            col("nn", "intdom", INTDOM, kind="d", base=(23, "b", "int4", None)),  # a domain over a domain
+            col("ad", "arrdom", ARRDOM, kind="d", base=(1007, "b", "_int4", 23)),  # a domain over int[]
             col("email", "citext", CITEXT),
             col("emails", "citext[]", ARR_CITEXT, element_oid=CITEXT, element_kind="b"),
             col("money", "money", 790),
@@ -91,50 +84,72 @@ def test_supported_types_pass():
             col("iv", "interval[]", 1187, element_oid=1186, element_kind="b"),
             col("pd", "posint[]", ARR_POSINT, element_oid=POSINT, element_kind="d"),
             col("cs", "cube[]", ARR_CUBE, element_oid=CUBE, element_kind="b"),
+            col("ats", "timetz[]", 1270, element_oid=1266, element_kind="b"),  # offsets included
+            col("lsns", "pg_lsn[]", 3221, element_oid=3220, element_kind="b"),
         ],
     )
-    assert unsupported_columns([t], TYPES) == []
+    assert routed_columns([t]) == []
+    assert uncarriable_columns([t]) == []
+    assert not needs_native_channel(t)
 
 
-def test_unsupported_types_are_listed_with_table_column_and_type():
+def test_types_debezium_cannot_carry_route_the_table_to_the_native_channel_by_name():
     t = table(
-        "bad",
+        "routed",
         [
             col("id", "bigint", 20),
             col("b", "box", 603, element_oid=600),
             col("lsn", "pg_lsn", 3220),
             col("q", "tsquery", 3615),
             col("a", "addr", ADDR, kind="c"),
-            col("bd", "boxdom", BOXDOM, kind="d"),
+            col("bd", "boxdom", BOXDOM, kind="d", base=(603, "b", "box", None)),
             col("c", "cube", CUBE),
             col("fr", "floatrange", MYRANGE, kind="r"),
             col("mr", "int4multirange", 4451, kind="m"),
+            col("iv", "int2vector", 22, element_oid=21),  # array category, but not a real array: '1 2 3'
+            col("at", "timetz", 1266),
         ],
         schema="Sales",
     )
-    found = [f.replace('"', "") for f in unsupported_columns([t], TYPES)]  # TableRef quotes "Sales"
+    found = [f.replace('"', "") for f in routed_columns([t])]  # TableRef quotes "Sales"
     assert [f.split(":")[0] for f in found] == [
-        'Sales.bad.b', 'Sales.bad.lsn', 'Sales.bad.q', 'Sales.bad.a', 'Sales.bad.bd', 'Sales.bad.c',
-        'Sales.bad.fr', 'Sales.bad.mr',
+        'Sales.routed.b', 'Sales.routed.lsn', 'Sales.routed.q', 'Sales.routed.a', 'Sales.routed.bd',
+        'Sales.routed.c', 'Sales.routed.fr', 'Sales.routed.mr', 'Sales.routed.iv', 'Sales.routed.at',
     ]  # fmt: skip
-    assert "Sales.bad.b: box (built-in type Debezium has no mapping for)" in found
-    assert any(f.startswith("Sales.bad.a: addr (composite type") for f in found)
-    assert any(f.startswith("Sales.bad.bd: boxdom (domain over an unsupported type") for f in found)
-
-
-def test_timetz_columns_pass_with_a_note_that_streamed_offsets_become_utc():
-    ats = col("ats", "timetz[]", 1270, element_oid=1266, element_kind="b")
-    t = table("t", [col("id", "bigint", 20), col("at", "timetz", 1266), ats])
-    assert unsupported_columns([t]) == []
-    result = check_column_types([], lossy_columns([t]))
+    assert "Sales.routed.b: box (built-in type Debezium has no mapping for)" in found
+    assert any(f.startswith("Sales.routed.a: addr (composite type") for f in found)
+    assert any(f.startswith("Sales.routed.at: timetz (Debezium turns streamed timetz offsets into +00") for f in found)
+    assert uncarriable_columns([t]) == []
+    assert needs_native_channel(t)
+    result = check_column_types(uncarriable_columns([t]), routed_columns([t]))
     assert result.ok
-    assert "public.t.at" in result.detail and "+00" in result.detail
-    assert "ats" not in result.detail  # arrays travel as text, offsets included
+    assert "native channel" in result.detail and "Sales".lower() in result.detail.lower()
+    assert "routed.lsn: pg_lsn" in result.detail.replace('"', "")
+
+
+def test_types_no_channel_can_carry_are_refused_by_name_with_the_fix():
+    t = table(
+        "stats",
+        [
+            col("id", "bigint", 20),
+            col("plan", "pg_node_tree", 194),
+            col("nd", "pg_ndistinct", 3361),
+            col("gs", "gtsvector[]", 3644, element_oid=3642, element_kind="b"),
+            col("ok", "text", 25),
+        ],
+    )
+    found = uncarriable_columns([t])
+    assert [f.split(":")[0] for f in found] == ["public.stats.plan", "public.stats.nd", "public.stats.gs"]
+    assert "accepts no input for type pg_node_tree" in found[0]
+    result = check_column_types(found, routed_columns([t]))
+    assert not result.ok
+    assert "public.stats.plan" in result.problem and "TYPE text" in result.fix
 
 
 def test_generated_columns_are_not_judged():
     t = table("g", [col("id", "bigint", 20), col("b", "box", 603, generated="s")])
-    assert unsupported_columns([t]) == []
+    assert routed_columns([t]) == []
+    assert not needs_native_channel(t)
 
 
 # --- replica identity -----------------------------------------------------------------------------

@@ -156,6 +156,19 @@ class PrepareReverseOperator(CutoverStepOperator):
         return {"publication": m.names.reversed().publication}
 
 
+class RefreshMaterializedViewsOperator(CutoverStepOperator):
+    """Before the pause: the target's materialized views refreshed from the data streamed so far, so the clients
+    find contents as fresh as the source's tables (a REFRESH costs its query: never inside the pause)."""
+
+    def execute(self, context: Any) -> dict:
+        from pgmigrate.materialized_views import refresh_materialized_views
+
+        m = self.migration(context)
+        refreshed = refresh_materialized_views(m.source, m.target, m.params.schemas)
+        self.log.info("materialized views refreshed on the target: %s", ", ".join(refreshed) or "none in the schemas")
+        return {"refreshed": refreshed}
+
+
 class BackupSourceOperator(CutoverStepOperator):
     """pg_dump of the source (directory format, parallel) plus the connector configs, before anything changes."""
 

@@ -8,6 +8,7 @@ Each mapped compare pushes its result under the XCom key `diff` before it fails,
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -103,13 +104,16 @@ class SelectValidationTargetsOperator(ValidationOperator):
 
 
 class SchemaCompareOperator(ValidationOperator):
-    """Tables, columns and types, keys, indexes, constraints, sequences: source vs target."""
+    """Tables, columns and types, keys, indexes, constraints, sequences: source vs target; and the contents of the
+    materialized views (`materialized_views`: a stale source view is named, not failed)."""
 
     def execute(self, context: Any) -> dict:
+        from pgmigrate.large_objects import compare_large_objects
+        from pgmigrate.materialized_views import compare_materialized_views
         from pgmigrate.schema_compare import compare_schemas, format_schema_differences
 
         migration_ids = sorted({i["migration_id"] for i in context["ti"].xcom_pull(task_ids="select_tables") or []})
-        results = {}
+        results, view_results = {}, {}
         for migration_id in migration_ids:
             state = self.state(migration_id)
             params = MigrationParams.from_dict(state["params"])
@@ -126,7 +130,22 @@ class SchemaCompareOperator(ValidationOperator):
                 differences = [d for d in differences if d not in pending]
             self.log.info("schema of %s: %s", migration_id, format_schema_differences(differences))
             results[migration_id] = [d.as_dict() for d in differences]
+            views = compare_materialized_views(
+                self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id), list(params.schemas)
+            )
+            for view in views:
+                self.log.log(logging.INFO if view.ok else logging.ERROR, "materialized view %s", view.describe())
+            results[migration_id] += [{"kind": "materialized_view", **v.as_dict()} for v in views if not v.ok]
+            if state["phase"] != "cut_over":  # after the cutover the target's large objects are the application's
+                large_objects = compare_large_objects(
+                    self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
+                )
+                for difference in large_objects:
+                    self.log.error("%s: %s", migration_id, difference)
+                results[migration_id] += [{"kind": "large_object", "object": d} for d in large_objects]
+            view_results[migration_id] = [v.as_dict() for v in views]
         context["ti"].xcom_push(key="schema", value=results)
+        context["ti"].xcom_push(key="materialized_views", value=view_results)
         differing = {m: len(d) for m, d in results.items() if d}
         if differing:
             raise AirflowFailException(f"schemas differ: {differing} differences per migration (listed in the log)")

@@ -36,14 +36,24 @@ class CopySchemaOperator(MigrationOperator):
 
 
 class ApplyPostDataOperator(MigrationOperator):
-    """Secondary indexes, foreign keys, triggers and other constraints, after the initial load."""
+    """Secondary indexes, foreign keys, triggers and other constraints, after the initial load; then the large
+    objects are copied with their oids (`large_objects`) and the materialized views refreshed from the loaded data
+    (`materialized_views`). Safe to rerun: a rerun copies again only the large objects that changed."""
 
     def execute(self, context: Any) -> dict:
+        from pgmigrate.large_objects import copy_large_objects
+        from pgmigrate.materialized_views import refresh_materialized_views
         from pgmigrate.post_data import apply_post_data
 
         params = self.migration_params(context)
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
         tables = resolve_tables(source, params)
         result = apply_post_data(source, target, list(params.schemas), [t.ref for t in tables])
-        self.record(params, "post_data_applied", "indexes, constraints and triggers applied on the target")
-        return {k: v for k, v in result.items() if k != "statements"}
+        large_objects = copy_large_objects(source, target)
+        refreshed = refresh_materialized_views(source, target, params.schemas)
+        self.record(params, "post_data_applied", "indexes, constraints and triggers applied on the target"
+                    + (f"; {large_objects['large_objects']} large objects copied" if large_objects["large_objects"]
+                       else "")
+                    + (f"; {len(refreshed)} materialized views refreshed" if refreshed else ""))  # fmt: skip
+        return {**{k: v for k, v in result.items() if k != "statements"}, "large_objects": large_objects,
+                "materialized_views": refreshed}  # fmt: skip

@@ -77,3 +77,18 @@ $$ SELECT string_agg(md5(seed || i::text), '' ORDER BY i) FROM generate_series(1
 -- No primary key: exact duplicate rows are legal here and must survive (native logical replication path).
 CREATE TABLE public.audit_log (at date, actor text, action text, payload jsonb);
 ALTER TABLE public.audit_log REPLICA IDENTITY FULL;
+
+-- Materialized views: pg_dump creates them without data. One over a table the writer never changes (identical after
+-- the load's refresh), one over a table it changes (stale on the source: named, not failed), one left WITH NO DATA
+-- on the source (stays unpopulated on the target).
+CREATE MATERIALIZED VIEW public.mood_labels AS SELECT m, m::text AS label FROM unnest(enum_range(NULL::public.mood)) m;
+CREATE MATERIALIZED VIEW public.misc_counts AS SELECT e, count(*) AS n FROM public.types_misc GROUP BY e;
+CREATE MATERIALIZED VIEW public.misc_later AS SELECT id FROM public.types_misc WITH NO DATA;
+
+-- Large objects: not in the WAL's logical stream; copied with their oids after the load (a small one, an empty one
+-- and one of 1.5 MB, two lo_put chunks), so the oid column does not dangle on the target.
+CREATE TABLE public.documents (id int PRIMARY KEY, title text, content oid);
+INSERT INTO public.documents VALUES
+    (1, 'small', lo_from_bytea(9000001, 'héllo large object'::bytea)),
+    (2, 'empty', lo_from_bytea(9000002, ''::bytea)),
+    (3, 'big', lo_from_bytea(9000003, decode(repeat(md5('x'), 98304), 'hex')));
