@@ -60,7 +60,9 @@ install_jars() {
   fi
   command -v mvn >/dev/null || die "Maven (mvn) not found; install it: apt-get install maven"
   log "install: resolving Kafka 4.1.1 and Debezium plugin archives with Maven into $LIB"
-  rm -rf "$LIB/kafka" "$LIB/connect-plugins"
+  # The dependency plugin's unpack markers (include/stack/target) go too: with them it would skip an archive
+  # ("already unpacked") whose directory was just removed, e.g. the sink's when only the source's version changed.
+  rm -rf "$LIB/kafka" "$LIB/connect-plugins" "$REPO/include/stack/target"
   mkdir -p "$LOGS"
   if ! mvn -B -Dstyle.color=never -f "$REPO/include/stack/pom.xml" -Dstack.lib="$LIB" package \
       >"$LOGS/install-maven.log" 2>&1; then

@@ -4,17 +4,20 @@
 # (include/stack/pom.xml), so both stacks run the same plugin versions, plus our converter (include/converters).
 # Build context: the repository root (see connect.Dockerfile.dockerignore).
 ARG KAFKA_VERSION=4.1.1
-ARG DEBEZIUM_VERSION=3.6.0.Final
+ARG DEBEZIUM_SOURCE_VERSION=3.7.0.Final
+ARG DEBEZIUM_SINK_VERSION=3.6.0.Final
 
 FROM maven:3.9-eclipse-temurin-17 AS plugins
 ARG KAFKA_VERSION
-ARG DEBEZIUM_VERSION
+ARG DEBEZIUM_SOURCE_VERSION
+ARG DEBEZIUM_SINK_VERSION
 WORKDIR /build
 COPY include/stack/pom.xml pom.xml
 # The -D flags override the pom's properties, so the build ARGs are the single knob here.
 RUN --mount=type=cache,target=/root/.m2 \
     mvn -B -f pom.xml -Dstack.lib=/stack/lib \
-        -Dkafka.version="${KAFKA_VERSION}" -Ddebezium.version="${DEBEZIUM_VERSION}" package \
+        -Dkafka.version="${KAFKA_VERSION}" -Ddebezium.source.version="${DEBEZIUM_SOURCE_VERSION}" \
+        -Ddebezium.sink.version="${DEBEZIUM_SINK_VERSION}" package \
  && test -d /stack/lib/connect-plugins/debezium-connector-postgres \
  && test -d /stack/lib/connect-plugins/debezium-connector-jdbc
 # Our Connect classes (see include/converters/pom.xml) go into both Debezium plugin dirs: the converter, the TOAST
@@ -28,9 +31,11 @@ RUN --mount=type=cache,target=/root/.m2 \
  && cp converters/target/pgmigration-converters.jar /stack/lib/connect-plugins/debezium-connector-jdbc/
 
 FROM apache/kafka:${KAFKA_VERSION}
-ARG DEBEZIUM_VERSION
+ARG DEBEZIUM_SOURCE_VERSION
+ARG DEBEZIUM_SINK_VERSION
 LABEL org.opencontainers.image.title="pgmigration-connect" \
-      io.debezium.version="${DEBEZIUM_VERSION}"
+      io.debezium.source.version="${DEBEZIUM_SOURCE_VERSION}" \
+      io.debezium.sink.version="${DEBEZIUM_SINK_VERSION}"
 USER root
 # curl: the compose healthcheck queries the REST API (the base image ships neither curl nor wget).
 RUN apk add --no-cache curl \

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 
 from pgmigrate.catalog import FIRST_NORMAL_OID, Column, TableInfo
 
-# What Debezium 3.6's PostgreSQL connector (the version the stack runs) can carry, from its data type
-# mapping reference (postgresql.adoc, "Data type mappings") and PostgresValueConverter.schemaBuilder():
+# What Debezium's PostgreSQL connector (3.7.0, the version the stack runs; the list was made on 3.6) can carry, from
+# its data type mapping reference (postgresql.adoc, "Data type mappings") and PostgresValueConverter.schemaBuilder():
 # a column whose type has no mapping gets no schema and, with include.unknown.datatypes=false (our
 # connector config), is left out of every event: the target column would silently stay NULL. So a table with
 # such a column travels by the native channel.
@@ -38,7 +38,8 @@ SUPPORTED_EXTENSION_TYPES = frozenset(
     {"citext", "hstore", "ltree", "geometry", "geography", "vector", "halfvec", "sparsevec", "isbn"}
 )
 # Not in the lists, so routed to the native channel: composite types, user-defined ranges, every multirange, the
-# geometric types other than point (box, lseg, line, path, polygon, circle: mapped only from Debezium 3.7), pg_lsn,
+# geometric types other than point (box, lseg, line, path, polygon, circle: mapped by 3.7 as geometries the
+# 3.6 sink cannot write without PostGIS), pg_lsn,
 # tsquery, jsonpath, txid_snapshot/pg_snapshot, reg* types, tid/xid/xid8/cid, aclitem, refcursor,
 # int2vector/oidvector, every other extension type, and domains whose base type is any of these. Domains over
 # supported types are carried as their base type (by Debezium's own conversion, not the converter's text form:

@@ -103,7 +103,7 @@ def test_kafka_broker_is_kraft_and_accepts_topics():
 def test_connect_lists_both_debezium_plugins_at_pinned_version():
     plugins = requests.get("http://127.0.0.1:8083/connector-plugins", timeout=10).json()
     versions = {p["class"]: p["version"] for p in plugins}
-    assert versions.get("io.debezium.connector.postgresql.PostgresConnector") == "3.6.0.Final"
+    assert versions.get("io.debezium.connector.postgresql.PostgresConnector") == "3.7.0.Final"
     assert versions.get("io.debezium.connector.jdbc.JdbcSinkConnector") == "3.6.0.Final"
     root = requests.get("http://127.0.0.1:8083/", timeout=10).json()
     assert root["version"] == "4.1.1"

@@ -184,14 +184,16 @@ def test_kafka_is_single_node_kraft_with_two_plaintext_listeners(services: dict)
 
 
 @pytest.mark.unit
-def test_debezium_version_matches_the_pom(services: dict, pom_properties: dict[str, str]) -> None:
-    pom_version = pom_properties["debezium.version"]
-    assert _dockerfile_arg_default(CONNECT_DOCKERFILE, "DEBEZIUM_VERSION") == pom_version
-    build_arg = services["connect"]["build"].get("args", {}).get("DEBEZIUM_VERSION")
-    assert build_arg in (None, pom_version)
+def test_debezium_versions_match_the_pom(services: dict, pom_properties: dict[str, str]) -> None:
+    for side in ("source", "sink"):
+        pom_version = pom_properties[f"debezium.{side}.version"]
+        arg = f"DEBEZIUM_{side.upper()}_VERSION"
+        assert _dockerfile_arg_default(CONNECT_DOCKERFILE, arg) == pom_version
+        assert services["connect"]["build"].get("args", {}).get(arg) in (None, pom_version)
+        # The build ARG must reach Maven, or the pom's own default would silently win.
+        assert f'-Ddebezium.{side}.version="${{{arg}}}"' in CONNECT_DOCKERFILE.read_text()
+    assert pom_properties["debezium.source.version"] == "3.7.0.Final"
     dockerfile = CONNECT_DOCKERFILE.read_text()
-    # The build ARG must reach Maven, or the pom's own default would silently win.
-    assert '-Ddebezium.version="${DEBEZIUM_VERSION}"' in dockerfile
     assert "COPY include/stack/pom.xml" in dockerfile
     assert "FROM apache/kafka:${KAFKA_VERSION}" in dockerfile
 
