@@ -75,6 +75,12 @@ PARAMS = {
         description="Apply ALTER TABLE … SET LOGGED to unlogged source tables (logical decoding cannot see them); "
         "rewrites each under an ACCESS EXCLUSIVE lock",
     ),
+    "keep_ownership": Param(
+        True,
+        type="boolean",
+        description="Give the target's objects their source owners (the roles must exist there, and the target role "
+        "must be a superuser or a member of each); false: the target role owns them. Grants are copied either way",
+    ),
     "copy_parallelism": Param(4, type="integer", minimum=1, maximum=32, description="Parallel COPY workers"),
     "dead_letter": Param(
         False,

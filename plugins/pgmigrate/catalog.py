@@ -52,6 +52,10 @@ class Column:
     base_kind: str = ""  # typtype of the base type
     base_name: str = ""  # typname of the base type (extension types are recognised by it)
     base_element_oid: int | None = None  # the base type is an array of this
+    # PostgreSQL can compare two values of it for equality (a default btree or hash operator class, as the type
+    # cache looks it up): a keyless table's apply worker matches rows by comparing every column (json, xml, box…
+    # have none).
+    has_equality: bool = True
 
     @property
     def resolved_oid(self) -> int:
@@ -111,7 +115,15 @@ ORDER BY array_position(i.indkey, a.attnum)
 _COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, t.typtype,
        et.typtype, nullif(t.typelem, 0), a.attidentity, a.attgenerated, a.attnotnull, a.attstorage <> 'p',
-       b.oid, b.typtype, b.typname, bet.oid
+       b.oid, b.typtype, b.typname, bet.oid,
+       CASE WHEN coalesce(bet.typtype, b.typtype) IN ('e', 'r', 'm', 'c', 'd') THEN true
+            WHEN coalesce(bet.typcategory, b.typcategory) = 'A' AND coalesce(bet.typelem, b.typelem) <> 0
+                 THEN true  -- int2vector: array_ops
+            ELSE EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+                         WHERE oc.opcdefault AND am.amname IN ('btree', 'hash')
+                           AND (oc.opcintype = coalesce(bet.oid, b.oid)
+                                OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = coalesce(bet.oid, b.oid)
+                                           AND k.casttarget = oc.opcintype AND k.castmethod = 'b'))) END
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type et ON et.oid = t.typelem AND et.typarray = t.oid

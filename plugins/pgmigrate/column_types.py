@@ -110,5 +110,20 @@ def routed_columns(tables: Iterable[TableInfo]) -> list[str]:
     return _listed(tables, debezium_problem)
 
 
+def unmatchable_keyless_columns(tables: Iterable[TableInfo]) -> list[str]:
+    """Columns of keyless tables whose type has no equality operator (json, xml, box…): the native channel's apply
+    worker finds the row an UPDATE or DELETE changes by comparing every column of the whole old row, and stops
+    ("could not identify an equality operator for type json") at the first one. Generated columns count: the
+    apply worker compares them too."""
+    return [
+        f"{t.ref.qualified}.{c.name}: {c.type_name} (a table without a primary key is matched by its whole row, and "
+        f"PostgreSQL has no equality operator for this type: its first UPDATE or DELETE would stop replication)"
+        for t in tables
+        if not t.primary_key
+        for c in t.columns
+        if not c.has_equality
+    ]
+
+
 def routes_to_native_channel(table: TableInfo) -> bool:
     return any(debezium_problem(c) for _, c in _judged([table]))

@@ -42,14 +42,22 @@ _SYNCED_STATES = ("r", "s")
 
 
 def needs_native_channel(table: TableInfo) -> bool:
-    """Keyless tables, tables with a type Debezium cannot carry exactly, and tables with a double quote in their
-    schema, table or a column name: Debezium 3.6's source parses the table names pgoutput sends without
-    unescaping quotes ("Unexpected input", the task fails on the table's first change), and its JDBC sink quotes
-    column names without doubling an embedded quote (a syntax error on the first write)."""
+    """Keyless tables, tables with a type Debezium cannot carry exactly, and tables whose names Debezium cannot
+    handle in every task. A double quote in the schema, table or a column name: Debezium's source (measured on
+    3.6.0) parses the table names pgoutput sends without unescaping quotes ("Unexpected input", the task fails on
+    the table's first change), and its JDBC sink quotes column names without doubling an embedded quote. Whitespace
+    or a dot in the schema or table name: streaming works, but an incremental snapshot (resync, recover, schema
+    sync's new tables, `dlq --resync`) stores the table as an unquoted `schema.table` in the connector's offsets,
+    which its TableId parser splits at whitespace and dots; measured on 3.7.0: the snapshot skipped the table ("Unable
+    to parse table identifier from public.Clients été"), and quoted in the signal, the task then FAILED reloading
+    its offsets ("Unexpected input: é"). Non-ASCII letters and other characters stay with Debezium (its topic names
+    replace them, and the sink subscribes to those)."""
+    names = (table.ref.schema, table.ref.name)
     return (
         not table.primary_key
         or routes_to_native_channel(table)
-        or any('"' in name for name in (table.ref.schema, table.ref.name, *(c.name for c in table.columns)))
+        or any('"' in name for name in (*names, *(c.name for c in table.columns)))
+        or any(ch.isspace() or ch == "." for name in names for ch in name)
     )
 
 

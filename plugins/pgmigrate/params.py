@@ -43,6 +43,7 @@ class MigrationParams:
     snapshot_method: str = "copy"
     replica_identity_full_for_no_pk: bool = False
     set_logged_for_unlogged: bool = False  # let preflight run ALTER TABLE … SET LOGGED (a rewrite) on them
+    keep_ownership: bool = True  # the schema copy gives objects their source owners (grants are copied always)
     copy_parallelism: int = 4
     dead_letter: bool = False  # records the sink cannot write go to a DLQ topic (P0 alert) instead of failing it
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -88,6 +89,7 @@ class MigrationParams:
             snapshot_method=method,
             replica_identity_full_for_no_pk=bool(raw.get("replica_identity_full_for_no_pk", False)),
             set_logged_for_unlogged=bool(raw.get("set_logged_for_unlogged", False)),
+            keep_ownership=bool(raw.get("keep_ownership", True)),
             copy_parallelism=parallelism,
             dead_letter=bool(raw.get("dead_letter", False)),
         )

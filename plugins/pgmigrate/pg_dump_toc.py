@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 PG_BIN_DIR = Path(os.environ.get("PGMIGRATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 TOOL_TIMEOUT_S = 3600
 
-# Archive entry kinds we never restore: settings pg_restore applies itself, grants and labels (see
-# --no-privileges), the source's replication objects, objects that need servers we do not copy, data.
+# Archive entry kinds we never restore: settings pg_restore applies itself, security labels, the source's
+# replication objects, objects that need servers we do not copy, data. Grants (ACL) and default privileges
+# (DEFAULT ACL) are restored: their roles must exist on the target (preflight's `roles`).
 EXCLUDED_DESCS = frozenset({
-    "ENCODING", "STDSTRINGS", "SEARCHPATH", "DATABASE", "DATABASE PROPERTIES", "ACL", "DEFAULT ACL",
+    "ENCODING", "STDSTRINGS", "SEARCHPATH", "DATABASE", "DATABASE PROPERTIES",
     "SECURITY LABEL", "PUBLICATION", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA", "SUBSCRIPTION",
     "FOREIGN TABLE", "SERVER", "USER MAPPING", "EVENT TRIGGER", "TABLE DATA", "SEQUENCE SET",
     "MATERIALIZED VIEW DATA", "BLOB", "BLOBS", "BLOB METADATA", "LARGE OBJECT",
@@ -88,9 +89,10 @@ def parse_toc(listing: str) -> list[TocEntry]:
     return entries
 
 
-# What a subset keeps for its own sake: tables, and views (one that reads no table, e.g. over an enum's values or
-# a function, is still the application's; one over a table left out is dropped with it).
-_ANCHORS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW"})
+# What a subset keeps for its own sake: tables, views (one that reads no table, e.g. over an enum's values or a
+# function, is still the application's; one over a table left out is dropped with it), and the schemas' default
+# privileges.
+_ANCHORS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "DEFAULT ACL"})
 
 
 def select_entries(entries: list[TocEntry], wanted_tables: set[int] | None) -> set[int]:

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from pgmigrate.catalog import TableInfo, TableRef, UnknownTables, list_tables, select_tables
-from pgmigrate.column_types import routed_columns, uncarriable_columns
+from pgmigrate.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.large_objects import large_object_summary
 from pgmigrate.native_replication import split_by_channel
@@ -38,6 +38,7 @@ from pgmigrate.preflight_rules import (
     check_params,
     check_primary_keys,
     check_replica_identity,
+    check_roles,
     check_subscription_rights,
     check_target_tables,
     check_unlogged_tables,
@@ -50,6 +51,12 @@ from pgmigrate.privileges import (
     check_target_privileges,
     read_source_role_facts,
     read_target_role_facts,
+)
+from pgmigrate.roles import (
+    create_role_statements,
+    owners_the_target_cannot_become,
+    read_source_roles,
+    target_role_names,
 )
 
 log = logging.getLogger(__name__)
@@ -139,6 +146,21 @@ def _connect(endpoint: PgEndpoint) -> tuple[psycopg.Connection | None, str | Non
         return endpoint.connect(autocommit=True), None
     except psycopg.Error as exc:
         return None, str(exc)
+
+
+def _roles_check(src: psycopg.Connection, tgt: psycopg.Connection, params: MigrationParams,
+                 target: PgEndpoint) -> CheckResult:  # fmt: skip
+    """Owners and grantees of the migrated objects present on the target, and ownership restorable (`roles`)."""
+    needed = read_source_roles(src, params.schemas)
+    present = target_role_names(tgt)
+    missing = sorted(r for r in needed.roles if r not in present)
+    become = (needed.owners if params.keep_ownership else set()) | needed.default_privilege_roles
+    unownable = owners_the_target_cannot_become(tgt, become)
+    superuser_owners = [o for o in unownable if needed.roles[o].superuser]
+    statements = create_role_statements([needed.roles[r] for r in missing], present)
+    target_role = tgt.execute("SELECT current_user").fetchone()[0]
+    return check_roles(missing, needed.used_on, statements, unownable, superuser_owners, target_role, target.dbname,
+                       params.keep_ownership)  # fmt: skip
 
 
 def _database_identity(conn: psycopg.Connection) -> DatabaseIdentity:
@@ -280,7 +302,7 @@ def run_preflight(
                 report.results.append(_query_failed("source_checks", source, params.source_conn_id, exc))
         if src is None or tgt is None:
             which = "target" if tgt is None else "source"
-            later = ("target_role", "target_tables", "target_subscription", "source_subscription")
+            later = ("target_role", "target_tables", "roles", "target_subscription", "source_subscription")
             report.results.extend(skipped(n, which) for n in later)
         else:
             try:
@@ -290,6 +312,7 @@ def run_preflight(
                 report.results.extend(check_target_privileges(role_facts))
                 states = _target_states(tgt, [t.ref for t in selected])
                 report.results.append(check_target_tables(states, target, params.target_conn_id))
+                report.results.append(_roles_check(src, tgt, params, target))
                 native = len(split_by_channel(selected)[1])
                 report.results.append(check_subscription_rights(_subscription_facts(tgt), native))
                 report.results.append(check_subscription_rights(_subscription_facts(src), native, side="source"))
@@ -370,7 +393,8 @@ def _source_checks(
     results.append(check_replica_identity(gaps, applied, error, partition_of))
     results.append(check_primary_keys(selected, names.native_subscription))
 
-    results.append(check_column_types(uncarriable_columns(selected), routed_columns(selected)))
+    uncarriable = uncarriable_columns(selected) + unmatchable_keyless_columns(selected)
+    results.append(check_column_types(uncarriable, routed_columns(selected)))
     results.append(check_large_objects(*large_object_summary(conn)))
     connectors = [names.source_connector, names.sink_connector]
     results.append(

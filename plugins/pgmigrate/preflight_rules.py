@@ -337,9 +337,58 @@ def check_column_types(uncarriable: list[str], routed: list[str] | None = None) 
         ok=False,
         problem=f"{_n(len(uncarriable), 'column')} of types neither Debezium nor PostgreSQL logical replication can "
         "carry: " + "; ".join(uncarriable),
-        fix="Store these values in a type PostgreSQL can read back, on the source (e.g. ALTER TABLE … ALTER COLUMN … "
-        "TYPE text USING …::text), or drop the column, or leave its table out of `tables`.",
+        fix="Store these values in a type PostgreSQL can read back and compare, on the source (e.g. ALTER TABLE … "
+        "ALTER COLUMN … TYPE text USING …::text, or jsonb for json), or give a keyless table a primary key, or drop "
+        "the column, or leave its table out of `tables`.",
     )
+
+
+def check_roles(
+    missing: list[str],
+    used_on: Mapping[str, list[str]],
+    statements: list[str],
+    unownable: list[str],
+    superuser_owners: list[str],
+    target_role: str,
+    target_db: str,
+    keep_ownership: bool,
+) -> CheckResult:
+    """Roles that own or hold privileges on migrated objects must exist on the target before the schema copy
+    restores grants and ownership (`roles`); with `keep_ownership`, the target role must be able to give objects
+    to each owner (a superuser, or a member of the owner role)."""
+    problems, fixes = [], []
+    if missing:
+        shown = "; ".join(
+            f"{r} ({', '.join(used_on.get(r, [])[:3])}{', …' if len(used_on.get(r, [])) > 3 else ''})" for r in missing
+        )
+        problems.append(f"{_n(len(missing), 'role')} that own or hold privileges on migrated objects do not exist on "
+                        f"the target (roles are per server; pg_dump carries none): {shown}")  # fmt: skip
+        fixes.append("Run on the target (then set each LOGIN role's password there: ALTER ROLE … PASSWORD '…'; "
+                     "passwords cannot be read from the source):\n" + "\n".join(statements))  # fmt: skip
+    grantable = [o for o in unownable if o not in superuser_owners]
+    if grantable:
+        problems.append(f"the target role {target_role} cannot give objects to their owners "
+                        f"{', '.join(grantable)} (ALTER … OWNER TO needs membership)")  # fmt: skip
+        fixes.append("Run on the target:\n" + "\n".join(f"GRANT {_q(o)} TO {_q(target_role)};" for o in grantable))
+    if superuser_owners:
+        problems.append(f"objects are owned by (or default privileges set for) the superuser "
+                        f"{', '.join(superuser_owners)}, which the target role {target_role} (not a superuser) cannot "
+                        "act as")  # fmt: skip
+        fixes.append("Connect the target as a superuser, or have the source's objects owned by a non-superuser role, "
+                     "or set keep_ownership=false (objects then belong to the target role; grants are still copied).")
+    grant_statements = [f"GRANT {_q(o)} TO {_q(target_role)};" for o in grantable]
+    if problems:
+        return CheckResult(
+            "roles",
+            ok=False,
+            problem="; ".join(problems),
+            fix="\n".join(fixes),
+            statements=statements + grant_statements,
+            run_on=f"target database {target_db!r}",
+        )
+    owners = "ownership kept" if keep_ownership else f"ownership not kept (keep_ownership=false): {target_role} owns"
+    return CheckResult("roles", ok=True, detail=f"{_n(len(used_on), 'role')} own or hold privileges on migrated "
+                       f"objects, all present on the target; grants and default privileges are copied; {owners}")
 
 
 def check_large_objects(count: int, total_bytes: int | None) -> CheckResult:

@@ -10,7 +10,8 @@ indexes, a missing column's type) is not listed again.
 Left out on purpose, because the migration changes them or they are not schema:
 - the platform's own schema (`catalog.CONTROL_SCHEMA`), publications and subscriptions;
 - replica identity (the native channel sets REPLICA IDENTITY FULL on its target tables);
-- sequence values (synced at cutover), ownership and grants (restored with --no-owner --no-privileges);
+- sequence values (synced at cutover); ownership and grants, which `roles.compare_privileges` compares (the
+  drift monitor does not: a GRANT on the source is no schema change the sink trips on);
 - with `ignore_identity_generation` (default): identity ALWAYS on the source vs BY DEFAULT on the target,
   which the schema copy does until cutover so the sink can insert the source's ids.
 A foreign key still NOT VALID on the target (validation pending while rows stream in) is reported as kind

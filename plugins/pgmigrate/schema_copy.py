@@ -33,9 +33,10 @@ Choices worth knowing:
 - Identity columns GENERATED ALWAYS become BY DEFAULT on the target, since the sink inserts the source's
   ids. `copy_pre_data` returns every such column, changed now or on an earlier run, so the caller can record
   them (cutover sets them back to ALWAYS). Sequences are created at their start values and synced at cutover.
-- Ownership and grants: restored with `--no-owner --no-privileges` (objects belong to the target login,
-  no GRANTs copied), which suits the local stack and a single application role. A production target with
-  several roles needs the roles created first and a restore without those flags.
+- Ownership and grants: grants and default privileges are restored, and the source's owners unless
+  `keep_ownership=false` (then `--no-owner`: the target role owns everything). The roles must exist on the
+  target first, and for owners the target role must be a superuser or a member of each: preflight's `roles`
+  check (`roles.py`) names what is missing with the statements.
 - Also left out: publications/subscriptions (the migration makes its own), security labels, tablespaces,
   foreign tables, event triggers, large objects (`large_objects` copies them after the load). Materialized
   views are created empty (schema-only): `materialized_views` refreshes them after the load and before the pause.
@@ -113,6 +114,7 @@ class SchemaPlan:
     identity: dict[int, str] = field(default_factory=dict)  # dump id -> "table public.customers" for messages
     attach_child: dict[int, int] = field(default_factory=dict)  # ATTACH dump id -> dump id of the child
     index_of: dict[int, int] = field(default_factory=dict)  # dump id of a CONSTRAINT -> oid of its index
+    keep_ownership: bool = False  # restore the source's owners (pre-data only: post-data objects have none)
 
     @property
     def dump(self) -> Path:
@@ -315,9 +317,11 @@ def restore_entries(plan: SchemaPlan, ids: list[int], name: str, single_transact
         return
     listfile = plan.workdir / f"{name}.list"
     listfile.write_text("".join(plan.entries[i].line + "\n" for i in ids))
-    args = [tool_path("pg_restore"), f"--dbname={plan.target.dbname}", "--no-owner", "--no-privileges",
-            "--no-tablespaces", "--no-security-labels", "--no-publications", "--no-subscriptions",
-            "--exit-on-error", f"--use-list={listfile}", str(plan.dump)]  # fmt: skip
+    args = [tool_path("pg_restore"), f"--dbname={plan.target.dbname}", "--no-tablespaces", "--no-security-labels",
+            "--no-publications", "--no-subscriptions", "--exit-on-error", f"--use-list={listfile}",
+            str(plan.dump)]  # fmt: skip
+    if not plan.keep_ownership:
+        args.insert(2, "--no-owner")
     if single_transaction:
         args.insert(2, "--single-transaction")
     run_tool(args, plan.target, f"pg_restore of {name} ({len(ids)} entries)")
@@ -377,7 +381,11 @@ def plan_tables(plan: SchemaPlan) -> list[TableRef]:
 
 
 def copy_pre_data(
-    source: PgEndpoint, target: PgEndpoint, schemas: Iterable[str], tables: Iterable[Any] = ()
+    source: PgEndpoint,
+    target: PgEndpoint,
+    schemas: Iterable[str],
+    tables: Iterable[Any] = (),
+    keep_ownership: bool = True,
 ) -> dict[str, Any]:
     """Create on the target what the data needs: pre-data plus primary keys; ALWAYS identities become BY
     DEFAULT. `tables`: (schema, table) pairs or TableRefs, empty for every table of `schemas`. Idempotent.
@@ -386,6 +394,7 @@ def copy_pre_data(
     src, tgt = open_connections(source, target)
     with src, tgt, tempfile.TemporaryDirectory(prefix="pgmigrate-schema-") as tmp:
         plan = prepare_plan(src, source, target, schemas, tables, Path(tmp))
+        plan.keep_ownership = keep_ownership
         candidates = plan.ordered(i for i in plan.keep if i not in plan.post or i in plan.pk)
         restore, existing = entries_to_restore(plan, candidates, src, tgt)
         _ensure_extension_schemas(plan, restore, tgt)

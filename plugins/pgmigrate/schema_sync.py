@@ -85,7 +85,7 @@ def create_tables(source: PgEndpoint, target: PgEndpoint, params: MigrationParam
 
     if not tables:
         return {"created": [], "identity_columns": []}
-    pre = copy_pre_data(source, target, list(params.schemas), tables)
+    pre = copy_pre_data(source, target, list(params.schemas), tables, params.keep_ownership)
     post = apply_post_data(source, target, list(params.schemas), tables)
     return {
         "created": pre["created"] + post["created"],

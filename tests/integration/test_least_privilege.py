@@ -60,7 +60,9 @@ CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgr
 SOURCE = PgEndpoint("127.0.0.1", SOURCE_PORT, SRC_DB, SRC_ROLE, SRC_PASSWORD)
 TARGET = PgEndpoint("127.0.0.1", TARGET_PORT, DST_DB, DST_ROLE, DST_PASSWORD)
 SECRETS_DIR = Path(__file__).resolve().parents[2] / ".stack" / "secrets"  # the local stack's secrets_dir
-CONF = {"migration_id": MIGRATION_ID, "source_conn_id": SRC_CONN, "target_conn_id": DST_CONN}
+# keep_ownership=false: the source's tables end up owned by lp_source (a publication needs it), which a
+# non-superuser target role could give objects to only as its member; here the target role owns what it creates.
+CONF = {"migration_id": MIGRATION_ID, "source_conn_id": SRC_CONN, "target_conn_id": DST_CONN, "keep_ownership": False}
 
 SCHEMA = """
 CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, visits int NOT NULL DEFAULT 0);
@@ -96,6 +98,9 @@ EXPECTED_TARGET = [
     f'GRANT pg_read_all_stats TO "{DST_ROLE}";',
     f'GRANT pg_signal_backend TO "{DST_ROLE}";',
     f'ALTER ROLE "{DST_ROLE}" CREATEROLE;',
+    # roles: the grantees of the migrated tables exist on the target before the schema copy restores the grants
+    f'CREATE ROLE "{APP_ROLE}" LOGIN;',
+    f'CREATE ROLE "{SRC_ROLE}" LOGIN;',
 ]
 
 
@@ -134,6 +139,8 @@ def forget() -> None:
     drop_role(SOURCE_PORT, SRC_ROLE)
     drop_role(SOURCE_PORT, APP_ROLE)
     drop_role(TARGET_PORT, DST_ROLE)
+    drop_role(TARGET_PORT, APP_ROLE)  # created there by preflight's `roles` fix
+    drop_role(TARGET_PORT, SRC_ROLE)
 
 
 def printed_block(message: str) -> dict[str, list[str]]:
@@ -176,7 +183,7 @@ def migration():
         "source_role.signal_backend", "source_role.createrole",
         "target_role.create", "target_role.schema", "target_role.session_replication_role",
         "target_role.replication", "target_role.read_all_stats", "target_role.signal_backend",
-        "target_role.createrole",
+        "target_role.createrole", "roles",
     }, message  # fmt: skip
     assert f"application roles {APP_ROLE} " in next(r.problem for r in refused.failed
                                                     if r.name == "target_role.createrole")  # fmt: skip
@@ -221,6 +228,12 @@ def test_non_superuser_roles_migrate_to_identical(migration):
             "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname IN ('customers', 'orders')"
         ).fetchall()
     assert owners == [(DST_ROLE,)]  # the target role made them: no superuser anywhere in the pipeline
+    with superuser(TARGET_PORT, DST_DB) as conn:  # the grants came with the schema copy
+        grants = conn.execute(
+            "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) "
+            "FROM information_schema.role_table_grants WHERE grantee = %s GROUP BY 1 ORDER BY 1", (APP_ROLE,)
+        ).fetchall()
+    assert grants == [("customers", "DELETE,INSERT,SELECT,UPDATE"), ("orders", "DELETE,INSERT,SELECT,UPDATE")]
     writer.stop()
     assert not writer.errors, writer.errors[:3]
     assert writer.committed > 0

@@ -83,6 +83,10 @@ CREATE TABLE events (id serial PRIMARY KEY, kind text, at timestamptz NOT NULL D
 CREATE TABLE audit (at timestamptz NOT NULL DEFAULT clock_timestamp(), what text);
 ALTER TABLE audit REPLICA IDENTITY FULL;
 INSERT INTO audit (what) SELECT 'seed' FROM generate_series(1, 10);
+-- Non-ASCII letters and mixed case in a table name, spaces in its column names (Kafka topic names cannot hold
+-- them: Debezium sanitizes; whitespace in a table name would route it to the native channel).
+CREATE TABLE "ClientsÉté" ("N° client" int PRIMARY KEY, "Nom complet" text);
+INSERT INTO "ClientsÉté" SELECT g, 'client ' || g FROM generate_series(1, 50) g;
 CREATE MATERIALIZED VIEW order_totals AS SELECT account, count(*) AS orders FROM orders GROUP BY account;
 -- Not owned by any column: the application calls nextval() itself.
 CREATE SEQUENCE invoice_no START 1000 INCREMENT 5;
@@ -205,6 +209,10 @@ def streaming_migration():
     recreate_database(endpoint(TARGET_PORT, DST_DB))
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
         conn.execute(SCHEMA)
+    # The application's roles exist on the new server too (created there before the migration, as in production:
+    # preflight's `roles` refuses otherwise); their grants come with the schema copy.
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
+        conn.execute(SCHEMA[SCHEMA.index("DO $$"):SCHEMA.index("END $$;") + len("END $$;")])
     put_postgres_connection(api, "cut_source", endpoint(SOURCE_PORT, SRC_DB))
     put_postgres_connection(api, "cut_target", endpoint(TARGET_PORT, DST_DB))
     api.request("PATCH", "/dags/pg_cutover", json={"is_paused": False})
@@ -213,9 +221,10 @@ def streaming_migration():
         api, {"migration_id": MIGRATION_ID, "source_conn_id": "cut_source", "target_conn_id": "cut_target"}
     )
     assert run["state"] == "success", f"pg_migration {run_id}: {states}"
-    # The application's roles exist on the new server too (created there before a cutover, as in production).
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
-        conn.execute(SCHEMA[SCHEMA.index("DO $$"):])
+        grants = conn.execute("SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'cut_app' "
+                              "AND table_schema = 'public'").fetchone()[0]  # fmt: skip
+    assert grants >= 4 * 5, f"cut_app's grants on the target's tables come with the schema copy ({grants})"
     yield api
     if FAULT_ROWS:
         FAULTS_TABLE.parent.mkdir(exist_ok=True)
@@ -586,10 +595,11 @@ def test_resync_repairs_a_damaged_table_while_streaming_continues(streaming_migr
         # The keyless table travels by the native channel (its subscription copies it again).
         conn.execute("DELETE FROM audit WHERE what = 'seed'")
         conn.execute("INSERT INTO audit (what) VALUES ('extra'), ('extra')")
+        conn.execute('DELETE FROM "ClientsÉté" WHERE "N° client" <= 5')
+        conn.execute('UPDATE "ClientsÉté" SET "Nom complet" = %s WHERE "N° client" BETWEEN 10 AND 14', ("abîmé",))
     bench = Pgbench(tmp_path, rate=50, seconds=20)
-    run_id, run, states = run_other_dag(
-        api, "pg_migration_resync", {"migration_id": MIGRATION_ID, "tables": ["public.accounts", "public.audit"]}
-    )
+    tables = ["public.accounts", "public.audit", "public.ClientsÉté"]
+    run_id, run, states = run_other_dag(api, "pg_migration_resync", {"migration_id": MIGRATION_ID, "tables": tables})
     processed, failed, output = bench.result()
     assert run["state"] == "success", f"pg_migration_resync {run_id}: {states}"
     assert failed == 0, output[-1500:]
@@ -652,6 +662,9 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
                        for s in ("orders_id_seq", "events_id_seq", "invoice_no")]  # fmt: skip
     assert all(t > s for t, s in zip(target_next, source_last, strict=True)), (target_next, source_last)
     assert states["post_validate"] == "success", states
+    with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:  # an odd-named table, reversed
+        conn.execute('UPDATE "ClientsÉté" SET "Nom complet" = %s WHERE "N° client" = 1', ("après la bascule",))
+        conn.execute('INSERT INTO "ClientsÉté" VALUES (1001, %s)', ("nouveau",))
     assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}, "reverse replication carries target writes back"
     backup = Path(_event("backup_taken")["details"]["path"])
     assert (backup / "source.dump" / "toc.dat").exists() and (backup / "connectors.json").exists()

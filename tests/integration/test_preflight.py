@@ -89,6 +89,7 @@ def test_good_schema_passes_every_check(dbs):
         "source_connection", "target_connection", "distinct_databases", "params", "wal_level", "replication_capacity",
         "source_role", "unlogged_tables",
         "replica_identity", "primary_keys", "column_types", "large_objects", "names", "target_role", "target_tables",
+        "roles",
         "target_subscription", "source_subscription",
     }  # fmt: skip
     assert "3 tables selected" in by_name(report)["params"].detail
@@ -243,6 +244,57 @@ def test_types_debezium_cannot_carry_are_routed_and_only_uncarriable_ones_refuse
     assert not result.ok
     assert "public.plans.plan: pg_node_tree (PostgreSQL accepts no input for type pg_node_tree" in result.problem
     assert "TYPE text" in result.fix and "geo" not in result.problem
+
+    # A keyless table is matched by its whole row: a type without equality (json) would stop the native channel.
+    run_sql(SOURCE, "DROP TABLE plans")
+    run_sql(SOURCE, "CREATE TABLE events_log (at timestamptz, doc json, tags jsonb, shape box[])")
+    run_sql(SOURCE, "ALTER TABLE events_log REPLICA IDENTITY FULL")
+    result = by_name(run_preflight(SOURCE, TARGET, params()))["column_types"]
+    assert not result.ok
+    assert "public.events_log.doc: json (a table without a primary key is matched by its whole row" in result.problem
+    assert "public.events_log.shape: box[]" in result.problem and "events_log.tags" not in result.problem
+    assert "primary key" in result.fix and "jsonb" in result.fix
+
+
+def test_roles_owning_or_granted_migrated_objects_must_exist_on_the_target(dbs):
+    """Roles are per server: a grantee or owner missing on the target is named with CREATE ROLE (and its
+    membership); once created, the check passes and says grants and ownership are kept."""
+    roles = ("pf_app_owner", "pf_app")
+    for port in (5433, 5434):
+        with admin(port) as conn:
+            for role in roles:
+                conn.execute(f"DROP ROLE IF EXISTS {role}")
+    with admin(5433) as conn:
+        conn.execute("CREATE ROLE pf_app_owner NOLOGIN")
+        conn.execute("CREATE ROLE pf_app LOGIN IN ROLE pf_app_owner")
+    try:
+        run_sql(SOURCE, "CREATE TABLE ledger (id int PRIMARY KEY, amount int)")
+        run_sql(SOURCE, "ALTER TABLE ledger OWNER TO pf_app_owner")
+        run_sql(SOURCE, "GRANT SELECT ON ledger TO pf_app")
+        run_sql(SOURCE, "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO pf_app")
+        result = by_name(run_preflight(SOURCE, TARGET, params()))["roles"]
+        assert not result.ok
+        assert "pf_app_owner (table public.ledger (owner))" in result.problem, result.problem
+        assert "pf_app (" in result.problem and "table public.ledger (SELECT)" in result.problem
+        assert result.statements == ['CREATE ROLE "pf_app" LOGIN;', 'CREATE ROLE "pf_app_owner" NOLOGIN;',
+                                     'GRANT "pf_app_owner" TO "pf_app";'], result.statements  # fmt: skip
+        assert "PASSWORD" in result.fix
+        with admin(5434) as conn:
+            for statement in result.statements:
+                conn.execute(statement)
+        result = by_name(run_preflight(SOURCE, TARGET, params()))["roles"]
+        assert result.ok, result.problem
+        assert "ownership kept" in result.detail
+    finally:
+        for endpoint_ in (SOURCE, TARGET):
+            with endpoint_.connect(autocommit=True) as conn:  # what they own or hold in the database
+                for role in roles:
+                    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                        conn.execute(f"DROP OWNED BY {role}")
+        for port in (5433, 5434):
+            with admin(port) as conn:
+                for role in roles:
+                    conn.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 def test_connector_names_in_use_clash(dbs):

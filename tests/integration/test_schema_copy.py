@@ -329,3 +329,53 @@ def test_select_entries_follows_dependencies():
     assert select_entries(entries, {104}) == {5, 2, 897, 219, 3509, 3336, 7, 220}
     # Only "Order Items": the foreign key to customers is dropped with customers.
     assert select_entries(entries, {105}) == {7, 221, 220, 3508}
+
+
+def test_grants_default_privileges_and_owners_are_copied_and_compared(target_db):
+    """Roles exist on both servers (preflight's `roles` sees to it): the copy keeps each object's owner, its grants
+    (column grants too) and the schema's default privileges; `compare_privileges` finds none differing, then finds
+    a grant changed on the target."""
+    from pgmigrate.roles import compare_privileges, privilege_snapshot
+
+    roles = ("sc_owner", "sc_reader")
+    for port in (5433, 5434):
+        with admin(port) as conn:
+            for role in roles:
+                if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(f"CREATE ROLE {role} NOLOGIN")
+    try:
+        execute(SOURCE, """
+            CREATE SCHEMA ledger AUTHORIZATION sc_owner;
+            CREATE TABLE ledger.entries (id int PRIMARY KEY, amount int, secret text);
+            ALTER TABLE ledger.entries OWNER TO sc_owner;
+            GRANT SELECT (id, amount) ON ledger.entries TO sc_reader;
+            GRANT USAGE ON SCHEMA ledger TO sc_reader;
+            CREATE VIEW ledger.totals AS SELECT sum(amount) FROM ledger.entries;
+            ALTER VIEW ledger.totals OWNER TO sc_owner;
+            GRANT SELECT ON ledger.totals TO sc_reader;
+            ALTER DEFAULT PRIVILEGES FOR ROLE sc_owner IN SCHEMA ledger GRANT SELECT ON TABLES TO sc_reader;
+        """)  # fmt: skip
+        copy_pre_data(SOURCE, TARGET, ["ledger"], [])
+        apply_post_data(SOURCE, TARGET, ["ledger"], [])  # default privileges are post-data entries
+        owners = rows(TARGET, "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+                              "WHERE c.relnamespace = 'ledger'::regnamespace AND c.relkind IN ('r', 'v') ORDER BY 1")
+        assert owners == [("entries", "sc_owner"), ("totals", "sc_owner")]
+        assert column(TARGET, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'ledger'") == [
+            "sc_owner"]  # fmt: skip
+        with SOURCE.connect(autocommit=True) as src, TARGET.connect(autocommit=True) as tgt:
+            source_snapshot = privilege_snapshot(src, ["ledger"], owners=True)
+            assert compare_privileges(source_snapshot, privilege_snapshot(tgt, ["ledger"], owners=True)) == []
+            assert source_snapshot[("column grants", "ledger.entries.amount")] == "sc_reader: SELECT"
+            assert any(k[0] == "default privileges grants" for k in source_snapshot), source_snapshot
+            tgt.execute("GRANT SELECT (secret) ON ledger.entries TO sc_reader")
+            differences = compare_privileges(source_snapshot, privilege_snapshot(tgt, ["ledger"], owners=True))
+        assert differences == [("column grants", "ledger.entries.secret", None, "sc_reader: SELECT")], differences
+    finally:
+        for port, db_endpoint in ((5433, SOURCE), (5434, TARGET)):
+            with db_endpoint.connect(autocommit=True) as conn:
+                conn.execute("DROP SCHEMA IF EXISTS ledger CASCADE")
+                for role in roles:
+                    conn.execute(f"DROP OWNED BY {role}")
+            with admin(port) as conn:
+                for role in roles:
+                    conn.execute(f"DROP ROLE IF EXISTS {role}")

@@ -195,3 +195,4 @@ def test_the_servers_session_timeouts_are_off_for_the_connectors_sessions():
     url = build_sink_config(NAMES, TARGET, ["public"], SECRETS)["connection.url"]
     for name in ("statement_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout"):
         assert f"-c%20{name}%3D0" in url
+

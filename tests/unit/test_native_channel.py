@@ -20,8 +20,13 @@ def test_a_double_quote_in_a_schema_table_or_column_name_goes_native():
     assert needs_native_channel(table("sales", 'Orders "VIP"'))
     assert needs_native_channel(table('Ventes "Été"', "lines"))
     assert needs_native_channel(table("sales", "lines", column_name='Qty "max"'))
-    # Spaces and non-ASCII letters stay with Debezium (it sanitizes topic names; the sink subscribes to those).
-    assert not needs_native_channel(table("Ventes Été", "Lignes spéciales"))
+    # Non-ASCII letters and other characters stay with Debezium (it sanitizes topic names; the sink subscribes to
+    # those); whitespace or a dot in a schema or table name does not (its incremental snapshots split the id there).
+    assert not needs_native_channel(table("Été", "Lignes_spéciales°"))
+    assert not needs_native_channel(table("sales", "lines", column_name="Qté max"))
+    assert needs_native_channel(table("Ventes Été", "lignes"))
+    assert needs_native_channel(table("sales", "Order Items"))
+    assert needs_native_channel(table("sales", "a.b"))
 
 
 def test_keyless_and_timetz_tables_go_native():

@@ -3,10 +3,12 @@ here (no database); `tests/integration/test_preflight.py` runs the same rules ag
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.column_types import routed_columns, uncarriable_columns
+from pgmigrate.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
 from pgmigrate.endpoints import PgEndpoint
 from pgmigrate.native_replication import needs_native_channel
 from pgmigrate.preflight import PreflightError, PreflightReport
@@ -20,12 +22,14 @@ from pgmigrate.preflight_rules import (
     check_names,
     check_params,
     check_replica_identity,
+    check_roles,
     check_target_tables,
     check_unlogged_tables,
     check_wal_level,
     replica_identity_gaps,
     skipped,
 )
+from pgmigrate.roles import Role, create_role_statements
 
 pytestmark = pytest.mark.unit
 
@@ -144,6 +148,16 @@ def test_types_no_channel_can_carry_are_refused_by_name_with_the_fix():
     result = check_column_types(found, routed_columns([t]))
     assert not result.ok
     assert "public.stats.plan" in result.problem and "TYPE text" in result.fix
+
+
+def test_keyless_tables_with_a_type_without_equality_are_refused_keyed_ones_are_not():
+    doc = replace(col("doc", "json", 114), has_equality=False)  # as catalog reads json: no btree or hash opclass
+    keyless = table("log", [col("at", "timestamptz", 1184), doc], pk=(), ident="f")
+    keyed = table("docs", [col("id", "bigint", 20), doc])
+    assert unmatchable_keyless_columns([keyless, keyed]) == [
+        "public.log.doc: json (a table without a primary key is matched by its whole row, and PostgreSQL has no "
+        "equality operator for this type: its first UPDATE or DELETE would stop replication)"
+    ]
 
 
 def test_generated_columns_are_not_judged():
@@ -343,3 +357,28 @@ def test_distinct_databases_compares_server_identity_and_database_oid():
     # Two databases of one server, or same-named databases of two servers: distinct.
     assert check_distinct_databases(DatabaseIdentity("7715", 16384), DatabaseIdentity("7715", 16390), src, tgt, "t").ok
     assert check_distinct_databases(DatabaseIdentity("7715", 16384), DatabaseIdentity("9999", 16384), src, tgt, "t").ok
+
+
+# --- roles ----------------------------------------------------------------------------------------
+
+
+def test_missing_roles_are_created_with_their_login_and_memberships_before_anything_else():
+    owner, app = Role("app_owner", False, True, False), Role("app", True, False, False, ("app_owner", "elsewhere"))
+    statements = create_role_statements([owner, app], present={"postgres"})
+    # `elsewhere` exists neither on the target nor among the created roles: no GRANT that would fail.
+    assert statements == ['CREATE ROLE "app" LOGIN NOINHERIT;', 'CREATE ROLE "app_owner" NOLOGIN;',
+                          'GRANT "app_owner" TO "app";']  # fmt: skip
+    used_on = {"app": ["table public.t (SELECT)"], "app_owner": ["table public.t (owner)"]}
+    result = check_roles(["app", "app_owner"], used_on, statements, [], [], "migrator", "shop", True)
+    assert not result.ok and result.statements == statements and result.run_on == "target database 'shop'"
+    assert "app_owner (table public.t (owner))" in result.problem and "PASSWORD" in result.fix
+
+
+def test_owners_the_target_role_cannot_become_get_a_grant_or_the_keep_ownership_way_out():
+    result = check_roles([], {"o": ["table public.t (owner)"]}, [], ["o", "postgres"], ["postgres"], "migrator",
+                         "shop", True)  # fmt: skip
+    assert not result.ok
+    assert result.statements == ['GRANT "o" TO "migrator";']
+    assert "superuser postgres" in result.problem and "keep_ownership=false" in result.fix
+    passing = check_roles([], {"o": ["table public.t (owner)"]}, [], [], [], "migrator", "shop", False)
+    assert passing.ok and "ownership not kept" in passing.detail

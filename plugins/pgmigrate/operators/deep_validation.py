@@ -104,12 +104,14 @@ class SelectValidationTargetsOperator(ValidationOperator):
 
 
 class SchemaCompareOperator(ValidationOperator):
-    """Tables, columns and types, keys, indexes, constraints, sequences: source vs target; and the contents of the
-    materialized views (`materialized_views`: a stale source view is named, not failed)."""
+    """Tables, columns and types, keys, indexes, constraints, sequences: source vs target; owners and grants
+    (`roles`); the large objects; and the contents of the materialized views (`materialized_views`: a stale source
+    view is named, not failed)."""
 
     def execute(self, context: Any) -> dict:
         from pgmigrate.large_objects import compare_large_objects
         from pgmigrate.materialized_views import compare_materialized_views
+        from pgmigrate.roles import compare_migration_privileges
         from pgmigrate.schema_compare import compare_schemas, format_schema_differences
 
         migration_ids = sorted({i["migration_id"] for i in context["ti"].xcom_pull(task_ids="select_tables") or []})
@@ -136,6 +138,13 @@ class SchemaCompareOperator(ValidationOperator):
             for view in views:
                 self.log.log(logging.INFO if view.ok else logging.ERROR, "materialized view %s", view.describe())
             results[migration_id] += [{"kind": "materialized_view", **v.as_dict()} for v in views if not v.ok]
+            privileges = compare_migration_privileges(
+                self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id), params
+            )
+            for kind, name, on_source, on_target in privileges:
+                self.log.error("%s: %s %s: source %s | target %s", migration_id, kind, name, on_source, on_target)
+            results[migration_id] += [{"kind": kind, "object": name, "source": on_source, "target": on_target}
+                                      for kind, name, on_source, on_target in privileges]  # fmt: skip
             if state["phase"] != "cut_over":  # after the cutover the target's large objects are the application's
                 large_objects = compare_large_objects(
                     self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)

@@ -21,7 +21,7 @@ class CopySchemaOperator(MigrationOperator):
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
         tables = resolve_tables(source, params)
         self.log.info("copy_schema: %d tables from %s to %s", len(tables), source.label, target.label)
-        result = copy_pre_data(source, target, list(params.schemas), [t.ref for t in tables])
+        result = copy_pre_data(source, target, list(params.schemas), [t.ref for t in tables], params.keep_ownership)
         ensure_heartbeat_table(target, params.names)
         sequences = sequences_snapshot(source, list(params.schemas))
         self.record(

@@ -16,9 +16,10 @@ UPDATE public.toasty SET
                           ARRAY(SELECT md5('h' || id || i) FROM generate_series(1, 200) i)),
     flags = ('x' || public.rnd_text('v' || id, 100))::varbit;
 
--- Debezium 3.6's own reselector writes key names unquoted into its SELECT: this key made it fail.
-CREATE TABLE public."Toasty Notes" ("Note Id" int PRIMARY KEY, "Body" text, seen int NOT NULL DEFAULT 0);
-INSERT INTO public."Toasty Notes" ("Note Id", "Body") SELECT g, public.rnd_text('n' || g, 200) FROM generate_series(1, 20) g;
+-- Debezium 3.6's own reselector writes key names unquoted into its SELECT: this key made it fail (a mixed-case,
+-- non-ASCII table name that stays with Debezium, and a key with a space).
+CREATE TABLE public."ToastyNotés" ("Note Id" int PRIMARY KEY, "Body" text, seen int NOT NULL DEFAULT 0);
+INSERT INTO public."ToastyNotés" ("Note Id", "Body") SELECT g, public.rnd_text('n' || g, 200) FROM generate_series(1, 20) g;
 
 -- A placeholder must never reach the target as data, not even for a moment (a later change could hide it). The
 -- trigger fires for replicated rows too (ENABLE ALWAYS; pg_dump carries that) and logs any such write into a table
@@ -35,7 +36,7 @@ BEGIN
 END $$;
 CREATE TRIGGER log_placeholder_write BEFORE INSERT OR UPDATE ON public.toasty
     FOR EACH ROW EXECUTE FUNCTION public.log_placeholder_write();
-CREATE TRIGGER log_placeholder_write BEFORE INSERT OR UPDATE ON public."Toasty Notes"
+CREATE TRIGGER log_placeholder_write BEFORE INSERT OR UPDATE ON public."ToastyNotés"
     FOR EACH ROW EXECUTE FUNCTION public.log_placeholder_write();
 ALTER TABLE public.toasty ENABLE ALWAYS TRIGGER log_placeholder_write;
-ALTER TABLE public."Toasty Notes" ENABLE ALWAYS TRIGGER log_placeholder_write;
+ALTER TABLE public."ToastyNotés" ENABLE ALWAYS TRIGGER log_placeholder_write;
