@@ -60,12 +60,19 @@ def stop_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: Migrati
 
 
 def resume_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: MigrationNames) -> list[str]:
-    """Undo `stop_pipeline`: the connectors go on from their stored offsets, nothing is lost."""
+    """Undo `stop_pipeline`: the connectors go on from their stored offsets, nothing is lost. A task that FAILED
+    meanwhile is restarted too (resume alone leaves it failed): when a killed cutover task never stopped the
+    connectors, the sink may have met a target identity column already ALWAYS after the pause guard put clients
+    back ("cannot insert a non-DEFAULT value", measured), before this undo set it BY DEFAULT again. Its batch was
+    not committed, so the restarted task writes it again."""
     _set_native_subscription(subscriber, names, enabled=True)  # first: it needs no Kafka Connect
     resumed = []
     for name in (names.sink_connector, names.source_connector):
         if connect.exists(name):
             connect.resume(name)
+            if any(t.get("state") == "FAILED" for t in connect.get_status(name).get("tasks", [])):
+                connect.restart(name, include_tasks=True, only_failed=True)
+                log.warning("Connector '%s' had a FAILED task: restarted it after the undo", name)
             resumed.append(name)
     return resumed
 
