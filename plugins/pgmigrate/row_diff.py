@@ -12,7 +12,9 @@ Why this shape:
 - Differences found on a live table include rows still in flight. Every differing key is re-read on the
   source before and after a pause longer than the pipeline's lag and on the target in between
   (`validation.classify_keys`): a key the source changed during the pause is in flight (counted, not
-  reported); a key at rest on the source that differs on the target twice in a row is reported.
+  reported); a key at rest on the source that differs on the target twice in a row is reported. All
+  tables are compared once first and their suspects re-checked together, one pause per round for all
+  (`recheck_together`): many hot tables cost `attempts` pauses, not that many per table.
 - Tables without a primary key are compared as row multisets (md5 of the row text -> count): the
   checksum first (one pass), the multisets only when it differs; the report has counts and a few example
   rows, since such rows have no key.
@@ -235,6 +237,54 @@ def bisect_differences(
     return keys
 
 
+@dataclass
+class Recheck:
+    """One table's suspect keys being re-checked (`recheck_together`); the readings are keyed like the keys."""
+
+    keys: set
+    read_source: Callable[[list], dict]
+    read_target: Callable[[list], dict]
+    differing: set = field(default_factory=set)
+    changing: set = field(default_factory=set)
+    source: dict = field(default_factory=dict)
+    target: dict = field(default_factory=dict)
+    used: int = 0
+    previous: set | None = None
+    settled: bool = False
+    seconds: float = 0.0  # spent in the rounds this check took part in
+
+
+def recheck_together(
+    checks: list[Recheck], attempts: int, pause_seconds: float, sleep: Callable[[float], None]
+) -> None:
+    """Separate real differences from rows in flight, for several tables in shared rounds. Each round reads the
+    source of every open check, pauses once, then reads the target and the source again (`classify_keys`). A
+    check settles when nothing differs any more, or when every differing key also differed in its previous
+    round with nothing in flight; keys still in flight after `attempts` rounds are counted as such, not
+    reported as differences. One pause per round for all tables: a validation of many hot tables waits at most
+    `attempts` pauses, not that many per table."""
+    round_no = 0
+    while active := [c for c in checks if c.keys and not c.settled and c.used < attempts]:
+        round_no += 1
+        log.info("row diff: re-check %d/%d of %d rows in %d tables (pause %.0f s)",
+                 round_no, attempts, sum(len(c.keys) for c in active), len(active), pause_seconds)  # fmt: skip
+        started = time.monotonic()
+        ordered = [sorted_keys(c.keys) for c in active]
+        before = [c.read_source(keys) for c, keys in zip(active, ordered, strict=True)]
+        sleep(pause_seconds)
+        for check, keys, earlier in zip(active, ordered, before, strict=True):
+            check.used += 1
+            check.target = check.read_target(keys)
+            check.source = check.read_source(keys)
+            check.differing, check.changing = classify_keys(earlier, check.target, check.source, check.keys)
+            previous, check.previous = check.previous, check.differing
+            if check.differing and not check.changing and previous is not None and check.differing <= previous:
+                check.settled = True
+            check.keys = check.differing | check.changing
+        for check in active:
+            check.seconds += time.monotonic() - started
+
+
 def recheck(
     suspects: set,
     read_source: Callable[[list], dict],
@@ -243,31 +293,11 @@ def recheck(
     pause_seconds: float,
     sleep: Callable[[float], None],
 ) -> tuple[set, set, dict, dict, int]:
-    """Separate real differences from rows in flight: (differing, in flight, last source reading, last
-    target reading, attempts used). Each attempt reads the source, pauses, reads the target, then the
-    source again (`classify_keys`). It stops when nothing differs any more, or when every differing key
-    also differed in the previous attempt with nothing in flight; keys still in flight after `attempts`
-    are counted as such, not reported as differences."""
-    keys = set(suspects)
-    differing: set = set()
-    changing: set = set()
-    previous: set | None = None
-    source: dict = {}
-    target: dict = {}
-    used = 0
-    while keys and used < attempts:
-        used += 1
-        ordered = sorted_keys(keys)
-        before = read_source(ordered)
-        sleep(pause_seconds)
-        target = read_target(ordered)
-        source = read_source(ordered)
-        differing, changing = classify_keys(before, target, source, keys)
-        if differing and not changing and previous is not None and differing <= previous:
-            break
-        previous = differing
-        keys = differing | changing
-    return differing, changing, source, target, used
+    """`recheck_together` for one table: (differing, in flight, last source reading, last target reading,
+    attempts used)."""
+    check = Recheck(set(suspects), read_source, read_target)
+    recheck_together([check], attempts, pause_seconds, sleep)
+    return check.differing, check.changing, check.source, check.target, check.used
 
 
 def classify_rows(differing: set, source: dict, target: dict) -> tuple[list, list, list]:
@@ -499,18 +529,20 @@ def _example_rows(conn: psycopg.Connection, table: TableInfo, hashes: list[str])
     return [by_hash[h] for h in hashes if h in by_hash]
 
 
-def _diff_keyless(src, dst, table: TableInfo, result: TableDiff, attempts, pause_seconds, sleep) -> None:
-    """Row multisets: checksum (one pass per side); when it differs, row-hash counts re-checked like keys."""
+def _keyless_check(src, dst, table: TableInfo, result: TableDiff) -> Recheck | None:
+    """Row multisets: checksum (one pass per side); when it differs, row-hash counts to re-check like keys."""
     query = checksum_query(table.ref)
     (s_rows, s_sum), (d_rows, d_sum) = src.execute(query).fetchone(), dst.execute(query).fetchone()
     result.chunks, result.source_rows, result.target_rows = 1, s_rows, d_rows
     if (s_rows, s_sum) == (d_rows, d_sum):
-        return
+        return None
     source, target = _multiset(src, table), _multiset(dst, table)
     suspects = {h for h in source.keys() | target.keys() if source.get(h) != target.get(h)}
-    differing, changing, source, target, result.attempts = recheck(
-        suspects, lambda _k: _multiset(src, table), lambda _k: _multiset(dst, table), attempts, pause_seconds, sleep
-    )
+    return Recheck(suspects, lambda _k: _multiset(src, table), lambda _k: _multiset(dst, table))
+
+
+def _report_keyless(result: TableDiff, src, dst, table: TableInfo, check: Recheck) -> None:
+    source, target, differing = check.source, check.target, check.differing
     result.source_rows, result.target_rows = sum(source.values()), sum(target.values())
     result.missing_count, result.extra_count = multiset_difference(differing, source, target)
     ordered = sorted_keys(differing)
@@ -518,7 +550,7 @@ def _diff_keyless(src, dst, table: TableInfo, result: TableDiff, attempts, pause
     more = [h for h in ordered if target.get(h, 0) > source.get(h, 0)][:KEYLESS_EXAMPLES]
     result.missing = [RowDifference(row, "missing") for row in _example_rows(src, table, fewer)]
     result.extra = [RowDifference(row, "extra") for row in _example_rows(dst, table, more)]
-    result.in_flight_count = len(changing)  # distinct row values whose count changed during every re-check
+    result.in_flight_count = len(check.changing)  # distinct row values whose count changed during every re-check
 
 
 def _target_columns(conn: psycopg.Connection, ref: TableRef) -> list[tuple[str, str]] | None:
@@ -532,25 +564,35 @@ def _target_columns(conn: psycopg.Connection, ref: TableRef) -> list[tuple[str, 
     return [tuple(r) for r in rows] or None
 
 
-def diff_table_on(
+@dataclass
+class _OpenDiff:
+    """A table compared once; its suspect rows (if any) wait for the shared re-check rounds."""
+
+    result: TableDiff
+    seconds: float = 0.0  # of the first pass
+    check: Recheck | None = None
+    report: Callable[[Recheck], None] | None = None
+
+
+def _first_pass(
     src: psycopg.Connection,
     dst: psycopg.Connection,
     table: TableInfo,
-    mode: Mode = "full",
-    sample_size: int = 1000,
-    *,
-    attempts: int = 6,
-    pause_seconds: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-    rows_per_chunk: int = ROWS_PER_CHUNK,
-    leaf_rows: int = LEAF_ROWS,
-    max_rows: int = MAX_ROWS,
-    row_diff: bool = True,
-) -> TableDiff:
-    """`diff_table` over open autocommit connections with canonical sessions (`set_canonical_session`)."""
+    mode: Mode,
+    sample_size: int,
+    attempts: int,
+    pause_seconds: float,
+    sleep: Callable[[float], None],
+    rows_per_chunk: int,
+    leaf_rows: int,
+    max_rows: int,
+    row_diff: bool,
+) -> _OpenDiff:
+    """Compare `table` once and leave its suspects (rows that differed) to re-check."""
     started = time.monotonic()
-    keyed = bool(table.primary_key)
-    result = TableDiff(table.ref, mode if keyed else "full", primary_key=list(table.primary_key))
+    opened = _OpenDiff(TableDiff(table.ref, mode if table.primary_key else "full"))
+    result, keyed = opened.result, bool(table.primary_key)
+    result.primary_key = list(table.primary_key)
     source_columns = [(c.name, c.type_name) for c in table.columns]
     target_columns = _target_columns(dst, table.ref)
     if target_columns is None:
@@ -574,26 +616,32 @@ def diff_table_on(
         pending, result.attempts = _recheck_chunks(src, dst, table, pending, attempts, pause_seconds, sleep)
         result.differing_chunks = [describe_range(r) if keyed else "whole table (no primary key)" for r in pending]
     elif not keyed:
-        _diff_keyless(src, dst, table, result, attempts, pause_seconds, sleep)
+        opened.check = _keyless_check(src, dst, table, result)
+        opened.report = lambda check: _report_keyless(result, src, dst, table, check)
     else:
         if result.mode == "sample":
             suspects = _diff_sample(src, dst, table, result, sample_size)
         else:
             differing = _differing_ranges(src, dst, table, result, rows_per_chunk)
             suspects = bisect_differences(differing, _range_ops((src, dst), table), leaf_rows) if differing else set()
-        differing, changing, source, target, result.attempts = recheck(
-            suspects,
-            lambda keys: _hashes_for_keys(src, table, keys),
-            lambda keys: _hashes_for_keys(dst, table, keys),
-            attempts,
-            pause_seconds,
-            sleep,
+        opened.check = Recheck(
+            suspects, lambda keys: _hashes_for_keys(src, table, keys), lambda keys: _hashes_for_keys(dst, table, keys)
         )
-        _report_keyed(result, src, dst, table, differing, changing, source, target, max_rows)
-    result.seconds = time.monotonic() - started
+        opened.report = lambda check: _report_keyed(
+            result, src, dst, table, check.differing, check.changing, check.source, check.target, max_rows
+        )
+    opened.seconds = time.monotonic() - started
+    return opened
+
+
+def _finish(opened: _OpenDiff) -> TableDiff:
+    result, result.seconds = opened.result, opened.seconds
+    if opened.check is not None and opened.report is not None:
+        result.attempts, result.seconds = opened.check.used, result.seconds + opened.check.seconds
+        opened.report(opened.check)
     log.info(
         "row diff: %s (%s): %s, %s missing, %s extra, %s changed, %s in flight, %.1f s",
-        table.ref.qualified,
+        result.table.qualified,
         result.mode,
         "identical" if result.ok else (result.error or "DIFFERS"),
         result.missing_count,
@@ -603,6 +651,44 @@ def diff_table_on(
         result.seconds,
     )
     return result
+
+
+def _diff_together(
+    src: psycopg.Connection,
+    dst: psycopg.Connection,
+    tables: list[tuple[TableInfo, Mode]],
+    sample_size: int,
+    *,
+    attempts: int = 6,
+    pause_seconds: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    rows_per_chunk: int = ROWS_PER_CHUNK,
+    leaf_rows: int = LEAF_ROWS,
+    max_rows: int = MAX_ROWS,
+    row_diff: bool = True,
+) -> list[TableDiff]:
+    """Every table compared once, then the suspects of all of them re-checked in shared rounds."""
+    opened = []
+    for number, (table, mode) in enumerate(tables, 1):
+        opened.append(_first_pass(src, dst, table, mode, sample_size, attempts, pause_seconds, sleep,
+                                  rows_per_chunk, leaf_rows, max_rows, row_diff))  # fmt: skip
+        check = opened[-1].check
+        log.info("row diff: %d/%d %s compared once: %s", number, len(tables), table.ref.qualified,
+                 f"{len(check.keys)} rows to re-check" if check and check.keys else "no differing rows")  # fmt: skip
+    recheck_together([o.check for o in opened if o.check is not None], attempts, pause_seconds, sleep)
+    return [_finish(o) for o in opened]
+
+
+def diff_table_on(
+    src: psycopg.Connection,
+    dst: psycopg.Connection,
+    table: TableInfo,
+    mode: Mode = "full",
+    sample_size: int = 1000,
+    **options: Any,
+) -> TableDiff:
+    """`diff_table` over open autocommit connections with canonical sessions (`set_canonical_session`)."""
+    return _diff_together(src, dst, [(table, mode)], sample_size, **options)[0]
 
 
 def _connect(endpoint: PgEndpoint) -> psycopg.Connection:
@@ -648,11 +734,9 @@ def diff_tables(
 ) -> list[TableDiff]:
     """Row diff of `tables` (default: every table of `schemas` on the source). In sample mode a table whose
     estimated size is within the sample is diffed in full: that reads no more and misses nothing."""
-    results = []
     with _connect(source) as src, _connect(target) as dst:
         chosen = _resolve(src, tables) if tables is not None else list_tables(src, schemas)
-        for table in chosen:
-            small = 0 < table.estimated_rows <= sample_size
-            table_mode: Mode = "full" if mode == "full" or small else "sample"
-            results.append(diff_table_on(src, dst, table, table_mode, sample_size, **options))
-    return results
+        modes: list[tuple[TableInfo, Mode]] = [
+            (t, "full" if mode == "full" or 0 < t.estimated_rows <= sample_size else "sample") for t in chosen
+        ]
+        return _diff_together(src, dst, modes, sample_size, **options)

@@ -116,9 +116,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-def sql(port: int, db: str, statement: str) -> list[tuple]:
+def sql(port: int, db: str, statement: str, params: tuple | None = None) -> list[tuple]:
     with psycopg.connect(conninfo(port, db), autocommit=True) as conn:
-        cur = conn.execute(statement)
+        cur = conn.execute(statement, params)
         return cur.fetchall() if cur.description else []
 
 
@@ -252,7 +252,11 @@ def test_a_failed_reselect_of_a_toasted_value_never_reaches_the_target(migration
     """)  # fmt: skip
     # Stopped, not paused: a paused task's streaming thread keeps reading the slot (and re-selecting).
     CONNECT.stop(NAMES.source_connector)
-    wait_for("source stopped", lambda: CONNECT.get_status(NAMES.source_connector)["connector"]["state"] == "STOPPED")
+    # The connector reads STOPPED before its task has let go of the slot: wait for the slot to be released, or
+    # the update below is streamed (and re-selected, unblocked) by the stopping task.
+    wait_for("source stopped", lambda: CONNECT.get_status(NAMES.source_connector)["connector"]["state"] == "STOPPED"
+             and sql(SOURCE_PORT, SRC_DB, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND NOT active",
+                     (NAMES.slot,)))  # fmt: skip
     sql(SOURCE_PORT, SRC_DB, "UPDATE notes SET seen = seen + 1 WHERE id = 3")
     toast_index = sql(SOURCE_PORT, SRC_DB, "SELECT i.indexrelid::regclass::text FROM pg_class c "
                       "JOIN pg_index i ON i.indrelid = c.reltoastrelid WHERE c.oid = 'notes'::regclass")[0][0]
