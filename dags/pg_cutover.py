@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from airflow.sdk import Param, chain, dag
 
-from pgmigrate.naming import MIGRATION_ID_PATTERN
-from pgmigrate.notifications import MigrationAlertNotifier
-from pgmigrate.operators.cutover import (
+from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.core.params import DEFAULT_PGBOUNCER_CONN_IDS
+from pgmigrate.notifications.migration_alerts import MigrationAlertNotifier
+from pgmigrate.operators.pg_cutover import (
     AbortCutoverOperator,
     BackupSourceOperator,
     CutoverChecklistOperator,
@@ -21,7 +22,6 @@ from pgmigrate.operators.cutover import (
     ValidateForeignKeysOperator,
     VerifyCutoverOperator,
 )
-from pgmigrate.params import DEFAULT_PGBOUNCER_CONN_IDS
 from pgmigrate.sensors.pause_guard import PauseGuardSensor
 
 DOC = """
@@ -98,7 +98,7 @@ PARAMS = {
     doc_md=DOC,
     # Inside the pause a retry would only lengthen it: `cutover` aborts instead (a new run retries).
     default_args={"retries": 0},
-    # P0 "cutover failed" through the alert channels, once until a cutover succeeds (pgmigrate.alerts).
+    # P0 "cutover failed" through the alert channels, once until a cutover succeeds (pgmigrate.alerts.rules).
     on_failure_callback=MigrationAlertNotifier(severity="P0", condition="cutover_failed"),
 )
 def pg_cutover():

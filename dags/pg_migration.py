@@ -6,12 +6,15 @@ from datetime import timedelta
 
 from airflow.sdk import Param, chain, dag
 
-from pgmigrate.naming import MIGRATION_ID_PATTERN
-from pgmigrate.operators.connectors import DeployConnectorsOperator
-from pgmigrate.operators.preflight import PreflightOperator
-from pgmigrate.operators.schema import ApplyPostDataOperator, CopySchemaOperator
-from pgmigrate.operators.snapshot import SnapshotCopyOperator
-from pgmigrate.operators.validate import ValidateMigrationOperator
+from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.pg_migration import (
+    ApplyPostDataOperator,
+    CopySchemaOperator,
+    DeployConnectorsOperator,
+    PreflightOperator,
+    SnapshotCopyOperator,
+    ValidateMigrationOperator,
+)
 from pgmigrate.sensors.connectors_running import ConnectorsRunningSensor
 from pgmigrate.sensors.replication_lag import ReplicationLagSensor
 from pgmigrate.sensors.snapshot_complete import SnapshotCompleteSensor

@@ -63,12 +63,17 @@ def pg_migration_monitor():
         pg_migration_halt confs for data-loss alerts raised just now."""
         import logging
 
-        from pgmigrate.alerts import MONITORED_PHASES, AlertStore
+        from pgmigrate.alerts.monitor import deliver, monitor_migration, resolve_all
+        from pgmigrate.alerts.rules import MONITORED_PHASES, AlertStore
         from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
         from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-        from pgmigrate.monitor import deliver, monitor_migration, resolve_all
-        from pgmigrate.notifications import alert_channels, control_endpoint, kafka_log_dirs, thresholds_for
+        from pgmigrate.notifications.migration_alerts import (
+            alert_channels,
+            control_endpoint,
+            kafka_log_dirs,
+            thresholds_for,
+        )
 
         log = logging.getLogger("pg_migration_monitor")
         only = set((params or {}).get("migration_ids") or [])

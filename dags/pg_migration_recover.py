@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, chain
 
-from pgmigrate.naming import MIGRATION_ID_PATTERN
-from pgmigrate.operators.kafka_loss import (
+from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.pg_migration_recover import (
     RedeployConnectorsOperator,
     RemoveLostDeletesOperator,
     RequestRecoverySnapshotOperator,

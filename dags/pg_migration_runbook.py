@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, chain
 
-from pgmigrate.naming import MIGRATION_ID_PATTERN
-from pgmigrate.operators.operations import (
+from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.pg_migration_runbook import (
     HaltMigrationOperator,
     RequestResyncOperator,
     RestartMigrationOperator,

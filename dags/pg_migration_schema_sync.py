@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, chain
 
-from pgmigrate.naming import MIGRATION_ID_PATTERN
-from pgmigrate.operators.schema_sync import (
+from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.pg_migration_schema_sync import (
     ApplySchemaChangesOperator,
     PlanSchemaSyncOperator,
     PublishAndRestartOperator,

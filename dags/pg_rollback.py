@@ -6,15 +6,15 @@ from datetime import timedelta
 
 from airflow.sdk import Param, chain, dag
 
-from pgmigrate.naming import MIGRATION_ID_PATTERN
-from pgmigrate.operators.rollback import (
+from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.core.params import DEFAULT_PGBOUNCER_CONN_IDS
+from pgmigrate.operators.pg_rollback import (
     AbortRollbackOperator,
     ResumeForwardOperator,
     RollbackCheckOperator,
     RollbackOperator,
     RollbackReportOperator,
 )
-from pgmigrate.params import DEFAULT_PGBOUNCER_CONN_IDS
 from pgmigrate.sensors.pause_guard import PauseGuardSensor
 
 DOC = """

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from pgmigrate.operators.deep_validation import (
+from pgmigrate.operators.pg_validate import (
     GreatExpectationsOperator,
     SchemaCompareOperator,
     SelectValidationTargetsOperator,

@@ -26,13 +26,13 @@ A failed task names the connection and the fix; rerunning it is always safe (rea
 def platform_health():
     @task
     def check_postgres(conn_id: str) -> dict:
-        from pgmigrate.platform_health import check_postgres
+        from pgmigrate.operators.platform_health import check_postgres
 
         return check_postgres(conn_id)
 
     @task
     def check_kafka_connect() -> dict:
-        from pgmigrate.platform_health import check_kafka_connect
+        from pgmigrate.operators.platform_health import check_kafka_connect
 
         return check_kafka_connect("kafka_connect")
 

@@ -3,12 +3,12 @@
 1. builds (or reuses) the `bench` database on the source: pgbench tables + wide jsonb/text tables;
 2. measures the initial load of `pg_dump -Fd -j2` + `pg_restore -j2` into an empty target database;
 3. runs `pg_migration` with `snapshot_method=copy` through Airflow, then measures apply lag while
-   pgbench writes at a fixed rate (ALWAYS triggers on the target, see pgmigrate.bench_lag);
+   pgbench writes at a fixed rate (ALWAYS triggers on the target, see devtools.bench_lag);
 4. runs it again with `snapshot_method=debezium`;
 5. cutover and rollback (issue #13): for the bench database and a small one (`bench_small`, same layout),
    a `pg_migration` with `snapshot_method=copy`, then `--cutovers` rounds of `pg_cutover` and `pg_rollback`
    while pgbench writes through both PgBouncers; the write pause of each from the migration's timeline and
-   pgbench's failed transactions (see pgmigrate.bench_cutover);
+   pgbench's failed transactions (see devtools.bench_cutover);
 6. prints one table (stdout) and writes it as JSON under .stack/bench/.
 Progress goes to stderr. The bench migrations are torn down at the end (PgBouncer routes of the bench
 databases back to the `*` fallback); the source databases stay for the next run. pg_migration allows one
@@ -34,18 +34,17 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins"))
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]  # pgmigrate, devtools
 
-from pgmigrate.airflow_api import AirflowApiClient, put_postgres_connection  # noqa: E402
-from pgmigrate.bench_cutover import (  # noqa: E402
+from devtools.bench_cutover import (  # noqa: E402
     BenchMigration,
     LoadSpec,
     SwitchRunFailed,
     run_rounds,
     teardown_cutover_migration,
 )
-from pgmigrate.bench_data import database_size_mb, ensure_bench_database, plan_bench  # noqa: E402
-from pgmigrate.bench_lag import (  # noqa: E402
+from devtools.bench_data import database_size_mb, ensure_bench_database, plan_bench  # noqa: E402
+from devtools.bench_lag import (  # noqa: E402
     HISTORY,
     PGBENCH_TIMEZONE,
     clear_samples,
@@ -53,7 +52,7 @@ from pgmigrate.bench_lag import (  # noqa: E402
     install_lag_triggers,
     read_samples,
 )
-from pgmigrate.bench_report import (  # noqa: E402
+from devtools.bench_report import (  # noqa: E402
     SWITCH_DIRECTIONS,
     goals,
     lag_summary,
@@ -61,12 +60,13 @@ from pgmigrate.bench_report import (  # noqa: E402
     render_table,
     switch_summary,
 )
-from pgmigrate.connect_client import ConnectClient  # noqa: E402
+from devtools.databases import drop_database, recreate_database  # noqa: E402
+from pgmigrate.cli.airflow_api import AirflowApiClient, put_postgres_connection  # noqa: E402
+from pgmigrate.core.endpoints import PgEndpoint  # noqa: E402
+from pgmigrate.core.naming import MigrationNames  # noqa: E402
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch  # noqa: E402
-from pgmigrate.databases import drop_database, recreate_database  # noqa: E402
-from pgmigrate.endpoints import PgEndpoint  # noqa: E402
-from pgmigrate.naming import MigrationNames  # noqa: E402
-from pgmigrate.teardown import teardown_migration  # noqa: E402
+from pgmigrate.kafka.connect_client import ConnectClient  # noqa: E402
+from pgmigrate.stream.teardown import teardown_migration  # noqa: E402
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 SOURCE = PgEndpoint("127.0.0.1", 5433, "bench", "postgres", "postgres")
@@ -425,8 +425,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s [bench] %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("pgmigrate").setLevel(logging.WARNING)  # teardown/reset chatter
-    logging.getLogger("pgmigrate.bench_data").setLevel(logging.INFO)
-    logging.getLogger("pgmigrate.bench_cutover").setLevel(logging.INFO)
+    logging.getLogger("devtools.bench_data").setLevel(logging.INFO)
+    logging.getLogger("devtools.bench_cutover").setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` below on kill
     args = parse_args()
     api = AirflowApiClient(AIRFLOW_URL, "admin", "admin")

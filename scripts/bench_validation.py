@@ -23,10 +23,10 @@ import time
 import psycopg
 from psycopg import sql
 
-from pgmigrate.catalog import list_tables
-from pgmigrate.checksums import set_canonical_session
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.row_diff import diff_tables
+from pgmigrate.core.catalog import list_tables
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.validate.checksums import set_canonical_session
+from pgmigrate.validate.row_diff import diff_tables
 
 BENCH_SCHEMA = "rowdiff_bench"
 # Share of the rows per table; the docs table holds the TOASTed values.

@@ -19,25 +19,25 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins"))
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]  # pgmigrate, devtools
 
 from psycopg import sql  # noqa: E402
 
-from pgmigrate.airflow_api import AirflowApiClient  # noqa: E402
-from pgmigrate.checksums import set_canonical_session, table_checksum  # noqa: E402
-from pgmigrate.connect_client import ConnectClient  # noqa: E402
+from devtools.databases import database_exists, recreate_database  # noqa: E402
+from pgmigrate.cli.airflow_api import AirflowApiClient  # noqa: E402
+from pgmigrate.control.state import MigrationStateStore  # noqa: E402
+from pgmigrate.core.endpoints import PgEndpoint  # noqa: E402
+from pgmigrate.core.migration_tables import resolve_tables  # noqa: E402
+from pgmigrate.core.naming import MigrationNames  # noqa: E402
+from pgmigrate.core.params import MigrationParams  # noqa: E402
 from pgmigrate.cutover.drain import DrainTimeout  # noqa: E402
 from pgmigrate.cutover.drain import wait_drained as drain_pipeline  # noqa: E402
 from pgmigrate.cutover.reverse import remove_reverse_replication  # noqa: E402
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch  # noqa: E402
-from pgmigrate.databases import database_exists, recreate_database  # noqa: E402
-from pgmigrate.endpoints import PgEndpoint  # noqa: E402
-from pgmigrate.lag import read_lag  # noqa: E402
-from pgmigrate.migration_tables import resolve_tables  # noqa: E402
-from pgmigrate.naming import MigrationNames  # noqa: E402
-from pgmigrate.params import MigrationParams  # noqa: E402
-from pgmigrate.state import MigrationStateStore  # noqa: E402
-from pgmigrate.teardown import teardown_migration  # noqa: E402
+from pgmigrate.kafka.connect_client import ConnectClient  # noqa: E402
+from pgmigrate.stream.lag import read_lag  # noqa: E402
+from pgmigrate.stream.teardown import teardown_migration  # noqa: E402
+from pgmigrate.validate.checksums import set_canonical_session, table_checksum  # noqa: E402
 
 MIGRATION_ID = os.environ.get("DEMO_MIGRATION_ID", "demo")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -315,8 +315,8 @@ def deep_validation(api: AirflowApiClient) -> bool:
 
 
 def write_demo_report() -> str:
-    from pgmigrate.migration_report import write_report
-    from pgmigrate.report_data import collect_report_data, default_report_dir
+    from pgmigrate.report.migration_report import write_report
+    from pgmigrate.report.report_data import collect_report_data, default_report_dir
 
     return write_report(collect_report_data(CONTROL, MIGRATION_ID), default_report_dir())["html"]
 

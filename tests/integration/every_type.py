@@ -15,8 +15,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from pgmigrate.catalog import list_tables
-from pgmigrate.column_types import INPUT_REJECTED_TYPES, debezium_problem
+from pgmigrate.core.catalog import list_tables
+from pgmigrate.core.column_types import INPUT_REJECTED_TYPES, debezium_problem
 
 EXTENSIONS = ("hstore", "citext", "ltree", "cube", "seg", "isn", "lo", "earthdistance", "intarray", "pg_trgm",
               "btree_gist")  # fmt: skip

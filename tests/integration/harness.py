@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from pgmigrate.airflow_api import AirflowApiClient
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.cli.airflow_api import AirflowApiClient
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.kafka.connect_client import ConnectClient
 
 SOURCE_PORT, TARGET_PORT = 5433, 5434
 PASSWORD = "postgres"
@@ -34,9 +34,9 @@ def endpoint(port: int, dbname: str, password: str = PASSWORD) -> PgEndpoint:
 def forget_migration(migration_id: str) -> None:
     """Remove what an earlier (possibly interrupted) test run of `migration_id` left: connectors with
     their offsets, topics and the slot, so its databases can be dropped and recreated."""
-    from pgmigrate.naming import MigrationNames
-    from pgmigrate.pipeline_reset import delete_topics, remove_connectors
-    from pgmigrate.replication_slot import drop_slot_if_exists
+    from pgmigrate.core.naming import MigrationNames
+    from pgmigrate.load.replication_slot import drop_slot_if_exists
+    from pgmigrate.stream.pipeline_reset import delete_topics, remove_connectors
 
     names = MigrationNames(migration_id)
     for direction, port in ((names, SOURCE_PORT), (names.reversed(), TARGET_PORT)):  # reverse: after a cutover
@@ -51,12 +51,12 @@ def tear_down_migration(migration_id: str, source_db: str, target_db: str) -> No
     """Remove a test migration's pipeline (connectors with their offsets, slots, publications, topics)
     when its databases exist, or what an interrupted run left otherwise; then mark its state torn down
     and resolve its alerts, so the minute's monitor stops checking (and alerting on) it."""
+    from devtools.databases import database_exists
+    from pgmigrate.alerts.monitor import resolve_all
+    from pgmigrate.control.state import MigrationStateStore
+    from pgmigrate.core.naming import MigrationNames
     from pgmigrate.cutover.reverse import remove_reverse_replication
-    from pgmigrate.databases import database_exists
-    from pgmigrate.monitor import resolve_all
-    from pgmigrate.naming import MigrationNames
-    from pgmigrate.state import MigrationStateStore
-    from pgmigrate.teardown import teardown_migration
+    from pgmigrate.stream.teardown import teardown_migration
 
     source, target = endpoint(SOURCE_PORT, source_db), endpoint(TARGET_PORT, target_db)
     if database_exists(source) and database_exists(target):
@@ -88,7 +88,7 @@ def fail_active_runs(api: AirflowApiClient, migration_id: str | None = None) -> 
         api.request("PATCH", f"/dags/pg_migration/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
 
 
-ALERT_THRESHOLDS = "pgmigrate_alert_thresholds"  # the monitor's Airflow Variable (pgmigrate.monitor)
+ALERT_THRESHOLDS = "pgmigrate_alert_thresholds"  # the monitor's Airflow Variable (pgmigrate.alerts.monitor)
 
 
 def override_alert_thresholds(api: AirflowApiClient, migration_id: str, override: dict | None) -> None:
@@ -96,7 +96,7 @@ def override_alert_thresholds(api: AirflowApiClient, migration_id: str, override
     Variable, keeping everything else in it."""
     import json
 
-    from pgmigrate.airflow_api import AirflowApiError
+    from pgmigrate.cli.airflow_api import AirflowApiError
 
     try:
         current = json.loads(api.request("GET", f"/variables/{ALERT_THRESHOLDS}")["value"])

@@ -2,7 +2,7 @@
 
 (a) A CHECK constraint only the target has, and source writes that violate it. Debezium 3.6.0's JDBC sink
 FAILs on the first (it cannot hand write failures to Connect's DLQ); the monitor run dead-letters each
-rejected row (pgmigrate.dead_letter_quarantine) and resumes the sink, which applies the later rows. Exactly
+rejected row (pgmigrate.recovery.dead_letter_quarantine) and resumes the sink, which applies the later rows. Exactly
 one P0 (`dead_letters`), `scripts/migration dlq` names table, key and error, `--ack` and the pre-cutover
 checklist refuse; after the constraint is dropped, `dlq --resync` re-reads exactly those keys, `--ack --wait`
 acknowledges once they match, the independent comparison finds the target identical, the next monitor run
@@ -35,16 +35,16 @@ from harness import (
 )
 from psycopg import sql as pgsql
 
-from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
-from pgmigrate.alerts import AlertStore
-from pgmigrate.connect_client import ConnectClient
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.alerts.rules import AlertStore
+from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.checklist import evaluate_checklist
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.dead_letters import checklist_detail, read_backlog
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
-from pgmigrate.state import MigrationStateStore
-from pgmigrate.throughput import throughput_samples
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.recovery.dead_letters import checklist_detail, read_backlog
+from pgmigrate.stream.throughput import throughput_samples
 
 pytestmark = pytest.mark.integration
 

@@ -41,15 +41,15 @@ from harness import (
     wait_until_identical,
 )
 
-from pgmigrate.airflow_api import AirflowApiClient, put_postgres_connection
-from pgmigrate.connect_client import ConnectClient
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.cli.airflow_api import AirflowApiClient, put_postgres_connection
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.lease import LeaseStore
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.lag import read_end_to_end_lag
-from pgmigrate.naming import MigrationNames
-from pgmigrate.state import MigrationStateStore
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.stream.lag import read_end_to_end_lag
 
 CONNECT = ConnectClient("http://127.0.0.1:8083")
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgmigrate.catalog import list_tables
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.ge_checkpoint import PASSWORD_VARIABLE, run_checkpoint
-from pgmigrate.ge_suites import GENERATED_MARK, generate_suites
+from pgmigrate.core.catalog import list_tables
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.validate.ge_checkpoint import PASSWORD_VARIABLE, run_checkpoint
+from pgmigrate.validate.ge_suites import GENERATED_MARK, generate_suites
 from tests.integration.harness import SOURCE_PORT, TARGET_PORT, conninfo, endpoint
 
 pytestmark = pytest.mark.integration

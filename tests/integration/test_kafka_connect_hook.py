@@ -20,8 +20,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from pgmigrate.connect_client import ConnectConfigError, ConnectUnavailableError
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.kafka.connect_client import ConnectConfigError, ConnectUnavailableError
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,12 @@ from harness import (
     tear_down_migration,
 )
 
-from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.connector_configs import MAX_CHANGE_EVENT_BYTES
-from pgmigrate.connector_status import FAILED, assess_connector
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.naming import MigrationNames
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connector_configs import MAX_CHANGE_EVENT_BYTES
+from pgmigrate.kafka.connector_status import FAILED, assess_connector
 
 pytestmark = pytest.mark.integration
 

@@ -37,15 +37,15 @@ from harness import (
 )
 from psycopg import sql
 
-from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.migration_report import write_report
-from pgmigrate.naming import MigrationNames
-from pgmigrate.params import MigrationParams
-from pgmigrate.preflight import run_preflight
-from pgmigrate.report_data import collect_report_data
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.core.params import MigrationParams
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.preflight.checks import run_preflight
+from pgmigrate.report.migration_report import write_report
+from pgmigrate.report.report_data import collect_report_data
 
 MIGRATION_ID = "lp-e2e"
 SRC_DB, DST_DB = "lp_src", "lp_dst"
@@ -277,8 +277,8 @@ def test_non_superuser_roles_cut_over_and_roll_back(migration, tmp_path):
     lp_app (read-only on the source after the cutover, writable again after the rollback)."""
     from harness import run_other_dag
 
+    from pgmigrate.control.state import MigrationStateStore
     from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
-    from pgmigrate.state import MigrationStateStore
 
     api, _, writer = migration
     writer.stop()  # a writer straight to the source would (rightly) make the checklist refuse

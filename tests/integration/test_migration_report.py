@@ -14,10 +14,10 @@ import pytest
 from harness import conninfo
 from psycopg import sql
 
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.migration_report import write_report
-from pgmigrate.report_data import UnknownMigration, collect_report_data
-from pgmigrate.state import MigrationStateStore
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.report.migration_report import write_report
+from pgmigrate.report.report_data import UnknownMigration, collect_report_data
 
 MIGRATION_ID = "report-test"
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")

@@ -31,15 +31,15 @@ from harness import (
     tear_down_migration,
 )
 
-from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
-from pgmigrate.alert_channels import default_alert_log
-from pgmigrate.alerts import AlertStore
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.lag import read_end_to_end_lag
-from pgmigrate.naming import MigrationNames
-from pgmigrate.state import MigrationStateStore
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.alerts.channels import default_alert_log
+from pgmigrate.alerts.rules import AlertStore
+from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.stream.lag import read_end_to_end_lag
 
 MIGRATION_ID = "alert-test"
 SRC_DB, DST_DB = "alert_src", "alert_dst"

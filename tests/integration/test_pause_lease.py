@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.guard import Sides, enforce
 from pgmigrate.cutover.lease import LeaseLost, LeaseStore
 from pgmigrate.cutover.routing.fleet import ClientRouting, PgBouncerInstance
 from pgmigrate.cutover.routing.routes import Route
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.state import MigrationStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,7 @@ def test_the_switch_and_the_deadline_cannot_both_win(routing):
 CHILD = """
 import sys, time
 from pgmigrate.cutover.lease import LeaseStore
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.routing.routes import Route
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 store = LeaseStore(PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres"))

@@ -42,17 +42,17 @@ from harness import (
     wait_until_identical,
 )
 
-from pgmigrate.airflow_api import put_postgres_connection
-from pgmigrate.alerts import AlertStore
-from pgmigrate.connect_client import ConnectClient
+from devtools.databases import database_exists, drop_database, recreate_database
+from pgmigrate.alerts.rules import AlertStore
+from pgmigrate.cli.airflow_api import put_postgres_connection
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.lease import LeaseStore
 from pgmigrate.cutover.reverse import remove_reverse_replication
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
-from pgmigrate.databases import database_exists, drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
-from pgmigrate.state import MigrationStateStore
-from pgmigrate.teardown import teardown_migration
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.stream.teardown import teardown_migration
 
 MIGRATION_ID = "cut-test"
 SRC_DB, DST_DB = "cut_src", "cut_dst"

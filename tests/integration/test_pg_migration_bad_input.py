@@ -19,9 +19,9 @@ from harness import (
     task_log,
 )
 
-from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import drop_database, recreate_database
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
+from pgmigrate.kafka.connect_client import ConnectClient
 
 REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -28,14 +28,14 @@ from harness import (
     wait_until_identical,
 )
 
-from pgmigrate.airflow_api import put_postgres_connection
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.large_objects import compare_large_objects
-from pgmigrate.naming import MigrationNames
-from pgmigrate.state import MigrationStateStore
-from pgmigrate.teardown import teardown_migration
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.cli.airflow_api import put_postgres_connection
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.schema.large_objects import compare_large_objects
+from pgmigrate.stream.teardown import teardown_migration
 
 SQL = Path(__file__).parent / "sql"
 SCHEMAS = ["public", "sales", "Ventes Été", "Été"]

@@ -25,10 +25,10 @@ from harness import (
     wait_until_identical,
 )
 
-from pgmigrate.airflow_api import put_postgres_connection
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.state import MigrationStateStore
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.cli.airflow_api import put_postgres_connection
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
 
 MIGRATION_ID = "val-test"
 SRC_DB, DST_DB = "val_src", "val_dst"

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.params import MigrationParams
-from pgmigrate.preflight import run_preflight
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.params import MigrationParams
+from pgmigrate.preflight.checks import run_preflight
 
 pytestmark = pytest.mark.integration
 

@@ -28,10 +28,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.routing.routes import Route, read_routes_file, write_routes_file
 from pgmigrate.cutover.routing.switch import PauseTimeoutError, PgBouncerRouteSwitch, RouteSwitch, RouteSwitchError
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
 
 pytestmark = pytest.mark.integration
 

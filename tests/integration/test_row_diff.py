@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from pgmigrate.catalog import TableRef
-from pgmigrate.row_diff import diff_table, diff_tables, format_diff
-from pgmigrate.schema_compare import SchemaDifference, compare_schemas
+from pgmigrate.core.catalog import TableRef
+from pgmigrate.schema.schema_compare import SchemaDifference, compare_schemas
+from pgmigrate.validate.row_diff import diff_table, diff_tables, format_diff
 from tests.integration.harness import SOURCE_PORT, TARGET_PORT, conninfo, endpoint, table_fingerprints
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from pgmigrate.catalog import UnknownTables
+from pgmigrate.core.catalog import UnknownTables
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.sequences import sequences_snapshot
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pg_dump_toc import SchemaCopyError, parse_toc, select_entries
-from pgmigrate.post_data import apply_post_data
-from pgmigrate.schema_copy import copy_pre_data
+from pgmigrate.schema.pg_dump_toc import SchemaCopyError, parse_toc, select_entries
+from pgmigrate.schema.post_data import apply_post_data
+from pgmigrate.schema.schema_copy import copy_pre_data
 
 pytestmark = pytest.mark.integration
 
@@ -335,7 +335,7 @@ def test_grants_default_privileges_and_owners_are_copied_and_compared(target_db)
     """Roles exist on both servers (preflight's `roles` sees to it): the copy keeps each object's owner, its grants
     (column grants too) and the schema's default privileges; `compare_privileges` finds none differing, then finds
     a grant changed on the target."""
-    from pgmigrate.roles import compare_privileges, privilege_snapshot
+    from pgmigrate.schema.roles import compare_privileges, privilege_snapshot
 
     roles = ("sc_owner", "sc_reader")
     for port in (5433, 5434):

@@ -30,13 +30,13 @@ from harness import (
     wait_until_identical,
 )
 
-from pgmigrate.airflow_api import AirflowApiError, put_postgres_connection
-from pgmigrate.alerts import AlertStore
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.databases import drop_database, recreate_database
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
-from pgmigrate.state import MigrationStateStore
+from devtools.databases import drop_database, recreate_database
+from pgmigrate.alerts.rules import AlertStore
+from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connect_client import ConnectClient
 
 MIGRATION_ID = "drift-e2e"
 SRC_DB, DST_DB = "drift_src", "drift_dst"

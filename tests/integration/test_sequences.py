@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.sequences import SAFETY_GAP, sequences_snapshot, sync_sequences
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.schema_copy import copy_pre_data
+from pgmigrate.schema.schema_copy import copy_pre_data
 
 pytestmark = pytest.mark.integration
 

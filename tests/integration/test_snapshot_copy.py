@@ -23,12 +23,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgmigrate.catalog import TableInfo, TableRef, list_tables
-from pgmigrate.checksums import set_canonical_session
-from pgmigrate.copy_plan import copy_format_for
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.replication_slot import drop_slot_if_exists
-from pgmigrate.snapshot_copy import SnapshotCopyError, run_snapshot_copy
+from pgmigrate.core.catalog import TableInfo, TableRef, list_tables
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.load.copy_plan import copy_format_for
+from pgmigrate.load.replication_slot import drop_slot_if_exists
+from pgmigrate.load.snapshot_copy import SnapshotCopyError, run_snapshot_copy
+from pgmigrate.validate.checksums import set_canonical_session
 
 DB = "copytest"
 SLOT = "copytest_slot"
@@ -166,7 +166,7 @@ def test_copy_is_identical_on_every_table(tables, caplog):
     assert copy_format_for(by_name["customers"]) == "binary"  # plain enum, numeric NaN, bytea
     assert copy_format_for(by_name["tagged"]) == "text"  # enum[] and a composite
     progress: list[tuple[str, int, int, int, int]] = []
-    caplog.set_level(logging.INFO, logger="pgmigrate.snapshot_copy")
+    caplog.set_level(logging.INFO, logger="pgmigrate.load.snapshot_copy")
 
     result = run_snapshot_copy(
         SOURCE, TARGET, tables, SLOT, parallelism=4, on_progress=lambda *a: progress.append(a), chunk_pages=CHUNK_PAGES
@@ -311,9 +311,9 @@ def test_copy_is_the_source_as_of_the_slot_while_a_writer_is_busy(tables):
 
 CRASHING_COPY = f"""
 import time
-from pgmigrate.catalog import list_tables
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.snapshot_copy import run_snapshot_copy
+from pgmigrate.core.catalog import list_tables
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.load.snapshot_copy import run_snapshot_copy
 
 source, target = PgEndpoint(*{astuple(SOURCE)!r}), PgEndpoint(*{astuple(TARGET)!r})
 with source.connect() as conn:

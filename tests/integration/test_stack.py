@@ -15,7 +15,7 @@ import pytest
 import requests
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pgmigrate.airflow_api import AirflowApiClient
+from pgmigrate.cli.airflow_api import AirflowApiClient
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = str(REPO / "scripts" / "stack.sh")

@@ -1,4 +1,4 @@
-"""Alert rules (pgmigrate.alerts): each rule's boundary, the reconcile plan (raise once, resolve only
+"""Alert rules (pgmigrate.alerts.rules): each rule's boundary, the reconcile plan (raise once, resolve only
 what was evaluated), delivery planning, payloads and thresholds. No database, no Airflow."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pgmigrate.alert_channels import FileChannel, webhook_url
-from pgmigrate.alerts import (
+from pgmigrate.alerts.channels import FileChannel, webhook_url
+from pgmigrate.alerts.rules import (
     P0,
     P1,
     Alert,
@@ -225,7 +225,7 @@ def test_webhook_url_from_connection_fields():
 
 
 def test_alerts_markdown_marks_open_alerts():
-    from pgmigrate.alerts import alerts_markdown
+    from pgmigrate.alerts.rules import alerts_markdown
 
     table = alerts_markdown([row(), row(condition="kafka_disk", resolved_at=NOW, message="a|b")])
     assert "| P1 | `lag_high` | 2026-11-25 12:00:00 | **open** | lag 90s |" in table
@@ -236,7 +236,7 @@ def test_alerts_markdown_marks_open_alerts():
 def test_monitor_dag_runs_every_minute_and_cutover_alerts_on_failure():
     from airflow.dag_processing.dagbag import DagBag
 
-    from pgmigrate.notifications import MigrationAlertNotifier
+    from pgmigrate.notifications.migration_alerts import MigrationAlertNotifier
 
     dags = DagBag(dag_folder=str(REPO / "dags"))
     monitor = dags.dags["pg_migration_monitor"]

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgmigrate.bench_cutover import parse_pgbench_summary, switch_event, total_load
-from pgmigrate.bench_data import plan_bench
-from pgmigrate.bench_report import goals, lag_summary, percentile, ratio, render_table, switch_summary
+from devtools.bench_cutover import parse_pgbench_summary, switch_event, total_load
+from devtools.bench_data import plan_bench
+from devtools.bench_report import goals, lag_summary, percentile, ratio, render_table, switch_summary
 
 pytestmark = pytest.mark.unit
 

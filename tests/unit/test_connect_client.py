@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pgmigrate.connect_client import ConnectClient, ConnectConfigError, ConnectError, ConnectUnavailableError
-from pgmigrate.secret_masking import mask_config, redact_text
+from pgmigrate.core.secret_masking import mask_config, redact_text
+from pgmigrate.kafka.connect_client import ConnectClient, ConnectConfigError, ConnectError, ConnectUnavailableError
 
 pytestmark = pytest.mark.unit
 
@@ -241,7 +241,7 @@ def test_alter_offsets_stops_the_connector_first(fake_connect: FakeConnect, capl
     fake_connect.status_lag = 1  # Connect reports STOPPED a moment after the stop request
     offsets = [{"partition": {"server": "orders"}, "offset": {"lsn": 12345}}]
 
-    with caplog.at_level(logging.INFO, logger="pgmigrate.connect_client"):
+    with caplog.at_level(logging.INFO, logger="pgmigrate.kafka.connect_client"):
         message = client.alter_offsets("orders", offsets, stop_timeout=10)
 
     calls = fake_connect.requests

@@ -4,16 +4,16 @@ import re
 
 import pytest
 
-from pgmigrate.catalog import TableRef
-from pgmigrate.connector_configs import (
+from pgmigrate.core.catalog import TableRef
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connector_configs import (
     SecretRefs,
     build_sink_config,
     build_source_config,
     sink_topics_regex,
     table_include_regex,
 )
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
 
 pytestmark = pytest.mark.unit
 
@@ -116,7 +116,7 @@ def test_sink_upserts_by_key_into_quoted_same_named_tables():
 
 
 def test_reverse_names_never_collide_with_the_forward_ones_and_fit_postgres_limits():
-    from pgmigrate.naming import MigrationNames
+    from pgmigrate.core.naming import MigrationNames
 
     forward = MigrationNames("a" * 41)
     reverse = forward.reversed()
@@ -131,7 +131,7 @@ def test_reverse_names_never_collide_with_the_forward_ones_and_fit_postgres_limi
 def test_resync_signal_and_its_progress_in_the_offsets():
     import json
 
-    from pgmigrate.resync import DONE, NOT_STARTED, RUNNING, execute_snapshot_signal, lsn_to_int, resync_phase
+    from pgmigrate.stream.resync import DONE, NOT_STARTED, RUNNING, execute_snapshot_signal, lsn_to_int, resync_phase
 
     signal = execute_snapshot_signal([TableRef("sales", "Order Items")])
     assert signal["type"] == "execute-snapshot"
@@ -156,8 +156,8 @@ def test_sink_truncates_through_the_statement_inspector():
 
 def test_stored_generated_columns_are_left_out_of_every_event():
     """Debezium's snapshots SELECT them and the sink cannot write them; pgoutput never streams them anyway."""
-    from pgmigrate.catalog import Column, TableInfo
-    from pgmigrate.connector_configs import stored_generated_columns
+    from pgmigrate.core.catalog import Column, TableInfo
+    from pgmigrate.kafka.connector_configs import stored_generated_columns
 
     def column(name: str, generated: str = "") -> Column:
         return Column(name=name, type_name="int4", type_oid=23, type_kind="b", element_oid=None, element_kind=None,

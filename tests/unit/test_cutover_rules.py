@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pgmigrate.core.params import CutoverParams, InvalidParams, RollbackParams
 from pgmigrate.cutover.checklist import evaluate_checklist, format_checklist
-from pgmigrate.params import CutoverParams, InvalidParams, RollbackParams
-from pgmigrate.rollback_report import render_rollback_report
+from pgmigrate.report.rollback_report import render_rollback_report
 
 pytestmark = pytest.mark.unit
 

@@ -8,12 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgmigrate.alerts import P0, Evaluation, Readings, Thresholds, dead_letter_alert, evaluate, plan_reconcile
-from pgmigrate.catalog import TableRef
-from pgmigrate.connector_configs import SecretRefs, build_sink_config, build_source_config, sink_topics_regex
+from pgmigrate.alerts.rules import P0, Evaluation, Readings, Thresholds, dead_letter_alert, evaluate, plan_reconcile
+from pgmigrate.core.catalog import TableRef
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.core.params import MigrationParams
 from pgmigrate.cutover.checklist import evaluate_checklist
-from pgmigrate.dead_letter_resync import SIGNAL_DATA_MAX, key_condition, keys_snapshot_signal, keys_snapshot_signals
-from pgmigrate.dead_letters import (
+from pgmigrate.kafka.connector_configs import SecretRefs, build_sink_config, build_source_config, sink_topics_regex
+from pgmigrate.recovery.dead_letter_resync import (
+    SIGNAL_DATA_MAX,
+    key_condition,
+    keys_snapshot_signal,
+    keys_snapshot_signals,
+)
+from pgmigrate.recovery.dead_letters import (
     DeadLetterBacklog,
     checklist_detail,
     format_dead_letters,
@@ -21,11 +29,8 @@ from pgmigrate.dead_letters import (
     parse_dead_letter,
     root_cause,
 )
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
-from pgmigrate.params import MigrationParams
-from pgmigrate.throughput import failed_tasks, offset_totals, rate_per_second
-from pgmigrate.throughput_chart import throughput_chart_svg, throughput_summary
+from pgmigrate.report.throughput_chart import throughput_chart_svg, throughput_summary
+from pgmigrate.stream.throughput import failed_tasks, offset_totals, rate_per_second
 
 pytestmark = pytest.mark.unit
 
@@ -180,7 +185,7 @@ SINK_TRACE = (
 
 
 def test_the_quarantine_reads_the_rejected_row_from_the_sinks_trace_and_only_for_row_errors():
-    from pgmigrate.dead_letter_quarantine import error_headers, key_matches, parse_rejected_row
+    from pgmigrate.recovery.dead_letter_quarantine import error_headers, key_matches, parse_rejected_row
 
     row = parse_rejected_row(SINK_TRACE)
     assert row.table == TableRef("public", "items") and row.key == {"id": "7"} and "qty_ok" in row.error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgmigrate.ge_live import FAILED, PASSED, judge_table
+from pgmigrate.validate.ge_live import FAILED, PASSED, judge_table
 
 pytestmark = pytest.mark.unit
 

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.ge_checkpoint import PASSWORD_VARIABLE, connection_string_template
-from pgmigrate.ge_suites import (
+from pgmigrate.core.catalog import Column, TableInfo, TableRef
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.validate.ge_checkpoint import PASSWORD_VARIABLE, connection_string_template
+from pgmigrate.validate.ge_suites import (
     GENERATED_MARK,
     ColumnProfile,
     TableProfile,
@@ -88,7 +88,10 @@ def test_connection_string_holds_a_reference_not_the_password() -> None:
 
 
 def test_importing_the_modules_does_not_import_great_expectations() -> None:
-    code = "import sys, pgmigrate.ge_suites, pgmigrate.ge_checkpoint; print('great_expectations' in sys.modules)"
+    code = (
+        "import sys, pgmigrate.validate.ge_suites, pgmigrate.validate.ge_checkpoint; "
+        "print('great_expectations' in sys.modules)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": "plugins"}
     )

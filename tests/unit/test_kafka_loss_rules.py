@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.kafka_loss_recovery import STEPS, batches, deletable_keys, plan_recovery, still_absent
-from pgmigrate.row_diff import RowDifference, TableDiff
+from pgmigrate.core.catalog import Column, TableInfo, TableRef
+from pgmigrate.recovery.kafka_loss_recovery import STEPS, batches, deletable_keys, plan_recovery, still_absent
+from pgmigrate.validate.row_diff import RowDifference, TableDiff
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

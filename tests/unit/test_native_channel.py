@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.native_replication import needs_native_channel, split_by_channel
+from pgmigrate.core.catalog import Column, TableInfo, TableRef
+from pgmigrate.stream.native_replication import needs_native_channel, split_by_channel
 
 
 def table(

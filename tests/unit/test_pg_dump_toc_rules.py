@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgmigrate.pg_dump_toc import parse_toc, select_entries
+from pgmigrate.schema.pg_dump_toc import parse_toc, select_entries
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgmigrate.pipeline_ops import restart
+from pgmigrate.stream.pipeline_ops import restart
 
 pytestmark = pytest.mark.unit
 

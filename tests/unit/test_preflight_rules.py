@@ -7,12 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.native_replication import needs_native_channel
-from pgmigrate.preflight import PreflightError, PreflightReport
-from pgmigrate.preflight_rules import (
+from pgmigrate.core.catalog import Column, TableInfo, TableRef
+from pgmigrate.core.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.preflight.checks import PreflightError, PreflightReport
+from pgmigrate.preflight.rules import (
     CheckResult,
     DatabaseIdentity,
     check_capacity,
@@ -29,7 +28,8 @@ from pgmigrate.preflight_rules import (
     replica_identity_gaps,
     skipped,
 )
-from pgmigrate.roles import Role, create_role_statements
+from pgmigrate.schema.roles import Role, create_role_statements
+from pgmigrate.stream.native_replication import needs_native_channel
 
 pytestmark = pytest.mark.unit
 
@@ -304,7 +304,7 @@ def test_passing_report_does_not_raise():
 
 
 def test_keyless_tables_pass_and_say_how_they_travel():
-    from pgmigrate.preflight_rules import check_primary_keys
+    from pgmigrate.preflight.rules import check_primary_keys
 
     r = check_primary_keys([table("orders"), table("log", pk=(), ident="f")], "pgmigrate_x_keyless")
     assert r.ok and "public.log" in r.detail and "pgmigrate_x_keyless" in r.detail and "duplicate" in r.detail
@@ -312,7 +312,7 @@ def test_keyless_tables_pass_and_say_how_they_travel():
 
 
 def test_keyless_table_identified_by_index_is_refused_with_the_fix():
-    from pgmigrate.preflight_rules import check_primary_keys
+    from pgmigrate.preflight.rules import check_primary_keys
 
     r = check_primary_keys([table("uniq", pk=(), ident="i", ri_index=True)], "s")
     assert not r.ok and "public.uniq" in r.problem
@@ -320,7 +320,7 @@ def test_keyless_table_identified_by_index_is_refused_with_the_fix():
 
 
 def test_subscription_rights_on_the_target():
-    from pgmigrate.preflight_rules import check_subscription_rights
+    from pgmigrate.preflight.rules import check_subscription_rights
 
     facts = {"role": "app", "superuser": False, "create_subscription": False, "max_logical_replication_workers": "1"}
     r = check_subscription_rights(facts, keyless_count=2)

@@ -1,4 +1,4 @@
-"""Unit tests of the least-privilege rules (`pgmigrate.privileges`) and the report's grant block. The role
+"""Unit tests of the least-privilege rules (`pgmigrate.preflight.privileges`) and the report's grant block. The role
 facts are built by hand here (fakes: no database); `tests/integration/test_least_privilege.py` reads them
 from real servers with real non-superuser roles."""
 
@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from pgmigrate.catalog import TableRef
-from pgmigrate.preflight import PreflightReport
-from pgmigrate.preflight_rules import check_subscription_rights
-from pgmigrate.privileges import (
+from pgmigrate.core.catalog import TableRef
+from pgmigrate.preflight.checks import PreflightReport
+from pgmigrate.preflight.privileges import (
     FenceRights,
     SourceRoleFacts,
     TargetRoleFacts,
     check_source_privileges,
     check_target_privileges,
 )
+from pgmigrate.preflight.rules import check_subscription_rights
 
 pytestmark = pytest.mark.unit
 

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.routing import switch as route_switch
 from pgmigrate.cutover.routing.routes import Route, read_routes_file, write_routes_file
 from pgmigrate.cutover.routing.switch import (
@@ -25,7 +26,6 @@ from pgmigrate.cutover.routing.switch import (
     RouteSwitchError,
     describe_routes_disagreement,
 )
-from pgmigrate.endpoints import PgEndpoint
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from pgmigrate.catalog import TableRef
-from pgmigrate.row_diff import (
+from pgmigrate.core.catalog import TableRef
+from pgmigrate.schema.schema_compare import SchemaDifference, SchemaSnapshot, compare_snapshots
+from pgmigrate.validate.row_diff import (
     SOURCE,
     TARGET,
     RangeOps,
@@ -23,8 +24,7 @@ from pgmigrate.row_diff import (
     sample_percent,
     split_range,
 )
-from pgmigrate.schema_compare import SchemaDifference, SchemaSnapshot, compare_snapshots
-from pgmigrate.validation import KeyRange
+from pgmigrate.validate.validation import KeyRange
 
 pytestmark = pytest.mark.unit
 

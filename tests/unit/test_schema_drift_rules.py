@@ -1,4 +1,4 @@
-"""Schema drift planner (pgmigrate.schema_drift) and the schema_mismatch alert rule: additive vs non-additive
+"""Schema drift planner (pgmigrate.schema.schema_drift) and the schema_mismatch alert rule: additive vs non-additive
 classification and the statements, with identifiers quoted by sql.Identifier. No database, no Airflow.
 
 Fakes: the differences and the source snapshot values are hand-written in the shape `schema_compare` returns
@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from pgmigrate.alerts import P1, Readings, Thresholds, evaluate, schema_mismatch_alert
-from pgmigrate.catalog import TableRef
-from pgmigrate.schema_compare import SchemaDifference as Diff
-from pgmigrate.schema_drift import (
+from pgmigrate.alerts.rules import P1, Readings, Thresholds, evaluate, schema_mismatch_alert
+from pgmigrate.core.catalog import TableRef
+from pgmigrate.schema.schema_compare import SchemaDifference as Diff
+from pgmigrate.schema.schema_drift import (
     classify,
     concurrent_index,
     drift,

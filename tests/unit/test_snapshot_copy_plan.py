@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from pgmigrate.catalog import Column, TableInfo, TableRef
-from pgmigrate.copy_plan import CopyChunk, copy_columns, copy_format_for, plan_copy
-from pgmigrate.replication_slot import validate_slot_name
-from pgmigrate.snapshot_copy import CopyReport, TableCopyStats
+from pgmigrate.core.catalog import Column, TableInfo, TableRef
+from pgmigrate.load.copy_plan import CopyChunk, copy_columns, copy_format_for, plan_copy
+from pgmigrate.load.replication_slot import validate_slot_name
+from pgmigrate.load.snapshot_copy import CopyReport, TableCopyStats
 
 pytestmark = pytest.mark.unit
 

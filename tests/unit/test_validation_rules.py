@@ -2,7 +2,7 @@
 
 import pytest
 
-from pgmigrate.validation import classify_keys
+from pgmigrate.validate.validation import classify_keys
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,7 @@ def test_row_missing_on_target_or_deleted_on_source():
 
 
 def test_sink_reached_marks_even_while_new_records_arrive():
-    from pgmigrate.lag import consumer_lag, sink_reached
+    from pgmigrate.stream.lag import consumer_lag, sink_reached
 
     marks = {("t", 0): 100, ("u", 0): 5}
     assert not sink_reached(marks, {("t", 0): 99, ("u", 0): 5})
@@ -50,13 +50,13 @@ class FakeChecksumConnection:
 
 
 def keyless_table():
-    from pgmigrate.catalog import TableInfo, TableRef
+    from pgmigrate.core.catalog import TableInfo, TableRef
 
     return TableInfo(TableRef("public", "log"), "r", [], "f", False, [])
 
 
 def test_keyless_table_identical_at_once():
-    from pgmigrate.validation import compare_keyless_table
+    from pgmigrate.validate.validation import compare_keyless_table
 
     src, dst = FakeChecksumConnection([(3, "9")]), FakeChecksumConnection([(3, "9")])
     r = compare_keyless_table(src, dst, keyless_table(), 6, 0, lambda _s: None)
@@ -64,14 +64,14 @@ def test_keyless_table_identical_at_once():
 
 
 def test_keyless_table_target_catching_up_is_identical():
-    from pgmigrate.validation import compare_keyless_table
+    from pgmigrate.validate.validation import compare_keyless_table
 
     src, dst = FakeChecksumConnection([(3, "9")]), FakeChecksumConnection([(2, "5"), (3, "9")])
     assert compare_keyless_table(src, dst, keyless_table(), 6, 0, lambda _s: None).ok
 
 
 def test_keyless_table_differing_with_the_source_at_rest_fails():
-    from pgmigrate.validation import compare_keyless_table
+    from pgmigrate.validate.validation import compare_keyless_table
 
     src, dst = FakeChecksumConnection([(3, "9")]), FakeChecksumConnection([(2, "5")])
     r = compare_keyless_table(src, dst, keyless_table(), 6, 0, lambda _s: None)
@@ -79,7 +79,7 @@ def test_keyless_table_differing_with_the_source_at_rest_fails():
 
 
 def test_keyless_table_written_during_every_pause_is_reported_changing_not_failed():
-    from pgmigrate.validation import compare_keyless_table
+    from pgmigrate.validate.validation import compare_keyless_table
 
     src = FakeChecksumConnection([(n, str(n)) for n in range(1, 20)])
     dst = FakeChecksumConnection([(0, "0")])

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.pg_dump_toc import run_tool, tool_path
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.schema.pg_dump_toc import run_tool, tool_path
 
 
 def backup_root() -> Path:

@@ -26,8 +26,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pgmigrate.catalog import CONTROL_SCHEMA, TableInfo, TableRef
-from pgmigrate.naming import MigrationNames
+from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef
+from pgmigrate.core.naming import MigrationNames
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pgmigrate.connector_status import RUNNING
+from pgmigrate.kafka.connector_status import RUNNING
 
 Verdict = tuple[bool, str]
 

@@ -32,8 +32,6 @@ from contextlib import contextmanager
 
 import psycopg
 
-from pgmigrate.checksums import set_canonical_session
-from pgmigrate.connect_client import ConnectClient
 from pgmigrate.cutover.change_topics import ChangedKeys, ChangeTopics, Positions, positions_to_json
 from pgmigrate.cutover.drain import Drainer
 from pgmigrate.cutover.fence import (
@@ -63,6 +61,8 @@ from pgmigrate.cutover.section_plan import (
     SectionResult,
 )
 from pgmigrate.cutover.verification import VerificationResult, precopy_passes, verify_changes
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.validate.checksums import set_canonical_session
 
 log = logging.getLogger(__name__)
 

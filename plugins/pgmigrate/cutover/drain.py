@@ -29,10 +29,10 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.change_topics import ChangeTopics, Positions, positions_to_json, reached
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.heartbeat import heartbeat_action_query, heartbeat_table
-from pgmigrate.naming import MigrationNames
+from pgmigrate.stream.heartbeat import heartbeat_action_query, heartbeat_table
 
 log = logging.getLogger(__name__)
 

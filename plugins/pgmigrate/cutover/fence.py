@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import psycopg
 from psycopg import sql
 
-from pgmigrate.catalog import CONTROL_SCHEMA, TableRef
+from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.core.endpoints import PgEndpoint
 
 log = logging.getLogger(__name__)
 

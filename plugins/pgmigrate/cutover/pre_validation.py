@@ -21,10 +21,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pgmigrate.catalog import TableInfo
+from pgmigrate.core.catalog import TableInfo
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.change_topics import ChangeTopics, Positions, positions_from_json, positions_to_json
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def validate_with_positions(origin: PgEndpoint, destination: PgEndpoint, names: 
     It starts once the sink has applied everything produced before those positions: the row diff's re-checks
     tell rows in flight from real differences only when the pipeline keeps up (its pauses are seconds), and a
     sink thousands of records behind would make every backlogged row look different."""
-    from pgmigrate.row_diff import diff_tables, format_diff
+    from pgmigrate.validate.row_diff import diff_tables, format_diff
 
     topics = ChangeTopics(bootstrap_servers, names, tables)
     try:

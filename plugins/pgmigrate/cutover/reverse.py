@@ -17,17 +17,17 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
-from pgmigrate.catalog import TableRef
-from pgmigrate.connect_client import ConnectClient
-from pgmigrate.connect_secrets import write_secrets_file
-from pgmigrate.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
-from pgmigrate.native_replication import drop_native_replication, ensure_native_replication, subscription_oid
-from pgmigrate.pipeline_reset import delete_topics, remove_connectors
-from pgmigrate.pipeline_tables import ensure_own_tables, own_tables
-from pgmigrate.publication import drop_publication, ensure_publication
-from pgmigrate.replication_slot import drop_slot_if_exists
+from pgmigrate.core.catalog import TableRef
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connect_secrets import write_secrets_file
+from pgmigrate.kafka.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
+from pgmigrate.load.replication_slot import drop_slot_if_exists
+from pgmigrate.stream.native_replication import drop_native_replication, ensure_native_replication, subscription_oid
+from pgmigrate.stream.pipeline_reset import delete_topics, remove_connectors
+from pgmigrate.stream.pipeline_tables import ensure_own_tables, own_tables
+from pgmigrate.stream.publication import drop_publication, ensure_publication
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def set_identity_generation_on(conn: psycopg.Connection, label: str, columns: li
 def stop_connectors(connect: ConnectClient, names: MigrationNames) -> list[str]:
     """Inside the pause: ask Connect to stop a direction's connectors (config, offsets and slot kept). Connect
     completes a stop asynchronously; `fence.wait_slot_released` waits for the capture to let go of its slot."""
-    from pgmigrate.connect_client import ConnectError
+    from pgmigrate.kafka.connect_client import ConnectError
 
     stopped = []
     for name in (names.source_connector, names.sink_connector):

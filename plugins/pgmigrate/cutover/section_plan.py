@@ -10,11 +10,11 @@ from typing import Any
 
 import psycopg
 
-from pgmigrate.catalog import TableInfo
+from pgmigrate.core.catalog import TableInfo
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.change_topics import Positions
 from pgmigrate.cutover.routing.routes import Route
-from pgmigrate.endpoints import PgEndpoint
-from pgmigrate.naming import MigrationNames
 
 # Kept for the way back: the budget stops a step early enough that releasing the pause still fits.
 RESTORE_RESERVE_SECONDS = 0.5

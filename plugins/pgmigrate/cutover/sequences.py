@@ -30,8 +30,8 @@ from typing import Any
 
 import psycopg
 
-from pgmigrate.catalog import CONTROL_SCHEMA, TableRef
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef
+from pgmigrate.core.endpoints import PgEndpoint
 
 log = logging.getLogger(__name__)
 

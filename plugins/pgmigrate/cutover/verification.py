@@ -27,9 +27,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from pgmigrate.catalog import TableInfo, TableRef
-from pgmigrate.checksums import checksum_query
+from pgmigrate.core.catalog import TableInfo, TableRef
 from pgmigrate.cutover.change_topics import ChangedKeys, ChangeTopics, Positions, reached
+from pgmigrate.validate.checksums import checksum_query
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def barrier(topics: ChangeTopics, origin: psycopg.Connection, timeout: float) ->
     timeout): its WAL position is taken, a heartbeat written after it, and the capture's slot must confirm
     that position. Debezium confirms a position only once Connect has committed the offsets of the records
     before it, that is once Kafka has acknowledged them."""
-    from pgmigrate.heartbeat import heartbeat_action_query
+    from pgmigrate.stream.heartbeat import heartbeat_action_query
 
     lsn = origin.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
     origin.execute(heartbeat_action_query(topics.names))  # a change after the position: the capture moves past it

@@ -14,8 +14,8 @@ import uuid
 import psycopg
 from psycopg import sql
 
-from pgmigrate.catalog import CONTROL_SCHEMA
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.core.catalog import CONTROL_SCHEMA
+from pgmigrate.core.endpoints import PgEndpoint
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Airflow hook for the Kafka cluster a migration streams through (the apache-kafka provider's
 connection: `bootstrap.servers` in the extra). Used to read the sink's consumer lag and to delete a
-migration's topics; the logic itself lives in `pgmigrate.lag` and `pgmigrate.pipeline_reset`."""
+migration's topics; the logic itself lives in `pgmigrate.stream.lag` and `pgmigrate.stream.pipeline_reset`."""
 
 from __future__ import annotations
 

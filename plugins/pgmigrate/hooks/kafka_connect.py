@@ -1,7 +1,7 @@
 """Airflow hook for the Kafka Connect REST API.
 
 The hook owns the Airflow connection (as ``HttpHook`` does for a base URL) and hands out a
-:class:`~pgmigrate.connect_client.ConnectClient`; operators and sensors call the methods
+:class:`~pgmigrate.kafka.connect_client.ConnectClient`; operators and sensors call the methods
 below and never read connection fields themselves. The REST logic lives in the client, so
 it is tested without Airflow.
 """
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from pgmigrate.connect_client import ConnectClient, ConnectError
+from pgmigrate.kafka.connect_client import ConnectClient, ConnectError
 
 
 class KafkaConnectHook(BaseHook):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.core.endpoints import PgEndpoint
 
 
 class MigrationDatabaseHook(BaseHook):

@@ -14,8 +14,8 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
-from pgmigrate.endpoints import PgEndpoint
 
 
 def switch_from_connection(conn: Any) -> PgBouncerRouteSwitch:

@@ -11,10 +11,10 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.params import MigrationParams
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-from pgmigrate.params import MigrationParams
-from pgmigrate.state import MigrationStateStore
 
 CONTROL_CONN_ID = "migration_control"
 

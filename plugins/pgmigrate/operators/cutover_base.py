@@ -13,13 +13,13 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from pgmigrate.catalog import TableInfo
-from pgmigrate.connector_configs import stored_generated_columns
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.catalog import TableInfo
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.core.params import CutoverParams, InvalidParams, MigrationParams
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-from pgmigrate.naming import MigrationNames
-from pgmigrate.params import CutoverParams, InvalidParams, MigrationParams
-from pgmigrate.state import MigrationStateStore
+from pgmigrate.kafka.connector_configs import stored_generated_columns
 
 CONTROL_CONN_ID = "migration_control"
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Migration:
 
     @cached_property
     def tables(self) -> list[TableInfo]:
-        from pgmigrate.migration_tables import resolve_tables
+        from pgmigrate.core.migration_tables import resolve_tables
 
         return resolve_tables(self.source, self.params)
 
@@ -117,7 +117,7 @@ class CutoverStepOperator(BaseOperator):
 
     def pipeline_state(self, names: MigrationNames) -> tuple[str, str]:
         """(running|failed|pending, description) of the pipeline's source and sink connectors."""
-        from pgmigrate.connector_status import assess_connectors
+        from pgmigrate.kafka.connector_status import assess_connectors
 
         connect = self.connect()
         statuses = {n: connect.get_status(n) if connect.exists(n) else None
@@ -127,7 +127,7 @@ class CutoverStepOperator(BaseOperator):
     def require_running_pipeline(self, names: MigrationNames, task: str) -> None:
         """A validation compares once the sink has caught up, which a paused or failed connector never does:
         refuse at once, naming it, rather than wait out the catch-up timeout."""
-        from pgmigrate.connector_status import RUNNING
+        from pgmigrate.kafka.connector_status import RUNNING
 
         state, detail = self.pipeline_state(names)
         if state != RUNNING:
@@ -218,10 +218,10 @@ class CriticalSectionOperator(CutoverStepOperator):
         raise NotImplementedError
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.connect_client import ConnectClient
         from pgmigrate.cutover.critical_section import CriticalSection
         from pgmigrate.cutover.lease import LeaseBusy, LeaseLost
         from pgmigrate.cutover.section_plan import CutoverAborted
+        from pgmigrate.kafka.connect_client import ConnectClient
 
         m = self.migration(context)
         leftover = self.settle_leftover_lease(m)
@@ -262,7 +262,7 @@ def deploy_reverse(op: CutoverStepOperator, m: Migration) -> tuple[str, ...]:
     when a cutover's `deploy_reverse_connectors` never completed)."""
     from pgmigrate.cutover.reverse import deploy_reverse_connectors, start_reverse_native
     from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-    from pgmigrate.native_replication import split_by_channel
+    from pgmigrate.stream.native_replication import split_by_channel
 
     connect = op.connect()
     keyed, native = split_by_channel(m.tables)

@@ -15,7 +15,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger
 
-from pgmigrate.params import MigrationParams
+from pgmigrate.core.params import MigrationParams
 
 
 class MigrationSensor(BaseSensorOperator):

@@ -6,8 +6,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from pgmigrate.connector_status import FAILED, RUNNING, assess_connectors
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.kafka.connector_status import FAILED, RUNNING, assess_connectors
 from pgmigrate.sensors.base import MigrationSensor
 from pgmigrate.triggers.connectors_running import ConnectorsRunningTrigger
 

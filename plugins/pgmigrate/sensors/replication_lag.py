@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
-from pgmigrate.lag import read_lag
 from pgmigrate.operators.base import CONTROL_CONN_ID
 from pgmigrate.sensors.base import MigrationSensor
+from pgmigrate.stream.lag import read_lag
 from pgmigrate.triggers.replication_lag import ReplicationLagTrigger
 
 
@@ -50,8 +50,8 @@ class ReplicationLagSensor(MigrationSensor):
         return result
 
     def _record(self, params, reading: dict) -> None:
+        from pgmigrate.control.state import MigrationStateStore
         from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-        from pgmigrate.state import MigrationStateStore
 
         store = MigrationStateStore(MigrationDatabaseHook(CONTROL_CONN_ID).get_conn())
         store.ensure_schema()

@@ -29,9 +29,9 @@ class ResyncCompleteSensor(MigrationSensor):
         )
 
     def poke(self, context: Any) -> bool:
+        from pgmigrate.core.naming import MigrationNames
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-        from pgmigrate.naming import MigrationNames
-        from pgmigrate.resync import DONE, resync_phase
+        from pgmigrate.stream.resync import DONE, resync_phase
 
         names = MigrationNames(context["params"]["migration_id"])
         request = self._request(context)
@@ -40,7 +40,7 @@ class ResyncCompleteSensor(MigrationSensor):
         self.log.info("resync: incremental snapshot %s", phase)
         if request.get("native_tables"):
             from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-            from pgmigrate.native_replication import read_native_sync_state
+            from pgmigrate.stream.native_replication import read_native_sync_state
 
             native = read_native_sync_state(MigrationDatabaseHook(request["target_conn_id"]).get_conn(), names)
             self.log.info("resync: %s", native.describe() if native else "no native channel")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgmigrate.core.migration_tables import resolve_tables
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-from pgmigrate.migration_tables import resolve_tables
-from pgmigrate.native_replication import read_native_sync_state, split_by_channel
+from pgmigrate.load.snapshot_progress import COMPLETE, snapshot_phase
 from pgmigrate.sensors.base import MigrationSensor
-from pgmigrate.snapshot_progress import COMPLETE, snapshot_phase
+from pgmigrate.stream.native_replication import read_native_sync_state, split_by_channel
 from pgmigrate.triggers.snapshot_complete import SnapshotCompleteTrigger
 
 
@@ -57,7 +57,7 @@ class SnapshotCompleteSensor(MigrationSensor):
         )
 
     def poke(self, context: Any) -> bool:
-        from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
+        from pgmigrate.stream.lag import consumer_lag, read_sink_offsets, sink_reached
 
         params = self.migration_params(context)
         native = read_native_sync_state(MigrationDatabaseHook(params.target_conn_id).get_conn(), params.names)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.core.endpoints import PgEndpoint
 
 
 async def connection_for(conn_id: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from pgmigrate.connector_status import FAILED, RUNNING, assess_connectors
+from pgmigrate.kafka.connector_status import FAILED, RUNNING, assess_connectors
 from pgmigrate.triggers.connections import connect_base_url_for, connector_statuses
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-from pgmigrate.connector_status import FAILED, assess_connectors
-from pgmigrate.lag import LagReading, read_lag
-from pgmigrate.naming import MigrationNames
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connector_status import FAILED, assess_connectors
+from pgmigrate.stream.lag import LagReading, read_lag
 from pgmigrate.triggers.connections import (
     bootstrap_servers_for,
     connect_base_url_for,

@@ -14,10 +14,10 @@ import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-from pgmigrate.connector_status import FAILED, assess_connectors
-from pgmigrate.naming import MigrationNames
-from pgmigrate.native_replication import read_native_sync_state
-from pgmigrate.resync import DONE, resync_phase
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connector_status import FAILED, assess_connectors
+from pgmigrate.stream.native_replication import read_native_sync_state
+from pgmigrate.stream.resync import DONE, resync_phase
 from pgmigrate.triggers.connections import connect_base_url_for, connector_statuses, endpoint_for
 
 log = logging.getLogger(__name__)

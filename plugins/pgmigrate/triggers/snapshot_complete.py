@@ -15,12 +15,12 @@ import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-from pgmigrate.catalog import TableRef
-from pgmigrate.connector_status import FAILED, assess_connectors
-from pgmigrate.lag import consumer_lag, read_sink_offsets, sink_reached
-from pgmigrate.naming import MigrationNames
-from pgmigrate.native_replication import read_native_sync_state
-from pgmigrate.snapshot_progress import COMPLETE, eta_seconds, format_progress, read_table_progress, snapshot_phase
+from pgmigrate.core.catalog import TableRef
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connector_status import FAILED, assess_connectors
+from pgmigrate.load.snapshot_progress import COMPLETE, eta_seconds, format_progress, read_table_progress, snapshot_phase
+from pgmigrate.stream.lag import consumer_lag, read_sink_offsets, sink_reached
+from pgmigrate.stream.native_replication import read_native_sync_state
 from pgmigrate.triggers.connections import (
     bootstrap_servers_for,
     connect_base_url_for,

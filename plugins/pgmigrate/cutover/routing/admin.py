@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from pgmigrate.endpoints import PgEndpoint
+from pgmigrate.core.endpoints import PgEndpoint
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.routing.admin import AdminConsole, CommandRefused, execute_until
 from pgmigrate.cutover.routing.routes import Route, locked_routes, read_routes_file, validate_database_name
-from pgmigrate.endpoints import PgEndpoint
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,215 @@
+"""One pass of `pg_migration_monitor` over one migration: read Connect, Kafka, the databases and the
+state DB, evaluate the rules (`pgmigrate.alerts.rules`), reconcile the alert table, deliver messages.
+
+No Airflow here: the DAG hands in endpoints, a Connect client and channels. A reading that fails (say
+Connect is down) leaves its rules unevaluated, so their open alerts are neither repeated nor resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pgmigrate.alerts.rules import (
+    REVERSE_PHASES,
+    Alert,
+    AlertStore,
+    Channel,
+    Readings,
+    Thresholds,
+    evaluate,
+    reconcile_alerts,
+)
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.connect_client import ConnectClient
+
+log = logging.getLogger(__name__)
+
+
+def read_connector_statuses(connect: ConnectClient, names: MigrationNames) -> dict[str, dict[str, Any] | None]:
+    """Status documents of the live direction's two connectors; None for one that does not exist."""
+    statuses: dict[str, dict[str, Any] | None] = {}
+    for name in (names.source_connector, names.sink_connector):
+        statuses[name] = connect.get_status(name) if connect.exists(name) else None
+    return statuses
+
+
+def read_slow_queries(db: PgEndpoint, min_seconds: float) -> list[dict[str, Any]]:
+    """Client queries in the database running longer than `min_seconds` (not replication, not us)."""
+    with db.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, usename, extract(epoch FROM now() - query_start)::float8, left(query, 500) "
+            "FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' "
+            "AND state = 'active' AND pid <> pg_backend_pid() AND query_start < now() - make_interval(secs => %s)",
+            (min_seconds,),
+        ).fetchall()
+    return [{"pid": r[0], "usename": r[1], "seconds": r[2], "query": r[3]} for r in rows]
+
+
+def read_kafka_disk(log_dirs: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(path, used bytes, total bytes) of the file system of each Kafka log dir visible from here."""
+    usage = []
+    for path in log_dirs:
+        if Path(path).exists():
+            du = shutil.disk_usage(path)
+            usage.append((str(path), du.used, du.total))
+    return usage
+
+
+def sample_lag(
+    store: MigrationStateStore,
+    migration_id: str,
+    source: PgEndpoint,
+    target: PgEndpoint,
+    names: MigrationNames,
+    bootstrap: str | None,
+    window_seconds: float,
+) -> tuple[list[tuple[datetime, float | None]], datetime]:
+    """Record a lag sample now (so the window fills even when no sensor runs) and return the samples
+    of the last two windows with the control DB's clock."""
+    from pgmigrate.stream.lag import read_lag
+
+    reading = read_lag(source, target, names, bootstrap)
+    store.record_lag(migration_id, reading.end_to_end_seconds, reading.sink_consumer_lag, reading.retained_wal_bytes)
+    with store.endpoint.connect(autocommit=True) as conn:
+        now = conn.execute("SELECT now()").fetchone()[0]
+        rows = conn.execute(
+            "SELECT at, end_to_end_seconds FROM lag_sample WHERE migration_id = %s AND at > %s ORDER BY at",
+            (migration_id, now - timedelta(seconds=2 * window_seconds + 300)),
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows], now
+
+
+@dataclass
+class MonitorResult:
+    migration_id: str
+    phase: str
+    raised: list[Alert] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    open: list[str] = field(default_factory=list)
+    unread: dict[str, str] = field(default_factory=dict)  # reading -> why it failed
+    halt: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "migration_id": self.migration_id,
+            "phase": self.phase,
+            "raised": [f"{a.severity} {a.condition}" for a in self.raised],
+            "resolved": self.resolved,
+            "open": self.open,
+            "unread": self.unread,
+            "halt": self.halt,
+        }
+
+
+def monitor_migration(
+    state: dict[str, Any],
+    control: PgEndpoint,
+    source: PgEndpoint,
+    target: PgEndpoint,
+    connect: ConnectClient,
+    bootstrap: str | None,
+    thresholds: Thresholds,
+    channel_names: Sequence[str],
+    kafka_log_dirs: Sequence[str] = (),
+) -> MonitorResult:
+    """Read, evaluate and reconcile one migration. `halt` in the result: a data-loss alert was raised
+    just now and `halt_on_data_loss` is on; the caller triggers pg_migration_halt."""
+    migration_id, phase = state["migration_id"], state["phase"]
+    result = MonitorResult(migration_id, phase)
+    reverse = phase in REVERSE_PHASES
+    names = MigrationNames(migration_id, reverse=reverse)
+    live_source, live_target = (target, source) if reverse else (source, target)
+    store = MigrationStateStore(control)
+    readings = Readings(phase=phase, last_validation=state.get("last_validation"),
+                        caught_up_seconds=float((state.get("params") or {}).get("max_lag_seconds") or 5))  # fmt: skip
+
+    def attempt(what: str, fn):
+        try:
+            return fn()
+        except Exception as exc:  # one unreadable part must not hide the others' alerts
+            log.warning("%s: could not read %s (%s); its alerts are neither raised nor resolved this run",
+                        migration_id, what, exc)  # fmt: skip
+            result.unread[what] = str(exc)[:300]
+            return None
+
+    if bootstrap and not reverse and (state.get("params") or {}).get("dead_letter"):
+        # A sink FAILED on a row the target rejected: dead-letter it and resume (Debezium's sink cannot itself).
+        from pgmigrate.recovery.dead_letter_quarantine import quarantine_rejected_rows
+
+        quarantined = attempt("dead letter quarantine", lambda: quarantine_rejected_rows(connect, bootstrap, names))
+        for q in quarantined or []:
+            store.record_event(migration_id, "dead_letters", f"{q['table']} key {q['key']} rejected by the "
+                               f"target ({q['error']}): {q['records']} record(s) dead-lettered, sink resumed",
+                               **q)  # fmt: skip
+    def read_statuses() -> dict[str, dict[str, Any] | None]:
+        from pgmigrate.kafka.connect_client import ConnectUnavailableError
+
+        try:
+            return read_connector_statuses(connect, names)
+        except ConnectUnavailableError as exc:  # a dead worker is itself the alert
+            readings.connect_unreachable = str(exc)[:300]
+            raise
+
+    readings.connector_statuses = attempt("Kafka Connect statuses", read_statuses)
+    lag = attempt("lag", lambda: sample_lag(store, migration_id, live_source, live_target, names, bootstrap,
+                                             thresholds.lag_window_seconds))  # fmt: skip
+    if lag is not None:
+        readings.lag_samples, readings.now = lag
+    readings.kafka_disk = attempt("Kafka log dirs", lambda: read_kafka_disk(kafka_log_dirs)) if kafka_log_dirs else None
+    readings.slow_queries = attempt("pg_stat_activity",
+                                    lambda: read_slow_queries(live_source, thresholds.slow_query_seconds))  # fmt: skip
+    if bootstrap:
+        # Dead letters of the forward sink (the only one with a DLQ), in every monitored phase: an
+        # unacknowledged one stays a P0 until `scripts/migration dlq --ack`.
+        from pgmigrate.recovery.dead_letters import read_backlog
+        from pgmigrate.stream.throughput import sample_throughput
+
+        readings.dead_letters = attempt("dead letter topic", lambda: read_backlog(
+            bootstrap, control, MigrationNames(migration_id)).unacknowledged)  # fmt: skip
+        statuses = readings.connector_statuses
+        attempt("throughput", lambda: sample_throughput(control, migration_id, names, bootstrap, statuses,
+                                                        readings.dead_letters))  # fmt: skip
+    if reverse:  # the forward slot stays on the source for a rollback, keeping WAL until teardown
+        from pgmigrate.stream.lag import read_retained_wal_bytes
+
+        forward_slot = MigrationNames(migration_id).slot
+        retained = attempt("forward slot", lambda: read_retained_wal_bytes(source, forward_slot))
+        readings.forward_slot = (forward_slot, retained) if retained is not None else None
+    # Schema drift (DDL on the source): two catalog reads, no dump, so every run can afford it.
+    readings.schema_differences = attempt("schemas", lambda: _schema_drift(state, source, target))
+
+    alerts = AlertStore(control)
+    evaluation = evaluate(migration_id, readings, thresholds, alerts.open_conditions(migration_id))
+    result.raised, result.resolved = reconcile_alerts(control, migration_id, evaluation, channel_names)
+    if thresholds.halt_on_data_loss and any(a.kind == "data_loss" for a in result.raised):
+        result.halt = True
+    result.open = sorted(alerts.open_conditions(migration_id))
+    return result
+
+
+def _schema_drift(state: dict[str, Any], source: PgEndpoint, target: PgEndpoint) -> list[dict[str, Any]]:
+    from pgmigrate.core.params import MigrationParams
+    from pgmigrate.schema.schema_sync import read_drift
+
+    params = MigrationParams.from_dict(state.get("params") or {"migration_id": state["migration_id"]})
+    return [d.as_dict() for d in read_drift(source, target, params, state["phase"])]
+
+
+def resolve_all(control: PgEndpoint, migration_id: str) -> list[str]:
+    """A migration no longer monitored (torn down, rolled back, failed): its open monitor alerts end."""
+    from pgmigrate.alerts.rules import MONITOR_KINDS, Evaluation
+
+    _, resolved = reconcile_alerts(control, migration_id, Evaluation([], set(MONITOR_KINDS) | {"cutover_failed"}))
+    return resolved
+
+
+def deliver(control: PgEndpoint, channels: Sequence[Channel], migration_id: str | None = None) -> list:
+    return AlertStore(control).deliver_pending(channels, migration_id)

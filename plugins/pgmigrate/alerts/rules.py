@@ -1,0 +1,611 @@
+"""Alert rules of a streaming migration (issue #6) and their dedupe in the control database.
+
+The rules are pure: they take plain readings (Connect statuses, lag samples, Kafka log dir usage,
+long-running source queries, the last validation) and return the conditions active now. The store
+keeps at most one open row per (migration, condition), so an on-call person gets one message when a
+condition starts and one when it clears, however often the monitor runs.
+
+| sev | condition key | raised when |
+|---|---|---|
+| P0 | `connector_failed:<name>` | a live connector or one of its tasks is FAILED, or the connector is gone |
+| P0 | `data_loss` | the last validation found differences and the pipeline is caught up now (halt) |
+| P0 | `cutover_failed` | `pg_cutover` failed (its DAG failure notifier); clears once a cutover succeeds |
+| P0 | `dead_letters` | the sink's DLQ topic holds records past the acknowledged offsets (`dead_letter=true`) |
+| P1 | `lag_high` | every lag sample for `lag_window_seconds` is above `lag_seconds` |
+| P1 | `validation_mismatch` | the last validation found differences while the pipeline is behind |
+| P1 | `schema_mismatch` | source and target schemas differ (DDL on the source: logical decoding carries none) |
+| P2 | `kafka_disk` | a Kafka log dir's file system is fuller than `kafka_disk_percent` |
+| P2 | `task_restarted:<name>` | a task of a live connector is RESTARTING or UNASSIGNED |
+| P1 | `target_ddl_after_cutover` | after cutover, the schemas differ: DDL (a new table…) ran on the target |
+| P2 | `forward_slot_retained` | after cutover, the slot kept for rollback retains > `slot_retained_wal_mb` of WAL |
+| P3 | `slow_query` | a query on the source runs longer than `slow_query_seconds` |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pgmigrate.core.endpoints import PgEndpoint
+
+log = logging.getLogger(__name__)
+
+P0, P1, P2, P3 = "P0", "P1", "P2", "P3"
+SEVERITIES = (P0, P1, P2, P3)
+
+# What the on-call person should do, per condition kind (the part of the key before ':').
+RUNBOOK = {
+    "connect_unreachable": "Kafka Connect does not answer, so nothing is streamed: make stack-up (or restart "
+    "the Connect workers), then scripts/migration restart if a connector is not RUNNING a minute later.",
+    "connector_failed": "read the connector's trace (scripts/migration status), fix the cause, then run "
+    "pg_migration_restart (scripts/migration restart).",
+    "data_loss": "do not cut over; the monitor halts the pipeline (pg_migration_halt) unless halt_on_data_loss "
+    "is off. Compare the tables named here, resync them (pg_migration_resync), then pg_migration_restart.",
+    "dead_letters": "the target misses the changes listed by scripts/migration dlq --migration-id <id>: fix their "
+    "cause, then `dlq --resync` (re-reads exactly those keys from the source) and `dlq --ack`; cutover is refused "
+    "until then.",
+    "cutover_failed": "clients stay on the source (abort_cutover undoes a failure inside the pause). Read the "
+    "failed task's log, fix, rerun pg_cutover (dry_run=true first).",
+    "post_cutover_mismatch": "after the cutover the full validation found rows that differ between target and "
+    "source. Reverse replication keeps rollback possible: compare (scripts/migration compare), then repair on the "
+    "target or roll back (scripts/migration rollback).",
+    "writes_after_switch": "a client wrote to the source after the cutover's drain point, outside PgBouncer: those "
+    "rows are on the source only. Find the writer (pg_stat_activity on the source), copy the named rows to the "
+    "target by hand, and move the writer to PgBouncer.",
+    "lag_high": "check the sink connector (paused? failed? slow target?) and the target's load; "
+    "scripts/migration lag shows the live numbers.",
+    "schema_mismatch": "DDL ran on the source. Run scripts/migration schema-sync --migration-id <id> "
+    "(pg_migration_schema_sync): it applies additive changes on the target, or halts the migration and names "
+    "the statement to run for a non-additive one.",
+    "validation_mismatch": "wait until the pipeline is caught up, then validate again; persisting differences "
+    "become a P0 data-loss alert.",
+    "kafka_disk": "free space or grow the volume before Kafka stops accepting writes; check topic retention "
+    "and the sink's consumer lag.",
+    "task_restarted": "a connector task restarted: if it repeats, read the worker log and the task's trace.",
+    "target_ddl_after_cutover": "DDL ran on the target after the cutover: reverse replication carries rows, never "
+    "DDL, so a table created on the target is not replicated back and a rollback loses it and every change to it. "
+    "Run the same DDL on the source (a new table with a primary key then needs a reverse resync), or, once rollback "
+    "is no longer wanted, run pg_migration_teardown.",
+    "forward_slot_retained": "the forward replication slot is kept on the source after the cutover so that a "
+    "rollback can resume it, and the source keeps every WAL segment since: once rollback is no longer wanted, run "
+    "pg_migration_teardown (scripts/migration teardown --migration-id <id>), which drops it; until then watch the "
+    "source's disk.",
+    "slow_query": "a long query on the source holds back vacuum and may block the cutover's locks; "
+    "ask its owner or cancel it (pg_cancel_backend).",
+}
+
+# Phases whose pipeline is watched, and the direction that is live in each.
+MONITORED_PHASES = ("caught_up", "streaming", "cut_over")
+# Kinds `evaluate` decides; `cutover_failed` is raised by pg_cutover's failure notifier instead.
+MONITOR_KINDS = frozenset(
+    {"connect_unreachable", "connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch",
+     "kafka_disk", "slow_query", "dead_letters", "schema_mismatch", "target_ddl_after_cutover",
+     "forward_slot_retained"}
+)
+REVERSE_PHASES = ("cut_over",)
+
+
+@dataclass(frozen=True)
+class Alert:
+    severity: str
+    condition: str  # stable key: kind[:subject], e.g. "connector_failed:pgmigrate-x-sink"
+    migration_id: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
+
+    @property
+    def kind(self) -> str:
+        return condition_kind(self.condition)
+
+    @property
+    def action(self) -> str:
+        return RUNBOOK.get(self.kind, "see the README's alert section.")
+
+
+def condition_kind(condition: str) -> str:
+    return condition.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Monitor thresholds; from the Airflow Variable `pgmigrate_alert_thresholds` (see `from_mapping`)."""
+
+    lag_seconds: float = 60.0
+    lag_window_seconds: float = 300.0
+    kafka_disk_percent: float = 80.0
+    slow_query_seconds: float = 300.0
+    slot_retained_wal_mb: float = 10240.0  # WAL the forward slot may keep on the source after the cutover
+    halt_on_data_loss: bool = True
+
+    @classmethod
+    def from_mapping(cls, value: Mapping[str, Any] | None, migration_id: str | None = None) -> Thresholds:
+        """Global keys, overridden by `{"migrations": {"<migration_id>": {...}}}` for one migration.
+        Unknown keys are an error, so a typo does not silently keep the default."""
+        value = dict(value or {})
+        per_migration = dict((value.pop("migrations", None) or {}).get(migration_id or "", {}) or {})
+        merged = {**value, **per_migration}
+        known = {f.name for f in fields(cls)}
+        unknown = set(merged) - known
+        if unknown:
+            raise ValueError(f"unknown alert threshold(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: (bool(v) if k == "halt_on_data_loss" else float(v)) for k, v in merged.items()})
+
+
+@dataclass
+class Evaluation:
+    """The active conditions and the condition kinds actually evaluated this time: an open alert of a
+    kind that could not be evaluated (Connect unreachable, say) is neither raised again nor resolved."""
+
+    active: list[Alert] = field(default_factory=list)
+    evaluated: set[str] = field(default_factory=set)
+
+    def add(self, kind: str, alerts: Iterable[Alert]) -> None:
+        self.evaluated.add(kind)
+        self.active.extend(alerts)
+
+
+# --- rules (pure) -----------------------------------------------------------------------------------------
+
+
+def connector_alerts(migration_id: str, statuses: Mapping[str, Mapping[str, Any] | None]) -> tuple[list, list]:
+    """(P0 connector_failed, P2 task_restarted) alerts from `GET /connectors/<name>/status` documents
+    (None: the connector does not exist). PAUSED/STOPPED are not failures: a halt pauses on purpose,
+    and the lag rule notices a pipeline that stays paused."""
+    from pgmigrate.kafka.connector_status import first_trace_line
+
+    failed, restarted = [], []
+    for name, status in statuses.items():
+        key = f"connector_failed:{name}"
+        if status is None:
+            failed.append(Alert(P0, key, migration_id, f"connector {name} does not exist in Kafka Connect",
+                                {"connector": name}))  # fmt: skip
+            continue
+        connector_state = status.get("connector", {}).get("state")
+        bad_tasks = [t for t in status.get("tasks", []) if t.get("state") == "FAILED"]
+        if connector_state == "FAILED" or bad_tasks:
+            trace = status["connector"].get("trace") if connector_state == "FAILED" else bad_tasks[0].get("trace")
+            what = "connector" if connector_state == "FAILED" else f"task {bad_tasks[0].get('id')}"
+            failed.append(Alert(P0, key, migration_id, f"{name} {what} FAILED: {first_trace_line(trace)}",
+                                {"connector": name, "state": connector_state,
+                                 "failed_tasks": [t.get("id") for t in bad_tasks]}))  # fmt: skip
+            continue
+        restarting = [t for t in status.get("tasks", []) if t.get("state") in ("RESTARTING", "UNASSIGNED")]
+        if restarting:
+            ids = [t.get("id") for t in restarting]
+            restarted.append(Alert(P2, f"task_restarted:{name}", migration_id,
+                                   f"{name} task(s) {ids} restarting ({restarting[0].get('state')})",
+                                   {"connector": name, "tasks": ids}))  # fmt: skip
+    return failed, restarted
+
+
+def lag_alert(
+    migration_id: str, samples: Sequence[tuple[datetime, float | None]], now: datetime, thresholds: Thresholds
+) -> Alert | None:
+    """P1 when lag stayed above `lag_seconds` for `lag_window_seconds`: the unbroken run of samples above
+    the threshold that ends with the newest sample must have started at least a window ago. A sample
+    without a value (no heartbeat on the target) breaks the run: it proves nothing either way."""
+    ordered = sorted(samples, key=lambda s: s[0])
+    streak: list[tuple[datetime, float]] = []
+    for at, value in reversed(ordered):
+        if value is None or value <= thresholds.lag_seconds:
+            break
+        streak.append((at, value))
+    if not streak:
+        return None
+    started = streak[-1][0]
+    if started > now - timedelta(seconds=thresholds.lag_window_seconds):
+        return None
+    latest = streak[0][1]
+    return Alert(
+        P1, "lag_high", migration_id,
+        f"replication lag {latest:.0f}s, above {thresholds.lag_seconds:.0f}s for "
+        f"{(now - started).total_seconds():.0f}s (window {thresholds.lag_window_seconds:.0f}s)",
+        {"lag_seconds": latest, "above_since": started.isoformat(), "samples": len(streak),
+         "threshold_seconds": thresholds.lag_seconds, "window_seconds": thresholds.lag_window_seconds},
+    )  # fmt: skip
+
+
+def validation_alert(
+    migration_id: str,
+    last_validation: Mapping[str, Any] | None,
+    current_lag: float | None,
+    caught_up_seconds: float,
+    data_loss_open: bool,
+    halt: bool = False,
+) -> Alert | None:
+    """Differences in the last validation: P0 data loss when the pipeline is caught up now (nothing in
+    flight can explain them) or data loss was already declared (the halt makes lag grow; that must not
+    downgrade it), else P1 validation mismatch."""
+    tables = (last_validation or {}).get("tables") or []
+    bad = [t.get("table") for t in tables if not t.get("ok")]
+    if not bad:
+        return None
+    details = {"tables": bad, "lag_seconds": current_lag}
+    caught_up = current_lag is not None and current_lag < caught_up_seconds
+    if caught_up or data_loss_open:
+        return Alert(P0, "data_loss", migration_id,
+                     f"data loss: {len(bad)} table(s) differ after catch-up: {', '.join(map(str, bad[:10]))}"
+                     + ("; pipeline halted (pg_migration_halt triggered)" if halt else ""),
+                     {**details, "halt": halt})  # fmt: skip
+    return Alert(P1, "validation_mismatch", migration_id,
+                 f"validation mismatch in {len(bad)} table(s) while lag is {current_lag}s: "
+                 f"{', '.join(map(str, bad[:10]))}", details)  # fmt: skip
+
+
+def kafka_disk_alert(
+    migration_id: str, usage: Sequence[tuple[str, int, int]], thresholds: Thresholds
+) -> Alert | None:
+    """P2 when any Kafka log dir's file system (path, used bytes, total bytes) is too full."""
+    percents = [(path, 100.0 * used / total) for path, used, total in usage if total]
+    full = [(path, pct) for path, pct in percents if pct > thresholds.kafka_disk_percent]
+    if not full:
+        return None
+    path, percent = max(full, key=lambda item: item[1])
+    return Alert(P2, "kafka_disk", migration_id,
+                 f"Kafka log dir {path} is {percent:.0f}% full (threshold {thresholds.kafka_disk_percent:.0f}%)",
+                 {"dirs": {p: round(pct, 1) for p, pct in full}})  # fmt: skip
+
+
+def slow_query_alert(
+    migration_id: str, queries: Sequence[Mapping[str, Any]], thresholds: Thresholds
+) -> Alert | None:
+    """P3 for queries on the source running longer than `slow_query_seconds`
+    (rows: pid, seconds, usename, query)."""
+    slow = sorted((q for q in queries if q["seconds"] > thresholds.slow_query_seconds), key=lambda q: -q["seconds"])
+    if not slow:
+        return None
+    top = slow[0]
+    return Alert(P3, "slow_query", migration_id,
+                 f"{len(slow)} quer(y/ies) on the source running > {thresholds.slow_query_seconds:.0f}s; longest "
+                 f"pid {top['pid']} ({top.get('usename')}) for {top['seconds']:.0f}s",
+                 {"queries": [{"pid": q["pid"], "seconds": round(q["seconds"]), "user": q.get("usename"),
+                               "query": str(q.get("query", ""))[:200]} for q in slow[:5]]})  # fmt: skip
+
+
+def connect_unreachable_alert(migration_id: str, error: str | None) -> Alert | None:
+    """P0 while Kafka Connect's REST API does not answer: its connectors' states are unknown and nothing
+    streams (a dead worker). Resolved by the first run that reads the statuses again."""
+    if error is None:
+        return None
+    return Alert(P0, "connect_unreachable", migration_id, f"Kafka Connect does not answer: {error}", {"error": error})
+
+
+def dead_letter_alert(migration_id: str, unacknowledged: int) -> Alert | None:
+    """P0 while the DLQ holds records not acknowledged: each is a change the target does not have. One
+    open row however many arrive (the count in the message is the one at raise time); resolved by `dlq --ack`."""
+    if unacknowledged <= 0:
+        return None
+    from pgmigrate.recovery.dead_letters import dead_letter_alert_text
+
+    return Alert(P0, "dead_letters", migration_id, dead_letter_alert_text(migration_id, unacknowledged),
+                 {"unacknowledged": unacknowledged})  # fmt: skip
+
+
+def forward_slot_alert(migration_id: str, slot: str, retained_bytes: int, thresholds: Thresholds) -> Alert | None:
+    """P2 while the forward slot, kept on the source after the cutover for a rollback, retains more WAL than
+    `slot_retained_wal_mb`: the source's disk fills until pg_migration_teardown drops it."""
+    if retained_bytes <= thresholds.slot_retained_wal_mb * 1024 * 1024:
+        return None
+    return Alert(P2, "forward_slot_retained", migration_id,
+                 f"replication slot {slot} on the source retains {retained_bytes / 2**20:,.0f} MB of WAL since the "
+                 f"cutover (threshold {thresholds.slot_retained_wal_mb:,.0f} MB): it is kept for a rollback; run "
+                 "pg_migration_teardown once rollback is no longer wanted",
+                 {"slot": slot, "retained_bytes": retained_bytes})  # fmt: skip
+
+
+def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, Any]],
+                          phase: str = "streaming") -> Alert | None:  # fmt: skip
+    """P1 while the schemas differ (`SchemaDifference.as_dict()` items, expected ones already left out): one
+    open row per migration, the message naming the differences found when it was raised. After the cutover the
+    clients write to the target, so a difference is DDL there (`target_ddl_after_cutover`), not on the source."""
+    if not differences:
+        return None
+
+    def show(value: Any) -> str:
+        return "(absent)" if value is None else str(value)
+
+    shown = "; ".join(f"{d['kind']} {d['object']}: source {show(d['source'])} | target {show(d['target'])}"
+                      for d in differences[:5])  # fmt: skip
+    more = f" (+{len(differences) - 5} more)" if len(differences) > 5 else ""
+    if phase in REVERSE_PHASES:
+        created = [d["object"] for d in differences if d["kind"] == "table" and d["source"] is None]
+        return Alert(P1, "target_ddl_after_cutover", migration_id,
+                     f"DDL on the target after the cutover, not carried back by reverse replication: "
+                     f"{len(differences)} difference(s): {shown}{more}"
+                     + (f"; tables created on the target: {', '.join(created)}" if created else ""),
+                     {"differences": [dict(d) for d in differences[:50]], "count": len(differences),
+                      "created_tables": created})  # fmt: skip
+    return Alert(P1, "schema_mismatch", migration_id,
+                 f"schema mismatch: {len(differences)} difference(s) between source and target: {shown}{more}",
+                 {"differences": [dict(d) for d in differences[:50]], "count": len(differences)})  # fmt: skip
+
+
+@dataclass
+class Readings:
+    """Everything the monitor read for one migration; None = could not be read (not evaluated)."""
+
+    phase: str
+    connector_statuses: dict[str, dict[str, Any] | None] | None = None
+    connect_unreachable: str | None = None  # why Kafka Connect's REST API did not answer
+    lag_samples: list[tuple[datetime, float | None]] | None = None
+    now: datetime | None = None
+    kafka_disk: list[tuple[str, int, int]] | None = None
+    slow_queries: list[dict[str, Any]] | None = None
+    last_validation: dict[str, Any] | None = None
+    caught_up_seconds: float = 5.0
+    dead_letters: int | None = None  # unacknowledged DLQ records
+    schema_differences: list[dict[str, Any]] | None = None  # schema drift (SchemaDifference.as_dict())
+    forward_slot: tuple[str, int] | None = None  # after the cutover: (slot, WAL bytes it retains on the source)
+
+
+def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open_conditions: set[str]) -> Evaluation:
+    """Every rule over one migration's readings."""
+    result = Evaluation()
+    if readings.connect_unreachable is not None or readings.connector_statuses is not None:
+        result.add("connect_unreachable", filter(None, [connect_unreachable_alert(migration_id,
+                                                                                  readings.connect_unreachable)]))
+    if readings.connector_statuses is not None:
+        failed, restarted = connector_alerts(migration_id, readings.connector_statuses)
+        result.add("connector_failed", failed)
+        result.add("task_restarted", restarted)
+    current_lag = None
+    if readings.lag_samples is not None and readings.now is not None:
+        result.add("lag_high", filter(None, [lag_alert(migration_id, readings.lag_samples, readings.now, thresholds)]))
+        current_lag = max(readings.lag_samples, key=lambda s: s[0])[1] if readings.lag_samples else None
+    if readings.lag_samples is not None:
+        found = validation_alert(migration_id, readings.last_validation, current_lag, readings.caught_up_seconds,
+                                 "data_loss" in open_conditions, thresholds.halt_on_data_loss)  # fmt: skip
+        result.add("data_loss", [found] if found and found.kind == "data_loss" else [])
+        result.add("validation_mismatch", [found] if found and found.kind == "validation_mismatch" else [])
+    if readings.kafka_disk is not None:
+        result.add("kafka_disk", filter(None, [kafka_disk_alert(migration_id, readings.kafka_disk, thresholds)]))
+    if readings.slow_queries is not None:
+        result.add("slow_query", filter(None, [slow_query_alert(migration_id, readings.slow_queries, thresholds)]))
+    if readings.dead_letters is not None:
+        result.add("dead_letters", filter(None, [dead_letter_alert(migration_id, readings.dead_letters)]))
+    if readings.schema_differences is not None:
+        found = schema_mismatch_alert(migration_id, readings.schema_differences, readings.phase)
+        result.add("schema_mismatch", [found] if found and found.kind == "schema_mismatch" else [])
+        result.add("target_ddl_after_cutover", [found] if found and found.kind == "target_ddl_after_cutover" else [])
+    if readings.forward_slot is not None:
+        slot, retained = readings.forward_slot
+        found = forward_slot_alert(migration_id, slot, retained, thresholds)
+        result.add("forward_slot_retained", [found] if found else [])
+    if readings.phase == "cut_over":
+        result.evaluated.add("cutover_failed")  # a cutover succeeded since: an earlier failure is resolved
+    return result
+
+
+def plan_reconcile(
+    open_conditions: Iterable[str], evaluation: Evaluation
+) -> tuple[list[Alert], list[str]]:
+    """(alerts to raise, open conditions to resolve): raise what is active and not open; resolve what is
+    open, of an evaluated kind, and no longer active."""
+    open_set = set(open_conditions)
+    active = {a.condition: a for a in evaluation.active}
+    to_raise = [a for key, a in active.items() if key not in open_set]
+    to_resolve = sorted(c for c in open_set if c not in active and condition_kind(c) in evaluation.evaluated)
+    return to_raise, to_resolve
+
+
+# --- delivery planning (pure) -----------------------------------------------------------------------------
+
+
+def pending_messages(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(channel, "raised"|"resolved") still to send for one alert row. The channels are fixed when the
+    alert is raised (a channel added later does not get old alerts); a resolved message goes only where
+    the raised one went."""
+    pending = []
+    for channel, sent in (row.get("deliveries") or {}).items():
+        if not sent.get("raised"):
+            pending.append((channel, "raised"))
+        elif row.get("resolved_at") and not sent.get("resolved"):
+            pending.append((channel, "resolved"))
+    return pending
+
+
+def message_payload(row: Mapping[str, Any], status: str, halted: bool = False) -> dict[str, Any]:
+    """Slack-compatible JSON (`text`) plus the fields a machine wants."""
+    kind = condition_kind(row["condition"])
+    if status == "resolved":
+        text = (f"RESOLVED [{row['severity']}] {row['migration_id']}: {row['condition']} cleared "
+                f"(raised {row['raised_at']:%Y-%m-%d %H:%M:%S %Z}). Was: {row['message']}")  # fmt: skip
+    else:
+        action = RUNBOOK.get(kind, "see the README's alert section.")
+        text = f"[{row['severity']}] {row['migration_id']}: {row['message']}. What to do: {action}"
+    return {
+        "text": text,
+        "status": status,
+        "severity": row["severity"],
+        "condition": row["condition"],
+        "migration_id": row["migration_id"],
+        "message": row["message"],
+        "raised_at": row["raised_at"].isoformat(),
+        "resolved_at": row["resolved_at"].isoformat() if row.get("resolved_at") else None,
+        "details": row.get("details") or {},
+    }
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, payload: dict[str, Any]) -> None: ...
+
+
+# --- store (control database) -----------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+class AlertStore:
+    """The `alert` table (include/sql/control_schema.sql); `MigrationStateStore.ensure_schema` creates it."""
+
+    def __init__(self, endpoint: PgEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def _connect(self):
+        return self.endpoint.connect(autocommit=True)
+
+    def open_conditions(self, migration_id: str) -> set[str]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT condition FROM alert WHERE migration_id = %s AND resolved_at IS NULL", (migration_id,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def raise_alert(self, alert: Alert, channels: Sequence[str]) -> bool:
+        """Insert the open alert unless one is open for the condition (unique partial index): True if
+        this call raised it. Also a timeline event, so it shows in status and reports."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "INSERT INTO alert (migration_id, condition, severity, message, details, deliveries) "
+                "VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (migration_id, condition) WHERE resolved_at IS NULL "
+                "DO UPDATE SET last_seen_at = now() RETURNING (xmax = 0) AS inserted",
+                (alert.migration_id, alert.condition, alert.severity, alert.message,
+                 Jsonb(_jsonable(alert.details)), Jsonb({c: {} for c in channels})),
+            ).fetchone()  # fmt: skip
+            inserted = bool(row and row[0])
+            if inserted:
+                self._event(conn, alert.migration_id, f"{alert.severity} alert raised: {alert.message}",
+                            condition=alert.condition, severity=alert.severity)  # fmt: skip
+        return inserted
+
+    def touch(self, migration_id: str, conditions: Iterable[str]) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE alert SET last_seen_at = now() WHERE migration_id = %s AND condition = ANY(%s) "
+                "AND resolved_at IS NULL",
+                (migration_id, list(conditions)),
+            )
+
+    def resolve(self, migration_id: str, condition: str) -> bool:
+        with self._connect() as conn:
+            row = conn.execute(
+                "UPDATE alert SET resolved_at = now() WHERE migration_id = %s AND condition = %s "
+                "AND resolved_at IS NULL RETURNING severity",
+                (migration_id, condition),
+            ).fetchone()
+            if row:
+                self._event(conn, migration_id, f"{row[0]} alert resolved: {condition}", condition=condition,
+                            severity=row[0])  # fmt: skip
+        return row is not None
+
+    def add_details(self, migration_id: str, condition: str, **details: Any) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE alert SET details = details || %s WHERE migration_id = %s AND condition = %s "
+                "AND resolved_at IS NULL",
+                (Jsonb(_jsonable(details)), migration_id, condition),
+            )
+
+    @staticmethod
+    def _event(conn, migration_id: str, message: str, **details: Any) -> None:
+        conn.execute(
+            "INSERT INTO migration_event (migration_id, phase, message, details) VALUES (%s, 'alert', %s, %s)",
+            (migration_id, message, Jsonb(_jsonable(details))),
+        )
+
+    def alerts(self, migration_id: str, open_only: bool = False) -> list[dict[str, Any]]:
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT * FROM alert WHERE migration_id = %s AND (NOT %s OR resolved_at IS NULL) "
+                "ORDER BY raised_at, id",
+                (migration_id, open_only),
+            )
+            return cur.fetchall()
+
+    def migrations_with_open_alerts(self) -> set[str]:
+        with self._connect() as conn:
+            return {r[0] for r in conn.execute("SELECT DISTINCT migration_id FROM alert WHERE resolved_at IS NULL")}
+
+    def deliver_pending(
+        self, channels: Sequence[Channel], migration_id: str | None = None, max_age: timedelta = timedelta(days=1)
+    ) -> list[tuple[str, str, str]]:
+        """Send every pending message; returns (condition, channel, status) sent. Rows are locked while
+        sending (SKIP LOCKED), so the monitor and a DAG failure notifier never send the same message
+        twice; a channel that fails is retried on the next call, for up to `max_age`."""
+        by_name = {c.name: c for c in channels}
+        sent: list[tuple[str, str, str]] = []
+        with self.endpoint.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT * FROM alert WHERE (%(m)s::text IS NULL OR migration_id = %(m)s) "
+                "AND raised_at > now() - %(age)s "
+                "AND (notified_at IS NULL OR (resolved_at IS NOT NULL AND resolved_notified_at IS NULL)) "
+                "ORDER BY raised_at, id FOR UPDATE SKIP LOCKED",
+                {"m": migration_id, "age": max_age},
+            )
+            for row in cur.fetchall():
+                deliveries = {k: dict(v) for k, v in (row["deliveries"] or {}).items()}
+                for channel_name, status in pending_messages(row):
+                    channel = by_name.get(channel_name)
+                    if channel is None:
+                        continue  # configured when raised, gone now: retried if it comes back
+                    try:
+                        channel.send(message_payload(row, status))
+                    except Exception as exc:
+                        log.error("alert %s of %s: %s channel failed (%s); retried on the next monitor run",
+                                  row["condition"], row["migration_id"], channel_name, exc)  # fmt: skip
+                        continue
+                    deliveries[channel_name][status] = datetime.now().astimezone().isoformat()
+                    sent.append((row["condition"], channel_name, status))
+                all_raised = all(d.get("raised") for d in deliveries.values())
+                all_resolved = row["resolved_at"] is not None and all(d.get("resolved") for d in deliveries.values())
+                cur.execute(
+                    "UPDATE alert SET deliveries = %s, "
+                    "notified_at = CASE WHEN %s THEN coalesce(notified_at, now()) END, "
+                    "resolved_notified_at = CASE WHEN %s THEN now() END WHERE id = %s",
+                    (Jsonb(deliveries), all_raised, all_resolved, row["id"]),
+                )
+            conn.commit()
+        return sent
+
+
+def reconcile_alerts(
+    store_endpoint: PgEndpoint,
+    migration_id: str,
+    active: list[Alert] | Evaluation,
+    channels: Sequence[str] = ("log",),
+) -> tuple[list[Alert], list[str]]:
+    """Raise the active conditions that are not open yet, resolve open ones that cleared; (raised,
+    resolved). A plain list counts as every monitor kind evaluated (MONITOR_KINDS); pass an Evaluation to
+    say which kinds were evaluated when some could not be read."""
+    evaluation = active if isinstance(active, Evaluation) else Evaluation(list(active), set(MONITOR_KINDS))
+    store = AlertStore(store_endpoint)
+    open_now = store.open_conditions(migration_id)
+    to_raise, to_resolve = plan_reconcile(open_now, evaluation)
+    raised = [a for a in to_raise if store.raise_alert(a, channels)]
+    store.touch(migration_id, [a.condition for a in evaluation.active if a.condition in open_now])
+    resolved = [c for c in to_resolve if store.resolve(migration_id, c)]
+    for alert in raised:
+        log.warning("%s alert RAISED for %s: %s. What to do: %s", alert.severity, migration_id, alert.message,
+                    alert.action)  # fmt: skip
+    for condition in resolved:
+        log.info("alert RESOLVED for %s: %s cleared", migration_id, condition)
+    return raised, resolved
+
+
+def alerts_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The alerts of a migration (`AlertStore.alerts`) as a markdown table, for reports."""
+    if not rows:
+        return "No alerts.\n"
+    lines = ["| sev | condition | raised (UTC) | resolved (UTC) | message |", "|---|---|---|---|---|"]
+    for r in rows:
+        resolved = f"{r['resolved_at']:%Y-%m-%d %H:%M:%S}" if r.get("resolved_at") else "**open**"
+        message = str(r["message"]).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r['severity']} | `{r['condition']}` | {r['raised_at']:%Y-%m-%d %H:%M:%S} | {resolved} "
+                     f"| {message} |")  # fmt: skip
+    return "\n".join(lines) + "\n"

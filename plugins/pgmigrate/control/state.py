@@ -1,0 +1,152 @@
+"""The migration state record in the control database (`migration_control`).
+
+Status survives Airflow (a cleared run, a lost metadata DB) and is what later DAGs (cutover,
+validation) and the on-call CLI read. Every write is an upsert keyed by migration_id, so tasks can
+rerun freely.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pgmigrate.core.endpoints import PgEndpoint
+
+SCHEMA_SQL = resources.files("pgmigrate.control") / "control_schema.sql"  # a package resource, shipped with the code
+
+# Phases in order; a later phase implies the earlier ones are done.
+PHASES = (
+    "preflight_passed",
+    "schema_copied",
+    "snapshot_copied",
+    "connectors_deployed",
+    "snapshot_complete",
+    "post_data_applied",
+    "caught_up",
+    "streaming",  # validated and streaming: ready for cutover
+    "cutover_paused",  # client writes wait in PgBouncer
+    "cut_over",  # clients on the target; reverse replication keeps the source current
+    "rolling_back",
+    "rolled_back",  # clients on the source again
+    "torn_down",  # connectors, slots, publications and topics removed
+    "failed",
+)
+
+_UPDATABLE = {
+    "phase",
+    "params",
+    "slot_name",
+    "publication_name",
+    "source_connector",
+    "sink_connector",
+    "snapshot_lsn",
+    "tables",
+    "identity_columns",
+    "sequences",
+    "last_lag_seconds",
+    "last_lag_at",
+    "last_validation",
+    "last_error",
+    "pre_validation",
+    "fences",
+}
+_JSON_FIELDS = {"params", "tables", "identity_columns", "sequences", "last_validation", "pre_validation", "fences"}
+
+
+class MigrationStateStore:
+    def __init__(self, endpoint: PgEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def _connect(self):
+        return self.endpoint.connect(autocommit=True)
+
+    def ensure_schema(self) -> None:
+        with self._connect() as conn:
+            conn.execute(SCHEMA_SQL.read_text())
+
+    def get(self, migration_id: str) -> dict[str, Any] | None:
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("SELECT * FROM migration WHERE migration_id = %s", (migration_id,))
+            return cur.fetchone()
+
+    def upsert(self, migration_id: str, **fields: Any) -> None:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"unknown migration state fields: {sorted(unknown)}")
+        values = {k: Jsonb(v) if k in _JSON_FIELDS else v for k, v in fields.items()}
+        values.setdefault("phase", "preflight_passed")
+        columns = ["migration_id", *values]
+        query = sql.SQL(
+            "INSERT INTO migration ({cols}) VALUES ({vals}) ON CONFLICT (migration_id) DO UPDATE SET {sets}, "
+            "updated_at = now()"
+        ).format(
+            cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            vals=sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
+            sets=sql.SQL(", ").join(
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values if c in fields
+            )
+            if fields
+            else sql.SQL("migration_id = EXCLUDED.migration_id"),
+        )
+        with self._connect() as conn:
+            conn.execute(query, {"migration_id": migration_id, **values})
+
+    def record_event(self, migration_id: str, phase: str, message: str, **details: Any) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO migration_event (migration_id, phase, message, details) VALUES (%s, %s, %s, %s)",
+                (migration_id, phase, message, Jsonb(json.loads(json.dumps(details, default=str)))),
+            )
+
+    def events(self, migration_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The migration's timeline, oldest first (the last `limit` events)."""
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT at, phase, message, details FROM (SELECT * FROM migration_event WHERE migration_id = %s "
+                "ORDER BY at DESC, id DESC LIMIT %s) e ORDER BY at, id",
+                (migration_id, limit),
+            )
+            return cur.fetchall()
+
+    def record_lag(
+        self,
+        migration_id: str,
+        end_to_end_seconds: float | None,
+        sink_consumer_lag: int | None,
+        retained_wal_bytes: int | None,
+    ) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO lag_sample (migration_id, end_to_end_seconds, sink_consumer_lag, retained_wal_bytes) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (migration_id, end_to_end_seconds, sink_consumer_lag, retained_wal_bytes),
+            )
+            conn.execute(
+                "UPDATE migration SET last_lag_seconds = %s, last_lag_at = now(), updated_at = now() "
+                "WHERE migration_id = %s",
+                (end_to_end_seconds, migration_id),
+            )
+
+    def set_snapshot_table(self, migration_id: str, table: str, status: str, rows: int = 0, nbytes: int = 0) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                """
+                INSERT INTO snapshot_table (migration_id, table_name, status, rows_copied, bytes_copied, started_at,
+                                            finished_at)
+                VALUES (%(m)s, %(t)s, %(s)s, %(r)s, %(b)s, now(), CASE WHEN %(s)s = 'done' THEN now() END)
+                ON CONFLICT (migration_id, table_name) DO UPDATE SET
+                    status = EXCLUDED.status, rows_copied = EXCLUDED.rows_copied, bytes_copied = EXCLUDED.bytes_copied,
+                    started_at = CASE WHEN EXCLUDED.status = 'copying' THEN now() ELSE snapshot_table.started_at END,
+                    finished_at = CASE WHEN EXCLUDED.status = 'done' THEN now() END
+                """,
+                {"m": migration_id, "t": table, "s": status, "r": rows, "b": nbytes},
+            )
+
+    def reset_snapshot_tables(self, migration_id: str) -> None:
+        with self._connect() as conn:
+            conn.execute("DELETE FROM snapshot_table WHERE migration_id = %s", (migration_id,))

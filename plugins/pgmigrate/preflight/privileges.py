@@ -1,0 +1,414 @@
+"""Least privilege: what the source and target roles of a migration must be allowed, checked by preflight.
+
+Neither role needs to be a superuser (except for keyless tables on PostgreSQL 15, see below). What the
+pipeline does on each server decides the list:
+
+Source role
+- LOGIN and REPLICATION: Debezium's slot, the `copy` method's CREATE_REPLICATION_SLOT and the native
+  channel's subscription all stream over replication connections.
+- CREATE on the database: the `pgmigrate` schema (heartbeat and signal tables, which the role then owns)
+  and the publications.
+- ownership of every table it publishes: PostgreSQL 15 lets only a table's owner add it to a publication
+  (membership in the owning role counts), unless the publication already exists as the migration wants it.
+- SELECT on every table of the migrated schemas and their partitions (pg_dump locks them, the snapshot reads
+  them) and on their sequences (`sequences_snapshot` reads their values for the cutover).
+
+Target role
+- CREATE on the database: the migrated schemas pg_restore creates and the `pgmigrate` schema.
+- USAGE and CREATE on the migrated schemas that already exist (PostgreSQL 15's `public` grants CREATE only
+  to the database owner).
+- SET on `session_replication_role`: the JDBC sink connects with `session_replication_role=replica` so the
+  target's triggers and FK checks do not fire for replicated rows (`post_data` says why).
+- ownership of target tables that already exist (emptied and altered by the load).
+- keyless tables only: CREATE SUBSCRIPTION (`preflight_rules.check_subscription_rights`; a superuser on 15).
+
+The cutover and the rollback (`pgmigrate.cutover`) need more, checked here too so that a least-privilege
+migration is refused at preflight rather than failing with client writes paused:
+- the source role: SET on `session_replication_role` (the reverse JDBC sink writes into the source as a
+  replica), SELECT and UPDATE on the migrated schemas' sequences (both syncs read `last_value` and
+  `is_called` from the relation, which USAGE does not allow; the rollback's `setval` needs UPDATE);
+- the target role: REPLICATION (the cutover creates the reverse logical slots on the target, the rollback
+  peeks them with `pg_logical_slot_peek_binary_changes`), SELECT and UPDATE on target sequences that already
+  exist (those it creates it owns);
+- both, on the side clients leave (source at cutover, target at rollback), for the fence (`cutover.fence`):
+  pg_read_all_stats (without it pg_stat_activity hides other roles' sessions, so the checklist would not
+  see direct sessions), and, only when application roles may write a migrated table (`fence.plan_fence`),
+  pg_signal_backend (to end their direct sessions) and CREATEROLE (PostgreSQL 15 lets only a CREATEROLE
+  role change another role's settings: `ALTER ROLE … IN DATABASE … SET default_transaction_read_only`).
+  The target's application roles are the source's (they follow the switch), plus any that may already
+  write the target's tables.
+
+Every rule returns one failure per missing privilege, each with the exact statements (identifiers through
+`sql.Identifier`), which `PreflightReport.failure_message` also gathers into one block per server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef
+from pgmigrate.cutover.fence import plan_fence
+from pgmigrate.preflight.rules import CheckResult, _n
+
+
+def statement(template: str, *idents: sql.Composable) -> str:
+    """One GRANT/ALTER as SQL text for the operator to run (identifiers always quoted)."""
+    return sql.SQL(template).format(*idents).as_string(None)
+
+
+@dataclass(frozen=True)
+class FenceRights:
+    """What the fence needs on the side clients leave: the source at cutover, the target at rollback."""
+
+    reads_all_stats: bool = True  # pg_read_all_stats: other roles' sessions are visible in pg_stat_activity
+    signal_backend: bool = True  # pg_signal_backend: may end other roles' sessions
+    createrole: bool = True  # PostgreSQL 15: may change another (non-superuser) role's settings
+    application_roles: list[str] = field(default_factory=list)  # the roles the fence makes read-only there
+
+
+@dataclass(frozen=True)
+class SourceRoleFacts:
+    role: str
+    dbname: str
+    superuser: bool
+    replication: bool
+    create_on_db: bool
+    unreadable: list[TableRef] = field(default_factory=list)  # tables and partitions without SELECT
+    unreadable_sequences: list[TableRef] = field(default_factory=list)  # without SELECT (USAGE is not enough)
+    sequences_not_updatable: list[TableRef] = field(default_factory=list)  # without UPDATE (rollback's setval)
+    not_owned: list[TableRef] = field(default_factory=list)  # tables to publish the role does not own
+    publication_exists: bool = False
+    control_schema_blocked: bool = False  # `pgmigrate` exists and the role lacks USAGE or CREATE on it
+    can_set_replication_role: bool = True  # the reverse sink's session_replication_role=replica
+    server_version_num: int = 150000
+    fence: FenceRights = field(default_factory=FenceRights)
+
+
+@dataclass(frozen=True)
+class TargetRoleFacts:
+    role: str
+    dbname: str
+    superuser: bool
+    create_on_db: bool
+    schemas_blocked: list[str] = field(default_factory=list)  # existing schemas without USAGE or CREATE
+    can_set_replication_role: bool = True
+    server_version_num: int = 150000
+    not_owned: list[TableRef] = field(default_factory=list)  # existing target tables owned by another role
+    replication: bool = True  # the reverse slots
+    unreadable_sequences: list[TableRef] = field(default_factory=list)  # existing target sequences without SELECT
+    sequences_not_updatable: list[TableRef] = field(default_factory=list)  # ... without UPDATE (cutover's setval)
+    fence: FenceRights = field(default_factory=FenceRights)
+
+
+def _failure(name: str, problem: str, statements: list[str], run_on: str, note: str = "") -> CheckResult:
+    fix = "\n".join(statements) + (f"\n{note}" if note else "")
+    return CheckResult(name, ok=False, problem=problem, fix=fix, statements=statements, run_on=run_on)
+
+
+def _replication_role_failure(name: str, role: str, version: int, why: str, run_on: str) -> CheckResult:
+    """SET on session_replication_role: grantable from PostgreSQL 15, a superuser's before."""
+    ident = sql.Identifier(role)
+    return _failure(
+        name,
+        f"role {role} may not SET session_replication_role, which {why}",
+        [statement("GRANT SET ON PARAMETER session_replication_role TO {};", ident)]
+        if version >= 150000 else [statement("ALTER ROLE {} SUPERUSER;", ident)],
+        run_on,
+    )  # fmt: skip
+
+
+def _fence_failures(prefix: str, role: str, dbname: str, f: FenceRights, step: str, who: str, version: int,
+                    run_on: str) -> list[CheckResult]:  # fmt: skip
+    """The fence's privileges on one side. `step`: which step fences this side; `who`: why its application
+    roles are these. pg_read_all_stats is needed even with no application role: the checklist refuses any
+    direct session, and pg_stat_activity hides other roles' sessions (NULL backend_type) without it."""
+    ident, failures = sql.Identifier(role), []
+    if not f.reads_all_stats:
+        failures.append(_failure(
+            f"{prefix}.read_all_stats",
+            f"role {role} is not a member of pg_read_all_stats, so pg_stat_activity hides other roles' sessions "
+            f"from it: before {step} the checklist would not see client sessions that bypass PgBouncer, and the "
+            "fence could not end them",
+            [statement("GRANT pg_read_all_stats TO {};", ident)], run_on,
+        ))  # fmt: skip
+    if not f.application_roles:
+        return failures
+    roles = ", ".join(f.application_roles)
+    if not f.signal_backend:
+        failures.append(_failure(
+            f"{prefix}.signal_backend",
+            f"role {role} is not a member of pg_signal_backend: {step}'s fence ends the direct sessions of the "
+            f"application roles {roles} ({who}) with pg_terminate_backend",
+            [statement("GRANT pg_signal_backend TO {};", ident)], run_on,
+        ))  # fmt: skip
+    if not f.createrole:
+        failures.append(_failure(
+            f"{prefix}.createrole",
+            f"role {role} lacks CREATEROLE: {step}'s fence makes the application roles {roles} ({who}) read-only "
+            f"in database {dbname} (ALTER ROLE … IN DATABASE … SET default_transaction_read_only = on), and "
+            "PostgreSQL 15 lets only a superuser or a CREATEROLE role change another role's settings. Needed only "
+            "because these roles may write a migrated table",
+            [statement("ALTER ROLE {} CREATEROLE;", ident)], run_on,
+            note="(PostgreSQL 16 and later also want ADMIN OPTION on each of those roles)" if version >= 160000
+            else "",
+        ))  # fmt: skip
+    return failures
+
+
+def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
+    """`source_role` passes as one result, or fails once per missing privilege."""
+    if f.superuser:
+        return [CheckResult("source_role", ok=True, detail=f"role {f.role} is a superuser")]
+    role, run_on = sql.Identifier(f.role), f"source database {f.dbname!r}"
+    failures = []
+    if not f.replication:
+        failures.append(_failure(
+            "source_role.replication",
+            f"role {f.role} lacks the REPLICATION attribute (the replication slots need it)",
+            [statement("ALTER ROLE {} REPLICATION;", role)], run_on,
+        ))  # fmt: skip
+    if not f.create_on_db:
+        failures.append(_failure(
+            "source_role.create",
+            f"role {f.role} has no CREATE on database {f.dbname} (the {CONTROL_SCHEMA} schema with the heartbeat "
+            "and signal tables, and the publications, are created by it)",
+            [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)], run_on,
+        ))  # fmt: skip
+    if f.control_schema_blocked:
+        failures.append(_failure(
+            "source_role.control_schema",
+            f"role {f.role} lacks USAGE or CREATE on the existing schema {CONTROL_SCHEMA}",
+            [statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(CONTROL_SCHEMA), role)], run_on,
+        ))  # fmt: skip
+    if f.unreadable or f.unreadable_sequences:
+        listed = [t.qualified for t in (*f.unreadable, *f.unreadable_sequences)]
+        why = (" (sequences: the cutover and the rollback read last_value and is_called from the relation, which "
+               "USAGE does not allow)") if f.unreadable_sequences else ""  # fmt: skip
+        failures.append(_failure(
+            "source_role.select",
+            f"role {f.role} cannot read {_n(len(listed), 'relation')}: {', '.join(listed)}{why}",
+            [statement("GRANT SELECT ON {} TO {};", t.ident, role) for t in f.unreadable]
+            + [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
+            run_on,
+        ))  # fmt: skip
+    if f.not_owned and not f.publication_exists:
+        failures.append(_failure(
+            "source_role.publish",
+            f"role {f.role} does not own {_n(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the "
+            f"owner add a table to a publication): {', '.join(t.qualified for t in f.not_owned)}",
+            [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned], run_on,
+            note="(or GRANT the tables' owning role TO the migration role, or run the source connection as a "
+            "superuser)",
+        ))  # fmt: skip
+    # What the cutover and the rollback need on the source.
+    if f.sequences_not_updatable:
+        failures.append(_failure(
+            "source_role.sequence_update",
+            f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the "
+            f"source's sequences past the target's with setval): "
+            f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
+            [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
+            run_on,
+        ))  # fmt: skip
+    if not f.can_set_replication_role:
+        failures.append(_replication_role_failure(
+            "source_role.session_replication_role", f.role, f.server_version_num,
+            "the reverse JDBC sink (from the cutover on) sets to replica when it writes the target's changes into "
+            "the source", run_on,
+        ))  # fmt: skip
+    failures += _fence_failures("source_role", f.role, f.dbname, f.fence, "the cutover",
+                                "they may write a migrated table", f.server_version_num, run_on)  # fmt: skip
+    if failures:
+        return failures
+    return [CheckResult("source_role", ok=True, detail=f"role {f.role} has REPLICATION, CREATE, SELECT, owns the "
+                        "tables to publish and has what the cutover and a rollback need")]  # fmt: skip
+
+
+def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
+    """`target_role` passes as one result, or fails once per missing privilege."""
+    if f.superuser:
+        return [CheckResult("target_role", ok=True, detail=f"role {f.role} is a superuser")]
+    role, run_on = sql.Identifier(f.role), f"target database {f.dbname!r}"
+    failures = []
+    if not f.create_on_db:
+        failures.append(_failure(
+            "target_role.create",
+            f"role {f.role} has no CREATE on database {f.dbname} (the migrated schemas and {CONTROL_SCHEMA} are "
+            "created by it)",
+            [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)], run_on,
+        ))  # fmt: skip
+    if f.schemas_blocked:
+        failures.append(_failure(
+            "target_role.schema",
+            f"role {f.role} lacks USAGE or CREATE on the existing target schemas {', '.join(f.schemas_blocked)}",
+            [statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), role) for s in f.schemas_blocked],
+            run_on,
+        ))  # fmt: skip
+    if not f.can_set_replication_role:
+        failures.append(_replication_role_failure(
+            "target_role.session_replication_role", f.role, f.server_version_num,
+            "the JDBC sink sets to replica so that triggers and FK checks do not fire for replicated rows", run_on,
+        ))  # fmt: skip
+    if f.not_owned:
+        failures.append(_failure(
+            "target_role.owner",
+            f"role {f.role} does not own {_n(len(f.not_owned), 'existing target table')} it must empty and alter: "
+            f"{', '.join(t.qualified for t in f.not_owned)}",
+            [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned], run_on,
+        ))  # fmt: skip
+    # What the cutover and the rollback need on the target.
+    if not f.replication:
+        failures.append(_failure(
+            "target_role.replication",
+            f"role {f.role} lacks the REPLICATION attribute: the cutover creates the reverse pipeline's logical "
+            "slots on the target (the reverse Debezium source streams from them) and a rollback peeks them with "
+            "pg_logical_slot_peek_binary_changes",
+            [statement("ALTER ROLE {} REPLICATION;", role)], run_on,
+        ))  # fmt: skip
+    if f.unreadable_sequences:
+        failures.append(_failure(
+            "target_role.sequence_select",
+            f"role {f.role} cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: "
+            "the cutover and the rollback read last_value and is_called from the relation): "
+            f"{', '.join(s.qualified for s in f.unreadable_sequences)}",
+            [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
+            run_on,
+        ))  # fmt: skip
+    if f.sequences_not_updatable:
+        failures.append(_failure(
+            "target_role.sequence_update",
+            f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'existing target sequence')} (the "
+            f"cutover sets them past the source's with setval): "
+            f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
+            [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
+            run_on,
+        ))  # fmt: skip
+    failures += _fence_failures("target_role", f.role, f.dbname, f.fence, "a rollback",
+                                "they may write the migrated tables on the source, so on the target after the cutover",
+                                f.server_version_num, run_on)  # fmt: skip
+    if failures:
+        return failures
+    return [CheckResult("target_role", ok=True, detail=f"role {f.role} can create the schema, run the sink and has "
+                        "what the cutover and a rollback need")]  # fmt: skip
+
+
+def _sequence_gaps(conn: psycopg.Connection, schemas: list[str]) -> tuple[list[TableRef], list[TableRef]]:
+    """The sequences of `schemas` this role may not SELECT, and those it may not UPDATE."""
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, "
+        # CASE: the planner may test the privilege before relkind, and has_sequence_privilege errors on a table.
+        "CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT') END, "
+        "CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'UPDATE') END "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'S' AND n.nspname = ANY(%s) AND n.nspname <> %s ORDER BY 1, 2",
+        (sorted(set(schemas)), CONTROL_SCHEMA),
+    ).fetchall()
+    return ([TableRef(s, r) for s, r, reads, _ in rows if not reads],
+            [TableRef(s, r) for s, r, _, updates in rows if not updates])  # fmt: skip
+
+
+def _read_fence_rights(conn: psycopg.Connection, application_roles: list[str]) -> FenceRights:
+    stats, signal, createrole = conn.execute(
+        "SELECT pg_has_role('pg_read_all_stats', 'USAGE'), pg_has_role('pg_signal_backend', 'USAGE'), rolcreaterole "
+        "FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    return FenceRights(stats, signal, createrole, sorted(application_roles))
+
+
+def read_source_role_facts(
+    conn: psycopg.Connection,
+    schemas: list[str],
+    schema_tables: list[TableInfo],
+    selected: list[TableInfo],
+    publication_exists: bool,
+) -> SourceRoleFacts:
+    """`schema_tables`: every table of the migrated `schemas` (pg_dump locks them all); `selected`: published."""
+    name, dbname, superuser, replication, create_on_db, version = conn.execute(
+        "SELECT rolname, current_database(), rolsuper, rolreplication, "
+        "has_database_privilege(current_database(), 'CREATE'), current_setting('server_version_num')::int "
+        "FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    readable = [t.ref for t in schema_tables] + [p for t in schema_tables for p in t.partitions]
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE'), has_table_privilege(c.oid, 'SELECT') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
+        ([r.schema for r in readable], [r.name for r in readable]),
+    ).fetchall()
+    published = {t.ref for t in selected}
+    unreadable_sequences, sequences_not_updatable = _sequence_gaps(conn, schemas)
+    control = conn.execute(
+        "SELECT has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE') "
+        "FROM pg_namespace WHERE nspname = %s",
+        (CONTROL_SCHEMA,),
+    ).fetchone()
+    can_set = superuser
+    if not superuser and version >= 150000:
+        can_set = conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
+    return SourceRoleFacts(
+        role=name,
+        dbname=dbname,
+        superuser=superuser,
+        replication=replication,
+        create_on_db=create_on_db,
+        unreadable=sorted(TableRef(s, r) for s, r, _, reads in rows if not reads),
+        unreadable_sequences=unreadable_sequences,
+        sequences_not_updatable=sequences_not_updatable,
+        not_owned=sorted(TableRef(s, r) for s, r, owns, _ in rows if not owns and TableRef(s, r) in published),
+        publication_exists=publication_exists,
+        control_schema_blocked=control is not None and not control[0],
+        can_set_replication_role=can_set,
+        server_version_num=version,
+        # The roles the cutover's fence will make read-only: computed exactly as the fence does.
+        fence=_read_fence_rights(conn, list(plan_fence(conn, [t.ref for t in selected]).roles)),
+    )
+
+
+def read_target_role_facts(
+    conn: psycopg.Connection, schemas: list[str], tables: list[TableRef], source_application_roles: list[str]
+) -> TargetRoleFacts:
+    """`source_application_roles`: the source's (`SourceRoleFacts.fence`): after the cutover the same
+    applications write the target, and a rollback fences them there. The target's tables rarely exist at
+    preflight, so its own `plan_fence` only adds roles that may already write the tables that do."""
+    name, dbname, superuser, create_on_db, version, replication = conn.execute(
+        "SELECT rolname, current_database(), rolsuper, has_database_privilege(current_database(), 'CREATE'), "
+        "current_setting('server_version_num')::int, rolreplication FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    blocked = [
+        r[0]
+        for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) "
+            "AND NOT (has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE')) ORDER BY 1",
+            ([*dict.fromkeys([*schemas, CONTROL_SCHEMA])],),
+        )
+    ]
+    can_set = superuser
+    if not superuser and version >= 150000:
+        can_set = conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE') FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
+        ([t.schema for t in tables], [t.name for t in tables]),
+    ).fetchall()
+    # plan_fence names the tables, which needs USAGE on their schema: a blocked schema is reported above.
+    existing = [TableRef(s, r) for s, r, _ in rows if s not in blocked]
+    writers = {*source_application_roles, *(plan_fence(conn, existing).roles if existing else ())}
+    unreadable_sequences, sequences_not_updatable = _sequence_gaps(conn, schemas)
+    return TargetRoleFacts(
+        role=name,
+        dbname=dbname,
+        superuser=superuser,
+        create_on_db=create_on_db,
+        schemas_blocked=blocked,
+        can_set_replication_role=can_set,
+        server_version_num=version,
+        not_owned=sorted(TableRef(s, r) for s, r, owns in rows if not owns),
+        replication=replication,
+        unreadable_sequences=unreadable_sequences,
+        sequences_not_updatable=sequences_not_updatable,
+        fence=_read_fence_rights(conn, sorted(writers)),
+    )

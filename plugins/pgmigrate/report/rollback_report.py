@@ -1,0 +1,75 @@
+"""The rollback report: a markdown page for the incident ticket (times, reason, lag, the writes made
+on the target during the cutover window and replayed to the source, the timeline)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.cutover.backup import backup_root
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def render_rollback_report(
+    migration_id: str,
+    reason: str,
+    forced: bool,
+    rollback_seconds: float,
+    pause_seconds: float | None,
+    replayed_changes: int | None,
+    last_lag_seconds: float | None,
+    events: list[dict],
+) -> str:
+    cut_over = next((e for e in reversed(events) if e["phase"] == "cut_over"), None)
+    lines = [
+        f"# Rollback of migration `{migration_id}`",
+        "",
+        f"- **Reason:** {reason}",
+        f"- **Forced (no drain):** {'yes: writes not yet replayed may be lost' if forced else 'no'}",
+        f"- **Cut over at:** {cut_over['at']:%Y-%m-%d %H:%M:%S %Z}" if cut_over else "- **Cut over at:** unknown",
+        f"- **Rollback took:** {_seconds(rollback_seconds)} (target < 120 s)",
+        f"- **Client writes paused during the switch back:** {_seconds(pause_seconds)}",
+        f"- **Changes written on the target after cutover and replayed to the source:** "
+        f"{'unknown' if replayed_changes is None else replayed_changes}",
+        f"- **Last recorded forward lag:** {_seconds(last_lag_seconds)}",
+        "",
+        "## Timeline",
+        "",
+        "| at (UTC) | phase | what happened |",
+        "|---|---|---|",
+    ]
+    for e in events:
+        message = str(e["message"]).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {e['at'].astimezone(UTC):%Y-%m-%d %H:%M:%S} | {e['phase']} | {message} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_rollback_report(
+    store: MigrationStateStore,
+    migration_id: str,
+    reason: str,
+    forced: bool,
+    rollback_seconds: float,
+    pause_seconds: float | None,
+    replayed_changes: int | None,
+) -> Path:
+    state = store.get(migration_id) or {}
+    text = render_rollback_report(
+        migration_id,
+        reason,
+        forced,
+        rollback_seconds,
+        pause_seconds,
+        replayed_changes,
+        state.get("last_lag_seconds"),
+        store.events(migration_id),
+    )
+    path = backup_root() / migration_id / f"rollback-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    store.record_event(migration_id, "rollback_report", f"rollback report written to {path}", path=str(path))
+    return path
