@@ -224,15 +224,6 @@ def test_webhook_url_from_connection_fields():
     assert webhook_url("127.0.0.1", 8999, "http", "/hook") == "http://127.0.0.1:8999/hook"
 
 
-def test_alerts_markdown_marks_open_alerts():
-    from pgmigrate.alerts.rules import alerts_markdown
-
-    table = alerts_markdown([row(), row(condition="kafka_disk", resolved_at=NOW, message="a|b")])
-    assert "| P1 | `lag_high` | 2026-11-25 12:00:00 | **open** | lag 90s |" in table
-    assert "a\\|b" in table
-    assert alerts_markdown([]) == "No alerts.\n"
-
-
 def test_monitor_dag_runs_every_minute_and_cutover_alerts_on_failure():
     from airflow.dag_processing.dagbag import DagBag
 

@@ -7,10 +7,12 @@ import pytest
 
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.schema.schema_compare import SchemaDifference, SchemaSnapshot, compare_snapshots
+from pgmigrate.validate.key_ranges import KeyRange
 from pgmigrate.validate.row_diff import (
     SOURCE,
     TARGET,
     RangeOps,
+    Recheck,
     RowDifference,
     TableDiff,
     bisect_differences,
@@ -20,11 +22,10 @@ from pgmigrate.validate.row_diff import (
     format_diff,
     jsonable,
     multiset_difference,
-    recheck,
+    recheck_together,
     sample_percent,
     split_range,
 )
-from pgmigrate.validate.validation import KeyRange
 
 pytestmark = pytest.mark.unit
 
@@ -125,6 +126,13 @@ def scripted(readings):
         return readings.pop(0) if len(readings) > 1 else readings[0]
 
     return read
+
+
+def recheck(suspects, read_source, read_target, attempts, pause_seconds, sleep):
+    """One table through `recheck_together`: (differing, in flight, source, target, attempts used)."""
+    check = Recheck(set(suspects), read_source, read_target)
+    recheck_together([check], attempts, pause_seconds, sleep)
+    return check.differing, check.changing, check.source, check.target, check.used
 
 
 def test_recheck_confirms_a_difference_twice_then_stops():
@@ -255,3 +263,16 @@ def test_checksum_only_result_lists_ranges():
     chunks = diff(differing_chunks=[describe_range(r) for r in ranges])
     assert not chunks.ok and chunks.as_dict()["differing_chunks"] == ["[-inf .. 5001)", "[25001 .. +inf]"]
     assert "2 key ranges differ: [-inf .. 5001), [25001 .. +inf]" in format_diff([chunks])
+
+
+def test_tables_are_rechecked_in_shared_rounds_one_pause_per_round():
+    versions = iter(range(100))
+    hot = Recheck({(1,)}, lambda _k: {(1,): next(versions)}, scripted([{(1,): -1}]))
+    caught_up = Recheck({(2,)}, scripted([{(2,): "a"}]), scripted([{(2,): "a"}]))
+    broken = Recheck({(3,)}, scripted([{(3,): "a"}]), scripted([{}]))
+    sleeps = []
+    recheck_together([hot, caught_up, broken], attempts=4, pause_seconds=5, sleep=sleeps.append)
+    assert sleeps == [5, 5, 5, 5], "one pause per round for all tables, not one per table"
+    assert (hot.changing, hot.differing, hot.used) == ({(1,)}, set(), 4)
+    assert (caught_up.differing, caught_up.changing, caught_up.used) == (set(), set(), 1)
+    assert (broken.differing, broken.used, broken.settled) == ({(3,)}, 2, True)

@@ -598,14 +598,3 @@ def reconcile_alerts(
     return raised, resolved
 
 
-def alerts_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The alerts of a migration (`AlertStore.alerts`) as a markdown table, for reports."""
-    if not rows:
-        return "No alerts.\n"
-    lines = ["| sev | condition | raised (UTC) | resolved (UTC) | message |", "|---|---|---|---|---|"]
-    for r in rows:
-        resolved = f"{r['resolved_at']:%Y-%m-%d %H:%M:%S}" if r.get("resolved_at") else "**open**"
-        message = str(r["message"]).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {r['severity']} | `{r['condition']}` | {r['raised_at']:%Y-%m-%d %H:%M:%S} | {resolved} "
-                     f"| {message} |")  # fmt: skip
-    return "\n".join(lines) + "\n"

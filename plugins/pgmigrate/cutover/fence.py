@@ -184,10 +184,6 @@ def lsn_to_int(lsn: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
-def int_to_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
 def _cstring(data: bytes, at: int) -> tuple[str, int]:
     end = data.index(b"\0", at)
     return data[at:end].decode(errors="replace"), end + 1

@@ -108,7 +108,7 @@ def slot_position(source: PgEndpoint, names: MigrationNames) -> dict[str, Any]:
 def _key_values(table: TableInfo, keys: list[dict[str, Any]]) -> tuple[sql.Composable, list]:
     """`VALUES (0, k1::type, …), (1, …)`: the keys as the server's typed values (the diff reports them as JSON
     types), numbered by position. format_type() output is PostgreSQL's own quoted type name: safe to splice
-    as a cast (as `validation` does)."""
+    as a cast (as `key_ranges` does)."""
     types = {c.name: c.type_name for c in table.columns}
     casts = sql.SQL(", ").join(
         sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(types[c])) for c in table.primary_key

@@ -86,11 +86,6 @@ class NativeSyncState:
 _STATE_NAMES = {"i": "initializing", "d": "copying", "f": "copy finished", "s": "synchronized", "r": "ready"}
 
 
-def subscription_exists(target: PgEndpoint, names: MigrationNames) -> bool:
-    with target.connect(autocommit=True) as conn:
-        return subscription_oid(conn, names) is not None
-
-
 def subscription_oid(conn, names: MigrationNames) -> int | None:
     row = conn.execute(
         "SELECT s.oid FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "

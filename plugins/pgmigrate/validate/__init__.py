@@ -1,4 +1,4 @@
-"""Validation: table checksums (`checksums`), key ranges and re-checks of rows in flight (`validation`), the
+"""Validation: table checksums (`checksums`), key ranges and row hashes (`key_ranges`), the
 row diff that names each differing key and column (`row_diff`), and Great Expectations (`ge_suites`,
 `ge_checkpoint`, `ge_live`).
 

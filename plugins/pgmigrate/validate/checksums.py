@@ -14,7 +14,6 @@ import psycopg
 from psycopg import sql
 
 from pgmigrate.core.catalog import TableRef
-from pgmigrate.core.endpoints import PgEndpoint
 
 # Settings that shape `row::text`; identical on both sides so identical rows hash identically.
 CANONICAL_SESSION_SETTINGS = (
@@ -57,20 +56,3 @@ def table_checksum(conn: psycopg.Connection, table: TableRef) -> TableChecksum:
     return TableChecksum(table=table.qualified, rows=rows, checksum=checksum)
 
 
-def compare_at_rest(source: PgEndpoint, target: PgEndpoint, tables: list[TableRef]) -> list[dict]:
-    """With writes paused and the pipeline drained, both sides must agree exactly: one count and checksum
-    per table and side, both sides read at the same time (two threads) to keep the pause short."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def read(endpoint: PgEndpoint) -> list[TableChecksum]:
-        with endpoint.connect(autocommit=True) as conn:
-            set_canonical_session(conn)
-            return [table_checksum(conn, t) for t in tables]
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        src_future, dst_future = pool.submit(read, source), pool.submit(read, target)
-        src, dst = src_future.result(), dst_future.result()
-    return [
-        {"table": s.table, "source_rows": s.rows, "target_rows": d.rows, "ok": s.matches(d)}
-        for s, d in zip(src, dst, strict=True)
-    ]

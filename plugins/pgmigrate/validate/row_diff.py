@@ -3,7 +3,7 @@ differ (with the names of the differing columns), while CDC keeps streaming.
 
 Why this shape:
 - Full mode reads each table once per side when nothing differs: primary-key ranges are planned on the
-  source (`validation.plan_ranges`, a key-only scan) and each range is compared by count and checksum
+  source (`key_ranges.plan_ranges`, a key-only scan) and each range is compared by count and checksum
   (`checksums.checksum_query`). The first range starts at -inf and the last ends at +inf, so rows on the
   target outside the source's key span are seen too.
 - A range that differs is bisected at the median key of its larger side until it holds at most
@@ -11,7 +11,7 @@ Why this shape:
   in a 20,000-row range costs about two more passes over that range, not a row-by-row read of the table.
 - Differences found on a live table include rows still in flight. Every differing key is re-read on the
   source before and after a pause longer than the pipeline's lag and on the target in between
-  (`validation.classify_keys`): a key the source changed during the pause is in flight (counted, not
+  (`key_ranges.classify_keys`): a key the source changed during the pause is in flight (counted, not
   reported); a key at rest on the source that differs on the target twice in a row is reported. All
   tables are compared once first and their suspects re-checked together, one pause per round for all
   (`recheck_together`): many hot tables cost `attempts` pauses, not that many per table.
@@ -63,18 +63,18 @@ from psycopg import sql
 from pgmigrate.core.catalog import TableInfo, TableRef, list_tables
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.validate.checksums import checksum_query, set_canonical_session
-from pgmigrate.validate.validation import (
+from pgmigrate.validate.key_ranges import (
     ROWS_PER_CHUNK,
     KeyRange,
-    _hashes_for_keys,
-    _key_sql,
-    _keys_condition,
-    _pk_columns,
-    _range_checksum,
-    _row_hashes,
-    _where_range,
     classify_keys,
+    hashes_for_keys,
+    key_sql,
+    keys_condition,
+    pk_columns,
     plan_ranges,
+    range_checksum,
+    row_hashes,
+    where_range,
 )
 
 log = logging.getLogger(__name__)
@@ -285,21 +285,6 @@ def recheck_together(
             check.seconds += time.monotonic() - started
 
 
-def recheck(
-    suspects: set,
-    read_source: Callable[[list], dict],
-    read_target: Callable[[list], dict],
-    attempts: int,
-    pause_seconds: float,
-    sleep: Callable[[float], None],
-) -> tuple[set, set, dict, dict, int]:
-    """`recheck_together` for one table: (differing, in flight, last source reading, last target reading,
-    attempts used)."""
-    check = Recheck(set(suspects), read_source, read_target)
-    recheck_together([check], attempts, pause_seconds, sleep)
-    return check.differing, check.changing, check.source, check.target, check.used
-
-
 def classify_rows(differing: set, source: dict, target: dict) -> tuple[list, list, list]:
     """(missing on target, extra on target, changed), each in key order."""
     missing = [k for k in sorted_keys(differing) if k in source and k not in target]
@@ -389,14 +374,14 @@ def format_diff(diffs: list[TableDiff], keys_per_kind: int = 5) -> str:
 
 
 def _median_key(conn: psycopg.Connection, table: TableInfo, rng: KeyRange, offset: int) -> tuple | None:
-    pk = _pk_columns(table)
-    condition, args = _where_range(table, rng)
+    pk = pk_columns(table)
+    condition, args = where_range(table, rng)
     row = conn.execute(
         sql.SQL("SELECT {cols} FROM {table} AS t WHERE {condition} ORDER BY {key} OFFSET {offset} LIMIT 1").format(
             cols=sql.SQL(", ").join(sql.Identifier(name) for name, _ in pk),
             table=table.ref.ident,
             condition=condition,
-            key=_key_sql(pk),
+            key=key_sql(pk),
             offset=sql.Literal(offset),
         ),
         args,
@@ -406,9 +391,9 @@ def _median_key(conn: psycopg.Connection, table: TableInfo, rng: KeyRange, offse
 
 def _range_ops(conns: tuple[psycopg.Connection, psycopg.Connection], table: TableInfo) -> RangeOps:
     return RangeOps(
-        checksum=lambda side, rng: _range_checksum(conns[side], table, rng),
+        checksum=lambda side, rng: range_checksum(conns[side], table, rng),
         median=lambda side, rng, offset: _median_key(conns[side], table, rng, offset),
-        row_hashes=lambda side, rng: _row_hashes(conns[side], table, *_where_range(table, rng)),
+        row_hashes=lambda side, rng: row_hashes(conns[side], table, *where_range(table, rng)),
     )
 
 
@@ -417,7 +402,7 @@ def _column_hashes(conn: psycopg.Connection, table: TableInfo, keys: list[tuple]
     n_pk = len(table.primary_key)
     found: dict[tuple, tuple] = {}
     for n in range(0, len(keys), 500):
-        condition, args = _keys_condition(table, keys[n : n + 500])
+        condition, args = keys_condition(table, keys[n : n + 500])
         query = sql.SQL("SELECT {pk}, {cols} FROM {table} AS t WHERE {condition}").format(
             pk=sql.SQL(", ").join(sql.Identifier(name) for name in table.primary_key),
             cols=sql.SQL(", ").join(sql.SQL("md5(t.{}::text)").format(sql.Identifier(c.name)) for c in table.columns),
@@ -471,7 +456,7 @@ def _differing_ranges(src, dst, table: TableInfo, result: TableDiff, rows_per_ch
     result.source_rows = result.target_rows = 0
     differing = []
     for rng in ranges:
-        (s_rows, s_sum), (d_rows, d_sum) = _range_checksum(src, table, rng), _range_checksum(dst, table, rng)
+        (s_rows, s_sum), (d_rows, d_sum) = range_checksum(src, table, rng), range_checksum(dst, table, rng)
         result.source_rows += s_rows
         result.target_rows += d_rows
         if (s_rows, s_sum) != (d_rows, d_sum):
@@ -485,12 +470,12 @@ def _recheck_chunks(src, dst, table: TableInfo, pending: list[KeyRange], attempt
     while pending and used < attempts:
         used += 1
         sleep(pause_seconds)
-        pending = [r for r in pending if _range_checksum(src, table, r) != _range_checksum(dst, table, r)]
+        pending = [r for r in pending if range_checksum(src, table, r) != range_checksum(dst, table, r)]
     return pending, used
 
 
 def _sample_keys(conn: psycopg.Connection, table: TableInfo, sample_size: int) -> list[tuple]:
-    pk = _pk_columns(table)
+    pk = pk_columns(table)
     rows = conn.execute(
         sql.SQL("SELECT {cols} FROM {table} TABLESAMPLE SYSTEM ({pct}) ORDER BY random() LIMIT {n}").format(
             cols=sql.SQL(", ").join(sql.Identifier(name) for name, _ in pk),
@@ -506,7 +491,7 @@ def _diff_sample(src, dst, table: TableInfo, result: TableDiff, sample_size: int
     """Suspect keys among `sample_size` keys picked on each side, compared row by row."""
     keys = sorted_keys(set(_sample_keys(src, table, sample_size)) | set(_sample_keys(dst, table, sample_size)))
     result.sampled = len(keys)
-    source, target = _hashes_for_keys(src, table, keys), _hashes_for_keys(dst, table, keys)
+    source, target = hashes_for_keys(src, table, keys), hashes_for_keys(dst, table, keys)
     return {k for k in keys if source.get(k) != target.get(k)}
 
 
@@ -609,8 +594,8 @@ def _first_pass(
         else:
             whole = KeyRange(None, None, last=True)
             (result.source_rows, s_sum), (result.target_rows, d_sum) = (
-                _range_checksum(src, table, whole),
-                _range_checksum(dst, table, whole),
+                range_checksum(src, table, whole),
+                range_checksum(dst, table, whole),
             )
             result.chunks, pending = 1, ([whole] if (result.source_rows, s_sum) != (result.target_rows, d_sum) else [])
         pending, result.attempts = _recheck_chunks(src, dst, table, pending, attempts, pause_seconds, sleep)
@@ -625,7 +610,7 @@ def _first_pass(
             differing = _differing_ranges(src, dst, table, result, rows_per_chunk)
             suspects = bisect_differences(differing, _range_ops((src, dst), table), leaf_rows) if differing else set()
         opened.check = Recheck(
-            suspects, lambda keys: _hashes_for_keys(src, table, keys), lambda keys: _hashes_for_keys(dst, table, keys)
+            suspects, lambda keys: hashes_for_keys(src, table, keys), lambda keys: hashes_for_keys(dst, table, keys)
         )
         opened.report = lambda check: _report_keyed(
             result, src, dst, table, check.differing, check.changing, check.source, check.target, max_rows
