@@ -21,7 +21,7 @@ import pytest
 from psycopg2 import sql
 
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-from pgmigrate.kafka.connect_client import ConnectConfigError, ConnectUnavailableError
+from pgmigrate.kafka.connect_client import ConnectClient, ConnectConfigError, ConnectUnavailableError
 
 pytestmark = pytest.mark.integration
 
@@ -110,8 +110,9 @@ def lsn_to_int(lsn: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def hook() -> KafkaConnectHook:
-    return KafkaConnectHook(base_url=CONNECT_URL)
+def hook() -> ConnectClient:
+    """The client the hook hands out (`get_conn()`): what operators, sensors and triggers call."""
+    return KafkaConnectHook(base_url=CONNECT_URL).get_conn()
 
 
 def drop_scratch_db() -> None:
@@ -130,7 +131,7 @@ def drop_scratch_db() -> None:
 
 
 @pytest.fixture(scope="module")
-def scratch_db(hook: KafkaConnectHook) -> Iterator[str]:
+def scratch_db(hook: ConnectClient) -> Iterator[str]:
     for leftover in hook.list_connectors():  # from an earlier run that crashed before cleanup
         if leftover.startswith("hooktest-"):
             hook.delete(leftover)
@@ -146,7 +147,7 @@ def scratch_db(hook: KafkaConnectHook) -> Iterator[str]:
 class Source:
     """One Debezium connector on the scratch database, and how to clean it up."""
 
-    def __init__(self, hook: KafkaConnectHook, label: str) -> None:
+    def __init__(self, hook: ConnectClient, label: str) -> None:
         self.hook = hook
         self.name = f"hooktest-{label}-{RUN}"
         self.slot = f"hooktest_{label}_{RUN}"
@@ -166,7 +167,7 @@ class Source:
 
 
 @pytest.fixture(scope="module")
-def source(hook: KafkaConnectHook, scratch_db: str) -> Iterator[Source]:
+def source(hook: ConnectClient, scratch_db: str) -> Iterator[Source]:
     connector = Source(hook, "main")
     try:
         connector.start()
@@ -203,7 +204,7 @@ def stream_one_change(source: Source, timeout: float = 90.0) -> list[dict[str, A
     raise AssertionError(f"no offset past LSN {before} for {source.name} within {timeout:g}s")
 
 
-def test_list_plugins_has_both_debezium_connectors(hook: KafkaConnectHook) -> None:
+def test_list_plugins_has_both_debezium_connectors(hook: ConnectClient) -> None:
     classes = {plugin["class"] for plugin in hook.list_plugins()}
     everything = {plugin["class"] for plugin in hook.list_plugins(connectors_only=False)}
 
@@ -211,7 +212,7 @@ def test_list_plugins_has_both_debezium_connectors(hook: KafkaConnectHook) -> No
     assert "org.apache.kafka.connect.transforms.InsertField$Value" in everything - classes
 
 
-def test_validate_names_the_bad_keys(hook: KafkaConnectHook, scratch_db: str) -> None:
+def test_validate_names_the_bad_keys(hook: ConnectClient, scratch_db: str) -> None:
     config = source_config("unused_slot", "unused_pub")
     config["snapshot.mode"] = "sometimes"
     del config["database.hostname"]
@@ -232,7 +233,7 @@ def test_unreachable_connect_gives_a_clear_error() -> None:
     unreachable = KafkaConnectHook(base_url="http://127.0.0.1:1", timeout=2.0, retries=2)
 
     with pytest.raises(ConnectUnavailableError) as err:
-        unreachable.get_status("anything")
+        unreachable.get_conn().get_status("anything")
 
     assert "http://127.0.0.1:1" in str(err.value) and "make stack-status" in str(err.value)
     ok, message = unreachable.test_connection()

@@ -4,12 +4,11 @@ rebuild the same trigger. Connect is faked with httpx's MockTransport (unit test
 import asyncio
 import importlib
 
-import httpx
 import pytest
 
-from pgmigrate.triggers.connections import connector_statuses
 from pgmigrate.triggers.connectors_running import ConnectorsRunningTrigger
 from pgmigrate.triggers.replication_lag import ReplicationLagTrigger
+from pgmigrate.triggers.resync_complete import ResyncCompleteTrigger
 from pgmigrate.triggers.snapshot_complete import SnapshotCompleteTrigger
 
 pytestmark = pytest.mark.unit
@@ -18,6 +17,7 @@ TRIGGERS = [
     ConnectorsRunningTrigger(connectors=["a-source", "a-sink"], base_url="http://127.0.0.1:1"),
     ReplicationLagTrigger("a", "migration_source", "migration_target", 5.0),
     SnapshotCompleteTrigger("a", "migration_source", "migration_target", [["public", "orders"]]),
+    ResyncCompleteTrigger("a", "0/16B3748", target_conn_id="migration_target"),
 ]
 
 
@@ -30,15 +30,67 @@ def test_serialize_round_trips_through_its_import_path(trigger):
     assert rebuilt.serialize() == (path, kwargs)
 
 
-def test_connector_statuses_reports_missing_connectors_as_none():
-    def fake_connect(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/connectors/present/status":
-            return httpx.Response(200, json={"connector": {"state": "RUNNING"}, "tasks": []})
-        return httpx.Response(404, json={"message": "not found"})
+FAILED_SINK = {
+    "a-source": {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]},
+    "a-sink": {"connector": {"state": "RUNNING"},
+               "tasks": [{"id": 0, "state": "FAILED", "trace": "org.apache.kafka.connect.errors.ConnectException: x\n"
+                          "Caused by: org.postgresql.util.PSQLException: ERROR: permission denied"}]},
+}  # fmt: skip
 
-    async def read():
-        async with httpx.AsyncClient(base_url="http://connect", transport=httpx.MockTransport(fake_connect)) as client:
-            return await connector_statuses(client, ["present", "absent"])
 
-    statuses = asyncio.run(read())
-    assert statuses == {"present": {"connector": {"state": "RUNNING"}, "tasks": []}, "absent": None}
+class FakeConnect:
+    """Unit fake of `ConnectClient` (no Connect): fixed status documents."""
+
+    def __init__(self, statuses):
+        self._statuses = statuses
+
+    def statuses(self, names):
+        return {n: self._statuses.get(n) for n in names}
+
+
+def run_trigger(trigger):
+    async def first_event():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(first_event())
+
+
+def test_a_failed_connector_fails_the_poke_and_the_trigger_alike(monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+    from pgmigrate.sensors.connectors_running import ConnectorsRunningSensor
+
+    monkeypatch.setattr(KafkaConnectHook, "get_conn", lambda _self: FakeConnect(FAILED_SINK))
+    sensor = ConnectorsRunningSensor(task_id="wait_connectors_running", deferrable=False)
+    monkeypatch.setattr(sensor, "_connectors", lambda _context: ["a-source", "a-sink"])
+    with pytest.raises(AirflowFailException) as poked:
+        sensor.poke({})
+
+    trigger = ConnectorsRunningTrigger(connectors=["a-source", "a-sink"], base_url="http://127.0.0.1:1")
+    trigger._connect = FakeConnect(FAILED_SINK)
+    monkeypatch.setattr(trigger, "open", lambda: asyncio.sleep(0))
+    event = run_trigger(trigger)
+    assert event["status"] == "error" and event["fatal"] is True
+    assert event["message"] == str(poked.value)
+    assert "a-sink task 0 FAILED" in event["message"] and "permission denied" in event["message"]
+
+
+def test_the_trigger_keeps_waiting_through_a_failed_look_then_succeeds(monkeypatch):
+    running = {name: {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]}
+               for name in ("a-source", "a-sink")}  # fmt: skip
+    looks = iter([OSError("connection refused"), FakeConnect(running)])
+
+    class Flaky:
+        def statuses(self, names):
+            answer = next(looks)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer.statuses(names)
+
+    trigger = ConnectorsRunningTrigger(connectors=["a-source", "a-sink"], poll_interval=0.01, timeout=30)
+    trigger._connect = Flaky()
+    monkeypatch.setattr(trigger, "open", lambda: asyncio.sleep(0))
+    event = run_trigger(trigger)
+    assert event["status"] == "success" and "RUNNING" in event["message"]

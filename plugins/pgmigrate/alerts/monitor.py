@@ -35,10 +35,7 @@ log = logging.getLogger(__name__)
 
 def read_connector_statuses(connect: ConnectClient, names: MigrationNames) -> dict[str, dict[str, Any] | None]:
     """Status documents of the live direction's two connectors; None for one that does not exist."""
-    statuses: dict[str, dict[str, Any] | None] = {}
-    for name in (names.source_connector, names.sink_connector):
-        statuses[name] = connect.get_status(name) if connect.exists(name) else None
-    return statuses
+    return connect.statuses([names.source_connector, names.sink_connector])
 
 
 def read_slow_queries(db: PgEndpoint, min_seconds: float) -> list[dict[str, Any]]:

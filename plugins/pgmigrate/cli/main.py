@@ -76,10 +76,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     connect = ConnectClient(DEFAULTS["connect_url"], timeout=5, retries=1)
     reverse = names.reversed()
     for name in (names.source_connector, names.sink_connector, reverse.source_connector, reverse.sink_connector):
-        if name in (reverse.source_connector, reverse.sink_connector) and not connect.exists(name):
-            continue  # reverse replication exists only from cutover on
         try:
-            status = connect.get_status(name) if connect.exists(name) else None
+            status = connect.status_or_none(name)
+            if status is None and name in (reverse.source_connector, reverse.sink_connector):
+                continue  # reverse replication exists only from cutover on
             print(f"  {assess_connector(name, status)[1]}")
         except ConnectError as exc:
             print(f"  {name}: cannot ask Kafka Connect ({exc})")
@@ -286,7 +286,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if args.resync:
         connect = ConnectClient(DEFAULTS["connect_url"], timeout=5, retries=1)
         name = names.source_connector
-        connector = connect.get_status(name)["connector"]["state"] if connect.exists(name) else "missing"
+        connector = connect.state_or_missing(name)
         if connector != "RUNNING":
             print(f"{name} is {connector}: it cannot re-read rows. Run scripts/migration restart --migration-id "
                   f"{args.migration_id} first, then this again.", file=sys.stderr)  # fmt: skip

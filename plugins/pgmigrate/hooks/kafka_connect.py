@@ -1,14 +1,13 @@
 """Airflow hook for the Kafka Connect REST API.
 
 The hook owns the Airflow connection (as ``HttpHook`` does for a base URL) and hands out a
-:class:`~pgmigrate.kafka.connect_client.ConnectClient`; operators and sensors call the methods
-below and never read connection fields themselves. The REST logic lives in the client, so
-it is tested without Airflow.
+:class:`~pgmigrate.kafka.connect_client.ConnectClient` (`get_conn()`); operators, sensors and triggers call the
+client and never read connection fields themselves. The REST logic lives in the client, so it is tested
+without Airflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -68,19 +67,7 @@ class KafkaConnectHook(BaseHook):
     def _build_client(self) -> ConnectClient:
         if self.base_url:
             return ConnectClient(self.base_url, timeout=self.timeout or 10.0, retries=self.retries or 5)
-        conn = self.get_connection(self.kafka_connect_conn_id)
-        extra = conn.extra_dejson
-        auth = None
-        if conn.password:
-            mask_secret(conn.password)
-        if conn.login:
-            auth = (conn.login, conn.password or "")
-        return ConnectClient(
-            connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type),
-            timeout=self.timeout or float(extra.get("timeout", 10.0)),
-            retries=self.retries or int(extra.get("retries", 5)),
-            auth=auth,
-        )
+        return client_from_connection(self.get_connection(self.kafka_connect_conn_id), self.timeout, self.retries)
 
     def secrets_dir(self) -> str:
         """Directory (from the connection's extra) where connector password files go: readable by
@@ -103,64 +90,21 @@ class KafkaConnectHook(BaseHook):
             return False, str(exc)
         return True, f"Kafka Connect {info.get('version', '?')} reachable at {client.base_url}"
 
-    # Thin delegations to the client, so operators read `hook.pause(name)`.
 
-    def create_or_update(self, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        return self.get_conn().create_or_update(name, config)
-
-    def get_config(self, name: str) -> dict[str, str]:
-        return self.get_conn().get_config(name)
-
-    def get_status(self, name: str) -> dict[str, Any]:
-        return self.get_conn().get_status(name)
-
-    def list_connectors(self, expand_status: bool = False) -> list[str] | dict[str, Any]:
-        return self.get_conn().list_connectors(expand_status)  # type: ignore[call-overload]
-
-    def exists(self, name: str) -> bool:
-        return self.get_conn().exists(name)
-
-    def pause(self, name: str) -> None:
-        self.get_conn().pause(name)
-
-    def resume(self, name: str) -> None:
-        self.get_conn().resume(name)
-
-    def stop(self, name: str) -> None:
-        self.get_conn().stop(name)
-
-    def restart(
-        self, name: str, include_tasks: bool = False, only_failed: bool = False
-    ) -> dict[str, Any] | None:
-        return self.get_conn().restart(name, include_tasks=include_tasks, only_failed=only_failed)
-
-    def delete(self, name: str) -> bool:
-        return self.get_conn().delete(name)
-
-    def get_offsets(self, name: str) -> list[dict[str, Any]]:
-        return self.get_conn().get_offsets(name)
-
-    def alter_offsets(self, name: str, offsets: list[dict[str, Any]], stop_timeout: float = 60.0) -> str:
-        return self.get_conn().alter_offsets(name, offsets, stop_timeout=stop_timeout)
-
-    def reset_offsets(self, name: str, stop_timeout: float = 60.0) -> str:
-        return self.get_conn().reset_offsets(name, stop_timeout=stop_timeout)
-
-    def list_plugins(self, connectors_only: bool = True) -> list[dict[str, Any]]:
-        return self.get_conn().list_plugins(connectors_only)
-
-    def validate(self, connector_class: str, config: Mapping[str, Any], name: str | None = None) -> list[str]:
-        return self.get_conn().validate(connector_class, config, name)
-
-    def validate_or_raise(
-        self, connector_class: str, config: Mapping[str, Any], name: str | None = None
-    ) -> None:
-        self.get_conn().validate_or_raise(connector_class, config, name)
-
-    def wait_for_state(
-        self, name: str, state: str, timeout: float = 60.0, poll_interval: float = 1.0
-    ) -> dict[str, Any]:
-        return self.get_conn().wait_for_state(name, state, timeout, poll_interval)
+def client_from_connection(conn: Any, timeout: float | None = None, retries: int | None = None) -> ConnectClient:
+    """The REST client for an Airflow connection's fields (the hook and the triggers build it the same way)."""
+    extra = conn.extra_dejson
+    auth = None
+    if conn.password:
+        mask_secret(conn.password)
+    if conn.login:
+        auth = (conn.login, conn.password or "")
+    return ConnectClient(
+        connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type),
+        timeout=timeout or float(extra.get("timeout", 10.0)),
+        retries=retries or int(extra.get("retries", 5)),
+        auth=auth,
+    )
 
 
 def connection_base_url(host: str | None, port: int | None, schema: str | None, conn_type: str | None) -> str:

@@ -253,6 +253,20 @@ class ConnectClient:
         """``{"name", "connector": {"state", "worker_id"}, "tasks": [{"id", "state", "trace"?}]}``."""
         return self._json(self._request("GET", self._path(name) + "/status", connector=name))
 
+    def status_or_none(self, name: str) -> dict[str, Any] | None:
+        """`get_status`, or None when the connector does not exist (one request: no exists-then-status race)."""
+        response = self._request("GET", self._path(name) + "/status", connector=name, allow_404=True)
+        return None if response.status_code == 404 else self._json(response)
+
+    def statuses(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
+        """`status_or_none` of each connector, by name (what `connector_status.assess_connectors` reads)."""
+        return {name: self.status_or_none(name) for name in names}
+
+    def state_or_missing(self, name: str) -> str:
+        """The connector's own state (RUNNING, PAUSED, STOPPED, FAILED, …), or `missing`."""
+        status = self.status_or_none(name)
+        return "missing" if status is None else status["connector"]["state"]
+
     def pause(self, name: str) -> None:
         """Pause: tasks stay assigned but stop polling; resume() picks up where it left."""
         self._request("PUT", self._path(name) + "/pause", connector=name)

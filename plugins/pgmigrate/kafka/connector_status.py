@@ -1,9 +1,15 @@
 """Reading Kafka Connect's `GET /connectors/{name}/status` answers: running, failed (with Connect's
-trace), or not there yet. Pure functions, shared by the sensor's trigger and the on-call CLI."""
+trace), or not there yet. Pure assessments, shared by the sensors, their triggers, the operators and the
+on-call CLI; `connectors_running` and `failed_connectors` read the statuses through a `ConnectClient`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pgmigrate.core.waits import WaitStatus
+
+if TYPE_CHECKING:
+    from pgmigrate.kafka.connect_client import ConnectClient
 
 RUNNING = "running"
 FAILED = "failed"
@@ -47,3 +53,20 @@ def assess_connectors(statuses: dict[str, dict[str, Any] | None]) -> tuple[str, 
     if states == {RUNNING}:
         return RUNNING, descriptions
     return PENDING, descriptions
+
+
+def failed_connectors(connect: ConnectClient, connectors: list[str]) -> str | None:
+    """Connect's description of a FAILED connector or task among `connectors`, if any."""
+    state, message = assess_connectors(connect.statuses(connectors))
+    return message if state == FAILED else None
+
+
+def connectors_running(connect: ConnectClient, connectors: list[str]) -> WaitStatus:
+    """`wait_connectors_running`: done when every connector and all its tasks are RUNNING; fatal on FAILED."""
+    state, message = assess_connectors(connect.statuses(connectors))
+    if state == FAILED:
+        return WaitStatus.failed(
+            f"{message}. Fix the cause, then restart the failed tasks (scripts/migration restart, or POST "
+            "/connectors/<name>/restart?includeTasks=true&onlyFailed=true) and rerun this task."
+        )
+    return WaitStatus(state == RUNNING, f"connectors: {message}")

@@ -3,8 +3,17 @@ offsets), and how far each table got on the target (rows there vs the source's e
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pgmigrate.core.waits import WaitStatus
+
+if TYPE_CHECKING:
+    from pgmigrate.core.catalog import TableRef
+    from pgmigrate.core.endpoints import PgEndpoint
+    from pgmigrate.core.naming import MigrationNames
+    from pgmigrate.kafka.connect_client import ConnectClient
 
 NOT_STARTED = "not_started"
 IN_PROGRESS = "in_progress"
@@ -91,3 +100,54 @@ def read_table_progress(source, target, tables) -> list[TableProgress]:
     # The target's tables start empty (or truncated): only its live count says how far the load got.
     src, dst = estimated_rows(source, tables), estimated_rows(target, tables, use_planner_estimate=False)
     return [TableProgress(t.qualified, dst[t.qualified], src[t.qualified]) for t in tables]
+
+
+@dataclass
+class SnapshotWatch:
+    """What `snapshot_loaded` remembers between looks: the topics' end offsets when the source's snapshot was first
+    seen complete (the sink must pass them), and the last rows count (for the rate)."""
+
+    marks: dict | None = None
+    previous: tuple[float, int] | None = None
+
+
+def snapshot_loaded(
+    source: PgEndpoint,
+    target: PgEndpoint,
+    names: MigrationNames,
+    tables: list[TableRef],
+    debezium_snapshot: bool,
+    connect: ConnectClient,
+    bootstrap_servers: str | None,
+    watch: SnapshotWatch,
+) -> WaitStatus:
+    """`wait_snapshot`: done when the Debezium source finished its snapshot and the sink applied it (with
+    `debezium_snapshot=False`, the `copy` method, it was loaded by the `snapshot` task), and the native channel's
+    subscription synced every table; fatal when a connector FAILED. The message has per-table progress."""
+    from pgmigrate.kafka.connector_status import failed_connectors
+    from pgmigrate.stream.lag import consumer_lag, read_sink_offsets, sink_reached
+    from pgmigrate.stream.native_replication import read_native_sync_state
+
+    failed = failed_connectors(connect, [names.source_connector, names.sink_connector])
+    if failed:
+        return WaitStatus.failed(f"during the initial snapshot: {failed}")
+    phase = snapshot_phase(connect.get_offsets(names.source_connector)) if debezium_snapshot else COMPLETE
+    native = read_native_sync_state(target, names)
+    progress = read_table_progress(source, target, tables)
+    end_offsets, committed = read_sink_offsets(bootstrap_servers, names) if bootstrap_servers else ({}, {})
+    if phase == COMPLETE and watch.marks is None and debezium_snapshot:
+        # Live writes keep the consumer lag above 0; what matters is that the sink got past every record that
+        # existed when the snapshot was done.
+        watch.marks = end_offsets
+    done = sum(p.target_rows for p in progress)
+    total = sum(p.source_rows for p in progress)
+    now = time.monotonic()
+    rate = (done - watch.previous[1]) / (now - watch.previous[0]) if watch.previous and now > watch.previous[0] else 0.0
+    watch.previous = (now, done)
+    native_note = f", {native.describe()}" if native is not None else ""
+    message = f"snapshot: source {phase}, sink consumer lag {consumer_lag(end_offsets, committed)}{native_note}\n"
+    message += format_progress(progress, rate, eta_seconds(done, total, rate))
+    sink_done = not debezium_snapshot or (watch.marks is not None and sink_reached(watch.marks, committed))
+    if phase == COMPLETE and sink_done and (native is None or native.complete):
+        return WaitStatus(True, f"initial snapshot complete and applied: {done} rows on the target", result={"rows": done})
+    return WaitStatus(False, message)

@@ -120,9 +120,7 @@ class CutoverStepOperator(BaseOperator):
         from pgmigrate.kafka.connector_status import assess_connectors
 
         connect = self.connect()
-        statuses = {n: connect.get_status(n) if connect.exists(n) else None
-                    for n in (names.source_connector, names.sink_connector)}  # fmt: skip
-        return assess_connectors(statuses)
+        return assess_connectors(connect.statuses([names.source_connector, names.sink_connector]))
 
     def require_running_pipeline(self, names: MigrationNames, task: str) -> None:
         """A validation compares once the sink has caught up, which a paused or failed connector never does:

@@ -50,7 +50,7 @@ class PreflightOperator(MigrationOperator):
             raise AirflowFailException(str(exc)) from exc
         store = self.state_store()
         existing = store.get(params.migration_id)
-        connectors_in_use = set(KafkaConnectHook(self.kafka_connect_conn_id).list_connectors())
+        connectors_in_use = set(KafkaConnectHook(self.kafka_connect_conn_id).get_conn().list_connectors())
         report = run_preflight(
             source,
             target,
@@ -216,12 +216,13 @@ class DeployConnectorsOperator(MigrationOperator):
         )
         sink_config = build_sink_config(names, target, list(params.schemas), secrets, params.dead_letter)
 
-        hook.validate_or_raise(SOURCE_CLASS, source_config, name=names.source_connector)
-        hook.validate_or_raise(SINK_CLASS, sink_config, name=names.sink_connector)
+        connect = hook.get_conn()
+        connect.validate_or_raise(SOURCE_CLASS, source_config, name=names.source_connector)
+        connect.validate_or_raise(SINK_CLASS, sink_config, name=names.sink_connector)
         # Sink first: it must exist before the source produces, or nothing is lost either way (topics keep
         # the records), but an operator watching Connect sees the whole pipeline at once.
-        hook.create_or_update(names.sink_connector, sink_config)
-        hook.create_or_update(names.source_connector, source_config)
+        connect.create_or_update(names.sink_connector, sink_config)
+        connect.create_or_update(names.source_connector, source_config)
         # Keyless and timetz tables: PostgreSQL's own logical replication carries them exactly (native_replication).
         native_state = ensure_native_replication(source, target, names, [t.ref for t in native])
         self.log.info(

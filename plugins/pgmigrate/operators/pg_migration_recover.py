@@ -67,7 +67,7 @@ class RequestRecoverySnapshotOperator(OperationOperator):
         keyed, native = split_by_channel(m.tables)
         plan = plan_recovery(keyed, native)
         connect, name = self.connect(), m.names.source_connector
-        state = connect.get_status(name)["connector"]["state"] if connect.exists(name) else "missing"
+        state = connect.state_or_missing(name)
         if keyed and state != "RUNNING":
             raise AirflowFailException(
                 f"{name} is {state}: the incremental snapshot runs in it. Rerun pg_migration_recover (its first task "

@@ -119,7 +119,7 @@ class RequestResyncOperator(OperationOperator):
         if keyed:
             # The incremental snapshot runs in the source connector: a halted (paused) pipeline would never do it.
             connect, name = self.connect(), m.names.source_connector
-            state = connect.get_status(name)["connector"]["state"] if connect.exists(name) else "missing"
+            state = connect.state_or_missing(name)
             if state != "RUNNING":
                 raise AirflowFailException(
                     f"{name} is {state}, so it cannot re-read tables. If the migration was halted, find out why "

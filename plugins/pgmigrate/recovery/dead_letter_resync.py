@@ -19,7 +19,9 @@ from psycopg import sql
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connector_configs import signal_table, table_include_regex
+from pgmigrate.kafka.connector_configs import table_include_regex
+from pgmigrate.stream.resync import delete_on_target, send_signals
+from pgmigrate.validate.checksums import set_canonical_session
 
 log = logging.getLogger(__name__)
 
@@ -84,42 +86,24 @@ def keys_snapshot_signals(by_table: Mapping[TableRef, Sequence[Mapping[str, Any]
 def request_keys_resync(
     source: PgEndpoint, target: PgEndpoint, names: MigrationNames, by_table: Mapping[TableRef, Sequence[Mapping]]
 ) -> dict[str, Any]:
-    """Delete the keys' rows on the target (a rejected DELETE left a row the source no longer has; the
-    snapshot only upserts what exists), then signal the incremental snapshot of just those keys."""
+    """Delete the keys' rows on the target, then signal the incremental snapshot of just those keys (the
+    table resync's steps, `resync.delete_on_target` and `resync.send_signals`, restricted to the keys)."""
     if not by_table:
         return {"signal_id": None, "keys": 0}
-    with target.connect() as conn:
-        conn.execute("SET LOCAL session_replication_role = replica")  # like the sink: no triggers, no FK checks
-        for table, keys in by_table.items():
-            deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(table.ident, key_condition(keys))).rowcount
-            log.info("dlq resync: %s: %d of %d key(s) present on the target, deleted before re-reading",
-                     table.qualified, deleted, len(keys))  # fmt: skip
-        conn.commit()
+    tables = list(by_table)
+    delete_on_target(target, tables, {t: key_condition(keys) for t, keys in by_table.items()})
     signals = keys_snapshot_signals(by_table)
-    with source.connect(autocommit=True) as conn:
-        for signal in signals:
-            conn.execute(
-                sql.SQL("INSERT INTO {} (id, type, data) VALUES (%(id)s, %(type)s, %(data)s)").format(
-                    signal_table(names).ident
-                ),
-                signal,
-            )
-        lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    lsn = send_signals(source, names, signals)
     count = sum(len(k) for k in by_table.values())
     ids = ", ".join(s["id"] for s in signals)
     log.info("dlq resync: signalled %s for %d key(s) at %s", ids, count, lsn)
     return {"signal_id": ids, "signal_lsn": lsn, "keys": count, "tables": [t.qualified for t in by_table]}
 
 
-_ROW_TEXT_SETTINGS = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("extra_float_digits", "3"),
-                      ("IntervalStyle", "postgres"), ("bytea_output", "hex"))  # fmt: skip
-
-
 def _rows_by_key(endpoint: PgEndpoint, table: TableRef, keys: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     columns = list(keys[0])
     with endpoint.connect(autocommit=True) as conn:
-        for name, value in _ROW_TEXT_SETTINGS:
-            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        set_canonical_session(conn)
         rows = conn.execute(
             sql.SQL("SELECT json_build_array({cols})::text, t::text FROM {table} t WHERE {cond}").format(
                 cols=sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in columns),

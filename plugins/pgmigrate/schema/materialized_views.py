@@ -23,6 +23,7 @@ from psycopg import sql
 
 from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef
 from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.validate.checksums import set_canonical_session
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,7 @@ def compare_materialized_views(source: PgEndpoint, target: PgEndpoint, schemas: 
     results = []
     with source.connect(autocommit=True) as src, target.connect(autocommit=True) as tgt:
         for conn in (src, tgt):  # one text form for both sides
-            for name, value in (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("extra_float_digits", "3")):
-                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            set_canonical_session(conn)
         on_target = dict(list_materialized_views(tgt, schemas))
         for ref, populated in list_materialized_views(src, schemas):
             if not populated:

@@ -2,7 +2,8 @@
 
 `execute()` defers to a trigger that polls in the triggerer (no worker slot held while waiting);
 `execute_complete()` turns the trigger's error event into a task failure carrying its message.
-With `deferrable=False` the sensor pokes in a worker instead, using the same check.
+With `deferrable=False` the sensor pokes in a worker instead: `poke()` calls `look()`, the same plain status
+function (`pgmigrate.core.waits.WaitStatus`) its trigger calls, so a FAILED connector fails both paths alike.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.configuration import conf
-from airflow.sdk import BaseSensorOperator
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger
 
 from pgmigrate.core.params import MigrationParams
+from pgmigrate.core.waits import WaitStatus
 
 
 class MigrationSensor(BaseSensorOperator):
@@ -40,6 +42,22 @@ class MigrationSensor(BaseSensorOperator):
     def build_trigger(self, context: Any) -> BaseTrigger:
         raise NotImplementedError
 
+    def look(self, context: Any) -> WaitStatus:
+        """One look at what the sensor waits for (the function its trigger calls too)."""
+        raise NotImplementedError
+
+    def on_done(self, context: Any, result: dict[str, Any]) -> None:
+        """Called once when the wait is over, on either path (e.g. to record the reading)."""
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        status = self.look(context)
+        self.log.info("%s", status.message)
+        if status.fatal:
+            raise AirflowFailException(status.message)
+        if status.done:
+            self.on_done(context, status.result)
+        return PokeReturnValue(is_done=status.done, xcom_value=status.result or status.message)
+
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
@@ -57,4 +75,5 @@ class MigrationSensor(BaseSensorOperator):
         if event.get("status") != "success":
             raise AirflowException(event.get("message", "the trigger reported an error without a message"))
         self.log.info("%s", event.get("message"))
-        return event.get("result", event.get("message"))
+        self.on_done(context, event.get("result") or {})
+        return event.get("result") or event.get("message")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
+from pgmigrate.core.waits import WaitStatus
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-from pgmigrate.kafka.connector_status import FAILED, RUNNING, assess_connectors
+from pgmigrate.kafka.connector_status import connectors_running
 from pgmigrate.sensors.base import MigrationSensor
 from pgmigrate.triggers.connectors_running import ConnectorsRunningTrigger
 
@@ -32,11 +31,6 @@ class ConnectorsRunningSensor(MigrationSensor):
             timeout=float(self.timeout),
         )
 
-    def poke(self, context: Any) -> bool:
-        hook = KafkaConnectHook(kafka_connect_conn_id=self.kafka_connect_conn_id)
-        statuses = {name: hook.get_status(name) if hook.exists(name) else None for name in self._connectors(context)}
-        state, message = assess_connectors(statuses)
-        self.log.info("connectors: %s", message)
-        if state == FAILED:
-            raise AirflowFailException(message)
-        return state == RUNNING
+    def look(self, context: Any) -> WaitStatus:
+        connect = KafkaConnectHook(kafka_connect_conn_id=self.kafka_connect_conn_id).get_conn()
+        return connectors_running(connect, self._connectors(context))

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgmigrate.core.waits import WaitStatus
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.operators.base import CONTROL_CONN_ID
 from pgmigrate.sensors.base import MigrationSensor
-from pgmigrate.stream.lag import read_lag
+from pgmigrate.stream.lag import caught_up
 from pgmigrate.triggers.replication_lag import ReplicationLagTrigger
 
 
 class ReplicationLagSensor(MigrationSensor):
     """Succeeds when the heartbeat's end-to-end lag is under `max_lag_seconds`; records the reading."""
 
-    def __init__(self, *, kafka_conn_id: str = "kafka_default", **kwargs: Any) -> None:
+    def __init__(
+        self, *, kafka_conn_id: str = "kafka_default", kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.kafka_conn_id = kafka_conn_id
+        self.kafka_connect_conn_id = kafka_connect_conn_id
 
     def build_trigger(self, context: Any) -> ReplicationLagTrigger:
         params = self.migration_params(context)
@@ -26,28 +30,24 @@ class ReplicationLagSensor(MigrationSensor):
             target_conn_id=params.target_conn_id,
             max_lag_seconds=params.max_lag_seconds,
             kafka_conn_id=self.kafka_conn_id,
+            kafka_connect_conn_id=self.kafka_connect_conn_id,
             poll_interval=self.poll_interval,
             timeout=float(self.timeout),
         )
 
-    def poke(self, context: Any) -> bool:
+    def look(self, context: Any) -> WaitStatus:
+        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
         from pgmigrate.hooks.migration_db import MigrationDatabaseHook
 
         params = self.migration_params(context)
         source = MigrationDatabaseHook(params.source_conn_id).get_conn()
         target = MigrationDatabaseHook(params.target_conn_id).get_conn()
         bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
-        reading = read_lag(source, target, params.names, bootstrap)
-        self.log.info("lag: %s (threshold %.1fs)", reading.describe(), params.max_lag_seconds)
-        ok = reading.caught_up(params.max_lag_seconds)
-        if ok:
-            self._record(params, reading.as_dict())
-        return ok
+        connect = KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
+        return caught_up(source, target, params.names, bootstrap, connect, params.max_lag_seconds)
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        result = super().execute_complete(context, event)
-        self._record(self.migration_params(context), event.get("result") or {})
-        return result
+    def on_done(self, context: Any, result: dict[str, Any]) -> None:
+        self._record(self.migration_params(context), result)
 
     def _record(self, params, reading: dict) -> None:
         from pgmigrate.control.state import MigrationStateStore

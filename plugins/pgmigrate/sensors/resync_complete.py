@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgmigrate.core.waits import WaitStatus
 from pgmigrate.sensors.base import MigrationSensor
 from pgmigrate.triggers.resync_complete import ResyncCompleteTrigger
 
@@ -28,22 +29,13 @@ class ResyncCompleteSensor(MigrationSensor):
             target_conn_id=request.get("target_conn_id") if request.get("native_tables") else None,
         )
 
-    def poke(self, context: Any) -> bool:
+    def look(self, context: Any) -> WaitStatus:
         from pgmigrate.core.naming import MigrationNames
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-        from pgmigrate.stream.resync import DONE, resync_phase
+        from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+        from pgmigrate.stream.resync import resync_done
 
-        names = MigrationNames(context["params"]["migration_id"])
         request = self._request(context)
-        offsets = KafkaConnectHook(self.kafka_connect_conn_id).get_offsets(names.source_connector)
-        phase = resync_phase(offsets, request["signal_lsn"])
-        self.log.info("resync: incremental snapshot %s", phase)
-        if request.get("native_tables"):
-            from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-            from pgmigrate.stream.native_replication import read_native_sync_state
-
-            native = read_native_sync_state(MigrationDatabaseHook(request["target_conn_id"]).get_conn(), names)
-            self.log.info("resync: %s", native.describe() if native else "no native channel")
-            if native is not None and not native.complete:
-                return False
-        return phase == DONE
+        connect = KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
+        target = MigrationDatabaseHook(request["target_conn_id"]).get_conn() if request.get("native_tables") else None
+        return resync_done(connect, MigrationNames(context["params"]["migration_id"]), request["signal_lsn"], target)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from pgmigrate.core.migration_tables import resolve_tables
+from pgmigrate.core.waits import WaitStatus
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-from pgmigrate.load.snapshot_progress import COMPLETE, snapshot_phase
+from pgmigrate.load.snapshot_progress import SnapshotWatch, snapshot_loaded
 from pgmigrate.sensors.base import MigrationSensor
-from pgmigrate.stream.native_replication import read_native_sync_state, split_by_channel
+from pgmigrate.stream.native_replication import split_by_channel
 from pgmigrate.triggers.snapshot_complete import SnapshotCompleteTrigger
 
 
@@ -56,24 +57,13 @@ class SnapshotCompleteSensor(MigrationSensor):
             timeout=float(self.timeout),
         )
 
-    def poke(self, context: Any) -> bool:
-        from pgmigrate.stream.lag import consumer_lag, read_sink_offsets, sink_reached
-
+    def look(self, context: Any) -> WaitStatus:
         params = self.migration_params(context)
-        native = read_native_sync_state(MigrationDatabaseHook(params.target_conn_id).get_conn(), params.names)
-        if native is not None:
-            self.log.info("snapshot: %s", native.describe())
-            if not native.complete:
-                return False
-        if params.snapshot_method == "copy":
-            return True
-        offsets = KafkaConnectHook(self.kafka_connect_conn_id).get_offsets(params.names.source_connector)
+        source = MigrationDatabaseHook(params.source_conn_id).get_conn()
+        target = MigrationDatabaseHook(params.target_conn_id).get_conn()
+        tables = [t.ref for t in resolve_tables(source, params)]
+        connect = KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
         bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
-        phase = snapshot_phase(offsets)
-        end_offsets, committed = read_sink_offsets(bootstrap, params.names)
-        self.log.info("snapshot: source %s, sink consumer lag %s", phase, consumer_lag(end_offsets, committed))
-        if phase != COMPLETE:
-            return False
-        # Live writes keep the lag above 0: wait for the sink to pass the end offsets seen now.
-        self._marks = getattr(self, "_marks", None) or end_offsets
-        return sink_reached(self._marks, committed)
+        self._watch = getattr(self, "_watch", None) or SnapshotWatch()  # kept between pokes of one try
+        debezium = params.snapshot_method == "debezium"
+        return snapshot_loaded(source, target, params.names, tables, debezium, connect, bootstrap, self._watch)

@@ -13,6 +13,9 @@ from psycopg import sql
 
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.core.waits import WaitStatus
+from pgmigrate.kafka.connect_client import ConnectClient, ConnectError
+from pgmigrate.kafka.connector_status import failed_connectors
 from pgmigrate.stream.heartbeat import heartbeat_table
 
 log = logging.getLogger(__name__)
@@ -159,4 +162,30 @@ def read_lag(
         retained_wal_bytes=read_retained_wal_bytes(source, names.slot),
         native_expected=native_expected,
         native_seconds=read_native_lag(source, names) if native_expected else None,
+    )
+
+
+def caught_up(
+    source: PgEndpoint,
+    target: PgEndpoint,
+    names: MigrationNames,
+    bootstrap_servers: str | None,
+    connect: ConnectClient | None,
+    max_lag_seconds: float,
+) -> WaitStatus:
+    """`wait_caught_up`: done when the end-to-end lag is under `max_lag_seconds`; fatal when a connector FAILED
+    (it never catches up). Connect briefly unreachable does not end the wait: the lag reading says enough."""
+    if connect is not None:
+        try:
+            failed = failed_connectors(connect, [names.source_connector, names.sink_connector])
+        except ConnectError as exc:
+            log.warning("lag: could not read connector status (%s)", exc)
+            failed = None
+        if failed:
+            return WaitStatus.failed(f"while waiting for lag: {failed}")
+    reading = read_lag(source, target, names, bootstrap_servers)
+    return WaitStatus(
+        reading.caught_up(max_lag_seconds),
+        f"lag: {reading.describe()} (threshold {max_lag_seconds:.1f}s)",
+        result=reading.as_dict(),
     )

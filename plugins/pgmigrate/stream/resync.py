@@ -14,14 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
 from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.core.waits import WaitStatus
 from pgmigrate.kafka.connector_configs import signal_table, table_include_regex
+
+if TYPE_CHECKING:
+    from pgmigrate.kafka.connect_client import ConnectClient
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +52,16 @@ def execute_snapshot_signal(tables: list[TableRef]) -> dict[str, str]:
     return {"id": f"resync-{uuid.uuid4().hex[:20]}", "type": "execute-snapshot", "data": json.dumps(data)}
 
 
-def _empty_on_target(target: PgEndpoint, tables: list[TableRef]) -> None:
+def delete_on_target(target: PgEndpoint, tables: list[TableRef], where: Mapping[TableRef, sql.Composable] = {}) -> None:
+    """Delete the rows a resync re-reads: whole tables, or only the rows matching `where[table]` (dead-lettered
+    keys), in one transaction, the way the sink writes (`session_replication_role = replica`: no triggers, no FK
+    checks). Deleting first repairs a row the source no longer has: the snapshot only upserts what exists."""
     with target.connect() as conn:
         conn.execute("SET LOCAL session_replication_role = replica")
         for t in tables:
-            deleted = conn.execute(sql.SQL("DELETE FROM {}").format(t.ident)).rowcount
-            log.info("resync: emptied the target's %s (%d rows)", t.qualified, deleted)
+            condition = where.get(t, sql.SQL("true"))
+            deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(t.ident, condition)).rowcount
+            log.info("resync: deleted %d rows of the target's %s before re-reading them", deleted, t.qualified)
         conn.commit()
 
 
@@ -67,7 +76,7 @@ def resync_native_tables(source: PgEndpoint, target: PgEndpoint, names: Migratio
         conn.execute(sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(pub, listed))
     with target.connect(autocommit=True) as conn:
         conn.execute(sql.SQL(refresh).format(sub, sql.Literal(False)))
-    _empty_on_target(target, tables)
+    delete_on_target(target, tables)
     with source.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(pub, listed))
     with target.connect(autocommit=True) as conn:
@@ -90,25 +99,29 @@ def request_resync(
         resync_native_tables(source, target, names, list(native))
     if not tables:
         return {"signal_id": None, "signal_lsn": None, "native_tables": [t.qualified for t in native]}
-    _empty_on_target(target, tables)
+    delete_on_target(target, tables)
     signal_id, lsn = signal_incremental_snapshot(source, names, tables)
     return {"signal_id": signal_id, "signal_lsn": lsn, "native_tables": [t.qualified for t in native]}
 
 
 def signal_incremental_snapshot(source: PgEndpoint, names: MigrationNames, tables: list[TableRef]) -> tuple[str, str]:
-    """Insert the signal row (Debezium reads it from the WAL); (signal id, source LSN after it), the LSN
-    being what `resync_phase` waits for the connector's offsets to pass."""
+    """Signal the incremental snapshot of `tables`; (signal id, source LSN after it)."""
     signal = execute_snapshot_signal(tables)
-    with source.connect(autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("INSERT INTO {} (id, type, data) VALUES (%(id)s, %(type)s, %(data)s)").format(
-                signal_table(names).ident
-            ),
-            signal,
-        )
-        lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    lsn = send_signals(source, names, [signal])
     log.info("resync: signalled %s for %s at %s", signal["id"], ", ".join(t.qualified for t in tables), lsn)
     return signal["id"], lsn
+
+
+def send_signals(source: PgEndpoint, names: MigrationNames, signals: list[dict[str, str]]) -> str:
+    """Insert signal rows into the source's signal table (Debezium reads them from the WAL); the source LSN
+    after them, which is what `resync_phase` waits for the connector's offsets to pass."""
+    insert = sql.SQL("INSERT INTO {} (id, type, data) VALUES (%(id)s, %(type)s, %(data)s)").format(
+        signal_table(names).ident
+    )
+    with source.connect(autocommit=True) as conn:
+        for signal in signals:
+            conn.execute(insert, signal)
+        return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
 
 
 def lsn_to_int(lsn: str) -> int:
@@ -128,3 +141,23 @@ def resync_phase(offsets: list[dict[str, Any]], signal_lsn: str | None) -> str:
     if any(key.startswith("incremental_snapshot") for key in offset):
         return RUNNING
     return DONE
+
+
+def resync_done(connect: ConnectClient, names: MigrationNames, signal_lsn: str | None, target: PgEndpoint | None) -> WaitStatus:
+    """`wait_resync`: done when the source connector finished the incremental snapshot signalled at `signal_lsn`
+    and, with `target` (native-channel tables copied again), the subscription synced them; fatal when a connector
+    FAILED."""
+    from pgmigrate.kafka.connector_status import failed_connectors
+    from pgmigrate.stream.native_replication import read_native_sync_state
+
+    failed = failed_connectors(connect, [names.source_connector, names.sink_connector])
+    if failed:
+        return WaitStatus.failed(f"during resync: {failed}")
+    phase = resync_phase(connect.get_offsets(names.source_connector), signal_lsn)
+    native_done = True
+    if target is not None:
+        native = read_native_sync_state(target, names)
+        native_done = native is None or native.complete
+        phase += f"; {native.describe() if native else 'no native channel'}"
+    message = f"resync: incremental snapshot {phase} (signal at {signal_lsn})"
+    return WaitStatus(phase.startswith(DONE) and native_done, message)

@@ -1,13 +1,12 @@
-"""What the migration's triggers read from Airflow connections and Kafka Connect, without blocking the
-triggerer's event loop: connections through `aget_connection`, Connect through httpx's async client."""
+"""What the migration's triggers read from Airflow connections without blocking the triggerer's event loop
+(`aget_connection`): endpoints, Kafka's bootstrap servers and Kafka Connect's client."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.kafka.connect_client import ConnectClient
 
 
 async def connection_for(conn_id: str) -> Any:
@@ -31,24 +30,10 @@ async def bootstrap_servers_for(conn_id: str | None) -> str | None:
     return conn.extra_dejson.get("bootstrap.servers")
 
 
-async def connect_base_url_for(conn_id: str) -> str:
-    """Kafka Connect's URL from its connection, read the way `KafkaConnectHook` reads it."""
+async def connect_client_for(conn_id: str) -> ConnectClient:
+    """Kafka Connect's REST client from its connection, built the way `KafkaConnectHook` builds it (auth too)."""
     from airflow.sdk import BaseHook
 
-    from pgmigrate.hooks.kafka_connect import connection_base_url
+    from pgmigrate.hooks.kafka_connect import client_from_connection
 
-    conn = await BaseHook.aget_connection(conn_id)
-    return connection_base_url(conn.host, conn.port, conn.schema, conn.conn_type).rstrip("/")
-
-
-async def connector_statuses(client: httpx.AsyncClient, names: list[str]) -> dict[str, dict[str, Any] | None]:
-    """`GET /connectors/{name}/status` of each connector; None for one that does not exist."""
-    statuses: dict[str, dict[str, Any] | None] = {}
-    for name in names:
-        response = await client.get(f"/connectors/{name}/status")
-        if response.status_code == 404:
-            statuses[name] = None
-            continue
-        response.raise_for_status()
-        statuses[name] = response.json()
-    return statuses
+    return client_from_connection(await BaseHook.aget_connection(conn_id))

@@ -1,29 +1,23 @@
-"""Trigger: wait until the source connector has finished the incremental snapshot asked for by a resync
-signal (its offsets passed the signal and carry no incremental-snapshot state any more), and the native
-channel's subscription has synced the tables it copies again."""
+"""Trigger: look until the source connector has finished the incremental snapshot asked for by a resync signal
+(its offsets passed the signal and carry no incremental-snapshot state any more), and the native channel's
+subscription has synced the tables it copies again (`resync.resync_done`, the sensor's `poke()` too)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-from asgiref.sync import sync_to_async
-
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connector_status import FAILED, assess_connectors
-from pgmigrate.stream.native_replication import read_native_sync_state
-from pgmigrate.stream.resync import DONE, resync_phase
-from pgmigrate.triggers.connections import connect_base_url_for, connector_statuses, endpoint_for
+from pgmigrate.core.waits import WaitStatus
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.stream.resync import resync_done
+from pgmigrate.triggers.base import MigrationWaitTrigger
+from pgmigrate.triggers.connections import connect_client_for, endpoint_for
 
-log = logging.getLogger(__name__)
 
+class ResyncCompleteTrigger(MigrationWaitTrigger):
+    waiting_for = "resync complete"
 
-class ResyncCompleteTrigger(BaseTrigger):
     def __init__(
         self,
         migration_id: str,
@@ -33,13 +27,12 @@ class ResyncCompleteTrigger(BaseTrigger):
         timeout: float = 6 * 3600.0,
         target_conn_id: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(poll_interval, timeout)
         self.migration_id = migration_id
         self.signal_lsn = signal_lsn
         self.target_conn_id = target_conn_id  # set when native-channel tables are copied again
         self.kafka_connect_conn_id = kafka_connect_conn_id
-        self.poll_interval = poll_interval
-        self.timeout = timeout
+        self._ends: tuple[ConnectClient, PgEndpoint | None] | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -54,36 +47,11 @@ class ResyncCompleteTrigger(BaseTrigger):
             },
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        names = MigrationNames(self.migration_id)
-        deadline = time.monotonic() + self.timeout
-        phase = "no reading yet"
-        base_url = await connect_base_url_for(self.kafka_connect_conn_id)
+    async def open(self) -> None:
         target = await endpoint_for(self.target_conn_id) if self.target_conn_id else None
-        async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
-            while True:
-                try:
-                    statuses = await connector_statuses(client, [names.source_connector, names.sink_connector])
-                    state, message = assess_connectors(statuses)
-                    if state == FAILED:
-                        yield TriggerEvent({"status": "error", "fatal": True, "message": f"during resync: {message}"})
-                        return
-                    response = await client.get(f"/connectors/{names.source_connector}/offsets")
-                    offsets = response.json().get("offsets", []) if response.status_code == 200 else []
-                    phase = resync_phase(offsets, self.signal_lsn)
-                    native_done = True
-                    if target is not None:
-                        native = await sync_to_async(read_native_sync_state)(target, names)
-                        native_done = native is None or native.complete
-                        phase += f"; {native.describe() if native else 'no native channel'}"
-                    log.info("resync: incremental snapshot %s (signal at %s)", phase, self.signal_lsn)
-                    if phase.startswith(DONE) and native_done:
-                        yield TriggerEvent({"status": "success", "message": "incremental snapshot complete"})
-                        return
-                except (httpx.HTTPError, OSError) as exc:
-                    log.warning("resync: could not read Kafka Connect (%s); will retry", exc)
-                if time.monotonic() > deadline:
-                    yield TriggerEvent({"status": "error", "message": f"resync not complete after "
-                                        f"{self.timeout:.0f}s (last: {phase})"})  # fmt: skip
-                    return
-                await asyncio.sleep(self.poll_interval)
+        self._ends = (await connect_client_for(self.kafka_connect_conn_id), target)
+
+    def look(self) -> WaitStatus:
+        assert self._ends is not None
+        connect, target = self._ends
+        return resync_done(connect, MigrationNames(self.migration_id), self.signal_lsn, target)
