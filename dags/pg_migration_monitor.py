@@ -59,12 +59,11 @@ to take is retried on the next run. `migration_ids` limits a manual run to some 
 def pg_migration_monitor():
     @task
     def evaluate(params: dict | None = None) -> list[dict]:
-        """Reconcile every monitored migration's alerts and deliver the messages; returns the
-        pg_migration_halt confs for data-loss alerts raised just now."""
+        """Reconcile every monitored migration's alerts and deliver the messages (`alerts.monitor.monitor_all`);
+        returns the pg_migration_halt confs for data-loss alerts raised just now."""
         import logging
 
-        from pgmigrate.alerts.monitor import deliver, monitor_migration, resolve_all
-        from pgmigrate.alerts.rules import MONITORED_PHASES, AlertStore
+        from pgmigrate.alerts.monitor import monitor_all
         from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
         from pgmigrate.hooks.migration_db import MigrationDatabaseHook
@@ -76,52 +75,23 @@ def pg_migration_monitor():
         )
 
         log = logging.getLogger("pg_migration_monitor")
-        only = set((params or {}).get("migration_ids") or [])
-        control = control_endpoint()
         channels = alert_channels()
         log.info("alert channels: %s", ", ".join(c.name for c in channels))
-        connect = KafkaConnectHook("kafka_connect", timeout=5, retries=2).get_conn()
         try:
             bootstrap = KafkaClusterHook("kafka_default").get_conn()
         except Exception as exc:
             log.warning("no Kafka bootstrap servers (%s): the sink's consumer lag is not read", exc)
             bootstrap = None
-        log_dirs = kafka_log_dirs("kafka_default")
-        with control.connect(autocommit=True) as conn:
-            states = conn.execute(
-                "SELECT migration_id, phase, params, last_validation FROM migration ORDER BY migration_id"
-            ).fetchall()
-        halts, summaries = [], []
-        with_open = AlertStore(control).migrations_with_open_alerts()
-        for migration_id, phase, mparams, last_validation in states:
-            if only and migration_id not in only:
-                continue
-            if phase not in MONITORED_PHASES:
-                if migration_id in with_open and phase in ("torn_down", "rolled_back", "failed"):
-                    log.info("%s is %s: its open alerts are resolved %s", migration_id, phase,
-                             resolve_all(control, migration_id))  # fmt: skip
-                continue
-            state = {"migration_id": migration_id, "phase": phase, "params": mparams,
-                     "last_validation": last_validation}  # fmt: skip
-            try:
-                source = MigrationDatabaseHook(mparams.get("source_conn_id", "migration_source")).get_conn()
-                target = MigrationDatabaseHook(mparams.get("target_conn_id", "migration_target")).get_conn()
-                result = monitor_migration(state, control, source, target, connect, bootstrap,
-                                           thresholds_for(migration_id), [c.name for c in channels],
-                                           log_dirs)  # fmt: skip
-            except Exception:
-                log.exception("%s: monitoring failed this run; the other migrations are still checked", migration_id)
-                continue
-            summaries.append(result.summary())
-            log.info("%s (%s): open alerts %s; raised %s; resolved %s%s", migration_id, phase, result.open or "none",
-                     [a.condition for a in result.raised] or "none", result.resolved or "none",
-                     f"; not read: {result.unread}" if result.unread else "")  # fmt: skip
-            if result.halt:
-                log.error("P0 data loss on %s: triggering pg_migration_halt", migration_id)
-                halts.append({"migration_id": migration_id, "reason": "P0 data loss detected by pg_migration_monitor"})
-        sent = deliver(control, channels)
-        log.info("messages sent: %s", sent or "none")
-        return halts
+        return monitor_all(
+            control_endpoint(),
+            KafkaConnectHook("kafka_connect", timeout=5, retries=2).get_conn(),
+            bootstrap,
+            channels,
+            kafka_log_dirs("kafka_default"),
+            endpoint_for=lambda conn_id: MigrationDatabaseHook(conn_id).get_conn(),
+            thresholds_for=thresholds_for,
+            only=set((params or {}).get("migration_ids") or []),
+        )
 
     TriggerDagRunOperator.partial(task_id="halt", trigger_dag_id="pg_migration_halt").expand(conf=evaluate())
 

@@ -36,7 +36,7 @@ from harness import (
 from psycopg import sql as pgsql
 
 from devtools.databases import drop_database, recreate_database
-from pgmigrate.alerts.rules import AlertStore
+from pgmigrate.alerts.store import AlertStore
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
@@ -44,7 +44,6 @@ from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.checklist import evaluate_checklist
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.recovery.dead_letters import checklist_detail, read_backlog
-from pgmigrate.stream.throughput import throughput_samples
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +192,7 @@ def test_rows_the_target_rejects_are_dead_lettered_raise_one_p0_block_cutover_an
     assert len(resolved) == 1 and resolved[0]["resolved_at"], resolved
     assert cli().returncode == 0
 
-    samples = throughput_samples(CONTROL, MIGRATION_ID)
+    samples = MigrationStateStore(CONTROL).throughput_samples(MIGRATION_ID)
     assert len(samples) >= 2 and samples[-1]["produced_total"] > 0 and samples[-1]["applied_total"] > 0, samples
     assert samples[-1]["produced_per_second"] is not None and any(s["dead_letters"] == 2 for s in samples), samples
     assert samples[-1]["dead_letters"] == 0 and samples[-1]["failed_tasks"] == 0, samples

@@ -43,7 +43,7 @@ from harness import (
 )
 
 from devtools.databases import database_exists, drop_database, recreate_database
-from pgmigrate.alerts.rules import AlertStore
+from pgmigrate.alerts.store import AlertStore
 from pgmigrate.cli.airflow_api import put_postgres_connection
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint

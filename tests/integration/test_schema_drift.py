@@ -31,7 +31,7 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
-from pgmigrate.alerts.rules import AlertStore
+from pgmigrate.alerts.store import AlertStore
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint

@@ -1,7 +1,8 @@
-"""One pass of `pg_migration_monitor` over one migration: read Connect, Kafka, the databases and the
-state DB, evaluate the rules (`pgmigrate.alerts.rules`), reconcile the alert table, deliver messages.
+"""`pg_migration_monitor`'s pass: for each migration (`monitor_all`) read Connect, Kafka, the databases and
+the state DB, evaluate the rules (`pgmigrate.alerts.rules`), reconcile the alert table (`store`), deliver
+messages.
 
-No Airflow here: the DAG hands in endpoints, a Connect client and channels. A reading that fails (say
+No Airflow here: the DAG hands in endpoints, a Connect client, channels and its thresholds. A reading that fails (say
 Connect is down) leaves its rules unevaluated, so their open alerts are neither repeated nor resolved.
 """
 
@@ -9,22 +10,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pgmigrate.alerts.rules import (
-    REVERSE_PHASES,
-    Alert,
-    AlertStore,
-    Channel,
-    Readings,
-    Thresholds,
-    evaluate,
-    reconcile_alerts,
-)
+from pgmigrate.alerts.rules import MONITORED_PHASES, REVERSE_PHASES, Alert, Channel, Readings, Thresholds, evaluate
+from pgmigrate.alerts.store import AlertStore, reconcile_alerts
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
@@ -210,3 +203,46 @@ def resolve_all(control: PgEndpoint, migration_id: str) -> list[str]:
 
 def deliver(control: PgEndpoint, channels: Sequence[Channel], migration_id: str | None = None) -> list:
     return AlertStore(control).deliver_pending(channels, migration_id)
+
+
+def monitor_all(
+    control: PgEndpoint,
+    connect: ConnectClient,
+    bootstrap: str | None,
+    channels: Sequence[Channel],
+    log_dirs: Sequence[str],
+    endpoint_for: Callable[[str], PgEndpoint],
+    thresholds_for: Callable[[str], Thresholds],
+    only: set[str] = frozenset(),
+) -> list[dict[str, str]]:
+    """One monitor run: every migration in a monitored phase (or `only` those), then the messages delivered.
+    Open alerts of a migration that ended (torn down, rolled back, failed) are resolved. One migration that cannot
+    be read is logged and skipped; the others are still checked. Returns the `pg_migration_halt` confs of the
+    data-loss alerts raised now."""
+    halts = []
+    with_open = AlertStore(control).migrations_with_open_alerts()
+    for state in MigrationStateStore(control).migrations():
+        migration_id, phase, params = state["migration_id"], state["phase"], state["params"] or {}
+        if only and migration_id not in only:
+            continue
+        if phase not in MONITORED_PHASES:
+            if migration_id in with_open and phase in ("torn_down", "rolled_back", "failed"):
+                log.info("%s is %s: its open alerts are resolved %s", migration_id, phase,
+                         resolve_all(control, migration_id))  # fmt: skip
+            continue
+        try:
+            source = endpoint_for(params.get("source_conn_id", "migration_source"))
+            target = endpoint_for(params.get("target_conn_id", "migration_target"))
+            result = monitor_migration(dict(state), control, source, target, connect, bootstrap,
+                                       thresholds_for(migration_id), [c.name for c in channels], log_dirs)  # fmt: skip
+        except Exception:
+            log.exception("%s: monitoring failed this run; the other migrations are still checked", migration_id)
+            continue
+        log.info("%s (%s): open alerts %s; raised %s; resolved %s%s", migration_id, phase, result.open or "none",
+                 [a.condition for a in result.raised] or "none", result.resolved or "none",
+                 f"; not read: {result.unread}" if result.unread else "")  # fmt: skip
+        if result.halt:
+            log.error("P0 data loss on %s: triggering pg_migration_halt", migration_id)
+            halts.append({"migration_id": migration_id, "reason": "P0 data loss detected by pg_migration_monitor"})
+    log.info("messages sent: %s", deliver(control, channels) or "none")
+    return halts

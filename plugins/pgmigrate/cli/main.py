@@ -195,15 +195,14 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     store = MigrationStateStore(DEFAULTS["control"])
     store.ensure_schema()
-    with DEFAULTS["control"].connect(autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT migration_id, phase, updated_at, last_lag_seconds FROM migration ORDER BY updated_at DESC"
-        ).fetchall()
+    rows = sorted(store.migrations(), key=lambda r: r["updated_at"], reverse=True)
     if not rows:
         print("no migrations recorded")
-    for migration_id, phase, updated_at, lag in rows:
+    for row in rows:
+        lag = row["last_lag_seconds"]
         lag_text = "-" if lag is None else f"{lag:.1f}s"
-        print(f"{migration_id:<30} {phase:<22} lag {lag_text:<8} updated {updated_at:%Y-%m-%d %H:%M:%S}")
+        updated = f"{row['updated_at']:%Y-%m-%d %H:%M:%S}"
+        print(f"{row['migration_id']:<30} {row['phase']:<22} lag {lag_text:<8} updated {updated}")
     return 0
 
 

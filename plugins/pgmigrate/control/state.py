@@ -8,6 +8,7 @@ rerun freely.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -150,3 +151,92 @@ class MigrationStateStore:
     def reset_snapshot_tables(self, migration_id: str) -> None:
         with self._connect() as conn:
             conn.execute("DELETE FROM snapshot_table WHERE migration_id = %s", (migration_id,))
+
+    def migrations(self, phases: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every migration's record (or those in `phases`), by id."""
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT * FROM migration WHERE %(p)s::text[] IS NULL OR phase = ANY(%(p)s) ORDER BY migration_id",
+                {"p": phases},
+            )
+            return cur.fetchall()
+
+    def lag_samples(self, migration_id: str, limit: int = 5000) -> list[dict[str, Any]]:
+        """The newest `limit` lag samples, oldest first (for charts)."""
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT at, end_to_end_seconds FROM (SELECT at, end_to_end_seconds FROM lag_sample "
+                "WHERE migration_id = %s ORDER BY at DESC LIMIT %s) s ORDER BY at",
+                (migration_id, limit),
+            )
+            return cur.fetchall()
+
+    def snapshot_tables(self, migration_id: str) -> list[dict[str, Any]]:
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT table_name, status, rows_copied, bytes_copied, started_at, finished_at FROM snapshot_table "
+                "WHERE migration_id = %s ORDER BY table_name",
+                (migration_id,),
+            )
+            return cur.fetchall()
+
+    # --- throughput samples (`stream.throughput` computes them) ---
+
+    def now_and_last_throughput(self, migration_id: str) -> tuple[datetime, tuple | None]:
+        """The control DB's clock, and the last (at, produced_total, applied_total) sample before it."""
+        with self._connect() as conn:
+            now = conn.execute("SELECT now()").fetchone()[0]
+            prev = conn.execute(
+                "SELECT at, produced_total, applied_total FROM throughput_sample WHERE migration_id = %s AND at < %s "
+                "ORDER BY at DESC LIMIT 1",
+                (migration_id, now),
+            ).fetchone()
+        return now, (tuple(prev) if prev else None)
+
+    def record_throughput(self, migration_id: str, sample: dict[str, Any]) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO throughput_sample (migration_id, at, produced_total, applied_total, produced_per_second, "
+                "applied_per_second, dead_letters, failed_tasks) VALUES (%(migration_id)s, %(at)s, %(produced_total)s, "
+                "%(applied_total)s, %(produced_per_second)s, %(applied_per_second)s, %(dead_letters)s, "
+                "%(failed_tasks)s) ON CONFLICT DO NOTHING",
+                {"migration_id": migration_id, **sample},
+            )
+
+    def throughput_samples(self, migration_id: str) -> list[dict[str, Any]]:
+        """Every sample of the migration, oldest first (for the report)."""
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT at, produced_total, applied_total, produced_per_second, applied_per_second, dead_letters, "
+                "failed_tasks FROM throughput_sample WHERE migration_id = %s ORDER BY at",
+                (migration_id,),
+            )
+            return cur.fetchall()
+
+    # --- dead-letter acknowledgements (`recovery.dead_letters`) ---
+
+    def dead_letter_ack(self, migration_id: str) -> tuple[dict[int, int], str | None]:
+        """(acknowledged end offset per DLQ partition, the DLQ topic's id then); empty when none."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT offsets, topic_id FROM dead_letter_ack WHERE migration_id = %s", (migration_id,)
+            ).fetchone()
+        if not row:
+            return {}, None
+        return {int(p): int(o) for p, o in row[0].items()}, row[1]
+
+    def acknowledge_dead_letters(
+        self, migration_id: str, topic_id: str | None, end: dict[int, int], records: int, note: str
+    ) -> None:
+        """Acknowledge every record up to `end` (records counts this acknowledgement), with a timeline event."""
+        offsets = {str(p): o for p, o in end.items()}
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO dead_letter_ack (migration_id, topic_id, offsets, records, note) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (migration_id) DO UPDATE SET topic_id = EXCLUDED.topic_id, "
+                "offsets = EXCLUDED.offsets, records = CASE WHEN dead_letter_ack.topic_id = EXCLUDED.topic_id "
+                "THEN dead_letter_ack.records ELSE 0 END + EXCLUDED.records, acked_at = now(), note = EXCLUDED.note",
+                (migration_id, topic_id, Jsonb(offsets), records, note),
+            )
+        self.record_event(migration_id, "dead_letters", f"{records} dead letter(s) acknowledged"
+                          + (f": {note}" if note else ""), offsets=offsets, records=records)  # fmt: skip

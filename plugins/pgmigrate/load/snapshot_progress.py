@@ -149,5 +149,6 @@ def snapshot_loaded(
     message += format_progress(progress, rate, eta_seconds(done, total, rate))
     sink_done = not debezium_snapshot or (watch.marks is not None and sink_reached(watch.marks, committed))
     if phase == COMPLETE and sink_done and (native is None or native.complete):
-        return WaitStatus(True, f"initial snapshot complete and applied: {done} rows on the target", result={"rows": done})
+        message = f"initial snapshot complete and applied: {done} rows on the target"
+        return WaitStatus(True, message, result={"rows": done})
     return WaitStatus(False, message)

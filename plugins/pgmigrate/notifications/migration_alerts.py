@@ -20,7 +20,8 @@ from airflow.sdk import BaseHook, BaseNotifier
 from airflow.sdk.log import mask_secret
 
 from pgmigrate.alerts.channels import FileChannel, SmtpChannel, WebhookChannel, recipients, webhook_url
-from pgmigrate.alerts.rules import P0, Alert, AlertStore, Channel, Thresholds
+from pgmigrate.alerts.rules import P0, Alert, Channel, Thresholds
+from pgmigrate.alerts.store import AlertStore
 
 log = logging.getLogger(__name__)
 

@@ -73,12 +73,7 @@ class SelectValidationTargetsOperator(ValidationOperator):
             self.state(run.migration_id)  # fails with the reason when it is unknown
             migrations = [run.migration_id]
         else:
-            with store.endpoint.connect(autocommit=True) as conn:
-                rows = conn.execute(
-                    "SELECT migration_id FROM migration WHERE phase = ANY(%s) ORDER BY migration_id",
-                    (list(VALIDATE_PHASES),),
-                ).fetchall()
-            migrations = [r[0] for r in rows]
+            migrations = [r["migration_id"] for r in store.migrations(list(VALIDATE_PHASES))]
         items, unreachable = [], {}
         for migration_id in migrations:
             params = self.migration_params(migration_id)

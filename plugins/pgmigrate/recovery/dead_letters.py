@@ -19,8 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
+from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
@@ -241,7 +240,7 @@ def read_backlog(
             low[p], end[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
     finally:
         consumer.close()
-    acked, acked_topic_id = read_ack(control, names.migration_id)
+    acked, acked_topic_id = MigrationStateStore(control).dead_letter_ack(names.migration_id)
     return DeadLetterBacklog(True, str(description.topic_id), low, end, acked, acked_topic_id)
 
 
@@ -287,30 +286,8 @@ def read_dead_letters(
 # --- control DB -------------------------------------------------------------------------------------------
 
 
-def read_ack(control: PgEndpoint, migration_id: str) -> tuple[dict[int, int], str | None]:
-    with control.connect(autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT offsets, topic_id FROM dead_letter_ack WHERE migration_id = %s", (migration_id,)
-        ).fetchone()
-    if not row:
-        return {}, None
-    return {int(p): int(o) for p, o in row[0].items()}, row[1]
-
-
 def acknowledge(control: PgEndpoint, migration_id: str, backlog: DeadLetterBacklog, note: str = "") -> int:
     """Mark every record up to `backlog`'s end offsets as handled; returns how many this covered."""
     newly = backlog.unacknowledged
-    with control.connect(autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO dead_letter_ack (migration_id, topic_id, offsets, records, note) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (migration_id) DO UPDATE SET topic_id = EXCLUDED.topic_id, offsets = EXCLUDED.offsets, "
-            "records = CASE WHEN dead_letter_ack.topic_id = EXCLUDED.topic_id THEN dead_letter_ack.records ELSE 0 END "
-            "+ EXCLUDED.records, acked_at = now(), note = EXCLUDED.note",
-            (migration_id, backlog.topic_id, Jsonb({str(p): o for p, o in backlog.end.items()}), newly, note),
-        )
-        conn.execute(
-            "INSERT INTO migration_event (migration_id, phase, message, details) VALUES (%s, 'dead_letters', %s, %s)",
-            (migration_id, f"{newly} dead letter(s) acknowledged" + (f": {note}" if note else ""),
-             Jsonb({"offsets": {str(p): o for p, o in backlog.end.items()}, "records": newly})),
-        )  # fmt: skip
+    MigrationStateStore(control).acknowledge_dead_letters(migration_id, backlog.topic_id, backlog.end, newly, note)
     return newly

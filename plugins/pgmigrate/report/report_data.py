@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from psycopg.rows import dict_row
-
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.report.migration_report import ReportData
 
@@ -17,9 +15,8 @@ class UnknownMigration(LookupError):
 
 
 def collect_report_data(control: PgEndpoint, migration_id: str, max_lag_samples: int = 5000) -> ReportData:
-    from pgmigrate.alerts.rules import AlertStore
+    from pgmigrate.alerts.store import AlertStore
     from pgmigrate.control.state import MigrationStateStore
-    from pgmigrate.stream.throughput import throughput_samples
 
     store = MigrationStateStore(control)
     store.ensure_schema()  # an older control DB gets the alert table
@@ -28,31 +25,18 @@ def collect_report_data(control: PgEndpoint, migration_id: str, max_lag_samples:
         raise UnknownMigration(
             f"no migration {migration_id!r} in the control database (scripts/migration list shows them)"
         )
-    with control.connect(autocommit=True) as conn:
-        conn.row_factory = dict_row
-        # The newest samples, charted oldest first.
-        samples = conn.execute(
-            "SELECT at, end_to_end_seconds FROM (SELECT at, end_to_end_seconds FROM lag_sample "
-            "WHERE migration_id = %s ORDER BY at DESC LIMIT %s) s ORDER BY at",
-            (migration_id, max_lag_samples),
-        ).fetchall()
-        snapshot = conn.execute(
-            "SELECT table_name, status, rows_copied, bytes_copied, started_at, finished_at FROM snapshot_table "
-            "WHERE migration_id = %s ORDER BY table_name",
-            (migration_id,),
-        ).fetchall()
     validation = state.get("last_validation") or {}
     return ReportData(
         migration_id=migration_id,
         state=dict(state),
         events=store.events(migration_id, limit=100_000),
-        lag_samples=[(s["at"], s["end_to_end_seconds"]) for s in samples],
-        snapshot_tables=snapshot,
+        lag_samples=[(s["at"], s["end_to_end_seconds"]) for s in store.lag_samples(migration_id, max_lag_samples)],
+        snapshot_tables=store.snapshot_tables(migration_id),
         validation=list(validation.get("tables") or []),
         validated_at=validation.get("at"),
         great_expectations=validation.get("great_expectations"),
         alerts=AlertStore(control).alerts(migration_id),
-        throughput_samples=throughput_samples(control, migration_id),
+        throughput_samples=store.throughput_samples(migration_id),
     )
 
 

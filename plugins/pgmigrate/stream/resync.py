@@ -143,7 +143,9 @@ def resync_phase(offsets: list[dict[str, Any]], signal_lsn: str | None) -> str:
     return DONE
 
 
-def resync_done(connect: ConnectClient, names: MigrationNames, signal_lsn: str | None, target: PgEndpoint | None) -> WaitStatus:
+def resync_done(
+    connect: ConnectClient, names: MigrationNames, signal_lsn: str | None, target: PgEndpoint | None
+) -> WaitStatus:
     """`wait_resync`: done when the source connector finished the incremental snapshot signalled at `signal_lsn`
     and, with `target` (native-channel tables copied again), the subscription synced them; fatal when a connector
     FAILED."""

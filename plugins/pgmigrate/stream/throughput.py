@@ -9,11 +9,9 @@ and created again by a reset) gives no rate rather than a negative one. The repo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
-
-from psycopg.rows import dict_row
 
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
@@ -71,27 +69,18 @@ def record_throughput(
     failed: int | None,
 ) -> ThroughputSample:
     """Store one sample, its rates taken against the previous sample of the migration."""
-    with control.connect(autocommit=True) as conn:
-        now = conn.execute("SELECT now()").fetchone()[0]
-        prev = conn.execute(
-            "SELECT at, produced_total, applied_total FROM throughput_sample WHERE migration_id = %s AND at < %s "
-            "ORDER BY at DESC LIMIT 1",
-            (migration_id, now),
-        ).fetchone()
-        prev_at, prev_produced, prev_applied = prev if prev else (None, None, None)
-        sample = ThroughputSample(
-            now, produced_total, applied_total,
-            rate_per_second(prev_produced, prev_at, produced_total, now),
-            rate_per_second(prev_applied, prev_at, applied_total, now),
-            dead_letters, failed,
-        )  # fmt: skip
-        conn.execute(
-            "INSERT INTO throughput_sample (migration_id, at, produced_total, applied_total, produced_per_second, "
-            "applied_per_second, dead_letters, failed_tasks) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            (migration_id, sample.at, sample.produced_total, sample.applied_total, sample.produced_per_second,
-             sample.applied_per_second, sample.dead_letters, sample.failed_tasks),
-        )  # fmt: skip
+    from pgmigrate.control.state import MigrationStateStore
+
+    store = MigrationStateStore(control)
+    now, prev = store.now_and_last_throughput(migration_id)
+    prev_at, prev_produced, prev_applied = prev if prev else (None, None, None)
+    sample = ThroughputSample(
+        now, produced_total, applied_total,
+        rate_per_second(prev_produced, prev_at, produced_total, now),
+        rate_per_second(prev_applied, prev_at, applied_total, now),
+        dead_letters, failed,
+    )  # fmt: skip
+    store.record_throughput(migration_id, asdict(sample))
     return sample
 
 
@@ -108,14 +97,3 @@ def sample_throughput(
 
     produced, applied = offset_totals(*read_sink_offsets(bootstrap, names))
     return record_throughput(control, migration_id, produced, applied, dead_letters, failed_tasks(statuses))
-
-
-def throughput_samples(control: PgEndpoint, migration_id: str) -> list[dict[str, Any]]:
-    """Every sample of the migration, oldest first (for the report)."""
-    with control.connect(autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT at, produced_total, applied_total, produced_per_second, applied_per_second, dead_letters, "
-            "failed_tasks FROM throughput_sample WHERE migration_id = %s ORDER BY at",
-            (migration_id,),
-        )
-        return cur.fetchall()
