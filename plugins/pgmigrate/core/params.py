@@ -97,6 +97,8 @@ class MigrationParams:
 
 # Every PgBouncer in front of the database: the local stack runs two. A deployment with one lists one; a name
 # that is not an Airflow connection makes the checklist refuse, never a cutover that leaves clients behind.
+# The Airflow connections a deployment defines once (README, "Airflow connections").
+CONTROL_CONN_ID = "migration_control"  # the control database: state record, alerts, pause lease
 DEFAULT_PGBOUNCER_CONN_IDS = ("pgbouncer_admin", "pgbouncer_admin_2")
 
 

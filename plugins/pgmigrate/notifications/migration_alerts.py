@@ -22,13 +22,13 @@ from airflow.sdk.log import mask_secret
 from pgmigrate.alerts.channels import FileChannel, SmtpChannel, WebhookChannel, recipients, webhook_url
 from pgmigrate.alerts.rules import P0, Alert, Channel, Thresholds
 from pgmigrate.alerts.store import AlertStore
+from pgmigrate.core.params import CONTROL_CONN_ID
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_CONN_ID = "alerts_webhook"
 SMTP_CONN_ID = "alerts_smtp"
 THRESHOLDS_VARIABLE = "pgmigrate_alert_thresholds"
-CONTROL_CONN_ID = "migration_control"
 
 
 def _connection(conn_id: str) -> Any | None:

@@ -10,18 +10,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.catalog import TableInfo
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.core.params import CutoverParams, InvalidParams, MigrationParams
+from pgmigrate.core.params import CutoverParams, MigrationParams
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
 from pgmigrate.kafka.connector_configs import stored_generated_columns
+from pgmigrate.operators.base import MigrationTaskOperator
 
-CONTROL_CONN_ID = "migration_control"
 log = logging.getLogger(__name__)
 
 
@@ -77,43 +76,16 @@ def lease_sides(lease) -> Any:
                  MigrationDatabaseHook(lease.plan["destination"]["conn_id"]).get_conn())  # fmt: skip
 
 
-class CutoverStepOperator(BaseOperator):
+class CutoverStepOperator(MigrationTaskOperator):
     """Base of the pg_cutover and pg_rollback tasks: the run's params, the migration's record, its clients."""
 
     ui_color = "#fdf0e6"
     params_class: Any = CutoverParams
 
-    def __init__(self, *, control_conn_id: str = CONTROL_CONN_ID, kafka_connect_conn_id: str = "kafka_connect",
-                 kafka_conn_id: str = "kafka_default", **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(**kwargs)
-        self.control_conn_id = control_conn_id
-        self.kafka_connect_conn_id = kafka_connect_conn_id
-        self.kafka_conn_id = kafka_conn_id
-
     def migration(self, context: Any) -> Migration:
-        try:
-            run = self.params_class.from_dict(dict(context["params"]))
-        except InvalidParams as exc:
-            raise AirflowFailException(str(exc)) from exc
-        store = MigrationStateStore(MigrationDatabaseHook(self.control_conn_id).get_conn())
-        store.ensure_schema()
-        state = store.get(run.migration_id)
-        if state is None:
-            raise AirflowFailException(
-                f"migration {run.migration_id!r} has no state record: run pg_migration for it first "
-                "(scripts/migration list shows the known migrations)."
-            )
-        return Migration(run, MigrationParams.from_dict(state["params"]), state, store)
-
-    def connect(self):
-        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-
-        return KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
-
-    def bootstrap(self) -> str:
-        from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
-
-        return KafkaClusterHook(self.kafka_conn_id).get_conn()
+        run = self.run_params(context)
+        state = self.recorded_state(run.migration_id)
+        return Migration(run, MigrationParams.from_dict(state["params"]), state, self.store())
 
     def pipeline_state(self, names: MigrationNames) -> tuple[str, str]:
         """(running|failed|pending, description) of the pipeline's source and sink connectors."""

@@ -35,10 +35,6 @@ from pgmigrate.stream.publication import ensure_publication
 
 
 class PreflightOperator(MigrationOperator):
-    def __init__(self, *, kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.kafka_connect_conn_id = kafka_connect_conn_id
-
     def execute(self, context: Any) -> dict:
         from pgmigrate.preflight.checks import run_preflight
 
@@ -128,13 +124,6 @@ class SnapshotCopyOperator(MigrationOperator):
     Keyless tables are not copied here: their subscription (deploy_connectors) copies them itself; an
     earlier attempt's subscription is removed so it starts over too."""
 
-    def __init__(
-        self, *, kafka_connect_conn_id: str = "kafka_connect", kafka_conn_id: str = "kafka_default", **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.kafka_connect_conn_id = kafka_connect_conn_id
-        self.kafka_conn_id = kafka_conn_id
-
     def execute(self, context: Any) -> dict:
         from pgmigrate.load.snapshot_copy import run_snapshot_copy
         from pgmigrate.stream.pipeline_reset import delete_topics, remove_connectors
@@ -194,10 +183,6 @@ class SnapshotCopyOperator(MigrationOperator):
 
 
 class DeployConnectorsOperator(MigrationOperator):
-    def __init__(self, *, kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.kafka_connect_conn_id = kafka_connect_conn_id
-
     def execute(self, context: Any) -> dict:
         params = self.migration_params(context)
         names = params.names

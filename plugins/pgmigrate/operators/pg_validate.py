@@ -10,54 +10,25 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from pgmigrate.control.state import MigrationStateStore
-from pgmigrate.core.endpoints import PgEndpoint
-from pgmigrate.core.params import VALIDATE_PHASES, InvalidParams, MigrationParams, ValidateParams
-from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-
-CONTROL_CONN_ID = "migration_control"
+from pgmigrate.core.params import VALIDATE_PHASES, MigrationParams, ValidateParams
+from pgmigrate.operators.base import MigrationTaskOperator
 
 
-class ValidationOperator(BaseOperator):
+class ValidationOperator(MigrationTaskOperator):
+    """Base of the pg_validate tasks: this run's `ValidateParams`; the migrations it covers are recorded ones."""
+
     ui_color = "#eef7ee"
-
-    def __init__(self, *, control_conn_id: str = CONTROL_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.control_conn_id = control_conn_id
-
-    def run_params(self, context: Any) -> ValidateParams:
-        try:
-            return ValidateParams.from_dict(dict(context["params"]))
-        except InvalidParams as exc:
-            raise AirflowFailException(str(exc)) from exc
-
-    @cached_property
-    def _store(self) -> MigrationStateStore:
-        store = MigrationStateStore(MigrationDatabaseHook(self.control_conn_id).get_conn())
-        store.ensure_schema()
-        return store
-
-    def store(self) -> MigrationStateStore:
-        return self._store
+    params_class = ValidateParams
 
     def state(self, migration_id: str) -> dict[str, Any]:
-        state = self.store().get(migration_id)
-        if state is None:
-            raise AirflowFailException(f"migration {migration_id!r} has no state record (scripts/migration list)")
-        return state
+        return self.recorded_state(migration_id)
 
     def migration_params(self, migration_id: str) -> MigrationParams:
-        return MigrationParams.from_dict(self.state(migration_id)["params"])
-
-    @staticmethod
-    def endpoint(conn_id: str) -> PgEndpoint:
-        return MigrationDatabaseHook(conn_id).get_conn()
+        return self.recorded_params(migration_id)
 
 
 class SelectValidationTargetsOperator(ValidationOperator):

@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException
 
-from pgmigrate.operators.base import CONTROL_CONN_ID
+from pgmigrate.core.params import CONTROL_CONN_ID
 from pgmigrate.triggers.pause_guard import PauseGuardTrigger
 
 

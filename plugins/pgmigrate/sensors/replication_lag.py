@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgmigrate.core.params import CONTROL_CONN_ID
 from pgmigrate.core.waits import WaitStatus
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
-from pgmigrate.operators.base import CONTROL_CONN_ID
 from pgmigrate.sensors.base import MigrationSensor
 from pgmigrate.stream.lag import caught_up
 from pgmigrate.triggers.replication_lag import ReplicationLagTrigger

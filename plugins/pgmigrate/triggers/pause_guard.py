@@ -25,6 +25,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
+from pgmigrate.core.params import CONTROL_CONN_ID
+
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
@@ -41,7 +43,7 @@ def _blocking(func):
 
 
 class PauseGuardTrigger(BaseTrigger):
-    def __init__(self, migration_id: str, dag_run_id: str, control_conn_id: str = "migration_control",
+    def __init__(self, migration_id: str, dag_run_id: str, control_conn_id: str = CONTROL_CONN_ID,
                  wait_for_lease_seconds: float = 300.0, timeout: float = 6 * 3600.0) -> None:  # fmt: skip
         super().__init__()
         self.migration_id = migration_id
