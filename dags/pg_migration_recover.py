@@ -44,10 +44,11 @@ offsets (every connector disappeared). Bring Kafka and Connect up first (`make s
 Rerun-safe: rerun the whole DAG after any failure. Progress is in each task's log and the migration's timeline.
 """,
 ):
+    request = RequestRecoverySnapshotOperator(task_id="request_resync")
     chain(
         RedeployConnectorsOperator(task_id="redeploy_connectors"),
-        RequestRecoverySnapshotOperator(task_id="request_resync"),
-        ResyncCompleteSensor(task_id="wait_resync", deferrable=True, timeout=6 * 3600),
+        request,
+        ResyncCompleteSensor(task_id="wait_resync", request=request.output, deferrable=True, timeout=6 * 3600),
         RemoveLostDeletesOperator(task_id="remove_lost_deletes"),
         ValidateRecoveryOperator(task_id="validate"),
     )

@@ -105,8 +105,9 @@ re-checking rows changed meanwhile). Streaming never stops. Tables without a pri
 subscription: rerun `pg_migration`'s `snapshot` task for those.
 """,
 ):
+    request = RequestResyncOperator(task_id="request_resync")
     chain(
-        RequestResyncOperator(task_id="request_resync"),
-        ResyncCompleteSensor(task_id="wait_resync", deferrable=True, timeout=6 * 3600),
+        request,
+        ResyncCompleteSensor(task_id="wait_resync", request=request.output, deferrable=True, timeout=6 * 3600),
         ValidateTablesOperator(task_id="validate_tables"),
     )

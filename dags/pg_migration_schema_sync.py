@@ -46,11 +46,14 @@ Kafka records and drop defaults and indexes). Rerun-safe: a rerun plans from the
 it does nothing. CLI: `scripts/migration schema-sync --migration-id <id>`.
 """,
 ):
+    plan = PlanSchemaSyncOperator(task_id="plan")
+    request = RequestTableSnapshotOperator(task_id="request_resync", plan=plan.output)
     chain(
-        PlanSchemaSyncOperator(task_id="plan"),
+        plan,
         ApplySchemaChangesOperator(task_id="apply"),
         PublishAndRestartOperator(task_id="restart"),
-        RequestTableSnapshotOperator(task_id="request_resync"),
-        ResyncCompleteSensor(task_id="wait_resync", deferrable=True, poll_interval=2, timeout=6 * 3600),
-        ValidateSyncedTablesOperator(task_id="validate_tables"),
+        request,
+        ResyncCompleteSensor(task_id="wait_resync", request=request.output, deferrable=True, poll_interval=2,
+                             timeout=6 * 3600),
+        ValidateSyncedTablesOperator(task_id="validate_tables", plan=plan.output),
     )

@@ -65,7 +65,9 @@ def pg_rollback():
     # Retries: a retried guard finds the lease ended and settles it again (harmless); see the trigger's note.
     guard = PauseGuardSensor(task_id="pause_guard", retries=2, retry_delay=timedelta(seconds=5))
     resume_forward = ResumeForwardOperator(task_id="resume_forward_replication", retries=1)
-    report = RollbackReportOperator(task_id="rollback_report")
+    report = RollbackReportOperator(
+        task_id="rollback_report", checked=check.output, switched=rollback.output, resumed=resume_forward.output
+    )
     abort = AbortRollbackOperator(task_id="abort_rollback", trigger_rule="one_failed")
     chain(check, [rollback, guard])
     chain(rollback, resume_forward, report)

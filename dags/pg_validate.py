@@ -57,12 +57,18 @@ PARAMS = {
 )
 def pg_validate():
     select = SelectValidationTargetsOperator(task_id="select_tables")
-    schema = SchemaCompareOperator(task_id="schema_compare")
+    schema = SchemaCompareOperator(task_id="schema_compare", items=select.output)
     data = TableDataCompareOperator.partial(
         task_id="data_compare", map_index_template="{{ task.item['migration_id'] }} {{ task.item['table'] }}"
     ).expand(item=select.output)
-    ge = GreatExpectationsOperator(task_id="great_expectations")
-    report = ValidationReportOperator(task_id="report", trigger_rule="all_done")
+    ge = GreatExpectationsOperator(task_id="great_expectations", items=select.output)
+    report = ValidationReportOperator(
+        task_id="report",
+        trigger_rule="all_done",
+        items=select.output,
+        results_from={"data_compare": data.task_id, "schema_compare": schema.task_id,
+                      "great_expectations": ge.task_id, "select_tables": select.task_id},
+    )
     select >> [schema, data, ge] >> report
 
 

@@ -103,10 +103,20 @@ class PublishAndRestartOperator(RestartMigrationOperator):
         return {"publication": change, **super().execute(context)}
 
 
-class RequestTableSnapshotOperator(OperationOperator):
+class PlannedOperator(OperationOperator):
+    """A task that acts on the sync plan: `plan` is the `plan` task's result (its XComArg, wired in the DAG)."""
+
+    template_fields = ("plan",)
+
+    def __init__(self, *, plan: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+
+
+class RequestTableSnapshotOperator(PlannedOperator):
     """Incremental snapshot of the new tables (and of tables whose new column's default differs per row):
-    the target copies emptied, Debezium re-reads them while streaming continues. Task id `request_resync`,
-    so `ResyncCompleteSensor` waits for it."""
+    the target copies emptied, Debezium re-reads them while streaming continues. Its result is what
+    `ResyncCompleteSensor` waits for."""
 
     def execute(self, context: Any) -> dict:
         from pgmigrate.core.catalog import TableRef
@@ -114,7 +124,7 @@ class RequestTableSnapshotOperator(OperationOperator):
         from pgmigrate.stream.resync import request_resync
 
         m = self.migration(context)
-        plan = context["ti"].xcom_pull(task_ids="plan") or {}
+        plan = self.plan or {}
         tables = [TableRef(*parse_table_name(t)) for t in [*plan.get("new_tables", []), *plan.get("resync_tables", [])]]
         if not tables:
             self.log.info("no table to load")
@@ -125,7 +135,7 @@ class RequestTableSnapshotOperator(OperationOperator):
         return result
 
 
-class ValidateSyncedTablesOperator(OperationOperator):
+class ValidateSyncedTablesOperator(PlannedOperator):
     """The touched tables compared row by row, and no drift left."""
 
     def execute(self, context: Any) -> dict:
@@ -135,7 +145,7 @@ class ValidateSyncedTablesOperator(OperationOperator):
         from pgmigrate.validate.row_diff import diff_tables, format_diff
 
         m = self.migration(context)
-        plan = context["ti"].xcom_pull(task_ids="plan") or {}
+        plan = self.plan or {}
         wanted = {TableRef(*parse_table_name(t)) for t in plan.get("touched_tables", [])}
         left = read_drift(m.source, m.target, m.params, m.state["phase"])
         if left:

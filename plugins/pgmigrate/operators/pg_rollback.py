@@ -141,14 +141,22 @@ class ResumeForwardOperator(RollbackStepOperator):
 
 
 class RollbackReportOperator(RollbackStepOperator):
+    """The rollback report, from the results of `check`, `rollback` and `resume_forward_replication` (their
+    XComArgs, wired in the DAG file)."""
+
+    template_fields = ("checked", "switched", "resumed")
+
+    def __init__(self, *, checked: Any = None, switched: Any = None, resumed: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checked, self.switched, self.resumed = checked, switched, resumed
+
     def execute(self, context: Any) -> dict:
         from pgmigrate.report.rollback_report import write_rollback_report
 
         m = self.migration(context)
-        ti = context["ti"]
-        started = (ti.xcom_pull(task_ids="check") or {}).get("started_at") or time.time()
-        switched = ti.xcom_pull(task_ids="rollback") or {}
-        stopped = ti.xcom_pull(task_ids="resume_forward_replication") or {}
+        started = (self.checked or {}).get("started_at") or time.time()
+        switched = self.switched or {}
+        stopped = self.resumed or {}
         path = write_rollback_report(
             m.store,
             m.params.migration_id,

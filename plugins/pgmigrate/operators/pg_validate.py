@@ -23,6 +23,12 @@ class ValidationOperator(MigrationTaskOperator):
 
     ui_color = "#eef7ee"
     params_class = ValidateParams
+    template_fields = ("items",)
+
+    def __init__(self, *, items: Any = None, **kwargs: Any) -> None:
+        """`items`: the tables `select_tables` chose (its XComArg, wired in the DAG file)."""
+        super().__init__(**kwargs)
+        self.items = items
 
     def state(self, migration_id: str) -> dict[str, Any]:
         return self.recorded_state(migration_id)
@@ -80,7 +86,7 @@ class SchemaCompareOperator(ValidationOperator):
         from pgmigrate.schema.roles import compare_migration_privileges
         from pgmigrate.schema.schema_compare import compare_schemas, format_schema_differences
 
-        migration_ids = sorted({i["migration_id"] for i in context["ti"].xcom_pull(task_ids="select_tables") or []})
+        migration_ids = sorted({i["migration_id"] for i in self.items or []})
         results, view_results = {}, {}
         for migration_id in migration_ids:
             state = self.state(migration_id)
@@ -164,7 +170,7 @@ class GreatExpectationsOperator(ValidationOperator):
         from pgmigrate.validate.ge_live import check_live
 
         run = self.run_params(context)
-        items = context["ti"].xcom_pull(task_ids="select_tables") or []
+        items = self.items or []
         results = {}
         if not run.great_expectations:
             self.log.info("great_expectations=false: no checkpoint")
@@ -196,15 +202,24 @@ class ValidationReportOperator(ValidationOperator):
     """Per migration: the results recorded as its last validation, the HTML + markdown report written.
     Fails when anything differed, naming the tables and their first keys."""
 
+    def __init__(self, *, results_from: dict[str, str], **kwargs: Any) -> None:
+        """`results_from`: the task ids of `data_compare`, `schema_compare`, `great_expectations` and
+        `select_tables` (wired in the DAG file). Their results are XComs pushed before they fail, read by id so a
+        task that failed early or was skipped leaves its part empty instead of failing the report."""
+        super().__init__(**kwargs)
+        self.results_from = dict(results_from)
+
+    def _pushed(self, context: Any, task: str, key: str) -> Any:
+        return context["ti"].xcom_pull(task_ids=self.results_from[task], key=key)
+
     def execute(self, context: Any) -> dict:
         from pgmigrate.report.migration_report import write_report
         from pgmigrate.report.report_data import collect_report_data, default_report_dir
 
-        ti = context["ti"]
-        diffs = [d for d in (ti.xcom_pull(task_ids="data_compare", key="diff") or []) if d]
-        schema = ti.xcom_pull(task_ids="schema_compare", key="schema") or {}
-        ge = ti.xcom_pull(task_ids="great_expectations", key="ge") or {}
-        items = ti.xcom_pull(task_ids="select_tables") or []
+        diffs = [d for d in (self._pushed(context, "data_compare", "diff") or []) if d]
+        schema = self._pushed(context, "schema_compare", "schema") or {}
+        ge = self._pushed(context, "great_expectations", "ge") or {}
+        items = self.items or []
         store = self.store()
         reports, problems = {}, []
         for migration_id in sorted({i["migration_id"] for i in items}):
@@ -228,7 +243,7 @@ class ValidationReportOperator(ValidationOperator):
             paths = write_report(collect_report_data(store.endpoint, migration_id), default_report_dir())
             reports[migration_id] = paths["html"]
             self.log.info("report for %s: %s", migration_id, paths["html"])
-        unreachable = ti.xcom_pull(task_ids="select_tables", key="unreachable") or {}
+        unreachable = self._pushed(context, "select_tables", "unreachable") or {}
         for migration_id, error in unreachable.items():
             problems.append(f"{migration_id}: source unreachable ({error})")
             store.record_event(migration_id, "validation_failed", f"pg_validate could not read the source: {error}")

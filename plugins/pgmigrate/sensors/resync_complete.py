@@ -10,13 +10,18 @@ from pgmigrate.triggers.resync_complete import ResyncCompleteTrigger
 
 
 class ResyncCompleteSensor(MigrationSensor):
-    def __init__(self, *, kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any) -> None:
+    """`request`: what the task that signalled the resync returned (its XComArg, wired in the DAG file)."""
+
+    template_fields = ("request",)
+
+    def __init__(self, *, request: Any, kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", 2.0)
         super().__init__(**kwargs)
+        self.request = request
         self.kafka_connect_conn_id = kafka_connect_conn_id
 
     def _request(self, context: Any) -> dict:
-        return context["ti"].xcom_pull(task_ids="request_resync")
+        return self.request or {"signal_lsn": None}
 
     def build_trigger(self, context: Any) -> ResyncCompleteTrigger:
         request = self._request(context)
