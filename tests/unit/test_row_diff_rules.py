@@ -7,25 +7,20 @@ import pytest
 
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.schema.schema_compare import SchemaDifference, SchemaSnapshot, compare_snapshots
-from pgmigrate.validate.key_ranges import KeyRange
-from pgmigrate.validate.row_diff import (
-    SOURCE,
-    TARGET,
-    RangeOps,
-    Recheck,
+from pgmigrate.validate.bisection import SOURCE, TARGET, RangeOps, bisect_differences, split_range
+from pgmigrate.validate.diff_result import (
     RowDifference,
     TableDiff,
-    bisect_differences,
     classify_rows,
     describe_range,
     differing_columns,
     format_diff,
     jsonable,
     multiset_difference,
-    recheck_together,
-    sample_percent,
-    split_range,
 )
+from pgmigrate.validate.key_ranges import KeyRange
+from pgmigrate.validate.recheck import Recheck, recheck_together
+from pgmigrate.validate.row_diff import sample_percent
 
 pytestmark = pytest.mark.unit
 

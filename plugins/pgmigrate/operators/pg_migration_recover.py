@@ -94,12 +94,12 @@ class RemoveLostDeletesOperator(OperationOperator):
     def execute(self, context: Any) -> list[dict]:
         from pgmigrate.recovery.kafka_loss_recovery import remove_lost_deletes
         from pgmigrate.stream.native_replication import split_by_channel
-        from pgmigrate.validate.row_diff import _connect
+        from pgmigrate.validate.row_diff import connect_canonical
 
         m = _forward_migration(self, context)
         keyed, native = split_by_channel(m.tables)
         results = []
-        with _connect(m.source) as src, _connect(m.target) as dst:
+        with connect_canonical(m.source) as src, connect_canonical(m.target) as dst:
             for n, table in enumerate(keyed, 1):
                 results.append(remove_lost_deletes(src, dst, table))
                 self.log.info("remove_lost_deletes: %d/%d tables done (%s: %d deleted)", n, len(keyed),

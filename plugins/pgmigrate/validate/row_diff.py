@@ -1,5 +1,6 @@
 """Row-level diff of source and target: which rows are missing on the target, which are extra, and which
-differ (with the names of the differing columns), while CDC keeps streaming.
+differ (with the names of the differing columns), while CDC keeps streaming. This module runs it; its parts
+are `key_ranges` (ranges, hashes), `bisection`, `recheck` (rows in flight), `keyless` and `diff_result`.
 
 Why this shape:
 - Full mode reads each table once per side when nothing differs: primary-key ranges are planned on the
@@ -49,262 +50,49 @@ each pause and the ones that never agree are listed in `differing_chunks` (no ro
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from datetime import time as dtime
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from pgmigrate.core.catalog import TableInfo, TableRef, list_tables
 from pgmigrate.core.endpoints import PgEndpoint
-from pgmigrate.validate.checksums import checksum_query, set_canonical_session
+from pgmigrate.validate.bisection import LEAF_ROWS, bisect_differences, range_ops
+from pgmigrate.validate.checksums import set_canonical_session
+from pgmigrate.validate.diff_result import (
+    Mode,
+    RowDifference,
+    TableDiff,
+    classify_rows,
+    describe_range,
+    differing_columns,
+    format_diff,
+    jsonable,
+    sorted_keys,
+)
 from pgmigrate.validate.key_ranges import (
     ROWS_PER_CHUNK,
     KeyRange,
-    classify_keys,
     hashes_for_keys,
-    key_sql,
     keys_condition,
     pk_columns,
     plan_ranges,
     range_checksum,
-    row_hashes,
-    where_range,
 )
+from pgmigrate.validate.keyless import keyless_check, report_keyless
+from pgmigrate.validate.recheck import Recheck, recheck_together
+
+__all__ = ["Mode", "RowDifference", "TableDiff", "diff_table", "diff_table_on", "diff_tables", "format_diff"]
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["full", "sample"]
-LEAF_ROWS = 1_000  # a differing range this small is compared row by row
 MAX_ROWS = 1_000  # differences listed per kind and table (the counts are complete)
 KEYLESS_EXAMPLES = 5
 IN_FLIGHT_LISTED = 20
-MAX_BISECT_DEPTH = 64  # live writes can move a range's rows; stop splitting and compare rows instead
 EXAMPLE_TEXT_CHARS = 200
-SOURCE, TARGET = 0, 1
-
-
-@dataclass(frozen=True)
-class RowDifference:
-    key: dict[str, Any]  # primary key column -> value; for a keyless table, the whole (example) row
-    kind: Literal["missing", "extra", "changed"]
-    columns: list[str] = field(default_factory=list)  # differing columns of a changed row
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"key": dict(self.key), "kind": self.kind, "columns": list(self.columns)}
-
-
-@dataclass
-class TableDiff:
-    table: TableRef
-    mode: Mode
-    primary_key: list[str] = field(default_factory=list)
-    source_rows: int | None = None
-    target_rows: int | None = None
-    chunks: int = 0
-    sampled: int = 0
-    missing: list[RowDifference] = field(default_factory=list)
-    extra: list[RowDifference] = field(default_factory=list)
-    changed: list[RowDifference] = field(default_factory=list)
-    missing_count: int = 0
-    extra_count: int = 0
-    changed_count: int = 0
-    in_flight: list[dict[str, Any]] = field(default_factory=list)
-    in_flight_count: int = 0
-    differing_chunks: list[str] = field(default_factory=list)  # row_diff=False: key ranges that still differ
-    attempts: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not (
-            self.missing_count or self.extra_count or self.changed_count or self.differing_chunks
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """The stable JSON-able form documented in the module docstring."""
-        return {
-            "table": self.table.qualified,
-            "schema": self.table.schema,
-            "name": self.table.name,
-            "mode": self.mode,
-            "ok": self.ok,
-            "error": self.error,
-            "primary_key": list(self.primary_key),
-            "source_rows": self.source_rows,
-            "target_rows": self.target_rows,
-            "chunks": self.chunks,
-            "sampled": self.sampled,
-            "missing": [d.as_dict() for d in self.missing],
-            "missing_count": self.missing_count,
-            "extra": [d.as_dict() for d in self.extra],
-            "extra_count": self.extra_count,
-            "changed": [d.as_dict() for d in self.changed],
-            "changed_count": self.changed_count,
-            "in_flight": [dict(k) for k in self.in_flight],
-            "in_flight_count": self.in_flight_count,
-            "differing_chunks": list(self.differing_chunks),
-            "attempts": self.attempts,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-# --- pure logic (unit-tested with fakes) -------------------------------------------------------------
-
-
-def jsonable(value: Any, max_text: int | None = None) -> Any:
-    """A value as a JSON type; text longer than `max_text` is cut (example rows of keyless tables)."""
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, datetime | date | dtime):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        text = "\\x" + bytes(value).hex()
-    elif isinstance(value, list | tuple):
-        return [jsonable(v, max_text) for v in value]
-    elif isinstance(value, dict):
-        return {str(k): jsonable(v, max_text) for k, v in value.items()}
-    else:
-        text = value if isinstance(value, str) else str(value)
-    if max_text is not None and len(text) > max_text:
-        return text[:max_text] + f"… ({len(text)} chars)"
-    return text
-
-
-def sorted_keys(keys: Iterable[Hashable]) -> list:
-    """Keys in their natural order when comparable (stable reports), else by their text."""
-    keys = list(keys)
-    try:
-        return sorted(keys)
-    except TypeError:
-        return sorted(keys, key=repr)
-
-
-def split_range(rng: KeyRange, middle: tuple) -> tuple[KeyRange, KeyRange]:
-    """[lower, middle) and [middle, upper): disjoint, together exactly `rng`."""
-    return KeyRange(rng.lower, middle, last=False), KeyRange(middle, rng.upper, last=rng.last)
-
-
-@dataclass
-class RangeOps:
-    """What bisection needs from the two servers; `side` is SOURCE or TARGET."""
-
-    checksum: Callable[[int, KeyRange], tuple[int, str]]  # (rows, checksum) of a range
-    median: Callable[[int, KeyRange, int], tuple | None]  # key at offset n in the range, in key order
-    row_hashes: Callable[[int, KeyRange], dict]  # key -> row hash, every row of the range
-
-
-def _minus(whole: tuple[int, str], part: tuple[int, str]) -> tuple[int, str]:
-    return whole[0] - part[0], str(int(whole[1]) - int(part[1]))
-
-
-def bisect_differences(
-    differing: list[tuple[KeyRange, tuple[int, str], tuple[int, str]]], ops: RangeOps, leaf_rows: int = LEAF_ROWS
-) -> set[tuple]:
-    """Keys whose rows differ, found by halving the (range, source checksum, target checksum) that differ.
-
-    A range is split at the median key of its larger side, so that side shrinks by half each step and both
-    halves are non-empty there. Only the lower half is read: counts and checksums are sums, so the upper
-    half's are the range's minus the lower's. Halves that agree are dropped; ranges of at most `leaf_rows`
-    rows (or too deep: live writes) are compared row by row."""
-    keys: set[tuple] = set()
-    stack = [(rng, s, d, 0) for rng, s, d in differing]
-    while stack:
-        rng, s_sum, d_sum, depth = stack.pop()
-        middle = None
-        if max(s_sum[0], d_sum[0]) > leaf_rows and depth < MAX_BISECT_DEPTH:
-            side, rows = (SOURCE, s_sum[0]) if s_sum[0] >= d_sum[0] else (TARGET, d_sum[0])
-            middle = ops.median(side, rng, rows // 2)
-        # OFFSET >= 1 puts the median after the range's first row, so both halves shrink (keys are unique);
-        # None: rows deleted meanwhile. Key order is the server's (collations), never compared in Python.
-        if middle is None:
-            source, target = ops.row_hashes(SOURCE, rng), ops.row_hashes(TARGET, rng)
-            keys |= {k for k in source.keys() | target.keys() if source.get(k) != target.get(k)}
-            continue
-        low, high = split_range(rng, tuple(middle))
-        s_low, d_low = ops.checksum(SOURCE, low), ops.checksum(TARGET, low)
-        for half, s_half, d_half in ((low, s_low, d_low), (high, _minus(s_sum, s_low), _minus(d_sum, d_low))):
-            if s_half != d_half:
-                stack.append((half, s_half, d_half, depth + 1))
-    return keys
-
-
-@dataclass
-class Recheck:
-    """One table's suspect keys being re-checked (`recheck_together`); the readings are keyed like the keys."""
-
-    keys: set
-    read_source: Callable[[list], dict]
-    read_target: Callable[[list], dict]
-    differing: set = field(default_factory=set)
-    changing: set = field(default_factory=set)
-    source: dict = field(default_factory=dict)
-    target: dict = field(default_factory=dict)
-    used: int = 0
-    previous: set | None = None
-    settled: bool = False
-    seconds: float = 0.0  # spent in the rounds this check took part in
-
-
-def recheck_together(
-    checks: list[Recheck], attempts: int, pause_seconds: float, sleep: Callable[[float], None]
-) -> None:
-    """Separate real differences from rows in flight, for several tables in shared rounds. Each round reads the
-    source of every open check, pauses once, then reads the target and the source again (`classify_keys`). A
-    check settles when nothing differs any more, or when every differing key also differed in its previous
-    round with nothing in flight; keys still in flight after `attempts` rounds are counted as such, not
-    reported as differences. One pause per round for all tables: a validation of many hot tables waits at most
-    `attempts` pauses, not that many per table."""
-    round_no = 0
-    while active := [c for c in checks if c.keys and not c.settled and c.used < attempts]:
-        round_no += 1
-        log.info("row diff: re-check %d/%d of %d rows in %d tables (pause %.0f s)",
-                 round_no, attempts, sum(len(c.keys) for c in active), len(active), pause_seconds)  # fmt: skip
-        started = time.monotonic()
-        ordered = [sorted_keys(c.keys) for c in active]
-        before = [c.read_source(keys) for c, keys in zip(active, ordered, strict=True)]
-        sleep(pause_seconds)
-        for check, keys, earlier in zip(active, ordered, before, strict=True):
-            check.used += 1
-            check.target = check.read_target(keys)
-            check.source = check.read_source(keys)
-            check.differing, check.changing = classify_keys(earlier, check.target, check.source, check.keys)
-            previous, check.previous = check.previous, check.differing
-            if check.differing and not check.changing and previous is not None and check.differing <= previous:
-                check.settled = True
-            check.keys = check.differing | check.changing
-        for check in active:
-            check.seconds += time.monotonic() - started
-
-
-def classify_rows(differing: set, source: dict, target: dict) -> tuple[list, list, list]:
-    """(missing on target, extra on target, changed), each in key order."""
-    missing = [k for k in sorted_keys(differing) if k in source and k not in target]
-    extra = [k for k in sorted_keys(differing) if k in target and k not in source]
-    changed = [k for k in sorted_keys(differing) if k in source and k in target]
-    return missing, extra, changed
-
-
-def multiset_difference(hashes: Iterable[str], source: dict[str, int], target: dict[str, int]) -> tuple[int, int]:
-    """(rows missing on the target, rows extra on the target) of a keyless table, from row-hash counts."""
-    missing = extra = 0
-    for h in hashes:
-        n = source.get(h, 0) - target.get(h, 0)
-        missing, extra = missing + max(n, 0), extra + max(-n, 0)
-    return missing, extra
-
-
-def differing_columns(columns: list[str], source: tuple, target: tuple) -> list[str]:
-    """Names of the columns whose (hashed) values differ between two readings of one row."""
-    return [name for name, s, t in zip(columns, source, target, strict=True) if s != t]
 
 
 def sample_percent(sample_size: int, estimated_rows: int, oversample: float = 3.0) -> float:
@@ -314,87 +102,7 @@ def sample_percent(sample_size: int, estimated_rows: int, oversample: float = 3.
     return min(100.0, max(0.0001, 100.0 * oversample * sample_size / estimated_rows))
 
 
-def describe_range(rng: KeyRange) -> str:
-    """A key range for people: "[5001 .. 10001)", "[-inf .. 5001)", "[25001 .. +inf]"."""
-
-    def show(bound: tuple | None, infinity: str) -> str:
-        return infinity if bound is None else ",".join(str(v) for v in bound)
-
-    return f"[{show(rng.lower, '-inf')} .. {show(rng.upper, '+inf')}{']' if rng.last else ')'}"
-
-
-def _key_text(key: dict[str, Any]) -> str:
-    return ", ".join(f"{name}={value}" for name, value in key.items())
-
-
-def format_diff(diffs: list[TableDiff], keys_per_kind: int = 5) -> str:
-    """A few lines per table for task logs and the CLI: the verdict, then the first keys of each kind."""
-    lines = []
-    for d in diffs:
-        rows = f"sampled {d.sampled} keys" if d.mode == "sample" else f"{d.source_rows} rows"
-        head = f"{d.table.qualified}: "
-        if d.error:
-            lines.append(head + f"NOT COMPARED: {d.error}")
-            continue
-        flight = f"; {d.in_flight_count} rows in flight (changed during every re-check)" if d.in_flight_count else ""
-        if d.ok:
-            lines.append(head + f"identical ({d.mode}, {rows}, {d.seconds:.1f} s){flight}")
-            continue
-        if d.differing_chunks:
-            shown = ", ".join(d.differing_chunks[:keys_per_kind])
-            extra = len(d.differing_chunks) - keys_per_kind
-            more = f" … (+{extra} more)" if extra > 0 else ""
-            lines.append(head + f"DIFFERS (checksums only): {len(d.differing_chunks)} key ranges differ: {shown}{more}")
-            continue
-        lines.append(
-            head + f"DIFFERS ({d.mode}, {rows}): {d.missing_count} missing on target, {d.extra_count} extra on "
-            f"target, {d.changed_count} changed{flight}"
-        )
-        if not d.primary_key:
-            for kind, examples in (("missing on target", d.missing), ("extra on target", d.extra)):
-                for row in examples[:keys_per_kind]:
-                    lines.append(f"  {kind}, e.g. ({_key_text(row.key)})")
-            continue
-        for kind, items, count in (
-            ("missing on target", d.missing, d.missing_count),
-            ("extra on target", d.extra, d.extra_count),
-            ("changed", d.changed, d.changed_count),
-        ):
-            if not count:
-                continue
-            shown = [
-                _key_text(r.key) + (f" ({', '.join(r.columns)})" if r.columns else "") for r in items[:keys_per_kind]
-            ]
-            more = f" … (+{count - len(shown)} more)" if count > len(shown) else ""
-            lines.append(f"  {kind}: {'; '.join(shown)}{more}")
-    return "\n".join(lines)
-
-
 # --- database side ------------------------------------------------------------------------------------
-
-
-def _median_key(conn: psycopg.Connection, table: TableInfo, rng: KeyRange, offset: int) -> tuple | None:
-    pk = pk_columns(table)
-    condition, args = where_range(table, rng)
-    row = conn.execute(
-        sql.SQL("SELECT {cols} FROM {table} AS t WHERE {condition} ORDER BY {key} OFFSET {offset} LIMIT 1").format(
-            cols=sql.SQL(", ").join(sql.Identifier(name) for name, _ in pk),
-            table=table.ref.ident,
-            condition=condition,
-            key=key_sql(pk),
-            offset=sql.Literal(offset),
-        ),
-        args,
-    ).fetchone()
-    return tuple(row) if row else None
-
-
-def _range_ops(conns: tuple[psycopg.Connection, psycopg.Connection], table: TableInfo) -> RangeOps:
-    return RangeOps(
-        checksum=lambda side, rng: range_checksum(conns[side], table, rng),
-        median=lambda side, rng, offset: _median_key(conns[side], table, rng, offset),
-        row_hashes=lambda side, rng: row_hashes(conns[side], table, *where_range(table, rng)),
-    )
 
 
 def _column_hashes(conn: psycopg.Connection, table: TableInfo, keys: list[tuple]) -> dict[tuple, tuple]:
@@ -495,49 +203,6 @@ def _diff_sample(src, dst, table: TableInfo, result: TableDiff, sample_size: int
     return {k for k in keys if source.get(k) != target.get(k)}
 
 
-def _multiset(conn: psycopg.Connection, table: TableInfo) -> dict[str, int]:
-    query = sql.SQL("SELECT md5(t::text), count(*) FROM {} AS t GROUP BY 1").format(table.ref.ident)
-    return dict(conn.execute(query).fetchall())
-
-
-def _example_rows(conn: psycopg.Connection, table: TableInfo, hashes: list[str]) -> list[dict[str, Any]]:
-    if not hashes:
-        return []
-    cur = conn.execute(
-        sql.SQL("SELECT md5(t::text), t.* FROM {} AS t WHERE md5(t::text) = ANY(%s)").format(table.ref.ident),
-        (hashes,),
-    )
-    names = [d.name for d in cur.description[1:]]
-    by_hash: dict[str, dict[str, Any]] = {}
-    for h, *values in cur:
-        by_hash.setdefault(h, {n: jsonable(v, EXAMPLE_TEXT_CHARS) for n, v in zip(names, values, strict=True)})
-    return [by_hash[h] for h in hashes if h in by_hash]
-
-
-def _keyless_check(src, dst, table: TableInfo, result: TableDiff) -> Recheck | None:
-    """Row multisets: checksum (one pass per side); when it differs, row-hash counts to re-check like keys."""
-    query = checksum_query(table.ref)
-    (s_rows, s_sum), (d_rows, d_sum) = src.execute(query).fetchone(), dst.execute(query).fetchone()
-    result.chunks, result.source_rows, result.target_rows = 1, s_rows, d_rows
-    if (s_rows, s_sum) == (d_rows, d_sum):
-        return None
-    source, target = _multiset(src, table), _multiset(dst, table)
-    suspects = {h for h in source.keys() | target.keys() if source.get(h) != target.get(h)}
-    return Recheck(suspects, lambda _k: _multiset(src, table), lambda _k: _multiset(dst, table))
-
-
-def _report_keyless(result: TableDiff, src, dst, table: TableInfo, check: Recheck) -> None:
-    source, target, differing = check.source, check.target, check.differing
-    result.source_rows, result.target_rows = sum(source.values()), sum(target.values())
-    result.missing_count, result.extra_count = multiset_difference(differing, source, target)
-    ordered = sorted_keys(differing)
-    fewer = [h for h in ordered if source.get(h, 0) > target.get(h, 0)][:KEYLESS_EXAMPLES]
-    more = [h for h in ordered if target.get(h, 0) > source.get(h, 0)][:KEYLESS_EXAMPLES]
-    result.missing = [RowDifference(row, "missing") for row in _example_rows(src, table, fewer)]
-    result.extra = [RowDifference(row, "extra") for row in _example_rows(dst, table, more)]
-    result.in_flight_count = len(check.changing)  # distinct row values whose count changed during every re-check
-
-
 def _target_columns(conn: psycopg.Connection, ref: TableRef) -> list[tuple[str, str]] | None:
     rows = conn.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
@@ -601,14 +266,14 @@ def _first_pass(
         pending, result.attempts = _recheck_chunks(src, dst, table, pending, attempts, pause_seconds, sleep)
         result.differing_chunks = [describe_range(r) if keyed else "whole table (no primary key)" for r in pending]
     elif not keyed:
-        opened.check = _keyless_check(src, dst, table, result)
-        opened.report = lambda check: _report_keyless(result, src, dst, table, check)
+        opened.check = keyless_check(src, dst, table, result)
+        opened.report = lambda check: report_keyless(result, src, dst, table, check)
     else:
         if result.mode == "sample":
             suspects = _diff_sample(src, dst, table, result, sample_size)
         else:
             differing = _differing_ranges(src, dst, table, result, rows_per_chunk)
-            suspects = bisect_differences(differing, _range_ops((src, dst), table), leaf_rows) if differing else set()
+            suspects = bisect_differences(differing, range_ops((src, dst), table), leaf_rows) if differing else set()
         opened.check = Recheck(
             suspects, lambda keys: hashes_for_keys(src, table, keys), lambda keys: hashes_for_keys(dst, table, keys)
         )
@@ -676,7 +341,8 @@ def diff_table_on(
     return _diff_together(src, dst, [(table, mode)], sample_size, **options)[0]
 
 
-def _connect(endpoint: PgEndpoint) -> psycopg.Connection:
+def connect_canonical(endpoint: PgEndpoint) -> psycopg.Connection:
+    """An autocommit connection whose session renders rows in the one text form both sides compare."""
     conn = endpoint.connect(autocommit=True)
     set_canonical_session(conn)
     return conn
@@ -704,7 +370,7 @@ def diff_table(
 ) -> TableDiff:
     """Row diff of one table (see the module docstring). `options`: attempts, pause_seconds (longer than the
     pipeline's lag), sleep, rows_per_chunk, leaf_rows, max_rows, row_diff (False: chunk checksums only)."""
-    with _connect(source) as src, _connect(target) as dst:
+    with connect_canonical(source) as src, connect_canonical(target) as dst:
         return diff_table_on(src, dst, _resolve(src, [table])[0], mode, sample_size, **options)
 
 
@@ -719,7 +385,7 @@ def diff_tables(
 ) -> list[TableDiff]:
     """Row diff of `tables` (default: every table of `schemas` on the source). In sample mode a table whose
     estimated size is within the sample is diffed in full: that reads no more and misses nothing."""
-    with _connect(source) as src, _connect(target) as dst:
+    with connect_canonical(source) as src, connect_canonical(target) as dst:
         chosen = _resolve(src, tables) if tables is not None else list_tables(src, schemas)
         modes: list[tuple[TableInfo, Mode]] = [
             (t, "full" if mode == "full" or 0 < t.estimated_rows <= sample_size else "sample") for t in chosen
