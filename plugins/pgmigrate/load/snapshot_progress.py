@@ -145,10 +145,11 @@ def snapshot_loaded(
     rate = (done - watch.previous[1]) / (now - watch.previous[0]) if watch.previous and now > watch.previous[0] else 0.0
     watch.previous = (now, done)
     native_note = f", {native.describe()}" if native is not None else ""
-    message = f"snapshot: source {phase}, sink consumer lag {consumer_lag(end_offsets, committed)}{native_note}\n"
-    message += format_progress(progress, rate, eta_seconds(done, total, rate))
+    progress_text = format_progress(progress, rate, eta_seconds(done, total, rate))
+    message = f"source snapshot {phase}, sink consumer lag {consumer_lag(end_offsets, committed)}{native_note}\n"
+    message += progress_text
     sink_done = not debezium_snapshot or (watch.marks is not None and sink_reached(watch.marks, committed))
     if phase == COMPLETE and sink_done and (native is None or native.complete):
-        message = f"initial snapshot complete and applied: {done} rows on the target"
+        message = f"initial snapshot complete and applied: {done} rows on the target\n{progress_text}"
         return WaitStatus(True, message, result={"rows": done})
     return WaitStatus(False, message)
