@@ -42,6 +42,7 @@ unit: install
 
 lint: install
 	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
 
 bench: stack-up
 	@scripts/with-stack-env .venv/bin/python scripts/bench.py

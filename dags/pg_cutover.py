@@ -61,14 +61,18 @@ PARAMS = {
         10, type="number", minimum=1, maximum=300, description="Writes are never paused longer than this"
     ),
     "pgbouncer_conn_ids": Param(
-        list(DEFAULT_PGBOUNCER_CONN_IDS), type="array", items={"type": "string"}, minItems=1,
+        list(DEFAULT_PGBOUNCER_CONN_IDS),
+        type="array",
+        items={"type": "string"},
+        minItems=1,
         description="Airflow connections of EVERY PgBouncer clients use (admin console); all are switched together",
     ),
     "pgbouncer_database": Param(
         "", type="string", description="PgBouncer database to switch; empty = the source connection's database"
     ),
     "allow_direct_sessions": Param(
-        False, type="boolean",
+        False,
+        type="boolean",
         description="Cut over although sessions connect straight to the source (they are ended, their roles made "
         "read-only, and a write after the drain point aborts)",
     ),
@@ -76,16 +80,21 @@ PARAMS = {
         60, type="number", minimum=1, description="checklist refuses a pre-validation older than this"
     ),
     "reuse_validation_minutes": Param(
-        0, type="number", minimum=0,
+        0,
+        type="number",
+        minimum=0,
         description="pre_validate reuses a passing validation younger than this (0 = always validate anew)",
     ),
     "precopy_passes": Param(
-        8, type="integer", minimum=0, maximum=50,
+        8,
+        type="integer",
+        minimum=0,
+        maximum=50,
         description="Passes over the keys changed since pre_validate, while streaming, to shrink what the pause "
         "verifies (0: the pause verifies every change since pre_validate)",
     ),
     "dry_run": Param(False, type="boolean", description="Pause, drain, verify, resume on the source; no switch"),
-}  # fmt: skip
+}
 
 
 @dag(

@@ -91,9 +91,12 @@ with DAG(
     params={
         "migration_id": MIGRATION_ID,
         "tables": Param(
-            [], type="array", minItems=1, items={"type": "string", "pattern": r"^.+\..+$"},
+            [],
+            type="array",
+            minItems=1,
+            items={"type": "string", "pattern": r"^.+\..+$"},
             description="Tables to copy again, as schema.table",
-        ),  # fmt: skip
+        ),
     },
     doc_md="""
 ### Resync: copy tables again while streaming continues

@@ -53,7 +53,8 @@ it does nothing. CLI: `scripts/migration schema-sync --migration-id <id>`.
         ApplySchemaChangesOperator(task_id="apply"),
         PublishAndRestartOperator(task_id="restart"),
         request,
-        ResyncCompleteSensor(task_id="wait_resync", request=request.output, deferrable=True, poll_interval=2,
-                             timeout=6 * 3600),
+        ResyncCompleteSensor(
+            task_id="wait_resync", request=request.output, deferrable=True, poll_interval=2, timeout=6 * 3600
+        ),
         ValidateSyncedTablesOperator(task_id="validate_tables", plan=plan.output),
     )

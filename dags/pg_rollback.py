@@ -39,14 +39,17 @@ PARAMS = {
     "force": Param(False, type="boolean", description="Skip the drain when the target is gone; may lose writes"),
     "max_pause_seconds": Param(10, type="number", minimum=1, maximum=300, description="Longest write pause"),
     "pgbouncer_conn_ids": Param(
-        list(DEFAULT_PGBOUNCER_CONN_IDS), type="array", items={"type": "string"}, minItems=1,
+        list(DEFAULT_PGBOUNCER_CONN_IDS),
+        type="array",
+        items={"type": "string"},
+        minItems=1,
         description="Airflow connections of EVERY PgBouncer clients use; all are switched back together",
     ),
     "pgbouncer_database": Param("", type="string", description="PgBouncer database; empty = the source's name"),
     "allow_direct_sessions": Param(
         False, type="boolean", description="Roll back although sessions connect straight to the target"
     ),
-}  # fmt: skip
+}
 
 
 @dag(

@@ -66,8 +66,12 @@ def pg_validate():
         task_id="report",
         trigger_rule="all_done",
         items=select.output,
-        results_from={"data_compare": data.task_id, "schema_compare": schema.task_id,
-                      "great_expectations": ge.task_id, "select_tables": select.task_id},
+        results_from={
+            "data_compare": data.task_id,
+            "schema_compare": schema.task_id,
+            "great_expectations": ge.task_id,
+            "select_tables": select.task_id,
+        },
     )
     select >> [schema, data, ge] >> report
 

@@ -156,23 +156,49 @@ class SwitchLoad:
         self.segments: list[dict[str, Any]] = []
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._loop, args=(port,), daemon=True, name=f"pgbench-{port}")
-                         for port in spec.pgbouncer_ports]  # fmt: skip
+        self._threads = [
+            threading.Thread(target=self._loop, args=(port,), daemon=True, name=f"pgbench-{port}")
+            for port in spec.pgbouncer_ports
+        ]
 
     def _command(self) -> list[str]:
         ports = len(self.spec.pgbouncer_ports)
         clients = max(1, self.spec.clients // ports)
         rate = max(1, round(self.spec.tps / ports))
         # -n: no vacuum (it would also truncate pgbench_history).
-        return [str(self.spec.pg_bin / "pgbench"), "-n", "-c", str(clients), "-j", "1", "-R", str(rate),
-                "-T", str(self.segment_seconds), self.database]  # fmt: skip
+        return [
+            str(self.spec.pg_bin / "pgbench"),
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            "1",
+            "-R",
+            str(rate),
+            "-T",
+            str(self.segment_seconds),
+            self.database,
+        ]
 
     def _loop(self, port: int) -> None:
-        env = {"PATH": "/usr/bin:/bin", "PGHOST": self.spec.host, "PGPORT": str(port), "PGUSER": "postgres",
-               "PGPASSWORD": "postgres", "PGAPPNAME": "bench-pgbench", "PGCONNECT_TIMEOUT": "10"}  # fmt: skip
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "PGHOST": self.spec.host,
+            "PGPORT": str(port),
+            "PGUSER": "postgres",
+            "PGPASSWORD": "postgres",
+            "PGAPPNAME": "bench-pgbench",
+            "PGCONNECT_TIMEOUT": "10",
+        }
         while not self._stopping.is_set():
-            process = subprocess.Popen(self._command(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       text=True, start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                self._command(),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
             try:
                 output = process.communicate(timeout=self.segment_seconds + SEGMENT_GRACE_SECONDS)[0] or ""
             except subprocess.TimeoutExpired:
@@ -180,15 +206,24 @@ class SwitchLoad:
                 output = stop_process(process)
             segment = {"port": port, **parse_pgbench_summary(output)}
             if segment["failed_transactions"]:
-                log.warning("pgbench through :%d: %d failed transactions: %s", port, segment["failed_transactions"],
-                            segment["errors"] or output[-500:])  # fmt: skip
+                log.warning(
+                    "pgbench through :%d: %d failed transactions: %s",
+                    port,
+                    segment["failed_transactions"],
+                    segment["errors"] or output[-500:],
+                )
             with self._lock:
                 self.segments.append(segment)
 
     def start(self) -> SwitchLoad:
-        log.info("  pgbench %d tps (tpcb-like, %d clients) on %s through PgBouncer %s, %ds segments",
-                 self.spec.tps, self.spec.clients, self.database,
-                 " + ".join(f":{p}" for p in self.spec.pgbouncer_ports), self.segment_seconds)  # fmt: skip
+        log.info(
+            "  pgbench %d tps (tpcb-like, %d clients) on %s through PgBouncer %s, %ds segments",
+            self.spec.tps,
+            self.spec.clients,
+            self.database,
+            " + ".join(f":{p}" for p in self.spec.pgbouncer_ports),
+            self.segment_seconds,
+        )
         for thread in self._threads:
             thread.start()
         return self
@@ -223,8 +258,10 @@ def task_log_tail(api: AirflowApiClient, dag_id: str, run_id: str, task: Mapping
     """The last lines of a task's log through the REST API, for the report of a failed run."""
     try_number = task.get("try_number") or 1
     try:
-        response = api.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task['task_id']}/logs/"
-                                      f"{try_number}?full_content=true")  # fmt: skip
+        response = api.request(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task['task_id']}/logs/{try_number}?full_content=true",
+        )
     except AirflowApiError as exc:
         return f"(log not readable: {exc})"
     content = response.get("content", "") if isinstance(response, dict) else response
@@ -257,8 +294,9 @@ def wait_dag_idle(api: AirflowApiClient, dag_id: str, timeout: float = 3600) -> 
         time.sleep(3)
 
 
-def wait_ready(origin: PgEndpoint, destination: PgEndpoint, names: MigrationNames, bootstrap: str,
-               timeout: float = 600) -> float | None:  # fmt: skip
+def wait_ready(
+    origin: PgEndpoint, destination: PgEndpoint, names: MigrationNames, bootstrap: str, timeout: float = 600
+) -> float | None:
     """Until the pipeline the next switch drains (origin -> destination) is within READY_LAG_SECONDS; its
     lag when the wait ended. After a rollback the forward sink replays what the reverse one applied, and a
     switch started then would only drain longer or be refused by the checklist."""
@@ -274,18 +312,30 @@ def wait_ready(origin: PgEndpoint, destination: PgEndpoint, names: MigrationName
                 return reading.end_to_end_seconds
         waited = time.monotonic() - started
         if waited > timeout:
-            log.warning("  %s not within %.0fs of lag after %.0fs (%s); going on", names.migration_id,
-                        READY_LAG_SECONDS, waited, problem)  # fmt: skip
+            log.warning(
+                "  %s not within %.0fs of lag after %.0fs (%s); going on",
+                names.migration_id,
+                READY_LAG_SECONDS,
+                waited,
+                problem,
+            )
             return reading.end_to_end_seconds if reading else None
         if time.monotonic() - last_said > 15:
-            log.info("  waiting for %s to catch up (%s)", "reverse replication" if names.reverse else "replication",
-                     problem)  # fmt: skip
+            log.info(
+                "  waiting for %s to catch up (%s)", "reverse replication" if names.reverse else "replication", problem
+            )
             last_said = time.monotonic()
         time.sleep(2)
 
 
-def run_switch(api: AirflowApiClient, store: MigrationStateStore, migration: BenchMigration, direction: str,
-               load: LoadSpec, timeout: float) -> dict[str, Any]:  # fmt: skip
+def run_switch(
+    api: AirflowApiClient,
+    store: MigrationStateStore,
+    migration: BenchMigration,
+    direction: str,
+    load: LoadSpec,
+    timeout: float,
+) -> dict[str, Any]:
     """One pg_cutover or pg_rollback run under load; its pause and steps from the timeline, pgbench's figures.
     Raises SwitchRefused when its checks refused before pausing, SwitchRunFailed when it failed otherwise;
     both carry the run's figures in `.run`."""
@@ -314,41 +364,65 @@ def run_switch(api: AirflowApiClient, store: MigrationStateStore, migration: Ben
     finally:
         figures = writes.stop()
     started, ended = parse_time(run.get("start_date")), parse_time(run.get("end_date"))
-    figures.update(direction=direction, dag_run_id=run_id,
-                   run_seconds=round((ended - started).total_seconds(), 1) if started and ended else None)
+    figures.update(
+        direction=direction,
+        dag_run_id=run_id,
+        run_seconds=round((ended - started).total_seconds(), 1) if started and ended else None,
+    )
     if problem:
         figures.update(pause_seconds=None, error=problem)
         raise SwitchRunFailed(problem, figures)
     if run["state"] != "success":
         failed = [t for t in api.task_instances(dag_id, run_id) if t["state"] == "failed"]
         names = {t["task_id"] for t in failed}
-        message = (f"{dag_id} run {run_id} {run['state']} (failed tasks: {sorted(names) or 'none'}); "
-                   f"logs: {api.base_url}/dags/{dag_id}/runs/{run_id}")  # fmt: skip
+        message = (
+            f"{dag_id} run {run_id} {run['state']} (failed tasks: {sorted(names) or 'none'}); "
+            f"logs: {api.base_url}/dags/{dag_id}/runs/{run_id}"
+        )
         refused = bool(names) and names <= REFUSING_TASKS[direction]
         figures.update(pause_seconds=None, refused=refused, error=None if refused else message)
         for task in failed:
-            log.error("  %s %s failed; the end of its log:\n%s", dag_id, task["task_id"],
-                      task_log_tail(api, dag_id, run_id, task))  # fmt: skip
+            log.error(
+                "  %s %s failed; the end of its log:\n%s",
+                dag_id,
+                task["task_id"],
+                task_log_tail(api, dag_id, run_id, task),
+            )
         raise (SwitchRefused if refused else SwitchRunFailed)(message, figures)
-    details = switch_event(store.events(migration.migration_id), SWITCH_EVENTS[direction],
-                           started or datetime.now(UTC))  # fmt: skip
+    details = switch_event(store.events(migration.migration_id), SWITCH_EVENTS[direction], started or datetime.now(UTC))
     if details is None:
-        figures.update(pause_seconds=None, error=f"{dag_id} run {run_id} succeeded but the timeline has no "
-                       f"{SWITCH_EVENTS[direction]!r} event with the pause since it started")  # fmt: skip
+        figures.update(
+            pause_seconds=None,
+            error=f"{dag_id} run {run_id} succeeded but the timeline has no "
+            f"{SWITCH_EVENTS[direction]!r} event with the pause since it started",
+        )
         raise SwitchRunFailed(figures["error"], figures)
     steps = [{"step": step["step"], "seconds": step["seconds"]} for step in details.get("steps") or []]
     figures.update(pause_seconds=details["pause_seconds"], steps=steps)
-    log.info("  %s: writes paused %.3fs (%s); pgbench %d transactions, %d failed", direction,
-             figures["pause_seconds"], ", ".join(f"{step['step']} {step['seconds'] * 1000:.0f} ms" for step in steps),
-             figures["transactions"], figures["failed_transactions"])
+    log.info(
+        "  %s: writes paused %.3fs (%s); pgbench %d transactions, %d failed",
+        direction,
+        figures["pause_seconds"],
+        ", ".join(f"{step['step']} {step['seconds'] * 1000:.0f} ms" for step in steps),
+        figures["transactions"],
+        figures["failed_transactions"],
+    )
     return figures
 
 
 # ---- rounds ----------------------------------------------------------------------------------------
 
 
-def run_rounds(api: AirflowApiClient, control: PgEndpoint, migration: BenchMigration, rounds: int, load: LoadSpec,
-               bootstrap: str, runs: list[dict[str, Any]], timeout: float = 3600) -> None:  # fmt: skip
+def run_rounds(
+    api: AirflowApiClient,
+    control: PgEndpoint,
+    migration: BenchMigration,
+    rounds: int,
+    load: LoadSpec,
+    bootstrap: str,
+    runs: list[dict[str, Any]],
+    timeout: float = 3600,
+) -> None:
     """`rounds` times: cutover, then rollback, each once the pipeline it drains has caught up, appending every
     run's figures to `runs` as it ends (so a failure keeps what was measured). A run refused by its checks
     is tried once more after RETRY_AFTER_SECONDS; any other failure ends the rounds (SwitchRunFailed)."""
@@ -357,13 +431,20 @@ def run_rounds(api: AirflowApiClient, control: PgEndpoint, migration: BenchMigra
     for n in range(1, rounds + 1):
         for direction in ("cutover", "rollback"):
             origin, destination, pipeline = (
-                (migration.source, migration.target, names) if direction == "cutover"
+                (migration.source, migration.target, names)
+                if direction == "cutover"
                 else (migration.target, migration.source, names.reversed())
-            )  # fmt: skip
+            )
             for attempt in (1, 2):
                 lag = wait_ready(origin, destination, pipeline, bootstrap)
-                log.info("%s round %d/%d: pg_%s (lag %s)", migration.migration_id, n, rounds, direction,
-                         "?" if lag is None else f"{lag:.1f}s")  # fmt: skip
+                log.info(
+                    "%s round %d/%d: pg_%s (lag %s)",
+                    migration.migration_id,
+                    n,
+                    rounds,
+                    direction,
+                    "?" if lag is None else f"{lag:.1f}s",
+                )
                 try:
                     runs.append(run_switch(api, store, migration, direction, load, timeout))
                     break
@@ -395,8 +476,9 @@ def teardown_cutover_migration(
         remove_reverse_replication(connect, bootstrap, migration.source, migration.target, migration.names)
         teardown_migration(connect, bootstrap, migration.source, migration.names, target=migration.target)
     else:
-        server = PgEndpoint(migration.source.host, migration.source.port, "postgres", migration.source.user,
-                            migration.source.password)  # fmt: skip
+        server = PgEndpoint(
+            migration.source.host, migration.source.port, "postgres", migration.source.user, migration.source.password
+        )
         teardown_migration(connect, bootstrap, migration.source if source_exists else server, migration.names)
     store = MigrationStateStore(control)
     if store.get(migration.migration_id):

@@ -111,10 +111,15 @@ def cutover_goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     maxes = [s["max"] for _, _, s in summaries if "max" in s]
     by_key = {(size, direction): s for size, direction, s in summaries}
     ratios = [
-        r for direction in SWITCH_DIRECTIONS
-        if (r := ratio((by_key.get(("large", direction)) or {}).get("p50"),
-                       (by_key.get(("small", direction)) or {}).get("p50"))) is not None
-    ]  # fmt: skip
+        r
+        for direction in SWITCH_DIRECTIONS
+        if (
+            r := ratio(
+                (by_key.get(("large", direction)) or {}).get("p50"), (by_key.get(("small", direction)) or {}).get("p50")
+            )
+        )
+        is not None
+    ]
     worst_p50 = max(p50s) if p50s else None
     worst_max = max(maxes) if maxes else None
     worst_ratio = max(ratios) if ratios else None
@@ -132,7 +137,7 @@ def cutover_goals(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         },
         "cutover_1gb_vs_100mb": {
             "goal": f"pause p50 {_size_label(result, 'large')} <= {PAUSE_SIZE_RATIO_GOAL:.1f}x "
-                    f"{_size_label(result, 'small')}",
+            f"{_size_label(result, 'small')}",
             "figure": worst_ratio,
             "met": None if worst_ratio is None else worst_ratio <= PAUSE_SIZE_RATIO_GOAL,
         },
@@ -222,11 +227,16 @@ def cutover_rows(result: dict[str, Any], width: int = 58) -> list[str]:
         f"{'failed':>7} {'runs':>8}",
     ]
     for size, direction, s in summaries:
-        runs = str(s["runs"]) + (f"+{s['refused']}r" if s.get("refused") else "") + (
-            f"+{s['failed_runs']}f" if s.get("failed_runs") else "")
+        runs = (
+            str(s["runs"])
+            + (f"+{s['refused']}r" if s.get("refused") else "")
+            + (f"+{s['failed_runs']}f" if s.get("failed_runs") else "")
+        )
         label = f"{_size_label(result, size)}: pg_{direction}"
-        lines.append(f"{label:<{width + 8}} {_lag(s.get('p50')):>7} {_lag(s.get('max')):>7} "
-                     f"{s['failed_transactions']:>7} {runs:>8}")
+        lines.append(
+            f"{label:<{width + 8}} {_lag(s.get('p50')):>7} {_lag(s.get('max')):>7} "
+            f"{s['failed_transactions']:>7} {runs:>8}"
+        )
         steps = s.get("step_medians") or {}
         if steps:
             lines.append("  median ms: " + " | ".join(f"{name} {value * 1000:.0f}" for name, value in steps.items()))
@@ -248,22 +258,30 @@ def render_table(result: dict[str, Any]) -> str:
     dump = result.get("dump_restore")
     if dump:
         lines.append(f"{'pg_dump -Fd -j2 + pg_restore -j2':<{width}} {_seconds(dump['seconds']):>9} {'1.00x':>16}")
-        lines.append(f"{'  pg_dump | pg_restore':<{width}} {_seconds(dump['dump_seconds']):>9} "
-                     f"| {_seconds(dump['restore_seconds'])}")
-    for method, tasks in (("copy", "copy_schema + snapshot + apply_post_data"),
-                          ("debezium", "copy_schema + wait_snapshot + apply_post_data")):
+        lines.append(
+            f"{'  pg_dump | pg_restore':<{width}} {_seconds(dump['dump_seconds']):>9} "
+            f"| {_seconds(dump['restore_seconds'])}"
+        )
+    for method, tasks in (
+        ("copy", "copy_schema + snapshot + apply_post_data"),
+        ("debezium", "copy_schema + wait_snapshot + apply_post_data"),
+    ):
         run = result.get(method)
         if not run:
             continue
-        lines.append(f"{f'{method}: {tasks}':<{width}} {_seconds(run['load_seconds']):>9} "
-                     f"{_ratio(run.get('ratio_to_dump_restore')):>16}")
+        lines.append(
+            f"{f'{method}: {tasks}':<{width}} {_seconds(run['load_seconds']):>9} "
+            f"{_ratio(run.get('ratio_to_dump_restore')):>16}"
+        )
         per_task = " | ".join(_seconds(run["tasks"].get(task)) for task in run["load_tasks"])
         lines.append(f"{'  ' + ' | '.join(run['load_tasks']):<{width}} {per_task:>9}")
         span = f"  span: {run['load_tasks'][0]} start -> {run['load_tasks'][-1]} end"
         lines.append(f"{span:<{width}} {_seconds(run.get('load_span_seconds')):>9}")
-        lines.append(f"{'  DAG run start -> caught up (wait_caught_up done)':<{width}} "
-                     f"{_seconds(run.get('to_caught_up_seconds')):>9} "
-                     f"{_ratio(run.get('to_caught_up_ratio_to_dump_restore')):>16}")
+        lines.append(
+            f"{'  DAG run start -> caught up (wait_caught_up done)':<{width}} "
+            f"{_seconds(run.get('to_caught_up_seconds')):>9} "
+            f"{_ratio(run.get('to_caught_up_ratio_to_dump_restore')):>16}"
+        )
     lag = result.get("lag")
     if lag:
         lines.append("")
@@ -283,18 +301,23 @@ def render_table(result: dict[str, Any]) -> str:
         lines.append("")
         title = "validation of the whole database (bench vs bench_copy)"
         lines.append(f"{title:<{width}} {'seconds':>9} {'ratio':>16}")
-        lines.append(f"{'  plain md5(string_agg) scan, both sides':<{width}} "
-                     f"{_seconds(validation['plain_scan_seconds']):>9} {'1.00x':>16}")
-        lines.append(f"{'  row diff (pg_validate data_compare), ' + str(validation['tables']) + ' tables':<{width}} "
-                     f"{_seconds(validation['row_diff_seconds']):>9} {_ratio(validation['ratio_to_plain_scan']):>16}")
+        lines.append(
+            f"{'  plain md5(string_agg) scan, both sides':<{width}} "
+            f"{_seconds(validation['plain_scan_seconds']):>9} {'1.00x':>16}"
+        )
+        lines.append(
+            f"{'  row diff (pg_validate data_compare), ' + str(validation['tables']) + ' tables':<{width}} "
+            f"{_seconds(validation['row_diff_seconds']):>9} {_ratio(validation['ratio_to_plain_scan']):>16}"
+        )
     switches = cutover_rows(result, width)
     if switches:
         lines.append("")
         lines.extend(switches)
     lines.append("")
     for name, goal in goals(result).items():
-        lines.append(f"goal: {goal['goal']:<{width + 8}} {_goal_figure(name, goal['figure']):>9}  "
-                     f"{_verdict(goal['met'])}")
+        lines.append(
+            f"goal: {goal['goal']:<{width + 8}} {_goal_figure(name, goal['figure']):>9}  {_verdict(goal['met'])}"
+        )
     for key, message in (result.get("errors") or {}).items():
         lines.append(f"NOT MEASURED {key}: {message}")
     return "\n".join(lines)

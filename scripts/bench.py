@@ -86,10 +86,11 @@ OUT_DIR = REPO / ".stack" / "bench"
 STEPS = ("dump", "copy", "lag", "validation", "debezium", "cutover")
 # The two PgBouncers of the local stack; the cutover switches both, the teardown puts both back.
 PGBOUNCERS = {
-    port: PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
-                               REPO / ".stack" / folder / "routes.ini")
+    port: PgBouncerRouteSwitch(
+        PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"), REPO / ".stack" / folder / "routes.ini"
+    )
     for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2"))
-}  # fmt: skip
+}
 
 log = logging.getLogger("bench")
 
@@ -110,39 +111,78 @@ def load_migration(method: str) -> BenchMigration:
 # The cutover's two sizes, each its own migration, target database and connections: pg_cutover reads them
 # from the migration's params, so they must stay put through every round.
 CUTOVER_MIGRATIONS = {
-    size: BenchMigration(f"bench-cut-{size}", source, f"bench_cut_{size}_source", target(f"bench_cut_{size}"),
-                         f"bench_cut_{size}_target")
+    size: BenchMigration(
+        f"bench-cut-{size}", source, f"bench_cut_{size}_source", target(f"bench_cut_{size}"), f"bench_cut_{size}_target"
+    )
     for size, source in (("small", SMALL_SOURCE), ("large", SOURCE))
-}  # fmt: skip
+}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mb", type=int, default=int(os.environ.get("BENCH_SIZE_MB", "1024")),
-                        help="size of the bench database (env BENCH_SIZE_MB; default 1024)")
-    parser.add_argument("--tps", type=int, default=int(os.environ.get("BENCH_TPS", "500")),
-                        help="pgbench rate during the lag measurement (env BENCH_TPS; default 500)")
-    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "60")),
-                        help="pgbench duration of the lag measurement (env BENCH_SECONDS; default 60)")
-    parser.add_argument("--clients", type=int, default=4,
-                        help="pgbench clients of the lag measurement and of the cutovers, where half go through "
-                             "each PgBouncer (default 4)")
-    parser.add_argument("--copy-parallelism", type=int, default=None,
-                        help="pg_migration copy_parallelism (default: the DAG's default)")
-    parser.add_argument("--cutover-small-mb", type=int, default=int(os.environ.get("BENCH_CUTOVER_SMALL_MB", "100")),
-                        help="size of the cutover's small database bench_small (env BENCH_CUTOVER_SMALL_MB; "
-                             "default 100)")
-    parser.add_argument("--cutover-tps", type=int, default=int(os.environ.get("BENCH_CUTOVER_TPS", "200")),
-                        help="pgbench rate in all during cutovers and rollbacks, half through each PgBouncer "
-                             "(env BENCH_CUTOVER_TPS; default 200)")
-    parser.add_argument("--cutovers", type=int, default=int(os.environ.get("BENCH_CUTOVERS", "3")),
-                        help="cutovers (and as many rollbacks) per size (env BENCH_CUTOVERS; default 3)")
-    parser.add_argument("--skip", action="append", default=[], choices=STEPS,
-                        help="leave out a measurement (repeatable; env BENCH_SKIP, space or comma separated)")
-    parser.add_argument("--quiet-seconds", type=float, default=60,
-                        help="trigger only when no pg_migration run ended within this many seconds (default 60)")
-    parser.add_argument("--retries", type=int, default=5,
-                        help="reruns of a DAG run that another pg_migration run failed (default 2)")
+    parser.add_argument(
+        "--size-mb",
+        type=int,
+        default=int(os.environ.get("BENCH_SIZE_MB", "1024")),
+        help="size of the bench database (env BENCH_SIZE_MB; default 1024)",
+    )
+    parser.add_argument(
+        "--tps",
+        type=int,
+        default=int(os.environ.get("BENCH_TPS", "500")),
+        help="pgbench rate during the lag measurement (env BENCH_TPS; default 500)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=int,
+        default=int(os.environ.get("BENCH_SECONDS", "60")),
+        help="pgbench duration of the lag measurement (env BENCH_SECONDS; default 60)",
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=4,
+        help="pgbench clients of the lag measurement and of the cutovers, where half go through "
+        "each PgBouncer (default 4)",
+    )
+    parser.add_argument(
+        "--copy-parallelism", type=int, default=None, help="pg_migration copy_parallelism (default: the DAG's default)"
+    )
+    parser.add_argument(
+        "--cutover-small-mb",
+        type=int,
+        default=int(os.environ.get("BENCH_CUTOVER_SMALL_MB", "100")),
+        help="size of the cutover's small database bench_small (env BENCH_CUTOVER_SMALL_MB; default 100)",
+    )
+    parser.add_argument(
+        "--cutover-tps",
+        type=int,
+        default=int(os.environ.get("BENCH_CUTOVER_TPS", "200")),
+        help="pgbench rate in all during cutovers and rollbacks, half through each PgBouncer "
+        "(env BENCH_CUTOVER_TPS; default 200)",
+    )
+    parser.add_argument(
+        "--cutovers",
+        type=int,
+        default=int(os.environ.get("BENCH_CUTOVERS", "3")),
+        help="cutovers (and as many rollbacks) per size (env BENCH_CUTOVERS; default 3)",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=STEPS,
+        help="leave out a measurement (repeatable; env BENCH_SKIP, space or comma separated)",
+    )
+    parser.add_argument(
+        "--quiet-seconds",
+        type=float,
+        default=60,
+        help="trigger only when no pg_migration run ended within this many seconds (default 60)",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=5, help="reruns of a DAG run that another pg_migration run failed (default 2)"
+    )
     parser.add_argument("--run-timeout", type=float, default=4 * 3600, help="seconds per DAG run (default 4 h)")
     parser.add_argument("--keep-targets", action="store_true", help="keep the target databases at the end")
     args = parser.parse_args()
@@ -170,13 +210,18 @@ def measure_dump_restore() -> dict[str, Any]:
     subprocess.run([str(PG_BIN / "pg_dump"), "-Fd", "-j2", "-f", str(dump_dir)], env=SOURCE.libpq_env(), check=True)
     dumped = time.monotonic()
     log.info("pg_dump done in %.1fs; pg_restore -j2 into %s", dumped - started, dest.label)
-    subprocess.run([str(PG_BIN / "pg_restore"), "-j2", "-d", dest.dbname, str(dump_dir)],
-                   env=dest.libpq_env(), check=True)
+    subprocess.run(
+        [str(PG_BIN / "pg_restore"), "-j2", "-d", dest.dbname, str(dump_dir)], env=dest.libpq_env(), check=True
+    )
     restored = time.monotonic()
     log.info("pg_restore done in %.1fs", restored - dumped)
     shutil.rmtree(dump_dir, ignore_errors=True)
-    return {"seconds": round(restored - started, 2), "dump_seconds": round(dumped - started, 2),
-            "restore_seconds": round(restored - dumped, 2), "target_database": dest.dbname}
+    return {
+        "seconds": round(restored - started, 2),
+        "dump_seconds": round(dumped - started, 2),
+        "restore_seconds": round(restored - dumped, 2),
+        "target_database": dest.dbname,
+    }
 
 
 # ---- pg_migration through Airflow ------------------------------------------------------------------
@@ -213,8 +258,9 @@ def wait_until_dag_free(api: AirflowApiClient, quiet_seconds: float, timeout: fl
                 who = ", ".join(f"{r['dag_run_id']} ({(r.get('conf') or {}).get('migration_id')})" for r in active)
                 log.info("pg_migration is busy with %s; waiting for it to finish (max_active_runs=1)", who)
             else:
-                log.info("a pg_migration run ended %.0fs ago; waiting until none ran for %.0fs", quiet_for,
-                         quiet_seconds)
+                log.info(
+                    "a pg_migration run ended %.0fs ago; waiting until none ran for %.0fs", quiet_for, quiet_seconds
+                )
             last_said = time.monotonic()
         time.sleep(5)
 
@@ -223,8 +269,7 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def follow(api: AirflowApiClient, run_id: str, source: PgEndpoint, dest: PgEndpoint, timeout: float
-           ) -> dict[str, Any]:
+def follow(api: AirflowApiClient, run_id: str, source: PgEndpoint, dest: PgEndpoint, timeout: float) -> dict[str, Any]:
     """Wait for the run; log each task's state changes and, every 30 s, how much the target holds."""
     seen: dict[str, str] = {}
     source_mb = database_size_mb(source)
@@ -240,8 +285,14 @@ def follow(api: AirflowApiClient, run_id: str, source: PgEndpoint, dest: PgEndpo
         if time.monotonic() - last_progress >= 30:
             last_progress = time.monotonic()
             busy = [t["task_id"] for t in tasks if t.get("state") in ("running", "deferred", "queued")]
-            log.info("  %.0fs: run %s, at %s; target %.0f MB of source %.0f MB", time.monotonic() - started,
-                     run["state"], ", ".join(busy) or "-", database_size_mb(dest), source_mb)
+            log.info(
+                "  %.0fs: run %s, at %s; target %.0f MB of source %.0f MB",
+                time.monotonic() - started,
+                run["state"],
+                ", ".join(busy) or "-",
+                database_size_mb(dest),
+                source_mb,
+            )
 
     return api.wait_for_dag_run("pg_migration", run_id, timeout=timeout, poll_seconds=3, on_poll=on_poll)
 
@@ -277,16 +328,27 @@ def run_figures(api: AirflowApiClient, method: str, run: dict[str, Any], dest: P
     }
 
 
-def run_migration(api: AirflowApiClient, connect: ConnectClient, migration: BenchMigration, method: str,
-                  args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+def run_migration(
+    api: AirflowApiClient, connect: ConnectClient, migration: BenchMigration, method: str, args: argparse.Namespace
+) -> dict[str, Any]:
     names, source, dest = migration.names, migration.source, migration.target
-    conf: dict[str, Any] = {"migration_id": names.migration_id, "source_conn_id": migration.source_conn_id,
-                            "target_conn_id": migration.target_conn_id, "snapshot_method": method}
+    conf: dict[str, Any] = {
+        "migration_id": names.migration_id,
+        "source_conn_id": migration.source_conn_id,
+        "target_conn_id": migration.target_conn_id,
+        "snapshot_method": method,
+    }
     if args.copy_parallelism:
         conf["copy_parallelism"] = args.copy_parallelism
     for attempt in range(1, args.retries + 2):
-        log.info("pg_migration %s (attempt %d): fresh target %s, connections %s/%s",
-                 names.migration_id, attempt, dest.label, migration.source_conn_id, migration.target_conn_id)
+        log.info(
+            "pg_migration %s (attempt %d): fresh target %s, connections %s/%s",
+            names.migration_id,
+            attempt,
+            dest.label,
+            migration.source_conn_id,
+            migration.target_conn_id,
+        )
         teardown_migration(connect, KAFKA, source, names)
         recreate_database(dest)
         put_postgres_connection(api, migration.source_conn_id, source)
@@ -297,18 +359,24 @@ def run_migration(api: AirflowApiClient, connect: ConnectClient, migration: Benc
         run = follow(api, run_id, source, dest, args.run_timeout)
         if run["state"] == "success":
             figures = run_figures(api, method, run, dest)
-            log.info("%s: load %.1fs (%s), caught up %.1fs after the run started", names.migration_id,
-                     figures["load_seconds"], " + ".join(LOAD_TASKS[method]), figures["to_caught_up_seconds"])
+            log.info(
+                "%s: load %.1fs (%s), caught up %.1fs after the run started",
+                names.migration_id,
+                figures["load_seconds"],
+                " + ".join(LOAD_TASKS[method]),
+                figures["to_caught_up_seconds"],
+            )
             return figures
         other = failed_by_another_run(api, run)
         if other and attempt <= args.retries:
-            log.warning("run %s was failed by another pg_migration run, %s; waiting for it and retrying",
-                        run_id, other)
+            log.warning("run %s was failed by another pg_migration run, %s; waiting for it and retrying", run_id, other)
             continue
         failed = [t["task_id"] for t in api.task_instances("pg_migration", run_id) if t["state"] == "failed"]
-        raise BenchStepFailed(f"pg_migration run {run_id} {run['state']} (failed tasks: {failed or 'none'}"
-                         f"{', after another run: ' + other if other else ''}); "
-                         f"logs: {AIRFLOW_URL}/dags/pg_migration/runs/{run_id}")
+        raise BenchStepFailed(
+            f"pg_migration run {run_id} {run['state']} (failed tasks: {failed or 'none'}"
+            f"{', after another run: ' + other if other else ''}); "
+            f"logs: {AIRFLOW_URL}/dags/pg_migration/runs/{run_id}"
+        )
     raise AssertionError("unreachable")
 
 
@@ -317,10 +385,22 @@ def run_migration(api: AirflowApiClient, connect: ConnectClient, migration: Benc
 
 def run_pgbench(args: argparse.Namespace) -> dict[str, Any]:
     """The built-in tpcb-like script at a fixed rate; -n: no vacuum, which would also truncate history."""
-    command = [str(PG_BIN / "pgbench"), "-n", "-c", str(args.clients), "-j", "2", "-R", str(args.tps),
-               "-T", str(args.seconds), "-P", "10", SOURCE.dbname]
-    log.info("pgbench -n -c %d -j 2 -R %d -T %d (tpcb-like) on %s", args.clients, args.tps, args.seconds,
-             SOURCE.label)
+    command = [
+        str(PG_BIN / "pgbench"),
+        "-n",
+        "-c",
+        str(args.clients),
+        "-j",
+        "2",
+        "-R",
+        str(args.tps),
+        "-T",
+        str(args.seconds),
+        "-P",
+        "10",
+        SOURCE.dbname,
+    ]
+    log.info("pgbench -n -c %d -j 2 -R %d -T %d (tpcb-like) on %s", args.clients, args.tps, args.seconds, SOURCE.label)
     env = dict(SOURCE.libpq_env(), PGTZ=PGBENCH_TIMEZONE)
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = []
@@ -385,8 +465,12 @@ def measure_validation(dest: PgEndpoint) -> dict[str, Any]:
     differing = [d.table for d in diffs if not d.ok]
     if differing:
         raise BenchStepFailed(f"row diff found differences in {differing}: the migration is not identical")
-    return {"plain_scan_seconds": round(scan, 2), "row_diff_seconds": round(seconds, 2), "tables": len(diffs),
-            "ratio_to_plain_scan": ratio(seconds, scan)}
+    return {
+        "plain_scan_seconds": round(scan, 2),
+        "row_diff_seconds": round(seconds, 2),
+        "tables": len(diffs),
+        "ratio_to_plain_scan": ratio(seconds, scan),
+    }
 
 
 def reset_history(source: PgEndpoint = SOURCE) -> None:
@@ -394,21 +478,33 @@ def reset_history(source: PgEndpoint = SOURCE) -> None:
     with source.connect(autocommit=True) as conn:
         rows = conn.execute("SELECT count(*) FROM pgbench_history").fetchone()[0]
         if rows:
-            log.info("emptying pgbench_history of %s (%d rows from an earlier measurement) and vacuuming",
-                     source.dbname, rows)
+            log.info(
+                "emptying pgbench_history of %s (%d rows from an earlier measurement) and vacuuming",
+                source.dbname,
+                rows,
+            )
             conn.execute("TRUNCATE pgbench_history")
             conn.execute("VACUUM ANALYZE")
 
 
-def measure_cutover(api: AirflowApiClient, connect: ConnectClient, migration: BenchMigration,
-                    args: argparse.Namespace, figures: dict[str, Any]) -> None:  # fmt: skip
+def measure_cutover(
+    api: AirflowApiClient,
+    connect: ConnectClient,
+    migration: BenchMigration,
+    args: argparse.Namespace,
+    figures: dict[str, Any],
+) -> None:
     """One size: a streaming copy migration, then the rounds. Fills `figures` as it goes (the caller holds it
     in the result already), so a failed round keeps the runs measured before it. Raises BenchStepFailed
     (pg_migration) or SwitchRunFailed (a round)."""
     reset_history(migration.source)
     teardown_cutover_migration(connect, KAFKA, CONTROL, PGBOUNCERS, migration)
-    figures.update(database=migration.source.dbname, size_mb=round(database_size_mb(migration.source), 1),
-                   migration_id=migration.migration_id, runs=[])  # fmt: skip
+    figures.update(
+        database=migration.source.dbname,
+        size_mb=round(database_size_mb(migration.source), 1),
+        migration_id=migration.migration_id,
+        runs=[],
+    )
     figures["pg_migration"] = run_migration(api, connect, migration, "copy", args)
     load = LoadSpec(tps=args.cutover_tps, clients=args.clients, pg_bin=PG_BIN, pgbouncer_ports=tuple(PGBOUNCERS))
     run_rounds(api, CONTROL, migration, args.cutovers, load, KAFKA, figures["runs"], timeout=args.run_timeout)
@@ -422,8 +518,9 @@ def teardown_all(connect: ConnectClient) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s [bench] %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s [bench] %(message)s", datefmt="%H:%M:%S"
+    )
     logging.getLogger("pgmigrate").setLevel(logging.WARNING)  # teardown/reset chatter
     logging.getLogger("devtools.bench_data").setLevel(logging.INFO)
     logging.getLogger("devtools.bench_cutover").setLevel(logging.INFO)
@@ -435,8 +532,13 @@ def main() -> int:
     started = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     steps = [s for s in STEPS if s not in args.skip]
-    log.info("make bench: %s MB, pgbench %d tps for %d s; measuring %s", args.size_mb, args.tps, args.seconds,
-             ", ".join(steps))
+    log.info(
+        "make bench: %s MB, pgbench %d tps for %d s; measuring %s",
+        args.size_mb,
+        args.tps,
+        args.seconds,
+        ", ".join(steps),
+    )
 
     log.info("[1/6] bench database")
     rebuilt = ensure_bench_database(SOURCE, plan, PG_BIN)
@@ -449,9 +551,15 @@ def main() -> int:
     api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
     result: dict[str, Any] = {
         "started_at": stamp,
-        "database": {"name": SOURCE.dbname, "size_mb": round(database_size_mb(SOURCE), 1), "rebuilt": rebuilt,
-                     "requested_mb": plan.size_mb, "pgbench_scale": plan.pgbench_scale,
-                     "doc_rows": plan.doc_rows, "blob_rows": plan.blob_rows},
+        "database": {
+            "name": SOURCE.dbname,
+            "size_mb": round(database_size_mb(SOURCE), 1),
+            "rebuilt": rebuilt,
+            "requested_mb": plan.size_mb,
+            "pgbench_scale": plan.pgbench_scale,
+            "doc_rows": plan.doc_rows,
+            "blob_rows": plan.blob_rows,
+        },
     }
 
     def not_measured(key: str, exc: Exception) -> None:
@@ -473,7 +581,8 @@ def main() -> int:
         if "copy" in steps:
             log.info("[3/6] pg_migration, snapshot_method=copy")
             if measure("copy", lambda: run_migration(api, connect, load_migration("copy"), "copy", args)) and (
-                    "lag" in steps):
+                "lag" in steps
+            ):
                 log.info("[4/6] lag at %d tps with bench-copy streaming", args.tps)
                 measure("lag", lambda: measure_lag(args, target("bench_copy")))
             if "copy" in result and "validation" in steps:
@@ -485,11 +594,15 @@ def main() -> int:
             log.info("[5/6] pg_migration, snapshot_method=debezium")
             measure("debezium", lambda: run_migration(api, connect, load_migration("debezium"), "debezium", args))
         if "cutover" in steps:
-            result["cutover"] = {"tps": args.cutover_tps, "clients": args.clients, "rounds": args.cutovers,
-                                 "sizes": {}}  # fmt: skip
+            result["cutover"] = {"tps": args.cutover_tps, "clients": args.clients, "rounds": args.cutovers, "sizes": {}}
             for size, migration in CUTOVER_MIGRATIONS.items():
-                log.info("[6/6] cutover and rollback x%d, %s (%s), pgbench %d tps through both PgBouncers",
-                         args.cutovers, migration.migration_id, migration.source.dbname, args.cutover_tps)
+                log.info(
+                    "[6/6] cutover and rollback x%d, %s (%s), pgbench %d tps through both PgBouncers",
+                    args.cutovers,
+                    migration.migration_id,
+                    migration.source.dbname,
+                    args.cutover_tps,
+                )
                 figures = result["cutover"]["sizes"].setdefault(size, {})
                 try:
                     measure_cutover(api, connect, migration, args, figures)
@@ -497,19 +610,26 @@ def main() -> int:
                     not_measured(f"cutover_{size}", exc)
                 teardown_cutover_migration(connect, KAFKA, CONTROL, PGBOUNCERS, migration)
     finally:
-        log.info("cleanup: tearing down the bench migrations (connectors, slots, publications, topics, PgBouncer "
-                 "routes of the cutover databases)")
+        log.info(
+            "cleanup: tearing down the bench migrations (connectors, slots, publications, topics, PgBouncer "
+            "routes of the cutover databases)"
+        )
         teardown_all(connect)
         if not args.keep_targets:
-            for name in ("bench_restore", "bench_copy", "bench_debezium",
-                         *(m.target.dbname for m in CUTOVER_MIGRATIONS.values())):
+            for name in (
+                "bench_restore",
+                "bench_copy",
+                "bench_debezium",
+                *(m.target.dbname for m in CUTOVER_MIGRATIONS.values()),
+            ):
                 drop_database(target(name))
     baseline = (result.get("dump_restore") or {}).get("seconds")
     for method in METHODS:
         if method in result:
             result[method]["ratio_to_dump_restore"] = ratio(result[method]["load_seconds"], baseline)
             result[method]["to_caught_up_ratio_to_dump_restore"] = ratio(
-                result[method]["to_caught_up_seconds"], baseline)
+                result[method]["to_caught_up_seconds"], baseline
+            )
     for figures in (result.get("cutover") or {}).get("sizes", {}).values():
         for direction in SWITCH_DIRECTIONS:
             figures[direction] = switch_summary([r for r in figures.get("runs", []) if r["direction"] == direction])

@@ -31,22 +31,38 @@ from pgmigrate.validate.row_diff import diff_tables
 BENCH_SCHEMA = "rowdiff_bench"
 # Share of the rows per table; the docs table holds the TOASTed values.
 SEED = [
-    ("accounts", 0.6, "CREATE TABLE {s}.accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric(14,2), "
-     "note text, created_at timestamptz NOT NULL)",
-     "INSERT INTO {s}.accounts SELECT g, 'owner ' || g, (g % 100000) / 7.0, CASE WHEN g % 5 = 0 THEN NULL ELSE "
-     "md5(g::text) END, timestamptz '2026-01-01 00:00+00' + g * interval '1 second' FROM generate_series(1, {n}) g"),
-    ("orders", 0.3, "CREATE TABLE {s}.orders (account_id bigint, n int, amount numeric(10,2), status text, "
-     "PRIMARY KEY (account_id, n))",
-     "INSERT INTO {s}.orders SELECT g / 3, g % 3, g % 1000, (ARRAY['new','paid','shipped'])[1 + g % 3] "
-     "FROM generate_series(1, {n}) g"),
-    ("docs", 0.04, "CREATE TABLE {s}.docs (id int PRIMARY KEY, title text, body text); "
-     "ALTER TABLE {s}.docs ALTER COLUMN body SET STORAGE EXTERNAL",
-     "INSERT INTO {s}.docs SELECT g, 'doc ' || g, (SELECT string_agg(md5(g || '-' || i), '') "
-     "FROM generate_series(1, 100) i) FROM generate_series(1, {n}) g"),
-    ("events", 0.06, "CREATE TABLE {s}.events (at timestamptz, kind text, payload text)",
-     "INSERT INTO {s}.events SELECT timestamptz '2026-01-01 00:00+00' + (g % 1000) * interval '1 minute', "
-     "'click', 'p' || g % 500 FROM generate_series(1, {n}) g"),
-]  # fmt: skip
+    (
+        "accounts",
+        0.6,
+        "CREATE TABLE {s}.accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric(14,2), "
+        "note text, created_at timestamptz NOT NULL)",
+        "INSERT INTO {s}.accounts SELECT g, 'owner ' || g, (g % 100000) / 7.0, CASE WHEN g % 5 = 0 THEN NULL ELSE "
+        "md5(g::text) END, timestamptz '2026-01-01 00:00+00' + g * interval '1 second' FROM generate_series(1, {n}) g",
+    ),
+    (
+        "orders",
+        0.3,
+        "CREATE TABLE {s}.orders (account_id bigint, n int, amount numeric(10,2), status text, "
+        "PRIMARY KEY (account_id, n))",
+        "INSERT INTO {s}.orders SELECT g / 3, g % 3, g % 1000, (ARRAY['new','paid','shipped'])[1 + g % 3] "
+        "FROM generate_series(1, {n}) g",
+    ),
+    (
+        "docs",
+        0.04,
+        "CREATE TABLE {s}.docs (id int PRIMARY KEY, title text, body text); "
+        "ALTER TABLE {s}.docs ALTER COLUMN body SET STORAGE EXTERNAL",
+        "INSERT INTO {s}.docs SELECT g, 'doc ' || g, (SELECT string_agg(md5(g || '-' || i), '') "
+        "FROM generate_series(1, 100) i) FROM generate_series(1, {n}) g",
+    ),
+    (
+        "events",
+        0.06,
+        "CREATE TABLE {s}.events (at timestamptz, kind text, payload text)",
+        "INSERT INTO {s}.events SELECT timestamptz '2026-01-01 00:00+00' + (g % 1000) * interval '1 minute', "
+        "'click', 'p' || g % 500 FROM generate_series(1, {n}) g",
+    ),
+]
 
 
 def endpoint(args: argparse.Namespace, port: int, dbname: str) -> PgEndpoint:

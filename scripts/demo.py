@@ -51,10 +51,11 @@ BOOTSTRAP = "127.0.0.1:9092"
 # The two PgBouncers of the local stack: the application's clients are spread over both (as behind a load
 # balancer), and the cutover switches both together.
 PGBOUNCERS = {
-    port: PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
-                               REPO / ".stack" / folder / "routes.ini")
+    port: PgBouncerRouteSwitch(
+        PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"), REPO / ".stack" / folder / "routes.ini"
+    )
     for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2"))
-}  # fmt: skip
+}
 
 
 def say(message: str) -> None:
@@ -92,8 +93,9 @@ def reset(names: MigrationNames) -> None:
         for table in ("migration", "migration_event", "lag_sample", "snapshot_table", "alert"):
             exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
             if exists:
-                conn.execute(sql.SQL("DELETE FROM {} WHERE migration_id = %s").format(sql.Identifier(table)),
-                             (MIGRATION_ID,))  # fmt: skip
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE migration_id = %s").format(sql.Identifier(table)), (MIGRATION_ID,)
+                )
 
 
 def seed() -> None:
@@ -120,17 +122,37 @@ class LiveWrites:
     starts its children with SIGINT ignored, and pgbench would never stop."""
 
     def __init__(self, seconds: int) -> None:
-        say(f"starting live writes through both PgBouncers (127.0.0.1:6432 and :6433, database shop), "
-            f"{WRITE_RATE_TPS} transactions/s")  # fmt: skip
+        say(
+            f"starting live writes through both PgBouncers (127.0.0.1:6432 and :6433, database shop), "
+            f"{WRITE_RATE_TPS} transactions/s"
+        )
         self.processes = [
             subprocess.Popen(
-                [str(PG_BIN / "pgbench"), "-n", "-c", "1", "-j", "1", "-R", str(max(1, WRITE_RATE_TPS // 2)),
-                 "-T", str(seconds), "-P", "30", "-f", str(REPO / "include/sql/demo/live_writes.pgbench"), "shop"],
+                [
+                    str(PG_BIN / "pgbench"),
+                    "-n",
+                    "-c",
+                    "1",
+                    "-j",
+                    "1",
+                    "-R",
+                    str(max(1, WRITE_RATE_TPS // 2)),
+                    "-T",
+                    str(seconds),
+                    "-P",
+                    "30",
+                    "-f",
+                    str(REPO / "include/sql/demo/live_writes.pgbench"),
+                    "shop",
+                ],
                 env=dict(SOURCE.libpq_env(), PGPORT=str(port)),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
             )
             for port in PGBOUNCERS
-        ]  # fmt: skip
+        ]
 
     def stop(self, wait: bool = False) -> tuple[str, int]:
         """(summary, failed transactions). `wait`: let pgbench finish its -T (only then it prints its summary
@@ -164,8 +186,9 @@ def follow(api: AirflowApiClient, run_id: str, dag_id: str = "pg_migration") -> 
         for task in sorted(tasks, key=lambda t: t.get("start_date") or "9"):
             state = task.get("state") or "none"
             # A mapped task (pg_validate's data_compare) lists once per table.
-            name = task["task_id"] + (f" {task.get('rendered_map_index') or task['map_index']}"
-                                      if task.get("map_index", -1) >= 0 else "")  # fmt: skip
+            name = task["task_id"] + (
+                f" {task.get('rendered_map_index') or task['map_index']}" if task.get("map_index", -1) >= 0 else ""
+            )
             if seen.get(name) != state:
                 seen[name] = state
                 say(f"task {name:<24} {state}")
@@ -203,8 +226,10 @@ def wait_drained(names: MigrationNames, timeout: float = 300) -> None:
     try:
         result = drain_pipeline(origin, destination, names, BOOTSTRAP, timeout=timeout)
     except DrainTimeout as exc:
-        raise SystemExit(f"{direction} did not drain within {timeout:.0f}s ({exc}): "
-                         f"{read_lag(origin, destination, names, BOOTSTRAP).describe()}") from exc  # fmt: skip
+        raise SystemExit(
+            f"{direction} did not drain within {timeout:.0f}s ({exc}): "
+            f"{read_lag(origin, destination, names, BOOTSTRAP).describe()}"
+        ) from exc
     say(f"drained in {result.seconds:.1f}s: {read_lag(origin, destination, names, BOOTSTRAP).describe()}")
 
 
@@ -281,8 +306,10 @@ def cut_over(api: AirflowApiClient, names: MigrationNames, params: MigrationPara
     say(f"live writes stopped: {summary}")
     if run["state"] != "success":
         tasks = [t["task_id"] for t in api.task_instances("pg_cutover", run_id) if t["state"] == "failed"]
-        say(f"RESULT: cutover {run['state']} (failed tasks {tasks}); clients stay on the source. "
-            f"Logs: {UI}/dags/pg_cutover/runs/{run_id}")  # fmt: skip
+        say(
+            f"RESULT: cutover {run['state']} (failed tasks {tasks}); clients stay on the source. "
+            f"Logs: {UI}/dags/pg_cutover/runs/{run_id}"
+        )
         return 1
     events = MigrationStateStore(CONTROL).events(MIGRATION_ID)
     cut = next(e["details"] for e in reversed(events) if e["phase"] == "cut_over")
@@ -296,8 +323,10 @@ def cut_over(api: AirflowApiClient, names: MigrationNames, params: MigrationPara
     validated = deep_validation(api)
     say(f"report (timeline, lag chart, row-level validation, GE results, cutover pause): {write_demo_report()}")
     if identical and failed == 0 and validated:
-        say("RESULT: identical. Clients write to the target; reverse replication keeps the source identical, so "
-            f"the cutover can be rolled back: scripts/migration rollback --migration-id {MIGRATION_ID} --reason '...'")
+        say(
+            "RESULT: identical. Clients write to the target; reverse replication keeps the source identical, so "
+            f"the cutover can be rolled back: scripts/migration rollback --migration-id {MIGRATION_ID} --reason '...'"
+        )
         return 0
     say("RESULT: DIFFERENT after cutover (or failed client transactions) — see above.")
     return 1

@@ -11,6 +11,8 @@ trap cleanup EXIT
 cd "$REPO"
 log "test: ruff check"
 "$VENV/bin/ruff" check . || die "ruff found problems (fix them, or run: .venv/bin/ruff check --fix .)"
+log "test: ruff format --check"
+"$VENV/bin/ruff" format --check . || die "files are not formatted (run: .venv/bin/ruff format .)"
 
 log "test: make stack-up"
 "$HERE/stack.sh" up || die "the stack did not come up; see the component log printed above"

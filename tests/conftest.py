@@ -33,9 +33,7 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def stack() -> str:
     """The local stack must be up; returns `scripts/stack.sh status` output."""
-    result = subprocess.run(
-        [str(REPO / "scripts" / "stack.sh"), "status"], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([str(REPO / "scripts" / "stack.sh"), "status"], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         pytest.fail(
             "The local stack is not fully up, so integration tests cannot run:\n"

@@ -18,8 +18,19 @@ from psycopg import sql
 from pgmigrate.core.catalog import list_tables
 from pgmigrate.core.column_types import INPUT_REJECTED_TYPES, debezium_problem
 
-EXTENSIONS = ("hstore", "citext", "ltree", "cube", "seg", "isn", "lo", "earthdistance", "intarray", "pg_trgm",
-              "btree_gist")  # fmt: skip
+EXTENSIONS = (
+    "hstore",
+    "citext",
+    "ltree",
+    "cube",
+    "seg",
+    "isn",
+    "lo",
+    "earthdistance",
+    "intarray",
+    "pg_trgm",
+    "btree_gist",
+)
 TABLES = ("every_type_debezium", "every_type_native")
 
 # Two values per type, as PostgreSQL text; each is carried as a column value and inside an array.
@@ -121,9 +132,19 @@ SAMPLES: dict[str, tuple[str, str]] = {
 }
 # GiST index storage types of the extensions: never a column type; their input functions accept no value.
 INDEX_KEY_TYPES = frozenset(
-    {"gbtreekey2", "gbtreekey4", "gbtreekey8", "gbtreekey16", "gbtreekey32", "gbtreekey_var", "ghstore",
-     "intbig_gkey", "ltree_gist", "gtrgm"}
-)  # fmt: skip
+    {
+        "gbtreekey2",
+        "gbtreekey4",
+        "gbtreekey8",
+        "gbtreekey16",
+        "gbtreekey32",
+        "gbtreekey_var",
+        "ghstore",
+        "intbig_gkey",
+        "ltree_gist",
+        "gtrgm",
+    }
+)
 
 DELIMITERS: dict[str, str] = {}  # typname -> typdelim (box arrays use ';'), filled by the walk
 
@@ -149,8 +170,9 @@ def create_every_type_tables(conn: psycopg.Connection) -> dict[str, list[str]]:
     """Create the extensions, both tables and two rows each (ids 1-2: the samples; 3: every column NULL).
     Returns the columns of each table (without id), for `every_type_changes`."""
     for extension in EXTENSIONS:
-        conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA public CASCADE").format(
-            sql.Identifier(extension)))  # fmt: skip
+        conn.execute(
+            sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA public CASCADE").format(sql.Identifier(extension))
+        )
     columns: list[tuple[str, str]] = []  # (column name, type as SQL)
     missing = []
     for typname, type_sql, has_array, delimiter in walk_types(conn):
@@ -225,12 +247,21 @@ def every_type_changes(i: int, columns: dict[str, list[str]]) -> list[tuple[sql.
     for table, cols in columns.items():
         rel = sql.Identifier("public", table)
         names = sql.SQL(", ").join(map(sql.Identifier, cols))
-        statements.append((sql.SQL("INSERT INTO {} SELECT %s, {} FROM {} WHERE id = %s").format(rel, names, rel),
-                           (10_000 + i, 1 + i % 3)))  # fmt: skip
+        statements.append(
+            (
+                sql.SQL("INSERT INTO {} SELECT %s, {} FROM {} WHERE id = %s").format(rel, names, rel),
+                (10_000 + i, 1 + i % 3),
+            )
+        )
         if i % 25 == 0:
             statements += [
-                (sql.SQL("UPDATE {} t SET ({}) = (SELECT {} FROM {} s WHERE s.id = 1 + t.id %% 3) "
-                         "WHERE t.id BETWEEN 1 AND 3").format(rel, names, names, rel), ()),
+                (
+                    sql.SQL(
+                        "UPDATE {} t SET ({}) = (SELECT {} FROM {} s WHERE s.id = 1 + t.id %% 3) "
+                        "WHERE t.id BETWEEN 1 AND 3"
+                    ).format(rel, names, names, rel),
+                    (),
+                ),
                 (sql.SQL("DELETE FROM {} WHERE id = %s").format(rel), (10_000 + i - 10,)),
-            ]  # fmt: skip
+            ]
     return statements

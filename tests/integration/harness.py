@@ -167,8 +167,13 @@ def table_fingerprints(port: int, dbname: str, schemas: list[str]) -> dict[str, 
 def fingerprints_on(conn: psycopg.Connection, schemas: list[str]) -> dict[str, tuple[int, str]]:
     """`table_fingerprints` over an open connection (e.g. a REPEATABLE READ snapshot taken earlier)."""
     result = {}
-    for name, value in (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"), ("extra_float_digits", "3"),
-                        ("IntervalStyle", "postgres"), ("bytea_output", "hex")):
+    for name, value in (
+        ("TimeZone", "UTC"),
+        ("DateStyle", "ISO, YMD"),
+        ("extra_float_digits", "3"),
+        ("IntervalStyle", "postgres"),
+        ("bytea_output", "hex"),
+    ):
         conn.execute("SELECT set_config(%s, %s, false)", (name, value))
     tables = conn.execute(
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

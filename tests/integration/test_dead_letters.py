@@ -77,8 +77,9 @@ def migration():
     STORE.ensure_schema()
     with CONTROL.connect(autocommit=True) as conn:  # a rerun starts without an earlier run's leftovers
         for table in ("alert", "dead_letter_ack", "throughput_sample"):
-            conn.execute(pgsql.SQL("DELETE FROM {} WHERE migration_id = %s").format(pgsql.Identifier(table)),
-                         (MIGRATION_ID,))  # fmt: skip
+            conn.execute(
+                pgsql.SQL("DELETE FROM {} WHERE migration_id = %s").format(pgsql.Identifier(table)), (MIGRATION_ID,)
+            )
     recreate_database(endpoint(SOURCE_PORT, SRC_DB))
     recreate_database(endpoint(TARGET_PORT, DST_DB))
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
@@ -86,8 +87,15 @@ def migration():
     put_postgres_connection(api, SOURCE_CONN, endpoint(SOURCE_PORT, SRC_DB))
     put_postgres_connection(api, TARGET_CONN, endpoint(TARGET_PORT, DST_DB))
     try:
-        run_id, run, states = run_dag(api, {"migration_id": MIGRATION_ID, "source_conn_id": SOURCE_CONN,
-                                            "target_conn_id": TARGET_CONN, "dead_letter": True})  # fmt: skip
+        run_id, run, states = run_dag(
+            api,
+            {
+                "migration_id": MIGRATION_ID,
+                "source_conn_id": SOURCE_CONN,
+                "target_conn_id": TARGET_CONN,
+                "dead_letter": True,
+            },
+        )
         assert run["state"] == "success", f"pg_migration {run_id}: {states}"
         yield api
     finally:
@@ -111,8 +119,9 @@ def run_monitor(api) -> None:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CLI), "dlq", "--migration-id", MIGRATION_ID, *args],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [str(CLI), "dlq", "--migration-id", MIGRATION_ID, *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def sql(port: int, db: str, statement: str, params: tuple | None = None) -> list[tuple]:
@@ -134,8 +143,13 @@ def open_p0() -> list[str]:
 
 
 def wait_sink_task(state: str, timeout: float = 120) -> dict:
-    return wait_for(f"sink task {state}", lambda: (s := CONNECT.get_status(NAMES.sink_connector))["tasks"]
-                    and all(t["state"] == state for t in s["tasks"]) and s, timeout)  # fmt: skip
+    return wait_for(
+        f"sink task {state}",
+        lambda: (s := CONNECT.get_status(NAMES.sink_connector))["tasks"]
+        and all(t["state"] == state for t in s["tasks"])
+        and s,
+        timeout,
+    )
 
 
 def test_rows_the_target_rejects_are_dead_lettered_raise_one_p0_block_cutover_and_a_keys_resync_repairs(migration):
@@ -154,8 +168,9 @@ def test_rows_the_target_rejects_are_dead_lettered_raise_one_p0_block_cutover_an
     wait_sink_task("FAILED")
     run_monitor(api)
     wait_for("row 102 on the target", lambda: sql(TARGET_PORT, DST_DB, "SELECT 1 FROM items WHERE id = 102"))
-    backlog = wait_for("2 dead letters", lambda: (b := read_backlog(BOOTSTRAP, CONTROL, NAMES)).unacknowledged == 2
-                       and b)  # fmt: skip
+    backlog = wait_for(
+        "2 dead letters", lambda: (b := read_backlog(BOOTSTRAP, CONTROL, NAMES)).unacknowledged == 2 and b
+    )
     wait_sink_task("RUNNING")
     assert sql(TARGET_PORT, DST_DB, "SELECT qty FROM items WHERE id = 7") == [(7,)]
     assert not sql(TARGET_PORT, DST_DB, "SELECT 1 FROM items WHERE id = 101")
@@ -172,9 +187,21 @@ def test_rows_the_target_rejects_are_dead_lettered_raise_one_p0_block_cutover_an
     assert f"scripts/migration dlq --migration-id {MIGRATION_ID} --resync" in listed.stdout
 
     ok, detail = checklist_detail(MIGRATION_ID, backlog)
-    items = {i.name: i for i in evaluate_checklist(STORE.get(MIGRATION_ID), 0.5, None, False, 5, "running",
-                                                   "both RUNNING", pgbouncer=(True, "x"), pre_validation=(True, "x"),
-                                                   dead_letters=(ok, detail))}  # fmt: skip
+    items = {
+        i.name: i
+        for i in evaluate_checklist(
+            STORE.get(MIGRATION_ID),
+            0.5,
+            None,
+            False,
+            5,
+            "running",
+            "both RUNNING",
+            pgbouncer=(True, "x"),
+            pre_validation=(True, "x"),
+            dead_letters=(ok, detail),
+        )
+    }
     assert not items["dead_letters"].ok and "2 unacknowledged" in detail and "scripts/migration dlq" in detail
 
     refused = cli("--ack")  # the rows still differ from the source
@@ -202,8 +229,15 @@ def produce_corrupted_change(key_id: int) -> None:
     """A record of the items topic whose value no converter can read, under a real key (int32 `id`)."""
     from confluent_kafka import Producer
 
-    key = {"schema": {"type": "struct", "optional": False, "name": f"{NAMES.topic_prefix}.public.items.Key",
-                      "fields": [{"type": "int32", "optional": False, "field": "id"}]}, "payload": {"id": key_id}}
+    key = {
+        "schema": {
+            "type": "struct",
+            "optional": False,
+            "name": f"{NAMES.topic_prefix}.public.items.Key",
+            "fields": [{"type": "int32", "optional": False, "field": "id"}],
+        },
+        "payload": {"id": key_id},
+    }
     producer = Producer({"bootstrap.servers": BOOTSTRAP})
     producer.produce(f"{NAMES.topic_prefix}.public.items", key=json.dumps(key).encode(), value=b"\x00corrupted{")
     assert producer.flush(30) == 0
@@ -240,7 +274,10 @@ def test_a_failed_reselect_of_a_toasted_value_never_reaches_the_target(migration
     wrote its placeholder as the body."""
     # An ALWAYS trigger fires for the sink's writes too (session_replication_role=replica): it records every body
     # the target is given, in a schema the comparison does not cover.
-    sql(TARGET_PORT, DST_DB, """
+    sql(
+        TARGET_PORT,
+        DST_DB,
+        """
         CREATE SCHEMA probe;
         CREATE TABLE probe.body_writes (id int, body text);
         CREATE FUNCTION probe.record_body() RETURNS trigger LANGUAGE plpgsql AS
@@ -248,30 +285,50 @@ def test_a_failed_reselect_of_a_toasted_value_never_reaches_the_target(migration
         CREATE TRIGGER record_body BEFORE INSERT OR UPDATE ON public.notes
             FOR EACH ROW EXECUTE FUNCTION probe.record_body();
         ALTER TABLE public.notes ENABLE ALWAYS TRIGGER record_body;
-    """)  # fmt: skip
+    """,
+    )
     # Stopped, not paused: a paused task's streaming thread keeps reading the slot (and re-selecting).
     CONNECT.stop(NAMES.source_connector)
     # The connector reads STOPPED before its task has let go of the slot: wait for the slot to be released, or
     # the update below is streamed (and re-selected, unblocked) by the stopping task.
-    wait_for("source stopped", lambda: CONNECT.get_status(NAMES.source_connector)["connector"]["state"] == "STOPPED"
-             and sql(SOURCE_PORT, SRC_DB, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND NOT active",
-                     (NAMES.slot,)))  # fmt: skip
+    wait_for(
+        "source stopped",
+        lambda: CONNECT.get_status(NAMES.source_connector)["connector"]["state"] == "STOPPED"
+        and sql(
+            SOURCE_PORT, SRC_DB, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND NOT active", (NAMES.slot,)
+        ),
+    )
     sql(SOURCE_PORT, SRC_DB, "UPDATE notes SET seen = seen + 1 WHERE id = 3")
-    toast_index = sql(SOURCE_PORT, SRC_DB, "SELECT i.indexrelid::regclass::text FROM pg_class c "
-                      "JOIN pg_index i ON i.indrelid = c.reltoastrelid WHERE c.oid = 'notes'::regclass")[0][0]
+    toast_index = sql(
+        SOURCE_PORT,
+        SRC_DB,
+        "SELECT i.indexrelid::regclass::text FROM pg_class c "
+        "JOIN pg_index i ON i.indrelid = c.reltoastrelid WHERE c.oid = 'notes'::regclass",
+    )[0][0]
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB)) as lock:
         # REINDEX holds its index ACCESS EXCLUSIVE until commit: reading the out-of-line body waits on it, while
         # the connector's start (which locks `notes` itself ACCESS SHARE) does not.
         lock.execute(f"REINDEX INDEX {toast_index}")
         CONNECT.resume(NAMES.source_connector)
-        blocked = wait_for("the re-select waiting on the lock", lambda: sql(SOURCE_PORT, SRC_DB, """
+        blocked = wait_for(
+            "the re-select waiting on the lock",
+            lambda: sql(
+                SOURCE_PORT,
+                SRC_DB,
+                """
             SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-            AND query LIKE 'SELECT "body" FROM "public"."notes"%'"""), timeout=60)  # fmt: skip
+            AND query LIKE 'SELECT "body" FROM "public"."notes"%'""",
+            ),
+            timeout=60,
+        )
         sql(SOURCE_PORT, SRC_DB, f"SELECT pg_terminate_backend({blocked[0][0]})")
         time.sleep(2)  # the connector sees the error while the lock still holds
     source_body = sql(SOURCE_PORT, SRC_DB, "SELECT seen, body FROM notes WHERE id = 3")
-    wait_for("the update applied", lambda: sql(TARGET_PORT, DST_DB, "SELECT seen, body FROM notes WHERE id = 3")
-             == source_body, timeout=120)  # fmt: skip
+    wait_for(
+        "the update applied",
+        lambda: sql(TARGET_PORT, DST_DB, "SELECT seen, body FROM notes WHERE id = 3") == source_body,
+        timeout=120,
+    )
     writes = sql(TARGET_PORT, DST_DB, "SELECT id, body FROM probe.body_writes")
     assert writes and all(body == source_body[0][1][:100] for _, body in writes), writes
     status = CONNECT.get_status(NAMES.source_connector)

@@ -84,9 +84,7 @@ def application(i: int) -> list[tuple[str, tuple]]:
     if i % 5 == 0:
         statements.append(("DELETE FROM orders WHERE id = (SELECT min(id) FROM orders)", ()))
     if i % 7 == 0:
-        statements.append(
-            ("UPDATE docs SET body = md5(%s) || substr(body, 33) WHERE id = %s", (str(i), i % 20 + 1))
-        )
+        statements.append(("UPDATE docs SET body = md5(%s) || substr(body, 33) WHERE id = %s", (str(i), i % 20 + 1)))
     return statements
 
 
@@ -98,8 +96,11 @@ class Migration:
         self.names = MigrationNames(migration_id)
         self.source = endpoint(SOURCE_PORT, source_db)
         self.target = endpoint(TARGET_PORT, target_db)
-        self.conf = {"migration_id": migration_id, "source_conn_id": f"{source_db}_conn",
-                     "target_conn_id": f"{target_db}_conn"}  # fmt: skip
+        self.conf = {
+            "migration_id": migration_id,
+            "source_conn_id": f"{source_db}_conn",
+            "target_conn_id": f"{target_db}_conn",
+        }
 
     def prepare(self, api: AirflowApiClient, extra_sql: str = "") -> None:
         stack_up()  # an earlier case that failed half-way may have left a part down
@@ -199,26 +200,39 @@ def ensure_connectors_running(migration: Migration) -> None:
         print(f"{migration.migration_id}: not RUNNING a minute after stack-up: scripts/migration restart")
         result = subprocess.run(
             [str(REPO / "scripts" / "migration"), "restart", "--migration-id", migration.migration_id],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, f"scripts/migration restart failed:\n{result.stdout}\n{result.stderr}"
 
 
 def record(case: str, fault: str, recovery_s: float, rows: int, differences: int, alerts: tuple[int, int]) -> None:
     RESULTS_FILE.parent.mkdir(exist_ok=True)
-    row = {"case": case, "fault": fault, "recovery_s": round(recovery_s, 1), "rows": rows,
-           "differences": differences, "alerts_raised": alerts[0], "alerts_resolved": alerts[1]}  # fmt: skip
+    row = {
+        "case": case,
+        "fault": fault,
+        "recovery_s": round(recovery_s, 1),
+        "rows": rows,
+        "differences": differences,
+        "alerts_raised": alerts[0],
+        "alerts_resolved": alerts[1],
+    }
     with RESULTS_FILE.open("a") as out:
         out.write(json.dumps(row) + "\n")
 
 
 def matrix_table(rows: list[dict]) -> str:
-    header = ("| case | fault | recovery (fault cleared → lag < 5 s) | rows compared | differences "
-              "| alerts raised / resolved |")
+    header = (
+        "| case | fault | recovery (fault cleared → lag < 5 s) | rows compared | differences "
+        "| alerts raised / resolved |"
+    )
     lines = [header, "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["case"]):
-        lines.append(f"| {r['case']} | {r['fault']} | {r['recovery_s']:.1f} s | {r['rows']:,} | {r['differences']} | "
-                     f"{r['alerts_raised']} / {r['alerts_resolved']} |")  # fmt: skip
+        lines.append(
+            f"| {r['case']} | {r['fault']} | {r['recovery_s']:.1f} s | {r['rows']:,} | {r['differences']} | "
+            f"{r['alerts_raised']} / {r['alerts_resolved']} |"
+        )
     return "\n".join(lines)
 
 
@@ -238,9 +252,14 @@ def matrix_report(request):
 
 
 def finish_case(
-    api: AirflowApiClient, migration: Migration, writer: ResilientWriter, case: str, fault: str,
-    cleared_at: float, alerts_from: int,
-) -> None:  # fmt: skip
+    api: AirflowApiClient,
+    migration: Migration,
+    writer: ResilientWriter,
+    case: str,
+    fault: str,
+    cleared_at: float,
+    alerts_from: int,
+) -> None:
     """The common end of a case: lag under 5 s (timed from the fault's clearing), writer stopped,
     independent comparison identical, one slot and one connector pair, alerts counted."""
     migration.wait_lag_under(LAG_GOAL_SECONDS)
@@ -252,8 +271,10 @@ def finish_case(
     run_monitor(api, migration)  # the monitor resolves what the fault raised
     alerts = migration.alerts_since(alerts_from)
     record(case, fault, recovery_s, rows, len(differences), alerts)
-    print(f"case {case}: recovery {recovery_s:.1f}s, {rows} rows, writer committed {writer.committed} "
-          f"(failed {writer.failed}), alerts {alerts}")  # fmt: skip
+    print(
+        f"case {case}: recovery {recovery_s:.1f}s, {rows} rows, writer committed {writer.committed} "
+        f"(failed {writer.failed}), alerts {alerts}"
+    )
     assert differences == {}, f"case {case}: target differs from source: {differences}"
     expected_slots = sorted([migration.names.slot, migration.names.native_subscription])
     assert migration.slots() == expected_slots, f"case {case}: slots {migration.slots()}"
@@ -277,8 +298,12 @@ def streaming():
 
 
 def streaming_case(
-    api: AirflowApiClient, case: str, fault: str, inject: Callable[[], None], hold_seconds: float = 0.0,
-) -> None:  # fmt: skip
+    api: AirflowApiClient,
+    case: str,
+    fault: str,
+    inject: Callable[[], None],
+    hold_seconds: float = 0.0,
+) -> None:
     migration = STREAMING
     alerts_from = Migration.last_alert_id()
     writer = migration.writer().start()
@@ -299,26 +324,39 @@ def streaming_case(
 
 @pytest.mark.chaos_fast
 def test_case2_connect_killed_while_streaming(streaming):
-    streaming_case(streaming, "2", "kill -9 of the Connect worker while streaming",
-                   lambda: kill_component("connect"))  # fmt: skip
+    streaming_case(streaming, "2", "kill -9 of the Connect worker while streaming", lambda: kill_component("connect"))
 
 
 @pytest.mark.chaos_full
 def test_case5_target_down_for_60s_while_the_source_writes(streaming):
-    streaming_case(streaming, "5", "target PostgreSQL down for 60 s while the source writes",
-                   lambda: pg_cluster("target", "stop"), hold_seconds=60)  # fmt: skip
+    streaming_case(
+        streaming,
+        "5",
+        "target PostgreSQL down for 60 s while the source writes",
+        lambda: pg_cluster("target", "stop"),
+        hold_seconds=60,
+    )
 
 
 @pytest.mark.chaos_full
 def test_case3_kafka_broker_killed_while_streaming(streaming):
-    streaming_case(streaming, "3", "kill -9 of the Kafka broker while streaming, restart",
-                   lambda: kill_component("kafka"), hold_seconds=5)  # fmt: skip
+    streaming_case(
+        streaming,
+        "3",
+        "kill -9 of the Kafka broker while streaming, restart",
+        lambda: kill_component("kafka"),
+        hold_seconds=5,
+    )
 
 
 @pytest.mark.chaos_full
 def test_case4_source_restarted_while_streaming(streaming):
-    streaming_case(streaming, "4", "source PostgreSQL restarted (fast shutdown) while streaming",
-                   lambda: pg_cluster("source", "restart"))  # fmt: skip
+    streaming_case(
+        streaming,
+        "4",
+        "source PostgreSQL restarted (fast shutdown) while streaming",
+        lambda: pg_cluster("source", "restart"),
+    )
 
 
 # --- faults during pg_migration itself (fresh migrations) -------------------------------------------
@@ -383,13 +421,25 @@ def kill_task_process_while_it_waits(api: AirflowApiClient, run_id: str, task_id
     assert pid, f"{task_id} has no pid in the API"
     os.kill(pid, signal.SIGKILL)
     print(f"killed {task_id} (pid {pid}) in the middle of its work")
-    wait_for(lambda: task_instance(api, run_id, task_id)["state"] in ("up_for_retry", "failed"), 120,
-             f"{task_id} to be marked failed after the kill", poll=0.5)  # fmt: skip
+    wait_for(
+        lambda: task_instance(api, run_id, task_id)["state"] in ("up_for_retry", "failed"),
+        120,
+        f"{task_id} to be marked failed after the kill",
+        poll=0.5,
+    )
     lock.release()
-    api.request("POST", "/dags/pg_migration/clearTaskInstances", json={
-        "dag_run_id": run_id, "task_ids": [task_id], "include_downstream": True, "dry_run": False,
-        "only_failed": False, "reset_dag_runs": True,
-    })  # fmt: skip
+    api.request(
+        "POST",
+        "/dags/pg_migration/clearTaskInstances",
+        json={
+            "dag_run_id": run_id,
+            "task_ids": [task_id],
+            "include_downstream": True,
+            "dry_run": False,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        },
+    )
 
 
 TASKKILL = Migration("taskkill", "taskkill_src", "taskkill_dst")
@@ -408,8 +458,7 @@ def test_case6_task_process_killed_in_each_long_task_then_rerun():
         run_id = trigger_migration(api, migration)
         wait_for(lambda: task_states(api, run_id).get("copy_schema") == "success", 300, "copy_schema")
         kill_task_process_while_it_waits(api, run_id, "snapshot", TargetTableLock(migration, "ballast"))
-        wait_for(lambda: task_states(api, run_id).get("apply_post_data") == "success", 600, "apply_post_data",
-                 poll=0.5)  # fmt: skip
+        wait_for(lambda: task_states(api, run_id).get("apply_post_data") == "success", 600, "apply_post_data", poll=0.5)
         kill_task_process_while_it_waits(api, run_id, "validate", TargetTableLock(migration, "ballast"))
         cleared_at = time.monotonic()
         run = api.wait_for_dag_run("pg_migration", run_id, timeout=900, poll_seconds=2)
@@ -420,14 +469,22 @@ def test_case6_task_process_killed_in_each_long_task_then_rerun():
         writer.stop()
         raise
     try:
-        finish_case(api, migration, writer, "6", "Airflow task process killed (-9) in snapshot and in validate; "
-                    "cleared", cleared_at, alerts_from)  # fmt: skip
+        finish_case(
+            api,
+            migration,
+            writer,
+            "6",
+            "Airflow task process killed (-9) in snapshot and in validate; cleared",
+            cleared_at,
+            alerts_from,
+        )
     finally:
         migration.drop()
 
 
-def migration_with_fault(case: str, fault: str, migration: Migration, when_task: str, inject: Callable[[], None],
-                         rows: int, **conf) -> None:  # fmt: skip
+def migration_with_fault(
+    case: str, fault: str, migration: Migration, when_task: str, inject: Callable[[], None], rows: int, **conf
+) -> None:
     """A fresh pg_migration run; `inject` once `when_task` runs (or is deferred); `make stack-up`; the
     run must finish on its own (or after the runbook's restart) and the case ends like the others."""
     api = airflow_api()
@@ -436,8 +493,7 @@ def migration_with_fault(case: str, fault: str, migration: Migration, when_task:
     writer = migration.writer().start()
     try:
         run_id = trigger_migration(api, migration, **conf)
-        wait_for(lambda: task_states(api, run_id).get(when_task) in ("running", "deferred"), 600, when_task,
-                 poll=0.3)  # fmt: skip
+        wait_for(lambda: task_states(api, run_id).get(when_task) in ("running", "deferred"), 600, when_task, poll=0.3)
         inject()
         time.sleep(2)
         stack_up()
@@ -445,9 +501,16 @@ def migration_with_fault(case: str, fault: str, migration: Migration, when_task:
         run = api.wait_for_dag_run("pg_migration", run_id, timeout=900, poll_seconds=2)
         if run["state"] != "success":  # the runbook: restart the pipeline, then clear the failed tasks
             ensure_connectors_running(migration)
-            api.request("POST", "/dags/pg_migration/clearTaskInstances", json={
-                "dag_run_id": run_id, "only_failed": True, "dry_run": False, "reset_dag_runs": True,
-            })  # fmt: skip
+            api.request(
+                "POST",
+                "/dags/pg_migration/clearTaskInstances",
+                json={
+                    "dag_run_id": run_id,
+                    "only_failed": True,
+                    "dry_run": False,
+                    "reset_dag_runs": True,
+                },
+            )
             run = api.wait_for_dag_run("pg_migration", run_id, timeout=900, poll_seconds=2)
         assert run["state"] == "success", task_states(api, run_id)
     except BaseException:
@@ -464,18 +527,28 @@ def migration_with_fault(case: str, fault: str, migration: Migration, when_task:
 def test_case1_connect_killed_during_the_initial_load(method):
     migration = Migration(f"initload-{method[:3]}", f"initload_{method[:3]}_src", f"initload_{method[:3]}_dst")
     migration_with_fault(
-        f"1 ({method})", f"kill -9 of the Connect worker during the initial load (snapshot_method={method})",
-        migration, "wait_snapshot", lambda: kill_component("connect"), rows=300_000, snapshot_method=method,
-    )  # fmt: skip
+        f"1 ({method})",
+        f"kill -9 of the Connect worker during the initial load (snapshot_method={method})",
+        migration,
+        "wait_snapshot",
+        lambda: kill_component("connect"),
+        rows=300_000,
+        snapshot_method=method,
+    )
 
 
 @pytest.mark.chaos_full
 def test_case7_triggerer_killed_while_sensors_are_deferred():
     migration = Migration("trigkill", "trigkill_src", "trigkill_dst")
     migration_with_fault(
-        "7", "triggerer killed (-9) while sensors are deferred; restarted", migration, "wait_snapshot",
-        lambda: kill_component("airflow-triggerer"), rows=300_000, snapshot_method="debezium",
-    )  # fmt: skip
+        "7",
+        "triggerer killed (-9) while sensors are deferred; restarted",
+        migration,
+        "wait_snapshot",
+        lambda: kill_component("airflow-triggerer"),
+        rows=300_000,
+        snapshot_method="debezium",
+    )
 
 
 # --- a fault in the middle of pg_cutover ------------------------------------------------------------
@@ -501,20 +574,44 @@ def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
     script = tmp_path / "workload.sql"
     script.write_text(PGBENCH_WORKLOAD)
     bench = subprocess.Popen(
-        [PGBENCH, "-h", "127.0.0.1", "-p", "6432", "-U", "postgres", "-n", "-c", "4", "-R", "50", "-T", "35",
-         "-f", str(script), migration.source_db],  # fmt: skip
-        env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            PGBENCH,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "6432",
+            "-U",
+            "postgres",
+            "-n",
+            "-c",
+            "4",
+            "-R",
+            "50",
+            "-T",
+            "35",
+            "-f",
+            str(script),
+            migration.source_db,
+        ],
+        env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
+    )
     writer = migration.writer().start()
     try:
         time.sleep(3)
         # The case's own writer connects straight to the source: allowed (the fence ends its sessions).
-        run_id = api.trigger_dag("pg_cutover", conf={"migration_id": migration.migration_id, "backup": False,
-                                                     "allow_direct_sessions": True})  # fmt: skip
+        run_id = api.trigger_dag(
+            "pg_cutover", conf={"migration_id": migration.migration_id, "backup": False, "allow_direct_sessions": True}
+        )
         leases = LeaseStore(CONTROL)
-        wait_for(lambda: (lease := leases.latest_for_run(migration.migration_id, run_id)) is not None
-                 and lease.state == "armed", 180, "the cutover's pause")  # fmt: skip
+        wait_for(
+            lambda: (lease := leases.latest_for_run(migration.migration_id, run_id)) is not None
+            and lease.state == "armed",
+            180,
+            "the cutover's pause",
+        )
         kill_component("connect")
         run = api.wait_for_dag_run("pg_cutover", run_id, timeout=300, poll_seconds=2)
         states = {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}
@@ -524,8 +621,9 @@ def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
         # connectors to resume): the runbook's restart below does that.
         assert states["abort_cutover"] in ("success", "failed"), states
         for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2")):
-            switch = PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
-                                          STATE_DIR / folder / "routes.ini")  # fmt: skip
+            switch = PgBouncerRouteSwitch(
+                PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"), STATE_DIR / folder / "routes.ini"
+            )
             route = switch.current_route(migration.source_db)
             assert (route.port, route.dbname) == (SOURCE_PORT, migration.source_db), "clients must be on the source"
             assert not switch.is_paused(migration.source_db)
@@ -539,5 +637,12 @@ def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
         writer.stop()
         bench.kill()
         raise
-    finish_case(api, migration, writer, "8", "kill -9 of the Connect worker in the middle of pg_cutover "
-                "(aborted, 0 failed client transactions)", cleared_at, alerts_from)  # fmt: skip
+    finish_case(
+        api,
+        migration,
+        writer,
+        "8",
+        "kill -9 of the Connect worker in the middle of pg_cutover (aborted, 0 failed client transactions)",
+        cleared_at,
+        alerts_from,
+    )

@@ -132,24 +132,40 @@ def test_suites_from_source_checkpoint_on_target(databases, tmp_path: Path, capl
     paths = generate_suites(source, tables, MIGRATION_ID, root)
     generated_in = time.monotonic() - started
     assert [p.relative_to(root / MIGRATION_ID).as_posix() for p in paths] == [
-        "gx/expectations/public/items.json", "gx/expectations/public/order_lines.json"
-    ]  # fmt: skip
+        "gx/expectations/public/items.json",
+        "gx/expectations/public/order_lines.json",
+    ]
     assert all(p.exists() for p in paths)
 
     items = _by_type(_suite(paths[0]))
     assert items["expect_table_row_count_to_equal"] == [{"value": ROWS}]
     assert items["expect_table_columns_to_match_ordered_list"][0]["column_list"] == [
-        "id", "name", "price", "created_at", "mood", "note", "born"
-    ]  # fmt: skip
+        "id",
+        "name",
+        "price",
+        "created_at",
+        "mood",
+        "note",
+        "born",
+    ]
     assert items["expect_column_values_to_be_unique"] == [{"column": "id"}]
     assert {k["column"] for k in items["expect_column_values_to_not_be_null"]} == {
-        "id", "name", "price", "created_at", "mood"
-    }  # fmt: skip
+        "id",
+        "name",
+        "price",
+        "created_at",
+        "mood",
+    }
     assert items["expect_column_values_to_be_in_set"] == [{"column": "mood", "value_set": ["happy", "sad", "meh"]}]
     assert {k["column"]: k["type_"] for k in items["expect_column_values_to_be_of_type"]} == {
-        "id": "INTEGER", "name": "TEXT", "price": "NUMERIC(12, 2)", "created_at": "TIMESTAMP WITH TIME ZONE",
-        "mood": "mood", "note": "TEXT", "born": "DATE",
-    }  # fmt: skip
+        "id": "INTEGER",
+        "name": "TEXT",
+        "price": "NUMERIC(12, 2)",
+        "created_at": "TIMESTAMP WITH TIME ZONE",
+        "mood": "mood",
+        "note": "TEXT",
+        "born": "DATE",
+    }
     maxima = {k["column"]: (k["min_value"], k["max_value"]) for k in items["expect_column_max_to_be_between"]}
     assert maxima["id"] == (ROWS, ROWS)
     assert maxima["price"][0] <= 250.0 <= maxima["price"][1]
@@ -177,8 +193,9 @@ def test_suites_from_source_checkpoint_on_target(databases, tmp_path: Path, capl
     generate_suites(source, tables, MIGRATION_ID, root, regenerate=True)
     regenerated = _suite(paths[1])
     assert [e for e in regenerated["expectations"] if e.get("meta") != GENERATED_MARK][0]["kwargs"] == {
-        "column": "qty", "min_value": 0
-    }  # fmt: skip
+        "column": "qty",
+        "min_value": 0,
+    }
     assert len(regenerated["expectations"]) == len(edited["expectations"])
 
     started = time.monotonic()

@@ -178,8 +178,12 @@ def test_wiped_kafka_is_recovered_to_an_identical_target(streaming_migration):
             "Connect's config topic was wiped: the connectors must be gone"
         )
         started = time.monotonic()
-        recover = subprocess.run([str(REPO / "scripts" / "migration"), "recover", "--migration-id", MIGRATION_ID],
-                                 capture_output=True, text=True, timeout=900)  # fmt: skip
+        recover = subprocess.run(
+            [str(REPO / "scripts" / "migration"), "recover", "--migration-id", MIGRATION_ID],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         print(f"recover took {time.monotonic() - started:.0f}s:\n{recover.stdout}")
         assert recover.returncode == 0, recover.stdout[-3000:] + recover.stderr[-3000:]
     finally:

@@ -92,8 +92,11 @@ def fingerprint(port: int, db: str, key: int) -> list[tuple]:
 
 
 def test_a_20_mib_row_is_carried_on_insert_and_on_an_update_that_leaves_it_unchanged(migration):
-    sql(SOURCE_PORT, SRC_DB, "INSERT INTO blobs (id, body, data) VALUES (2, rnd_text('b', 20), "
-        "decode(rnd_text('d', 8), 'hex'))")  # fmt: skip
+    sql(
+        SOURCE_PORT,
+        SRC_DB,
+        "INSERT INTO blobs (id, body, data) VALUES (2, rnd_text('b', 20), decode(rnd_text('d', 8), 'hex'))",
+    )
     sql(SOURCE_PORT, SRC_DB, "UPDATE blobs SET n = n + 1 WHERE id = 2")  # body and data: unchanged TOAST
     source = fingerprint(SOURCE_PORT, SRC_DB, 2)
     assert source[0][0] == 1 and source[0][1] == 20 * MIB and source[0][3] == 4 * MIB, source
@@ -107,8 +110,7 @@ def test_a_row_past_the_limit_stops_the_source_naming_table_and_key(migration):
     sql(SOURCE_PORT, SRC_DB, "INSERT INTO blobs (id, body) VALUES (3, rnd_text('x', %s))", (mib,))
     state, line = wait_for(
         "the source task to fail",
-        lambda: (a := assess_connector(NAMES.source_connector, CONNECT.get_status(NAMES.source_connector)))[0]
-        == FAILED
+        lambda: (a := assess_connector(NAMES.source_connector, CONNECT.get_status(NAMES.source_connector)))[0] == FAILED
         and a,
     )
     # The line the P0 alert and `scripts/migration status` show.

@@ -118,9 +118,7 @@ def drop_role(port: int, role: str) -> None:
 
 def create_role(port: int, role: str, password: str) -> None:
     with superuser(port) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
-        )
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
 
 
 def forget() -> None:
@@ -128,8 +126,10 @@ def forget() -> None:
     from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 
     for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2")):
-        switch = PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
-                                      SECRETS_DIR.parent / folder / "routes.ini")  # fmt: skip
+        switch = PgBouncerRouteSwitch(
+            PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
+            SECRETS_DIR.parent / folder / "routes.ini",
+        )
         switch.resume(SRC_DB)
         switch.remove_route(SRC_DB)
     tear_down_migration(MIGRATION_ID, SRC_DB, DST_DB)
@@ -171,22 +171,35 @@ def migration():
     create_role(SOURCE_PORT, APP_ROLE, APP_PASSWORD)
     with superuser(SOURCE_PORT, SRC_DB) as conn:  # part of what it needs: only the rest is printed
         conn.execute(sql.SQL("GRANT SELECT ON customers TO {}").format(sql.Identifier(SRC_ROLE)))
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON customers, orders TO {}").format(
-            sql.Identifier(APP_ROLE)))  # fmt: skip
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON customers, orders TO {}").format(sql.Identifier(APP_ROLE))
+        )
 
     params = MigrationParams.from_dict(CONF)
     refused = run_preflight(SOURCE, TARGET, params)
     message = refused.failure_message()
     assert {r.name for r in refused.failed} == {
-        "source_role.replication", "source_role.create", "source_role.select", "source_role.publish",
-        "source_role.sequence_update", "source_role.session_replication_role", "source_role.read_all_stats",
-        "source_role.signal_backend", "source_role.createrole",
-        "target_role.create", "target_role.schema", "target_role.session_replication_role",
-        "target_role.replication", "target_role.read_all_stats", "target_role.signal_backend",
-        "target_role.createrole", "roles",
-    }, message  # fmt: skip
-    assert f"application roles {APP_ROLE} " in next(r.problem for r in refused.failed
-                                                    if r.name == "target_role.createrole")  # fmt: skip
+        "source_role.replication",
+        "source_role.create",
+        "source_role.select",
+        "source_role.publish",
+        "source_role.sequence_update",
+        "source_role.session_replication_role",
+        "source_role.read_all_stats",
+        "source_role.signal_backend",
+        "source_role.createrole",
+        "target_role.create",
+        "target_role.schema",
+        "target_role.session_replication_role",
+        "target_role.replication",
+        "target_role.read_all_stats",
+        "target_role.signal_backend",
+        "target_role.createrole",
+        "roles",
+    }, message
+    assert f"application roles {APP_ROLE} " in next(
+        r.problem for r in refused.failed if r.name == "target_role.createrole"
+    )
     block = printed_block(message)
     assert block == {
         f"-- on the source database '{SRC_DB}':": EXPECTED_SOURCE,
@@ -202,10 +215,14 @@ def migration():
 
     put_postgres_connection(api, SRC_CONN, SOURCE)
     put_postgres_connection(api, DST_CONN, TARGET)
-    writer = ConcurrentWriter(SRC_DB, lambda i: [
-        ("UPDATE customers SET visits = visits + 1 WHERE id = %s", (i % 200 + 1,)),
-        ("INSERT INTO orders (customer_id, amount, note) VALUES (%s, %s, 'live')", (i % 200 + 1, i)),
-    ], rate=10)  # fmt: skip
+    writer = ConcurrentWriter(
+        SRC_DB,
+        lambda i: [
+            ("UPDATE customers SET visits = visits + 1 WHERE id = %s", (i % 200 + 1,)),
+            ("INSERT INTO orders (customer_id, amount, note) VALUES (%s, %s, 'live')", (i % 200 + 1, i)),
+        ],
+        rate=10,
+    )
     try:
         writer.start()
         run_id, run, states = run_dag(api, CONF)
@@ -231,7 +248,8 @@ def test_non_superuser_roles_migrate_to_identical(migration):
     with superuser(TARGET_PORT, DST_DB) as conn:  # the grants came with the schema copy
         grants = conn.execute(
             "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) "
-            "FROM information_schema.role_table_grants WHERE grantee = %s GROUP BY 1 ORDER BY 1", (APP_ROLE,)
+            "FROM information_schema.role_table_grants WHERE grantee = %s GROUP BY 1 ORDER BY 1",
+            (APP_ROLE,),
         ).fetchall()
     assert grants == [("customers", "DELETE,INSERT,SELECT,UPDATE"), ("orders", "DELETE,INSERT,SELECT,UPDATE")]
     writer.stop()
@@ -253,10 +271,34 @@ def _through_both_pgbouncers(tmp_path: Path, seconds: int) -> list:
 
     script = tmp_path / "lp-workload.sql"
     script.write_text(WORKLOAD)
-    return [subprocess.Popen([PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n", "-c", "1", "-R",
-                              "20", "-T", str(seconds), "-f", str(script), SRC_DB],
-                             env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"}, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True) for port in (6432, 6433)]  # fmt: skip
+    return [
+        subprocess.Popen(
+            [
+                PGBENCH,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-n",
+                "-c",
+                "1",
+                "-R",
+                "20",
+                "-T",
+                str(seconds),
+                "-f",
+                str(script),
+                SRC_DB,
+            ],
+            env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for port in (6432, 6433)
+    ]
 
 
 def _failed(benches: list) -> int:
@@ -289,8 +331,12 @@ def test_non_superuser_roles_cut_over_and_roll_back(migration, tmp_path):
     assert run["state"] == "success", f"pg_cutover {run_id}: {states}"
     assert _failed(benches) == 0
     assert store.get(MIGRATION_ID)["phase"] == "cut_over"
-    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB) + f" user={APP_ROLE} password={APP_PASSWORD}",
-                         autocommit=True) as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # fmt: skip
+    with (
+        psycopg.connect(
+            conninfo(SOURCE_PORT, SRC_DB) + f" user={APP_ROLE} password={APP_PASSWORD}", autocommit=True
+        ) as app,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
         app.execute("UPDATE customers SET visits = 0 WHERE id = 1")
     for port in (6432, 6433):
         switch = PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"))
@@ -302,8 +348,9 @@ def test_non_superuser_roles_cut_over_and_roll_back(migration, tmp_path):
     assert run["state"] == "success", f"pg_rollback {run_id}: {states}"
     assert _failed(benches) == 0
     assert store.get(MIGRATION_ID)["phase"] == "streaming"
-    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB) + f" user={APP_ROLE} password={APP_PASSWORD}",
-                         autocommit=True) as app:  # fmt: skip
+    with psycopg.connect(
+        conninfo(SOURCE_PORT, SRC_DB) + f" user={APP_ROLE} password={APP_PASSWORD}", autocommit=True
+    ) as app:
         app.execute("UPDATE customers SET visits = visits WHERE id = 1")  # the fence is lifted
     assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
 
@@ -341,8 +388,9 @@ def test_no_password_in_logs_xcom_templates_report_or_connector_configs(migratio
     paths = write_report(collect_report_data(CONTROL, MIGRATION_ID), tmp_path)
     places += [(f"report {paths[k]}", Path(paths[k]).read_text()) for k in ("html", "markdown")]
 
-    connectors = [c for c in CONNECT.list_connectors() if MIGRATION_ID in c or c in (NAMES.source_connector,
-                                                                                     NAMES.sink_connector)]
+    connectors = [
+        c for c in CONNECT.list_connectors() if MIGRATION_ID in c or c in (NAMES.source_connector, NAMES.sink_connector)
+    ]
     assert {NAMES.source_connector, NAMES.sink_connector} <= set(connectors)
     for name in connectors:
         config = CONNECT.get_config(name)
@@ -355,6 +403,10 @@ def test_no_password_in_logs_xcom_templates_report_or_connector_configs(migratio
     secrets = SECRETS_DIR / NAMES.secrets_file
     assert all(p in secrets.read_text() for p in PASSWORDS), f"{secrets} should hold both passwords"
 
-    leaks = [f"{where}: contains the password of {'lp_source' if p == SRC_PASSWORD else 'lp_target'}"
-             for where, text in places for p in PASSWORDS if p in text]  # fmt: skip
+    leaks = [
+        f"{where}: contains the password of {'lp_source' if p == SRC_PASSWORD else 'lp_target'}"
+        for where, text in places
+        for p in PASSWORDS
+        if p in text
+    ]
     assert not leaks, "\n".join(leaks)

@@ -44,12 +44,15 @@ def recorded_migration():
     start = datetime.now(UTC) - timedelta(minutes=30)
     with psycopg.connect(conninfo(5435, "migration_control"), autocommit=True) as conn:
         for i in range(30):
-            conn.execute("INSERT INTO lag_sample (migration_id, at, end_to_end_seconds) VALUES (%s, %s, %s)",
-                         (MIGRATION_ID, start + timedelta(minutes=i), 0.5 + (i % 7) * 0.3))  # fmt: skip
-            conn.execute("INSERT INTO throughput_sample (migration_id, at, produced_per_second, applied_per_second, "
-                         "dead_letters, failed_tasks) VALUES (%s, %s, %s, %s, %s, 0)",
-                         (MIGRATION_ID, start + timedelta(minutes=i), 40.0 + i, 38.0 + i,
-                          2 if i == 20 else 0))  # fmt: skip
+            conn.execute(
+                "INSERT INTO lag_sample (migration_id, at, end_to_end_seconds) VALUES (%s, %s, %s)",
+                (MIGRATION_ID, start + timedelta(minutes=i), 0.5 + (i % 7) * 0.3),
+            )
+            conn.execute(
+                "INSERT INTO throughput_sample (migration_id, at, produced_per_second, applied_per_second, "
+                "dead_letters, failed_tasks) VALUES (%s, %s, %s, %s, %s, 0)",
+                (MIGRATION_ID, start + timedelta(minutes=i), 40.0 + i, 38.0 + i, 2 if i == 20 else 0),
+            )
         conn.execute(
             "INSERT INTO snapshot_table (migration_id, table_name, status, rows_copied, bytes_copied, started_at, "
             "finished_at) VALUES (%s, 'public.orders', 'done', 100000, 8000000, %s, %s)",
@@ -59,11 +62,17 @@ def recorded_migration():
         "at": datetime.now(UTC).isoformat(),
         "tables": [
             {"table": "public.orders", "ok": True, "source_rows": 100000, "target_rows": 100000},
-            {"table": "public.accounts", "ok": False, "source_rows": 1000, "target_rows": 1000,
-             "missing": [{"key": {"id": 5}}], "extra": [{"key": {"id": 9001}}],
-             "changed": [{"key": {"id": 12}, "columns": ["note", "balance"]}]},
+            {
+                "table": "public.accounts",
+                "ok": False,
+                "source_rows": 1000,
+                "target_rows": 1000,
+                "missing": [{"key": {"id": 5}}],
+                "extra": [{"key": {"id": 9001}}],
+                "changed": [{"key": {"id": 12}, "columns": ["note", "balance"]}],
+            },
         ],
-    }  # fmt: skip
+    }
     store.upsert(MIGRATION_ID, last_validation=validation)
     yield store
     _forget()
@@ -79,8 +88,9 @@ def test_report_renders_in_headless_chromium(recorded_migration, tmp_path):
     paths = write_report(collect_report_data(CONTROL, MIGRATION_ID), tmp_path)
     html_file = Path(paths["html"])
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", html_file.as_uri()],
-                         capture_output=True, text=True, timeout=120, check=True).stdout  # fmt: skip
+    dom = subprocess.run(
+        [_chromium(), *flags, "--dump-dom", html_file.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
 
     assert 'id="lag-chart"' in dom and "<polyline" in dom
     points = dom.split('class="lag"')[0].rsplit('points="', 1)[1].split('"', 1)[0].split()
@@ -94,8 +104,12 @@ def test_report_renders_in_headless_chromium(recorded_migration, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "migration-report.png"
     shot.unlink(missing_ok=True)
-    subprocess.run([_chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,1600", html_file.as_uri()],
-                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    subprocess.run(
+        [_chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,1600", html_file.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.exists() and shot.stat().st_size > 20_000, "the screenshot should show a rendered page"
 
     markdown = Path(paths["markdown"]).read_text()

@@ -84,8 +84,11 @@ class Receiver:
 
     def messages(self, condition: str, status: str, since: int = 0) -> list[dict]:
         """This migration's messages only: other migrations on the shared stack may alert too."""
-        return [b for b in self.bodies[since:] if b.get("migration_id") == MIGRATION_ID
-                and b.get("condition") == condition and b.get("status") == status]  # fmt: skip
+        return [
+            b
+            for b in self.bodies[since:]
+            if b.get("migration_id") == MIGRATION_ID and b.get("condition") == condition and b.get("status") == status
+        ]
 
     def wait_for(self, condition: str, status: str, since: int = 0, timeout: float = 60) -> list[dict]:
         deadline = time.monotonic() + timeout
@@ -112,20 +115,32 @@ def migration():
         api.request("DELETE", "/connections/alerts_webhook")
     except AirflowApiError:
         pass
-    api.request("POST", "/connections", json={
-        "connection_id": "alerts_webhook", "conn_type": "http", "host": "127.0.0.1", "port": receiver.port,
-        "schema": "http", "extra": json.dumps({"endpoint": "/hook"}),
-    })  # fmt: skip
+    api.request(
+        "POST",
+        "/connections",
+        json={
+            "connection_id": "alerts_webhook",
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": receiver.port,
+            "schema": "http",
+            "extra": json.dumps({"endpoint": "/hook"}),
+        },
+    )
     recreate_database(endpoint(SOURCE_PORT, SRC_DB))
     recreate_database(endpoint(TARGET_PORT, DST_DB))
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
         conn.execute(SCHEMA)
     put_postgres_connection(api, "alert_source", endpoint(SOURCE_PORT, SRC_DB))
     put_postgres_connection(api, "alert_target", endpoint(TARGET_PORT, DST_DB))
-    writer = ConcurrentWriter(SRC_DB, lambda i: [
-        ("UPDATE accounts SET balance = balance + 1 WHERE id = %s", (i % 100 + 1,)),
-        ("INSERT INTO events DEFAULT VALUES", ()),
-    ], rate=5)  # fmt: skip
+    writer = ConcurrentWriter(
+        SRC_DB,
+        lambda i: [
+            ("UPDATE accounts SET balance = balance + 1 WHERE id = %s", (i % 100 + 1,)),
+            ("INSERT INTO events DEFAULT VALUES", ()),
+        ],
+        rate=5,
+    )
     try:
         run_id, run, states = run_dag(
             api, {"migration_id": MIGRATION_ID, "source_conn_id": "alert_source", "target_conn_id": "alert_target"}

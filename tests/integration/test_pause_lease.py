@@ -42,10 +42,14 @@ MIGRATION_ID = "lease-test"
 
 def _switches() -> list[PgBouncerInstance]:
     return [
-        PgBouncerInstance(name, PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", PASSWORD),
-                                                     STATE / folder / "routes.ini"))
+        PgBouncerInstance(
+            name,
+            PgBouncerRouteSwitch(
+                PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", PASSWORD), STATE / folder / "routes.ini"
+            ),
+        )
         for name, port, folder in (("pgbouncer_admin", 6432, "pgbouncer"), ("pgbouncer_admin_2", 6433, "pgbouncer2"))
-    ]  # fmt: skip
+    ]
 
 
 PLAN = {
@@ -79,8 +83,10 @@ def _origin() -> Route:
 
 def _lease(store: LeaseStore, max_pause: float):
     with CONTROL.connect(autocommit=True) as conn:  # an earlier interrupted run of this test
-        conn.execute("UPDATE pause_lease SET state = 'released' WHERE migration_id = %s AND state IN "
-                     "('pending', 'armed')", (MIGRATION_ID,))  # fmt: skip
+        conn.execute(
+            "UPDATE pause_lease SET state = 'released' WHERE migration_id = %s AND state IN ('pending', 'armed')",
+            (MIGRATION_ID,),
+        )
     return store.create(MIGRATION_ID, "test-run", "cutover", max_pause, PLAN)
 
 
@@ -98,8 +104,9 @@ def test_the_switch_and_the_deadline_cannot_both_win(routing):
     # commit is refused (past the deadline) and the enforcer wins.
     slow = store.arm(_lease(store, 1.0).lease_id)
     outcome: dict = {}
-    waiter = threading.Thread(target=lambda: outcome.update(
-        expired=store.end(slow.lease_id, "expired", by="test enforcer")))  # fmt: skip
+    waiter = threading.Thread(
+        target=lambda: outcome.update(expired=store.end(slow.lease_id, "expired", by="test enforcer"))
+    )
     with pytest.raises(LeaseLost, match="deadline passed during the switch"):
         with store.switching(slow.lease_id, lock_timeout_ms=3000, by="test switch"):
             time.sleep(1.2)
@@ -138,8 +145,9 @@ def test_an_enforcer_ends_the_pause_of_a_killed_process_at_its_deadline(routing)
     store = LeaseStore(CONTROL)
     lease = _lease(store, 2.0)
     env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, lease.lease_id, DB], env=env, stdout=subprocess.PIPE,
-                             text=True)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, lease.lease_id, DB], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "paused"
         os.kill(child.pid, signal.SIGKILL)

@@ -64,10 +64,11 @@ CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgr
 STORE = MigrationStateStore(CONTROL)
 LEASES = LeaseStore(CONTROL)
 PGBOUNCERS = {
-    port: PgBouncerRouteSwitch(PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"),
-                               STATE_DIR / folder / "routes.ini")
+    port: PgBouncerRouteSwitch(
+        PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"), STATE_DIR / folder / "routes.ini"
+    )
     for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2"))
-}  # fmt: skip
+}
 MAX_PAUSE = 5  # the fault cases: a blocked step ends well before the test's patience does
 FAULTS_TABLE = STATE_DIR.parent / "test-artifacts" / "cutover-faults.md"  # printed by make chaos
 FAULT_ROWS: list[str] = []
@@ -124,8 +125,25 @@ class Pgbench:
         script.write_text(WORKLOAD)
         self.processes = [
             subprocess.Popen(
-                [PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-n", "-c", "2", "-R",
-                 str(rate // 2), "-T", str(seconds), "-f", str(script), SRC_DB],  # fmt: skip
+                [
+                    PGBENCH,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "-n",
+                    "-c",
+                    "2",
+                    "-R",
+                    str(rate // 2),
+                    "-T",
+                    str(seconds),
+                    "-f",
+                    str(script),
+                    SRC_DB,
+                ],
                 env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -176,8 +194,10 @@ def assert_clients_on_the_source() -> None:
 
 def _slots(port: int) -> list[str]:
     with psycopg.connect(conninfo(port, "postgres"), autocommit=True) as conn:
-        rows = conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgmigrate\\_cut\\_test%' "
-                            "OR slot_name LIKE 'pg\\_%\\_sync\\_%' ORDER BY 1").fetchall()  # fmt: skip
+        rows = conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgmigrate\\_cut\\_test%' "
+            "OR slot_name LIKE 'pg\\_%\\_sync\\_%' ORDER BY 1"
+        ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -190,8 +210,12 @@ def assert_undone() -> None:
     assert not CONNECT.exists(NAMES.reversed().source_connector)
     assert _slots(TARGET_PORT) == [], "the reverse slots must be gone after an abort"
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
-        assert conn.execute("SELECT bool_and(subenabled) FROM pg_subscription WHERE subname = %s",
-                            (NAMES.native_subscription,)).fetchone()[0] is True  # fmt: skip
+        assert (
+            conn.execute(
+                "SELECT bool_and(subenabled) FROM pg_subscription WHERE subname = %s", (NAMES.native_subscription,)
+            ).fetchone()[0]
+            is True
+        )
     assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}
 
 
@@ -212,7 +236,7 @@ def streaming_migration():
     # The application's roles exist on the new server too (created there before the migration, as in production:
     # preflight's `roles` refuses otherwise); their grants come with the schema copy.
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
-        conn.execute(SCHEMA[SCHEMA.index("DO $$"):SCHEMA.index("END $$;") + len("END $$;")])
+        conn.execute(SCHEMA[SCHEMA.index("DO $$") : SCHEMA.index("END $$;") + len("END $$;")])
     put_postgres_connection(api, "cut_source", endpoint(SOURCE_PORT, SRC_DB))
     put_postgres_connection(api, "cut_target", endpoint(TARGET_PORT, DST_DB))
     api.request("PATCH", "/dags/pg_cutover", json={"is_paused": False})
@@ -222,14 +246,18 @@ def streaming_migration():
     )
     assert run["state"] == "success", f"pg_migration {run_id}: {states}"
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
-        grants = conn.execute("SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'cut_app' "
-                              "AND table_schema = 'public'").fetchone()[0]  # fmt: skip
+        grants = conn.execute(
+            "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'cut_app' "
+            "AND table_schema = 'public'"
+        ).fetchone()[0]
     assert grants >= 4 * 5, f"cut_app's grants on the target's tables come with the schema copy ({grants})"
     yield api
     if FAULT_ROWS:
         FAULTS_TABLE.parent.mkdir(exist_ok=True)
-        FAULTS_TABLE.write_text("| fault inside the pause | writes paused | ended by | failed client tx |\n"
-                                "|---|---|---|---|\n" + "\n".join(FAULT_ROWS) + "\n")  # fmt: skip
+        FAULTS_TABLE.write_text(
+            "| fault inside the pause | writes paused | ended by | failed client tx |\n"
+            "|---|---|---|---|\n" + "\n".join(FAULT_ROWS) + "\n"
+        )
     _reset()
     drop_database(endpoint(SOURCE_PORT, SRC_DB))
     drop_database(endpoint(TARGET_PORT, DST_DB))
@@ -261,10 +289,13 @@ class DirectWriter(ResilientWriter):
     its session is ended, as a pooled JDBC app does."""
 
     def __init__(self, user: str, password: str, rate: float) -> None:
-        info = (f"host=127.0.0.1 port={SOURCE_PORT} dbname={SRC_DB} user={user} password={password} "
-                "application_name=direct-writer")  # fmt: skip
-        super().__init__(info, lambda i: [("UPDATE accounts SET note = %s WHERE id = %s", (f"direct {i}", i % 50 + 1))],
-                         rate=rate)  # fmt: skip
+        info = (
+            f"host=127.0.0.1 port={SOURCE_PORT} dbname={SRC_DB} user={user} password={password} "
+            "application_name=direct-writer"
+        )
+        super().__init__(
+            info, lambda i: [("UPDATE accounts SET note = %s WHERE id = %s", (f"direct {i}", i % 50 + 1))], rate=rate
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -320,22 +351,25 @@ def test_a_write_after_the_drain_point_outside_pgbouncer_aborts_the_switch(strea
 
 
 @pytest.mark.parametrize("passes", [0, pytest.param(8, marks=pytest.mark.chaos_full)])
-def test_a_target_row_damaged_after_pre_validate_is_found_and_the_cutover_aborts(streaming_migration, tmp_path,
-                                                                                 passes):  # fmt: skip
+def test_a_target_row_damaged_after_pre_validate_is_found_and_the_cutover_aborts(streaming_migration, tmp_path, passes):
     """A fault in the apply path (a trigger on the target corrupts one row as the sink writes it) after
     pre_validate passed: the verification of changed keys names the row and nothing switches. Without
     pre-pause passes the verification inside the pause finds it; with them, a pass finds it before pausing."""
     api = streaming_migration
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
-        conn.execute("CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                     "IF NEW.note = 'corrupt me' THEN NEW.balance := -999; END IF; RETURN NEW; END $$")
-        conn.execute("CREATE TRIGGER corrupt BEFORE INSERT OR UPDATE ON accounts FOR EACH ROW "
-                     "EXECUTE FUNCTION corrupt()")
+        conn.execute(
+            "CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.note = 'corrupt me' THEN NEW.balance := -999; END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER corrupt BEFORE INSERT OR UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION corrupt()"
+        )
         conn.execute("ALTER TABLE accounts ENABLE ALWAYS TRIGGER corrupt")  # fires for the sink's replica session
     bench = Pgbench(tmp_path, rate=50, seconds=30)
     try:
-        run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": False,
-                                                     "precopy_passes": passes})  # fmt: skip
+        run_id = api.trigger_dag(
+            "pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": False, "precopy_passes": passes}
+        )
         _wait_for_task(api, run_id, "pre_validate", ("success",))
         with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
             conn.execute("UPDATE accounts SET note = 'corrupt me' WHERE id = 7")
@@ -383,8 +417,9 @@ class Blocker:
     """Makes one step inside the pause wait: `hold()` (before the run, or once the lease is armed when
     `armed`), `waiting()` true once the step waits on it, `release()` after."""
 
-    def __init__(self, hold: Callable[[], None], waiting: Callable[[], bool], release: Callable[[], None],
-                 armed: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, hold: Callable[[], None], waiting: Callable[[], bool], release: Callable[[], None], armed: bool = False
+    ) -> None:
         self.hold, self.waiting, self.release, self.armed = hold, waiting, release, armed
 
 
@@ -395,11 +430,19 @@ def _table_lock(port: int, dbname: str, table: str) -> Blocker:
 
     def waiting() -> bool:
         with psycopg.connect(conninfo(port, dbname), autocommit=True) as conn:
-            return bool(conn.execute("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                                     "WHERE NOT l.granted AND c.relname = %s", (table,)).fetchone()[0])  # fmt: skip
+            return bool(
+                conn.execute(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE NOT l.granted AND c.relname = %s",
+                    (table,),
+                ).fetchone()[0]
+            )
 
-    return Blocker(lambda: holder["conn"].execute(f"SELECT count(*) FROM {table}"),  # noqa: S608 - test table
-                   waiting, lambda: holder["conn"].close())  # fmt: skip
+    return Blocker(
+        lambda: holder["conn"].execute(f"SELECT count(*) FROM {table}"),  # noqa: S608 - test table
+        waiting,
+        lambda: holder["conn"].close(),
+    )
 
 
 def _routes_file_lock() -> Blocker:
@@ -413,8 +456,12 @@ def _routes_file_lock() -> Blocker:
 
     def waiting() -> bool:
         with psycopg.connect(conninfo(5435, "migration_control"), autocommit=True) as conn:
-            return bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
-                                     "AND query LIKE '%%pause_lease%%FOR UPDATE%%'").fetchone()[0])  # fmt: skip
+            return bool(
+                conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                    "AND query LIKE '%%pause_lease%%FOR UPDATE%%'"
+                ).fetchone()[0]
+            )
 
     return Blocker(hold, waiting, lambda: handle["file"].close(), armed=True)
 
@@ -422,6 +469,7 @@ def _routes_file_lock() -> Blocker:
 def _native_subscription_disabled() -> Blocker:
     """The native channel's subscription disabled after the checklist: the drain waits for its flush position.
     (The abort enables it again.)"""
+
     def toggle(enabled: bool) -> None:
         with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
             conn.execute(f"ALTER SUBSCRIPTION {NAMES.native_subscription} {'ENABLE' if enabled else 'DISABLE'}")
@@ -471,9 +519,15 @@ def _cutover_with_blocked_step(api, tmp_path, step: str, kill: bool) -> float:
         if not blocker.armed and step != "drain":
             blocker.hold()
         # The blockers are sessions of their own on the servers: allowed, as the reporting sessions they are.
-        run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": False,
-                                                     "max_pause_seconds": MAX_PAUSE,
-                                                     "allow_direct_sessions": True})  # fmt: skip
+        run_id = api.trigger_dag(
+            "pg_cutover",
+            conf={
+                "migration_id": MIGRATION_ID,
+                "backup": False,
+                "max_pause_seconds": MAX_PAUSE,
+                "allow_direct_sessions": True,
+            },
+        )
         if step == "drain":
             _wait_for_task(api, run_id, "checklist", ("success",))
             blocker.hold()
@@ -502,8 +556,10 @@ def _cutover_with_blocked_step(api, tmp_path, step: str, kill: bool) -> float:
     processed, failed, output = bench.result()
     ended = LEASES.get(lease.lease_id)
     paused = (ended.ended_at - ended.armed_at).total_seconds()
-    print(f"{'kill -9 in' if kill else 'failing'} {step}: writes paused {paused:.2f}s (lease {ended.state} by "
-          f"{ended.ended_by})")  # fmt: skip
+    print(
+        f"{'kill -9 in' if kill else 'failing'} {step}: writes paused {paused:.2f}s (lease {ended.state} by "
+        f"{ended.ended_by})"
+    )
     fault = f"kill -9 of the cutover task while `{step}` waits" if kill else f"`{step}` cannot finish (held lock)"
     FAULT_ROWS.append(f"| {fault} (max_pause_seconds {MAX_PAUSE}) | {paused:.2f} s | {ended.ended_by} | {failed} |")
 
@@ -519,8 +575,14 @@ def _cutover_with_blocked_step(api, tmp_path, step: str, kill: bool) -> float:
     return paused
 
 
-@pytest.mark.parametrize("step", [pytest.param("sequences", marks=pytest.mark.chaos_full),
-                                  pytest.param("reverse", marks=pytest.mark.chaos_full), "switch"])  # fmt: skip
+@pytest.mark.parametrize(
+    "step",
+    [
+        pytest.param("sequences", marks=pytest.mark.chaos_full),
+        pytest.param("reverse", marks=pytest.mark.chaos_full),
+        "switch",
+    ],
+)
 def test_a_step_that_cannot_finish_in_the_pause_aborts_it(streaming_migration, tmp_path, step):
     paused = _cutover_with_blocked_step(streaming_migration, tmp_path, step, kill=False)
     assert paused < MAX_PAUSE, "the task ends its own pause before the deadline"
@@ -528,10 +590,14 @@ def test_a_step_that_cannot_finish_in_the_pause_aborts_it(streaming_migration, t
 
 @pytest.mark.parametrize(
     "step",
-    [pytest.param("drain"), pytest.param("switch", marks=pytest.mark.chaos_full),
-     pytest.param("pause", marks=pytest.mark.chaos_full), pytest.param("sequences", marks=pytest.mark.chaos_full),
-     pytest.param("reverse", marks=pytest.mark.chaos_full)],
-)  # fmt: skip
+    [
+        pytest.param("drain"),
+        pytest.param("switch", marks=pytest.mark.chaos_full),
+        pytest.param("pause", marks=pytest.mark.chaos_full),
+        pytest.param("sequences", marks=pytest.mark.chaos_full),
+        pytest.param("reverse", marks=pytest.mark.chaos_full),
+    ],
+)
 def test_kill_9_of_the_cutover_task_inside_the_pause(streaming_migration, tmp_path, step):
     paused = _cutover_with_blocked_step(streaming_migration, tmp_path, step, kill=True)
     assert paused >= MAX_PAUSE - 0.5, "the guard must not end a pause before its deadline"
@@ -544,8 +610,9 @@ def test_connect_killed_inside_the_pause_aborts_and_clients_stay_on_the_source(s
     api = streaming_migration
     bench = Pgbench(tmp_path, rate=50, seconds=35)
     time.sleep(2)
-    run_id = api.trigger_dag("pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": False,
-                                                 "max_pause_seconds": MAX_PAUSE})  # fmt: skip
+    run_id = api.trigger_dag(
+        "pg_cutover", conf={"migration_id": MIGRATION_ID, "backup": False, "max_pause_seconds": MAX_PAUSE}
+    )
     _wait_for_armed(run_id)
     kill_component("connect")
     run = api.wait_for_dag_run("pg_cutover", run_id, timeout=300, poll_seconds=1)
@@ -614,8 +681,10 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
     api = streaming_migration
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
         conn.execute("ALTER TABLE orders DROP CONSTRAINT orders_account_fkey")
-        conn.execute("ALTER TABLE orders ADD CONSTRAINT orders_account_fkey FOREIGN KEY (account) "
-                     "REFERENCES accounts (id) NOT VALID")  # fmt: skip
+        conn.execute(
+            "ALTER TABLE orders ADD CONSTRAINT orders_account_fkey FOREIGN KEY (account) "
+            "REFERENCES accounts (id) NOT VALID"
+        )
         view_at_load = conn.execute("SELECT sum(orders) FROM order_totals").fetchone()[0]
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
         conn.execute("INSERT INTO orders (account, amount) SELECT 1, 1 FROM generate_series(1, 10)")
@@ -631,11 +700,23 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
     assert failed == 0 and processed > 1000, output
     cut = _event("cut_over")["details"]
     assert cut["verification"]["records"] > 0, "the pause must verify changes written right before it"
-    print(f"cutover write pause: {cut['pause_seconds']:.3f}s; steps: "
-          + ", ".join(f"{s['step']} {s['seconds'] * 1000:.0f} ms" for s in cut["steps"]))
+    print(
+        f"cutover write pause: {cut['pause_seconds']:.3f}s; steps: "
+        + ", ".join(f"{s['step']} {s['seconds'] * 1000:.0f} ms" for s in cut["steps"])
+    )
     assert cut["pause_seconds"] < MAX_PAUSE
-    assert [s["step"] for s in cut["steps"]] == ["pause", "fence", "drain", "capture", "verify", "sequences",
-                                                 "reverse", "writes", "switch", "resume"]  # fmt: skip
+    assert [s["step"] for s in cut["steps"]] == [
+        "pause",
+        "fence",
+        "drain",
+        "capture",
+        "verify",
+        "sequences",
+        "reverse",
+        "writes",
+        "switch",
+        "resume",
+    ]
     assert cut["late_writes"] == {}
     assert _routes() == {6432: (TARGET_PORT, DST_DB), 6433: (TARGET_PORT, DST_DB)}
     assert STORE.get(MIGRATION_ID)["phase"] == "cut_over"
@@ -646,8 +727,10 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
     switched_at = _event("cut_over")["at"]
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
         after = conn.execute("SELECT count(*) FROM events WHERE at > %s", (switched_at,)).fetchone()[0]
-        target_next = [conn.execute(f"SELECT nextval('{s}')").fetchone()[0]  # noqa: S608 - fixed names
-                       for s in ("orders_id_seq", "events_id_seq", "invoice_no")]  # fmt: skip
+        target_next = [
+            conn.execute(f"SELECT nextval('{s}')").fetchone()[0]  # noqa: S608 - fixed names
+            for s in ("orders_id_seq", "events_id_seq", "invoice_no")
+        ]
         fk_valid = conn.execute(
             "SELECT convalidated FROM pg_constraint WHERE conname = 'orders_account_fkey'"
         ).fetchone()
@@ -658,8 +741,10 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
     assert states["refresh_materialized_views"] == "success", states
     assert fk_valid == (True,), "validate_foreign_keys must validate what streaming left NOT VALID"
     with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
-        source_last = [conn.execute(f"SELECT last_value FROM {s}").fetchone()[0]  # noqa: S608 - fixed names
-                       for s in ("orders_id_seq", "events_id_seq", "invoice_no")]  # fmt: skip
+        source_last = [
+            conn.execute(f"SELECT last_value FROM {s}").fetchone()[0]  # noqa: S608 - fixed names
+            for s in ("orders_id_seq", "events_id_seq", "invoice_no")
+        ]
     assert all(t > s for t, s in zip(target_next, source_last, strict=True)), (target_next, source_last)
     assert states["post_validate"] == "success", states
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:  # an odd-named table, reversed

@@ -92,8 +92,10 @@ def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
             ('UPDATE "Ventes Été"."Lignes spéciales" SET "Qté max" = %s WHERE "N° ligne" = %s', (i, 1 + i % 50)),
             ('INSERT INTO "Été"."Lignes_spéciales°" VALUES (%s, %s, %s)', (n, f"écrit {i}", i)),
             ('UPDATE "Été"."Lignes_spéciales°" SET "Qté max" = %s WHERE "N° ligne" = %s', (i, 1 + i % 50)),
-            ('UPDATE "Ventes Été"."Commandes ""VIP""" SET total = total + 1, "Remise ""%%""" = %s WHERE id = %s',
-             (i % 50, 1 + i % 20)),
+            (
+                'UPDATE "Ventes Été"."Commandes ""VIP""" SET total = total + 1, "Remise ""%%""" = %s WHERE id = %s',
+                (i % 50, 1 + i % 20),
+            ),
             ('UPDATE public."ToastyNotés" SET seen = seen + 1 WHERE "Note Id" = %s', (1 + i % 20,)),
             # A row that is gone before its change is re-selected: the change is dropped, the delete applies.
             (
@@ -238,8 +240,12 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
     assert task_states(api, run_id)["wait_caught_up"] == "success"
     # Every type walked from pg_type: Debezium carries the first table, the native channel (publication) the second.
     with psycopg.connect(conninfo(SOURCE_PORT, "e2e_src"), autocommit=True) as conn:
-        native_tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_publication_tables WHERE pubname = %s",
-                                                     (names.native_publication,))}  # fmt: skip
+        native_tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (names.native_publication,)
+            )
+        }
     assert "every_type_native" in native_tables and "every_type_debezium" not in native_tables, native_tables
     # Whitespace in a table or schema name routes it too; non-ASCII letters alone stay with Debezium.
     assert {"Lignes spéciales", "Order Items"} <= native_tables, native_tables
@@ -249,8 +255,10 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
     with psycopg.connect(conninfo(TARGET_PORT, "e2e_dst"), autocommit=True) as conn:
         populated = dict(conn.execute("SELECT relname, relispopulated FROM pg_class WHERE relkind = 'm'").fetchall())
     assert populated == {"mood_labels": True, "misc_counts": True, "misc_later": False}, populated
-    views = {v["view"]: v["status"] for v in MigrationStateStore(CONTROL).get(migration_id)["last_validation"]
-             ["materialized_views"]}  # fmt: skip
+    views = {
+        v["view"]: v["status"]
+        for v in MigrationStateStore(CONTROL).get(migration_id)["last_validation"]["materialized_views"]
+    }
     assert views == {"public.mood_labels": "identical", "public.misc_counts": "stale"}, views
     # Large objects: on the target with their oids and contents (independent check), and validate compares them.
     los = {}

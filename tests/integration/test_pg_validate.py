@@ -79,8 +79,9 @@ def streaming_migration():
     # As streaming can leave it (a child before its parent): NOT VALID on the target until the cutover.
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
         conn.execute("ALTER TABLE docs DROP CONSTRAINT docs_owner_fkey")
-        conn.execute("ALTER TABLE docs ADD CONSTRAINT docs_owner_fkey FOREIGN KEY (owner) REFERENCES accounts (id) "
-                     "NOT VALID")  # fmt: skip
+        conn.execute(
+            "ALTER TABLE docs ADD CONSTRAINT docs_owner_fkey FOREIGN KEY (owner) REFERENCES accounts (id) NOT VALID"
+        )
     api.request("PATCH", "/dags/pg_validate", json={"is_paused": False})
     yield api
     shutil.rmtree(REPO / "include" / "great_expectations" / MIGRATION_ID, ignore_errors=True)
@@ -108,14 +109,17 @@ def test_validation_under_live_writes_reports_no_difference(streaming_migration)
         writer.stop()
     assert writer.committed > 50 and not writer.errors, writer.errors[:3]
     record = result["record"]
-    assert run["state"] == "success", (result["states"], [(t["table"], t.get("missing"), t.get("changed"))
-                                                         for t in record["tables"] if not t["ok"]])  # fmt: skip
+    assert run["state"] == "success", (
+        result["states"],
+        [(t["table"], t.get("missing"), t.get("changed")) for t in record["tables"] if not t["ok"]],
+    )
     assert sorted(_by_table(record)) == ["public.accounts", "public.audit", "public.docs", "public.ticks"]
     assert record["schema_differences"] == [], "a foreign key pending validation is expected before cutover"
     assert record["great_expectations"]["success"] is True
     assert Path(record["great_expectations"]["data_docs"]).exists()
-    assert (REPO / "include" / "great_expectations" / MIGRATION_ID / "gx" / "expectations" / "public"
-            / "accounts.json").exists(), "suites are kept under include/ for users to edit"  # fmt: skip
+    assert (
+        REPO / "include" / "great_expectations" / MIGRATION_ID / "gx" / "expectations" / "public" / "accounts.json"
+    ).exists(), "suites are kept under include/ for users to edit"
 
 
 def test_damaged_target_is_named_to_keys_and_columns_and_resync_repairs_it(streaming_migration):
@@ -143,15 +147,20 @@ def test_damaged_target_is_named_to_keys_and_columns_and_resync_repairs_it(strea
     report = REPO / ".stack" / "reports" / f"{MIGRATION_ID}-report.html"
     assert "id=99999" in report.read_text()
 
-    compare = subprocess.run([str(REPO / "scripts" / "migration"), "compare", "--migration-id", MIGRATION_ID,
-                              "--table", "public.accounts"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    compare = subprocess.run(
+        [str(REPO / "scripts" / "migration"), "compare", "--migration-id", MIGRATION_ID, "--table", "public.accounts"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert compare.returncode == 1, compare.stdout + compare.stderr
     assert "id=7" in compare.stdout and "id=99999" in compare.stdout and "id=12 (note)" in compare.stdout
 
     run_id, resync, states = run_other_dag(
-        api, "pg_migration_resync",
+        api,
+        "pg_migration_resync",
         {"migration_id": MIGRATION_ID, "tables": ["public.accounts", "public.docs", "public.audit"]},
-    )  # fmt: skip
+    )
     assert resync["state"] == "success", states
     run, result = _validate(api)
     assert run["state"] == "success", result["states"]

@@ -86,12 +86,25 @@ def test_good_schema_passes_every_check(dbs):
     report = run_preflight(SOURCE, TARGET, params(), connect_names_in_use={"someone-elses-connector"})
     assert report.ok, report.failure_message()
     assert {r.name for r in report.results} == {
-        "source_connection", "target_connection", "distinct_databases", "params", "wal_level", "replication_capacity",
-        "source_role", "unlogged_tables",
-        "replica_identity", "primary_keys", "column_types", "large_objects", "names", "target_role", "target_tables",
+        "source_connection",
+        "target_connection",
+        "distinct_databases",
+        "params",
+        "wal_level",
+        "replication_capacity",
+        "source_role",
+        "unlogged_tables",
+        "replica_identity",
+        "primary_keys",
+        "column_types",
+        "large_objects",
+        "names",
+        "target_role",
+        "target_tables",
         "roles",
-        "target_subscription", "source_subscription",
-    }  # fmt: skip
+        "target_subscription",
+        "source_subscription",
+    }
     assert "3 tables selected" in by_name(report)["params"].detail
     report.raise_if_failed()
 
@@ -111,11 +124,14 @@ def test_table_without_primary_key_fails_with_table_and_fix(dbs):
 
 
 def test_unlogged_tables_fail_by_name_and_the_param_makes_them_logged(dbs):
-    run_sql(SOURCE, """
+    run_sql(
+        SOURCE,
+        """
         CREATE UNLOGGED TABLE sessions (id int PRIMARY KEY, token text);
         CREATE TABLE visits (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
         CREATE UNLOGGED TABLE visits_2026 PARTITION OF visits FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
-    """)
+    """,
+    )
     report = run_preflight(SOURCE, TARGET, params())
     result = by_name(report)["unlogged_tables"]
     assert not result.ok and "public.sessions" in result.problem and "public.visits_2026" in result.problem
@@ -148,8 +164,11 @@ def test_fix_no_pk_applies_replica_identity_full(dbs):
 
 
 def test_keyless_table_with_replica_identity_index_is_refused(dbs):
-    run_sql(SOURCE, "CREATE TABLE uniq (a int NOT NULL); CREATE UNIQUE INDEX uniq_a ON uniq (a);"
-            "ALTER TABLE uniq REPLICA IDENTITY USING INDEX uniq_a")  # fmt: skip
+    run_sql(
+        SOURCE,
+        "CREATE TABLE uniq (a int NOT NULL); CREATE UNIQUE INDEX uniq_a ON uniq (a);"
+        "ALTER TABLE uniq REPLICA IDENTITY USING INDEX uniq_a",
+    )
     report = run_preflight(SOURCE, TARGET, params())
     assert [r.name for r in report.failed] == ["primary_keys"], report.failure_message()
     assert 'ALTER TABLE "public"."uniq" REPLICA IDENTITY FULL;' in by_name(report)["primary_keys"].fix
@@ -226,19 +245,28 @@ def test_types_debezium_cannot_carry_are_routed_and_only_uncarriable_ones_refuse
     check's detail); a column of a type PostgreSQL accepts no input for is refused by name with the fix."""
     run_sql(SOURCE, "CREATE TYPE addr AS (street text, zip int)")
     run_sql(SOURCE, "CREATE DOMAIN boxdom AS box")
-    run_sql(SOURCE, "CREATE TABLE geo (id int PRIMARY KEY, b box, a addr, lsn pg_lsn, mr int4multirange, bd boxdom, "
-                    "ok point)")  # fmt: skip
+    run_sql(
+        SOURCE,
+        "CREATE TABLE geo (id int PRIMARY KEY, b box, a addr, lsn pg_lsn, mr int4multirange, bd boxdom, ok point)",
+    )
     run_sql(SOURCE, "CREATE TABLE plain (id int PRIMARY KEY, t text)")
     result = by_name(run_preflight(SOURCE, TARGET, params()))["column_types"]
     assert result.ok, result.problem
-    for column in ("public.geo.b: box", "public.geo.a: addr (composite type", "public.geo.lsn: pg_lsn",
-                   "public.geo.mr: int4multirange", "public.geo.bd: boxdom"):  # fmt: skip
+    for column in (
+        "public.geo.b: box",
+        "public.geo.a: addr (composite type",
+        "public.geo.lsn: pg_lsn",
+        "public.geo.mr: int4multirange",
+        "public.geo.bd: boxdom",
+    ):
         assert column in result.detail, (column, result.detail)
     assert "native channel" in result.detail
     assert "geo.ok" not in result.detail and "plain" not in result.detail
 
-    run_sql(SOURCE, "CREATE TABLE plans AS SELECT 1 AS id, conbin AS plan FROM pg_constraint WHERE conbin IS NOT NULL "
-                    "LIMIT 1")  # fmt: skip
+    run_sql(
+        SOURCE,
+        "CREATE TABLE plans AS SELECT 1 AS id, conbin AS plan FROM pg_constraint WHERE conbin IS NOT NULL LIMIT 1",
+    )
     run_sql(SOURCE, "ALTER TABLE plans ADD PRIMARY KEY (id)")
     result = by_name(run_preflight(SOURCE, TARGET, params()))["column_types"]
     assert not result.ok
@@ -276,8 +304,11 @@ def test_roles_owning_or_granted_migrated_objects_must_exist_on_the_target(dbs):
         assert not result.ok
         assert "pf_app_owner (table public.ledger (owner))" in result.problem, result.problem
         assert "pf_app (" in result.problem and "table public.ledger (SELECT)" in result.problem
-        assert result.statements == ['CREATE ROLE "pf_app" LOGIN;', 'CREATE ROLE "pf_app_owner" NOLOGIN;',
-                                     'GRANT "pf_app_owner" TO "pf_app";'], result.statements  # fmt: skip
+        assert result.statements == [
+            'CREATE ROLE "pf_app" LOGIN;',
+            'CREATE ROLE "pf_app_owner" NOLOGIN;',
+            'GRANT "pf_app_owner" TO "pf_app";',
+        ], result.statements
         assert "PASSWORD" in result.fix
         with admin(5434) as conn:
             for statement in result.statements:

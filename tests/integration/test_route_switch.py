@@ -82,8 +82,11 @@ def _cleanup(sw: PgBouncerRouteSwitch) -> None:
 
 def _pgbench(endpoint: PgEndpoint, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [str(PG_BIN / "pgbench"), *args, endpoint.dbname], env=endpoint.libpq_env(),
-        capture_output=True, text=True, timeout=timeout,
+        [str(PG_BIN / "pgbench"), *args, endpoint.dbname],
+        env=endpoint.libpq_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, f"pgbench {args} on {endpoint.label} failed:\n{result.stdout}{result.stderr}"
     return result
@@ -101,7 +104,10 @@ def test_pgbouncer_route_switch_is_a_route_switch(switch: PgBouncerRouteSwitch) 
 def test_switch_under_load_fails_no_transaction_and_moves_writes_to_target(switch: PgBouncerRouteSwitch) -> None:
     bench = subprocess.Popen(
         [str(PG_BIN / "pgbench"), "-n", "-c", "4", "-j", "2", "-R", str(RATE), "-T", str(DURATION), DB],
-        env=VIA_PGBOUNCER.libpq_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=VIA_PGBOUNCER.libpq_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         time.sleep(SWITCH_AT)
@@ -333,7 +339,9 @@ def fd_starved_pgbouncer(held_databases: None) -> Iterator[tuple[PgEndpoint, Pat
         subprocess.run(["chown", "-R", "postgres", str(home)], check=True)
     bouncer = subprocess.Popen(  # prlimit sets the limit, then execs PgBouncer: the pid is PgBouncer's
         ["prlimit", "--nofile=40:40", "/usr/sbin/pgbouncer", str(home / "pgbouncer.ini")],
-        user="postgres" if root else None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        user="postgres" if root else None,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     admin = PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", PASSWORD)
     try:

@@ -190,9 +190,12 @@ def test_post_data_adds_indexes_foreign_keys_and_triggers_and_reruns(target_db):
     copy_pre_data(SOURCE, TARGET, SCHEMAS, [])
     result = apply_post_data(SOURCE, TARGET, SCHEMAS, [])
     assert column(TARGET, SECONDARY_INDEXES_SQL) == [
-        "Order Items by select", "customers_email", "events_2025_payload_idx", "events_2026_payload_idx",
+        "Order Items by select",
+        "customers_email",
+        "events_2025_payload_idx",
+        "events_2026_payload_idx",
         "events_payload",
-    ]  # fmt: skip
+    ]
     assert rows(TARGET, FKS_SQL) == [("Order Items_customer_id_fkey", True), ("events_customer_id_fkey", True)]
     assert column(TARGET, TRIGGERS_SQL) == ["touch_order_items"]
     assert sorted(result["foreign_keys"]["validated"]) == sorted(result["foreign_keys"]["added"])
@@ -344,7 +347,9 @@ def test_grants_default_privileges_and_owners_are_copied_and_compared(target_db)
                 if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                     conn.execute(f"CREATE ROLE {role} NOLOGIN")
     try:
-        execute(SOURCE, """
+        execute(
+            SOURCE,
+            """
             CREATE SCHEMA ledger AUTHORIZATION sc_owner;
             CREATE TABLE ledger.entries (id int PRIMARY KEY, amount int, secret text);
             ALTER TABLE ledger.entries OWNER TO sc_owner;
@@ -354,14 +359,19 @@ def test_grants_default_privileges_and_owners_are_copied_and_compared(target_db)
             ALTER VIEW ledger.totals OWNER TO sc_owner;
             GRANT SELECT ON ledger.totals TO sc_reader;
             ALTER DEFAULT PRIVILEGES FOR ROLE sc_owner IN SCHEMA ledger GRANT SELECT ON TABLES TO sc_reader;
-        """)  # fmt: skip
+        """,
+        )
         copy_pre_data(SOURCE, TARGET, ["ledger"], [])
         apply_post_data(SOURCE, TARGET, ["ledger"], [])  # default privileges are post-data entries
-        owners = rows(TARGET, "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
-                              "WHERE c.relnamespace = 'ledger'::regnamespace AND c.relkind IN ('r', 'v') ORDER BY 1")
+        owners = rows(
+            TARGET,
+            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+            "WHERE c.relnamespace = 'ledger'::regnamespace AND c.relkind IN ('r', 'v') ORDER BY 1",
+        )
         assert owners == [("entries", "sc_owner"), ("totals", "sc_owner")]
         assert column(TARGET, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'ledger'") == [
-            "sc_owner"]  # fmt: skip
+            "sc_owner"
+        ]
         with SOURCE.connect(autocommit=True) as src, TARGET.connect(autocommit=True) as tgt:
             source_snapshot = privilege_snapshot(src, ["ledger"], owners=True)
             assert compare_privileges(source_snapshot, privilege_snapshot(tgt, ["ledger"], owners=True)) == []

@@ -140,13 +140,15 @@ def wait_writes(writer: ConcurrentWriter, count: int = 20, timeout: float = 60) 
 
 def test_additive_drift_is_alerted_synced_and_identical(migration):
     api, writer = migration
-    on_source("ALTER TABLE items ADD COLUMN note text NOT NULL DEFAULT 'none'",
-              "CREATE INDEX items_note_idx ON items (note)")  # fmt: skip
+    on_source(
+        "ALTER TABLE items ADD COLUMN note text NOT NULL DEFAULT 'none'", "CREATE INDEX items_note_idx ON items (note)"
+    )
     Drift.note_column = True
-    on_source("CREATE TABLE extras (id int PRIMARY KEY, item_id int NOT NULL, label text, "
-              "created timestamptz NOT NULL DEFAULT '2026-01-01 00:00:00+00')",
-              "INSERT INTO extras (id, item_id, label) SELECT g, g, 'seed ' || g FROM generate_series(1, 50) g",
-              )  # fmt: skip
+    on_source(
+        "CREATE TABLE extras (id int PRIMARY KEY, item_id int NOT NULL, label text, "
+        "created timestamptz NOT NULL DEFAULT '2026-01-01 00:00:00+00')",
+        "INSERT INTO extras (id, item_id, label) SELECT g, g, 'seed ' || g FROM generate_series(1, 50) g",
+    )
     Drift.extras_table = True
     wait_writes(writer)
 
@@ -160,8 +162,13 @@ def test_additive_drift_is_alerted_synced_and_identical(migration):
     assert len(schema_alerts(open_only=False)) == 1
 
     started = time.monotonic()
-    sync = subprocess.run([str(REPO / "scripts/with-stack-env"), "scripts/migration", "schema-sync", "--migration-id",
-                           MIGRATION_ID], cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    sync = subprocess.run(
+        [str(REPO / "scripts/with-stack-env"), "scripts/migration", "schema-sync", "--migration-id", MIGRATION_ID],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     print(sync.stdout[-2000:], f"schema-sync took {time.monotonic() - started:.0f}s")
     assert sync.returncode == 0, sync.stdout[-3000:] + sync.stderr[-3000:]
     wait_writes(writer)  # writes using the new column and table flow after the sync too

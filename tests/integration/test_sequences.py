@@ -89,8 +89,10 @@ def copied(source_db) -> None:
     recreate(TARGET)
     copy_pre_data(SOURCE, TARGET, SCHEMAS, TABLES)
     with SOURCE.connect(autocommit=True) as conn:
-        conn.execute("SELECT setval('invoice_no', 30), setval('reset_no', 500, false), "
-                     "setval(pg_get_serial_sequence('orders', 'id'), 3)")  # fmt: skip
+        conn.execute(
+            "SELECT setval('invoice_no', 30), setval('reset_no', 500, false), "
+            "setval(pg_get_serial_sequence('orders', 'id'), 3)"
+        )
 
 
 def test_schema_copy_creates_every_sequence_with_its_options(source_db):
@@ -131,13 +133,21 @@ def test_snapshot_reads_the_position_of_a_sequence_reset_with_is_called_false(co
 def test_sync_puts_every_target_next_value_past_the_source_and_a_rerun_changes_nothing(copied):
     target = TARGET.with_settings(lock_timeout="2s", statement_timeout="10s")
     synced = {s["sequence"]: s for s in sync_sequences(SOURCE, target, SCHEMAS)}
-    assert synced["public.invoice_no"] == {"sequence": "public.invoice_no", "source": 35,
-                                           "target": 35 + SAFETY_GAP * 5, "changed": True}  # fmt: skip
+    assert synced["public.invoice_no"] == {
+        "sequence": "public.invoice_no",
+        "source": 35,
+        "target": 35 + SAFETY_GAP * 5,
+        "changed": True,
+    }
     assert synced["public.reset_no"]["target"] == 500 + SAFETY_GAP and synced["public.reset_no"]["changed"]
     assert synced["public.orders_id_seq"]["target"] == 4 + SAFETY_GAP
     # Never used on the source: equal next values are enough, no gap.
-    assert synced['billing."Credit Note No"'] == {"sequence": 'billing."Credit Note No"', "source": 500,
-                                                  "target": 500, "changed": False}  # fmt: skip
+    assert synced['billing."Credit Note No"'] == {
+        "sequence": 'billing."Credit Note No"',
+        "source": 500,
+        "target": 500,
+        "changed": False,
+    }
     # A standalone sequence of a table not migrated is synced too (it exists on the target, standalone).
     assert synced["public.not_migrated_id_seq"]["changed"] is False  # never used
 

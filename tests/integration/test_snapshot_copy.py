@@ -114,7 +114,12 @@ def tables() -> Iterator[list[TableInfo]]:
         dump = subprocess.run(
             f"{BIN}/pg_dump --schema-only --no-publications --no-subscriptions | "
             f"{BIN}/psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p 5434 -U postgres -d {DB}",
-            shell=True, env=SOURCE.libpq_env(), capture_output=True, text=True, timeout=120, check=False,
+            shell=True,
+            env=SOURCE.libpq_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert dump.returncode == 0, dump.stderr
         with SOURCE.connect(autocommit=True) as conn:
@@ -342,8 +347,12 @@ def test_a_failed_copy_stops_its_chunks_and_drops_its_slot(tables):
 def test_rerun_after_a_hard_crash_converges_and_leaves_one_slot(tables, repo):
     # A worker killed mid-copy: no cleanup at all, the slot and some committed chunks stay behind.
     crashing = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_COPY], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo / "plugins")},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", CRASHING_COPY],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo / "plugins")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert crashing.stdout.readline() == "chunk committed\n", crashing.stderr.read()
@@ -356,9 +365,30 @@ def test_rerun_after_a_hard_crash_converges_and_leaves_one_slot(tables, repo):
 
     # A walsender still streaming from the old slot (as the source connector would) must not block the rerun.
     recv = subprocess.Popen(
-        [f"{BIN}/pg_recvlogical", "-h", "127.0.0.1", "-p", "5433", "-U", "postgres", "-d", DB, "--slot", SLOT,
-         "--start", "--no-loop", "-o", "proto_version=1", "-o", f"publication_names={PUB}", "-f", "/dev/null"],
-        env=SOURCE.libpq_env(), stderr=subprocess.PIPE, text=True,
+        [
+            f"{BIN}/pg_recvlogical",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5433",
+            "-U",
+            "postgres",
+            "-d",
+            DB,
+            "--slot",
+            SLOT,
+            "--start",
+            "--no-loop",
+            "-o",
+            "proto_version=1",
+            "-o",
+            f"publication_names={PUB}",
+            "-f",
+            "/dev/null",
+        ],
+        env=SOURCE.libpq_env(),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 15
@@ -413,4 +443,3 @@ def test_a_failing_chunk_names_the_table_and_says_how_to_recover(tables):
     assert "public.customers" in message and 'column "balance" of relation "customers" does not exist' in message
     assert "rerun the `snapshot` task" in message
     assert slots() == []
-

@@ -110,9 +110,7 @@ def test_connect_lists_both_debezium_plugins_at_pinned_version():
 
 
 def _admin_show(port: int, what: str) -> list[dict]:
-    admin = psycopg2.connect(
-        host="127.0.0.1", port=port, user="postgres", password="postgres", dbname="pgbouncer"
-    )
+    admin = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password="postgres", dbname="pgbouncer")
     admin.autocommit = True
     try:
         with admin.cursor() as cur:
@@ -169,9 +167,7 @@ def test_airflow_health_login_and_connections():
         conn = api.request("GET", f"/connections/{conn_id}")
         assert (conn["host"], conn["port"], conn["schema"]) == ("127.0.0.1", port, "pgbouncer")
         assert json.loads(conn["extra"])["routes_file"] == str(REPO / ".stack" / name / "routes.ini")
-    denied = requests.post(
-        "http://127.0.0.1:8080/auth/token", json={"username": "admin", "password": "x"}, timeout=10
-    )
+    denied = requests.post("http://127.0.0.1:8080/auth/token", json={"username": "admin", "password": "x"}, timeout=10)
     assert denied.status_code == 401
 
 
@@ -192,9 +188,7 @@ def test_platform_health_dag_runs_on_the_scheduler():
     api.request("PATCH", "/dags/platform_health", json={"is_paused": False})
     run_id = api.trigger_dag("platform_health")
     run = api.wait_for_dag_run("platform_health", run_id, timeout=300)
-    states = {
-        (t["task_id"], t.get("map_index")): t["state"] for t in api.task_instances("platform_health", run_id)
-    }
+    states = {(t["task_id"], t.get("map_index")): t["state"] for t in api.task_instances("platform_health", run_id)}
     assert run["state"] == "success", states
     assert len(states) == 4 and set(states.values()) == {"success"}
 

@@ -49,8 +49,9 @@ def samples(*pairs: tuple[int, float | None]) -> list:
     ("statuses", "failed", "restarted"),
     [
         pytest.param({"src": running("RUNNING"), "sink": running("RUNNING")}, [], [], id="all-running"),
-        pytest.param({"src": running("RUNNING"), "sink": running("FAILED")}, ["connector_failed:sink"], [],
-                     id="task-failed"),  # fmt: skip
+        pytest.param(
+            {"src": running("RUNNING"), "sink": running("FAILED")}, ["connector_failed:sink"], [], id="task-failed"
+        ),
         pytest.param({"sink": running(connector="FAILED")}, ["connector_failed:sink"], [], id="connector-failed"),
         pytest.param({"sink": None}, ["connector_failed:sink"], [], id="connector-missing"),
         pytest.param({"sink": running("PAUSED", connector="PAUSED")}, [], [], id="paused-is-not-failed"),
@@ -137,8 +138,9 @@ def test_evaluate_marks_unread_readings_as_not_evaluated():
 
 
 def test_connect_that_does_not_answer_is_a_p0_resolved_once_statuses_are_read_again():
-    down = evaluate(M, Readings(phase="streaming", connect_unreachable="Kafka Connect at http://c:8083 is "
-                                "unreachable"), T, set())  # fmt: skip
+    down = evaluate(
+        M, Readings(phase="streaming", connect_unreachable="Kafka Connect at http://c:8083 is unreachable"), T, set()
+    )
     assert [(a.severity, a.condition) for a in down.active] == [(P0, "connect_unreachable")]
     assert "connector_failed" not in down.evaluated, "unknown states: neither raised nor resolved"
     back = evaluate(M, Readings(phase="streaming", connector_statuses={}), T, {"connect_unreachable"})
@@ -173,14 +175,23 @@ def test_plan_leaves_unevaluated_and_notifier_alerts_open():
 
 
 def test_a_different_connector_is_a_different_condition():
-    to_raise, _ = plan_reconcile({"connector_failed:sink"}, Evaluation([alert("connector_failed:src")],
-                                                                       {"connector_failed"}))  # fmt: skip
+    to_raise, _ = plan_reconcile(
+        {"connector_failed:sink"}, Evaluation([alert("connector_failed:src")], {"connector_failed"})
+    )
     assert [a.condition for a in to_raise] == ["connector_failed:src"]
 
 
 def row(**over) -> dict:
-    base = {"migration_id": M, "condition": "lag_high", "severity": P1, "message": "lag 90s",
-            "raised_at": NOW, "resolved_at": None, "details": {}, "deliveries": {"log": {}, "webhook": {}}}  # fmt: skip
+    base = {
+        "migration_id": M,
+        "condition": "lag_high",
+        "severity": P1,
+        "message": "lag 90s",
+        "raised_at": NOW,
+        "resolved_at": None,
+        "details": {},
+        "deliveries": {"log": {}, "webhook": {}},
+    }
     return {**base, **over}
 
 

@@ -48,13 +48,18 @@ RESULT = {
     "database": {"name": "bench", "size_mb": 1030.2, "pgbench_scale": 34, "doc_rows": 1, "blob_rows": 2},
     "dump_restore": {"seconds": 100.0, "dump_seconds": 40.0, "restore_seconds": 60.0},
     "copy": {
-        "load_seconds": 80.0, "ratio_to_dump_restore": 0.8,
+        "load_seconds": 80.0,
+        "ratio_to_dump_restore": 0.8,
         "load_tasks": ["copy_schema", "snapshot", "apply_post_data"],
-        "tasks": {"copy_schema": 1.0, "snapshot": 60.0, "apply_post_data": 19.0}, "load_span_seconds": 85.0,
-        "to_caught_up_seconds": 110.0, "to_caught_up_ratio_to_dump_restore": 1.1,
+        "tasks": {"copy_schema": 1.0, "snapshot": 60.0, "apply_post_data": 19.0},
+        "load_span_seconds": 85.0,
+        "to_caught_up_seconds": 110.0,
+        "to_caught_up_ratio_to_dump_restore": 1.1,
     },
     "lag": {
-        "rate_tps": 500, "duration_seconds": 60, "achieved_tps": 499.8,
+        "rate_tps": 500,
+        "duration_seconds": 60,
+        "achieved_tps": 499.8,
         "heartbeat": {"samples": 61, "p50": 0.2, "p95": 0.5, "p99": 0.9, "max": 1.2},
         "history": {"samples": 30000, "p50": 0.3, "p95": 0.8, "p99": 1.4, "max": 2.0},
     },
@@ -65,7 +70,9 @@ def test_goals_report_figures_and_whether_met():
     result = goals(RESULT)
     assert result["copy_vs_dump_restore"]["met"] is True
     assert result["lag_p99_heartbeat"] == {
-        "goal": "end-to-end lag p99 (heartbeat) < 1 s at 500 tps", "figure": 0.9, "met": True,
+        "goal": "end-to-end lag p99 (heartbeat) < 1 s at 500 tps",
+        "figure": 0.9,
+        "met": True,
     }
     assert result["lag_p99_rows"]["met"] is False
     assert goals({})["copy_vs_dump_restore"]["met"] is None
@@ -101,8 +108,9 @@ def test_plan_bench_splits_the_size():
 
 
 def test_validation_cost_is_a_goal_with_its_own_rows():
-    result = {"validation": {"plain_scan_seconds": 10.0, "row_diff_seconds": 13.0, "tables": 6,
-                             "ratio_to_plain_scan": 1.3}}  # fmt: skip
+    result = {
+        "validation": {"plain_scan_seconds": 10.0, "row_diff_seconds": 13.0, "tables": 6, "ratio_to_plain_scan": 1.3}
+    }
     goal = goals(result)["validation_vs_plain_scan"]
     assert goal["figure"] == 1.3 and goal["met"] is True
     table = render_table(result)
@@ -112,10 +120,15 @@ def test_validation_cost_is_a_goal_with_its_own_rows():
 # ---- cutover and rollback (issue #13) ----------------------------------------------------------------
 
 
-def _run(direction: str, pause: float | None, steps: dict[str, float] | None = None, failed: int = 0,
-         **extra) -> dict:  # fmt: skip
-    return {"direction": direction, "pause_seconds": pause, "failed_transactions": failed, "transactions": 100,
-            "steps": [{"step": k, "seconds": v} for k, v in (steps or {}).items()], **extra}  # fmt: skip
+def _run(direction: str, pause: float | None, steps: dict[str, float] | None = None, failed: int = 0, **extra) -> dict:
+    return {
+        "direction": direction,
+        "pause_seconds": pause,
+        "failed_transactions": failed,
+        "transactions": 100,
+        "steps": [{"step": k, "seconds": v} for k, v in (steps or {}).items()],
+        **extra,
+    }
 
 
 def test_switch_summary_has_percentiles_failed_transactions_and_step_medians():
@@ -132,39 +145,72 @@ def test_switch_summary_has_percentiles_failed_transactions_and_step_medians():
 
 
 def test_switch_summary_counts_refused_and_failed_runs_but_only_pauses_in_the_percentiles():
-    runs = [_run("rollback", None, failed=1, refused=True), _run("rollback", 0.8),
-            _run("rollback", None, error="pg_rollback run r3 failed")]  # fmt: skip
+    runs = [
+        _run("rollback", None, failed=1, refused=True),
+        _run("rollback", 0.8),
+        _run("rollback", None, error="pg_rollback run r3 failed"),
+    ]
     summary = switch_summary(runs)
     assert summary["runs"] == 1 and summary["p50"] == 0.8
     assert summary["refused"] == 1 and summary["failed_runs"] == 1
     assert summary["failed_transactions"] == 1  # a client failing while a refused run ran counts too
-    assert switch_summary([]) == {"runs": 0, "refused": 0, "failed_runs": 0, "failed_transactions": 0,
-                                  "transactions": 0}  # fmt: skip
+    assert switch_summary([]) == {
+        "runs": 0,
+        "refused": 0,
+        "failed_runs": 0,
+        "failed_transactions": 0,
+        "transactions": 0,
+    }
 
 
 def _cutover_result(large: tuple[float, float], small: tuple[float, float], failed: int = 0) -> dict:
     """p50s of (cutover, rollback) per size; max = p50 + 0.5."""
 
     def size(name: str, mb: float, p50s: tuple[float, float], failed: int) -> dict:
-        return {"database": name, "size_mb": mb, **{
-            d: {"runs": 3, "refused": 0, "failed_runs": 0, "failed_transactions": failed if d == "cutover" else 0,
-                "transactions": 900, "p50": p, "max": p + 0.5, "step_medians": {"pause": 0.012, "drain": 0.25}}
-            for d, p in zip(("cutover", "rollback"), p50s, strict=True)}}  # fmt: skip
+        return {
+            "database": name,
+            "size_mb": mb,
+            **{
+                d: {
+                    "runs": 3,
+                    "refused": 0,
+                    "failed_runs": 0,
+                    "failed_transactions": failed if d == "cutover" else 0,
+                    "transactions": 900,
+                    "p50": p,
+                    "max": p + 0.5,
+                    "step_medians": {"pause": 0.012, "drain": 0.25},
+                }
+                for d, p in zip(("cutover", "rollback"), p50s, strict=True)
+            },
+        }
 
-    return {"cutover": {"tps": 200, "clients": 4, "rounds": 3, "sizes": {
-        "large": size("bench", 1030.4, large, failed), "small": size("bench_small", 101.2, small, 0)}}}  # fmt: skip
+    return {
+        "cutover": {
+            "tps": 200,
+            "clients": 4,
+            "rounds": 3,
+            "sizes": {"large": size("bench", 1030.4, large, failed), "small": size("bench_small", 101.2, small, 0)},
+        }
+    }
 
 
 def test_cutover_goals_take_the_worst_size_and_direction():
     result = goals(_cutover_result(large=(0.6, 0.9), small=(0.5, 0.5)))
     assert result["cutover_pause_p50_s"] == {
-        "goal": "write pause p50 < 1 s (worst size and direction)", "figure": 0.9, "met": True}  # fmt: skip
+        "goal": "write pause p50 < 1 s (worst size and direction)",
+        "figure": 0.9,
+        "met": True,
+    }
     assert result["cutover_pause_max_s"]["figure"] == 1.4 and result["cutover_pause_max_s"]["met"] is True
     # cutover 0.6 / 0.5 = 1.2 (met), rollback 0.9 / 0.5 = 1.8: the worse direction decides
     assert result["cutover_1gb_vs_100mb"]["figure"] == 1.8 and result["cutover_1gb_vs_100mb"]["met"] is False
     assert "bench (1030 MB) <= 1.2x bench_small (101 MB)" in result["cutover_1gb_vs_100mb"]["goal"]
     assert result["cutover_failed_transactions"] == {
-        "goal": "failed client transactions = 0 (pgbench, all cutovers and rollbacks)", "figure": 0, "met": True}
+        "goal": "failed client transactions = 0 (pgbench, all cutovers and rollbacks)",
+        "figure": 0,
+        "met": True,
+    }
 
 
 def test_cutover_goals_not_met_and_not_measured():
@@ -224,14 +270,21 @@ tps = 100.2 (without initial connection time)
 
 def test_parse_pgbench_summary_of_a_clean_run():
     assert parse_pgbench_summary(PGBENCH_OK) == {
-        "complete": True, "transactions": 1002, "failed_transactions": 0, "aborted_clients": 0, "errors": []}
+        "complete": True,
+        "transactions": 1002,
+        "failed_transactions": 0,
+        "aborted_clients": 0,
+        "errors": [],
+    }
 
 
 def test_parse_pgbench_summary_adds_aborted_clients_and_counts_a_run_without_summary():
     aborted = PGBENCH_OK.replace("processed: 1002", "processed: 800").replace(
         "failed transactions: 0 (0.000%)", "failed transactions: 2 (0.250%)"
-    ) + ("pgbench: error: client 1 script 0 aborted in command 5 query 0: ERROR:  cannot execute UPDATE in a "
-         "read-only transaction\npgbench: error: Run was aborted; the above results are incomplete.\n")  # fmt: skip
+    ) + (
+        "pgbench: error: client 1 script 0 aborted in command 5 query 0: ERROR:  cannot execute UPDATE in a "
+        "read-only transaction\npgbench: error: Run was aborted; the above results are incomplete.\n"
+    )
     figures = parse_pgbench_summary(aborted)
     assert figures["transactions"] == 800 and figures["aborted_clients"] == 1
     assert figures["failed_transactions"] == 3  # 2 it gave up on + the aborted client's
@@ -243,11 +296,24 @@ def test_parse_pgbench_summary_adds_aborted_clients_and_counts_a_run_without_sum
 
 
 def test_total_load_adds_segments():
-    segments = [{"complete": True, "transactions": 10, "failed_transactions": 0, "aborted_clients": 0, "errors": []},
-                {"complete": False, "transactions": 0, "failed_transactions": 1, "aborted_clients": 0,
-                 "errors": ["pgbench: error: x"]}]  # fmt: skip
-    assert total_load(segments) == {"transactions": 10, "failed_transactions": 1, "aborted_clients": 0,
-                                    "incomplete_segments": 1, "segments": 2, "errors": ["pgbench: error: x"]}
+    segments = [
+        {"complete": True, "transactions": 10, "failed_transactions": 0, "aborted_clients": 0, "errors": []},
+        {
+            "complete": False,
+            "transactions": 0,
+            "failed_transactions": 1,
+            "aborted_clients": 0,
+            "errors": ["pgbench: error: x"],
+        },
+    ]
+    assert total_load(segments) == {
+        "transactions": 10,
+        "failed_transactions": 1,
+        "aborted_clients": 0,
+        "incomplete_segments": 1,
+        "segments": 2,
+        "errors": ["pgbench: error: x"],
+    }
 
 
 def test_switch_event_is_the_newest_with_the_pause_since_the_run_started():

@@ -216,14 +216,19 @@ def test_validate_or_raise_names_every_bad_key(fake_connect: FakeConnect) -> Non
     def value(name: str, errors: list[str]) -> dict[str, Any]:
         return {"definition": {"name": name}, "value": {"name": name, "value": None, "errors": errors}}
 
-    fake_connect.forced[("PUT", path)] = (200, {
-        "name": PG_CLASS, "error_count": 2, "groups": [],
-        "configs": [
-            value("snapshot.mode", ["The 'snapshot.mode' value is invalid: Value must be one of always, initial"]),
-            value("database.hostname", ["The 'database.hostname' value is invalid: A value is required"]),
-            value("topic.prefix", []),
-        ],
-    })
+    fake_connect.forced[("PUT", path)] = (
+        200,
+        {
+            "name": PG_CLASS,
+            "error_count": 2,
+            "groups": [],
+            "configs": [
+                value("snapshot.mode", ["The 'snapshot.mode' value is invalid: Value must be one of always, initial"]),
+                value("database.hostname", ["The 'database.hostname' value is invalid: A value is required"]),
+                value("topic.prefix", []),
+            ],
+        },
+    )
     client = client_for(fake_connect)
 
     assert len(client.validate(PG_CLASS, {"snapshot.mode": "sometimes"})) == 2
@@ -301,8 +306,13 @@ def test_hook_reads_auth_and_timeout_from_a_json_connection(monkeypatch: pytest.
     from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 
     conn = {
-        "conn_type": "http", "host": "connect.internal", "port": 8443, "schema": "https",
-        "login": "ops", "password": "connect-secret", "extra": {"timeout": 3, "retries": 2},
+        "conn_type": "http",
+        "host": "connect.internal",
+        "port": 8443,
+        "schema": "https",
+        "login": "ops",
+        "password": "connect-secret",
+        "extra": {"timeout": 3, "retries": 2},
     }
     monkeypatch.setenv("AIRFLOW_CONN_CONNECT_PROD", json.dumps(conn))
 

@@ -121,8 +121,16 @@ def test_reverse_names_never_collide_with_the_forward_ones_and_fit_postgres_limi
     forward = MigrationNames("a" * 41)
     reverse = forward.reversed()
     assert reverse.reversed() == forward
-    for attr in ("slot", "publication", "native_subscription", "source_connector", "sink_connector",
-                 "topic_prefix", "heartbeat_table", "secrets_file"):  # fmt: skip
+    for attr in (
+        "slot",
+        "publication",
+        "native_subscription",
+        "source_connector",
+        "sink_connector",
+        "topic_prefix",
+        "heartbeat_table",
+        "secrets_file",
+    ):
         assert getattr(forward, attr) != getattr(reverse, attr), attr
     assert max(len(reverse.slot), len(reverse.native_subscription), len(forward.native_subscription)) <= 63
     assert MigrationNames("shop-1").reversed().source_connector == "pgmigrate-shop-1-reverse-source"
@@ -160,11 +168,22 @@ def test_stored_generated_columns_are_left_out_of_every_event():
     from pgmigrate.kafka.connector_configs import stored_generated_columns
 
     def column(name: str, generated: str = "") -> Column:
-        return Column(name=name, type_name="int4", type_oid=23, type_kind="b", element_oid=None, element_kind=None,
-                      identity="", generated=generated, not_null=False, toastable=False)  # fmt: skip
+        return Column(
+            name=name,
+            type_name="int4",
+            type_oid=23,
+            type_kind="b",
+            element_oid=None,
+            element_kind=None,
+            identity="",
+            generated=generated,
+            not_null=False,
+            toastable=False,
+        )
 
-    table = TableInfo(TableRef("Sales Dept", "orders.v2"), "r", ["id"], "d", False,
-                      [column("id"), column("total (net)", "s")])  # fmt: skip
+    table = TableInfo(
+        TableRef("Sales Dept", "orders.v2"), "r", ["id"], "d", False, [column("id"), column("total (net)", "s")]
+    )
     generated = stored_generated_columns([table])
     assert generated == [(TableRef("Sales Dept", "orders.v2"), "total (net)")]
     config = build_source_config(NAMES, SOURCE, [table.ref], "debezium", SECRETS, generated)
@@ -190,9 +209,10 @@ def test_the_servers_session_timeouts_are_off_for_the_connectors_sessions():
     source = build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS)
     statements = source["database.initial.statements"].split(";")
     assert statements == [
-        "SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0", "SET idle_session_timeout = 0"
+        "SET statement_timeout = 0",
+        "SET idle_in_transaction_session_timeout = 0",
+        "SET idle_session_timeout = 0",
     ]
     url = build_sink_config(NAMES, TARGET, ["public"], SECRETS)["connection.url"]
     for name in ("statement_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout"):
         assert f"-c%20{name}%3D0" in url
-

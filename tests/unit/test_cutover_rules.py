@@ -15,10 +15,16 @@ STREAMING = {"phase": "streaming"}
 
 def checklist(**overrides):
     args = dict(
-        state=STREAMING, end_to_end_lag=0.8, native_lag=None, native_expected=False, max_lag_seconds=5,
-        connectors_state="running", connectors_detail="both RUNNING",
-        pgbouncer=(True, "2 PgBouncers route shop to the source"), pre_validation=(True, "3 tables identical"),
-    )  # fmt: skip
+        state=STREAMING,
+        end_to_end_lag=0.8,
+        native_lag=None,
+        native_expected=False,
+        max_lag_seconds=5,
+        connectors_state="running",
+        connectors_detail="both RUNNING",
+        pgbouncer=(True, "2 PgBouncers route shop to the source"),
+        pre_validation=(True, "3 tables identical"),
+    )
     args.update(overrides)
     return {i.name: i for i in evaluate_checklist(**args)}
 

@@ -41,12 +41,23 @@ def _change(kind: bytes, relid: int) -> bytes:
 def test_writes_after_the_drain_point_are_those_of_transactions_that_commit_after_it():
     point = lsn_to_int("0/3000000")
     messages = [
-        _begin(point - 10), _relation(1, "public", "accounts"), _change(b"U", 1), b"C",  # drained: before the point
-        _begin(point + 5), _relation(2, "pgmigrate", "heartbeat_x"), _change(b"U", 2), b"C",  # the platform's own
-        _begin(point + 9), _change(b"I", 1), _change(b"D", 1), b"C",  # a writer outside PgBouncer
-        _begin(point + 20), _relation(3, "public", "orders"),
-        b"T" + struct.pack(">IbI", 1, 0, 3), b"C",  # a TRUNCATE counts too
-    ]  # fmt: skip
+        _begin(point - 10),
+        _relation(1, "public", "accounts"),
+        _change(b"U", 1),
+        b"C",  # drained: before the point
+        _begin(point + 5),
+        _relation(2, "pgmigrate", "heartbeat_x"),
+        _change(b"U", 2),
+        b"C",  # the platform's own
+        _begin(point + 9),
+        _change(b"I", 1),
+        _change(b"D", 1),
+        b"C",  # a writer outside PgBouncer
+        _begin(point + 20),
+        _relation(3, "public", "orders"),
+        b"T" + struct.pack(">IbI", 1, 0, 3),
+        b"C",  # a TRUNCATE counts too
+    ]
     assert changes_committed_after(messages, point) == {"public.accounts": 2, "public.orders": 1}
     assert changes_committed_after(messages[:4], point) == {}
 
@@ -71,16 +82,22 @@ def test_platform_sessions_are_its_role_with_its_application_names():
         ({"type": "string"}, "a'b", "a'b"),
         ({"type": "boolean"}, True, "true"),
         ({"type": "int32", "name": "io.debezium.time.Date"}, 19700, "2023-12-09"),
-        ({"type": "int64", "name": "io.debezium.time.MicroTimestamp"}, 1_700_000_000_123_456,
-         "2023-11-14 22:13:20.123456"),
+        (
+            {"type": "int64", "name": "io.debezium.time.MicroTimestamp"},
+            1_700_000_000_123_456,
+            "2023-11-14 22:13:20.123456",
+        ),
         ({"type": "int64", "name": "io.debezium.time.MicroTime"}, 3_723_000_001, "01:02:03.000001"),
         ({"type": "string", "name": "io.debezium.time.ZonedTimestamp"}, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"),
         ({"type": "bytes"}, base64.b64encode(b"\x01\xff").decode(), "\\x01ff"),
-        ({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2"}},
-         base64.b64encode((12345).to_bytes(2, "big", signed=True)).decode(), "123.45"),
+        (
+            {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2"}},
+            base64.b64encode((12345).to_bytes(2, "big", signed=True)).decode(),
+            "123.45",
+        ),
         ({"type": "struct", "name": "io.debezium.data.VariableScaleDecimal"}, {"scale": 1}, None),
     ],
-)  # fmt: skip
+)
 def test_key_values_turn_back_into_postgresql_text(schema, value, text):
     assert value_text(schema, value) == text
 

@@ -63,11 +63,14 @@ def test_the_default_is_fail_fast_and_dead_letter_routes_to_the_migrations_topic
 
 def _record(key: dict, op: str = "c", table: str = "items", with_trace: bool = True):
     key_json = json.dumps({"schema": {"type": "struct"}, "payload": key}).encode()
-    value = json.dumps({"schema": {}, "payload": {"op": op, "after": {}, "source": {"schema": "public",
-                                                                                   "table": table}}}).encode()
-    headers = [("__connect.errors.topic", f"{NAMES.topic_prefix}.public.{table}".encode()),
-               ("__connect.errors.exception.message", b"JDBC sink connector failure"),
-               ("__connect.errors.exception.stacktrace", TRACE.encode() if with_trace else None)]
+    value = json.dumps(
+        {"schema": {}, "payload": {"op": op, "after": {}, "source": {"schema": "public", "table": table}}}
+    ).encode()
+    headers = [
+        ("__connect.errors.topic", f"{NAMES.topic_prefix}.public.{table}".encode()),
+        ("__connect.errors.exception.message", b"JDBC sink connector failure"),
+        ("__connect.errors.exception.stacktrace", TRACE.encode() if with_trace else None),
+    ]
     return key_json, value, headers
 
 
@@ -78,8 +81,14 @@ def test_a_dlq_record_gives_table_key_operation_and_the_databases_error():
     no_trace = parse_dead_letter(0, 5, *_record({"id": 8}, with_trace=False), NAMES)
     assert no_trace.error == "JDBC sink connector failure"
     # Without a Debezium envelope the table comes from the original topic's name.
-    bare = parse_dead_letter(0, 6, b'{"id": 9}', b"not json", [("__connect.errors.topic",
-                             f"{NAMES.topic_prefix}.sales.orders".encode())], NAMES)  # fmt: skip
+    bare = parse_dead_letter(
+        0,
+        6,
+        b'{"id": 9}',
+        b"not json",
+        [("__connect.errors.topic", f"{NAMES.topic_prefix}.sales.orders".encode())],
+        NAMES,
+    )
     assert bare.table == TableRef("sales", "orders") and bare.key == {"id": 9} and bare.operation == "?"
     assert root_cause(None, None) == "(no error message recorded)"
 
@@ -136,8 +145,18 @@ def test_the_checklist_refuses_unacknowledged_dead_letters_with_count_and_comman
     assert checklist_detail("m", DeadLetterBacklog(False)) == (True, "no unacknowledged dead letters")
     assert checklist_detail("m", None)[0] is False
     state = {"phase": "streaming"}
-    items = evaluate_checklist(state, 0.5, None, False, 5, "running", "both", pgbouncer=(True, "a"),
-                               pre_validation=(True, "b"), dead_letters=(ok, detail))  # fmt: skip
+    items = evaluate_checklist(
+        state,
+        0.5,
+        None,
+        False,
+        5,
+        "running",
+        "both",
+        pgbouncer=(True, "a"),
+        pre_validation=(True, "b"),
+        dead_letters=(ok, detail),
+    )
     items = {i.name: i for i in items}
     assert not items["dead_letters"].ok and all(i.ok for n, i in items.items() if n != "dead_letters")
 
@@ -159,15 +178,26 @@ def test_throughput_is_the_offset_delta_over_the_clock_and_never_negative():
     assert rate_per_second(700, t0, 800, t0) is None
     ends, committed = {("a", 0): 10, ("b", 0): 5}, {("a", 0): 7, ("other", 0): 99}
     assert offset_totals(ends, committed) == (15, 7)
-    statuses = {"src": {"connector": {"state": "RUNNING"}, "tasks": [{"state": "RUNNING"}]},
-                "sink": {"connector": {"state": "FAILED"}, "tasks": [{"state": "FAILED"}]}, "gone": None}
+    statuses = {
+        "src": {"connector": {"state": "RUNNING"}, "tasks": [{"state": "RUNNING"}]},
+        "sink": {"connector": {"state": "FAILED"}, "tasks": [{"state": "FAILED"}]},
+        "gone": None,
+    }
     assert failed_tasks(statuses) == 2 and failed_tasks(None) is None
 
 
 def test_the_report_charts_throughput_and_marks_errors():
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    samples = [{"at": t0 + timedelta(minutes=i), "produced_per_second": 10.0 * i, "applied_per_second": 8.0 * i,
-                "dead_letters": 2 if i == 2 else 0, "failed_tasks": 0} for i in range(4)]
+    samples = [
+        {
+            "at": t0 + timedelta(minutes=i),
+            "produced_per_second": 10.0 * i,
+            "applied_per_second": 8.0 * i,
+            "dead_letters": 2 if i == 2 else 0,
+            "failed_tasks": 0,
+        }
+        for i in range(4)
+    ]
     svg = throughput_chart_svg(samples)
     assert svg.startswith('<svg class="chart" id="throughput-chart"') and svg.count("<polyline") == 2
     assert "2 dead letters" in svg
@@ -177,10 +207,10 @@ def test_the_report_charts_throughput_and_marks_errors():
 
 SINK_TRACE = (
     "org.apache.kafka.connect.errors.ConnectException: JDBC sink connector failure\n"
-    "Caused by: java.sql.BatchUpdateException: Batch entry 0 INSERT INTO \"public\".\"items\" (\"id\",\"qty\","
+    'Caused by: java.sql.BatchUpdateException: Batch entry 0 INSERT INTO "public"."items" ("id","qty",'
     "\"Note \"\"x\"\"\") VALUES (('7'::int4),('-1'::int4),('it''s, (odd)')) ON CONFLICT (\"id\") DO UPDATE SET "
-    "\"qty\"=EXCLUDED.\"qty\" was aborted: ERROR: new row for relation \"items\" violates check constraint "
-    "\"qty_ok\"\n  Detail: Failing row contains (7, -1, it's).  Call getNextException to see other errors."
+    '"qty"=EXCLUDED."qty" was aborted: ERROR: new row for relation "items" violates check constraint '
+    '"qty_ok"\n  Detail: Failing row contains (7, -1, it\'s).  Call getNextException to see other errors.'
 )
 
 

@@ -221,9 +221,7 @@ def test_connect_mounts_secrets_and_uses_the_file_config_provider(services: dict
 
     props = _properties(CONNECT_PROPERTIES)
     assert props["config.providers"] == "file"
-    assert (
-        props["config.providers.file.class"] == "org.apache.kafka.common.config.provider.FileConfigProvider"
-    )
+    assert props["config.providers.file.class"] == "org.apache.kafka.common.config.provider.FileConfigProvider"
     assert props["plugin.path"] == "/opt/connect-plugins"
     assert props["listeners"] == "http://0.0.0.0:8083"
     assert props["bootstrap.servers"] == "kafka:29092"

@@ -29,14 +29,22 @@ def test_only_rows_extra_on_the_target_are_deletable():
         missing=[RowDifference({"id": 3}, "missing")],
         changed=[RowDifference({"id": 4}, "changed", ["note"])],
         in_flight=[{"id": 5}],
-        extra_count=2, missing_count=1, changed_count=1, in_flight_count=1,
-    )  # fmt: skip
+        extra_count=2,
+        missing_count=1,
+        changed_count=1,
+        in_flight_count=1,
+    )
     assert deletable_keys(diff) == [{"id": 7}, {"id": 9}]
 
 
 def test_nothing_is_deleted_from_a_keyless_table_or_a_table_not_compared():
-    keyless = TableDiff(TableRef("public", "audit"), "full", primary_key=[],
-                        extra=[RowDifference({"at": "x", "what": "dup"}, "extra")], extra_count=1)  # fmt: skip
+    keyless = TableDiff(
+        TableRef("public", "audit"),
+        "full",
+        primary_key=[],
+        extra=[RowDifference({"at": "x", "what": "dup"}, "extra")],
+        extra_count=1,
+    )
     assert deletable_keys(keyless) == [], "a keyless table's `extra` holds example rows, not keys"
     broken = _diff(extra=[RowDifference({"id": 7}, "extra")], extra_count=1, error="table missing on the target")
     assert deletable_keys(broken) == []

@@ -10,9 +10,17 @@ def table(
     schema: str, name: str, primary_key: tuple[str, ...] = ("id",), type_oid: int = 23, column_name: str = "id"
 ) -> TableInfo:
     column = Column(
-        name=column_name, type_name="x", type_oid=type_oid, type_kind="b", element_kind=None, element_oid=None,
-        identity="", generated="", not_null=True, toastable=False,
-    )  # fmt: skip
+        name=column_name,
+        type_name="x",
+        type_oid=type_oid,
+        type_kind="b",
+        element_kind=None,
+        element_oid=None,
+        identity="",
+        generated="",
+        not_null=True,
+        toastable=False,
+    )
     return TableInfo(TableRef(schema, name), "r", list(primary_key), "d", False, [column])
 
 

@@ -17,8 +17,21 @@ pytestmark = pytest.mark.unit
 
 PACKAGE = REPO / "plugins" / "pgmigrate"
 AIRFLOW_LAYER = {"hooks", "operators", "sensors", "triggers", "notifications"}
-PHASES = {"core", "control", "kafka", "preflight", "schema", "load", "stream", "validate", "cutover", "recovery",
-          "alerts", "report", "cli"}  # fmt: skip
+PHASES = {
+    "core",
+    "control",
+    "kafka",
+    "preflight",
+    "schema",
+    "load",
+    "stream",
+    "validate",
+    "cutover",
+    "recovery",
+    "alerts",
+    "report",
+    "cli",
+}
 
 
 def plain_modules() -> list[str]:
@@ -49,7 +62,13 @@ def test_the_plain_modules_import_without_airflow():
         "    importlib.import_module(name)\n"
         "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                            env={"PYTHONPATH": "plugins"}, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": "plugins"},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", f"a plain module imports Airflow: {result.stdout.strip()[:500]}"

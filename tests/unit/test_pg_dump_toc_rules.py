@@ -90,7 +90,9 @@ def test_every_table_keeps_every_sequence_and_its_ownership():
     assert select_entries(entries, {TABLE_A, TABLE_B, TABLE_C}) == select_entries(entries, None)
 
 
-VIEWS = LISTING + """230; 1247 16700 TYPE public mood postgres
+VIEWS = (
+    LISTING
+    + """230; 1247 16700 TYPE public mood postgres
 ;\tdepends on: 4
 231; 1259 16710 MATERIALIZED VIEW public mood_labels postgres
 ;\tdepends on: 230 4
@@ -99,6 +101,7 @@ VIEWS = LISTING + """230; 1247 16700 TYPE public mood postgres
 233; 1259 16730 VIEW public clock postgres
 ;\tdepends on: 4
 """
+)
 
 
 def test_subset_keeps_views_that_read_no_table_and_drops_views_over_tables_left_out():

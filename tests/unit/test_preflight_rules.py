@@ -40,9 +40,21 @@ def col(name, type_name, oid, kind="b", element_oid=None, element_kind=None, gen
     """`base`: (oid, typtype, typname, element oid) of the type under the column's domains, as catalog reads it."""
     base_oid, base_kind, base_name, base_elem = base or (oid, kind, type_name, element_oid if element_kind else None)
     return Column(
-        name, type_name, oid, kind, element_kind, element_oid, "", generated, False, True,
-        base_oid, base_kind, base_name, base_elem,
-    )  # fmt: skip
+        name,
+        type_name,
+        oid,
+        kind,
+        element_kind,
+        element_oid,
+        "",
+        generated,
+        False,
+        True,
+        base_oid,
+        base_kind,
+        base_name,
+        base_elem,
+    )
 
 
 def table(name, columns=(), pk=("id",), ident="d", ri_index=False, kind="r", partitions=(), schema="public"):
@@ -117,9 +129,17 @@ def test_types_debezium_cannot_carry_route_the_table_to_the_native_channel_by_na
     )
     found = [f.replace('"', "") for f in routed_columns([t])]  # TableRef quotes "Sales"
     assert [f.split(":")[0] for f in found] == [
-        'Sales.routed.b', 'Sales.routed.lsn', 'Sales.routed.q', 'Sales.routed.a', 'Sales.routed.bd',
-        'Sales.routed.c', 'Sales.routed.fr', 'Sales.routed.mr', 'Sales.routed.iv', 'Sales.routed.at',
-    ]  # fmt: skip
+        "Sales.routed.b",
+        "Sales.routed.lsn",
+        "Sales.routed.q",
+        "Sales.routed.a",
+        "Sales.routed.bd",
+        "Sales.routed.c",
+        "Sales.routed.fr",
+        "Sales.routed.mr",
+        "Sales.routed.iv",
+        "Sales.routed.at",
+    ]
     assert "Sales.routed.b: box (built-in type Debezium has no mapping for)" in found
     assert any(f.startswith("Sales.routed.a: addr (composite type") for f in found)
     assert any(f.startswith("Sales.routed.at: timetz (Debezium turns streamed timetz offsets into +00") for f in found)
@@ -366,8 +386,11 @@ def test_missing_roles_are_created_with_their_login_and_memberships_before_anyth
     owner, app = Role("app_owner", False, True, False), Role("app", True, False, False, ("app_owner", "elsewhere"))
     statements = create_role_statements([owner, app], present={"postgres"})
     # `elsewhere` exists neither on the target nor among the created roles: no GRANT that would fail.
-    assert statements == ['CREATE ROLE "app" LOGIN NOINHERIT;', 'CREATE ROLE "app_owner" NOLOGIN;',
-                          'GRANT "app_owner" TO "app";']  # fmt: skip
+    assert statements == [
+        'CREATE ROLE "app" LOGIN NOINHERIT;',
+        'CREATE ROLE "app_owner" NOLOGIN;',
+        'GRANT "app_owner" TO "app";',
+    ]
     used_on = {"app": ["table public.t (SELECT)"], "app_owner": ["table public.t (owner)"]}
     result = check_roles(["app", "app_owner"], used_on, statements, [], [], "migrator", "shop", True)
     assert not result.ok and result.statements == statements and result.run_on == "target database 'shop'"
@@ -375,8 +398,9 @@ def test_missing_roles_are_created_with_their_login_and_memberships_before_anyth
 
 
 def test_owners_the_target_role_cannot_become_get_a_grant_or_the_keep_ownership_way_out():
-    result = check_roles([], {"o": ["table public.t (owner)"]}, [], ["o", "postgres"], ["postgres"], "migrator",
-                         "shop", True)  # fmt: skip
+    result = check_roles(
+        [], {"o": ["table public.t (owner)"]}, [], ["o", "postgres"], ["postgres"], "migrator", "shop", True
+    )
     assert not result.ok
     assert result.statements == ['GRANT "o" TO "migrator";']
     assert "superuser postgres" in result.problem and "keep_ownership=false" in result.fix

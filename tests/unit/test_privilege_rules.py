@@ -22,39 +22,74 @@ pytestmark = pytest.mark.unit
 ORDERS, ODD = TableRef("public", "orders"), TableRef("Sales", "Odd Name")
 ORDERS_SEQ, INVOICE_NO = TableRef("public", "orders_id_seq"), TableRef("Sales", "invoice no")
 # The fence's privileges, none granted, with one application role that may write a migrated table.
-NO_FENCE_RIGHTS = FenceRights(reads_all_stats=False, signal_backend=False, createrole=False,
-                              application_roles=["shop_app"])  # fmt: skip
+NO_FENCE_RIGHTS = FenceRights(
+    reads_all_stats=False, signal_backend=False, createrole=False, application_roles=["shop_app"]
+)
 FENCE_RIGHTS = FenceRights(application_roles=["shop_app"])
 
 
 def bare_source(**kw) -> SourceRoleFacts:
     """A fake source role with nothing granted but LOGIN."""
-    facts = dict(role="mig_src", dbname="shop", superuser=False, replication=False, create_on_db=False,
-                 unreadable=[ORDERS, ODD], unreadable_sequences=[ORDERS_SEQ], sequences_not_updatable=[ORDERS_SEQ],
-                 not_owned=[ORDERS], can_set_replication_role=False, fence=NO_FENCE_RIGHTS)  # fmt: skip
+    facts = dict(
+        role="mig_src",
+        dbname="shop",
+        superuser=False,
+        replication=False,
+        create_on_db=False,
+        unreadable=[ORDERS, ODD],
+        unreadable_sequences=[ORDERS_SEQ],
+        sequences_not_updatable=[ORDERS_SEQ],
+        not_owned=[ORDERS],
+        can_set_replication_role=False,
+        fence=NO_FENCE_RIGHTS,
+    )
     return SourceRoleFacts(**{**facts, **kw})
 
 
 def granted_source(**kw) -> SourceRoleFacts:
     """A fake source role with everything granted (what the fake bare_source lacks)."""
-    facts = dict(replication=True, create_on_db=True, unreadable=[], unreadable_sequences=[],
-                 sequences_not_updatable=[], not_owned=[], can_set_replication_role=True,
-                 fence=FENCE_RIGHTS)  # fmt: skip
+    facts = dict(
+        replication=True,
+        create_on_db=True,
+        unreadable=[],
+        unreadable_sequences=[],
+        sequences_not_updatable=[],
+        not_owned=[],
+        can_set_replication_role=True,
+        fence=FENCE_RIGHTS,
+    )
     return bare_source(**{**facts, **kw})
 
 
 def bare_target(**kw) -> TargetRoleFacts:
     """A fake target role with nothing granted but LOGIN, on a target where the sequences already exist."""
-    facts = dict(role="mig_dst", dbname="shop_new", superuser=False, create_on_db=False,
-                 schemas_blocked=["public"], can_set_replication_role=False, not_owned=[ORDERS], replication=False,
-                 unreadable_sequences=[INVOICE_NO], sequences_not_updatable=[ORDERS_SEQ, INVOICE_NO],
-                 fence=NO_FENCE_RIGHTS)  # fmt: skip
+    facts = dict(
+        role="mig_dst",
+        dbname="shop_new",
+        superuser=False,
+        create_on_db=False,
+        schemas_blocked=["public"],
+        can_set_replication_role=False,
+        not_owned=[ORDERS],
+        replication=False,
+        unreadable_sequences=[INVOICE_NO],
+        sequences_not_updatable=[ORDERS_SEQ, INVOICE_NO],
+        fence=NO_FENCE_RIGHTS,
+    )
     return TargetRoleFacts(**{**facts, **kw})
 
 
 def granted_target(**kw) -> TargetRoleFacts:
-    facts = dict(create_on_db=True, schemas_blocked=[], can_set_replication_role=True, not_owned=[],
-                 replication=True, unreadable_sequences=[], sequences_not_updatable=[], fence=FENCE_RIGHTS)  # fmt: skip
+    facts = dict(
+        create_on_db=True,
+        schemas_blocked=[],
+        can_set_replication_role=True,
+        not_owned=[],
+        replication=True,
+        unreadable_sequences=[],
+        sequences_not_updatable=[],
+        fence=FENCE_RIGHTS,
+    )
     return bare_target(**{**facts, **kw})
 
 
@@ -62,10 +97,16 @@ def test_source_role_fails_once_per_missing_privilege_with_exact_statements():
     results = check_source_privileges(bare_source())
     by_name = {r.name: r for r in results}
     assert list(by_name) == [
-        "source_role.replication", "source_role.create", "source_role.select", "source_role.publish",
-        "source_role.sequence_update", "source_role.session_replication_role", "source_role.read_all_stats",
-        "source_role.signal_backend", "source_role.createrole",
-    ]  # fmt: skip
+        "source_role.replication",
+        "source_role.create",
+        "source_role.select",
+        "source_role.publish",
+        "source_role.sequence_update",
+        "source_role.session_replication_role",
+        "source_role.read_all_stats",
+        "source_role.signal_backend",
+        "source_role.createrole",
+    ]
     assert not any(r.ok for r in results)
     assert by_name["source_role.replication"].statements == ['ALTER ROLE "mig_src" REPLICATION;']
     assert by_name["source_role.create"].statements == ['GRANT CREATE ON DATABASE "shop" TO "mig_src";']
@@ -106,10 +147,17 @@ def test_existing_control_schema_needs_usage_and_create():
 def test_target_role_fails_once_per_missing_privilege_with_exact_statements():
     by_name = {r.name: r for r in check_target_privileges(bare_target())}
     assert list(by_name) == [
-        "target_role.create", "target_role.schema", "target_role.session_replication_role", "target_role.owner",
-        "target_role.replication", "target_role.sequence_select", "target_role.sequence_update",
-        "target_role.read_all_stats", "target_role.signal_backend", "target_role.createrole",
-    ]  # fmt: skip
+        "target_role.create",
+        "target_role.schema",
+        "target_role.session_replication_role",
+        "target_role.owner",
+        "target_role.replication",
+        "target_role.sequence_select",
+        "target_role.sequence_update",
+        "target_role.read_all_stats",
+        "target_role.signal_backend",
+        "target_role.createrole",
+    ]
     assert by_name["target_role.create"].statements == ['GRANT CREATE ON DATABASE "shop_new" TO "mig_dst";']
     assert by_name["target_role.schema"].statements == ['GRANT USAGE, CREATE ON SCHEMA "public" TO "mig_dst";']
     assert by_name["target_role.session_replication_role"].statements == [
@@ -158,8 +206,10 @@ def test_each_cutover_and_rollback_failure_says_which_step_needs_it():
 
 def test_fence_needs_createrole_and_pg_signal_backend_only_with_application_roles():
     alone = FenceRights(reads_all_stats=False, signal_backend=False, createrole=False, application_roles=[])
-    for results in (check_source_privileges(granted_source(fence=alone)),
-                    check_target_privileges(granted_target(fence=alone))):  # fmt: skip
+    for results in (
+        check_source_privileges(granted_source(fence=alone)),
+        check_target_privileges(granted_target(fence=alone)),
+    ):
         # Nobody else may write a migrated table: the fence has no role to change and no session to end...
         assert [r.name.split(".")[1] for r in results] == ["read_all_stats"]  # ...but the checklist must see
 
@@ -179,8 +229,14 @@ def test_createrole_on_postgres_16_mentions_admin_option():
 
 
 def test_subscription_on_postgres_15_needs_a_superuser_and_says_the_alternative():
-    facts = {"role": "mig_dst", "superuser": False, "create_subscription": False, "dbname": "shop_new",
-             "max_logical_replication_workers": "4", "server_version_num": 150018}  # fmt: skip
+    facts = {
+        "role": "mig_dst",
+        "superuser": False,
+        "create_subscription": False,
+        "dbname": "shop_new",
+        "max_logical_replication_workers": "4",
+        "server_version_num": 150018,
+    }
     r = check_subscription_rights(facts, keyless_count=1)
     assert not r.ok and r.statements == ['ALTER ROLE "mig_dst" SUPERUSER;']
     assert "primary key" in r.fix and r.run_on == "target database 'shop_new'"
@@ -192,7 +248,7 @@ def test_failure_message_ends_with_one_copy_pasteable_block_per_server():
     report = PreflightReport("shop-2026")
     report.results += check_source_privileges(bare_source()) + check_target_privileges(bare_target())
     message = report.failure_message()
-    block = message[message.index("Missing privileges: run as a superuser"):].splitlines()
+    block = message[message.index("Missing privileges: run as a superuser") :].splitlines()
     assert block[1] == "-- on the source database 'shop':"
     assert block[2:4] == ['ALTER ROLE "mig_src" REPLICATION;', 'GRANT CREATE ON DATABASE "shop" TO "mig_src";']
     target_at = block.index("-- on the target database 'shop_new':")

@@ -66,8 +66,9 @@ def test_explicit_route_pgbouncer_does_not_list_is_a_disagreement() -> None:
 
 
 def test_unix_socket_live_route_is_a_disagreement() -> None:
-    text = describe_routes_disagreement("shop", SOURCE, {"name": "shop", "host": None, "port": 5433,
-                                                         "database": "shop", "paused": 0})
+    text = describe_routes_disagreement(
+        "shop", SOURCE, {"name": "shop", "host": None, "port": 5433, "database": "shop", "paused": 0}
+    )
     assert text and "Unix socket" in text
 
 
@@ -247,7 +248,7 @@ def test_broken_held_connection_is_replaced_and_the_command_retried(
         other.broken = True  # e.g. PgBouncer closed it
         with caplog.at_level(logging.WARNING, logger="pgmigrate.cutover.routing.admin"):
             assert switch.resume("shop") is True
-        assert "held admin connection was closed or broken; opening a new one for `RESUME \"shop\"`" in caplog.text
+        assert 'held admin connection was closed or broken; opening a new one for `RESUME "shop"`' in caplog.text
         assert len(bouncer.opened) == 3 and other.closed
         switch.is_paused("shop")
         assert bouncer.commands[-1] == (2, "SHOW DATABASES")  # the replacement is held from now on
@@ -328,8 +329,9 @@ def test_reload_that_took_effect_before_its_connection_broke_is_reported_as_a_di
     file is back on the source, PgBouncer on the target: the error must say so, and so must the check."""
     bouncer.fail_reloads = 2
     bouncer.reload_before_failing = True
-    with pytest.raises(RouteSwitchError, match="PgBouncer routes shop to 127.0.0.1:5434/shop: the file and "
-                       "PgBouncer disagree"):
+    with pytest.raises(
+        RouteSwitchError, match="PgBouncer routes shop to 127.0.0.1:5434/shop: the file and PgBouncer disagree"
+    ):
         switch.point_to("shop", TARGET.host, TARGET.port, TARGET.dbname)
     assert read_routes_file(bouncer.routes_file) == {"shop": SOURCE}
     disagreement = switch.routes_disagreement("shop")

@@ -44,16 +44,18 @@ def texts(plan) -> list[str]:
 def test_new_column_keeps_type_default_and_not_null_with_quoted_names():
     plan = classify([Diff("column", "public.items.note", "present", None)], SOURCE)
     assert not plan.non_additive and plan.resync_tables == []
-    assert texts(plan) == ['ALTER TABLE "public"."items" ADD COLUMN IF NOT EXISTS "note" text DEFAULT \'none\'::text '
-                           "NOT NULL;"]  # fmt: skip
+    assert texts(plan) == [
+        'ALTER TABLE "public"."items" ADD COLUMN IF NOT EXISTS "note" text DEFAULT \'none\'::text NOT NULL;'
+    ]
     statement = plan.additive[0].statements[0]
     assert isinstance(statement, sql.Composed)  # names composed with sql.Identifier, not formatted into text
 
 
 def test_column_with_a_per_row_default_is_added_and_its_table_read_again():
     plan = classify([Diff("column", 'public.items."Seen At"', "present", None)], SOURCE)
-    assert texts(plan) == ['ALTER TABLE "public"."items" ADD COLUMN IF NOT EXISTS "Seen At" timestamp with time zone '
-                           "DEFAULT now();"]  # fmt: skip
+    assert texts(plan) == [
+        'ALTER TABLE "public"."items" ADD COLUMN IF NOT EXISTS "Seen At" timestamp with time zone DEFAULT now();'
+    ]
     assert plan.resync_tables == [TableRef("public", "items")]
     assert volatile_default("nextval('public.s'::regclass)") and not volatile_default("'{a,b}'::text[]")
 
@@ -72,8 +74,9 @@ def test_new_keyless_table_is_not_synced():
 def test_new_index_is_built_concurrently_if_not_exists():
     definition = "CREATE UNIQUE INDEX items_note_idx ON public.items USING btree (note)"
     plan = classify([Diff("index", "public.items_note_idx", definition, None)], SOURCE)
-    assert texts(plan) == ["CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS items_note_idx ON public.items USING btree "
-                           "(note);"]  # fmt: skip
+    assert texts(plan) == [
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS items_note_idx ON public.items USING btree (note);"
+    ]
     assert plan.additive[0].table == TableRef("public", "items")
     partitioned = "CREATE INDEX m_idx ON ONLY public.m USING btree (a)"
     assert (
@@ -111,8 +114,11 @@ def test_type_change_drop_and_rename_are_non_additive_with_the_statement():
 def test_a_column_dropped_and_one_added_with_its_type_is_a_rename():
     source = {("column_type", "public.items.title"): "text"}
     target = {("column_type", "public.items.name"): "text"}
-    plan = classify([Diff("column", "public.items.name", None, "present"),
-                     Diff("column", "public.items.title", "present", None)], source, target)  # fmt: skip
+    plan = classify(
+        [Diff("column", "public.items.name", None, "present"), Diff("column", "public.items.title", "present", None)],
+        source,
+        target,
+    )
     assert not plan.additive
     assert plan.operator_statements() == ['ALTER TABLE "public"."items" RENAME COLUMN "name" TO "title";']
 
@@ -125,11 +131,14 @@ def test_new_identity_column_is_left_to_the_operator():
 
 
 def test_defaults_nullability_and_sequences_are_additive():
-    plan = classify([
-        Diff("column_default", "public.items.qty", "0", None),
-        Diff("column_not_null", "public.items.qty", None, "NOT NULL"),
-        Diff("sequence", "public.ticket", "bigint START 5 INCREMENT 1 MINVALUE 1 MAXVALUE 100 CACHE 1", None),
-    ], SOURCE)  # fmt: skip
+    plan = classify(
+        [
+            Diff("column_default", "public.items.qty", "0", None),
+            Diff("column_not_null", "public.items.qty", None, "NOT NULL"),
+            Diff("sequence", "public.ticket", "bigint START 5 INCREMENT 1 MINVALUE 1 MAXVALUE 100 CACHE 1", None),
+        ],
+        SOURCE,
+    )
     assert not plan.non_additive
     assert texts(plan) == [
         'CREATE SEQUENCE IF NOT EXISTS "public"."ticket" AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 100 '

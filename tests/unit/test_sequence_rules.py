@@ -17,8 +17,9 @@ pytestmark = pytest.mark.unit
 BIGINT_MAX = 2**63 - 1
 
 
-def seq(last_value: int = 1, is_called: bool = False, start: int = 1, increment: int = 1, lo: int = 1,
-        hi: int = BIGINT_MAX) -> SequenceState:  # fmt: skip
+def seq(
+    last_value: int = 1, is_called: bool = False, start: int = 1, increment: int = 1, lo: int = 1, hi: int = BIGINT_MAX
+) -> SequenceState:
     return SequenceState("public", "invoice_no", "bigint", start, increment, lo, hi, 1, False, last_value, is_called)
 
 

@@ -105,8 +105,10 @@ def test_plan_rejects_nonsense():
 
 
 def test_binary_for_built_in_types_and_plain_enums():
-    t = table("t", columns=[col("id"), col("name", TEXT), col("ids", INT4_ARRAY, element_oid=INT4),
-                            col("mood", 16753, kind="e")])
+    t = table(
+        "t",
+        columns=[col("id"), col("name", TEXT), col("ids", INT4_ARRAY, element_oid=INT4), col("mood", 16753, kind="e")],
+    )
     assert copy_format_for(t) == "binary"
 
 

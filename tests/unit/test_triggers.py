@@ -32,10 +32,18 @@ def test_serialize_round_trips_through_its_import_path(trigger):
 
 FAILED_SINK = {
     "a-source": {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]},
-    "a-sink": {"connector": {"state": "RUNNING"},
-               "tasks": [{"id": 0, "state": "FAILED", "trace": "org.apache.kafka.connect.errors.ConnectException: x\n"
-                          "Caused by: org.postgresql.util.PSQLException: ERROR: permission denied"}]},
-}  # fmt: skip
+    "a-sink": {
+        "connector": {"state": "RUNNING"},
+        "tasks": [
+            {
+                "id": 0,
+                "state": "FAILED",
+                "trace": "org.apache.kafka.connect.errors.ConnectException: x\n"
+                "Caused by: org.postgresql.util.PSQLException: ERROR: permission denied",
+            }
+        ],
+    },
+}
 
 
 class FakeConnect:
@@ -78,8 +86,10 @@ def test_a_failed_connector_fails_the_poke_and_the_trigger_alike(monkeypatch):
 
 
 def test_the_trigger_keeps_waiting_through_a_failed_look_then_succeeds(monkeypatch):
-    running = {name: {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]}
-               for name in ("a-source", "a-sink")}  # fmt: skip
+    running = {
+        name: {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]}
+        for name in ("a-source", "a-sink")
+    }
     looks = iter([OSError("connection refused"), FakeConnect(running)])
 
     class Flaky:

@@ -20,6 +20,7 @@ from pgmigrate.core.project import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
+
 def default_alert_log() -> Path:
     """`$PGMIGRATE_ALERT_LOG`, else `alerts/alerts.log` beside the backup dir (`$PGMIGRATE_BACKUP_DIR`
     is `.stack/backups` on the local stack, so `.stack/alerts/alerts.log`), else under the repo's `.stack`.

@@ -118,15 +118,22 @@ def monitor_migration(
     names = MigrationNames(migration_id, reverse=reverse)
     live_source, live_target = (target, source) if reverse else (source, target)
     store = MigrationStateStore(control)
-    readings = Readings(phase=phase, last_validation=state.get("last_validation"),
-                        caught_up_seconds=float((state.get("params") or {}).get("max_lag_seconds") or 5))  # fmt: skip
+    readings = Readings(
+        phase=phase,
+        last_validation=state.get("last_validation"),
+        caught_up_seconds=float((state.get("params") or {}).get("max_lag_seconds") or 5),
+    )
 
     def attempt(what: str, fn):
         try:
             return fn()
         except Exception as exc:  # one unreadable part must not hide the others' alerts
-            log.warning("%s: could not read %s (%s); its alerts are neither raised nor resolved this run",
-                        migration_id, what, exc)  # fmt: skip
+            log.warning(
+                "%s: could not read %s (%s); its alerts are neither raised nor resolved this run",
+                migration_id,
+                what,
+                exc,
+            )
             result.unread[what] = str(exc)[:300]
             return None
 
@@ -136,9 +143,14 @@ def monitor_migration(
 
         quarantined = attempt("dead letter quarantine", lambda: quarantine_rejected_rows(connect, bootstrap, names))
         for q in quarantined or []:
-            store.record_event(migration_id, "dead_letters", f"{q['table']} key {q['key']} rejected by the "
-                               f"target ({q['error']}): {q['records']} record(s) dead-lettered, sink resumed",
-                               **q)  # fmt: skip
+            store.record_event(
+                migration_id,
+                "dead_letters",
+                f"{q['table']} key {q['key']} rejected by the "
+                f"target ({q['error']}): {q['records']} record(s) dead-lettered, sink resumed",
+                **q,
+            )
+
     def read_statuses() -> dict[str, dict[str, Any] | None]:
         from pgmigrate.kafka.connect_client import ConnectUnavailableError
 
@@ -149,24 +161,32 @@ def monitor_migration(
             raise
 
     readings.connector_statuses = attempt("Kafka Connect statuses", read_statuses)
-    lag = attempt("lag", lambda: sample_lag(store, migration_id, live_source, live_target, names, bootstrap,
-                                             thresholds.lag_window_seconds))  # fmt: skip
+    lag = attempt(
+        "lag",
+        lambda: sample_lag(
+            store, migration_id, live_source, live_target, names, bootstrap, thresholds.lag_window_seconds
+        ),
+    )
     if lag is not None:
         readings.lag_samples, readings.now = lag
     readings.kafka_disk = attempt("Kafka log dirs", lambda: read_kafka_disk(kafka_log_dirs)) if kafka_log_dirs else None
-    readings.slow_queries = attempt("pg_stat_activity",
-                                    lambda: read_slow_queries(live_source, thresholds.slow_query_seconds))  # fmt: skip
+    readings.slow_queries = attempt(
+        "pg_stat_activity", lambda: read_slow_queries(live_source, thresholds.slow_query_seconds)
+    )
     if bootstrap:
         # Dead letters of the forward sink (the only one with a DLQ), in every monitored phase: an
         # unacknowledged one stays a P0 until `scripts/migration dlq --ack`.
         from pgmigrate.recovery.dead_letters import read_backlog
         from pgmigrate.stream.throughput import sample_throughput
 
-        readings.dead_letters = attempt("dead letter topic", lambda: read_backlog(
-            bootstrap, control, MigrationNames(migration_id)).unacknowledged)  # fmt: skip
+        readings.dead_letters = attempt(
+            "dead letter topic", lambda: read_backlog(bootstrap, control, MigrationNames(migration_id)).unacknowledged
+        )
         statuses = readings.connector_statuses
-        attempt("throughput", lambda: sample_throughput(control, migration_id, names, bootstrap, statuses,
-                                                        readings.dead_letters))  # fmt: skip
+        attempt(
+            "throughput",
+            lambda: sample_throughput(control, migration_id, names, bootstrap, statuses, readings.dead_letters),
+        )
     if reverse:  # the forward slot stays on the source for a rollback, keeping WAL until teardown
         from pgmigrate.stream.lag import read_retained_wal_bytes
 
@@ -227,20 +247,36 @@ def monitor_all(
             continue
         if phase not in MONITORED_PHASES:
             if migration_id in with_open and phase in ("torn_down", "rolled_back", "failed"):
-                log.info("%s is %s: its open alerts are resolved %s", migration_id, phase,
-                         resolve_all(control, migration_id))  # fmt: skip
+                log.info(
+                    "%s is %s: its open alerts are resolved %s", migration_id, phase, resolve_all(control, migration_id)
+                )
             continue
         try:
             source = endpoint_for(params.get("source_conn_id", "migration_source"))
             target = endpoint_for(params.get("target_conn_id", "migration_target"))
-            result = monitor_migration(dict(state), control, source, target, connect, bootstrap,
-                                       thresholds_for(migration_id), [c.name for c in channels], log_dirs)  # fmt: skip
+            result = monitor_migration(
+                dict(state),
+                control,
+                source,
+                target,
+                connect,
+                bootstrap,
+                thresholds_for(migration_id),
+                [c.name for c in channels],
+                log_dirs,
+            )
         except Exception:
             log.exception("%s: monitoring failed this run; the other migrations are still checked", migration_id)
             continue
-        log.info("%s (%s): open alerts %s; raised %s; resolved %s%s", migration_id, phase, result.open or "none",
-                 [a.condition for a in result.raised] or "none", result.resolved or "none",
-                 f"; not read: {result.unread}" if result.unread else "")  # fmt: skip
+        log.info(
+            "%s (%s): open alerts %s; raised %s; resolved %s%s",
+            migration_id,
+            phase,
+            result.open or "none",
+            [a.condition for a in result.raised] or "none",
+            result.resolved or "none",
+            f"; not read: {result.unread}" if result.unread else "",
+        )
         if result.halt:
             log.error("P0 data loss on %s: triggering pg_migration_halt", migration_id)
             halts.append({"migration_id": migration_id, "reason": "P0 data loss detected by pg_migration_monitor"})

@@ -78,9 +78,20 @@ RUNBOOK = {
 MONITORED_PHASES = ("caught_up", "streaming", "cut_over")
 # Kinds `evaluate` decides; `cutover_failed` is raised by pg_cutover's failure notifier instead.
 MONITOR_KINDS = frozenset(
-    {"connect_unreachable", "connector_failed", "task_restarted", "lag_high", "data_loss", "validation_mismatch",
-     "kafka_disk", "slow_query", "dead_letters", "schema_mismatch", "target_ddl_after_cutover",
-     "forward_slot_retained"}
+    {
+        "connect_unreachable",
+        "connector_failed",
+        "task_restarted",
+        "lag_high",
+        "data_loss",
+        "validation_mismatch",
+        "kafka_disk",
+        "slow_query",
+        "dead_letters",
+        "schema_mismatch",
+        "target_ddl_after_cutover",
+        "forward_slot_retained",
+    }
 )
 REVERSE_PHASES = ("cut_over",)
 
@@ -161,24 +172,37 @@ def connector_alerts(migration_id: str, statuses: Mapping[str, Mapping[str, Any]
     for name, status in statuses.items():
         key = f"connector_failed:{name}"
         if status is None:
-            failed.append(Alert(P0, key, migration_id, f"connector {name} does not exist in Kafka Connect",
-                                {"connector": name}))  # fmt: skip
+            failed.append(
+                Alert(P0, key, migration_id, f"connector {name} does not exist in Kafka Connect", {"connector": name})
+            )
             continue
         connector_state = status.get("connector", {}).get("state")
         bad_tasks = [t for t in status.get("tasks", []) if t.get("state") == "FAILED"]
         if connector_state == "FAILED" or bad_tasks:
             trace = status["connector"].get("trace") if connector_state == "FAILED" else bad_tasks[0].get("trace")
             what = "connector" if connector_state == "FAILED" else f"task {bad_tasks[0].get('id')}"
-            failed.append(Alert(P0, key, migration_id, f"{name} {what} FAILED: {first_trace_line(trace)}",
-                                {"connector": name, "state": connector_state,
-                                 "failed_tasks": [t.get("id") for t in bad_tasks]}))  # fmt: skip
+            failed.append(
+                Alert(
+                    P0,
+                    key,
+                    migration_id,
+                    f"{name} {what} FAILED: {first_trace_line(trace)}",
+                    {"connector": name, "state": connector_state, "failed_tasks": [t.get("id") for t in bad_tasks]},
+                )
+            )
             continue
         restarting = [t for t in status.get("tasks", []) if t.get("state") in ("RESTARTING", "UNASSIGNED")]
         if restarting:
             ids = [t.get("id") for t in restarting]
-            restarted.append(Alert(P2, f"task_restarted:{name}", migration_id,
-                                   f"{name} task(s) {ids} restarting ({restarting[0].get('state')})",
-                                   {"connector": name, "tasks": ids}))  # fmt: skip
+            restarted.append(
+                Alert(
+                    P2,
+                    f"task_restarted:{name}",
+                    migration_id,
+                    f"{name} task(s) {ids} restarting ({restarting[0].get('state')})",
+                    {"connector": name, "tasks": ids},
+                )
+            )
     return failed, restarted
 
 
@@ -201,12 +225,19 @@ def lag_alert(
         return None
     latest = streak[0][1]
     return Alert(
-        P1, "lag_high", migration_id,
+        P1,
+        "lag_high",
+        migration_id,
         f"replication lag {latest:.0f}s, above {thresholds.lag_seconds:.0f}s for "
         f"{(now - started).total_seconds():.0f}s (window {thresholds.lag_window_seconds:.0f}s)",
-        {"lag_seconds": latest, "above_since": started.isoformat(), "samples": len(streak),
-         "threshold_seconds": thresholds.lag_seconds, "window_seconds": thresholds.lag_window_seconds},
-    )  # fmt: skip
+        {
+            "lag_seconds": latest,
+            "above_since": started.isoformat(),
+            "samples": len(streak),
+            "threshold_seconds": thresholds.lag_seconds,
+            "window_seconds": thresholds.lag_window_seconds,
+        },
+    )
 
 
 def validation_alert(
@@ -227,43 +258,64 @@ def validation_alert(
     details = {"tables": bad, "lag_seconds": current_lag}
     caught_up = current_lag is not None and current_lag < caught_up_seconds
     if caught_up or data_loss_open:
-        return Alert(P0, "data_loss", migration_id,
-                     f"data loss: {len(bad)} table(s) differ after catch-up: {', '.join(map(str, bad[:10]))}"
-                     + ("; pipeline halted (pg_migration_halt triggered)" if halt else ""),
-                     {**details, "halt": halt})  # fmt: skip
-    return Alert(P1, "validation_mismatch", migration_id,
-                 f"validation mismatch in {len(bad)} table(s) while lag is {current_lag}s: "
-                 f"{', '.join(map(str, bad[:10]))}", details)  # fmt: skip
+        return Alert(
+            P0,
+            "data_loss",
+            migration_id,
+            f"data loss: {len(bad)} table(s) differ after catch-up: {', '.join(map(str, bad[:10]))}"
+            + ("; pipeline halted (pg_migration_halt triggered)" if halt else ""),
+            {**details, "halt": halt},
+        )
+    return Alert(
+        P1,
+        "validation_mismatch",
+        migration_id,
+        f"validation mismatch in {len(bad)} table(s) while lag is {current_lag}s: {', '.join(map(str, bad[:10]))}",
+        details,
+    )
 
 
-def kafka_disk_alert(
-    migration_id: str, usage: Sequence[tuple[str, int, int]], thresholds: Thresholds
-) -> Alert | None:
+def kafka_disk_alert(migration_id: str, usage: Sequence[tuple[str, int, int]], thresholds: Thresholds) -> Alert | None:
     """P2 when any Kafka log dir's file system (path, used bytes, total bytes) is too full."""
     percents = [(path, 100.0 * used / total) for path, used, total in usage if total]
     full = [(path, pct) for path, pct in percents if pct > thresholds.kafka_disk_percent]
     if not full:
         return None
     path, percent = max(full, key=lambda item: item[1])
-    return Alert(P2, "kafka_disk", migration_id,
-                 f"Kafka log dir {path} is {percent:.0f}% full (threshold {thresholds.kafka_disk_percent:.0f}%)",
-                 {"dirs": {p: round(pct, 1) for p, pct in full}})  # fmt: skip
+    return Alert(
+        P2,
+        "kafka_disk",
+        migration_id,
+        f"Kafka log dir {path} is {percent:.0f}% full (threshold {thresholds.kafka_disk_percent:.0f}%)",
+        {"dirs": {p: round(pct, 1) for p, pct in full}},
+    )
 
 
-def slow_query_alert(
-    migration_id: str, queries: Sequence[Mapping[str, Any]], thresholds: Thresholds
-) -> Alert | None:
+def slow_query_alert(migration_id: str, queries: Sequence[Mapping[str, Any]], thresholds: Thresholds) -> Alert | None:
     """P3 for queries on the source running longer than `slow_query_seconds`
     (rows: pid, seconds, usename, query)."""
     slow = sorted((q for q in queries if q["seconds"] > thresholds.slow_query_seconds), key=lambda q: -q["seconds"])
     if not slow:
         return None
     top = slow[0]
-    return Alert(P3, "slow_query", migration_id,
-                 f"{len(slow)} quer(y/ies) on the source running > {thresholds.slow_query_seconds:.0f}s; longest "
-                 f"pid {top['pid']} ({top.get('usename')}) for {top['seconds']:.0f}s",
-                 {"queries": [{"pid": q["pid"], "seconds": round(q["seconds"]), "user": q.get("usename"),
-                               "query": str(q.get("query", ""))[:200]} for q in slow[:5]]})  # fmt: skip
+    return Alert(
+        P3,
+        "slow_query",
+        migration_id,
+        f"{len(slow)} quer(y/ies) on the source running > {thresholds.slow_query_seconds:.0f}s; longest "
+        f"pid {top['pid']} ({top.get('usename')}) for {top['seconds']:.0f}s",
+        {
+            "queries": [
+                {
+                    "pid": q["pid"],
+                    "seconds": round(q["seconds"]),
+                    "user": q.get("usename"),
+                    "query": str(q.get("query", ""))[:200],
+                }
+                for q in slow[:5]
+            ]
+        },
+    )
 
 
 def connect_unreachable_alert(migration_id: str, error: str | None) -> Alert | None:
@@ -281,8 +333,13 @@ def dead_letter_alert(migration_id: str, unacknowledged: int) -> Alert | None:
         return None
     from pgmigrate.recovery.dead_letters import dead_letter_alert_text
 
-    return Alert(P0, "dead_letters", migration_id, dead_letter_alert_text(migration_id, unacknowledged),
-                 {"unacknowledged": unacknowledged})  # fmt: skip
+    return Alert(
+        P0,
+        "dead_letters",
+        migration_id,
+        dead_letter_alert_text(migration_id, unacknowledged),
+        {"unacknowledged": unacknowledged},
+    )
 
 
 def forward_slot_alert(migration_id: str, slot: str, retained_bytes: int, thresholds: Thresholds) -> Alert | None:
@@ -290,15 +347,20 @@ def forward_slot_alert(migration_id: str, slot: str, retained_bytes: int, thresh
     `slot_retained_wal_mb`: the source's disk fills until pg_migration_teardown drops it."""
     if retained_bytes <= thresholds.slot_retained_wal_mb * 1024 * 1024:
         return None
-    return Alert(P2, "forward_slot_retained", migration_id,
-                 f"replication slot {slot} on the source retains {retained_bytes / 2**20:,.0f} MB of WAL since the "
-                 f"cutover (threshold {thresholds.slot_retained_wal_mb:,.0f} MB): it is kept for a rollback; run "
-                 "pg_migration_teardown once rollback is no longer wanted",
-                 {"slot": slot, "retained_bytes": retained_bytes})  # fmt: skip
+    return Alert(
+        P2,
+        "forward_slot_retained",
+        migration_id,
+        f"replication slot {slot} on the source retains {retained_bytes / 2**20:,.0f} MB of WAL since the "
+        f"cutover (threshold {thresholds.slot_retained_wal_mb:,.0f} MB): it is kept for a rollback; run "
+        "pg_migration_teardown once rollback is no longer wanted",
+        {"slot": slot, "retained_bytes": retained_bytes},
+    )
 
 
-def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, Any]],
-                          phase: str = "streaming") -> Alert | None:  # fmt: skip
+def schema_mismatch_alert(
+    migration_id: str, differences: Sequence[Mapping[str, Any]], phase: str = "streaming"
+) -> Alert | None:
     """P1 while the schemas differ (`SchemaDifference.as_dict()` items, expected ones already left out): one
     open row per migration, the message naming the differences found when it was raised. After the cutover the
     clients write to the target, so a difference is DDL there (`target_ddl_after_cutover`), not on the source."""
@@ -308,20 +370,28 @@ def schema_mismatch_alert(migration_id: str, differences: Sequence[Mapping[str, 
     def show(value: Any) -> str:
         return "(absent)" if value is None else str(value)
 
-    shown = "; ".join(f"{d['kind']} {d['object']}: source {show(d['source'])} | target {show(d['target'])}"
-                      for d in differences[:5])  # fmt: skip
+    shown = "; ".join(
+        f"{d['kind']} {d['object']}: source {show(d['source'])} | target {show(d['target'])}" for d in differences[:5]
+    )
     more = f" (+{len(differences) - 5} more)" if len(differences) > 5 else ""
     if phase in REVERSE_PHASES:
         created = [d["object"] for d in differences if d["kind"] == "table" and d["source"] is None]
-        return Alert(P1, "target_ddl_after_cutover", migration_id,
-                     f"DDL on the target after the cutover, not carried back by reverse replication: "
-                     f"{len(differences)} difference(s): {shown}{more}"
-                     + (f"; tables created on the target: {', '.join(created)}" if created else ""),
-                     {"differences": [dict(d) for d in differences[:50]], "count": len(differences),
-                      "created_tables": created})  # fmt: skip
-    return Alert(P1, "schema_mismatch", migration_id,
-                 f"schema mismatch: {len(differences)} difference(s) between source and target: {shown}{more}",
-                 {"differences": [dict(d) for d in differences[:50]], "count": len(differences)})  # fmt: skip
+        return Alert(
+            P1,
+            "target_ddl_after_cutover",
+            migration_id,
+            f"DDL on the target after the cutover, not carried back by reverse replication: "
+            f"{len(differences)} difference(s): {shown}{more}"
+            + (f"; tables created on the target: {', '.join(created)}" if created else ""),
+            {"differences": [dict(d) for d in differences[:50]], "count": len(differences), "created_tables": created},
+        )
+    return Alert(
+        P1,
+        "schema_mismatch",
+        migration_id,
+        f"schema mismatch: {len(differences)} difference(s) between source and target: {shown}{more}",
+        {"differences": [dict(d) for d in differences[:50]], "count": len(differences)},
+    )
 
 
 @dataclass
@@ -346,8 +416,9 @@ def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open
     """Every rule over one migration's readings."""
     result = Evaluation()
     if readings.connect_unreachable is not None or readings.connector_statuses is not None:
-        result.add("connect_unreachable", filter(None, [connect_unreachable_alert(migration_id,
-                                                                                  readings.connect_unreachable)]))
+        result.add(
+            "connect_unreachable", filter(None, [connect_unreachable_alert(migration_id, readings.connect_unreachable)])
+        )
     if readings.connector_statuses is not None:
         failed, restarted = connector_alerts(migration_id, readings.connector_statuses)
         result.add("connector_failed", failed)
@@ -357,8 +428,14 @@ def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open
         result.add("lag_high", filter(None, [lag_alert(migration_id, readings.lag_samples, readings.now, thresholds)]))
         current_lag = max(readings.lag_samples, key=lambda s: s[0])[1] if readings.lag_samples else None
     if readings.lag_samples is not None:
-        found = validation_alert(migration_id, readings.last_validation, current_lag, readings.caught_up_seconds,
-                                 "data_loss" in open_conditions, thresholds.halt_on_data_loss)  # fmt: skip
+        found = validation_alert(
+            migration_id,
+            readings.last_validation,
+            current_lag,
+            readings.caught_up_seconds,
+            "data_loss" in open_conditions,
+            thresholds.halt_on_data_loss,
+        )
         result.add("data_loss", [found] if found and found.kind == "data_loss" else [])
         result.add("validation_mismatch", [found] if found and found.kind == "validation_mismatch" else [])
     if readings.kafka_disk is not None:
@@ -380,9 +457,7 @@ def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open
     return result
 
 
-def plan_reconcile(
-    open_conditions: Iterable[str], evaluation: Evaluation
-) -> tuple[list[Alert], list[str]]:
+def plan_reconcile(open_conditions: Iterable[str], evaluation: Evaluation) -> tuple[list[Alert], list[str]]:
     """(alerts to raise, open conditions to resolve): raise what is active and not open; resolve what is
     open, of an evaluated kind, and no longer active."""
     open_set = set(open_conditions)
@@ -412,8 +487,10 @@ def message_payload(row: Mapping[str, Any], status: str, halted: bool = False) -
     """Slack-compatible JSON (`text`) plus the fields a machine wants."""
     kind = condition_kind(row["condition"])
     if status == "resolved":
-        text = (f"RESOLVED [{row['severity']}] {row['migration_id']}: {row['condition']} cleared "
-                f"(raised {row['raised_at']:%Y-%m-%d %H:%M:%S %Z}). Was: {row['message']}")  # fmt: skip
+        text = (
+            f"RESOLVED [{row['severity']}] {row['migration_id']}: {row['condition']} cleared "
+            f"(raised {row['raised_at']:%Y-%m-%d %H:%M:%S %Z}). Was: {row['message']}"
+        )
     else:
         action = RUNBOOK.get(kind, "see the README's alert section.")
         text = f"[{row['severity']}] {row['migration_id']}: {row['message']}. What to do: {action}"

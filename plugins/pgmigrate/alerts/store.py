@@ -58,13 +58,23 @@ class AlertStore:
                 "VALUES (%s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (migration_id, condition) WHERE resolved_at IS NULL "
                 "DO UPDATE SET last_seen_at = now() RETURNING (xmax = 0) AS inserted",
-                (alert.migration_id, alert.condition, alert.severity, alert.message,
-                 Jsonb(_jsonable(alert.details)), Jsonb({c: {} for c in channels})),
-            ).fetchone()  # fmt: skip
+                (
+                    alert.migration_id,
+                    alert.condition,
+                    alert.severity,
+                    alert.message,
+                    Jsonb(_jsonable(alert.details)),
+                    Jsonb({c: {} for c in channels}),
+                ),
+            ).fetchone()
             inserted = bool(row and row[0])
             if inserted:
-                self._event(alert.migration_id, f"{alert.severity} alert raised: {alert.message}",
-                            condition=alert.condition, severity=alert.severity)  # fmt: skip
+                self._event(
+                    alert.migration_id,
+                    f"{alert.severity} alert raised: {alert.message}",
+                    condition=alert.condition,
+                    severity=alert.severity,
+                )
         return inserted
 
     def touch(self, migration_id: str, conditions: Iterable[str]) -> None:
@@ -83,8 +93,7 @@ class AlertStore:
                 (migration_id, condition),
             ).fetchone()
             if row:
-                self._event(migration_id, f"{row[0]} alert resolved: {condition}", condition=condition,
-                            severity=row[0])  # fmt: skip
+                self._event(migration_id, f"{row[0]} alert resolved: {condition}", condition=condition, severity=row[0])
         return row is not None
 
     def add_details(self, migration_id: str, condition: str, **details: Any) -> None:
@@ -136,8 +145,13 @@ class AlertStore:
                     try:
                         channel.send(message_payload(row, status))
                     except Exception as exc:
-                        log.error("alert %s of %s: %s channel failed (%s); retried on the next monitor run",
-                                  row["condition"], row["migration_id"], channel_name, exc)  # fmt: skip
+                        log.error(
+                            "alert %s of %s: %s channel failed (%s); retried on the next monitor run",
+                            row["condition"],
+                            row["migration_id"],
+                            channel_name,
+                            exc,
+                        )
                         continue
                     deliveries[channel_name][status] = datetime.now().astimezone().isoformat()
                     sent.append((row["condition"], channel_name, status))
@@ -170,10 +184,9 @@ def reconcile_alerts(
     store.touch(migration_id, [a.condition for a in evaluation.active if a.condition in open_now])
     resolved = [c for c in to_resolve if store.resolve(migration_id, c)]
     for alert in raised:
-        log.warning("%s alert RAISED for %s: %s. What to do: %s", alert.severity, migration_id, alert.message,
-                    alert.action)  # fmt: skip
+        log.warning(
+            "%s alert RAISED for %s: %s. What to do: %s", alert.severity, migration_id, alert.message, alert.action
+        )
     for condition in resolved:
         log.info("alert RESOLVED for %s: %s cleared", migration_id, condition)
     return raised, resolved
-
-

@@ -122,7 +122,12 @@ def put_postgres_connection(api: AirflowApiClient, conn_id: str, endpoint: PgEnd
         "POST",
         "/connections",
         json={
-            "connection_id": conn_id, "conn_type": "postgres", "host": endpoint.host, "port": endpoint.port,
-            "login": endpoint.user, "password": endpoint.password, "schema": endpoint.dbname,
+            "connection_id": conn_id,
+            "conn_type": "postgres",
+            "host": endpoint.host,
+            "port": endpoint.port,
+            "login": endpoint.user,
+            "password": endpoint.password,
+            "schema": endpoint.dbname,
         },
     )

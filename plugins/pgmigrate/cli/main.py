@@ -143,17 +143,26 @@ def _follow_dag(dag_id: str, conf: dict[str, Any]) -> int:
 
 
 def cmd_cutover(args: argparse.Namespace) -> int:
-    conf = {"migration_id": args.migration_id, "backup": not args.no_backup, "dry_run": args.dry_run,
-            "max_pause_seconds": args.max_pause_seconds,
-            "allow_direct_sessions": args.allow_direct_sessions}  # fmt: skip
+    conf = {
+        "migration_id": args.migration_id,
+        "backup": not args.no_backup,
+        "dry_run": args.dry_run,
+        "max_pause_seconds": args.max_pause_seconds,
+        "allow_direct_sessions": args.allow_direct_sessions,
+    }
     if args.pgbouncer:
         conf["pgbouncer_conn_ids"] = args.pgbouncer
     return _follow_dag("pg_cutover", conf)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    conf = {"migration_id": args.migration_id, "reason": args.reason, "force": args.force,
-            "max_pause_seconds": args.max_pause_seconds, "allow_direct_sessions": args.allow_direct_sessions}
+    conf = {
+        "migration_id": args.migration_id,
+        "reason": args.reason,
+        "force": args.force,
+        "max_pause_seconds": args.max_pause_seconds,
+        "allow_direct_sessions": args.allow_direct_sessions,
+    }
     if args.pgbouncer:
         conf["pgbouncer_conn_ids"] = args.pgbouncer
     return _follow_dag("pg_rollback", conf)
@@ -161,11 +170,18 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def _add_switch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pause-seconds", type=float, default=10)
-    parser.add_argument("--pgbouncer", action="append", metavar="CONN_ID",
-                        help="Airflow connection of a PgBouncer clients use; repeat for each (default: the DAG's list)")
-    parser.add_argument("--allow-direct-sessions", action="store_true",
-                        help="go ahead although sessions connect straight to the side clients leave (they are ended, "
-                        "their roles made read-only, and a write after the drain point aborts)")  # fmt: skip
+    parser.add_argument(
+        "--pgbouncer",
+        action="append",
+        metavar="CONN_ID",
+        help="Airflow connection of a PgBouncer clients use; repeat for each (default: the DAG's list)",
+    )
+    parser.add_argument(
+        "--allow-direct-sessions",
+        action="store_true",
+        help="go ahead although sessions connect straight to the side clients leave (they are ended, "
+        "their roles made read-only, and a write after the drain point aborts)",
+    )
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
@@ -207,8 +223,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    conf = {"migration_id": args.migration_id, "tables": args.table or [], "mode": args.mode,
-            "sample_size": args.sample_size}  # fmt: skip
+    conf = {
+        "migration_id": args.migration_id,
+        "tables": args.table or [],
+        "mode": args.mode,
+        "sample_size": args.sample_size,
+    }
     rc = _follow_dag("pg_validate", conf)
     from pgmigrate.report.report_data import default_report_dir
 
@@ -241,9 +261,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         diffs.append(diff_table(source, target, table, mode=args.mode, sample_size=args.sample_size))
         print(format_diff([diffs[-1]]), flush=True)
     differing = [d for d in diffs if not d.ok]
-    print(f"{len(diffs) - len(differing)}/{len(diffs)} tables identical" + (
-        f"; resync the differing ones: scripts/migration resync --migration-id {args.migration_id} "
-        + " ".join(f"--table {d.table.qualified}" for d in differing) if differing else ""))  # fmt: skip
+    print(
+        f"{len(diffs) - len(differing)}/{len(diffs)} tables identical"
+        + (
+            f"; resync the differing ones: scripts/migration resync --migration-id {args.migration_id} "
+            + " ".join(f"--table {d.table.qualified}" for d in differing)
+            if differing
+            else ""
+        )
+    )
     return 1 if differing else 0
 
 
@@ -287,27 +313,42 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         name = names.source_connector
         connector = connect.state_or_missing(name)
         if connector != "RUNNING":
-            print(f"{name} is {connector}: it cannot re-read rows. Run scripts/migration restart --migration-id "
-                  f"{args.migration_id} first, then this again.", file=sys.stderr)  # fmt: skip
+            print(
+                f"{name} is {connector}: it cannot re-read rows. Run scripts/migration restart --migration-id "
+                f"{args.migration_id} first, then this again.",
+                file=sys.stderr,
+            )
             return 1
         result = request_keys_resync(source, target, names, by_table)
-        store.record_event(args.migration_id, "dead_letters", f"resync of {result['keys']} dead-lettered key(s) "
-                           f"signalled ({result['signal_id']})", **result)  # fmt: skip
-        print(f"resync {result['signal_id']}: {result['keys']} key(s) of {', '.join(result.get('tables', []))} "
-              f"deleted on the target and re-read from the source by {name}. When they match, acknowledge: "
-              f"scripts/migration dlq --migration-id {args.migration_id} --ack --wait 120")  # fmt: skip
+        store.record_event(
+            args.migration_id,
+            "dead_letters",
+            f"resync of {result['keys']} dead-lettered key(s) signalled ({result['signal_id']})",
+            **result,
+        )
+        print(
+            f"resync {result['signal_id']}: {result['keys']} key(s) of {', '.join(result.get('tables', []))} "
+            f"deleted on the target and re-read from the source by {name}. When they match, acknowledge: "
+            f"scripts/migration dlq --migration-id {args.migration_id} --ack --wait 120"
+        )
         return 0
     deadline = time.monotonic() + args.wait
     while (differing := differing_keys(source, target, by_table)) and time.monotonic() < deadline:
         time.sleep(2)
     if differing and not args.force:
-        print(f"not acknowledged: these keys still differ from the source: {differing}. Fix the cause, run "
-              f"scripts/migration dlq --migration-id {args.migration_id} --resync, then --ack again "
-              "(--force acknowledges anyway).", file=sys.stderr)  # fmt: skip
+        print(
+            f"not acknowledged: these keys still differ from the source: {differing}. Fix the cause, run "
+            f"scripts/migration dlq --migration-id {args.migration_id} --resync, then --ack again "
+            "(--force acknowledges anyway).",
+            file=sys.stderr,
+        )
         return 1
     count = dl.acknowledge(DEFAULTS["control"], args.migration_id, backlog, args.note or "")
-    print(f"acknowledged {count} dead letter(s); their keys match the source"
-          + (" (forced)" if differing else "") + ". The P0 dead_letters alert resolves on the next monitor run.")
+    print(
+        f"acknowledged {count} dead letter(s); their keys match the source"
+        + (" (forced)" if differing else "")
+        + ". The P0 dead_letters alert resolves on the next monitor run."
+    )
     return 0
 
 
@@ -355,12 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     resync.add_argument("--migration-id", required=True)
     resync.add_argument("--table", action="append", required=True, help="schema.table (repeat for several)")
     resync.set_defaults(func=cmd_resync)
-    recover = sub.add_parser("recover", help="after Kafka lost its data: redeploy, re-snapshot, remove lost deletes, "
-                             "validate; run pg_migration_recover")  # fmt: skip
+    recover = sub.add_parser(
+        "recover",
+        help="after Kafka lost its data: redeploy, re-snapshot, remove lost deletes, "
+        "validate; run pg_migration_recover",
+    )
     recover.add_argument("--migration-id", required=True)
     recover.set_defaults(func=cmd_recover)
-    schema_sync = sub.add_parser("schema-sync", help="apply DDL run on the source to the target (additive) or halt "
-                                 "naming the statement; run pg_migration_schema_sync")  # fmt: skip
+    schema_sync = sub.add_parser(
+        "schema-sync",
+        help="apply DDL run on the source to the target (additive) or halt "
+        "naming the statement; run pg_migration_schema_sync",
+    )
     schema_sync.add_argument("--migration-id", required=True)
     schema_sync.set_defaults(func=cmd_schema_sync)
     teardown = sub.add_parser("teardown", help="remove connectors, slots, publications, topics of a migration")

@@ -238,5 +238,10 @@ class MigrationStateStore:
                 "THEN dead_letter_ack.records ELSE 0 END + EXCLUDED.records, acked_at = now(), note = EXCLUDED.note",
                 (migration_id, topic_id, Jsonb(offsets), records, note),
             )
-        self.record_event(migration_id, "dead_letters", f"{records} dead letter(s) acknowledged"
-                          + (f": {note}" if note else ""), offsets=offsets, records=records)  # fmt: skip
+        self.record_event(
+            migration_id,
+            "dead_letters",
+            f"{records} dead letter(s) acknowledged" + (f": {note}" if note else ""),
+            offsets=offsets,
+            records=records,
+        )

@@ -90,8 +90,10 @@ class TableInfo:
     @property
     def replicable(self) -> bool:
         """Logical decoding can identify its rows for UPDATE/DELETE."""
-        return bool(self.primary_key) or self.replica_identity == "f" or (
-            self.replica_identity == "i" and self.has_replica_identity_index
+        return (
+            bool(self.primary_key)
+            or self.replica_identity == "f"
+            or (self.replica_identity == "i" and self.has_replica_identity_index)
         )
 
 

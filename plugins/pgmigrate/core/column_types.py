@@ -21,14 +21,46 @@ from pgmigrate.core.catalog import FIRST_NORMAL_OID, Column, TableInfo
 # such a column travels by the native channel.
 # Built-in types by OID (fixed in pg_type.dat across PostgreSQL versions).
 SUPPORTED_BUILTIN_TYPES: dict[int, str] = {
-    16: "boolean", 17: "bytea", 18: '"char"', 19: "name", 20: "bigint", 21: "smallint", 23: "integer",
-    25: "text", 26: "oid", 114: "json", 142: "xml", 600: "point", 650: "cidr", 700: "real",
-    701: "double precision", 774: "macaddr8", 790: "money", 829: "macaddr", 869: "inet", 1042: "character",
-    1043: "character varying", 1082: "date", 1083: "time", 1114: "timestamp", 1184: "timestamptz",
-    1186: "interval", 1266: "timetz", 1560: "bit", 1562: "bit varying", 1700: "numeric", 2950: "uuid",
-    3614: "tsvector", 3802: "jsonb", 3904: "int4range", 3906: "numrange", 3908: "tsrange",
-    3910: "tstzrange", 3912: "daterange", 3926: "int8range",
-}  # fmt: skip
+    16: "boolean",
+    17: "bytea",
+    18: '"char"',
+    19: "name",
+    20: "bigint",
+    21: "smallint",
+    23: "integer",
+    25: "text",
+    26: "oid",
+    114: "json",
+    142: "xml",
+    600: "point",
+    650: "cidr",
+    700: "real",
+    701: "double precision",
+    774: "macaddr8",
+    790: "money",
+    829: "macaddr",
+    869: "inet",
+    1042: "character",
+    1043: "character varying",
+    1082: "date",
+    1083: "time",
+    1114: "timestamp",
+    1184: "timestamptz",
+    1186: "interval",
+    1266: "timetz",
+    1560: "bit",
+    1562: "bit varying",
+    1700: "numeric",
+    2950: "uuid",
+    3614: "tsvector",
+    3802: "jsonb",
+    3904: "int4range",
+    3906: "numrange",
+    3908: "tsrange",
+    3910: "tstzrange",
+    3912: "daterange",
+    3926: "int8range",
+}
 # Arrays of every element type are carried: the PostgresTextFormConverter (include/converters, in the source
 # connector's config) sends any array as PostgreSQL's own array text, which the target parses back, so Debezium's
 # array mappings (none for money[], interval[], bit[], arrays of domains or composites, multi-dimensional arrays)
@@ -54,9 +86,14 @@ LOSSY_WHEN_STREAMED: dict[int, str] = {1266: "timetz"}
 # "gtsvector_in not implemented"): planner and statistics internals. No COPY, INSERT or apply worker can write
 # them on the target, so neither channel can carry such a column (or an array of one).
 INPUT_REJECTED_TYPES: dict[int, str] = {
-    194: "pg_node_tree", 3361: "pg_ndistinct", 3402: "pg_dependencies", 3642: "gtsvector",
-    4600: "pg_brin_bloom_summary", 4601: "pg_brin_minmax_multi_summary", 5017: "pg_mcv_list",
-}  # fmt: skip
+    194: "pg_node_tree",
+    3361: "pg_ndistinct",
+    3402: "pg_dependencies",
+    3642: "gtsvector",
+    4600: "pg_brin_bloom_summary",
+    4601: "pg_brin_minmax_multi_summary",
+    5017: "pg_mcv_list",
+}
 
 
 def debezium_problem(column: Column) -> str | None:

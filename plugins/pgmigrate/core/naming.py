@@ -17,6 +17,7 @@ def sanitized_topic_name(name: str) -> str:
     a whole topic."""
     return _TOPIC_UNSAFE.sub("_", name)
 
+
 MIGRATION_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,40}$"
 _MIGRATION_ID_RE = re.compile(MIGRATION_ID_PATTERN)
 

@@ -41,8 +41,7 @@ def mask_config(config: Mapping[str, Any]) -> dict[str, Any]:
     the secret lives, not the secret.
     """
     return {
-        key: MASK if is_secret_key(key) and value not in (None, "") and not is_provider_reference(value)
-        else value
+        key: MASK if is_secret_key(key) and value not in (None, "") and not is_provider_reference(value) else value
         for key, value in config.items()
     }
 

@@ -141,8 +141,9 @@ class ChangeTopics:
     """Kafka clients for one pipeline's topics, kept open: its data topics (mapped to tables), the end
     offsets of every topic of its prefix, and the sink's committed offsets."""
 
-    def __init__(self, bootstrap_servers: str, names: MigrationNames, tables: list[TableInfo],
-                 timeout: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self, bootstrap_servers: str, names: MigrationNames, tables: list[TableInfo], timeout: float = 10.0
+    ) -> None:
         from confluent_kafka import Consumer
         from confluent_kafka.admin import AdminClient
 
@@ -153,9 +154,15 @@ class ChangeTopics:
         common = {"bootstrap.servers": bootstrap_servers}
         self._admin = AdminClient(common)
         self._sink = Consumer({**common, "group.id": names.sink_consumer_group, "enable.auto.commit": False})
-        self._reader = Consumer({**common, "group.id": f"pgmigrate-verify-{names.topic_prefix}",
-                                 "enable.auto.commit": False, "enable.partition.eof": False,
-                                 "fetch.wait.max.ms": 10})  # fmt: skip
+        self._reader = Consumer(
+            {
+                **common,
+                "group.id": f"pgmigrate-verify-{names.topic_prefix}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
         self._partitions: list[tuple[str, int]] | None = None
 
     def close(self) -> None:
@@ -185,8 +192,9 @@ class ChangeTopics:
         parts = self.partitions()
         if not parts:
             return {}
-        futures = self._admin.list_offsets({TopicPartition(t, p): spec for t, p in parts},
-                                           request_timeout=timeout or self.timeout)  # fmt: skip
+        futures = self._admin.list_offsets(
+            {TopicPartition(t, p): spec for t, p in parts}, request_timeout=timeout or self.timeout
+        )
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
     def end_offsets(self, timeout: float | None = None) -> Positions:
@@ -209,8 +217,11 @@ class ChangeTopics:
     def check_retained(self, since: Positions) -> None:
         """Raise ChangeTopicsGap if a data topic no longer holds the records after `since`."""
         starts = self.start_offsets()
-        gone = [f"{t}[{p}] starts at {low}, needed from {since.get((t, p), 0)}"
-                for (t, p), low in starts.items() if t in self.tables and low > since.get((t, p), 0)]  # fmt: skip
+        gone = [
+            f"{t}[{p}] starts at {low}, needed from {since.get((t, p), 0)}"
+            for (t, p), low in starts.items()
+            if t in self.tables and low > since.get((t, p), 0)
+        ]
         if gone:
             raise ChangeTopicsGap("Kafka no longer holds the changes since the last validation: " + "; ".join(gone))
 
@@ -262,4 +273,3 @@ class ChangeTopics:
 def reached(marks: Positions, committed: Positions) -> bool:
     """Every partition committed at least up to `marks` (offsets that did not exist count as 0)."""
     return all(committed.get(tp, 0) >= offset for tp, offset in marks.items())
-

@@ -66,13 +66,21 @@ from pgmigrate.validate.checksums import set_canonical_session
 
 log = logging.getLogger(__name__)
 
+
 class CriticalSection:
     """`routing` and `enforcer_routing`: the same PgBouncers as two objects (the deadline thread holds its own
     admin connections: psycopg connections are not shared between threads)."""
 
-    def __init__(self, plan: SectionPlan, store: LeaseStore, routing: ClientRouting, enforcer_routing: ClientRouting,
-                 connect: ConnectClient, bootstrap_servers: str,
-                 say: Callable[[str], None] = log.info) -> None:  # fmt: skip
+    def __init__(
+        self,
+        plan: SectionPlan,
+        store: LeaseStore,
+        routing: ClientRouting,
+        enforcer_routing: ClientRouting,
+        connect: ConnectClient,
+        bootstrap_servers: str,
+        say: Callable[[str], None] = log.info,
+    ) -> None:
         self.plan = plan
         self.store = store
         self.routing = routing
@@ -93,8 +101,10 @@ class CriticalSection:
     def _connections(self) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
         """Origin and destination, opened before the pause and used by every step (canonical sessions, so
         row hashes compare; autocommit, so a failed statement leaves nothing open)."""
-        with self.plan.origin.endpoint.connect(autocommit=True) as origin, \
-                self.plan.destination.endpoint.connect(autocommit=True) as destination:  # fmt: skip
+        with (
+            self.plan.origin.endpoint.connect(autocommit=True) as origin,
+            self.plan.destination.endpoint.connect(autocommit=True) as destination,
+        ):
             for conn in (origin, destination):
                 set_canonical_session(conn)
             self._spare_destination = None
@@ -115,8 +125,10 @@ class CriticalSection:
         except BaseException:
             self.result.failed_step = name
             paused = self._budget.elapsed() if self._budget else 0.0
-            self.say(f"[{name:<9}] FAILED after {(time.monotonic() - started) * 1000:.1f} ms (writes paused "
-                     f"{paused:.3f}s so far)")  # fmt: skip
+            self.say(
+                f"[{name:<9}] FAILED after {(time.monotonic() - started) * 1000:.1f} ms (writes paused "
+                f"{paused:.3f}s so far)"
+            )
             raise
         seconds = time.monotonic() - started
         paused = self._budget.elapsed() if self._budget else 0.0
@@ -134,10 +146,19 @@ class CriticalSection:
 
     def run(self) -> SectionResult:
         plan = self.plan
-        lease = self.store.create(plan.migration_id, plan.dag_run_id, plan.purpose, plan.max_pause_seconds, {
-            "database": plan.database, "pgbouncers": self.routing.names, "origin": plan.origin.as_plan(),
-            "destination": plan.destination.as_plan(), "unfence_destination": plan.unfence_destination,
-        })  # fmt: skip
+        lease = self.store.create(
+            plan.migration_id,
+            plan.dag_run_id,
+            plan.purpose,
+            plan.max_pause_seconds,
+            {
+                "database": plan.database,
+                "pgbouncers": self.routing.names,
+                "origin": plan.origin.as_plan(),
+                "destination": plan.destination.as_plan(),
+                "unfence_destination": plan.unfence_destination,
+            },
+        )
         self._lease = lease
         self.result.lease_id = lease.lease_id
         stop_beating = threading.Event()
@@ -157,8 +178,9 @@ class CriticalSection:
             stop_beating.set()
             topics.close()
 
-    def _before_pause(self, lease: Lease, topics: ChangeTopics, origin: psycopg.Connection,
-                      destination: psycopg.Connection) -> tuple[ChangedKeys, Positions, FencePlan]:  # fmt: skip
+    def _before_pause(
+        self, lease: Lease, topics: ChangeTopics, origin: psycopg.Connection, destination: psycopg.Connection
+    ) -> tuple[ChangedKeys, Positions, FencePlan]:
         plan = self.plan
         try:
             problems = self.routing.problems_before_pause(plan.origin.route)
@@ -172,23 +194,29 @@ class CriticalSection:
                     f"through PgBouncer: {'; '.join(s.describe() for s in direct[:10])}. Their writes would not "
                     "follow the switch. Move them to PgBouncer or stop them, or allow them (allow_direct_sessions: "
                     "the cutover then ends their sessions, makes their roles read-only and aborts if one writes).",
-                    "before_pause", {"direct_sessions": [s.as_dict() for s in direct]})  # fmt: skip
+                    "before_pause",
+                    {"direct_sessions": [s.as_dict() for s in direct]},
+                )
             fence = plan_fence(origin, list(self.keyed) + [t.ref for t in self.native])
             if fence.unfenceable:
-                self.say(f"fence: superuser roles {', '.join(fence.unfenceable)} can write and cannot be made "
-                         "read-only by this role; the slot check before the switch still catches their writes")
+                self.say(
+                    f"fence: superuser roles {', '.join(fence.unfenceable)} can write and cannot be made "
+                    "read-only by this role; the slot check before the switch still catches their writes"
+                )
             topics.check_retained(plan.since)
             # The guard first (its task starts in parallel with this one): the passes then end right before the pause.
             self._wait_for_guard(lease)
-            since, carried, passes = precopy_passes(topics, origin, destination, self.keyed, plan.since,
-                                                    max_passes=plan.precopy_passes, say=self.say)  # fmt: skip
+            since, carried, passes = precopy_passes(
+                topics, origin, destination, self.keyed, plan.since, max_passes=plan.precopy_passes, say=self.say
+            )
             self.result.passes = [p.as_dict() for p in passes]
             # Written ahead: whoever settles this pause lifts the fence even if this process dies right after.
             self.store.update_plan(lease.lease_id, fence_origin=fence.as_dict())
             return carried, since, fence
         except BaseException as exc:
-            self.store.end(lease.lease_id, RELEASED, by="cutover task", note=f"not paused: {exc}"[:500],
-                           expect="pending")  # fmt: skip
+            self.store.end(
+                lease.lease_id, RELEASED, by="cutover task", note=f"not paused: {exc}"[:500], expect="pending"
+            )
             raise
 
     def _wait_for_guard(self, lease: Lease) -> None:
@@ -203,21 +231,37 @@ class CriticalSection:
                     f"{self.plan.guard_wait_seconds:.0f}s, so a pause could outlive this process: not pausing. "
                     "The pause_guard task of this DAG run must be deferred (running in the triggerer): check it, and "
                     "that the triggerer runs (scripts/airflow jobs check --job-type TriggererJob). If you cleared "
-                    "only this task, clear pause_guard too.", "before_pause", {})  # fmt: skip
+                    "only this task, clear pause_guard too.",
+                    "before_pause",
+                    {},
+                )
             time.sleep(0.2)
 
     def _direct_sessions(self, origin: psycopg.Connection) -> list[Session]:
         return direct_sessions(origin, self.routing.server_pids(), self.plan.origin.endpoint.user)
 
-    def _pause(self, lease: Lease, topics: ChangeTopics, origin: psycopg.Connection, destination: psycopg.Connection,
-               carried: ChangedKeys, since: Positions, fence: FencePlan) -> SectionResult:  # fmt: skip
+    def _pause(
+        self,
+        lease: Lease,
+        topics: ChangeTopics,
+        origin: psycopg.Connection,
+        destination: psycopg.Connection,
+        carried: ChangedKeys,
+        since: Positions,
+        fence: FencePlan,
+    ) -> SectionResult:
         plan = self.plan
         sides = Sides(plan.origin.endpoint, plan.destination.endpoint)
         lease = self.store.arm(lease.lease_id)
         self._budget = budget = PauseBudget(plan.max_pause_seconds)
-        enforcer = DeadlineThread(self.store, lease.lease_id, self.enforcer_routing, sides,
-                                  budget.started + plan.max_pause_seconds,
-                                  lambda _lease: self._expired.set())  # fmt: skip
+        enforcer = DeadlineThread(
+            self.store,
+            lease.lease_id,
+            self.enforcer_routing,
+            sides,
+            budget.started + plan.max_pause_seconds,
+            lambda _lease: self._expired.set(),
+        )
         enforcer.start()
         drainer = Drainer(origin, destination, plan.names, topics)
         try:
@@ -245,8 +289,10 @@ class CriticalSection:
         enforcer.stop()
         self._step("resume", lambda: self._resume(destination))
         self.result.pause_seconds = budget.elapsed()
-        self.say(f"writes were paused {self.result.pause_seconds:.3f}s in all; clients now reach "
-                 f"{plan.destination.endpoint.label} through {', '.join(self.routing.names)}")  # fmt: skip
+        self.say(
+            f"writes were paused {self.result.pause_seconds:.3f}s in all; clients now reach "
+            f"{plan.destination.endpoint.label} through {', '.join(self.routing.names)}"
+        )
         self._late_writes(origin)
         return self.result
 
@@ -261,9 +307,13 @@ class CriticalSection:
                 found[table] = found.get(table, 0) + count
         self.result.late_writes = found
         if found:
-            log.error("after the switch: changes committed on the origin after the drain point %s, not on the "
-                      "destination: %s. Nothing carries them now; compare and copy them by hand (rows of %s).",
-                      self._drained.point_lsn, found, ", ".join(found))  # fmt: skip
+            log.error(
+                "after the switch: changes committed on the origin after the drain point %s, not on the "
+                "destination: %s. Nothing carries them now; compare and copy them by hand (rows of %s).",
+                self._drained.point_lsn,
+                found,
+                ", ".join(found),
+            )
         else:
             self.say(f"after the switch: no change on the origin after the drain point in {names.slot}")
 
@@ -318,8 +368,10 @@ class CriticalSection:
         direct = [s for s in self._direct_sessions(origin) if s.user in writers]
         ended, problems = end_sessions(origin, direct)
         self.result.fence = {"roles": fenced, "ended_sessions": ended, "problems": problems}
-        return (f"{len(fenced)} application roles read-only ({', '.join(fenced) or 'none'}), "
-                f"{len(ended)} direct sessions ended" + (f"; {'; '.join(problems)}" if problems else ""))  # fmt: skip
+        return (
+            f"{len(fenced)} application roles read-only ({', '.join(fenced) or 'none'}), "
+            f"{len(ended)} direct sessions ended" + (f"; {'; '.join(problems)}" if problems else "")
+        )
 
     def _drain(self, drainer: Drainer, budget: PauseBudget) -> str:
         result = drainer.drain(timeout=max(0.2, budget.remaining()), wait_for_slot=False)
@@ -341,8 +393,10 @@ class CriticalSection:
                     drainer = Drainer(conn, conn, self.plan.names, None)  # only its slot reading is used
                     while not drainer.slot_confirmed_past(point):
                         if time.monotonic() > deadline:
-                            raise TimeoutError(f"the slot {self.plan.names.slot} did not confirm the drain point "
-                                               f"{point} within the pause")  # fmt: skip
+                            raise TimeoutError(
+                                f"the slot {self.plan.names.slot} did not confirm the drain point "
+                                f"{point} within the pause"
+                            )
                         time.sleep(0.01)
                 self.result.drain["slot_confirmed_at"] = round(budget.elapsed(), 3)
                 self.result.stopped = stop_connectors(self.connect, self.plan.names)
@@ -354,8 +408,15 @@ class CriticalSection:
         self._capture.start()
         return "native subscription disabled; the connectors stop once the slot confirms the drain point"
 
-    def _verify(self, topics: ChangeTopics, origin: psycopg.Connection, destination: psycopg.Connection,
-                carried: ChangedKeys, since: Positions, budget: PauseBudget) -> str:  # fmt: skip
+    def _verify(
+        self,
+        topics: ChangeTopics,
+        origin: psycopg.Connection,
+        destination: psycopg.Connection,
+        carried: ChangedKeys,
+        since: Positions,
+        budget: PauseBudget,
+    ) -> str:
         changes = topics.read_changes(since, self._drained.positions, deadline=time.monotonic() + budget.remaining())
         changes.add(carried)
         result: VerificationResult = verify_changes(origin, destination, self.keyed, changes)
@@ -369,17 +430,23 @@ class CriticalSection:
                 f"{self.plan.origin.endpoint.label} and {self.plan.destination.endpoint.label}: "
                 + "; ".join(d.describe() for d in result.differences[:10])
                 + ". Aborted; clients stay where they were. Compare and repair (scripts/migration compare, resync), "
-                "then trigger again.", "verify", self.result.verification)  # fmt: skip
+                "then trigger again.",
+                "verify",
+                self.result.verification,
+            )
         native = f"; {len(self.native)} native-channel tables proven by position" if self.native else ""
-        return (f"{result.keys} changed keys in {result.tables} tables identical at rest "
-                f"({result.records} change records since the last pass){native}")  # fmt: skip
+        return (
+            f"{result.keys} changed keys in {result.tables} tables identical at rest "
+            f"({result.records} change records since the last pass){native}"
+        )
 
     def _sequences(self, origin: psycopg.Connection, destination: psycopg.Connection) -> str:
         from pgmigrate.cutover.sequences import sync_sequences_on
 
         self.result.sequences = sync_sequences_on(origin, destination, self.plan.schemas)
-        always = set_identity_generation_on(destination, self.plan.destination.endpoint.label,
-                                            self.plan.identity_columns, always=True)  # fmt: skip
+        always = set_identity_generation_on(
+            destination, self.plan.destination.endpoint.label, self.plan.identity_columns, always=True
+        )
         return f"{len(self.result.sequences)} sequences past the origin's; {always} identity columns ALWAYS"
 
     def _reverse(self, source: psycopg.Connection, target: psycopg.Connection) -> str:
@@ -388,17 +455,23 @@ class CriticalSection:
         reverse = self.plan.names.reversed()
         created: list[str] = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            native = pool.submit(create_slot_on, self._spare_destination, reverse.native_subscription) \
-                if self._spare_destination is not None else None  # fmt: skip
+            native = (
+                pool.submit(create_slot_on, self._spare_destination, reverse.native_subscription)
+                if self._spare_destination is not None
+                else None
+            )
             if create_slot_on(target, reverse.slot):
                 created.append(reverse.slot)
             if native is not None and native.result():
                 created.append(reverse.native_subscription)
         self.result.reverse_slots = created
-        by_default = set_identity_generation_on(source, self.plan.origin.endpoint.label, self.plan.identity_columns,
-                                                always=False)  # fmt: skip
-        return (f"reverse slots {', '.join(self.result.reverse_slots) or '(exist)'} keep every target change; "
-                f"{by_default} source identity columns BY DEFAULT for the reverse sink")  # fmt: skip
+        by_default = set_identity_generation_on(
+            source, self.plan.origin.endpoint.label, self.plan.identity_columns, always=False
+        )
+        return (
+            f"reverse slots {', '.join(self.result.reverse_slots) or '(exist)'} keep every target change; "
+            f"{by_default} source identity columns BY DEFAULT for the reverse sink"
+        )
 
     def _no_writes_after_drain(self, origin: psycopg.Connection, budget: PauseBudget) -> str:
         self._capture.join(timeout=max(0.1, budget.remaining()))
@@ -420,7 +493,10 @@ class CriticalSection:
                 + ", ".join(f"{t} ({n} rows)" for t, n in sorted(found.items()))
                 + ". Aborted before the switch, nothing is lost: those changes stay on the origin and reach the "
                 "destination when the pipeline resumes. Find the writer (pg_stat_activity on the origin) and move it "
-                "to PgBouncer or stop it, then trigger again.", "writes", {"tables": found})  # fmt: skip
+                "to PgBouncer or stop it, then trigger again.",
+                "writes",
+                {"tables": found},
+            )
         return f"no change committed after {self._drained.point_lsn} in {', '.join(s for s, _ in slots)}"
 
     def _switch(self, lease: Lease, budget: PauseBudget) -> str:
@@ -468,8 +544,9 @@ class CriticalSection:
         if self._budget is not None:
             self.result.pause_seconds = self._budget.elapsed()
         by = "this task" if won else (lease.ended_by if lease else "?")
-        self.say(f"pause ended by {by}: {why}; clients on the origin, writes were paused "
-                 f"{self.result.pause_seconds:.3f}s")  # fmt: skip
+        self.say(
+            f"pause ended by {by}: {why}; clients on the origin, writes were paused {self.result.pause_seconds:.3f}s"
+        )
 
     def _abort(self, lease: Lease, sides: Sides, exc: BaseException) -> None:
         current = self.store.get(lease.lease_id)

@@ -54,9 +54,13 @@ class DrainResult:
         return sum(self.positions.values())
 
     def as_dict(self) -> dict:
-        return {"seconds": round(self.seconds, 3), "point_lsn": self.point_lsn, "records": self.records_applied_to,
-                "positions": positions_to_json(self.positions),
-                "steps": {k: round(v, 3) for k, v in self.steps.items()}}  # fmt: skip
+        return {
+            "seconds": round(self.seconds, 3),
+            "point_lsn": self.point_lsn,
+            "records": self.records_applied_to,
+            "positions": positions_to_json(self.positions),
+            "steps": {k: round(v, 3) for k, v in self.steps.items()},
+        }
 
 
 def _until(what: str, check: Callable[[], bool], deadline: float, poll: float) -> None:
@@ -69,8 +73,14 @@ def _until(what: str, check: Callable[[], bool], deadline: float, poll: float) -
 class Drainer:
     """The drain over open connections: `origin`, `destination` (autocommit) and the pipeline's topics."""
 
-    def __init__(self, origin: psycopg.Connection, destination: psycopg.Connection, names: MigrationNames,
-                 topics: ChangeTopics | None, poll: float = 0.01) -> None:  # fmt: skip
+    def __init__(
+        self,
+        origin: psycopg.Connection,
+        destination: psycopg.Connection,
+        names: MigrationNames,
+        topics: ChangeTopics | None,
+        poll: float = 0.01,
+    ) -> None:
         self.origin, self.destination, self.names, self.topics, self.poll = origin, destination, names, topics, poll
         self._heartbeat = sql.SQL("SELECT max(ts) FROM {}").format(heartbeat_table(names).ident)
         row = origin.execute(
@@ -96,23 +106,37 @@ class Drainer:
         steps["heartbeat"] = time.monotonic() - started
         self.topics.partitions(refresh=True)
         marks = self.topics.end_offsets(timeout=max(0.1, deadline - time.monotonic()))
-        _until("the sink's committed offsets at the topics' end",
-               lambda: reached(marks, self.topics.sink_committed(timeout=max(0.1, deadline - time.monotonic()))),
-               deadline, self.poll)  # fmt: skip
+        _until(
+            "the sink's committed offsets at the topics' end",
+            lambda: reached(marks, self.topics.sink_committed(timeout=max(0.1, deadline - time.monotonic()))),
+            deadline,
+            self.poll,
+        )
         steps["sink_committed"] = time.monotonic() - started
         if self.native:
-            _until("the native channel's subscription flush position", lambda: self._native_past(point_lsn),
-                   deadline, self.poll)  # fmt: skip
+            _until(
+                "the native channel's subscription flush position",
+                lambda: self._native_past(point_lsn),
+                deadline,
+                self.poll,
+            )
             steps["native_flushed"] = time.monotonic() - started
         if wait_for_slot:
-            _until("the slot's confirmed position past the drain point", lambda: self.slot_confirmed_past(point_lsn),
-                   deadline, self.poll)  # fmt: skip
+            _until(
+                "the slot's confirmed position past the drain point",
+                lambda: self.slot_confirmed_past(point_lsn),
+                deadline,
+                self.poll,
+            )
             steps["slot_confirmed"] = time.monotonic() - started
         seconds = time.monotonic() - started
-        log.info("drain: every change up to %s is on the destination (%.3fs: %s)", point_lsn, seconds,
-                 ", ".join(f"{k} at {v:.3f}s" for k, v in steps.items()))  # fmt: skip
+        log.info(
+            "drain: every change up to %s is on the destination (%.3fs: %s)",
+            point_lsn,
+            seconds,
+            ", ".join(f"{k} at {v:.3f}s" for k, v in steps.items()),
+        )
         return DrainResult(seconds, point_lsn, point_ts, marks, steps)
-
 
     def _native_past(self, lsn: str) -> bool:
         row = self.origin.execute(
@@ -129,8 +153,14 @@ class Drainer:
         return bool(row and row[0])
 
 
-def wait_drained(origin: PgEndpoint, destination: PgEndpoint, names: MigrationNames, bootstrap_servers: str,
-                 timeout: float, poll: float = 0.2) -> DrainResult:  # fmt: skip
+def wait_drained(
+    origin: PgEndpoint,
+    destination: PgEndpoint,
+    names: MigrationNames,
+    bootstrap_servers: str,
+    timeout: float,
+    poll: float = 0.2,
+) -> DrainResult:
     """Block until `destination` holds every change committed on `origin` before this call (outside a pause:
     the demo, tests). Opens its own connections and Kafka clients."""
     topics = ChangeTopics(bootstrap_servers, names, [])

@@ -89,8 +89,9 @@ def enforce(store: LeaseStore, lease_id: str, routing: ClientRouting, sides: Sid
         if remaining is None or remaining > 0:
             return None
         if store.end(lease_id, EXPIRED, by=by, note="deadline reached before the switch"):
-            log.warning("pause %s: max_pause_seconds reached and not switched: %s puts clients back on the origin",
-                        lease_id, by)  # fmt: skip
+            log.warning(
+                "pause %s: max_pause_seconds reached and not switched: %s puts clients back on the origin", lease_id, by
+            )
         lease = store.get(lease_id)
         if lease is None or lease.state == ARMED:
             return None  # the switch holds the row: look again
@@ -105,8 +106,15 @@ class DeadlineThread(threading.Thread):
     Covers a hung step while the process lives (the pause guard covers the process dying). Uses its own
     routing (its own held admin connections): PgBouncer connections are not shared between threads."""
 
-    def __init__(self, store: LeaseStore, lease_id: str, routing: ClientRouting, sides: Sides,
-                 deadline_monotonic: float, on_expired: Callable[[Lease], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: LeaseStore,
+        lease_id: str,
+        routing: ClientRouting,
+        sides: Sides,
+        deadline_monotonic: float,
+        on_expired: Callable[[Lease], None],
+    ) -> None:
         super().__init__(name=f"pause-deadline-{lease_id}", daemon=True)
         self.store, self.lease_id, self.routing, self.sides = store, lease_id, routing, sides
         self.deadline = deadline_monotonic

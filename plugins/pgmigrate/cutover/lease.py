@@ -79,8 +79,10 @@ class Lease:
         return (self.deadline - self.now).total_seconds()
 
     def guard_watching(self, within_seconds: float = 5.0) -> bool:
-        return self.guard_seen_at is not None and self.now is not None and (
-            (self.now - self.guard_seen_at).total_seconds() <= within_seconds
+        return (
+            self.guard_seen_at is not None
+            and self.now is not None
+            and ((self.now - self.guard_seen_at).total_seconds() <= within_seconds)
         )
 
     def holder_stale(self, seconds: float = HOLDER_STALE_SECONDS) -> bool:
@@ -121,8 +123,7 @@ class LeaseStore:
     def latest_for_run(self, migration_id: str, dag_run_id: str) -> Lease | None:
         """The newest lease of a DAG run (what its pause guard watches)."""
         return self._one(
-            _SELECT + "WHERE migration_id = %s AND dag_run_id = %s "
-            "ORDER BY created_at DESC LIMIT 1",
+            _SELECT + "WHERE migration_id = %s AND dag_run_id = %s ORDER BY created_at DESC LIMIT 1",
             (migration_id, dag_run_id),
         )
 
@@ -132,15 +133,21 @@ class LeaseStore:
             (migration_id,),
         )
 
-    def create(self, migration_id: str, dag_run_id: str, purpose: str, max_pause_seconds: float,
-               plan: dict[str, Any]) -> Lease:  # fmt: skip
+    def create(
+        self, migration_id: str, dag_run_id: str, purpose: str, max_pause_seconds: float, plan: dict[str, Any]
+    ) -> Lease:
         """A new `pending` lease. An earlier attempt's pending lease whose holder died is abandoned first;
         one that is still alive, or armed, refuses (LeaseBusy): two pauses of one migration never overlap."""
         current = self.active(migration_id)
         if current is not None:
             if current.state == PENDING and current.holder_stale():
-                self.end(current.lease_id, ABANDONED, by="next attempt", note="holder stopped beating before the pause",
-                         expect=PENDING)  # fmt: skip
+                self.end(
+                    current.lease_id,
+                    ABANDONED,
+                    by="next attempt",
+                    note="holder stopped beating before the pause",
+                    expect=PENDING,
+                )
             else:
                 raise LeaseBusy(
                     f"another pause of {migration_id} is {current.state} (lease {current.lease_id}, "
@@ -155,8 +162,13 @@ class LeaseStore:
                 "holder_seen_at) VALUES (%s, %s, %s, %s, 'pending', %s, %s, clock_timestamp())",
                 (lease_id, migration_id, dag_run_id, purpose, max_pause_seconds, Jsonb(plan)),
             )
-        log.info("pause lease %s created for the %s of %s (max pause %gs)", lease_id, purpose, migration_id,
-                 max_pause_seconds)  # fmt: skip
+        log.info(
+            "pause lease %s created for the %s of %s (max pause %gs)",
+            lease_id,
+            purpose,
+            migration_id,
+            max_pause_seconds,
+        )
         return self.get(lease_id)  # type: ignore[return-value]
 
     def beat_holder(self, lease_id: str) -> None:
@@ -213,9 +225,11 @@ class LeaseStore:
         conn = self.endpoint.connect(autocommit=False, **KEEPALIVES)
         try:
             # A frozen holder must not keep the row locked past the pause: the server ends its transaction.
-            conn.execute("SELECT set_config('lock_timeout', %s, true), "
-                         "set_config('idle_in_transaction_session_timeout', %s, true)",
-                         (f"{lock_timeout_ms}ms", f"{max(lock_timeout_ms, 1000)}ms"))  # fmt: skip
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, true), "
+                "set_config('idle_in_transaction_session_timeout', %s, true)",
+                (f"{lock_timeout_ms}ms", f"{max(lock_timeout_ms, 1000)}ms"),
+            )
             try:
                 row = conn.execute(
                     "SELECT state, clock_timestamp() < deadline FROM pause_lease WHERE lease_id = %s FOR UPDATE",

@@ -34,9 +34,14 @@ class SinkBehind(RuntimeError):
     rows still in flight as differences."""
 
 
-def validate_with_positions(origin: PgEndpoint, destination: PgEndpoint, names: MigrationNames,
-                            tables: list[TableInfo], bootstrap_servers: str,
-                            catch_up_seconds: float = 900.0) -> dict[str, Any]:  # fmt: skip
+def validate_with_positions(
+    origin: PgEndpoint,
+    destination: PgEndpoint,
+    names: MigrationNames,
+    tables: list[TableInfo],
+    bootstrap_servers: str,
+    catch_up_seconds: float = 900.0,
+) -> dict[str, Any]:
     """The full row diff of `tables` (origin = where clients write), with the positions taken before it.
     It starts once the sink has applied everything produced before those positions: the row diff's re-checks
     tell rows in flight from real differences only when the pipeline keeps up (its pauses are seconds), and a
@@ -76,9 +81,14 @@ def validate_with_positions(origin: PgEndpoint, destination: PgEndpoint, names: 
         "differences": [line for line in format_diff(differing).splitlines() if line.strip()][:50],
         "seconds": round(time.monotonic() - started, 3),
     }
-    log.info("validated %d tables (%d rows) in %.1fs at positions %s: %s", record["tables"], record["rows"],
-             record["seconds"], "; ".join(f"{k}={v}" for k, v in record["positions"].items()) or "none",
-             "identical" if record["ok"] else f"{len(differing)} tables differ")  # fmt: skip
+    log.info(
+        "validated %d tables (%d rows) in %.1fs at positions %s: %s",
+        record["tables"],
+        record["rows"],
+        record["seconds"],
+        "; ".join(f"{k}={v}" for k, v in record["positions"].items()) or "none",
+        "identical" if record["ok"] else f"{len(differing)} tables differ",
+    )
     return record
 
 
@@ -94,8 +104,9 @@ def reusable(record: dict[str, Any] | None, max_minutes: float, now: datetime | 
     return bool(max_minutes > 0 and record and record.get("ok") and age is not None and age <= max_minutes)
 
 
-def checklist_detail(record: dict[str, Any] | None, max_minutes: float,
-                     now: datetime | None = None) -> tuple[bool, str]:  # fmt: skip
+def checklist_detail(
+    record: dict[str, Any] | None, max_minutes: float, now: datetime | None = None
+) -> tuple[bool, str]:
     """The checklist's verdict on the forward pre-validation: (ok, detail)."""
     age = age_minutes(record, now)
     if record is None or age is None:
@@ -103,8 +114,10 @@ def checklist_detail(record: dict[str, Any] | None, max_minutes: float,
     if not record.get("ok"):
         return False, f"pre_validate found differences {age:.0f} min ago: {'; '.join(record.get('differences')[:3])}"
     if age > max_minutes:
-        return False, (f"pre_validate ran {age:.0f} min ago, over max_validation_age_minutes={max_minutes:g}: "
-                       "trigger pg_cutover again (it validates anew)")  # fmt: skip
+        return False, (
+            f"pre_validate ran {age:.0f} min ago, over max_validation_age_minutes={max_minutes:g}: "
+            "trigger pg_cutover again (it validates anew)"
+        )
     return True, f"{record['tables']} tables ({record['rows']} rows) identical {age:.1f} min ago"
 
 

@@ -43,8 +43,12 @@ def _set_native_subscription(target: PgEndpoint, names: MigrationNames, enabled:
         if subscription_oid(conn, names) is not None:
             verb = sql.SQL("ENABLE" if enabled else "DISABLE")
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} {}").format(sql.Identifier(names.native_subscription), verb))
-            log.info("%s subscription %s on %s", "enabled" if enabled else "disabled", names.native_subscription,
-                     target.label)  # fmt: skip
+            log.info(
+                "%s subscription %s on %s",
+                "enabled" if enabled else "disabled",
+                names.native_subscription,
+                target.label,
+            )
 
 
 def stop_pipeline(connect: ConnectClient, subscriber: PgEndpoint, names: MigrationNames) -> list[str]:
@@ -145,8 +149,9 @@ def create_slot_on(target: psycopg.Connection, slot: str) -> bool:
     connectors and the subscription start from these slots after the pause. Rerun-safe: False if it exists."""
     if target.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
         return False
-    lsn = target.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
-                         (slot,)).fetchone()[0]  # fmt: skip
+    lsn = target.execute(
+        "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,)
+    ).fetchone()[0]
     log.info("reverse: slot %s created at %s", slot, lsn)
     return True
 
@@ -218,6 +223,10 @@ def remove_reverse_replication(
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.ident))
     removed = removed or remove_connectors(connect, reverse)
     topics = delete_topics(bootstrap_servers, reverse) if bootstrap_servers else []
-    log.info("reverse: removed connectors %s, %d topics, slot %s", removed or "none", len(topics),
-             reverse.slot if slot_dropped else "(none)")  # fmt: skip
+    log.info(
+        "reverse: removed connectors %s, %d topics, slot %s",
+        removed or "none",
+        len(topics),
+        reverse.slot if slot_dropped else "(none)",
+    )
     return {"connectors": removed, "topics": topics, "slot_dropped": slot_dropped}

@@ -90,12 +90,22 @@ class SectionResult:
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"lease_id": self.lease_id, "pause_seconds": round(self.pause_seconds, 3), "steps": self.steps,
-                "passes": self.passes, "verification": self.verification, "drain": self.drain,
-                "sequences": len(self.sequences), "fence": self.fence, "stopped": self.stopped,
-                "reverse_slots": self.reverse_slots, "switched": self.switched, "failed_step": self.failed_step,
-                "late_writes": self.late_writes,
-                "problems": self.problems}  # fmt: skip
+        return {
+            "lease_id": self.lease_id,
+            "pause_seconds": round(self.pause_seconds, 3),
+            "steps": self.steps,
+            "passes": self.passes,
+            "verification": self.verification,
+            "drain": self.drain,
+            "sequences": len(self.sequences),
+            "fence": self.fence,
+            "stopped": self.stopped,
+            "reverse_slots": self.reverse_slots,
+            "switched": self.switched,
+            "failed_step": self.failed_step,
+            "late_writes": self.late_writes,
+            "problems": self.problems,
+        }
 
 
 class PauseBudget:
@@ -119,5 +129,7 @@ class PauseBudget:
         """Bound every later statement on these connections by what is left."""
         value = f"{self.timeout_ms()}ms"
         for conn in conns:
-            conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
-                         (value, value))  # fmt: skip
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                (value, value),
+            )

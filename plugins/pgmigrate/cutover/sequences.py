@@ -136,8 +136,24 @@ def read_sequences(conn: psycopg.Connection, schemas: Iterable[str]) -> list[Seq
     ).fetchall():
         owner_schema, owner_table, owner_column, identity = owner
         owned_by = f"{TableRef(owner_schema, owner_table).qualified}.{owner_column}" if owner_table else None
-        states.append(SequenceState(schema, name, data_type, start, inc, lo, hi, cache, cycle, last_value, called,
-                                    oid, owned_by, bool(identity)))  # fmt: skip
+        states.append(
+            SequenceState(
+                schema,
+                name,
+                data_type,
+                start,
+                inc,
+                lo,
+                hi,
+                cache,
+                cycle,
+                last_value,
+                called,
+                oid,
+                owned_by,
+                bool(identity),
+            )
+        )
     return states
 
 
@@ -166,8 +182,9 @@ def sequences_snapshot(source: PgEndpoint, schemas: Iterable[str]) -> list[dict[
     ]
 
 
-def sync_sequences_on(origin: psycopg.Connection, destination: psycopg.Connection, schemas: Iterable[str],
-                      gap: int = SAFETY_GAP) -> list[dict[str, Any]]:  # fmt: skip
+def sync_sequences_on(
+    origin: psycopg.Connection, destination: psycopg.Connection, schemas: Iterable[str], gap: int = SAFETY_GAP
+) -> list[dict[str, Any]]:
     """`sync_sequences` on connections the caller holds (the critical section's, with its timeouts)."""
     schemas = _schemas(schemas)
     there = {(s.schema, s.name): s for s in read_sequences(destination, schemas)}
@@ -184,8 +201,14 @@ def sync_sequences_on(origin: psycopg.Connection, destination: psycopg.Connectio
         if position is not None:
             setvals.append((dest.oid, *position))
         after = dest if position is None else replace(dest, last_value=position[0], is_called=position[1])
-        synced.append({"sequence": seq.qualified, "source": seq.next_value, "target": after.next_value,
-                       "changed": position is not None})  # fmt: skip
+        synced.append(
+            {
+                "sequence": seq.qualified,
+                "source": seq.next_value,
+                "target": after.next_value,
+                "changed": position is not None,
+            }
+        )
     if setvals:
         oids, values, called = (list(c) for c in zip(*setvals, strict=True))
         destination.execute(_SETVALS_SQL, (oids, values, called)).fetchall()
@@ -193,15 +216,22 @@ def sync_sequences_on(origin: psycopg.Connection, destination: psycopg.Connectio
         log.warning(
             "sequences: %d of the origin's are not on the destination, nothing set for them: %s. An identity "
             "sequence of a table not migrated is expected here; any other one clients use needs copy_schema.",
-            len(missing), ", ".join(missing[:20]),
-        )  # fmt: skip
-    log.info("sequences: %d read, %d set past the origin's (gap %d increments), %d already past",
-             len(synced), len(setvals), gap, len(synced) - len(setvals) - len(missing))  # fmt: skip
+            len(missing),
+            ", ".join(missing[:20]),
+        )
+    log.info(
+        "sequences: %d read, %d set past the origin's (gap %d increments), %d already past",
+        len(synced),
+        len(setvals),
+        gap,
+        len(synced) - len(setvals) - len(missing),
+    )
     return synced
 
 
-def sync_sequences(origin: PgEndpoint, destination: PgEndpoint, schemas: Iterable[str],
-                   gap: int = SAFETY_GAP) -> list[dict[str, Any]]:  # fmt: skip
+def sync_sequences(
+    origin: PgEndpoint, destination: PgEndpoint, schemas: Iterable[str], gap: int = SAFETY_GAP
+) -> list[dict[str, Any]]:
     """Set every sequence of `schemas` on `destination` so its next value is at least its next value on
     `origin` plus `gap` increments, so rows inserted after the switch never reuse an id. Run while writes
     are paused; rerun-safe (never moves a sequence backwards). One `{"sequence", "source", "target",

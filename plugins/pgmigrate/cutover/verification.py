@@ -68,8 +68,9 @@ def _hash_query(table: TableInfo) -> sql.Composed:
         "FROM jsonb_to_recordset(%s) AS k({k_defs})"
     ).format(
         k_cols=sql.SQL(", ").join(sql.SQL("k.{}::text").format(sql.Identifier(name)) for name, _ in columns),
-        k_defs=sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(type_name))
-                                  for name, type_name in columns),  # fmt: skip
+        k_defs=sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(type_name)) for name, type_name in columns
+        ),
         table=table.ref.ident,
         match=sql.SQL(" AND ").join(sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(name)) for name, _ in columns),
     )
@@ -87,8 +88,9 @@ def key_hashes(conn: psycopg.Connection, table: TableInfo, keys: list[tuple[str,
     return found
 
 
-def compare_keys(src: psycopg.Connection, dst: psycopg.Connection, table: TableInfo,
-                 keys: set[tuple[str, ...]]) -> list[KeyDifference]:  # fmt: skip
+def compare_keys(
+    src: psycopg.Connection, dst: psycopg.Connection, table: TableInfo, keys: set[tuple[str, ...]]
+) -> list[KeyDifference]:
     """The keys whose rows differ between the two sides (canonical sessions, see checksums)."""
     if not keys:
         return []
@@ -128,13 +130,20 @@ class VerificationResult:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tables": self.tables, "keys": self.keys, "records": self.records, "whole_tables": self.whole_tables,
-                "differences": [d.describe() for d in self.differences[:20]],
-                "difference_count": len(self.differences), "seconds": round(self.seconds, 3)}  # fmt: skip
+        return {
+            "tables": self.tables,
+            "keys": self.keys,
+            "records": self.records,
+            "whole_tables": self.whole_tables,
+            "differences": [d.describe() for d in self.differences[:20]],
+            "difference_count": len(self.differences),
+            "seconds": round(self.seconds, 3),
+        }
 
 
-def verify_changes(src: psycopg.Connection, dst: psycopg.Connection, tables: dict[TableRef, TableInfo],
-                   changes: ChangedKeys) -> VerificationResult:  # fmt: skip
+def verify_changes(
+    src: psycopg.Connection, dst: psycopg.Connection, tables: dict[TableRef, TableInfo], changes: ChangedKeys
+) -> VerificationResult:
     """Compare every key in `changes`, and whole the tables whose keys cannot say what changed."""
     started = time.monotonic()
     result = VerificationResult(records=changes.records)
@@ -175,16 +184,23 @@ class PassLog:
     covered_seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pass": self.number, "keys": self.keys, "records": self.records, "differing": self.differing,
-                "seconds": round(self.seconds, 3), "covered_seconds": round(self.covered_seconds, 3)}  # fmt: skip
+        return {
+            "pass": self.number,
+            "keys": self.keys,
+            "records": self.records,
+            "differing": self.differing,
+            "seconds": round(self.seconds, 3),
+            "covered_seconds": round(self.covered_seconds, 3),
+        }
 
 
 class PersistentDifference(RuntimeError):
     """Rows differ in pass after pass although the sink applied their changes: not in flight."""
 
 
-def confirmed_differences(previous: list[KeyDifference], previous_applied: bool,
-                          changes: ChangedKeys) -> list[KeyDifference]:  # fmt: skip
+def confirmed_differences(
+    previous: list[KeyDifference], previous_applied: bool, changes: ChangedKeys
+) -> list[KeyDifference]:
     """Differences of the previous pass that cannot be in flight: that pass compared after the sink had applied
     everything up to its positions, and the origin has not changed those rows since (their keys are not in
     this pass's changes), so the origin's value was already applied when it was compared."""
@@ -213,8 +229,10 @@ def barrier(topics: ChangeTopics, origin: psycopg.Connection, timeout: float) ->
     origin.execute(heartbeat_action_query(topics.names))  # a change after the position: the capture moves past it
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = origin.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
-                             (lsn, topics.names.slot)).fetchone()  # fmt: skip
+        row = origin.execute(
+            "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+            (lsn, topics.names.slot),
+        ).fetchone()
         if row and row[0]:
             return True
         time.sleep(0.02)
@@ -267,11 +285,14 @@ def precopy_passes(
         result = verify_changes(src, dst, tables, changes)
         carried, previous, previous_applied = as_changes(result.differences), result.differences, applied
         seconds = time.monotonic() - started
-        logs.append(PassLog(number, result.keys, changes.records, len(result.differences), seconds,
-                            started - covered_from))  # fmt: skip
-        say(f"pre-pause pass {number}: {result.keys} changed keys in {result.tables} tables ({changes.records} "
+        logs.append(
+            PassLog(number, result.keys, changes.records, len(result.differences), seconds, started - covered_from)
+        )
+        say(
+            f"pre-pause pass {number}: {result.keys} changed keys in {result.tables} tables ({changes.records} "
             f"change records) compared in {seconds:.2f}s; {len(result.differences)} differ (compared again next)"
-            + ("" if applied else f"; the sink had not applied them all after {sink_wait_seconds:.0f}s"))
+            + ("" if applied else f"; the sink had not applied them all after {sink_wait_seconds:.0f}s")
+        )
         since = until
         covered_from = started
         if seconds <= PASS_SECONDS_GOAL and result.keys <= PASS_KEYS_GOAL:

@@ -26,8 +26,11 @@ def write_through_pgbouncer_lands_on_target(client: PgEndpoint, target: PgEndpoi
     """The probe table exists on the target only, so a write that reached the source fails loudly."""
     with target.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(CONTROL_SCHEMA)))
-        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (token text PRIMARY KEY, at timestamptz DEFAULT now())")
-                     .format(_PROBE))  # fmt: skip
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (token text PRIMARY KEY, at timestamptz DEFAULT now())").format(
+                _PROBE
+            )
+        )
     token = uuid.uuid4().hex
     # One statement: psycopg prepares nothing (PgBouncer in transaction pooling must not see PREPARE).
     with client.connect(autocommit=True) as conn:
@@ -44,8 +47,14 @@ def direct_source_sessions(source: PgEndpoint, pgbouncer_pids: set[int]) -> list
         return [s.describe() for s in direct_sessions(conn, pgbouncer_pids, source.user)]
 
 
-def verify_route(switch, database: str, source: PgEndpoint, target: PgEndpoint, clients: list[PgEndpoint],
-                 settle_seconds: float = 10.0) -> dict:  # fmt: skip
+def verify_route(
+    switch,
+    database: str,
+    source: PgEndpoint,
+    target: PgEndpoint,
+    clients: list[PgEndpoint],
+    settle_seconds: float = 10.0,
+) -> dict:
     """`clients`: logins to try for the write probe through this PgBouncer, in order (its auth file may know
     only some roles); when none may log in, the route it reports (SHOW DATABASES) is what is checked."""
     problems = []
@@ -62,8 +71,11 @@ def verify_route(switch, database: str, source: PgEndpoint, target: PgEndpoint, 
             log.info("PgBouncer does not accept %s (%s); trying the next login", client.user, str(exc).strip())
     if probed_as is None:
         route = switch.current_route(database)
-        log.warning("no login of %s is accepted by PgBouncer, so no write probe: checking its route instead (%s)",
-                    ", ".join(c.user for c in clients), route)  # fmt: skip
+        log.warning(
+            "no login of %s is accepted by PgBouncer, so no write probe: checking its route instead (%s)",
+            ", ".join(c.user for c in clients),
+            route,
+        )
         if (route.host, route.port, route.dbname) != (target.host, target.port, target.dbname):
             problems.append(f"PgBouncer routes {database} to {route}, not to the target")
     deadline = time.monotonic() + settle_seconds
@@ -78,5 +90,10 @@ def verify_route(switch, database: str, source: PgEndpoint, target: PgEndpoint, 
     direct = direct_source_sessions(source, switch.server_pids())
     if direct:
         log.warning("sessions connected straight to the source (their writes do not reach the target): %s", direct)
-    return {"ok": not problems, "problems": problems, "server_connections_to_source": len(to_source),
-            "direct_source_sessions": direct, "probed_as": probed_as}  # fmt: skip
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "server_connections_to_source": len(to_source),
+        "direct_source_sessions": direct,
+        "probed_as": probed_as,
+    }

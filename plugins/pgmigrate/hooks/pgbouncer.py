@@ -29,8 +29,13 @@ def switch_from_connection(conn: Any) -> PgBouncerRouteSwitch:
             f"connection {conn.conn_id!r} has no `routes_file` in its extra: set it to the file that pgbouncer.ini "
             "includes in [databases] (local stack: .stack/pgbouncer/routes.ini)"
         )
-    admin = PgEndpoint(host=conn.host or "127.0.0.1", port=int(conn.port or 6432), dbname=conn.schema or "pgbouncer",
-                       user=conn.login or "postgres", password=conn.password or "")  # fmt: skip
+    admin = PgEndpoint(
+        host=conn.host or "127.0.0.1",
+        port=int(conn.port or 6432),
+        dbname=conn.schema or "pgbouncer",
+        user=conn.login or "postgres",
+        password=conn.password or "",
+    )
     return PgBouncerRouteSwitch(admin, routes_file=Path(routes_file))
 
 

@@ -44,7 +44,11 @@ class ConnectError(Exception):
     """A Kafka Connect request failed; ``connect_message`` is Connect's own explanation."""
 
     def __init__(
-        self, message: str, *, connector: str | None = None, status_code: int | None = None,
+        self,
+        message: str,
+        *,
+        connector: str | None = None,
+        status_code: int | None = None,
         connect_message: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -146,7 +150,12 @@ class ConnectClient:
             reason = type(exc).__name__ if exc else "workers rebalancing (or a concurrent config change)"
             log.warning(
                 "Kafka Connect %s %s%s: %s; retrying (attempt %d/%d)",
-                method, self.base_url, path, reason, state.attempt_number, self.retries,
+                method,
+                self.base_url,
+                path,
+                reason,
+                state.attempt_number,
+                self.retries,
             )
 
         retrying = Retrying(
@@ -161,8 +170,12 @@ class ConnectClient:
         )
         try:
             response = retrying(
-                self.session.request, method, self.base_url + path,
-                params=params, json=json, timeout=self.timeout,
+                self.session.request,
+                method,
+                self.base_url + path,
+                params=params,
+                json=json,
+                timeout=self.timeout,
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConnectUnavailableError(
@@ -230,13 +243,13 @@ class ConnectClient:
             if not changed:
                 log.info("Connector '%s' already has this config; left unchanged", name)
                 return self._json(self._request("GET", self._path(name), connector=name))
-        response = self._request(
-            "PUT", self._path(name) + "/config", connector=name, json=desired, sent_config=desired
-        )
+        response = self._request("PUT", self._path(name) + "/config", connector=name, json=desired, sent_config=desired)
         if response.status_code == 201 or current is None:
             log.info(
                 "Connector '%s' created (class %s, %d keys)",
-                name, desired.get("connector.class", "?"), len(desired),
+                name,
+                desired.get("connector.class", "?"),
+                len(desired),
             )
         else:  # only the changed keys, masked: never the whole config
             log.info("Connector '%s' updated: %s", name, mask_config({k: desired.get(k) for k in changed}))
@@ -282,9 +295,7 @@ class ConnectClient:
         self._request("PUT", self._path(name) + "/stop", connector=name)
         log.info("Connector '%s' stop requested", name)
 
-    def restart(
-        self, name: str, include_tasks: bool = False, only_failed: bool = False
-    ) -> dict[str, Any] | None:
+    def restart(self, name: str, include_tasks: bool = False, only_failed: bool = False) -> dict[str, Any] | None:
         """Restart the connector (and its tasks with ``include_tasks``, or only FAILED ones).
 
         Connect returns the resulting status when tasks are involved, nothing otherwise.
@@ -314,9 +325,7 @@ class ConnectClient:
         Returns Connect's confirmation message.
         """
         self._ensure_stopped(name, stop_timeout, "alter its offsets")
-        response = self._request(
-            "PATCH", self._path(name) + "/offsets", connector=name, json={"offsets": offsets}
-        )
+        response = self._request("PATCH", self._path(name) + "/offsets", connector=name, json={"offsets": offsets})
         log.info("Connector '%s' offsets altered for %d partition(s); it stays STOPPED", name, len(offsets))
         return self._json(response).get("message", "")
 
@@ -353,9 +362,7 @@ class ConnectClient:
         ]
         return [redact_text(error, body) for error in errors]
 
-    def validate_or_raise(
-        self, connector_class: str, config: Mapping[str, Any], name: str | None = None
-    ) -> None:
+    def validate_or_raise(self, connector_class: str, config: Mapping[str, Any], name: str | None = None) -> None:
         """Raise :class:`ConnectConfigError` naming every bad key, before anything is created."""
         errors = self.validate(connector_class, config, name)
         if not errors:

@@ -56,13 +56,17 @@ class ExportedSnapshot:
         # TCP keepalives: the connection sits idle for the whole copy and must not be dropped by a firewall.
         # The exported snapshot lives as long as this session stays idle: the source's own session timeouts are off.
         conninfo = self.endpoint.conninfo(
-            replication="database", application_name=_snapshot_app_name(self.slot), keepalives=1, keepalives_idle=30,
+            replication="database",
+            application_name=_snapshot_app_name(self.slot),
+            keepalives=1,
+            keepalives_idle=30,
             options=session_options((*PIPELINE_SESSION_SETTINGS, *self.endpoint.settings)),
         )
         self._conn = psycopg.connect(conninfo, autocommit=True)
         log.info(
             "creating replication slot %s on %s (waits for transactions open on the source to end)",
-            self.slot, self.endpoint.label,
+            self.slot,
+            self.endpoint.label,
         )
         try:
             query = sql.SQL("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'export')").format(
@@ -74,7 +78,10 @@ class ExportedSnapshot:
             raise
         log.info(
             "created replication slot %s on %s: consistent point %s, exported snapshot %s",
-            self.slot, self.endpoint.label, self.consistent_lsn, self.snapshot_name,
+            self.slot,
+            self.endpoint.label,
+            self.consistent_lsn,
+            self.snapshot_name,
         )
         return self
 

@@ -292,7 +292,10 @@ def copy_tables(
     text_format = [t.ref.qualified for t in tables if copy_format_for(t) == "text"]
     log.info(
         "copy: %d tables in %d chunks with %d workers under snapshot %s; format binary%s",
-        len(tables), len(chunks), parallelism, snapshot_name,
+        len(tables),
+        len(chunks),
+        parallelism,
+        snapshot_name,
         f", text for {', '.join(text_format)} (user-defined types)" if text_format else "",
     )
     for stats in report.tables.values():

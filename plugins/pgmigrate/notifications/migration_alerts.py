@@ -52,16 +52,23 @@ def alert_channels() -> list[Channel]:
         extra = smtp.extra_dejson
         to = recipients(extra.get("to"))
         if not to:
-            log.error("connection %s has no `to` in its extra: SMTP alerts are off until it names recipients",
-                      SMTP_CONN_ID)  # fmt: skip
+            log.error(
+                "connection %s has no `to` in its extra: SMTP alerts are off until it names recipients", SMTP_CONN_ID
+            )
         else:
             if smtp.password:
                 mask_secret(smtp.password)
-            channels.append(SmtpChannel(
-                host=smtp.host or "localhost", port=int(smtp.port or 25),
-                sender=extra.get("from") or smtp.login or "pgmigrate@localhost", recipients=to,
-                login=smtp.login, password=smtp.password, starttls=bool(extra.get("starttls", True)),
-            ))  # fmt: skip
+            channels.append(
+                SmtpChannel(
+                    host=smtp.host or "localhost",
+                    port=int(smtp.port or 25),
+                    sender=extra.get("from") or smtp.login or "pgmigrate@localhost",
+                    recipients=to,
+                    login=smtp.login,
+                    password=smtp.password,
+                    starttls=bool(extra.get("starttls", True)),
+                )
+            )
     return channels
 
 
@@ -140,34 +147,51 @@ class MigrationAlertNotifier(BaseNotifier):
         dag_id = getattr(dag, "dag_id", "?")
         run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", "?")
         if not migration_id:
-            log.error("%s run %s failed but names no migration_id: no %s alert raised", dag_id, run_id,
-                      self.condition)  # fmt: skip
+            log.error("%s run %s failed but names no migration_id: no %s alert raised", dag_id, run_id, self.condition)
             return
         ti = context.get("ti") or context.get("task_instance")
         task = f"last task {ti.task_id}, " if getattr(ti, "task_id", None) else ""
         message = self.message or f"{dag_id} run {run_id} failed ({task}{context.get('reason') or 'failed'})"
-        alert = Alert(self.severity, self.condition, migration_id, message,
-                      {"dag_id": dag_id, "run_id": run_id, "task_id": getattr(ti, "task_id", None)})  # fmt: skip
+        alert = Alert(
+            self.severity,
+            self.condition,
+            migration_id,
+            message,
+            {"dag_id": dag_id, "run_id": run_id, "task_id": getattr(ti, "task_id", None)},
+        )
         control = control_endpoint(self.control_conn_id)
         channels = alert_channels()
         store = AlertStore(control)
         if store.raise_alert(alert, [c.name for c in channels]):
-            log.warning("%s alert RAISED for %s: %s. What to do: %s", alert.severity, migration_id, message,
-                        alert.action)  # fmt: skip
+            log.warning(
+                "%s alert RAISED for %s: %s. What to do: %s", alert.severity, migration_id, message, alert.action
+            )
         else:
             log.info("%s alert for %s already open (%s): not sent again", alert.severity, migration_id, self.condition)
         store.deliver_pending(channels, migration_id)
 
 
-def raise_task_alert(severity: str, condition: str, migration_id: str, message: str,
-                     control_conn_id: str = CONTROL_CONN_ID, **details: Any) -> bool:  # fmt: skip
+def raise_task_alert(
+    severity: str,
+    condition: str,
+    migration_id: str,
+    message: str,
+    control_conn_id: str = CONTROL_CONN_ID,
+    **details: Any,
+) -> bool:
     """An alert raised by a task itself (e.g. a difference found after the cutover), deduped and delivered
     through the same `alert` table and channels as the monitor's. True if this call raised it."""
     alert = Alert(severity, condition, migration_id, message, details)
     channels = alert_channels()
     store = AlertStore(control_endpoint(control_conn_id))
     raised = store.raise_alert(alert, [c.name for c in channels])
-    log.warning("%s alert %s for %s: %s. What to do: %s", severity, "RAISED" if raised else "still open",
-                migration_id, message, alert.action)  # fmt: skip
+    log.warning(
+        "%s alert %s for %s: %s. What to do: %s",
+        severity,
+        "RAISED" if raised else "still open",
+        migration_id,
+        message,
+        alert.action,
+    )
     store.deliver_pending(channels, migration_id)
     return raised

@@ -72,8 +72,10 @@ def lease_sides(lease) -> Any:
     """The servers of a pause lease's plan, from the Airflow connections it names."""
     from pgmigrate.cutover.guard import Sides
 
-    return Sides(MigrationDatabaseHook(lease.plan["origin"]["conn_id"]).get_conn(),
-                 MigrationDatabaseHook(lease.plan["destination"]["conn_id"]).get_conn())  # fmt: skip
+    return Sides(
+        MigrationDatabaseHook(lease.plan["origin"]["conn_id"]).get_conn(),
+        MigrationDatabaseHook(lease.plan["destination"]["conn_id"]).get_conn(),
+    )
 
 
 class CutoverStepOperator(MigrationTaskOperator):
@@ -201,27 +203,40 @@ class CriticalSectionOperator(CutoverStepOperator):
         connect = self.connect()
         # Inside the pause a Connect call must not retry for seconds: one short try, then the step fails.
         quick = ConnectClient(connect.base_url, timeout=2.0, retries=1, auth=connect.auth)
-        section = CriticalSection(plan, self.lease_store(), self.routing(m), self.routing(m), quick, self.bootstrap(),
-                                  say=self.log.info)  # fmt: skip
-        self.log.info("%s of %s: clients on %s move to %s through %s; max pause %gs", plan.purpose, m.migration_id,
-                      plan.origin.endpoint.label, plan.destination.endpoint.label, ", ".join(m.run.pgbouncer_conn_ids),
-                      plan.max_pause_seconds)  # fmt: skip
+        section = CriticalSection(
+            plan, self.lease_store(), self.routing(m), self.routing(m), quick, self.bootstrap(), say=self.log.info
+        )
+        self.log.info(
+            "%s of %s: clients on %s move to %s through %s; max pause %gs",
+            plan.purpose,
+            m.migration_id,
+            plan.origin.endpoint.label,
+            plan.destination.endpoint.label,
+            ", ".join(m.run.pgbouncer_conn_ids),
+            plan.max_pause_seconds,
+        )
         try:
             result = section.run()
         except (CutoverAborted, LeaseLost, LeaseBusy) as exc:
             details = {**section.result.as_dict(), **getattr(exc, "details", {})}
             where = getattr(exc, "step", "the pause")
-            m.event(f"{plan.purpose}_aborted", f"{plan.purpose} aborted at {where}: {exc}"[:2000],
-                    **details)  # fmt: skip
-            raise AirflowFailException(f"{exc} Writes were paused {section.result.pause_seconds:.2f}s; clients are "
-                                       "on the origin again.") from exc
+            m.event(f"{plan.purpose}_aborted", f"{plan.purpose} aborted at {where}: {exc}"[:2000], **details)
+            raise AirflowFailException(
+                f"{exc} Writes were paused {section.result.pause_seconds:.2f}s; clients are on the origin again."
+            ) from exc
         except Exception as exc:
-            m.event(f"{plan.purpose}_aborted", f"{plan.purpose} failed: {str(exc).splitlines()[0][:500]}",
-                    **section.result.as_dict())  # fmt: skip
+            m.event(
+                f"{plan.purpose}_aborted",
+                f"{plan.purpose} failed: {str(exc).splitlines()[0][:500]}",
+                **section.result.as_dict(),
+            )
             raise
         if plan.dry_run:
-            m.event("cutover_dry_run", f"dry run: writes paused {result.pause_seconds:.3f}s, drained and verified; "
-                    "resumed on the source", **result.as_dict())  # fmt: skip
+            m.event(
+                "cutover_dry_run",
+                f"dry run: writes paused {result.pause_seconds:.3f}s, drained and verified; resumed on the source",
+                **result.as_dict(),
+            )
             return result.as_dict()
         self.on_switched(m, plan, result)
         return result.as_dict()
@@ -240,9 +255,16 @@ def deploy_reverse(op: CutoverStepOperator, m: Migration) -> tuple[str, ...]:
         if connect.exists(name):
             connect.stop(name)
     start_reverse_native(m.source, m.target, m.names, [t.ref for t in native])
-    deployed = deploy_reverse_connectors(connect, KafkaConnectHook(op.kafka_connect_conn_id).secrets_dir(), m.source,
-                                         m.target, m.names, [t.ref for t in keyed], list(m.params.schemas),
-                                         stored_generated_columns(keyed))  # fmt: skip
+    deployed = deploy_reverse_connectors(
+        connect,
+        KafkaConnectHook(op.kafka_connect_conn_id).secrets_dir(),
+        m.source,
+        m.target,
+        m.names,
+        [t.ref for t in keyed],
+        list(m.params.schemas),
+        stored_generated_columns(keyed),
+    )
     for name in deployed:
         connect.wait_for_state(name, "RUNNING", timeout=120)
     return deployed
@@ -256,13 +278,15 @@ def undo_cutover_pipeline(op: CutoverStepOperator, m: Migration) -> tuple[list[s
     problems: list[str] = []
     resumed: list[str] = []
     steps = [
-        ("remove the reverse pipeline",
-         lambda: remove_reverse_replication(op.connect(), op.bootstrap(), m.source, m.target, m.names)),
+        (
+            "remove the reverse pipeline",
+            lambda: remove_reverse_replication(op.connect(), op.bootstrap(), m.source, m.target, m.names),
+        ),
         ("restore identity columns on the source", lambda: set_identity_generation(m.source, identity, always=True)),
         # The forward sink inserts explicit ids into the target.
         ("identity BY DEFAULT on the target", lambda: set_identity_generation(m.target, identity, always=False)),
         ("resume the forward pipeline", lambda: resumed.extend(resume_pipeline(op.connect(), m.target, m.names))),
-    ]  # fmt: skip
+    ]
     for what, step in steps:
         try:
             step()

@@ -32,12 +32,18 @@ class PreValidateOperator(CutoverStepOperator):
 
         m = self.migration(context)
         if m.state["phase"] != "streaming":
-            raise AirflowFailException(f"migration {m.migration_id} is in phase {m.state['phase']!r}, not 'streaming': "
-                                       "nothing to cut over (run pg_migration first, or see scripts/migration status)")
+            raise AirflowFailException(
+                f"migration {m.migration_id} is in phase {m.state['phase']!r}, not 'streaming': "
+                "nothing to cut over (run pg_migration first, or see scripts/migration status)"
+            )
         earlier = m.validations.get("forward")
         if reusable(earlier, m.run.reuse_validation_minutes):
-            self.log.info("reusing the validation of %.1f min ago (reuse_validation_minutes=%g): %d tables identical",
-                          age_minutes(earlier), m.run.reuse_validation_minutes, earlier["tables"])  # fmt: skip
+            self.log.info(
+                "reusing the validation of %.1f min ago (reuse_validation_minutes=%g): %d tables identical",
+                age_minutes(earlier),
+                m.run.reuse_validation_minutes,
+                earlier["tables"],
+            )
             return {"reused": True, **{k: earlier[k] for k in ("at", "tables", "rows")}}
         self.require_running_pipeline(m.names, "pre_validate")
         try:
@@ -45,8 +51,13 @@ class PreValidateOperator(CutoverStepOperator):
         except SinkBehind as exc:
             raise AirflowFailException(str(exc)) from exc
         m.store.upsert(m.migration_id, pre_validation={**m.validations, "forward": record})
-        m.event("pre_validated", f"pre_validate: {record['tables']} tables, {record['rows']} rows "
-                + ("identical" if record["ok"] else "DIFFER") + f" in {record['seconds']:.1f}s", **record)  # fmt: skip
+        m.event(
+            "pre_validated",
+            f"pre_validate: {record['tables']} tables, {record['rows']} rows "
+            + ("identical" if record["ok"] else "DIFFER")
+            + f" in {record['seconds']:.1f}s",
+            **record,
+        )
         if not record["ok"]:
             raise AirflowFailException(
                 "pre_validate: rows differ while streaming (after re-checks, so not in flight):\n"
@@ -117,18 +128,24 @@ class CutoverChecklistOperator(CutoverStepOperator):
             return True, "every client session on the source comes through PgBouncer"
         listed = "; ".join(s.describe() for s in sessions[:10])
         if m.run.allow_direct_sessions:
-            return True, (f"{len(sessions)} direct sessions allowed (allow_direct_sessions): {listed}. The cutover "
-                          "ends those of writing roles and aborts if one writes after the drain point")  # fmt: skip
-        return False, (f"{len(sessions)} sessions connect straight to the source, not through PgBouncer: {listed}. "
-                       "Their writes would not follow the switch: move them to PgBouncer or stop them, or set "
-                       "allow_direct_sessions=true")  # fmt: skip
+            return True, (
+                f"{len(sessions)} direct sessions allowed (allow_direct_sessions): {listed}. The cutover "
+                "ends those of writing roles and aborts if one writes after the drain point"
+            )
+        return False, (
+            f"{len(sessions)} sessions connect straight to the source, not through PgBouncer: {listed}. "
+            "Their writes would not follow the switch: move them to PgBouncer or stop them, or set "
+            "allow_direct_sessions=true"
+        )
 
     def lease_check(self, m: Migration) -> tuple[bool, str]:
         lease = self.lease_store().active(m.migration_id)
         if lease is None:
             return True, "no other pause of this migration"
-        return False, (f"a {lease.purpose} pause of this migration is {lease.state} (lease {lease.lease_id}, DAG run "
-                       f"{lease.dag_run_id}): let it end first")  # fmt: skip
+        return False, (
+            f"a {lease.purpose} pause of this migration is {lease.state} (lease {lease.lease_id}, DAG run "
+            f"{lease.dag_run_id}): let it end first"
+        )
 
     def dead_letter_check(self, m: Migration) -> tuple[bool, str]:
         """Unacknowledged records in the forward sink's DLQ refuse the cutover (an unreadable DLQ too)."""
@@ -179,8 +196,9 @@ class BackupSourceOperator(CutoverStepOperator):
         if not m.run.backup:
             raise AirflowSkipException("backup=false: no backup of the source taken")
         connect = self.connect()
-        configs = {n: connect.get_config(n) for n in (m.names.source_connector, m.names.sink_connector)
-                   if connect.exists(n)}  # fmt: skip
+        configs = {
+            n: connect.get_config(n) for n in (m.names.source_connector, m.names.sink_connector) if connect.exists(n)
+        }
         result = backup_source(m.source, m.params.migration_id, configs)
         m.event("backup_taken", f"source backed up to {result['path']} in {result['seconds']:.0f}s", **result)
         return result
@@ -217,16 +235,27 @@ class CutoverOperator(CriticalSectionOperator):
         if result.late_writes:
             from pgmigrate.notifications.migration_alerts import raise_task_alert
 
-            raise_task_alert("P0", "writes_after_switch", m.migration_id, "writes reached the source after the "
-                             f"cutover's drain point and are not on the target: {result.late_writes}",
-                             self.control_conn_id)  # fmt: skip
+            raise_task_alert(
+                "P0",
+                "writes_after_switch",
+                m.migration_id,
+                "writes reached the source after the "
+                f"cutover's drain point and are not on the target: {result.late_writes}",
+                self.control_conn_id,
+            )
         fences = {k: v for k, v in (m.state.get("fences") or {}).items() if k != "target"}
-        fences["source"] = {**(result.fence or {}), **(self.lease_store().get(result.lease_id).plan.get("fence_origin")
-                                                        or {})}  # fmt: skip
+        fences["source"] = {
+            **(result.fence or {}),
+            **(self.lease_store().get(result.lease_id).plan.get("fence_origin") or {}),
+        }
         m.store.upsert(m.migration_id, phase="cut_over", fences=fences)
-        m.event("cut_over", f"every PgBouncer routes {m.database} to the target {m.target.label}; writes were paused "
-                f"{result.pause_seconds:.3f}s; the reverse slots keep every target change until the reverse connectors "
-                "run (deploy_reverse_connectors)", **result.as_dict())  # fmt: skip
+        m.event(
+            "cut_over",
+            f"every PgBouncer routes {m.database} to the target {m.target.label}; writes were paused "
+            f"{result.pause_seconds:.3f}s; the reverse slots keep every target change until the reverse connectors "
+            "run (deploy_reverse_connectors)",
+            **result.as_dict(),
+        )
 
 
 class DeployReverseConnectorsOperator(CutoverStepOperator):
@@ -240,9 +269,12 @@ class DeployReverseConnectorsOperator(CutoverStepOperator):
             deployed = deploy_reverse(self, m)
         except Exception as exc:
             # Clients are on the target: say so, and that nothing is lost (the slots keep every target change).
-            m.event("reverse_replication_down", "clients write to the target but reverse replication is not running "
-                    f"({str(exc).splitlines()[0][:300]}): the reverse slots keep every target change; this task's "
-                    "retry, or pg_rollback (which deploys the reverse connectors first), brings them to the source")
+            m.event(
+                "reverse_replication_down",
+                "clients write to the target but reverse replication is not running "
+                f"({str(exc).splitlines()[0][:300]}): the reverse slots keep every target change; this task's "
+                "retry, or pg_rollback (which deploys the reverse connectors first), brings them to the source",
+            )
             raise
         m.event("reverse_replication", f"reverse replication running: {', '.join(deployed)}")
         return {"reverse": list(deployed)}
@@ -262,20 +294,33 @@ class VerifyCutoverOperator(CutoverStepOperator):
         problems = []
         for i in self.routing(m).instances:
             admin = PgBouncerHook(i.conn_id).get_conn()
-            clients = [PgEndpoint(admin.host, admin.port, m.database, user, password)
-                       for user, password in ((m.source.user, m.source.password), (admin.user, admin.password))]
+            clients = [
+                PgEndpoint(admin.host, admin.port, m.database, user, password)
+                for user, password in ((m.source.user, m.source.password), (admin.user, admin.password))
+            ]
             results[i.conn_id] = verify_route(i.switch, m.database, m.source, m.target, clients)
             problems += [f"{i.conn_id}: {p}" for p in results[i.conn_id]["problems"]]
-        late = next((e["details"].get("late_writes") for e in reversed(m.store.events(m.migration_id))
-                     if e["phase"] == "cut_over" and e["details"]), None)  # fmt: skip
+        late = next(
+            (
+                e["details"].get("late_writes")
+                for e in reversed(m.store.events(m.migration_id))
+                if e["phase"] == "cut_over" and e["details"]
+            ),
+            None,
+        )
         if late:
             problems.append(f"changes reached the source after the drain point and are NOT on the target: {late}")
         self.log.info("verify: %s", results)
         if problems:
-            raise AirflowFailException(f"cutover verification failed: {'; '.join(problems)}. Writes go through "
-                                       "PgBouncer; if they must go back to the source, run pg_rollback.")  # fmt: skip
-        m.event("cutover_verified", "a write through every PgBouncer landed on the target; no server connection to "
-                "the source", pgbouncers=list(results))  # fmt: skip
+            raise AirflowFailException(
+                f"cutover verification failed: {'; '.join(problems)}. Writes go through "
+                "PgBouncer; if they must go back to the source, run pg_rollback."
+            )
+        m.event(
+            "cutover_verified",
+            "a write through every PgBouncer landed on the target; no server connection to the source",
+            pgbouncers=list(results),
+        )
         return {"pgbouncers": results}
 
 
@@ -315,8 +360,13 @@ class PostValidateOperator(CutoverStepOperator):
         self.require_running_pipeline(m.names.reversed(), "post_validate")
         record = validate_with_positions(m.target, m.source, m.names.reversed(), m.tables, self.bootstrap())
         m.store.upsert(m.migration_id, pre_validation={**m.validations, "reverse": record})
-        m.event("post_validated", f"post_validate: {record['tables']} tables, {record['rows']} rows "
-                + ("identical" if record["ok"] else "DIFFER") + f" in {record['seconds']:.1f}s", **record)  # fmt: skip
+        m.event(
+            "post_validated",
+            f"post_validate: {record['tables']} tables, {record['rows']} rows "
+            + ("identical" if record["ok"] else "DIFFER")
+            + f" in {record['seconds']:.1f}s",
+            **record,
+        )
         if not record["ok"]:
             from pgmigrate.notifications.migration_alerts import raise_task_alert
 
@@ -324,8 +374,10 @@ class PostValidateOperator(CutoverStepOperator):
                 record["differences"][:5]
             )
             raise_task_alert("P0", "post_cutover_mismatch", m.migration_id, message, self.control_conn_id)
-            raise AirflowFailException(message + ". Reverse replication keeps rollback possible (pg_rollback); compare "
-                                       "with scripts/migration compare before deciding.")  # fmt: skip
+            raise AirflowFailException(
+                message + ". Reverse replication keeps rollback possible (pg_rollback); compare "
+                "with scripts/migration compare before deciding."
+            )
         return {k: record[k] for k in ("at", "tables", "rows", "seconds")}
 
 
@@ -344,23 +396,30 @@ class AbortCutoverOperator(CutoverStepOperator):
         lease = self.wait_for_lease_end(context, m)
         if lease is not None and lease.state == SWITCHED:
             m.store.upsert(m.migration_id, phase="cut_over")
-            m.event("cut_over", "the cutover task ended after its switch: clients are on the target; the reverse slot "
-                    "keeps every change (clear deploy_reverse_connectors, or pg_rollback deploys it)")  # fmt: skip
-            raise AirflowFailException("the switch had completed: clients are on the target. Clear "
-                                       "deploy_reverse_connectors to start reverse replication "
-                                       "(pg_rollback also does).")  # fmt: skip
+            m.event(
+                "cut_over",
+                "the cutover task ended after its switch: clients are on the target; the reverse slot "
+                "keeps every change (clear deploy_reverse_connectors, or pg_rollback deploys it)",
+            )
+            raise AirflowFailException(
+                "the switch had completed: clients are on the target. Clear "
+                "deploy_reverse_connectors to start reverse replication "
+                "(pg_rollback also does)."
+            )
         problems, resumed = undo_cutover_pipeline(self, m)
         m.store.upsert(m.migration_id, phase="streaming", last_error="; ".join(problems) or None)
         ended = f"pause lease {lease.lease_id} ended {lease.state} by {lease.ended_by}" if lease else "no pause"
-        m.event("cutover_undone", f"cutover undone, clients on the source ({ended}); forward connectors resumed: "
-                f"{', '.join(resumed) or 'none'}" + (f"; still to do: {'; '.join(problems)}" if problems else ""),
-                problems=problems, lease=lease.lease_id if lease else None,
-                lease_state=lease.state if lease else None)  # fmt: skip
+        m.event(
+            "cutover_undone",
+            f"cutover undone, clients on the source ({ended}); forward connectors resumed: "
+            f"{', '.join(resumed) or 'none'}" + (f"; still to do: {'; '.join(problems)}" if problems else ""),
+            problems=problems,
+            lease=lease.lease_id if lease else None,
+            lease_state=lease.state if lease else None,
+        )
         if problems:
             raise AirflowFailException(
                 f"clients are on the source, but: {'; '.join(problems)}. Once Kafka Connect answers, run "
                 f"pg_migration_restart (scripts/migration restart --migration-id {m.migration_id})."
             )
         return {"resumed": resumed}
-
-

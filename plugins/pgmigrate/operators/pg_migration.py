@@ -110,12 +110,18 @@ class ApplyPostDataOperator(MigrationOperator):
         result = apply_post_data(source, target, list(params.schemas), [t.ref for t in tables])
         large_objects = copy_large_objects(source, target)
         refreshed = refresh_materialized_views(source, target, params.schemas)
-        self.record(params, "post_data_applied", "indexes, constraints and triggers applied on the target"
-                    + (f"; {large_objects['large_objects']} large objects copied" if large_objects["large_objects"]
-                       else "")
-                    + (f"; {len(refreshed)} materialized views refreshed" if refreshed else ""))  # fmt: skip
-        return {**{k: v for k, v in result.items() if k != "statements"}, "large_objects": large_objects,
-                "materialized_views": refreshed}  # fmt: skip
+        self.record(
+            params,
+            "post_data_applied",
+            "indexes, constraints and triggers applied on the target"
+            + (f"; {large_objects['large_objects']} large objects copied" if large_objects["large_objects"] else "")
+            + (f"; {len(refreshed)} materialized views refreshed" if refreshed else ""),
+        )
+        return {
+            **{k: v for k, v in result.items() if k != "statements"},
+            "large_objects": large_objects,
+            "materialized_views": refreshed,
+        }
 
 
 class SnapshotCopyOperator(MigrationOperator):
@@ -256,8 +262,11 @@ class ValidateMigrationOperator(MigrationOperator):
         params = self.migration_params(context)
         source, target = self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
         tables = resolve_tables(source, params)
-        self.log.info("validate: comparing %d tables (key ranges, then the differing rows), up to %d attempts",
-                      len(tables), self.attempts)  # fmt: skip
+        self.log.info(
+            "validate: comparing %d tables (key ranges, then the differing rows), up to %d attempts",
+            len(tables),
+            self.attempts,
+        )
         diffs = diff_tables(source, target, tables, attempts=self.attempts, pause_seconds=self.pause_seconds)
         self.log.info("validation results:\n%s", format_diff(diffs))
         views = compare_materialized_views(source, target, params.schemas)
@@ -267,8 +276,10 @@ class ValidateMigrationOperator(MigrationOperator):
         summary = [d.as_dict() for d in diffs]
         store = self.state_store()
         view_summary = [v.as_dict() for v in views]
-        store.upsert(params.migration_id, last_validation={"tables": summary, "materialized_views": view_summary,
-                                                           "large_objects": large_objects})  # fmt: skip
+        store.upsert(
+            params.migration_id,
+            last_validation={"tables": summary, "materialized_views": view_summary, "large_objects": large_objects},
+        )
         bad = [d for d in diffs if not d.ok]
         bad_views = [v for v in views if not v.ok]
         if bad or bad_views or large_objects:
@@ -276,8 +287,12 @@ class ValidateMigrationOperator(MigrationOperator):
                 f"{len(bad)} of {len(diffs)} tables differ after re-checking rows in flight: {format_diff(bad)}\n"
                 + "".join(f"materialized view {v.describe()}\n" for v in bad_views)
                 + "".join(f"{d}\n" for d in large_objects[:20])
-                + ("Large objects are copied by apply_post_data and not streamed: clear apply_post_data to copy the "
-                   "changed ones again.\n" if large_objects else "")
+                + (
+                    "Large objects are copied by apply_post_data and not streamed: clear apply_post_data to copy the "
+                    "changed ones again.\n"
+                    if large_objects
+                    else ""
+                )
                 + "Check the sink connector's status and lag (scripts/migration status --live), then clear `validate`; "
                 "if the difference persists, resync the tables named here (scripts/migration resync)."
             )

@@ -36,15 +36,21 @@ class RedeployConnectorsOperator(RestartMigrationOperator):
         if before["count"] == 0:
             self.log.warning(
                 "slot %s is missing: the recreated source connector creates it at the current WAL position; the "
-                "snapshot and the delete pass below still bring every row back", m.names.slot,
-            )  # fmt: skip
+                "snapshot and the delete pass below still bring every row back",
+                m.names.slot,
+            )
         else:
             self.log.info(
                 "slot %s kept at confirmed_flush_lsn %s: a source connector without offsets streams from there",
-                m.names.slot, before["confirmed_flush_lsn"],
-            )  # fmt: skip
-        m.event("recover_started", f"Kafka loss recovery: redeploying connectors; slot {m.names.slot} at "
-                f"{before['confirmed_flush_lsn'] or 'missing'}", slot=before)  # fmt: skip
+                m.names.slot,
+                before["confirmed_flush_lsn"],
+            )
+        m.event(
+            "recover_started",
+            f"Kafka loss recovery: redeploying connectors; slot {m.names.slot} at "
+            f"{before['confirmed_flush_lsn'] or 'missing'}",
+            slot=before,
+        )
         result = super().execute(context)  # restart: recreate missing, resume, restart failed; waits for RUNNING
         after = slot_position(m.source, m.names)
         if after["count"] != 1:
@@ -78,13 +84,26 @@ class RequestRecoverySnapshotOperator(OperationOperator):
         signal_id, lsn = (
             signal_incremental_snapshot(m.source, m.names, [t.ref for t in keyed]) if keyed else (None, None)
         )
-        self.log.info("recover: incremental snapshot %s of %d tables (%s); native channel copies %d again (%s)",
-                      signal_id, len(plan.snapshot), ", ".join(plan.snapshot), len(plan.native),
-                      ", ".join(plan.native) or "none")  # fmt: skip
-        result = {"signal_id": signal_id, "signal_lsn": lsn, "native_tables": plan.native,
-                  "target_conn_id": m.params.target_conn_id}  # fmt: skip
-        m.event("recover_snapshot_requested", f"recovery snapshot {signal_id or 'none'} of {len(plan.snapshot)} "
-                f"tables; native channel re-copies {', '.join(plan.native) or 'none'}", **result)  # fmt: skip
+        self.log.info(
+            "recover: incremental snapshot %s of %d tables (%s); native channel copies %d again (%s)",
+            signal_id,
+            len(plan.snapshot),
+            ", ".join(plan.snapshot),
+            len(plan.native),
+            ", ".join(plan.native) or "none",
+        )
+        result = {
+            "signal_id": signal_id,
+            "signal_lsn": lsn,
+            "native_tables": plan.native,
+            "target_conn_id": m.params.target_conn_id,
+        }
+        m.event(
+            "recover_snapshot_requested",
+            f"recovery snapshot {signal_id or 'none'} of {len(plan.snapshot)} "
+            f"tables; native channel re-copies {', '.join(plan.native) or 'none'}",
+            **result,
+        )
         return result
 
 
@@ -102,13 +121,21 @@ class RemoveLostDeletesOperator(OperationOperator):
         with connect_canonical(m.source) as src, connect_canonical(m.target) as dst:
             for n, table in enumerate(keyed, 1):
                 results.append(remove_lost_deletes(src, dst, table))
-                self.log.info("remove_lost_deletes: %d/%d tables done (%s: %d deleted)", n, len(keyed),
-                              table.ref.qualified, results[-1]["deleted"])  # fmt: skip
+                self.log.info(
+                    "remove_lost_deletes: %d/%d tables done (%s: %d deleted)",
+                    n,
+                    len(keyed),
+                    table.ref.qualified,
+                    results[-1]["deleted"],
+                )
         deleted = sum(r["deleted"] for r in results)
         per_table = ", ".join(f"{r['table']} {r['deleted']}" for r in results if r["deleted"]) or "none"
-        m.event("recover_deletes_removed", f"recovery: {deleted} rows deleted on the source were removed from the "
-                f"target ({per_table}); {len(native)} keyless tables were copied again by their subscription",
-                tables=results)  # fmt: skip
+        m.event(
+            "recover_deletes_removed",
+            f"recovery: {deleted} rows deleted on the source were removed from the "
+            f"target ({per_table}); {len(native)} keyless tables were copied again by their subscription",
+            tables=results,
+        )
         return results
 
 
@@ -133,6 +160,9 @@ class ValidateRecoveryOperator(OperationOperator):
                 f"pg_migration_recover (scripts/migration recover --migration-id {m.params.migration_id}); if the same "
                 "keys stay, resync those tables (scripts/migration resync)."
             )
-        m.event("recovered", f"Kafka loss recovery complete: {len(diffs)} tables identical",
-                tables=[d.table.qualified for d in diffs])  # fmt: skip
+        m.event(
+            "recovered",
+            f"Kafka loss recovery complete: {len(diffs)} tables identical",
+            tables=[d.table.qualified for d in diffs],
+        )
         return [d.as_dict() for d in diffs]

@@ -36,8 +36,12 @@ class HaltMigrationOperator(OperationOperator):
         connect = self.connect()
         paused = [name for d in self.live_directions(m) for name in halt(connect, d)]
         m.store.upsert(m.params.migration_id, last_error=f"halted: {m.run.reason}")
-        m.event("halted", f"halted ({m.run.reason}): connectors paused {paused}; slots and offsets kept. "
-                "Resume with pg_migration_restart.", paused=paused)  # fmt: skip
+        m.event(
+            "halted",
+            f"halted ({m.run.reason}): connectors paused {paused}; slots and offsets kept. "
+            "Resume with pg_migration_restart.",
+            paused=paused,
+        )
         return {"paused": paused}
 
 
@@ -55,8 +59,13 @@ class RestartMigrationOperator(OperationOperator):
         actions = []
         for direction in self.live_directions(m):
             desired = desired_configs(
-                direction, [t.ref for t in keyed], list(m.params.schemas), m.params.snapshot_method, secrets_dir,
-                m.params.dead_letter, stored_generated_columns(keyed),
+                direction,
+                [t.ref for t in keyed],
+                list(m.params.schemas),
+                m.params.snapshot_method,
+                secrets_dir,
+                m.params.dead_letter,
+                stored_generated_columns(keyed),
             )
             actions += restart(connect, desired)
         m.event("restarted", "; ".join(actions) or "connectors already RUNNING", actions=actions)
@@ -85,8 +94,12 @@ class TeardownMigrationOperator(OperationOperator):
         set_identity_generation(m.source, m.state.get("identity_columns") or [], always=True)
         lifted = lift_fences(m.state.get("fences") or {}, {"source": m.source, "target": m.target})
         m.store.upsert(m.params.migration_id, phase="torn_down", fences={})
-        m.event("torn_down", f"teardown: forward {forward}, reverse {reverse}; read-only fences lifted: "
-                f"{lifted or 'none'}", forward=forward, reverse=reverse)  # fmt: skip
+        m.event(
+            "torn_down",
+            f"teardown: forward {forward}, reverse {reverse}; read-only fences lifted: {lifted or 'none'}",
+            forward=forward,
+            reverse=reverse,
+        )
         return {"forward": forward, "reverse": reverse}
 
 
@@ -128,9 +141,13 @@ class RequestResyncOperator(OperationOperator):
                 )
         result = request_resync(m.source, m.target, m.names, keyed, native)
         result["target_conn_id"] = m.params.target_conn_id
-        m.event("resync_requested", f"resync of {', '.join(t.qualified for t in wanted)}: target copies emptied, "
-                f"incremental snapshot signalled ({result['signal_id'] or 'none'}), subscription re-copying: "
-                f"{', '.join(result['native_tables']) or 'none'}", **result)  # fmt: skip
+        m.event(
+            "resync_requested",
+            f"resync of {', '.join(t.qualified for t in wanted)}: target copies emptied, "
+            f"incremental snapshot signalled ({result['signal_id'] or 'none'}), subscription re-copying: "
+            f"{', '.join(result['native_tables']) or 'none'}",
+            **result,
+        )
         return result
 
 

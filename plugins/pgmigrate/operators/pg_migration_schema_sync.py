@@ -36,11 +36,17 @@ class PlanSchemaSyncOperator(OperationOperator):
         published = published_tables(m.source, m.names.publication)
         plan = plan_sync(m.source, m.target, m.params, m.state["phase"], published)
         for change in plan.additive + plan.non_additive:
-            self.log.info("%s: %s %s", "additive" if change.additive else "NON-ADDITIVE", change.describe(),
-                          " ".join(change.statement_texts()))  # fmt: skip
-        self.log.info("new tables (schema copy, publication, incremental snapshot): %s; tables to re-read: %s",
-                      ", ".join(t.qualified for t in plan.new_tables) or "none",
-                      ", ".join(t.qualified for t in plan.resync_tables) or "none")  # fmt: skip
+            self.log.info(
+                "%s: %s %s",
+                "additive" if change.additive else "NON-ADDITIVE",
+                change.describe(),
+                " ".join(change.statement_texts()),
+            )
+        self.log.info(
+            "new tables (schema copy, publication, incremental snapshot): %s; tables to re-read: %s",
+            ", ".join(t.qualified for t in plan.new_tables) or "none",
+            ", ".join(t.qualified for t in plan.resync_tables) or "none",
+        )
         if plan.non_additive:
             message = halt_message(m.params.migration_id, plan)
             try:
@@ -49,14 +55,22 @@ class PlanSchemaSyncOperator(OperationOperator):
                 how = f"scripts/migration halt --migration-id {m.params.migration_id} --reason 'schema drift'"
                 raise AirflowFailException(f"{message}\nCOULD NOT HALT ({exc}): run {how}.") from exc
             m.store.upsert(m.params.migration_id, last_error=f"halted: non-additive schema drift: {message}"[:2000])
-            m.event("halted", f"halted (schema sync): connectors paused {paused}. {message}", paused=paused,
-                    statements=plan.operator_statements())  # fmt: skip
+            m.event(
+                "halted",
+                f"halted (schema sync): connectors paused {paused}. {message}",
+                paused=paused,
+                statements=plan.operator_statements(),
+            )
             raise AirflowFailException(message)
         if plan.empty:
             self.log.info("schemas match: nothing to sync")
         else:
-            m.event("schema_sync_planned", f"schema sync: {len(plan.additive)} additive change(s), new tables "
-                    f"{[t.qualified for t in plan.new_tables]}", plan=plan.as_dict())  # fmt: skip
+            m.event(
+                "schema_sync_planned",
+                f"schema sync: {len(plan.additive)} additive change(s), new tables "
+                f"{[t.qualified for t in plan.new_tables]}",
+                plan=plan.as_dict(),
+            )
         return plan.as_dict()
 
 
@@ -72,16 +86,22 @@ class ApplySchemaChangesOperator(OperationOperator):
         try:
             result = sync_schema(m.source, m.target, m.params, m.state["phase"])
         except SchemaSyncError as exc:
-            raise AirflowFailException(f"{exc}. Rerun pg_migration_schema_sync: it plans again from the drift "
-                                       "now (and halts on a non-additive change).") from exc  # fmt: skip
+            raise AirflowFailException(
+                f"{exc}. Rerun pg_migration_schema_sync: it plans again from the drift "
+                "now (and halts on a non-additive change)."
+            ) from exc
         known = m.state.get("identity_columns") or []
         key = lambda c: (c["schema"], c["table"], c["column"])  # noqa: E731
         new = [c for c in result["identity_columns"] if key(c) not in {key(k) for k in known}]
         if new:
             m.store.upsert(m.params.migration_id, identity_columns=known + new)
         if result["applied"] or result["created"]:
-            m.event("schema_synced", f"schema sync applied {len(result['applied'])} statement(s), created "
-                    f"{len(result['created'])} object(s) on the target", **result)  # fmt: skip
+            m.event(
+                "schema_synced",
+                f"schema sync applied {len(result['applied'])} statement(s), created "
+                f"{len(result['created'])} object(s) on the target",
+                **result,
+            )
         return result
 
 
@@ -130,8 +150,12 @@ class RequestTableSnapshotOperator(PlannedOperator):
             self.log.info("no table to load")
             return {"signal_id": None, "signal_lsn": None, "native_tables": []}
         result = request_resync(m.source, m.target, m.names, sorted(set(tables)))
-        m.event("resync_requested", f"schema sync: incremental snapshot of {', '.join(t.qualified for t in tables)} "
-                f"signalled ({result['signal_id']})", **result)  # fmt: skip
+        m.event(
+            "resync_requested",
+            f"schema sync: incremental snapshot of {', '.join(t.qualified for t in tables)} "
+            f"signalled ({result['signal_id']})",
+            **result,
+        )
         return result
 
 
@@ -149,8 +173,10 @@ class ValidateSyncedTablesOperator(PlannedOperator):
         wanted = {TableRef(*parse_table_name(t)) for t in plan.get("touched_tables", [])}
         left = read_drift(m.source, m.target, m.params, m.state["phase"])
         if left:
-            raise AirflowFailException(f"schemas still differ: {'; '.join(f'{d.kind} {d.object}' for d in left[:10])}"
-                                       ". Rerun pg_migration_schema_sync.")  # fmt: skip
+            raise AirflowFailException(
+                f"schemas still differ: {'; '.join(f'{d.kind} {d.object}' for d in left[:10])}"
+                ". Rerun pg_migration_schema_sync."
+            )
         tables = [t for t in m.tables if t.ref in wanted]
         diffs = diff_tables(m.source, m.target, tables) if tables else []
         self.log.info("validation of the synced tables:\n%s", format_diff(diffs) if diffs else "no table touched")
@@ -161,6 +187,8 @@ class ValidateSyncedTablesOperator(PlannedOperator):
                 f"{m.params.migration_id} " + " ".join(f"--table {d.table.qualified}" for d in bad)
             )
         if diffs:
-            m.event("schema_sync_validated", f"schema sync validated: {', '.join(d.table.qualified for d in diffs)} "
-                    "identical")  # fmt: skip
+            m.event(
+                "schema_sync_validated",
+                f"schema sync validated: {', '.join(d.table.qualified for d in diffs)} identical",
+            )
         return {"tables": [d.as_dict() for d in diffs]}

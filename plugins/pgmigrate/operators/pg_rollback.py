@@ -43,8 +43,10 @@ class RollbackCheckOperator(RollbackStepOperator):
             statuses = {n: connect.get_status(n) for n in (reverse.source_connector, reverse.sink_connector)}
             state, detail = assess_connectors(statuses)
             if state != RUNNING:
-                raise AirflowFailException(f"reverse replication is not running ({detail}): run pg_migration_restart "
-                                           "for it first, or force=true if the target is gone (loses its writes)")
+                raise AirflowFailException(
+                    f"reverse replication is not running ({detail}): run pg_migration_restart "
+                    "for it first, or force=true if the target is gone (loses its writes)"
+                )
         routes = {k: str(v) for k, v in self.routing(m).routes().items()}
         self.log.info("rollback of %s (%s): clients now go to %s", m.migration_id, m.run.reason, routes)
         m.event("rollback_started", f"rollback requested: {m.run.reason}", reason=m.run.reason, force=m.run.force)
@@ -86,8 +88,12 @@ class RollbackOperator(CriticalSectionOperator):
         if not plan.force:
             fences["target"] = self.lease_store().get(result.lease_id).plan.get("fence_origin") or {}
         m.store.upsert(m.migration_id, phase="rolling_back", fences=fences)
-        m.event("switched_back", f"every PgBouncer routes {m.database} to the source {m.source.label} again; writes "
-                f"were paused {result.pause_seconds:.3f}s", **result.as_dict())  # fmt: skip
+        m.event(
+            "switched_back",
+            f"every PgBouncer routes {m.database} to the source {m.source.label} again; writes "
+            f"were paused {result.pause_seconds:.3f}s",
+            **result.as_dict(),
+        )
 
 
 class ResumeForwardOperator(RollbackStepOperator):
@@ -133,10 +139,16 @@ class ResumeForwardOperator(RollbackStepOperator):
                 resumed.append(name)
         validations = {k: v for k, v in m.validations.items() if k != "reverse"}
         m.store.upsert(m.migration_id, phase="streaming", pre_validation=validations)
-        m.event("rolled_back", f"rolled back: reverse replication removed ({replayed} changes made on the target "
-                f"were replayed to the source); forward replication resumed ({', '.join(resumed) or 'none'}"
-                + (f", {len(native)} native-channel tables copied again" if native else "") + "): the target follows "
-                "the source again, ready for another cutover", replayed=replayed, removed=removed)  # fmt: skip
+        m.event(
+            "rolled_back",
+            f"rolled back: reverse replication removed ({replayed} changes made on the target "
+            f"were replayed to the source); forward replication resumed ({', '.join(resumed) or 'none'}"
+            + (f", {len(native)} native-channel tables copied again" if native else "")
+            + "): the target follows "
+            "the source again, ready for another cutover",
+            replayed=replayed,
+            removed=removed,
+        )
         return {"resumed": resumed, "replayed_changes": replayed}
 
 
@@ -177,13 +189,16 @@ class AbortRollbackOperator(RollbackStepOperator):
     def execute(self, context: Any) -> dict:
         from pgmigrate.cutover.lease import SWITCHED
         from pgmigrate.cutover.reverse import resume_pipeline, set_identity_generation
+
         m = self.migration(context)
         lease = self.wait_for_lease_end(context, m)
         if lease is not None and lease.state == SWITCHED:
             m.store.upsert(m.migration_id, phase="rolling_back")
             m.event("switched_back", "the rollback task ended after its switch: clients are on the source")
-            raise AirflowFailException("the switch back had completed: clients are on the source; clear "
-                                       "resume_forward_replication and rollback_report to finish")  # fmt: skip
+            raise AirflowFailException(
+                "the switch back had completed: clients are on the source; clear "
+                "resume_forward_replication and rollback_report to finish"
+            )
         problems = []
         resumed: list[str] = []
         try:
@@ -195,9 +210,13 @@ class AbortRollbackOperator(RollbackStepOperator):
         except Exception as exc:
             problems.append(f"could not resume reverse replication ({exc})")
         route = {k: str(v) for k, v in self.routing(m).routes().items()}
-        m.event("rollback_failed", f"rollback step failed; clients go to {route}; reverse replication resumed: "
-                f"{', '.join(resumed) or 'none'}. Fix the failed task and trigger pg_rollback again (force=true if the "
-                "target is gone)", problems=problems)  # fmt: skip
+        m.event(
+            "rollback_failed",
+            f"rollback step failed; clients go to {route}; reverse replication resumed: "
+            f"{', '.join(resumed) or 'none'}. Fix the failed task and trigger pg_rollback again (force=true if the "
+            "target is gone)",
+            problems=problems,
+        )
         if problems:
             raise AirflowFailException("; ".join(problems))
         return {"route": route, "resumed": resumed}

@@ -70,8 +70,12 @@ class SelectValidationTargetsOperator(ValidationOperator):
                 raise AirflowFailException(f"not tables of migration {migration_id}: {', '.join(unknown)}")
             items.extend({"migration_id": migration_id, "table": t} for t in wanted)
         context["ti"].xcom_push(key="unreachable", value=unreachable)
-        self.log.info("validating %d migrations, %d tables: %s", len(migrations), len(items),
-                      ", ".join(migrations) or "none (no migration is streaming or cut over)")  # fmt: skip
+        self.log.info(
+            "validating %d migrations, %d tables: %s",
+            len(migrations),
+            len(items),
+            ", ".join(migrations) or "none (no migration is streaming or cut over)",
+        )
         return items
 
 
@@ -99,8 +103,12 @@ class SchemaCompareOperator(ValidationOperator):
                 # (post_data: a child row can arrive before its parent while streaming).
                 pending = [d for d in differences if d.kind == "constraint_validated" and d.target == "NOT VALID"]
                 if pending:
-                    self.log.info("%s: %d foreign keys NOT VALID on the target until the cutover validates them: %s",
-                                  migration_id, len(pending), ", ".join(d.object for d in pending))  # fmt: skip
+                    self.log.info(
+                        "%s: %d foreign keys NOT VALID on the target until the cutover validates them: %s",
+                        migration_id,
+                        len(pending),
+                        ", ".join(d.object for d in pending),
+                    )
                 differences = [d for d in differences if d not in pending]
             self.log.info("schema of %s: %s", migration_id, format_schema_differences(differences))
             results[migration_id] = [d.as_dict() for d in differences]
@@ -115,8 +123,10 @@ class SchemaCompareOperator(ValidationOperator):
             )
             for kind, name, on_source, on_target in privileges:
                 self.log.error("%s: %s %s: source %s | target %s", migration_id, kind, name, on_source, on_target)
-            results[migration_id] += [{"kind": kind, "object": name, "source": on_source, "target": on_target}
-                                      for kind, name, on_source, on_target in privileges]  # fmt: skip
+            results[migration_id] += [
+                {"kind": kind, "object": name, "source": on_source, "target": on_target}
+                for kind, name, on_source, on_target in privileges
+            ]
             if state["phase"] != "cut_over":  # after the cutover the target's large objects are the application's
                 large_objects = compare_large_objects(
                     self.endpoint(params.source_conn_id), self.endpoint(params.target_conn_id)
@@ -183,14 +193,23 @@ class GreatExpectationsOperator(ValidationOperator):
             result = check_live(source, target, migration_id, tables)
             results[migration_id] = result
             for table in result["tables"]:
-                failures = "; ".join(f"{f['expectation']}({f.get('column') or ','.join(f.get('columns') or [])}) "
-                                     f"observed {f.get('observed_value')}" for f in table["failures"][:5])  # fmt: skip
+                failures = "; ".join(
+                    f"{f['expectation']}({f.get('column') or ','.join(f.get('columns') or [])}) "
+                    f"observed {f.get('observed_value')}"
+                    for f in table["failures"][:5]
+                )
                 self.log.info("GE %s: %s %s", table["table"], table["status"], failures)
             if result["inconclusive"]:
-                self.log.warning("GE inconclusive for %s: the source changed during every check (the row diff "
-                                 "decides for them)", ", ".join(result["inconclusive"]))  # fmt: skip
-            self.log.info("Great Expectations for %s: %s; Data Docs %s", migration_id,
-                          "passed" if result["success"] else "FAILED", result.get("data_docs"))  # fmt: skip
+                self.log.warning(
+                    "GE inconclusive for %s: the source changed during every check (the row diff decides for them)",
+                    ", ".join(result["inconclusive"]),
+                )
+            self.log.info(
+                "Great Expectations for %s: %s; Data Docs %s",
+                migration_id,
+                "passed" if result["success"] else "FAILED",
+                result.get("data_docs"),
+            )
         context["ti"].xcom_push(key="ge", value=results)
         failed = [m for m, r in results.items() if not r["success"]]
         if failed:

@@ -28,9 +28,7 @@ def check_postgres(conn_id: str) -> dict[str, Any]:
 
     hook = PostgresHook(postgres_conn_id=conn_id)
     try:
-        version, wal_level = hook.get_first(
-            "SELECT current_setting('server_version'), current_setting('wal_level')"
-        )
+        version, wal_level = hook.get_first("SELECT current_setting('server_version'), current_setting('wal_level')")
     except Exception as exc:
         raise RuntimeError(
             f"PostgreSQL connection {conn_id!r} is not reachable: {exc}. "

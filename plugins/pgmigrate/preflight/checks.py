@@ -148,8 +148,9 @@ def _connect(endpoint: PgEndpoint) -> tuple[psycopg.Connection | None, str | Non
         return None, str(exc)
 
 
-def _roles_check(src: psycopg.Connection, tgt: psycopg.Connection, params: MigrationParams,
-                 target: PgEndpoint) -> CheckResult:  # fmt: skip
+def _roles_check(
+    src: psycopg.Connection, tgt: psycopg.Connection, params: MigrationParams, target: PgEndpoint
+) -> CheckResult:
     """Owners and grantees of the migrated objects present on the target, and ownership restorable (`roles`)."""
     needed = read_source_roles(src, params.schemas)
     present = target_role_names(tgt)
@@ -159,8 +160,16 @@ def _roles_check(src: psycopg.Connection, tgt: psycopg.Connection, params: Migra
     superuser_owners = [o for o in unownable if needed.roles[o].superuser]
     statements = create_role_statements([needed.roles[r] for r in missing], present)
     target_role = tgt.execute("SELECT current_user").fetchone()[0]
-    return check_roles(missing, needed.used_on, statements, unownable, superuser_owners, target_role, target.dbname,
-                       params.keep_ownership)  # fmt: skip
+    return check_roles(
+        missing,
+        needed.used_on,
+        statements,
+        unownable,
+        superuser_owners,
+        target_role,
+        target.dbname,
+        params.keep_ownership,
+    )
 
 
 def _database_identity(conn: psycopg.Connection) -> DatabaseIdentity:
@@ -250,9 +259,17 @@ def _target_states(conn: psycopg.Connection, refs: list[TableRef]) -> dict[Table
 
 
 _SOURCE_CHECKS = (
-    "params", "wal_level", "replication_capacity", "source_role", "unlogged_tables", "replica_identity",
-    "primary_keys", "column_types", "large_objects", "names",
-)  # fmt: skip
+    "params",
+    "wal_level",
+    "replication_capacity",
+    "source_role",
+    "unlogged_tables",
+    "replica_identity",
+    "primary_keys",
+    "column_types",
+    "large_objects",
+    "names",
+)
 
 
 def run_preflight(

@@ -115,46 +115,58 @@ def _replication_role_failure(name: str, role: str, version: int, why: str, run_
         name,
         f"role {role} may not SET session_replication_role, which {why}",
         [statement("GRANT SET ON PARAMETER session_replication_role TO {};", ident)]
-        if version >= 150000 else [statement("ALTER ROLE {} SUPERUSER;", ident)],
+        if version >= 150000
+        else [statement("ALTER ROLE {} SUPERUSER;", ident)],
         run_on,
-    )  # fmt: skip
+    )
 
 
-def _fence_failures(prefix: str, role: str, dbname: str, f: FenceRights, step: str, who: str, version: int,
-                    run_on: str) -> list[CheckResult]:  # fmt: skip
+def _fence_failures(
+    prefix: str, role: str, dbname: str, f: FenceRights, step: str, who: str, version: int, run_on: str
+) -> list[CheckResult]:
     """The fence's privileges on one side. `step`: which step fences this side; `who`: why its application
     roles are these. pg_read_all_stats is needed even with no application role: the checklist refuses any
     direct session, and pg_stat_activity hides other roles' sessions (NULL backend_type) without it."""
     ident, failures = sql.Identifier(role), []
     if not f.reads_all_stats:
-        failures.append(_failure(
-            f"{prefix}.read_all_stats",
-            f"role {role} is not a member of pg_read_all_stats, so pg_stat_activity hides other roles' sessions "
-            f"from it: before {step} the checklist would not see client sessions that bypass PgBouncer, and the "
-            "fence could not end them",
-            [statement("GRANT pg_read_all_stats TO {};", ident)], run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                f"{prefix}.read_all_stats",
+                f"role {role} is not a member of pg_read_all_stats, so pg_stat_activity hides other roles' sessions "
+                f"from it: before {step} the checklist would not see client sessions that bypass PgBouncer, and the "
+                "fence could not end them",
+                [statement("GRANT pg_read_all_stats TO {};", ident)],
+                run_on,
+            )
+        )
     if not f.application_roles:
         return failures
     roles = ", ".join(f.application_roles)
     if not f.signal_backend:
-        failures.append(_failure(
-            f"{prefix}.signal_backend",
-            f"role {role} is not a member of pg_signal_backend: {step}'s fence ends the direct sessions of the "
-            f"application roles {roles} ({who}) with pg_terminate_backend",
-            [statement("GRANT pg_signal_backend TO {};", ident)], run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                f"{prefix}.signal_backend",
+                f"role {role} is not a member of pg_signal_backend: {step}'s fence ends the direct sessions of the "
+                f"application roles {roles} ({who}) with pg_terminate_backend",
+                [statement("GRANT pg_signal_backend TO {};", ident)],
+                run_on,
+            )
+        )
     if not f.createrole:
-        failures.append(_failure(
-            f"{prefix}.createrole",
-            f"role {role} lacks CREATEROLE: {step}'s fence makes the application roles {roles} ({who}) read-only "
-            f"in database {dbname} (ALTER ROLE … IN DATABASE … SET default_transaction_read_only = on), and "
-            "PostgreSQL 15 lets only a superuser or a CREATEROLE role change another role's settings. Needed only "
-            "because these roles may write a migrated table",
-            [statement("ALTER ROLE {} CREATEROLE;", ident)], run_on,
-            note="(PostgreSQL 16 and later also want ADMIN OPTION on each of those roles)" if version >= 160000
-            else "",
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                f"{prefix}.createrole",
+                f"role {role} lacks CREATEROLE: {step}'s fence makes the application roles {roles} ({who}) read-only "
+                f"in database {dbname} (ALTER ROLE … IN DATABASE … SET default_transaction_read_only = on), and "
+                "PostgreSQL 15 lets only a superuser or a CREATEROLE role change another role's settings. Needed only "
+                "because these roles may write a migrated table",
+                [statement("ALTER ROLE {} CREATEROLE;", ident)],
+                run_on,
+                note="(PostgreSQL 16 and later also want ADMIN OPTION on each of those roles)"
+                if version >= 160000
+                else "",
+            )
+        )
     return failures
 
 
@@ -165,66 +177,107 @@ def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
     role, run_on = sql.Identifier(f.role), f"source database {f.dbname!r}"
     failures = []
     if not f.replication:
-        failures.append(_failure(
-            "source_role.replication",
-            f"role {f.role} lacks the REPLICATION attribute (the replication slots need it)",
-            [statement("ALTER ROLE {} REPLICATION;", role)], run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "source_role.replication",
+                f"role {f.role} lacks the REPLICATION attribute (the replication slots need it)",
+                [statement("ALTER ROLE {} REPLICATION;", role)],
+                run_on,
+            )
+        )
     if not f.create_on_db:
-        failures.append(_failure(
-            "source_role.create",
-            f"role {f.role} has no CREATE on database {f.dbname} (the {CONTROL_SCHEMA} schema with the heartbeat "
-            "and signal tables, and the publications, are created by it)",
-            [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)], run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "source_role.create",
+                f"role {f.role} has no CREATE on database {f.dbname} (the {CONTROL_SCHEMA} schema with the heartbeat "
+                "and signal tables, and the publications, are created by it)",
+                [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)],
+                run_on,
+            )
+        )
     if f.control_schema_blocked:
-        failures.append(_failure(
-            "source_role.control_schema",
-            f"role {f.role} lacks USAGE or CREATE on the existing schema {CONTROL_SCHEMA}",
-            [statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(CONTROL_SCHEMA), role)], run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "source_role.control_schema",
+                f"role {f.role} lacks USAGE or CREATE on the existing schema {CONTROL_SCHEMA}",
+                [statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(CONTROL_SCHEMA), role)],
+                run_on,
+            )
+        )
     if f.unreadable or f.unreadable_sequences:
         listed = [t.qualified for t in (*f.unreadable, *f.unreadable_sequences)]
-        why = (" (sequences: the cutover and the rollback read last_value and is_called from the relation, which "
-               "USAGE does not allow)") if f.unreadable_sequences else ""  # fmt: skip
-        failures.append(_failure(
-            "source_role.select",
-            f"role {f.role} cannot read {_n(len(listed), 'relation')}: {', '.join(listed)}{why}",
-            [statement("GRANT SELECT ON {} TO {};", t.ident, role) for t in f.unreadable]
-            + [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
-            run_on,
-        ))  # fmt: skip
+        why = (
+            (
+                " (sequences: the cutover and the rollback read last_value and is_called from the relation, which "
+                "USAGE does not allow)"
+            )
+            if f.unreadable_sequences
+            else ""
+        )
+        failures.append(
+            _failure(
+                "source_role.select",
+                f"role {f.role} cannot read {_n(len(listed), 'relation')}: {', '.join(listed)}{why}",
+                [statement("GRANT SELECT ON {} TO {};", t.ident, role) for t in f.unreadable]
+                + [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
+                run_on,
+            )
+        )
     if f.not_owned and not f.publication_exists:
-        failures.append(_failure(
-            "source_role.publish",
-            f"role {f.role} does not own {_n(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the "
-            f"owner add a table to a publication): {', '.join(t.qualified for t in f.not_owned)}",
-            [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned], run_on,
-            note="(or GRANT the tables' owning role TO the migration role, or run the source connection as a "
-            "superuser)",
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "source_role.publish",
+                f"role {f.role} does not own {_n(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the "
+                f"owner add a table to a publication): {', '.join(t.qualified for t in f.not_owned)}",
+                [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned],
+                run_on,
+                note="(or GRANT the tables' owning role TO the migration role, or run the source connection as a "
+                "superuser)",
+            )
+        )
     # What the cutover and the rollback need on the source.
     if f.sequences_not_updatable:
-        failures.append(_failure(
-            "source_role.sequence_update",
-            f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the "
-            f"source's sequences past the target's with setval): "
-            f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
-            [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
-            run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "source_role.sequence_update",
+                f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the "
+                f"source's sequences past the target's with setval): "
+                f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
+                [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
+                run_on,
+            )
+        )
     if not f.can_set_replication_role:
-        failures.append(_replication_role_failure(
-            "source_role.session_replication_role", f.role, f.server_version_num,
-            "the reverse JDBC sink (from the cutover on) sets to replica when it writes the target's changes into "
-            "the source", run_on,
-        ))  # fmt: skip
-    failures += _fence_failures("source_role", f.role, f.dbname, f.fence, "the cutover",
-                                "they may write a migrated table", f.server_version_num, run_on)  # fmt: skip
+        failures.append(
+            _replication_role_failure(
+                "source_role.session_replication_role",
+                f.role,
+                f.server_version_num,
+                "the reverse JDBC sink (from the cutover on) sets to replica when it writes the target's changes into "
+                "the source",
+                run_on,
+            )
+        )
+    failures += _fence_failures(
+        "source_role",
+        f.role,
+        f.dbname,
+        f.fence,
+        "the cutover",
+        "they may write a migrated table",
+        f.server_version_num,
+        run_on,
+    )
     if failures:
         return failures
-    return [CheckResult("source_role", ok=True, detail=f"role {f.role} has REPLICATION, CREATE, SELECT, owns the "
-                        "tables to publish and has what the cutover and a rollback need")]  # fmt: skip
+    return [
+        CheckResult(
+            "source_role",
+            ok=True,
+            detail=f"role {f.role} has REPLICATION, CREATE, SELECT, owns the "
+            "tables to publish and has what the cutover and a rollback need",
+        )
+    ]
 
 
 def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
@@ -234,65 +287,100 @@ def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
     role, run_on = sql.Identifier(f.role), f"target database {f.dbname!r}"
     failures = []
     if not f.create_on_db:
-        failures.append(_failure(
-            "target_role.create",
-            f"role {f.role} has no CREATE on database {f.dbname} (the migrated schemas and {CONTROL_SCHEMA} are "
-            "created by it)",
-            [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)], run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "target_role.create",
+                f"role {f.role} has no CREATE on database {f.dbname} (the migrated schemas and {CONTROL_SCHEMA} are "
+                "created by it)",
+                [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)],
+                run_on,
+            )
+        )
     if f.schemas_blocked:
-        failures.append(_failure(
-            "target_role.schema",
-            f"role {f.role} lacks USAGE or CREATE on the existing target schemas {', '.join(f.schemas_blocked)}",
-            [statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), role) for s in f.schemas_blocked],
-            run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "target_role.schema",
+                f"role {f.role} lacks USAGE or CREATE on the existing target schemas {', '.join(f.schemas_blocked)}",
+                [
+                    statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), role)
+                    for s in f.schemas_blocked
+                ],
+                run_on,
+            )
+        )
     if not f.can_set_replication_role:
-        failures.append(_replication_role_failure(
-            "target_role.session_replication_role", f.role, f.server_version_num,
-            "the JDBC sink sets to replica so that triggers and FK checks do not fire for replicated rows", run_on,
-        ))  # fmt: skip
+        failures.append(
+            _replication_role_failure(
+                "target_role.session_replication_role",
+                f.role,
+                f.server_version_num,
+                "the JDBC sink sets to replica so that triggers and FK checks do not fire for replicated rows",
+                run_on,
+            )
+        )
     if f.not_owned:
-        failures.append(_failure(
-            "target_role.owner",
-            f"role {f.role} does not own {_n(len(f.not_owned), 'existing target table')} it must empty and alter: "
-            f"{', '.join(t.qualified for t in f.not_owned)}",
-            [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned], run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "target_role.owner",
+                f"role {f.role} does not own {_n(len(f.not_owned), 'existing target table')} it must empty and alter: "
+                f"{', '.join(t.qualified for t in f.not_owned)}",
+                [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned],
+                run_on,
+            )
+        )
     # What the cutover and the rollback need on the target.
     if not f.replication:
-        failures.append(_failure(
-            "target_role.replication",
-            f"role {f.role} lacks the REPLICATION attribute: the cutover creates the reverse pipeline's logical "
-            "slots on the target (the reverse Debezium source streams from them) and a rollback peeks them with "
-            "pg_logical_slot_peek_binary_changes",
-            [statement("ALTER ROLE {} REPLICATION;", role)], run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "target_role.replication",
+                f"role {f.role} lacks the REPLICATION attribute: the cutover creates the reverse pipeline's logical "
+                "slots on the target (the reverse Debezium source streams from them) and a rollback peeks them with "
+                "pg_logical_slot_peek_binary_changes",
+                [statement("ALTER ROLE {} REPLICATION;", role)],
+                run_on,
+            )
+        )
     if f.unreadable_sequences:
-        failures.append(_failure(
-            "target_role.sequence_select",
-            f"role {f.role} cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: "
-            "the cutover and the rollback read last_value and is_called from the relation): "
-            f"{', '.join(s.qualified for s in f.unreadable_sequences)}",
-            [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
-            run_on,
-        ))  # fmt: skip
+        failures.append(
+            _failure(
+                "target_role.sequence_select",
+                f"role {f.role} cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: "
+                "the cutover and the rollback read last_value and is_called from the relation): "
+                f"{', '.join(s.qualified for s in f.unreadable_sequences)}",
+                [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
+                run_on,
+            )
+        )
     if f.sequences_not_updatable:
-        failures.append(_failure(
-            "target_role.sequence_update",
-            f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'existing target sequence')} (the "
-            f"cutover sets them past the source's with setval): "
-            f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
-            [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
-            run_on,
-        ))  # fmt: skip
-    failures += _fence_failures("target_role", f.role, f.dbname, f.fence, "a rollback",
-                                "they may write the migrated tables on the source, so on the target after the cutover",
-                                f.server_version_num, run_on)  # fmt: skip
+        failures.append(
+            _failure(
+                "target_role.sequence_update",
+                f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'existing target sequence')} (the "
+                f"cutover sets them past the source's with setval): "
+                f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
+                [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
+                run_on,
+            )
+        )
+    failures += _fence_failures(
+        "target_role",
+        f.role,
+        f.dbname,
+        f.fence,
+        "a rollback",
+        "they may write the migrated tables on the source, so on the target after the cutover",
+        f.server_version_num,
+        run_on,
+    )
     if failures:
         return failures
-    return [CheckResult("target_role", ok=True, detail=f"role {f.role} can create the schema, run the sink and has "
-                        "what the cutover and a rollback need")]  # fmt: skip
+    return [
+        CheckResult(
+            "target_role",
+            ok=True,
+            detail=f"role {f.role} can create the schema, run the sink and has what the cutover and a rollback need",
+        )
+    ]
 
 
 def _sequence_gaps(conn: psycopg.Connection, schemas: list[str]) -> tuple[list[TableRef], list[TableRef]]:
@@ -306,8 +394,10 @@ def _sequence_gaps(conn: psycopg.Connection, schemas: list[str]) -> tuple[list[T
         "WHERE c.relkind = 'S' AND n.nspname = ANY(%s) AND n.nspname <> %s ORDER BY 1, 2",
         (sorted(set(schemas)), CONTROL_SCHEMA),
     ).fetchall()
-    return ([TableRef(s, r) for s, r, reads, _ in rows if not reads],
-            [TableRef(s, r) for s, r, _, updates in rows if not updates])  # fmt: skip
+    return (
+        [TableRef(s, r) for s, r, reads, _ in rows if not reads],
+        [TableRef(s, r) for s, r, _, updates in rows if not updates],
+    )
 
 
 def _read_fence_rights(conn: psycopg.Connection, application_roles: list[str]) -> FenceRights:

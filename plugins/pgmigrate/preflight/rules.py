@@ -232,8 +232,12 @@ def check_unlogged_tables(unlogged: list[TableRef], applied: list[TableRef], err
     fix_sql = "\n".join(f"ALTER TABLE {_q(t.schema, t.name)} SET LOGGED;" for t in unlogged)
     rewrite = "(SET LOGGED rewrites the table and writes it to the WAL, under an ACCESS EXCLUSIVE lock)"
     if error:
-        return CheckResult(name, ok=False, problem=f"applying SET LOGGED failed: {error}",
-                           fix=f"Run as the owner:\n{fix_sql}\n{rewrite}")  # fmt: skip
+        return CheckResult(
+            name,
+            ok=False,
+            problem=f"applying SET LOGGED failed: {error}",
+            fix=f"Run as the owner:\n{fix_sql}\n{rewrite}",
+        )
     if applied:
         return CheckResult(name, ok=True, detail=f"applied SET LOGGED to {', '.join(t.qualified for t in applied)}")
     if unlogged:
@@ -287,8 +291,11 @@ def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int, side
         return CheckResult(name, ok=True, detail="no keyless tables: no subscription needed")
     problems, fixes, statements = [], [], []
     if not facts["superuser"] and not facts["create_subscription"]:
-        why = ("for the reverse channel the cutover starts, so a rollback brings their target writes back"
-               if side == "source" else "which travel by native logical replication")  # fmt: skip
+        why = (
+            "for the reverse channel the cutover starts, so a rollback brings their target writes back"
+            if side == "source"
+            else "which travel by native logical replication"
+        )
         problems.append(
             f"{side} role {facts['role']} may not CREATE SUBSCRIPTION (needed for the {keyless_count} tables "
             f"without a primary key or with timetz columns, {why})"
@@ -361,21 +368,31 @@ def check_roles(
         shown = "; ".join(
             f"{r} ({', '.join(used_on.get(r, [])[:3])}{', …' if len(used_on.get(r, [])) > 3 else ''})" for r in missing
         )
-        problems.append(f"{_n(len(missing), 'role')} that own or hold privileges on migrated objects do not exist on "
-                        f"the target (roles are per server; pg_dump carries none): {shown}")  # fmt: skip
-        fixes.append("Run on the target (then set each LOGIN role's password there: ALTER ROLE … PASSWORD '…'; "
-                     "passwords cannot be read from the source):\n" + "\n".join(statements))  # fmt: skip
+        problems.append(
+            f"{_n(len(missing), 'role')} that own or hold privileges on migrated objects do not exist on "
+            f"the target (roles are per server; pg_dump carries none): {shown}"
+        )
+        fixes.append(
+            "Run on the target (then set each LOGIN role's password there: ALTER ROLE … PASSWORD '…'; "
+            "passwords cannot be read from the source):\n" + "\n".join(statements)
+        )
     grantable = [o for o in unownable if o not in superuser_owners]
     if grantable:
-        problems.append(f"the target role {target_role} cannot give objects to their owners "
-                        f"{', '.join(grantable)} (ALTER … OWNER TO needs membership)")  # fmt: skip
+        problems.append(
+            f"the target role {target_role} cannot give objects to their owners "
+            f"{', '.join(grantable)} (ALTER … OWNER TO needs membership)"
+        )
         fixes.append("Run on the target:\n" + "\n".join(f"GRANT {_q(o)} TO {_q(target_role)};" for o in grantable))
     if superuser_owners:
-        problems.append(f"objects are owned by (or default privileges set for) the superuser "
-                        f"{', '.join(superuser_owners)}, which the target role {target_role} (not a superuser) cannot "
-                        "act as")  # fmt: skip
-        fixes.append("Connect the target as a superuser, or have the source's objects owned by a non-superuser role, "
-                     "or set keep_ownership=false (objects then belong to the target role; grants are still copied).")
+        problems.append(
+            f"objects are owned by (or default privileges set for) the superuser "
+            f"{', '.join(superuser_owners)}, which the target role {target_role} (not a superuser) cannot "
+            "act as"
+        )
+        fixes.append(
+            "Connect the target as a superuser, or have the source's objects owned by a non-superuser role, "
+            "or set keep_ownership=false (objects then belong to the target role; grants are still copied)."
+        )
     grant_statements = [f"GRANT {_q(o)} TO {_q(target_role)};" for o in grantable]
     if problems:
         return CheckResult(
@@ -387,8 +404,12 @@ def check_roles(
             run_on=f"target database {target_db!r}",
         )
     owners = "ownership kept" if keep_ownership else f"ownership not kept (keep_ownership=false): {target_role} owns"
-    return CheckResult("roles", ok=True, detail=f"{_n(len(used_on), 'role')} own or hold privileges on migrated "
-                       f"objects, all present on the target; grants and default privileges are copied; {owners}")
+    return CheckResult(
+        "roles",
+        ok=True,
+        detail=f"{_n(len(used_on), 'role')} own or hold privileges on migrated "
+        f"objects, all present on the target; grants and default privileges are copied; {owners}",
+    )
 
 
 def check_large_objects(count: int, total_bytes: int | None) -> CheckResult:

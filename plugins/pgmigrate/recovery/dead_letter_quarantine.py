@@ -39,10 +39,16 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL's messages for errors that belong to one row's values (SQLSTATE classes 22 and 23).
 ROW_ERRORS = (
-    "violates check constraint", "violates not-null constraint", "violates unique constraint",
-    "violates exclusion constraint", "value too long", "out of range", "invalid input syntax", "invalid input value",
+    "violates check constraint",
+    "violates not-null constraint",
+    "violates unique constraint",
+    "violates exclusion constraint",
+    "value too long",
+    "out of range",
+    "invalid input syntax",
+    "invalid input value",
     "numeric field overflow",
-)  # fmt: skip
+)
 _BATCH_ENTRY = re.compile(r"Batch entry \d+ (?P<sql>INSERT INTO .+?) was aborted: (?P<error>ERROR: [^\n]+)", re.S)
 _IDENT = r'"(?:[^"]|"")+"'
 # A pattern that reads the sink's statement from the trace, not SQL anyone runs.
@@ -114,8 +120,11 @@ def parse_rejected_row(trace: str | None) -> RejectedRow | None:
     if len(values) != len(columns) or not keys or any(k not in columns for k in keys):
         return None
     row = dict(zip(columns, values, strict=True))
-    return RejectedRow(TableRef(_unquote_ident(insert["schema"]), _unquote_ident(insert["table"])),
-                       {k: row[k] for k in keys}, match["error"].strip())  # fmt: skip
+    return RejectedRow(
+        TableRef(_unquote_ident(insert["schema"]), _unquote_ident(insert["table"])),
+        {k: row[k] for k in keys},
+        match["error"].strip(),
+    )
 
 
 def key_matches(record_key: bytes | None, key: dict[str, str | None]) -> bool:
@@ -128,8 +137,11 @@ def key_matches(record_key: bytes | None, key: dict[str, str | None]) -> bool:
 
 def error_headers(topic: str, partition: int, offset: int, rejected: bool, row: RejectedRow, trace: str) -> list:
     """Connect's DLQ context headers (what `dead_letters.parse_dead_letter` reads), plus ours."""
-    message = row.error if rejected else (
-        f"not applied: in the batch the target aborted for {row.table.qualified} {row.key} ({row.error})")
+    message = (
+        row.error
+        if rejected
+        else (f"not applied: in the batch the target aborted for {row.table.qualified} {row.key} ({row.error})")
+    )
     return [
         (ORIGINAL_TOPIC, topic.encode()),
         (ORIGINAL_PARTITION, str(partition).encode()),
@@ -139,7 +151,7 @@ def error_headers(topic: str, partition: int, offset: int, rejected: bool, row: 
         (EXCEPTION_MESSAGE, message.encode()),
         (EXCEPTION_STACKTRACE, (trace if rejected else "").encode()),
         (QUARANTINED, b"rejected" if rejected else b"same-batch"),
-    ]  # fmt: skip
+    ]
 
 
 def _failed_sink_trace(connect: ConnectClient, sink: str) -> str | None:
@@ -150,8 +162,11 @@ def _failed_sink_trace(connect: ConnectClient, sink: str) -> str | None:
 
 
 def _committed(connect: ConnectClient, sink: str, topic: str) -> dict[int, int]:
-    return {o["partition"]["kafka_partition"]: o["offset"]["kafka_offset"] for o in connect.get_offsets(sink)
-            if o["partition"].get("kafka_topic") == topic}  # fmt: skip
+    return {
+        o["partition"]["kafka_partition"]: o["offset"]["kafka_offset"]
+        for o in connect.get_offsets(sink)
+        if o["partition"].get("kafka_topic") == topic
+    }
 
 
 def _records_through_rejected(
@@ -160,8 +175,9 @@ def _records_through_rejected(
     """(partition, records from the committed offset through the first one with the rejected key)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "pgmigrate-dlq-quarantine",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "pgmigrate-dlq-quarantine", "enable.auto.commit": False}
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         for p in partitions:
@@ -199,8 +215,12 @@ def quarantine_once(connect: ConnectClient, bootstrap: str, names: MigrationName
     connect.wait_for_state(sink, "STOPPED", timeout=60)
     found = _records_through_rejected(bootstrap, topic, _committed(connect, sink, topic), row)
     if found is None:
-        log.error("quarantine: no record of %s with key %s after the committed offset; %s stays as it was",
-                  topic, row.key, sink)  # fmt: skip
+        log.error(
+            "quarantine: no record of %s with key %s after the committed offset; %s stays as it was",
+            topic,
+            row.key,
+            sink,
+        )
         connect.resume(sink)
         return None
     partition, records = found
@@ -210,17 +230,37 @@ def quarantine_once(connect: ConnectClient, bootstrap: str, names: MigrationName
         headers = list(msg.headers() or []) + error_headers(topic, partition, msg.offset(), rejected, row, trace or "")
         producer.produce(names.dead_letter_topic, key=msg.key(), value=msg.value(), headers=headers)
     if producer.flush(30):
-        raise RuntimeError(f"could not write {len(records)} record(s) to {names.dead_letter_topic}; {sink} stays "
-                           "STOPPED at its offsets: rerun the monitor or scripts/migration restart")  # fmt: skip
+        raise RuntimeError(
+            f"could not write {len(records)} record(s) to {names.dead_letter_topic}; {sink} stays "
+            "STOPPED at its offsets: rerun the monitor or scripts/migration restart"
+        )
     skip_to = records[-1].offset() + 1
-    connect.alter_offsets(sink, [{"partition": {"kafka_topic": topic, "kafka_partition": partition},
-                                  "offset": {"kafka_offset": skip_to}}])  # fmt: skip
+    connect.alter_offsets(
+        sink, [{"partition": {"kafka_topic": topic, "kafka_partition": partition}, "offset": {"kafka_offset": skip_to}}]
+    )
     connect.resume(sink)
-    log.warning("quarantine: %s rejected %s key %s (%s); %d record(s) of %s[%d] up to offset %d dead-lettered to %s, "
-                "sink resumed at %d", sink, row.table.qualified, row.key, row.error, len(records), topic, partition,
-                skip_to - 1, names.dead_letter_topic, skip_to)  # fmt: skip
-    return {"table": row.table.qualified, "key": row.key, "error": row.error, "records": len(records),
-            "partition": partition, "resumed_at": skip_to}  # fmt: skip
+    log.warning(
+        "quarantine: %s rejected %s key %s (%s); %d record(s) of %s[%d] up to offset %d dead-lettered to %s, "
+        "sink resumed at %d",
+        sink,
+        row.table.qualified,
+        row.key,
+        row.error,
+        len(records),
+        topic,
+        partition,
+        skip_to - 1,
+        names.dead_letter_topic,
+        skip_to,
+    )
+    return {
+        "table": row.table.qualified,
+        "key": row.key,
+        "error": row.error,
+        "records": len(records),
+        "partition": partition,
+        "resumed_at": skip_to,
+    }
 
 
 def quarantine_rejected_rows(

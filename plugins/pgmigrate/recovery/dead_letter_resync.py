@@ -38,9 +38,7 @@ def key_condition(keys: Sequence[Mapping[str, Any]]) -> sql.Composable:
     def literal(value: Any) -> sql.Composable:
         return sql.Literal(json.dumps(value) if isinstance(value, bool) else str(value))
 
-    rows = sql.SQL(", ").join(
-        sql.SQL("({})").format(sql.SQL(", ").join(literal(k[c]) for c in columns)) for k in keys
-    )
+    rows = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(literal(k[c]) for c in columns)) for k in keys)
     return sql.SQL("({}) IN ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)), rows)
 
 
@@ -74,8 +72,10 @@ def keys_snapshot_signals(by_table: Mapping[TableRef, Sequence[Mapping[str, Any]
         if batch:
             signal = keys_snapshot_signal({table: batch})
             if len(signal["data"]) > SIGNAL_DATA_MAX:
-                raise ValueError(f"the key {batch[0]} of {table.qualified} is too long for a signal: resync the "
-                                 "table instead (scripts/migration resync --table …)")  # fmt: skip
+                raise ValueError(
+                    f"the key {batch[0]} of {table.qualified} is too long for a signal: resync the "
+                    "table instead (scripts/migration resync --table …)"
+                )
             signals.append(signal)
     return signals
 

@@ -63,15 +63,18 @@ def parse_json_payload(raw: bytes | str | None) -> Any:
 def root_cause(message: str | None, stacktrace: str | None) -> str:
     """The most specific error: the last `Caused by:` of the stack trace (the database's own message,
     e.g. a violated CHECK constraint), else the exception message Connect recorded."""
-    causes = [line.strip()[len("Caused by:"):].strip() for line in (stacktrace or "").splitlines()
-              if line.strip().startswith("Caused by:")]  # fmt: skip
+    causes = [
+        line.strip()[len("Caused by:") :].strip()
+        for line in (stacktrace or "").splitlines()
+        if line.strip().startswith("Caused by:")
+    ]
     return (causes[-1] if causes else (message or "")).strip() or "(no error message recorded)"
 
 
 def table_from_topic(topic: str | None, names: MigrationNames) -> str | None:
     """`<prefix>.<schema>.<table>` -> `schema.table`."""
     prefix = names.topic_prefix + "."
-    return topic[len(prefix):] if topic and topic.startswith(prefix) else topic
+    return topic[len(prefix) :] if topic and topic.startswith(prefix) else topic
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,11 @@ def parse_dead_letter(
         key=parsed_key if isinstance(parsed_key, dict) else None,
         operation=_OPS.get(op, op or "?"),
         error=root_cause(found.get(EXCEPTION_MESSAGE), found.get(EXCEPTION_STACKTRACE)),
-        source_position=(f"{found.get(ORIGINAL_PARTITION)}:{found[ORIGINAL_OFFSET]}"
-                         if found.get(ORIGINAL_OFFSET) is not None else None),  # fmt: skip
+        source_position=(
+            f"{found.get(ORIGINAL_PARTITION)}:{found[ORIGINAL_OFFSET]}"
+            if found.get(ORIGINAL_OFFSET) is not None
+            else None
+        ),
     )
 
 
@@ -168,8 +174,10 @@ class DeadLetterBacklog:
 
 
 def dead_letter_alert_text(migration_id: str, count: int) -> str:
-    return (f"{count} change record(s) the sink could not write are in the dead letter queue: the target "
-            f"misses them. List them: scripts/migration dlq --migration-id {migration_id}")  # fmt: skip
+    return (
+        f"{count} change record(s) the sink could not write are in the dead letter queue: the target "
+        f"misses them. List them: scripts/migration dlq --migration-id {migration_id}"
+    )
 
 
 def checklist_detail(migration_id: str, backlog: DeadLetterBacklog | None) -> tuple[bool, str]:
@@ -179,8 +187,10 @@ def checklist_detail(migration_id: str, backlog: DeadLetterBacklog | None) -> tu
     count = backlog.unacknowledged
     if not count:
         return True, "no unacknowledged dead letters"
-    return False, (f"{count} unacknowledged dead letter(s): the target misses those changes. Run scripts/migration "
-                   f"dlq --migration-id {migration_id} (then --resync and --ack once the cause is fixed)")  # fmt: skip
+    return False, (
+        f"{count} unacknowledged dead letter(s): the target misses those changes. Run scripts/migration "
+        f"dlq --migration-id {migration_id} (then --resync and --ack once the cause is fixed)"
+    )
 
 
 def format_dead_letters(
@@ -190,10 +200,14 @@ def format_dead_letters(
     a batch is redelivered: copies of the same source position are shown once, counted), then what to do."""
     names = MigrationNames(migration_id)
     if not backlog.topic_exists:
-        return (f"no dead letter topic {names.dead_letter_topic} (the migration runs fail-fast, dead_letter=false, "
-                "or nothing was ever rejected)")  # fmt: skip
-    lines = [f"dead letter topic {names.dead_letter_topic}: {backlog.total} record(s), "
-             f"{backlog.unacknowledged} not acknowledged"]  # fmt: skip
+        return (
+            f"no dead letter topic {names.dead_letter_topic} (the migration runs fail-fast, dead_letter=false, "
+            "or nothing was ever rejected)"
+        )
+    lines = [
+        f"dead letter topic {names.dead_letter_topic}: {backlog.total} record(s), "
+        f"{backlog.unacknowledged} not acknowledged"
+    ]
     shown: dict[tuple, list[DeadLetter]] = {}
     for d in letters:
         same = (d.topic, d.source_position) if d.source_position else (d.partition, d.offset)
@@ -232,8 +246,13 @@ def read_backlog(
     if topic not in metadata.topics:
         return DeadLetterBacklog(topic_exists=False)
     description = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout)
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"pgmigrate-dlq-{names.migration_id}",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"pgmigrate-dlq-{names.migration_id}",
+            "enable.auto.commit": False,
+        }
+    )
     low, end = {}, {}
     try:
         for p in metadata.topics[topic].partitions:
@@ -245,9 +264,12 @@ def read_backlog(
 
 
 def read_dead_letters(
-    bootstrap_servers: str, names: MigrationNames, backlog: DeadLetterBacklog, everything: bool = False,
+    bootstrap_servers: str,
+    names: MigrationNames,
+    backlog: DeadLetterBacklog,
+    everything: bool = False,
     timeout: float = 20.0,
-) -> list[DeadLetter]:  # fmt: skip
+) -> list[DeadLetter]:
     """The records between the acknowledged offsets (or, with `everything`, the topic's start) and the
     end offsets of `backlog`: a fixed range, so records arriving meanwhile wait for the next call."""
     import time
@@ -258,8 +280,14 @@ def read_dead_letters(
     wanted = {p: (starts.get(p, 0), end) for p, end in backlog.end.items() if end > starts.get(p, 0)}
     if not wanted:
         return []
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"pgmigrate-dlq-{names.migration_id}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"pgmigrate-dlq-{names.migration_id}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     letters: list[DeadLetter] = []
     done: set[int] = set()
     try:

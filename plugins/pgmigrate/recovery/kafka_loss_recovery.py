@@ -171,8 +171,13 @@ def remove_lost_deletes(src, dst, table: TableInfo, passes: int = DELETE_PASSES,
                 deleted += _delete_on_target(dst, table, absent)
         log.info(
             "remove_lost_deletes: %s pass %d: %d rows extra on the target, %d deleted so far, %d kept "
-            "(back on the source)", table.ref.qualified, n, len(keys), deleted, kept,
-        )  # fmt: skip
+            "(back on the source)",
+            table.ref.qualified,
+            n,
+            len(keys),
+            deleted,
+            kept,
+        )
         if diff.extra_count <= len(keys):
             break  # every extra row was listed: nothing left for another pass
     seconds = time.monotonic() - started

@@ -127,8 +127,16 @@ def _durations(snapshot_tables: list[dict[str, Any]]) -> list[list[Any]]:
             seconds = (t["finished_at"] - t["started_at"]).total_seconds()
         rate = f"{t['rows_copied'] / seconds:,.0f} rows/s" if seconds else "—"
         mb = (t.get("bytes_copied") or 0) / 1e6
-        rows.append([_e(t["table_name"]), _e(t["status"]), f"{t['rows_copied']:,}", f"{mb:,.1f} MB",
-                     f"{seconds:.1f}s" if seconds is not None else "—", rate])  # fmt: skip
+        rows.append(
+            [
+                _e(t["table_name"]),
+                _e(t["status"]),
+                f"{t['rows_copied']:,}",
+                f"{mb:,.1f} MB",
+                f"{seconds:.1f}s" if seconds is not None else "—",
+                rate,
+            ]
+        )
     return rows
 
 
@@ -146,8 +154,11 @@ text-align:left;vertical-align:top}th{background:#f3f6f9}.ok{color:#1b7f3b;font-
 def render_html(data: ReportData) -> str:
     state = data.state
     validation_ok = all(t.get("ok") for t in data.validation) if data.validation else None
-    status = {True: '<span class="ok">identical</span>', False: '<span class="bad">DIFFERENCES</span>',
-              None: '<span class="muted">not validated</span>'}[validation_ok]  # fmt: skip
+    status = {
+        True: '<span class="ok">identical</span>',
+        False: '<span class="bad">DIFFERENCES</span>',
+        None: '<span class="muted">not validated</span>',
+    }[validation_ok]
     pauses = [e for e in data.events if e["phase"] in PAUSE_PHASES and "pause_seconds" in (e.get("details") or {})]
     lags = [lag for _, lag in data.lag_samples if lag is not None]
     summary = [
@@ -155,15 +166,22 @@ def render_html(data: ReportData) -> str:
         ["phase", _e(state.get("phase"))],
         ["last validation", f"{status} {_e(data.validated_at or '')}"],
         ["lag samples", f"{len(lags)}, max {max(lags):.2f}s" if lags else "none"],
-        ["cutover write pauses", ", ".join(f"{e['details']['pause_seconds']:.2f}s ({_e(e['phase'])})" for e in pauses)
-         or "none"],
+        [
+            "cutover write pauses",
+            ", ".join(f"{e['details']['pause_seconds']:.2f}s ({_e(e['phase'])})" for e in pauses) or "none",
+        ],
         ["alerts", f"{len(data.alerts)} ({sum(1 for a in data.alerts if not a.get('resolved_at'))} open)"],
-    ]  # fmt: skip
+    ]
     validation_rows = [
-        [_e(t.get("table")), '<span class="ok">ok</span>' if t.get("ok") else '<span class="bad">differs</span>',
-         f"{t.get('source_rows', 0):,}", f"{t.get('target_rows', 0):,}", _differences(t)]
+        [
+            _e(t.get("table")),
+            '<span class="ok">ok</span>' if t.get("ok") else '<span class="bad">differs</span>',
+            f"{t.get('source_rows', 0):,}",
+            f"{t.get('target_rows', 0):,}",
+            _differences(t),
+        ]
         for t in data.validation
-    ]  # fmt: skip
+    ]
     ge = data.great_expectations
     ge_html = '<p class="muted">No Great Expectations checkpoint recorded.</p>'
     if ge:
@@ -171,12 +189,22 @@ def render_html(data: ReportData) -> str:
         result = '<span class="ok">passed</span>' if ge.get("success") else '<span class="bad">failed</span>'
         link = Path(docs).as_uri() if docs and str(docs).startswith("/") else docs
         ge_html = f"<p>Checkpoint: {result}" + (f' — <a href="{_e(link)}">Data Docs</a>' if docs else "") + "</p>"
-    alert_rows = [[_e(a.get("severity")), _e(a.get("condition")), _e(a.get("message")), _when(a.get("raised_at")),
-                   _when(a.get("resolved_at")) if a.get("resolved_at") else '<span class="bad">open</span>']
-                  for a in data.alerts]  # fmt: skip
+    alert_rows = [
+        [
+            _e(a.get("severity")),
+            _e(a.get("condition")),
+            _e(a.get("message")),
+            _when(a.get("raised_at")),
+            _when(a.get("resolved_at")) if a.get("resolved_at") else '<span class="bad">open</span>',
+        ]
+        for a in data.alerts
+    ]
     timeline_rows = [[_when(e["at"]), _e(e["phase"]), _e(e["message"])] for e in data.events]
-    cutover_rows = [[_when(e["at"]), _e(e["phase"]), _e(e["message"])] for e in data.events
-                    if e["phase"] in PAUSE_PHASES + ROLLBACK_PHASES or e["phase"].startswith("cutover")]  # fmt: skip
+    cutover_rows = [
+        [_when(e["at"]), _e(e["phase"]), _e(e["message"])]
+        for e in data.events
+        if e["phase"] in PAUSE_PHASES + ROLLBACK_PHASES or e["phase"].startswith("cutover")
+    ]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Migration report: {_e(data.migration_id)}</title>
 <style>{STYLE}</style></head><body>
@@ -186,11 +214,15 @@ def render_html(data: ReportData) -> str:
 <h2>End-to-end lag</h2>{lag_chart_svg(data.lag_samples)}
 <h2>Throughput and errors</h2><p class="muted">{_e(throughput_summary(data.throughput_samples))}</p>
 {throughput_chart_svg(data.throughput_samples)}
-<h2>Validation per table</h2>{_table(["table", "result", "source rows", "target rows", "row-level differences"],
-                                      validation_rows, "validation")}
+<h2>Validation per table</h2>{
+        _table(
+            ["table", "result", "source rows", "target rows", "row-level differences"], validation_rows, "validation"
+        )
+    }
 <h2>Great Expectations</h2>{ge_html}
-<h2>Snapshot throughput</h2>{_table(["table", "status", "rows", "size", "time", "rate"],
-                                    _durations(data.snapshot_tables), "snapshot")}
+<h2>Snapshot throughput</h2>{
+        _table(["table", "status", "rows", "size", "time", "rate"], _durations(data.snapshot_tables), "snapshot")
+    }
 <h2>Cutover and rollback</h2>{_table(["at", "event", "what happened"], cutover_rows, "cutover")}
 <h2>Alerts</h2>{_table(["sev", "condition", "message", "raised", "resolved"], alert_rows, "alerts")}
 <h2>Timeline</h2>{_table(["at", "phase", "what happened"], timeline_rows, "timeline")}

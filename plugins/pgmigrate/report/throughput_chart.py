@@ -31,19 +31,27 @@ def throughput_chart_svg(samples: Sequence[Mapping[str, Any]], width: int = 900,
     for i in range(5):
         value = y_max * i / 4
         at = y(value)
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{at:.1f}" y2="{at:.1f}" class="grid"/>'
-                     f'<text x="{left - 6}" y="{at + 4:.1f}" text-anchor="end">{value:,.0f}/s</text>')  # fmt: skip
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{at:.1f}" y2="{at:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{at + 4:.1f}" text-anchor="end">{value:,.0f}/s</text>'
+        )
     for n, (key, label, color) in enumerate(SERIES):
         line = " ".join(f"{x(s['at']):.1f},{y(s[key]):.1f}" for s in rated if s.get(key) is not None)
-        parts.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>'
-                     f'<text x="{left + 8 + n * 110}" y="14" fill="{color}">— {label}</text>')  # fmt: skip
+        parts.append(
+            f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>'
+            f'<text x="{left + 8 + n * 110}" y="14" fill="{color}">— {label}</text>'
+        )
     for s in rated:
         errors = (s.get("dead_letters") or 0) + (s.get("failed_tasks") or 0)
         if errors:
-            title = html.escape(f"{s['at']:%H:%M:%S}: {s.get('dead_letters') or 0} dead letters, "
-                                f"{s.get('failed_tasks') or 0} failed tasks")  # fmt: skip
-            parts.append(f'<circle cx="{x(s["at"]):.1f}" cy="{height - bottom:.1f}" r="4" class="peak">'
-                         f"<title>{title}</title></circle>")  # fmt: skip
+            title = html.escape(
+                f"{s['at']:%H:%M:%S}: {s.get('dead_letters') or 0} dead letters, "
+                f"{s.get('failed_tasks') or 0} failed tasks"
+            )
+            parts.append(
+                f'<circle cx="{x(s["at"]):.1f}" cy="{height - bottom:.1f}" r="4" class="peak">'
+                f"<title>{title}</title></circle>"
+            )
     return (
         f'<svg class="chart" id="throughput-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         'role="img" aria-label="records per second produced and applied over time">'

@@ -80,8 +80,15 @@ def copy_large_objects(source: PgEndpoint, target: PgEndpoint) -> dict[str, int]
             copied += 1
             copied_bytes += wanted.size
             if number % 100 == 0 or number == len(oids):
-                log.info("large objects: %d/%d (%d copied, %.1f MB, %d already identical) in %.1fs",
-                         number, len(oids), copied, copied_bytes / 1e6, kept, time.monotonic() - started)  # fmt: skip
+                log.info(
+                    "large objects: %d/%d (%d copied, %.1f MB, %d already identical) in %.1fs",
+                    number,
+                    len(oids),
+                    copied,
+                    copied_bytes / 1e6,
+                    kept,
+                    time.monotonic() - started,
+                )
     return {"large_objects": len(oids), "copied": copied, "identical": kept, "bytes": copied_bytes}
 
 
@@ -96,7 +103,9 @@ def compare_large_objects(source: PgEndpoint, target: PgEndpoint) -> list[str]:
                 continue
             want, got = _digest(src, oid), _digest(tgt, oid)
             if want != got:
-                differences.append(f"large object {oid}: {want.size} bytes md5 {want.md5} on the source, "
-                                   f"{got.size} bytes md5 {got.md5} on the target")  # fmt: skip
+                differences.append(
+                    f"large object {oid}: {want.size} bytes md5 {want.md5} on the source, "
+                    f"{got.size} bytes md5 {got.md5} on the target"
+                )
         differences += [f"large object {oid}: only on the target" for oid in sorted(target_oids - set(source_oids))]
     return differences

@@ -81,8 +81,13 @@ def refresh_materialized_views(source: PgEndpoint, target: PgEndpoint, schemas: 
         for number, ref in enumerate(views, 1):
             started = time.monotonic()
             conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(ref.ident))
-            log.info("materialized views: refreshed %s on the target (%d/%d) in %.1fs",
-                     ref, number, len(views), time.monotonic() - started)  # fmt: skip
+            log.info(
+                "materialized views: refreshed %s on the target (%d/%d) in %.1fs",
+                ref,
+                number,
+                len(views),
+                time.monotonic() - started,
+            )
             refreshed.append(str(ref))
     return refreshed
 

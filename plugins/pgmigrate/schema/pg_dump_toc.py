@@ -29,25 +29,64 @@ TOOL_TIMEOUT_S = 3600
 # Archive entry kinds we never restore: settings pg_restore applies itself, security labels, the source's
 # replication objects, objects that need servers we do not copy, data. Grants (ACL) and default privileges
 # (DEFAULT ACL) are restored: their roles must exist on the target (preflight's `roles`).
-EXCLUDED_DESCS = frozenset({
-    "ENCODING", "STDSTRINGS", "SEARCHPATH", "DATABASE", "DATABASE PROPERTIES",
-    "SECURITY LABEL", "PUBLICATION", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA", "SUBSCRIPTION",
-    "FOREIGN TABLE", "SERVER", "USER MAPPING", "EVENT TRIGGER", "TABLE DATA", "SEQUENCE SET",
-    "MATERIALIZED VIEW DATA", "BLOB", "BLOBS", "BLOB METADATA", "LARGE OBJECT",
-})  # fmt: skip
+EXCLUDED_DESCS = frozenset(
+    {
+        "ENCODING",
+        "STDSTRINGS",
+        "SEARCHPATH",
+        "DATABASE",
+        "DATABASE PROPERTIES",
+        "SECURITY LABEL",
+        "PUBLICATION",
+        "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA",
+        "SUBSCRIPTION",
+        "FOREIGN TABLE",
+        "SERVER",
+        "USER MAPPING",
+        "EVENT TRIGGER",
+        "TABLE DATA",
+        "SEQUENCE SET",
+        "MATERIALIZED VIEW DATA",
+        "BLOB",
+        "BLOBS",
+        "BLOB METADATA",
+        "LARGE OBJECT",
+    }
+)
 # Multi-word entry kinds of a schema-only archive, longest first, to split "<desc> <schema> <name> <owner>".
 # Some start with another kind ("TABLE ATTACH" / "TABLE"): those are told apart by their catalog id, so a
 # table in a schema called ATTACH still parses as a TABLE. Data-only kinds ("TABLE DATA") cannot occur.
 _DESC_CLASS = {"TABLE ATTACH": 0, "INDEX ATTACH": 0, "SEQUENCE OWNED BY": 0, "DEFAULT ACL": 826}
 _DESCS = sorted(
-    {"FK CONSTRAINT", "CHECK CONSTRAINT", "ROW SECURITY", "MATERIALIZED VIEW", "OPERATOR CLASS", "OPERATOR FAMILY",
-     "PROCEDURAL LANGUAGE", "SHELL TYPE", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY",
-     "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "ACCESS METHOD", "FOREIGN DATA WRAPPER", "FOREIGN TABLE",
-     "SECURITY LABEL", "DATABASE PROPERTIES", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA",
-     "USER MAPPING", "EVENT TRIGGER", "LARGE OBJECT", *_DESC_CLASS},
+    {
+        "FK CONSTRAINT",
+        "CHECK CONSTRAINT",
+        "ROW SECURITY",
+        "MATERIALIZED VIEW",
+        "OPERATOR CLASS",
+        "OPERATOR FAMILY",
+        "PROCEDURAL LANGUAGE",
+        "SHELL TYPE",
+        "TEXT SEARCH CONFIGURATION",
+        "TEXT SEARCH DICTIONARY",
+        "TEXT SEARCH PARSER",
+        "TEXT SEARCH TEMPLATE",
+        "ACCESS METHOD",
+        "FOREIGN DATA WRAPPER",
+        "FOREIGN TABLE",
+        "SECURITY LABEL",
+        "DATABASE PROPERTIES",
+        "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA",
+        "USER MAPPING",
+        "EVENT TRIGGER",
+        "LARGE OBJECT",
+        *_DESC_CLASS,
+    },
     key=len,
     reverse=True,
-)  # fmt: skip
+)
 _ENTRY_RE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 
 
@@ -196,4 +235,3 @@ def run_tool(args: list[str], endpoint: PgEndpoint, what: str) -> str:
 def exact_pattern(name: str) -> str:
     """An exact-match pg_dump pattern: inside double quotes, wildcard characters are literal."""
     return '"' + name.replace('"', '""') + '"'
-

@@ -185,9 +185,16 @@ def apply_post_data(
     log.info(
         "schema post-data on %s: %d objects created, %d already there; foreign keys: %d added, %d validated, "
         "%d pending validation, %d skipped; %d triggers in %.1fs",
-        target.label, len(restore), len(existing), len(foreign_keys["added"]), len(foreign_keys["validated"]),
-        len(foreign_keys["pending_validation"]), len(foreign_keys["skipped"]), len(triggers), result["seconds"],
-    )  # fmt: skip
+        target.label,
+        len(restore),
+        len(existing),
+        len(foreign_keys["added"]),
+        len(foreign_keys["validated"]),
+        len(foreign_keys["pending_validation"]),
+        len(foreign_keys["skipped"]),
+        len(triggers),
+        result["seconds"],
+    )
     for warning in warnings:
         log.warning(warning)
     return result
@@ -214,8 +221,11 @@ def validate_pending_foreign_keys(source: PgEndpoint, target: PgEndpoint, schema
             if (schema, table, name) in not_valid_on_source:
                 continue  # NOT VALID on the source too: the target matches it
             try:
-                tgt.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                    sql.Identifier(schema, table), sql.Identifier(name)))  # fmt: skip
+                tgt.execute(
+                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                        sql.Identifier(schema, table), sql.Identifier(name)
+                    )
+                )
                 validated.append(label)
                 log.info("validated foreign key %s on %s", label, target.label)
             except psycopg.errors.ForeignKeyViolation as exc:

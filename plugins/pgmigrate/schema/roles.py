@@ -135,9 +135,10 @@ def owners_the_target_cannot_become(conn: psycopg.Connection, owners: Iterable[s
         return []
     present = target_role_names(conn)
     return sorted(
-        o for o in owners
+        o
+        for o in owners
         if o in present and not conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (o,)).fetchone()[0]
-    )  # fmt: skip
+    )
 
 
 def create_role_statements(missing: Iterable[Role], present: set[str]) -> list[str]:

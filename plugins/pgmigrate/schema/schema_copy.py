@@ -137,8 +137,14 @@ def _normalise(tables: Iterable[Any]) -> list[tuple[str, str]]:
     return [(t.schema, t.name) if isinstance(t, TableRef) else (t[0], t[1]) for t in tables]
 
 
-def prepare_plan(src: psycopg.Connection, source: PgEndpoint, target: PgEndpoint, schemas: Iterable[str],
-             tables: Iterable[Any], workdir: Path) -> SchemaPlan:  # fmt: skip
+def prepare_plan(
+    src: psycopg.Connection,
+    source: PgEndpoint,
+    target: PgEndpoint,
+    schemas: Iterable[str],
+    tables: Iterable[Any],
+    workdir: Path,
+) -> SchemaPlan:
     """Dump the schemas, read the table of contents and decide what belongs to this migration."""
     schemas = [s for s in dict.fromkeys(schemas) if s != CONTROL_SCHEMA]
     plan = SchemaPlan(source, target, schemas, workdir)
@@ -154,8 +160,17 @@ def prepare_plan(src: psycopg.Connection, source: PgEndpoint, target: PgEndpoint
             ([r.schema for r in refs], [r.name for r in refs]),
         ).fetchall()
         plan.wanted = {o for row in rows for o in row if o}
-    args = [tool_path("pg_dump"), "--format=custom", "--schema-only", "--strict-names", "--no-publications",
-            "--no-subscriptions", "--no-security-labels", "--no-tablespaces", f"--file={plan.dump}"]  # fmt: skip
+    args = [
+        tool_path("pg_dump"),
+        "--format=custom",
+        "--schema-only",
+        "--strict-names",
+        "--no-publications",
+        "--no-subscriptions",
+        "--no-security-labels",
+        "--no-tablespaces",
+        f"--file={plan.dump}",
+    ]
     args += [f"--schema={exact_pattern(s)}" for s in schemas]
     args += [f"--extension={exact_pattern(e)}" for e in plan.extensions]
     run_tool(args, source, "pg_dump --schema-only")
@@ -238,8 +253,11 @@ def _columns(conn: psycopg.Connection, oid: int) -> dict[str, str]:
 
 def _column_diff(source: dict[str, str], target: dict[str, str]) -> list[str]:
     diff = [f"{c} missing on the target" for c in source if c not in target]
-    diff += [f"{c} is {target[c]} on the target, {source[c]} on the source" for c in source
-             if c in target and target[c] != source[c]]  # fmt: skip
+    diff += [
+        f"{c} is {target[c]} on the target, {source[c]} on the source"
+        for c in source
+        if c in target and target[c] != source[c]
+    ]
     diff += [f"{c} exists only on the target" for c in target if c not in source]
     return diff
 
@@ -271,8 +289,9 @@ def entries_to_restore(plan: SchemaPlan, candidates: list[TocEntry], src: psycop
         elif e.desc == "SEQUENCE OWNED BY":
             # With its sequence, or with its table: an earlier run that left the table out created the
             # sequence standalone. ALTER SEQUENCE … OWNED BY is safe to repeat.
-            tables = [d for s in e.deps for d in plan.entries[s].deps if d in plan.entries
-                      and plan.entries[d].desc == "TABLE"]  # fmt: skip
+            tables = [
+                d for s in e.deps for d in plan.entries[s].deps if d in plan.entries and plan.entries[d].desc == "TABLE"
+            ]
             if any(d in restore for d in (*e.deps, *tables)):
                 restore[i] = None
         elif any(d in restore for d in e.deps):  # COMMENT…: with their parent
@@ -317,9 +336,17 @@ def restore_entries(plan: SchemaPlan, ids: list[int], name: str, single_transact
         return
     listfile = plan.workdir / f"{name}.list"
     listfile.write_text("".join(plan.entries[i].line + "\n" for i in ids))
-    args = [tool_path("pg_restore"), f"--dbname={plan.target.dbname}", "--no-tablespaces", "--no-security-labels",
-            "--no-publications", "--no-subscriptions", "--exit-on-error", f"--use-list={listfile}",
-            str(plan.dump)]  # fmt: skip
+    args = [
+        tool_path("pg_restore"),
+        f"--dbname={plan.target.dbname}",
+        "--no-tablespaces",
+        "--no-security-labels",
+        "--no-publications",
+        "--no-subscriptions",
+        "--exit-on-error",
+        f"--use-list={listfile}",
+        str(plan.dump),
+    ]
     if not plan.keep_ownership:
         args.insert(2, "--no-owner")
     if single_transaction:
@@ -413,7 +440,13 @@ def copy_pre_data(
     log.info(
         "schema pre-data on %s: %d tables, %d objects created, %d already there, %d primary keys, "
         "%d ALWAYS identities now BY DEFAULT (%d changed now) in %.1fs",
-        target.label, len(result["tables"]), len(restore), len(existing), len(result["primary_keys"]),
-        len(identity), sum(c["changed_now"] for c in identity), result["seconds"],
-    )  # fmt: skip
+        target.label,
+        len(result["tables"]),
+        len(restore),
+        len(existing),
+        len(result["primary_keys"]),
+        len(identity),
+        sum(c["changed_now"] for c in identity),
+        result["seconds"],
+    )
     return result

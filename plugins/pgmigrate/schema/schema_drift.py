@@ -39,8 +39,16 @@ Key = tuple[str, str]
 STREAMING_PHASES = ("post_data_applied", "caught_up", "streaming")
 
 # Order in which additive statements run: containers before contents, FKs last.
-_ORDER = ("schema", "sequence", "column", "column_default", "column_not_null", "constraint", "index",
-          "constraint_validated")  # fmt: skip
+_ORDER = (
+    "schema",
+    "sequence",
+    "column",
+    "column_default",
+    "column_not_null",
+    "constraint",
+    "index",
+    "constraint_validated",
+)
 # Non-additive kinds after which the table's rows on the target should be copied again.
 _ROW_KINDS = ("column", "column_type", "column_default", "column_identity", "primary_key")
 _INDEX_ON = re.compile(r" ON (?:ONLY )?(.+?) USING ")
@@ -91,8 +99,13 @@ class DriftChange:
         return text + (f" ({self.note})" if self.note else "")
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.difference.as_dict(), "additive": self.additive, "statements": self.statement_texts(),
-                "table": self.table.qualified if self.table else None, "note": self.note}  # fmt: skip
+        return {
+            **self.difference.as_dict(),
+            "additive": self.additive,
+            "statements": self.statement_texts(),
+            "table": self.table.qualified if self.table else None,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -171,8 +184,13 @@ def concurrent_index(definition: str) -> sql.SQL:
     target); an index on a partitioned table (`ON ONLY`) cannot be built concurrently: plain, cascading."""
     definition = definition.removesuffix(" (INVALID)")
     if " ON ONLY " in definition:
-        return sql.SQL(re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX IF NOT EXISTS ",
-                              definition.replace(" ON ONLY ", " ON ", 1)))  # fmt: skip
+        return sql.SQL(
+            re.sub(
+                r"^CREATE (UNIQUE )?INDEX ",
+                r"CREATE \1INDEX IF NOT EXISTS ",
+                definition.replace(" ON ONLY ", " ON ", 1),
+            )
+        )
     return sql.SQL(re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY IF NOT EXISTS ", definition))
 
 
@@ -181,11 +199,15 @@ def sequence_options(text: str) -> sql.Composed:
     if not match:
         raise ValueError(f"unexpected sequence description {text!r}")
     g = match.groupdict()
-    return sql.SQL(
-        "AS {} INCREMENT BY {} MINVALUE {} MAXVALUE {} START WITH {} CACHE {} {}"
-    ).format(sql.SQL(g["type"]), sql.Literal(int(g["inc"])), sql.Literal(int(g["min"])), sql.Literal(int(g["max"])),
-             sql.Literal(int(g["start"])), sql.Literal(int(g["cache"])),
-             sql.SQL("CYCLE" if g["cycle"] else "NO CYCLE"))  # fmt: skip
+    return sql.SQL("AS {} INCREMENT BY {} MINVALUE {} MAXVALUE {} START WITH {} CACHE {} {}").format(
+        sql.SQL(g["type"]),
+        sql.Literal(int(g["inc"])),
+        sql.Literal(int(g["min"])),
+        sql.Literal(int(g["max"])),
+        sql.Literal(int(g["start"])),
+        sql.Literal(int(g["cache"])),
+        sql.SQL("CYCLE" if g["cycle"] else "NO CYCLE"),
+    )
 
 
 # --- classification ---------------------------------------------------------------------------------------
@@ -248,13 +270,21 @@ def classify(
             table = _table_of(obj)
             if obj in table_renames:
                 new = _table_of(table_renames[obj])
-                halt(d, sql.SQL("ALTER TABLE {} RENAME TO {}").format(table.ident, sql.Identifier(new.name)),
-                     table=table, note=f"renamed to {new.qualified} on the source")  # fmt: skip
+                halt(
+                    d,
+                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(table.ident, sql.Identifier(new.name)),
+                    table=table,
+                    note=f"renamed to {new.qualified} on the source",
+                )
             elif d.target is None and ("primary_key", obj) in source:
                 plan.new_tables.append(table)
             elif d.target is None:
-                halt(d, table=table, note="new table without a primary key: the native channel would have to carry "
-                     "it; add a primary key on the source, or run pg_migration again for it")  # fmt: skip
+                halt(
+                    d,
+                    table=table,
+                    note="new table without a primary key: the native channel would have to carry "
+                    "it; add a primary key on the source, or run pg_migration again for it",
+                )
             elif d.source is None:
                 halt(d, sql.SQL("DROP TABLE {}").format(table.ident), table=table, note="dropped on the source")
             else:
@@ -263,25 +293,44 @@ def classify(
             table, table_ident, column = _column_parts(obj)
             if obj in column_renames:
                 new = split_name(column_renames[obj])[-1]
-                halt(d, _alter(table_ident, sql.SQL("RENAME COLUMN {} TO {}").format(column, sql.Identifier(new))),
-                     table=table, note=f"renamed to {new} on the source")  # fmt: skip
+                halt(
+                    d,
+                    _alter(table_ident, sql.SQL("RENAME COLUMN {} TO {}").format(column, sql.Identifier(new))),
+                    table=table,
+                    note=f"renamed to {new} on the source",
+                )
             elif d.source is None:
-                halt(d, _alter(table_ident, sql.SQL("DROP COLUMN {}").format(column)), table=table,
-                     note="dropped on the source")  # fmt: skip
+                halt(
+                    d,
+                    _alter(table_ident, sql.SQL("DROP COLUMN {}").format(column)),
+                    table=table,
+                    note="dropped on the source",
+                )
             elif ("column_identity", obj) in source:
                 type_name = source[("column_type", obj)]
-                halt(d, _alter(table_ident, "ADD COLUMN ", column, f" {type_name} GENERATED BY DEFAULT AS IDENTITY"),
-                     table=table, note="new identity column: its values come from the source; resync the table "
-                     "after adding it")  # fmt: skip
+                halt(
+                    d,
+                    _alter(table_ident, "ADD COLUMN ", column, f" {type_name} GENERATED BY DEFAULT AS IDENTITY"),
+                    table=table,
+                    note="new identity column: its values come from the source; resync the table after adding it",
+                )
             else:
                 add(d, _alter(table_ident, "ADD COLUMN IF NOT EXISTS ", column_definition(source, obj)), table=table)
                 if volatile_default(source.get(("column_default", obj))):
                     plan.resync_tables.append(table)
         elif kind == "column_type":
             table, table_ident, column = _column_parts(obj)
-            halt(d, _alter(table_ident, sql.SQL("ALTER COLUMN {} TYPE {} USING {}::{}").format(
-                column, sql.SQL(d.source or ""), column, sql.SQL(d.source or ""))), table=table,
-                note="type changed on the source")  # fmt: skip
+            halt(
+                d,
+                _alter(
+                    table_ident,
+                    sql.SQL("ALTER COLUMN {} TYPE {} USING {}::{}").format(
+                        column, sql.SQL(d.source or ""), column, sql.SQL(d.source or "")
+                    ),
+                ),
+                table=table,
+                note="type changed on the source",
+            )
         elif kind == "column_not_null":
             table, table_ident, column = _column_parts(obj)
             action = "SET NOT NULL" if d.source else "DROP NOT NULL"
@@ -289,8 +338,11 @@ def classify(
         elif kind == "column_default":
             table, table_ident, column = _column_parts(obj)
             if (d.source or "").startswith("GENERATED") or (d.target or "").startswith("GENERATED"):
-                halt(d, table=table, note="generation expression changed: drop and re-add the column on the "
-                     "target as on the source")  # fmt: skip
+                halt(
+                    d,
+                    table=table,
+                    note="generation expression changed: drop and re-add the column on the target as on the source",
+                )
             elif d.source is None:
                 add(d, _alter(table_ident, "ALTER COLUMN ", column, " DROP DEFAULT"), table=table)
             else:
@@ -307,8 +359,13 @@ def classify(
         elif kind == "primary_key":
             table = _table_of(obj)
             statements = [] if d.source is None else [_alter(table.ident, "ADD " + d.source)]
-            halt(d, *statements, table=table, note="primary key changed: the sink upserts by it; drop the target's "
-                 "primary key first if it has one, then resync the table")  # fmt: skip
+            halt(
+                d,
+                *statements,
+                table=table,
+                note="primary key changed: the sink upserts by it; drop the target's "
+                "primary key first if it has one, then resync the table",
+            )
         elif kind == "index":
             table = _index_table(d.source or d.target or "")
             index = _ident(obj)
@@ -364,8 +421,9 @@ def classify(
             halt(d, note=f"no rule for {kind!r}: compare by hand")
     rank = {kind: n for n, kind in enumerate(_ORDER)}
     # Foreign keys last (they may reference a new unique constraint); otherwise containers before contents.
-    plan.additive.sort(key=lambda c: ("FOREIGN KEY" in (c.difference.source or ""),
-                                      rank.get(c.difference.kind, len(rank))))  # fmt: skip
+    plan.additive.sort(
+        key=lambda c: ("FOREIGN KEY" in (c.difference.source or ""), rank.get(c.difference.kind, len(rank)))
+    )
     plan.resync_tables = sorted(set(plan.resync_tables) - set(plan.new_tables))
     return plan
 
@@ -384,8 +442,11 @@ def halt_message(migration_id: str, plan: DriftPlan) -> str:
     resync = " ".join(f"--table {t}" for t in tables)
     lines.append(
         f"Then resume: scripts/migration restart --migration-id {migration_id}"
-        + (f"; then copy the changed tables again: scripts/migration resync --migration-id {migration_id} {resync}"
-           if resync else "")
+        + (
+            f"; then copy the changed tables again: scripts/migration resync --migration-id {migration_id} {resync}"
+            if resync
+            else ""
+        )
         + f"; then scripts/migration schema-sync --migration-id {migration_id} for any additive changes left."
-    )  # fmt: skip
+    )
     return "\n".join(lines)

@@ -112,15 +112,18 @@ def sync_schema(source: PgEndpoint, target: PgEndpoint, params: MigrationParams,
     non-additive change made meanwhile) fails with the list."""
     plan = plan_sync(source, target, params, phase)
     if plan.non_additive:
-        raise SchemaSyncError("non-additive schema changes appeared: "
-                              + "; ".join(c.describe() for c in plan.non_additive))  # fmt: skip
+        raise SchemaSyncError(
+            "non-additive schema changes appeared: " + "; ".join(c.describe() for c in plan.non_additive)
+        )
     tables = create_tables(source, target, params, plan.new_tables)
     plan = plan_sync(source, target, params, phase)  # the new tables' own objects are there now
     applied = apply_additive(target, plan)
     left = read_drift(source, target, params, phase)
     if left:
-        raise SchemaSyncError(f"{len(left)} schema differences remain after the sync: "
-                              + "; ".join(f"{d.kind} {d.object}" for d in left[:10]))  # fmt: skip
+        raise SchemaSyncError(
+            f"{len(left)} schema differences remain after the sync: "
+            + "; ".join(f"{d.kind} {d.object}" for d in left[:10])
+        )
     return {"applied": applied, **tables}
 
 

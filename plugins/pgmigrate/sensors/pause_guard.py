@@ -20,8 +20,14 @@ class PauseGuardSensor(BaseSensorOperator):
     ui_color = "#fde2e2"
     template_fields = ("migration_id",)
 
-    def __init__(self, *, migration_id: str = "{{ params.migration_id }}", control_conn_id: str = CONTROL_CONN_ID,
-                 wait_for_lease_seconds: float = 300.0, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        migration_id: str = "{{ params.migration_id }}",
+        control_conn_id: str = CONTROL_CONN_ID,
+        wait_for_lease_seconds: float = 300.0,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("timeout", 6 * 3600)
         super().__init__(**kwargs)
         self.migration_id = migration_id
@@ -48,8 +54,10 @@ class PauseGuardSensor(BaseSensorOperator):
         if event.get("status") != "success":
             raise AirflowException(event.get("message", "the pause guard reported an error without a message"))
         if event.get("state") == "expired" and event.get("ended_by") == "the pause guard":
-            self.log.warning("%s: the cutover task did not end its pause in time; the guard put clients back on the "
-                             "origin", event.get("message"))  # fmt: skip
+            self.log.warning(
+                "%s: the cutover task did not end its pause in time; the guard put clients back on the origin",
+                event.get("message"),
+            )
         else:
             self.log.info("%s", event.get("message"))
         return {k: event.get(k) for k in ("state", "ended_by", "message")}

@@ -81,8 +81,9 @@ def resync_native_tables(source: PgEndpoint, target: PgEndpoint, names: Migratio
         conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(pub, listed))
     with target.connect(autocommit=True) as conn:
         conn.execute(sql.SQL(refresh).format(sub, sql.Literal(True)))
-    log.info("resync: subscription %s copies %s again", names.native_subscription,
-             ", ".join(t.qualified for t in tables))  # fmt: skip
+    log.info(
+        "resync: subscription %s copies %s again", names.native_subscription, ", ".join(t.qualified for t in tables)
+    )
 
 
 def request_resync(

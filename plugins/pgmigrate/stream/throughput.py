@@ -75,11 +75,14 @@ def record_throughput(
     now, prev = store.now_and_last_throughput(migration_id)
     prev_at, prev_produced, prev_applied = prev if prev else (None, None, None)
     sample = ThroughputSample(
-        now, produced_total, applied_total,
+        now,
+        produced_total,
+        applied_total,
         rate_per_second(prev_produced, prev_at, produced_total, now),
         rate_per_second(prev_applied, prev_at, applied_total, now),
-        dead_letters, failed,
-    )  # fmt: skip
+        dead_letters,
+        failed,
+    )
     store.record_throughput(migration_id, asdict(sample))
     return sample
 

@@ -43,8 +43,14 @@ def _blocking(func):
 
 
 class PauseGuardTrigger(BaseTrigger):
-    def __init__(self, migration_id: str, dag_run_id: str, control_conn_id: str = CONTROL_CONN_ID,
-                 wait_for_lease_seconds: float = 300.0, timeout: float = 6 * 3600.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        migration_id: str,
+        dag_run_id: str,
+        control_conn_id: str = CONTROL_CONN_ID,
+        wait_for_lease_seconds: float = 300.0,
+        timeout: float = 6 * 3600.0,
+    ) -> None:
         super().__init__()
         self.migration_id = migration_id
         self.dag_run_id = dag_run_id
@@ -72,8 +78,10 @@ class PauseGuardTrigger(BaseTrigger):
         from pgmigrate.hooks.pgbouncer import switch_from_connection
         from pgmigrate.triggers.connections import connection_for, endpoint_for
 
-        instances = [PgBouncerInstance(conn_id, switch_from_connection(await connection_for(conn_id)))
-                     for conn_id in plan["pgbouncers"]]  # fmt: skip
+        instances = [
+            PgBouncerInstance(conn_id, switch_from_connection(await connection_for(conn_id)))
+            for conn_id in plan["pgbouncers"]
+        ]
         routing = ClientRouting(instances, plan["database"])
         sides = Sides(await endpoint_for(plan["origin"]["conn_id"]), await endpoint_for(plan["destination"]["conn_id"]))
         self._stack = ExitStack()
@@ -111,8 +119,12 @@ class PauseGuardTrigger(BaseTrigger):
                     continue
                 if lease_id != lease.lease_id:
                     lease_id = lease.lease_id
-                    log.info("pause guard: watching lease %s (%s, max pause %gs)", lease_id, lease.purpose,
-                             lease.max_pause_seconds)  # fmt: skip
+                    log.info(
+                        "pause guard: watching lease %s (%s, max pause %gs)",
+                        lease_id,
+                        lease.purpose,
+                        lease.max_pause_seconds,
+                    )
                 if lease.active and routing is None:
                     routing, sides = await self._resolve(lease.plan)
                     log.info("pause guard: admin connections open to %s", ", ".join(routing.names))
@@ -121,11 +133,21 @@ class PauseGuardTrigger(BaseTrigger):
                     last_beat = time.monotonic()
                 if lease.state == PENDING:
                     if lease.holder_stale():
-                        await _blocking(store.end)(lease.lease_id, ABANDONED, "pause guard",
-                                                   "the cutover task stopped beating before it paused", PENDING)
+                        await _blocking(store.end)(
+                            lease.lease_id,
+                            ABANDONED,
+                            "pause guard",
+                            "the cutover task stopped beating before it paused",
+                            PENDING,
+                        )
                         await asyncio.sleep(max(0.0, MIN_LIFETIME_SECONDS - (time.monotonic() - started)))
-                        yield TriggerEvent({"status": "success", "message": f"lease {lease_id}: the cutover task "
-                                            "stopped before pausing; nothing was paused"})  # fmt: skip
+                        yield TriggerEvent(
+                            {
+                                "status": "success",
+                                "message": f"lease {lease_id}: the cutover task "
+                                "stopped before pausing; nothing was paused",
+                            }
+                        )
                         return
                     await asyncio.sleep(POLL_SECONDS)
                     continue
@@ -141,13 +163,17 @@ class PauseGuardTrigger(BaseTrigger):
                     await asyncio.sleep(POLL_SECONDS)
                     continue
                 await asyncio.sleep(max(0.0, MIN_LIFETIME_SECONDS - (time.monotonic() - started)))
-                yield TriggerEvent({
-                    "status": "success",
-                    "state": ended.state,
-                    "ended_by": ended.ended_by,
-                    "message": f"pause lease {ended.lease_id} ended {ended.state} by {ended.ended_by}; clients settled "
-                    f"({'destination' if ended.state == 'switched' else 'origin'})",
-                })  # fmt: skip
+                yield TriggerEvent(
+                    {
+                        "status": "success",
+                        "state": ended.state,
+                        "ended_by": ended.ended_by,
+                        "message": (
+                            f"pause lease {ended.lease_id} ended {ended.state} by {ended.ended_by}; clients settled "
+                            f"({'destination' if ended.state == 'switched' else 'origin'})"
+                        ),
+                    }
+                )
                 return
         except Exception as exc:
             yield TriggerEvent({"status": "error", "message": f"pause guard failed: {exc}"})

@@ -54,5 +54,3 @@ def table_checksum(conn: psycopg.Connection, table: TableRef) -> TableChecksum:
         cur.execute(checksum_query(table))
         rows, checksum = cur.fetchone()
     return TableChecksum(table=table.qualified, rows=rows, checksum=checksum)
-
-

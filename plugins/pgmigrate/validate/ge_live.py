@@ -64,8 +64,12 @@ def check_live(
             verdicts[name] = {**result, "status": status or INCONCLUSIVE, "attempts": attempt}
             if status is None:
                 again.append(table)
-        log.info("GE attempt %d/%d: %s", attempt, attempts,
-                 ", ".join(f"{n} {v['status']}" for n, v in sorted(verdicts.items())))  # fmt: skip
+        log.info(
+            "GE attempt %d/%d: %s",
+            attempt,
+            attempts,
+            ", ".join(f"{n} {v['status']}" for n, v in sorted(verdicts.items())),
+        )
         if not again:
             break
         pending = again

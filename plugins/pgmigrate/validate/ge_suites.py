@@ -214,8 +214,10 @@ def build_expectations(profile: TableProfile, row_count_tolerance: float = 0.0) 
         if column.not_null:
             add(gxe.ExpectColumnValuesToNotBeNull(column=column.name), column.name)
         if column_profile.enum_labels is not None:
-            add(gxe.ExpectColumnValuesToBeInSet(column=column.name, value_set=list(column_profile.enum_labels)),
-                column.name)  # fmt: skip
+            add(
+                gxe.ExpectColumnValuesToBeInSet(column=column.name, value_set=list(column_profile.enum_labels)),
+                column.name,
+            )
         low = _range_bounds(column_profile.min, column.type_oid)
         high = _range_bounds(column_profile.max, column.type_oid)
         if low and high:

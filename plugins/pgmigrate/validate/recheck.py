@@ -44,8 +44,14 @@ def recheck_together(
     round_no = 0
     while active := [c for c in checks if c.keys and not c.settled and c.used < attempts]:
         round_no += 1
-        log.info("row diff: re-check %d/%d of %d rows in %d tables (pause %.0f s)",
-                 round_no, attempts, sum(len(c.keys) for c in active), len(active), pause_seconds)  # fmt: skip
+        log.info(
+            "row diff: re-check %d/%d of %d rows in %d tables (pause %.0f s)",
+            round_no,
+            attempts,
+            sum(len(c.keys) for c in active),
+            len(active),
+            pause_seconds,
+        )
         started = time.monotonic()
         ordered = [sorted_keys(c.keys) for c in active]
         before = [c.read_source(keys) for c, keys in zip(active, ordered, strict=True)]

@@ -249,9 +249,8 @@ def _first_pass(
         result.error = "table missing on the target"
     elif target_columns != source_columns:
         only = sorted(set(source_columns) ^ set(target_columns))
-        result.error = (
-            "columns differ on the target (rows not compared; see the schema comparison): "
-            + (", ".join(f"{n} {t}" for n, t in only) if only else "same columns in another order")
+        result.error = "columns differ on the target (rows not compared; see the schema comparison): " + (
+            ", ".join(f"{n} {t}" for n, t in only) if only else "same columns in another order"
         )
     elif not row_diff and result.mode == "full":
         if keyed:
@@ -320,11 +319,30 @@ def _diff_together(
     """Every table compared once, then the suspects of all of them re-checked in shared rounds."""
     opened = []
     for number, (table, mode) in enumerate(tables, 1):
-        opened.append(_first_pass(src, dst, table, mode, sample_size, attempts, pause_seconds, sleep,
-                                  rows_per_chunk, leaf_rows, max_rows, row_diff))  # fmt: skip
+        opened.append(
+            _first_pass(
+                src,
+                dst,
+                table,
+                mode,
+                sample_size,
+                attempts,
+                pause_seconds,
+                sleep,
+                rows_per_chunk,
+                leaf_rows,
+                max_rows,
+                row_diff,
+            )
+        )
         check = opened[-1].check
-        log.info("row diff: %d/%d %s compared once: %s", number, len(tables), table.ref.qualified,
-                 f"{len(check.keys)} rows to re-check" if check and check.keys else "no differing rows")  # fmt: skip
+        log.info(
+            "row diff: %d/%d %s compared once: %s",
+            number,
+            len(tables),
+            table.ref.qualified,
+            f"{len(check.keys)} rows to re-check" if check and check.keys else "no differing rows",
+        )
     recheck_together([o.check for o in opened if o.check is not None], attempts, pause_seconds, sleep)
     return [_finish(o) for o in opened]
 

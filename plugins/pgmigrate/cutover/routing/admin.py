@@ -53,8 +53,10 @@ class AdminConsole:
             except psycopg.Error:
                 self._close_all()
                 raise
-            log.info("PgBouncer %s: holding 2 admin connections (PAUSE; RESUME, RELOAD, SHOW) until the switch ends",
-                     self.admin.label)
+            log.info(
+                "PgBouncer %s: holding 2 admin connections (PAUSE; RESUME, RELOAD, SHOW) until the switch ends",
+                self.admin.label,
+            )
         self._depth += 1
 
     def release(self) -> None:
@@ -89,8 +91,9 @@ class AdminConsole:
                 reason = f"broke during `{command}` ({exc})"
         else:
             reason = "was closed or broken"
-        log.warning("PgBouncer %s: the held admin connection %s; opening a new one for `%s`",
-                    self.admin.label, reason, command)
+        log.warning(
+            "PgBouncer %s: the held admin connection %s; opening a new one for `%s`", self.admin.label, reason, command
+        )
         if conn is not None:
             conn.close()
         self._other_conn = None
@@ -106,8 +109,11 @@ class AdminConsole:
         conn = self._pause_conn
         if conn is not None and _answers(conn):
             return conn
-        log.warning("PgBouncer %s: the held PAUSE connection is %s; opening a new one", self.admin.label,
-                    "gone (abandoned with a PAUSE that did not complete)" if conn is None else "broken")
+        log.warning(
+            "PgBouncer %s: the held PAUSE connection is %s; opening a new one",
+            self.admin.label,
+            "gone (abandoned with a PAUSE that did not complete)" if conn is None else "broken",
+        )
         if conn is not None:
             conn.close()
         self._pause_conn = None

@@ -96,17 +96,23 @@ def describe_routes_disagreement(name: str, explicit: Route | None, live_row: Ma
     if explicit is None:
         return None
     if live_row is None:
-        return (f"the routes file routes {name} to {explicit} but PgBouncer has no entry for it: it has not loaded "
-                f"that route (a failed RELOAD, or pgbouncer.ini does not %include the file); the next RELOAD or "
-                f"restart moves its clients to {explicit}")
+        return (
+            f"the routes file routes {name} to {explicit} but PgBouncer has no entry for it: it has not loaded "
+            f"that route (a failed RELOAD, or pgbouncer.ini does not %include the file); the next RELOAD or "
+            f"restart moves its clients to {explicit}"
+        )
     if not live_row["host"]:
-        return (f"the routes file routes {name} to {explicit} but PgBouncer reaches it over a Unix socket (port "
-                f"{live_row['port']}); the next RELOAD or restart moves its clients to {explicit}")
+        return (
+            f"the routes file routes {name} to {explicit} but PgBouncer reaches it over a Unix socket (port "
+            f"{live_row['port']}); the next RELOAD or restart moves its clients to {explicit}"
+        )
     live = Route(host=live_row["host"], port=int(live_row["port"]), dbname=live_row["database"])
     if live == explicit:
         return None
-    return (f"the routes file routes {name} to {explicit} but PgBouncer uses {live}; the next RELOAD or restart "
-            f"moves its clients to {explicit}")
+    return (
+        f"the routes file routes {name} to {explicit} but PgBouncer uses {live}; the next RELOAD or restart "
+        f"moves its clients to {explicit}"
+    )
 
 
 class PgBouncerRouteSwitch:
@@ -184,8 +190,12 @@ class PgBouncerRouteSwitch:
         """
         name = validate_database_name(database)
         command = f"PAUSE {quote_admin_identifier(name)}"
-        log.info("PgBouncer %s: %s (in-flight transactions finish, new ones wait; gives up after %.1f s)",
-                 self.admin.label, command, timeout_seconds)
+        log.info(
+            "PgBouncer %s: %s (in-flight transactions finish, new ones wait; gives up after %.1f s)",
+            self.admin.label,
+            command,
+            timeout_seconds,
+        )
         conn = self._console.pause_connection()
         started = time.monotonic()
         idle = False  # PgBouncer answered, so a held connection can take the next PAUSE
@@ -199,8 +209,12 @@ class PgBouncerRouteSwitch:
         waited = time.monotonic() - started
         if not completed:
             busy = self._busy_servers_or_unknown(name)
-            log.error("PgBouncer: PAUSE %s not complete after %.1f s (busy server connections: %s); resuming",
-                      name, waited, busy)
+            log.error(
+                "PgBouncer: PAUSE %s not complete after %.1f s (busy server connections: %s); resuming",
+                name,
+                waited,
+                busy,
+            )
             self.resume(name)
             raise PauseTimeoutError(
                 f"PAUSE {name} did not complete within {timeout_seconds:.1f} s: server connections still in a "
@@ -209,10 +223,14 @@ class PgBouncerRouteSwitch:
             )
         self._paused_at[name] = time.monotonic()
         if self.routes_file is not None and not self.is_pinned(name):
-            log.warning("PgBouncer: %s follows the * fallback; SHOW DATABASES hides it (and its pause) when idle. "
-                        "Pin it with pin_route() before pausing.", name)
-        log.info("PgBouncer: %s paused; in-flight transactions finished in %.2f s; new ones wait from now on",
-                 name, waited)
+            log.warning(
+                "PgBouncer: %s follows the * fallback; SHOW DATABASES hides it (and its pause) when idle. "
+                "Pin it with pin_route() before pausing.",
+                name,
+            )
+        log.info(
+            "PgBouncer: %s paused; in-flight transactions finished in %.2f s; new ones wait from now on", name, waited
+        )
         return waited
 
     def _busy_servers_or_unknown(self, name: str) -> str:
@@ -240,8 +258,11 @@ class PgBouncerRouteSwitch:
         if paused_at is None:
             log.info("PgBouncer: %s resumed; waiting clients continue", name)
         else:
-            log.info("PgBouncer: %s resumed after %.2f s paused; waiting clients continue",
-                     name, time.monotonic() - paused_at)
+            log.info(
+                "PgBouncer: %s resumed after %.2f s paused; waiting clients continue",
+                name,
+                time.monotonic() - paused_at,
+            )
         return True
 
     def is_paused(self, database: str) -> bool:
@@ -291,13 +312,22 @@ class PgBouncerRouteSwitch:
         with locked_routes(routes_file, self.lock_timeout) as routes:
             previous = routes.get(name)
             routes[name] = route
-        log.info("PgBouncer: route %s -> %s written to %s (was %s); RELOAD",
-                 name, route, routes_file, previous or "the * fallback")
+        log.info(
+            "PgBouncer: route %s -> %s written to %s (was %s); RELOAD",
+            name,
+            route,
+            routes_file,
+            previous or "the * fallback",
+        )
         try:
             self._command("RELOAD")
         except AdminCommandError as exc:
-            log.error("PgBouncer: RELOAD after writing route %s -> %s failed: %s; putting the routes file back",
-                      name, route, exc)
+            log.error(
+                "PgBouncer: RELOAD after writing route %s -> %s failed: %s; putting the routes file back",
+                name,
+                route,
+                exc,
+            )
             state = self._put_route_back(name, route, previous, routes_file)
             raise RouteSwitchError(f"RELOAD after writing route {name} -> {route} failed ({exc}). {state}") from exc
         live = self._live_route_or_none(name)
@@ -323,8 +353,10 @@ class PgBouncerRouteSwitch:
                     routes[name] = previous
         except Exception as exc:  # the lock, the disk: whatever it is, the file still holds the new route
             log.error("PgBouncer: could not put %s back in %s: %s", name, routes_file, exc)
-            return (f"Putting {routes_file} back failed too ({exc}): it still routes {name} to {route}, so the next "
-                    f"RELOAD or restart moves its clients there. Restore the line (was: {old}) by hand, then RELOAD.")
+            return (
+                f"Putting {routes_file} back failed too ({exc}): it still routes {name} to {route}, so the next "
+                f"RELOAD or restart moves its clients there. Restore the line (was: {old}) by hand, then RELOAD."
+            )
         try:
             self._command("RELOAD")
             reloaded = "RELOAD again: done"
@@ -334,13 +366,17 @@ class PgBouncerRouteSwitch:
         try:
             live = self._live_route_or_none(name)
         except psycopg.Error as exc:
-            return (f"{restored}; PgBouncer's live route is unknown (SHOW DATABASES failed: {exc}). It took no RELOAD "
-                    f"it confirmed, so clients most likely stay on {old}: check SHOW DATABASES on the admin console "
-                    f"and RELOAD there once it answers.")
+            return (
+                f"{restored}; PgBouncer's live route is unknown (SHOW DATABASES failed: {exc}). It took no RELOAD "
+                f"it confirmed, so clients most likely stay on {old}: check SHOW DATABASES on the admin console "
+                f"and RELOAD there once it answers."
+            )
         if live != route and (previous is None or live == previous):
             return f"{restored}; PgBouncer routes {name} to {live or old}: clients stay on the old route."
-        return (f"{restored}, but PgBouncer routes {name} to {live or 'nothing it lists'}: the file and PgBouncer "
-                f"disagree. RELOAD on the admin console and check SHOW DATABASES before resuming clients.")
+        return (
+            f"{restored}, but PgBouncer routes {name} to {live or 'nothing it lists'}: the file and PgBouncer "
+            f"disagree. RELOAD on the admin console and check SHOW DATABASES before resuming clients."
+        )
 
     def routes_disagreement(self, database: str) -> str | None:
         """One line when the routes file's explicit route for `database` and the route PgBouncer runs
