@@ -241,13 +241,15 @@ def test_role_without_replication_fails_with_alter_role_fix(norepl_role):
 
 
 def test_types_debezium_cannot_carry_are_routed_and_only_uncarriable_ones_refused(dbs):
-    """Composite, multirange, pg_lsn, box and a domain over one of them travel by the native channel (named in the
-    check's detail); a column of a type PostgreSQL accepts no input for is refused by name with the fix."""
+    """Composite, multirange, pg_lsn, box, a domain over one of them and a domain over float8 travel by the native
+    channel (named in the check's detail); a column of a type PostgreSQL accepts no input for is refused by name with the fix."""
     run_sql(SOURCE, "CREATE TYPE addr AS (street text, zip int)")
     run_sql(SOURCE, "CREATE DOMAIN boxdom AS box")
+    run_sql(SOURCE, "CREATE DOMAIN pricedom AS float8 CHECK (VALUE >= 0)")
     run_sql(
         SOURCE,
-        "CREATE TABLE geo (id int PRIMARY KEY, b box, a addr, lsn pg_lsn, mr int4multirange, bd boxdom, ok point)",
+        "CREATE TABLE geo (id int PRIMARY KEY, b box, a addr, lsn pg_lsn, mr int4multirange, bd boxdom, ok point, "
+        "pr pricedom)",
     )
     run_sql(SOURCE, "CREATE TABLE plain (id int PRIMARY KEY, t text)")
     result = by_name(run_preflight(SOURCE, TARGET, params()))["column_types"]
@@ -258,6 +260,7 @@ def test_types_debezium_cannot_carry_are_routed_and_only_uncarriable_ones_refuse
         "public.geo.lsn: pg_lsn",
         "public.geo.mr: int4multirange",
         "public.geo.bd: boxdom",
+        "public.geo.pr: pricedom (a domain over float8 gets Debezium's own conversion",
     ):
         assert column in result.detail, (column, result.detail)
     assert "native channel" in result.detail

@@ -73,13 +73,18 @@ SUPPORTED_EXTENSION_TYPES = frozenset(
 # geometric types other than point (box, lseg, line, path, polygon, circle: mapped by 3.7 as geometries the
 # 3.6 sink cannot write without PostGIS), pg_lsn,
 # tsquery, jsonpath, txid_snapshot/pg_snapshot, reg* types, tid/xid/xid8/cid, aclitem, refcursor,
-# int2vector/oidvector, every other extension type, and domains whose base type is any of these. Domains over
-# supported types are carried as their base type (by Debezium's own conversion, not the converter's text form:
-# README, "Known limits").
+# int2vector/oidvector, every other extension type, and domains whose base type is any of these.
 # Mapped, but not exactly when streamed, so routed too: timetz. Debezium turns a streamed timetz into an
 # OffsetTime at UTC before any converter sees it, so '03:04:05+02' arrives as '01:04:05+00' (the same instant of
 # the day) and '24:00:00' as '00:00:00'.
 LOSSY_WHEN_STREAMED: dict[int, str] = {1266: "timetz"}
+# The types PostgresTextFormConverter sends as PostgreSQL's own text (its SCALARS, keep the two alike). It picks
+# columns by their type's name, so a domain over one of them gets Debezium's own conversion instead, which alters
+# NaN, infinity, BC dates, 24:00:00 and the like: such a domain's table is routed to the native channel.
+TEXT_FORM_TYPES = frozenset(
+    ("float4", "float8", "numeric", "date", "timestamp", "timestamptz", "time", "point", "timetz", "bit", "varbit")
+    + ("hstore",)
+)
 
 
 # Built-in types whose input function accepts no value ("cannot accept a value of type pg_node_tree",
@@ -102,6 +107,10 @@ def debezium_problem(column: Column) -> str | None:
     if column.resolved_element_oid is not None:  # an array: carried as its text form by PostgresTextFormConverter
         return None
     oid, kind = column.resolved_oid, column.base_kind or column.type_kind
+    if column.type_kind == "d" and column.base_name in TEXT_FORM_TYPES:
+        return (
+            f"a domain over {column.base_name} gets Debezium's own conversion, which alters NaN, infinity and BC values"
+        )
     if oid in LOSSY_WHEN_STREAMED:
         return f"Debezium turns streamed {LOSSY_WHEN_STREAMED[oid]} offsets into +00"
     if oid in SUPPORTED_BUILTIN_TYPES:
