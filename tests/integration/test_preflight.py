@@ -242,7 +242,8 @@ def test_role_without_replication_fails_with_alter_role_fix(norepl_role):
 
 def test_types_debezium_cannot_carry_are_routed_and_only_uncarriable_ones_refused(dbs):
     """Composite, multirange, pg_lsn, box, a domain over one of them and a domain over float8 travel by the native
-    channel (named in the check's detail); a column of a type PostgreSQL accepts no input for is refused by name with the fix."""
+    channel (named in the check's detail); a column of a type PostgreSQL accepts no input for is refused by name
+    with the fix."""
     run_sql(SOURCE, "CREATE TYPE addr AS (street text, zip int)")
     run_sql(SOURCE, "CREATE DOMAIN boxdom AS box")
     run_sql(SOURCE, "CREATE DOMAIN pricedom AS float8 CHECK (VALUE >= 0)")

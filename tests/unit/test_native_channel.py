@@ -37,6 +37,13 @@ def test_a_double_quote_in_a_schema_table_or_column_name_goes_native():
     assert needs_native_channel(table("sales", "a.b"))
 
 
+def test_a_comma_in_a_schema_table_or_column_name_goes_native():
+    """Debezium splits its include and exclude lists at commas: such a table would never be captured."""
+    assert needs_native_channel(table("sales", "Prix, remises"))
+    assert needs_native_channel(table("Nord,Sud", "lines"))
+    assert needs_native_channel(table("sales", "lines", column_name="prix, net"))
+
+
 def test_keyless_and_timetz_tables_go_native():
     assert needs_native_channel(table("public", "log", primary_key=()))
     assert needs_native_channel(table("public", "shifts", type_oid=1266))  # timetz

@@ -51,12 +51,14 @@ def needs_native_channel(table: TableInfo) -> bool:
     which its TableId parser splits at whitespace and dots; measured on 3.7.0: the snapshot skipped the table ("Unable
     to parse table identifier from public.Clients été"), and quoted in the signal, the task then FAILED reloading
     its offsets ("Unexpected input: é"). Non-ASCII letters and other characters stay with Debezium (its topic names
-    replace them, and the sink subscribes to those)."""
+    replace them, and the sink subscribes to those). A comma in any of these names: Debezium splits
+    `table.include.list` and `column.exclude.list` at commas (`Strings.setOfRegex` on 3.7.0 reads `public\\.a,b`
+    as `public\\.a` and `b`), so the table would not be captured."""
     names = (table.ref.schema, table.ref.name)
     return (
         not table.primary_key
         or routes_to_native_channel(table)
-        or any('"' in name for name in (*names, *(c.name for c in table.columns)))
+        or any(ch in name for name in (*names, *(c.name for c in table.columns)) for ch in ('"', ","))
         or any(ch.isspace() or ch == "." for name in names for ch in name)
     )
 

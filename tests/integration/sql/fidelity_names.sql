@@ -20,3 +20,6 @@ CREATE TABLE "Ventes Été"."Lignes spéciales" (
 INSERT INTO "Ventes Été"."Lignes spéciales" SELECT g, 'ligne ' || g, g FROM generate_series(1, 50) g;
 CREATE TABLE "Ventes Été"."Commandes ""VIP""" (id int PRIMARY KEY, total numeric(10, 2), "Remise ""%""" int);
 INSERT INTO "Ventes Été"."Commandes ""VIP""" SELECT g, g * 1.25 FROM generate_series(1, 20) g;
+-- A comma in a table name: Debezium splits table.include.list at commas, so it travels by the native channel too.
+CREATE TABLE "Ventes Été"."Prix, remises" (id int PRIMARY KEY, "prix, net" numeric(10, 2));
+INSERT INTO "Ventes Été"."Prix, remises" SELECT g, g * 0.5 FROM generate_series(1, 20) g;
