@@ -12,7 +12,7 @@ import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +68,8 @@ def sample_lag(
 
     reading = read_lag(source, target, names, bootstrap)
     store.record_lag(migration_id, reading.end_to_end_seconds, reading.sink_consumer_lag, reading.retained_wal_bytes)
-    with store.endpoint.connect(autocommit=True) as conn:
-        now = conn.execute("SELECT now()").fetchone()[0]
-        rows = conn.execute(
-            "SELECT at, end_to_end_seconds FROM lag_sample WHERE migration_id = %s AND at > %s ORDER BY at",
-            (migration_id, now - timedelta(seconds=2 * window_seconds + 300)),
-        ).fetchall()
-    return [(r[0], r[1]) for r in rows], now
+    now, samples = store.now_and_recent_lag(migration_id, 2 * window_seconds + 300)
+    return samples, now
 
 
 @dataclass
