@@ -1,5 +1,5 @@
 """`pg_migration_monitor`'s pass: for each migration (`monitor_all`) read Connect, Kafka, the databases and
-the state DB, evaluate the rules (`pgmigrate.alerts.rules`), reconcile the alert table (`store`), deliver
+the state DB, evaluate the rules (`pgmigrate.alerts.evaluation`), reconcile the alert table (`store`), deliver
 messages.
 
 No Airflow here: the DAG hands in endpoints, a Connect client, channels and its thresholds. A reading that fails (say
@@ -16,7 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pgmigrate.alerts.rules import MONITORED_PHASES, REVERSE_PHASES, Alert, Channel, Readings, Thresholds, evaluate
+from pgmigrate.alerts.evaluation import Readings, evaluate
+from pgmigrate.alerts.messages import Channel
+from pgmigrate.alerts.rules import MONITORED_PHASES, REVERSE_PHASES, Alert, Thresholds
 from pgmigrate.alerts.store import AlertStore, reconcile_alerts
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
@@ -210,7 +212,8 @@ def _schema_drift(state: dict[str, Any], source: PgEndpoint, target: PgEndpoint)
 
 def resolve_all(control: PgEndpoint, migration_id: str) -> list[str]:
     """A migration no longer monitored (torn down, rolled back, failed): its open monitor alerts end."""
-    from pgmigrate.alerts.rules import MONITOR_KINDS, Evaluation
+    from pgmigrate.alerts.evaluation import Evaluation
+    from pgmigrate.alerts.rules import MONITOR_KINDS
 
     _, resolved = reconcile_alerts(control, migration_id, Evaluation([], set(MONITOR_KINDS) | {"cutover_failed"}))
     return resolved

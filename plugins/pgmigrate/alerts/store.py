@@ -14,15 +14,9 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgmigrate.alerts.rules import (
-    MONITOR_KINDS,
-    Alert,
-    Channel,
-    Evaluation,
-    message_payload,
-    pending_messages,
-    plan_reconcile,
-)
+from pgmigrate.alerts.evaluation import Evaluation, plan_reconcile
+from pgmigrate.alerts.messages import Channel, message_payload, pending_messages
+from pgmigrate.alerts.rules import MONITOR_KINDS, Alert
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.control.store import ControlStore
 from pgmigrate.core.endpoints import PgEndpoint
