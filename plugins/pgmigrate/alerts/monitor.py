@@ -149,7 +149,7 @@ def monitor_migration(
             )
 
     def read_statuses() -> dict[str, dict[str, Any] | None]:
-        from pgmigrate.kafka.connect_client import ConnectUnavailableError
+        from pgmigrate.kafka.connect_errors import ConnectUnavailableError
 
         try:
             return read_connector_statuses(connect, names)

@@ -14,7 +14,8 @@ from pathlib import Path
 from pgmigrate.cli.context import DEFAULTS, migration_endpoints, state_or_complain
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connect_client import ConnectClient, ConnectError
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connect_errors import ConnectError
 from pgmigrate.kafka.connector_status import assess_connector
 from pgmigrate.stream.lag import read_lag
 
