@@ -43,10 +43,10 @@ from harness import (
 
 from devtools.databases import drop_database, recreate_database
 from pgmigrate.cli.airflow_api import AirflowApiClient, put_postgres_connection
+from pgmigrate.control.pause_lease import LeaseStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.cutover.lease import LeaseStore
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.stream.lag import read_end_to_end_lag

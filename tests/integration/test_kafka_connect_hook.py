@@ -21,7 +21,8 @@ import pytest
 from psycopg2 import sql
 
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-from pgmigrate.kafka.connect_client import ConnectClient, ConnectConfigError, ConnectUnavailableError
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connect_errors import ConnectConfigError, ConnectUnavailableError
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from devtools.databases import drop_database, recreate_database
+from pgmigrate.control.pause_lease import LeaseLost, LeaseStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.guard import Sides, enforce
-from pgmigrate.cutover.lease import LeaseLost, LeaseStore
 from pgmigrate.cutover.routing.fleet import ClientRouting, PgBouncerInstance
 from pgmigrate.cutover.routing.routes import Route
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
@@ -128,7 +128,7 @@ def test_the_switch_and_the_deadline_cannot_both_win(routing):
 
 CHILD = """
 import sys, time
-from pgmigrate.cutover.lease import LeaseStore
+from pgmigrate.control.pause_lease import LeaseStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.routing.routes import Route
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch

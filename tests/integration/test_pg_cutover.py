@@ -45,10 +45,10 @@ from harness import (
 from devtools.databases import database_exists, drop_database, recreate_database
 from pgmigrate.alerts.store import AlertStore
 from pgmigrate.cli.airflow_api import put_postgres_connection
+from pgmigrate.control.pause_lease import LeaseStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.cutover.lease import LeaseStore
 from pgmigrate.cutover.reverse import remove_reverse_replication
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
 from pgmigrate.kafka.connect_client import ConnectClient

@@ -9,20 +9,16 @@ from pathlib import Path
 import pytest
 
 from pgmigrate.alerts.channels import FileChannel, webhook_url
+from pgmigrate.alerts.evaluation import Evaluation, Readings, evaluate, plan_reconcile
+from pgmigrate.alerts.messages import message_payload, pending_messages
 from pgmigrate.alerts.rules import (
     P0,
     P1,
     Alert,
-    Evaluation,
-    Readings,
     Thresholds,
     connector_alerts,
-    evaluate,
     kafka_disk_alert,
     lag_alert,
-    message_payload,
-    pending_messages,
-    plan_reconcile,
     slow_query_alert,
     validation_alert,
 )

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from pgmigrate.core.secret_masking import mask_config, redact_text
-from pgmigrate.kafka.connect_client import ConnectClient, ConnectConfigError, ConnectError, ConnectUnavailableError
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connect_errors import ConnectConfigError, ConnectError, ConnectUnavailableError
 
 pytestmark = pytest.mark.unit
 

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pgmigrate.control.pause_lease import Lease
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.params import CutoverParams, InvalidParams, RollbackParams
 from pgmigrate.cutover.change_topics import ChangedKeys, key_texts, positions_from_json, positions_to_json, value_text
 from pgmigrate.cutover.fence import changes_committed_after, is_platform_session, lsn_to_int
 from pgmigrate.cutover.guard import Sides, settle
-from pgmigrate.cutover.lease import Lease
 from pgmigrate.cutover.pre_validation import checklist_detail, reusable
 from pgmigrate.cutover.routing.routes import Route
 from pgmigrate.cutover.verification import KeyDifference, as_changes

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgmigrate.alerts.rules import P0, Evaluation, Readings, Thresholds, dead_letter_alert, evaluate, plan_reconcile
+from pgmigrate.alerts.evaluation import Evaluation, Readings, evaluate, plan_reconcile
+from pgmigrate.alerts.rules import P0, Thresholds, dead_letter_alert
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from pgmigrate.alerts.rules import P1, Readings, Thresholds, evaluate, schema_mismatch_alert
+from pgmigrate.alerts.evaluation import Readings, evaluate
+from pgmigrate.alerts.rules import P1, Thresholds, schema_mismatch_alert
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.schema.schema_compare import SchemaDifference as Diff
 from pgmigrate.schema.schema_drift import (

@@ -8,8 +8,8 @@ import pytest
 
 from pgmigrate.core.catalog import Column, TableInfo, TableRef
 from pgmigrate.load.copy_plan import CopyChunk, copy_columns, copy_format_for, plan_copy
+from pgmigrate.load.copy_report import CopyReport, TableCopyStats
 from pgmigrate.load.replication_slot import validate_slot_name
-from pgmigrate.load.snapshot_copy import CopyReport, TableCopyStats
 
 pytestmark = pytest.mark.unit
 

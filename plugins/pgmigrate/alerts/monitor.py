@@ -1,5 +1,5 @@
 """`pg_migration_monitor`'s pass: for each migration (`monitor_all`) read Connect, Kafka, the databases and
-the state DB, evaluate the rules (`pgmigrate.alerts.rules`), reconcile the alert table (`store`), deliver
+the state DB, evaluate the rules (`pgmigrate.alerts.evaluation`), reconcile the alert table (`store`), deliver
 messages.
 
 No Airflow here: the DAG hands in endpoints, a Connect client, channels and its thresholds. A reading that fails (say
@@ -12,11 +12,13 @@ import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pgmigrate.alerts.rules import MONITORED_PHASES, REVERSE_PHASES, Alert, Channel, Readings, Thresholds, evaluate
+from pgmigrate.alerts.evaluation import Readings, evaluate
+from pgmigrate.alerts.messages import Channel
+from pgmigrate.alerts.rules import MONITORED_PHASES, REVERSE_PHASES, Alert, Thresholds
 from pgmigrate.alerts.store import AlertStore, reconcile_alerts
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
@@ -68,13 +70,8 @@ def sample_lag(
 
     reading = read_lag(source, target, names, bootstrap)
     store.record_lag(migration_id, reading.end_to_end_seconds, reading.sink_consumer_lag, reading.retained_wal_bytes)
-    with store.endpoint.connect(autocommit=True) as conn:
-        now = conn.execute("SELECT now()").fetchone()[0]
-        rows = conn.execute(
-            "SELECT at, end_to_end_seconds FROM lag_sample WHERE migration_id = %s AND at > %s ORDER BY at",
-            (migration_id, now - timedelta(seconds=2 * window_seconds + 300)),
-        ).fetchall()
-    return [(r[0], r[1]) for r in rows], now
+    now, samples = store.now_and_recent_lag(migration_id, 2 * window_seconds + 300)
+    return samples, now
 
 
 @dataclass
@@ -152,7 +149,7 @@ def monitor_migration(
             )
 
     def read_statuses() -> dict[str, dict[str, Any] | None]:
-        from pgmigrate.kafka.connect_client import ConnectUnavailableError
+        from pgmigrate.kafka.connect_errors import ConnectUnavailableError
 
         try:
             return read_connector_statuses(connect, names)
@@ -215,7 +212,8 @@ def _schema_drift(state: dict[str, Any], source: PgEndpoint, target: PgEndpoint)
 
 def resolve_all(control: PgEndpoint, migration_id: str) -> list[str]:
     """A migration no longer monitored (torn down, rolled back, failed): its open monitor alerts end."""
-    from pgmigrate.alerts.rules import MONITOR_KINDS, Evaluation
+    from pgmigrate.alerts.evaluation import Evaluation
+    from pgmigrate.alerts.rules import MONITOR_KINDS
 
     _, resolved = reconcile_alerts(control, migration_id, Evaluation([], set(MONITOR_KINDS) | {"cutover_failed"}))
     return resolved

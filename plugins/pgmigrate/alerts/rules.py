@@ -1,8 +1,9 @@
 """Alert rules of a streaming migration (issue #6).
 
 The rules are pure: they take plain readings (Connect statuses, lag samples, Kafka log dir usage,
-long-running source queries, the last validation) and return the conditions active now; `store` keeps
-them deduplicated in the control database.
+long-running source queries, the last validation) and return the conditions active now; `evaluation` runs
+them all over one migration's readings, `store` keeps them deduplicated in the control database and
+`messages` says what is sent where.
 
 | sev | condition key | raised when |
 |---|---|---|
@@ -23,10 +24,10 @@ them deduplicated in the control database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -144,19 +145,6 @@ class Thresholds:
         if unknown:
             raise ValueError(f"unknown alert threshold(s) {sorted(unknown)}; known: {sorted(known)}")
         return cls(**{k: (bool(v) if k == "halt_on_data_loss" else float(v)) for k, v in merged.items()})
-
-
-@dataclass
-class Evaluation:
-    """The active conditions and the condition kinds actually evaluated this time: an open alert of a
-    kind that could not be evaluated (Connect unreachable, say) is neither raised again nor resolved."""
-
-    active: list[Alert] = field(default_factory=list)
-    evaluated: set[str] = field(default_factory=set)
-
-    def add(self, kind: str, alerts: Iterable[Alert]) -> None:
-        self.evaluated.add(kind)
-        self.active.extend(alerts)
 
 
 # --- rules (pure) -----------------------------------------------------------------------------------------
@@ -392,122 +380,3 @@ def schema_mismatch_alert(
         f"schema mismatch: {len(differences)} difference(s) between source and target: {shown}{more}",
         {"differences": [dict(d) for d in differences[:50]], "count": len(differences)},
     )
-
-
-@dataclass
-class Readings:
-    """Everything the monitor read for one migration; None = could not be read (not evaluated)."""
-
-    phase: str
-    connector_statuses: dict[str, dict[str, Any] | None] | None = None
-    connect_unreachable: str | None = None  # why Kafka Connect's REST API did not answer
-    lag_samples: list[tuple[datetime, float | None]] | None = None
-    now: datetime | None = None
-    kafka_disk: list[tuple[str, int, int]] | None = None
-    slow_queries: list[dict[str, Any]] | None = None
-    last_validation: dict[str, Any] | None = None
-    caught_up_seconds: float = 5.0
-    dead_letters: int | None = None  # unacknowledged DLQ records
-    schema_differences: list[dict[str, Any]] | None = None  # schema drift (SchemaDifference.as_dict())
-    forward_slot: tuple[str, int] | None = None  # after the cutover: (slot, WAL bytes it retains on the source)
-
-
-def evaluate(migration_id: str, readings: Readings, thresholds: Thresholds, open_conditions: set[str]) -> Evaluation:
-    """Every rule over one migration's readings."""
-    result = Evaluation()
-    if readings.connect_unreachable is not None or readings.connector_statuses is not None:
-        result.add(
-            "connect_unreachable", filter(None, [connect_unreachable_alert(migration_id, readings.connect_unreachable)])
-        )
-    if readings.connector_statuses is not None:
-        failed, restarted = connector_alerts(migration_id, readings.connector_statuses)
-        result.add("connector_failed", failed)
-        result.add("task_restarted", restarted)
-    current_lag = None
-    if readings.lag_samples is not None and readings.now is not None:
-        result.add("lag_high", filter(None, [lag_alert(migration_id, readings.lag_samples, readings.now, thresholds)]))
-        current_lag = max(readings.lag_samples, key=lambda s: s[0])[1] if readings.lag_samples else None
-    if readings.lag_samples is not None:
-        found = validation_alert(
-            migration_id,
-            readings.last_validation,
-            current_lag,
-            readings.caught_up_seconds,
-            "data_loss" in open_conditions,
-            thresholds.halt_on_data_loss,
-        )
-        result.add("data_loss", [found] if found and found.kind == "data_loss" else [])
-        result.add("validation_mismatch", [found] if found and found.kind == "validation_mismatch" else [])
-    if readings.kafka_disk is not None:
-        result.add("kafka_disk", filter(None, [kafka_disk_alert(migration_id, readings.kafka_disk, thresholds)]))
-    if readings.slow_queries is not None:
-        result.add("slow_query", filter(None, [slow_query_alert(migration_id, readings.slow_queries, thresholds)]))
-    if readings.dead_letters is not None:
-        result.add("dead_letters", filter(None, [dead_letter_alert(migration_id, readings.dead_letters)]))
-    if readings.schema_differences is not None:
-        found = schema_mismatch_alert(migration_id, readings.schema_differences, readings.phase)
-        result.add("schema_mismatch", [found] if found and found.kind == "schema_mismatch" else [])
-        result.add("target_ddl_after_cutover", [found] if found and found.kind == "target_ddl_after_cutover" else [])
-    if readings.forward_slot is not None:
-        slot, retained = readings.forward_slot
-        found = forward_slot_alert(migration_id, slot, retained, thresholds)
-        result.add("forward_slot_retained", [found] if found else [])
-    if readings.phase == "cut_over":
-        result.evaluated.add("cutover_failed")  # a cutover succeeded since: an earlier failure is resolved
-    return result
-
-
-def plan_reconcile(open_conditions: Iterable[str], evaluation: Evaluation) -> tuple[list[Alert], list[str]]:
-    """(alerts to raise, open conditions to resolve): raise what is active and not open; resolve what is
-    open, of an evaluated kind, and no longer active."""
-    open_set = set(open_conditions)
-    active = {a.condition: a for a in evaluation.active}
-    to_raise = [a for key, a in active.items() if key not in open_set]
-    to_resolve = sorted(c for c in open_set if c not in active and condition_kind(c) in evaluation.evaluated)
-    return to_raise, to_resolve
-
-
-# --- delivery planning (pure) -----------------------------------------------------------------------------
-
-
-def pending_messages(row: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(channel, "raised"|"resolved") still to send for one alert row. The channels are fixed when the
-    alert is raised (a channel added later does not get old alerts); a resolved message goes only where
-    the raised one went."""
-    pending = []
-    for channel, sent in (row.get("deliveries") or {}).items():
-        if not sent.get("raised"):
-            pending.append((channel, "raised"))
-        elif row.get("resolved_at") and not sent.get("resolved"):
-            pending.append((channel, "resolved"))
-    return pending
-
-
-def message_payload(row: Mapping[str, Any], status: str, halted: bool = False) -> dict[str, Any]:
-    """Slack-compatible JSON (`text`) plus the fields a machine wants."""
-    kind = condition_kind(row["condition"])
-    if status == "resolved":
-        text = (
-            f"RESOLVED [{row['severity']}] {row['migration_id']}: {row['condition']} cleared "
-            f"(raised {row['raised_at']:%Y-%m-%d %H:%M:%S %Z}). Was: {row['message']}"
-        )
-    else:
-        action = RUNBOOK.get(kind, "see the README's alert section.")
-        text = f"[{row['severity']}] {row['migration_id']}: {row['message']}. What to do: {action}"
-    return {
-        "text": text,
-        "status": status,
-        "severity": row["severity"],
-        "condition": row["condition"],
-        "migration_id": row["migration_id"],
-        "message": row["message"],
-        "raised_at": row["raised_at"].isoformat(),
-        "resolved_at": row["resolved_at"].isoformat() if row.get("resolved_at") else None,
-        "details": row.get("details") or {},
-    }
-
-
-class Channel(Protocol):
-    name: str
-
-    def send(self, payload: dict[str, Any]) -> None: ...

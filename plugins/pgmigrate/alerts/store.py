@@ -14,16 +14,11 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgmigrate.alerts.rules import (
-    MONITOR_KINDS,
-    Alert,
-    Channel,
-    Evaluation,
-    message_payload,
-    pending_messages,
-    plan_reconcile,
-)
+from pgmigrate.alerts.evaluation import Evaluation, plan_reconcile
+from pgmigrate.alerts.messages import Channel, message_payload, pending_messages
+from pgmigrate.alerts.rules import MONITOR_KINDS, Alert
 from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.control.store import ControlStore
 from pgmigrate.core.endpoints import PgEndpoint
 
 log = logging.getLogger(__name__)
@@ -33,14 +28,8 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-class AlertStore:
+class AlertStore(ControlStore):
     """The `alert` table (control/control_schema.sql); `MigrationStateStore.ensure_schema` creates it."""
-
-    def __init__(self, endpoint: PgEndpoint) -> None:
-        self.endpoint = endpoint
-
-    def _connect(self):
-        return self.endpoint.connect(autocommit=True)
 
     def open_conditions(self, migration_id: str) -> set[str]:
         with self._connect() as conn:
@@ -78,12 +67,11 @@ class AlertStore:
         return inserted
 
     def touch(self, migration_id: str, conditions: Iterable[str]) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "UPDATE alert SET last_seen_at = now() WHERE migration_id = %s AND condition = ANY(%s) "
-                "AND resolved_at IS NULL",
-                (migration_id, list(conditions)),
-            )
+        self._execute(
+            "UPDATE alert SET last_seen_at = now() WHERE migration_id = %s AND condition = ANY(%s) "
+            "AND resolved_at IS NULL",
+            (migration_id, list(conditions)),
+        )
 
     def resolve(self, migration_id: str, condition: str) -> bool:
         with self._connect() as conn:
@@ -97,24 +85,20 @@ class AlertStore:
         return row is not None
 
     def add_details(self, migration_id: str, condition: str, **details: Any) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "UPDATE alert SET details = details || %s WHERE migration_id = %s AND condition = %s "
-                "AND resolved_at IS NULL",
-                (Jsonb(_jsonable(details)), migration_id, condition),
-            )
+        self._execute(
+            "UPDATE alert SET details = details || %s WHERE migration_id = %s AND condition = %s "
+            "AND resolved_at IS NULL",
+            (Jsonb(_jsonable(details)), migration_id, condition),
+        )
 
     def _event(self, migration_id: str, message: str, **details: Any) -> None:
         MigrationStateStore(self.endpoint).record_event(migration_id, "alert", message, **_jsonable(details))
 
     def alerts(self, migration_id: str, open_only: bool = False) -> list[dict[str, Any]]:
-        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT * FROM alert WHERE migration_id = %s AND (NOT %s OR resolved_at IS NULL) "
-                "ORDER BY raised_at, id",
-                (migration_id, open_only),
-            )
-            return cur.fetchall()
+        return self._rows(
+            "SELECT * FROM alert WHERE migration_id = %s AND (NOT %s OR resolved_at IS NULL) ORDER BY raised_at, id",
+            (migration_id, open_only),
+        )
 
     def migrations_with_open_alerts(self) -> set[str]:
         with self._connect() as conn:

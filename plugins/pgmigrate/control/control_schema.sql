@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS throughput_sample (
     PRIMARY KEY (migration_id, at)
 );
 
--- The cutover's and rollback's write pause (pgmigrate.cutover.lease): one row per attempt. Whoever ends the
+-- The cutover's and rollback's write pause (pgmigrate.control.pause_lease): one row per attempt. Whoever ends the
 -- pause - the switch, the deadline enforcer in the cutover's own process, or the pause guard in Airflow's
 -- triggerer - does it with one compare-and-set on `state`, so exactly one of them wins. Times are this
 -- database's clock, whichever host reads them. `plan` says how to put clients back (PgBouncer connections,

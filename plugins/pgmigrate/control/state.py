@@ -8,15 +8,14 @@ rerun freely.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.control.store import ControlStore
 
 SCHEMA_SQL = resources.files("pgmigrate.control") / "control_schema.sql"  # a package resource, shipped with the code
 
@@ -59,21 +58,13 @@ _UPDATABLE = {
 _JSON_FIELDS = {"params", "tables", "identity_columns", "sequences", "last_validation", "pre_validation", "fences"}
 
 
-class MigrationStateStore:
-    def __init__(self, endpoint: PgEndpoint) -> None:
-        self.endpoint = endpoint
-
-    def _connect(self):
-        return self.endpoint.connect(autocommit=True)
-
+class MigrationStateStore(ControlStore):
     def ensure_schema(self) -> None:
         with self._connect() as conn:
             conn.execute(SCHEMA_SQL.read_text())
 
     def get(self, migration_id: str) -> dict[str, Any] | None:
-        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute("SELECT * FROM migration WHERE migration_id = %s", (migration_id,))
-            return cur.fetchone()
+        return self._row("SELECT * FROM migration WHERE migration_id = %s", (migration_id,))
 
     def upsert(self, migration_id: str, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
@@ -94,25 +85,21 @@ class MigrationStateStore:
             if fields
             else sql.SQL("migration_id = EXCLUDED.migration_id"),
         )
-        with self._connect() as conn:
-            conn.execute(query, {"migration_id": migration_id, **values})
+        self._execute(query, {"migration_id": migration_id, **values})
 
     def record_event(self, migration_id: str, phase: str, message: str, **details: Any) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "INSERT INTO migration_event (migration_id, phase, message, details) VALUES (%s, %s, %s, %s)",
-                (migration_id, phase, message, Jsonb(json.loads(json.dumps(details, default=str)))),
-            )
+        self._execute(
+            "INSERT INTO migration_event (migration_id, phase, message, details) VALUES (%s, %s, %s, %s)",
+            (migration_id, phase, message, Jsonb(json.loads(json.dumps(details, default=str)))),
+        )
 
     def events(self, migration_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """The migration's timeline, oldest first (the last `limit` events)."""
-        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT at, phase, message, details FROM (SELECT * FROM migration_event WHERE migration_id = %s "
-                "ORDER BY at DESC, id DESC LIMIT %s) e ORDER BY at, id",
-                (migration_id, limit),
-            )
-            return cur.fetchall()
+        return self._rows(
+            "SELECT at, phase, message, details FROM (SELECT * FROM migration_event WHERE migration_id = %s "
+            "ORDER BY at DESC, id DESC LIMIT %s) e ORDER BY at, id",
+            (migration_id, limit),
+        )
 
     def record_lag(
         self,
@@ -134,9 +121,8 @@ class MigrationStateStore:
             )
 
     def set_snapshot_table(self, migration_id: str, table: str, status: str, rows: int = 0, nbytes: int = 0) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                """
+        self._execute(
+            """
                 INSERT INTO snapshot_table (migration_id, table_name, status, rows_copied, bytes_copied, started_at,
                                             finished_at)
                 VALUES (%(m)s, %(t)s, %(s)s, %(r)s, %(b)s, now(), CASE WHEN %(s)s = 'done' THEN now() END)
@@ -145,40 +131,43 @@ class MigrationStateStore:
                     started_at = CASE WHEN EXCLUDED.status = 'copying' THEN now() ELSE snapshot_table.started_at END,
                     finished_at = CASE WHEN EXCLUDED.status = 'done' THEN now() END
                 """,
-                {"m": migration_id, "t": table, "s": status, "r": rows, "b": nbytes},
-            )
+            {"m": migration_id, "t": table, "s": status, "r": rows, "b": nbytes},
+        )
 
     def reset_snapshot_tables(self, migration_id: str) -> None:
-        with self._connect() as conn:
-            conn.execute("DELETE FROM snapshot_table WHERE migration_id = %s", (migration_id,))
+        self._execute("DELETE FROM snapshot_table WHERE migration_id = %s", (migration_id,))
 
     def migrations(self, phases: list[str] | None = None) -> list[dict[str, Any]]:
         """Every migration's record (or those in `phases`), by id."""
-        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT * FROM migration WHERE %(p)s::text[] IS NULL OR phase = ANY(%(p)s) ORDER BY migration_id",
-                {"p": phases},
-            )
-            return cur.fetchall()
+        return self._rows(
+            "SELECT * FROM migration WHERE %(p)s::text[] IS NULL OR phase = ANY(%(p)s) ORDER BY migration_id",
+            {"p": phases},
+        )
 
     def lag_samples(self, migration_id: str, limit: int = 5000) -> list[dict[str, Any]]:
         """The newest `limit` lag samples, oldest first (for charts)."""
-        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT at, end_to_end_seconds FROM (SELECT at, end_to_end_seconds FROM lag_sample "
-                "WHERE migration_id = %s ORDER BY at DESC LIMIT %s) s ORDER BY at",
-                (migration_id, limit),
-            )
-            return cur.fetchall()
+        return self._rows(
+            "SELECT at, end_to_end_seconds FROM (SELECT at, end_to_end_seconds FROM lag_sample "
+            "WHERE migration_id = %s ORDER BY at DESC LIMIT %s) s ORDER BY at",
+            (migration_id, limit),
+        )
+
+    def now_and_recent_lag(self, migration_id: str, seconds: float) -> tuple[datetime, list[tuple]]:
+        """The control DB's clock, and the (at, end_to_end_seconds) samples of the last `seconds` before it."""
+        with self._connect() as conn:
+            now = conn.execute("SELECT now()").fetchone()[0]
+            rows = conn.execute(
+                "SELECT at, end_to_end_seconds FROM lag_sample WHERE migration_id = %s AND at > %s ORDER BY at",
+                (migration_id, now - timedelta(seconds=seconds)),
+            ).fetchall()
+        return now, [(r[0], r[1]) for r in rows]
 
     def snapshot_tables(self, migration_id: str) -> list[dict[str, Any]]:
-        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT table_name, status, rows_copied, bytes_copied, started_at, finished_at FROM snapshot_table "
-                "WHERE migration_id = %s ORDER BY table_name",
-                (migration_id,),
-            )
-            return cur.fetchall()
+        return self._rows(
+            "SELECT table_name, status, rows_copied, bytes_copied, started_at, finished_at FROM snapshot_table "
+            "WHERE migration_id = %s ORDER BY table_name",
+            (migration_id,),
+        )
 
     # --- throughput samples (`stream.throughput` computes them) ---
 
@@ -194,24 +183,21 @@ class MigrationStateStore:
         return now, (tuple(prev) if prev else None)
 
     def record_throughput(self, migration_id: str, sample: dict[str, Any]) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "INSERT INTO throughput_sample (migration_id, at, produced_total, applied_total, produced_per_second, "
-                "applied_per_second, dead_letters, failed_tasks) VALUES (%(migration_id)s, %(at)s, %(produced_total)s, "
-                "%(applied_total)s, %(produced_per_second)s, %(applied_per_second)s, %(dead_letters)s, "
-                "%(failed_tasks)s) ON CONFLICT DO NOTHING",
-                {"migration_id": migration_id, **sample},
-            )
+        self._execute(
+            "INSERT INTO throughput_sample (migration_id, at, produced_total, applied_total, produced_per_second, "
+            "applied_per_second, dead_letters, failed_tasks) VALUES (%(migration_id)s, %(at)s, %(produced_total)s, "
+            "%(applied_total)s, %(produced_per_second)s, %(applied_per_second)s, %(dead_letters)s, "
+            "%(failed_tasks)s) ON CONFLICT DO NOTHING",
+            {"migration_id": migration_id, **sample},
+        )
 
     def throughput_samples(self, migration_id: str) -> list[dict[str, Any]]:
         """Every sample of the migration, oldest first (for the report)."""
-        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT at, produced_total, applied_total, produced_per_second, applied_per_second, dead_letters, "
-                "failed_tasks FROM throughput_sample WHERE migration_id = %s ORDER BY at",
-                (migration_id,),
-            )
-            return cur.fetchall()
+        return self._rows(
+            "SELECT at, produced_total, applied_total, produced_per_second, applied_per_second, dead_letters, "
+            "failed_tasks FROM throughput_sample WHERE migration_id = %s ORDER BY at",
+            (migration_id,),
+        )
 
     # --- dead-letter acknowledgements (`recovery.dead_letters`) ---
 
@@ -230,14 +216,13 @@ class MigrationStateStore:
     ) -> None:
         """Acknowledge every record up to `end` (records counts this acknowledgement), with a timeline event."""
         offsets = {str(p): o for p, o in end.items()}
-        with self._connect() as conn:
-            conn.execute(
-                "INSERT INTO dead_letter_ack (migration_id, topic_id, offsets, records, note) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (migration_id) DO UPDATE SET topic_id = EXCLUDED.topic_id, "
-                "offsets = EXCLUDED.offsets, records = CASE WHEN dead_letter_ack.topic_id = EXCLUDED.topic_id "
-                "THEN dead_letter_ack.records ELSE 0 END + EXCLUDED.records, acked_at = now(), note = EXCLUDED.note",
-                (migration_id, topic_id, Jsonb(offsets), records, note),
-            )
+        self._execute(
+            "INSERT INTO dead_letter_ack (migration_id, topic_id, offsets, records, note) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (migration_id) DO UPDATE SET topic_id = EXCLUDED.topic_id, "
+            "offsets = EXCLUDED.offsets, records = CASE WHEN dead_letter_ack.topic_id = EXCLUDED.topic_id "
+            "THEN dead_letter_ack.records ELSE 0 END + EXCLUDED.records, acked_at = now(), note = EXCLUDED.note",
+            (migration_id, topic_id, Jsonb(offsets), records, note),
+        )
         self.record_event(
             migration_id,
             "dead_letters",

@@ -9,7 +9,8 @@ Before the pause (tasks of their own in `pg_cutover`):
 - `reverse`        - (`prepare_reverse`) the reverse pipeline's tables and publications.
 
 The critical section (`critical_section.CriticalSection`, one process, one budget) calls, in order:
-1. `lease`         - the pause as a row of the control database: created pending, armed at the pause;
+1. `lease`         - (`pgmigrate.control.pause_lease`) the pause as a row of the control database: created
+                     pending, armed at the pause;
    `guard`         - whoever ends it (switch, deadline thread, pause guard in the triggerer) wins one
                      compare-and-set and settles clients where the lease's state says;
    `verification`  - pre-copy passes over the keys changed since the last validation, before pausing;

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 
 import psycopg
 
+from pgmigrate.control.pause_lease import RELEASED, SWITCHED, Lease, LeaseLost, LeaseStore
 from pgmigrate.cutover.change_topics import ChangedKeys, ChangeTopics, Positions, positions_to_json
 from pgmigrate.cutover.drain import Drainer
 from pgmigrate.cutover.fence import (
@@ -46,7 +47,6 @@ from pgmigrate.cutover.fence import (
     writes_after,
 )
 from pgmigrate.cutover.guard import DeadlineThread, Sides, settle
-from pgmigrate.cutover.lease import RELEASED, SWITCHED, Lease, LeaseLost, LeaseStore
 from pgmigrate.cutover.reverse import (
     create_slot_on,
     disable_native_subscription,

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pgmigrate.control.pause_lease import ARMED, EXPIRED, PENDING, SWITCHED, Lease, LeaseStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.fence import FencePlan, lift_fence
-from pgmigrate.cutover.lease import ARMED, EXPIRED, PENDING, SWITCHED, Lease, LeaseStore
 from pgmigrate.cutover.routing.fleet import ClientRouting
 from pgmigrate.cutover.routing.routes import Route
 

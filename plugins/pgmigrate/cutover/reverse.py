@@ -122,7 +122,7 @@ def set_identity_generation_on(conn: psycopg.Connection, label: str, columns: li
 def stop_connectors(connect: ConnectClient, names: MigrationNames) -> list[str]:
     """Inside the pause: ask Connect to stop a direction's connectors (config, offsets and slot kept). Connect
     completes a stop asynchronously; `fence.wait_slot_released` waits for the capture to let go of its slot."""
-    from pgmigrate.kafka.connect_client import ConnectError
+    from pgmigrate.kafka.connect_errors import ConnectError
 
     stopped = []
     for name in (names.source_connector, names.sink_connector):

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from pgmigrate.kafka.connect_client import ConnectClient, ConnectError
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connect_errors import ConnectError
 
 
 class KafkaConnectHook(BaseHook):

@@ -2,7 +2,7 @@
 
 The hook (``hooks/kafka_connect.py``) hands this client out; scripts and tests use it
 directly. It retries what is transient (Connect unreachable, timeouts, answers that say the
-workers are rebalancing), turns every other failure into a :class:`ConnectError` that quotes
+workers are rebalancing), turns every other failure into a :class:`ConnectError` (``connect_errors``) that quotes
 Connect's own message with a hint, and never logs a connector password.
 """
 
@@ -25,48 +25,20 @@ from tenacity import (
 )
 
 from pgmigrate.core.secret_masking import mask_config, redact_text
+from pgmigrate.kafka.connect_errors import (
+    HINTS,
+    ConnectConfigError,
+    ConnectError,
+    ConnectUnavailableError,
+    connect_error_message,
+    is_rebalancing,
+)
 
 log = logging.getLogger(__name__)
 
 STOPPED = "STOPPED"
 RUNNING = "RUNNING"
 FAILED = "FAILED"
-
-_HINTS = {
-    400: "Connect rejected the request; check the connector config (validate() lists every bad key).",
-    404: "No such connector on this Connect cluster; list the existing ones with list_connectors().",
-    409: "Connect is rebalancing or applying another config change; retry in a few seconds.",
-    500: "Connect failed internally; look for the stack trace in the Connect worker log.",
-}
-
-
-class ConnectError(Exception):
-    """A Kafka Connect request failed; ``connect_message`` is Connect's own explanation."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        connector: str | None = None,
-        status_code: int | None = None,
-        connect_message: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.connector = connector
-        self.status_code = status_code
-        self.connect_message = connect_message
-
-
-class ConnectUnavailableError(ConnectError):
-    """Connect could not be reached (refused, timed out) within the retries."""
-
-
-class ConnectConfigError(ConnectError):
-    """Connect's validation found errors in a connector config; ``errors`` lists them."""
-
-    def __init__(self, message: str, *, errors: list[str], connector: str | None = None) -> None:
-        super().__init__(message, connector=connector)
-        self.errors = errors
 
 
 def _as_connect_value(key: str, value: Any) -> str:
@@ -76,24 +48,6 @@ def _as_connect_value(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _is_rebalancing(response: requests.Response) -> bool:
-    """Connect answers 409 during a rebalance, but some GETs (e.g. ``/connectors/{name}``)
-    surface the same RebalanceNeededException as HTTP 500 "…a rebalance is expected"."""
-    code = response.status_code
-    return code == 409 or (code >= 500 and "rebalance" in response.text.lower())
-
-
-def _connect_message(response: requests.Response) -> str:
-    """Connect answers errors as {"error_code": …, "message": …}; anything else is quoted."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500] or response.reason or ""
-    if isinstance(body, dict) and "message" in body:
-        return str(body["message"])
-    return str(body)[:500]
 
 
 class ConnectClient:
@@ -161,7 +115,7 @@ class ConnectClient:
         retrying = Retrying(
             # A rebalance clears by itself, like a refused or timed-out call.
             retry=retry_if_exception_type((requests.ConnectionError, requests.Timeout))
-            | retry_if_result(_is_rebalancing),
+            | retry_if_result(is_rebalancing),
             wait=wait_exponential(multiplier=self.backoff, min=self.backoff, max=10),
             stop=stop_after_attempt(self.retries),
             before_sleep=before_sleep,
@@ -188,10 +142,10 @@ class ConnectClient:
 
         if response.ok or (allow_404 and response.status_code == 404):
             return response
-        message = redact_text(_connect_message(response), sent_config).rstrip(".")
+        message = redact_text(connect_error_message(response), sent_config).rstrip(".")
         about = f" for connector '{connector}'" if connector else ""
         code = response.status_code
-        hint = _HINTS.get(code, _HINTS[500] if code >= 500 else "")
+        hint = HINTS.get(code, HINTS[500] if code >= 500 else "")
         raise ConnectError(
             f"Kafka Connect {method} {path}{about} failed: HTTP {code}: {message}. {hint}".rstrip(),
             connector=connector,

@@ -20,7 +20,8 @@ from airflow.sdk import BaseHook, BaseNotifier
 from airflow.sdk.log import mask_secret
 
 from pgmigrate.alerts.channels import FileChannel, SmtpChannel, WebhookChannel, recipients, webhook_url
-from pgmigrate.alerts.rules import P0, Alert, Channel, Thresholds
+from pgmigrate.alerts.messages import Channel
+from pgmigrate.alerts.rules import P0, Alert, Thresholds
 from pgmigrate.alerts.store import AlertStore
 from pgmigrate.core.params import CONTROL_CONN_ID
 

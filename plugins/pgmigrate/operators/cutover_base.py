@@ -133,15 +133,15 @@ class CutoverStepOperator(MigrationTaskOperator):
         return ClientRouting(instances, m.database)
 
     def lease_store(self):
-        from pgmigrate.cutover.lease import LeaseStore
+        from pgmigrate.control.pause_lease import LeaseStore
 
         return LeaseStore(self.control())
 
     def settle_leftover_lease(self, m: Migration) -> str | None:
         """An earlier attempt's pause that nobody ended (its process and the guard both gone): end it now if
         its deadline passed, putting clients back where it says. Returns what was done, or None."""
+        from pgmigrate.control.pause_lease import ABANDONED, ARMED, PENDING
         from pgmigrate.cutover.guard import enforce
-        from pgmigrate.cutover.lease import ABANDONED, ARMED, PENDING
 
         store = self.lease_store()
         lease = store.active(m.migration_id)
@@ -190,8 +190,8 @@ class CriticalSectionOperator(CutoverStepOperator):
         raise NotImplementedError
 
     def execute(self, context: Any) -> dict:
+        from pgmigrate.control.pause_lease import LeaseBusy, LeaseLost
         from pgmigrate.cutover.critical_section import CriticalSection
-        from pgmigrate.cutover.lease import LeaseBusy, LeaseLost
         from pgmigrate.cutover.section_plan import CutoverAborted
         from pgmigrate.kafka.connect_client import ConnectClient
 

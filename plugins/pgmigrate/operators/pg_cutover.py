@@ -388,7 +388,7 @@ class AbortCutoverOperator(CutoverStepOperator):
     died after it), nothing is undone: the state says cut_over and rollback stays possible."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.cutover.lease import SWITCHED
+        from pgmigrate.control.pause_lease import SWITCHED
 
         m = self.migration(context)
         if self.lease_store().latest_for_run(m.migration_id, context["run_id"]) is None:

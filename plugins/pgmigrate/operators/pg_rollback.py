@@ -187,7 +187,7 @@ class AbortRollbackOperator(RollbackStepOperator):
     pipeline resumes and the source's identities go back to BY DEFAULT for its sink. Rerun-safe."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.cutover.lease import SWITCHED
+        from pgmigrate.control.pause_lease import SWITCHED
         from pgmigrate.cutover.reverse import resume_pipeline, set_identity_generation
 
         m = self.migration(context)

@@ -14,7 +14,8 @@ from psycopg import sql
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.core.waits import WaitStatus
-from pgmigrate.kafka.connect_client import ConnectClient, ConnectError
+from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connect_errors import ConnectError
 from pgmigrate.kafka.connector_status import failed_connectors
 from pgmigrate.stream.heartbeat import heartbeat_table
 

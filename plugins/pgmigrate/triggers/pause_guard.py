@@ -89,8 +89,8 @@ class PauseGuardTrigger(BaseTrigger):
         return routing, sides
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from pgmigrate.control.pause_lease import ABANDONED, ARMED, PENDING, LeaseStore
         from pgmigrate.cutover.guard import enforce
-        from pgmigrate.cutover.lease import ABANDONED, ARMED, PENDING, LeaseStore
         from pgmigrate.triggers.connections import endpoint_for
 
         try:

@@ -185,8 +185,9 @@ class PgBouncerRouteSwitch:
         PgBouncer marks the database paused at once and answers when no server connection is busy
         any more; if that takes longer than `timeout_seconds`, a RESUME follows at once (clients would
         otherwise wait behind a transaction that may never end) and PauseTimeoutError says which
-        servers were still busy. Arm the pause lease (`pgmigrate.cutover.lease`) *before* calling this: the database
-        is paused from the moment PgBouncer receives the command, even if this process dies waiting.
+        servers were still busy. Arm the pause lease (`pgmigrate.control.pause_lease`) *before* calling
+        this: the database is paused from the moment PgBouncer receives the command, even if this process
+        dies waiting.
         """
         name = validate_database_name(database)
         command = f"PAUSE {quote_admin_identifier(name)}"

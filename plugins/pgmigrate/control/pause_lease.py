@@ -1,4 +1,6 @@
-"""The pause lease: the client-write pause as one row of the control database (`pause_lease`).
+"""The pause lease: the client-write pause as one row of the control database (`pause_lease`). It lives with
+the control tables (every SQL statement on them is in `pgmigrate.control`); the cutover's critical section
+(`pgmigrate.cutover.critical_section`) and its pause guard (`pgmigrate.cutover.guard`) hold and end it.
 
 Whoever ends a pause does it with one atomic compare-and-set on the row's `state`, so exactly one wins:
 - the switch (`switching()`): the row is locked, the PgBouncers are switched, and the row goes
@@ -25,10 +27,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.control.store import ControlStore
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +97,14 @@ _SELECT = (
 )
 
 
-class LeaseStore:
+class LeaseStore(ControlStore):
     """Every SQL statement on `pause_lease`. The table comes with the control schema (`MigrationStateStore`)."""
-
-    def __init__(self, endpoint: PgEndpoint) -> None:
-        self.endpoint = endpoint
 
     def _connect(self) -> psycopg.Connection:
         return self.endpoint.connect(autocommit=True, **KEEPALIVES)
 
     def _one(self, query: str, args: tuple) -> Lease | None:
-        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query, args)
-            row = cur.fetchone()
+        row = self._row(query, args)
         return Lease(**row) if row else None
 
     def get(self, lease_id: str) -> Lease | None:
@@ -156,12 +152,11 @@ class LeaseStore:
                     + ", or end that run first."
                 )
         lease_id = f"{migration_id}:{uuid.uuid4().hex[:12]}"
-        with self._connect() as conn:
-            conn.execute(
-                "INSERT INTO pause_lease (lease_id, migration_id, dag_run_id, purpose, state, max_pause_seconds, plan, "
-                "holder_seen_at) VALUES (%s, %s, %s, %s, 'pending', %s, %s, clock_timestamp())",
-                (lease_id, migration_id, dag_run_id, purpose, max_pause_seconds, Jsonb(plan)),
-            )
+        self._execute(
+            "INSERT INTO pause_lease (lease_id, migration_id, dag_run_id, purpose, state, max_pause_seconds, plan, "
+            "holder_seen_at) VALUES (%s, %s, %s, %s, 'pending', %s, %s, clock_timestamp())",
+            (lease_id, migration_id, dag_run_id, purpose, max_pause_seconds, Jsonb(plan)),
+        )
         log.info(
             "pause lease %s created for the %s of %s (max pause %gs)",
             lease_id,
@@ -172,18 +167,15 @@ class LeaseStore:
         return self.get(lease_id)  # type: ignore[return-value]
 
     def beat_holder(self, lease_id: str) -> None:
-        with self._connect() as conn:
-            conn.execute("UPDATE pause_lease SET holder_seen_at = clock_timestamp() WHERE lease_id = %s", (lease_id,))
+        self._execute("UPDATE pause_lease SET holder_seen_at = clock_timestamp() WHERE lease_id = %s", (lease_id,))
 
     def beat_guard(self, lease_id: str) -> None:
-        with self._connect() as conn:
-            conn.execute("UPDATE pause_lease SET guard_seen_at = clock_timestamp() WHERE lease_id = %s", (lease_id,))
+        self._execute("UPDATE pause_lease SET guard_seen_at = clock_timestamp() WHERE lease_id = %s", (lease_id,))
 
     def update_plan(self, lease_id: str, **entries: Any) -> None:
         """Merge `entries` into the plan (write-ahead: e.g. the fence is recorded before it is applied, so
         whoever restores clients can lift it even if this process dies in between)."""
-        with self._connect() as conn:
-            conn.execute("UPDATE pause_lease SET plan = plan || %s WHERE lease_id = %s", (Jsonb(entries), lease_id))
+        self._execute("UPDATE pause_lease SET plan = plan || %s WHERE lease_id = %s", (Jsonb(entries), lease_id))
 
     def arm(self, lease_id: str) -> Lease:
         """pending -> armed with the deadline `max_pause_seconds` from now (the control database's clock).
