@@ -30,6 +30,18 @@ def test_serialize_round_trips_through_its_import_path(trigger):
     assert rebuilt.serialize() == (path, kwargs)
 
 
+def test_serialize_names_the_concrete_trigger_not_the_base():
+    path, kwargs = ConnectorsRunningTrigger(connectors=["a-source"], base_url="http://127.0.0.1:1").serialize()
+    assert path == "pgmigrate.triggers.connectors_running.ConnectorsRunningTrigger"
+    assert kwargs == {
+        "connectors": ["a-source"],
+        "kafka_connect_conn_id": "kafka_connect",
+        "base_url": "http://127.0.0.1:1",
+        "poll_interval": 5.0,
+        "timeout": 600.0,
+    }
+
+
 FAILED_SINK = {
     "a-source": {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]},
     "a-sink": {

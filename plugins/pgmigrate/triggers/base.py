@@ -1,8 +1,11 @@
-"""Shared shape of the migration's triggers: look at one plain status function until it is done, failed for
-good, or the timeout passes.
+"""Shared shape of the migration's triggers.
 
-The look (`look()`, a `WaitStatus` from the phase package) is the same function the sensor's `poke()` calls, so
-the deferred and the non-deferred path judge alike. It runs in a worker thread (`sync_to_async`, not
+`MigrationTrigger`: what every trigger hands the triggerer in `serialize()`, its own import path (the triggerer
+imports the trigger from it) and `arguments()`, the keyword arguments that rebuild it.
+
+`MigrationWaitTrigger`: looks at one plain status function until it is done, failed for good, or the timeout
+passes. The look (`look()`, a `WaitStatus` from the phase package) is the same function the sensor's `poke()`
+calls, so the deferred and the non-deferred path judge alike. It runs in a worker thread (`sync_to_async`, not
 thread-sensitive), never on the triggerer's event loop; the Airflow connections are read before the first look
 with `aget_connection`. An error while looking (a server or Connect restarting) keeps the wait going and is logged.
 """
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
@@ -22,7 +26,17 @@ from pgmigrate.core.waits import WaitStatus
 log = logging.getLogger(__name__)
 
 
-class MigrationWaitTrigger(BaseTrigger):
+class MigrationTrigger(BaseTrigger):
+    def arguments(self) -> dict[str, Any]:
+        """The constructor's keyword arguments that rebuild this trigger in the triggerer (JSON values)."""
+        raise NotImplementedError
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        # The concrete class's own path: Airflow re-imports the trigger from it in the triggerer.
+        return f"{self.__class__.__module__}.{self.__class__.__qualname__}", self.arguments()
+
+
+class MigrationWaitTrigger(MigrationTrigger):
     waiting_for = "the wait"  # names the wait in timeout messages
     timeout_hint = ""  # what to check when the wait times out
 

@@ -30,17 +30,14 @@ class ConnectorsRunningTrigger(MigrationWaitTrigger):
         self.base_url = base_url
         self._connect: ConnectClient | None = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
-            {
-                "connectors": self.connectors,
-                "kafka_connect_conn_id": self.kafka_connect_conn_id,
-                "base_url": self.base_url,
-                "poll_interval": self.poll_interval,
-                "timeout": self.timeout,
-            },
-        )
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "connectors": self.connectors,
+            "kafka_connect_conn_id": self.kafka_connect_conn_id,
+            "base_url": self.base_url,
+            "poll_interval": self.poll_interval,
+            "timeout": self.timeout,
+        }
 
     async def open(self) -> None:
         self._connect = (

@@ -22,10 +22,11 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 from asgiref.sync import sync_to_async
 
 from pgmigrate.core.params import CONTROL_CONN_ID
+from pgmigrate.triggers.base import MigrationTrigger
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _blocking(func):
     return sync_to_async(func, thread_sensitive=False)
 
 
-class PauseGuardTrigger(BaseTrigger):
+class PauseGuardTrigger(MigrationTrigger):
     def __init__(
         self,
         migration_id: str,
@@ -59,17 +60,14 @@ class PauseGuardTrigger(BaseTrigger):
         self.timeout = timeout
         self._stack: ExitStack | None = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
-            {
-                "migration_id": self.migration_id,
-                "dag_run_id": self.dag_run_id,
-                "control_conn_id": self.control_conn_id,
-                "wait_for_lease_seconds": self.wait_for_lease_seconds,
-                "timeout": self.timeout,
-            },
-        )
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "migration_id": self.migration_id,
+            "dag_run_id": self.dag_run_id,
+            "control_conn_id": self.control_conn_id,
+            "wait_for_lease_seconds": self.wait_for_lease_seconds,
+            "timeout": self.timeout,
+        }
 
     async def _resolve(self, plan: dict) -> tuple[Any, Any]:
         """The lease plan's PgBouncers (admin connections held open) and servers, from Airflow connections."""

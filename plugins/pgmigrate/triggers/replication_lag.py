@@ -38,20 +38,17 @@ class ReplicationLagTrigger(MigrationWaitTrigger):
         self.kafka_connect_conn_id = kafka_connect_conn_id
         self._ends: tuple[PgEndpoint, PgEndpoint, str | None, ConnectClient | None] | None = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
-            {
-                "migration_id": self.migration_id,
-                "source_conn_id": self.source_conn_id,
-                "target_conn_id": self.target_conn_id,
-                "max_lag_seconds": self.max_lag_seconds,
-                "kafka_conn_id": self.kafka_conn_id,
-                "poll_interval": self.poll_interval,
-                "timeout": self.timeout,
-                "kafka_connect_conn_id": self.kafka_connect_conn_id,
-            },
-        )
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "migration_id": self.migration_id,
+            "source_conn_id": self.source_conn_id,
+            "target_conn_id": self.target_conn_id,
+            "max_lag_seconds": self.max_lag_seconds,
+            "kafka_conn_id": self.kafka_conn_id,
+            "poll_interval": self.poll_interval,
+            "timeout": self.timeout,
+            "kafka_connect_conn_id": self.kafka_connect_conn_id,
+        }
 
     async def open(self) -> None:
         connect = await connect_client_for(self.kafka_connect_conn_id) if self.kafka_connect_conn_id else None

@@ -34,18 +34,15 @@ class ResyncCompleteTrigger(MigrationWaitTrigger):
         self.kafka_connect_conn_id = kafka_connect_conn_id
         self._ends: tuple[ConnectClient, PgEndpoint | None] | None = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
-            {
-                "migration_id": self.migration_id,
-                "signal_lsn": self.signal_lsn,
-                "kafka_connect_conn_id": self.kafka_connect_conn_id,
-                "poll_interval": self.poll_interval,
-                "timeout": self.timeout,
-                "target_conn_id": self.target_conn_id,
-            },
-        )
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "migration_id": self.migration_id,
+            "signal_lsn": self.signal_lsn,
+            "kafka_connect_conn_id": self.kafka_connect_conn_id,
+            "poll_interval": self.poll_interval,
+            "timeout": self.timeout,
+            "target_conn_id": self.target_conn_id,
+        }
 
     async def open(self) -> None:
         target = await endpoint_for(self.target_conn_id) if self.target_conn_id else None

@@ -43,21 +43,18 @@ class SnapshotCompleteTrigger(MigrationWaitTrigger):
         self._ends: tuple[PgEndpoint, PgEndpoint, ConnectClient, str | None] | None = None
         self._watch = SnapshotWatch()
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
-            {
-                "migration_id": self.migration_id,
-                "source_conn_id": self.source_conn_id,
-                "target_conn_id": self.target_conn_id,
-                "tables": self.tables,
-                "debezium_snapshot": self.debezium_snapshot,
-                "kafka_connect_conn_id": self.kafka_connect_conn_id,
-                "kafka_conn_id": self.kafka_conn_id,
-                "poll_interval": self.poll_interval,
-                "timeout": self.timeout,
-            },
-        )
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "migration_id": self.migration_id,
+            "source_conn_id": self.source_conn_id,
+            "target_conn_id": self.target_conn_id,
+            "tables": self.tables,
+            "debezium_snapshot": self.debezium_snapshot,
+            "kafka_connect_conn_id": self.kafka_connect_conn_id,
+            "kafka_conn_id": self.kafka_conn_id,
+            "poll_interval": self.poll_interval,
+            "timeout": self.timeout,
+        }
 
     async def open(self) -> None:
         self._ends = (
