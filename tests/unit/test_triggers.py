@@ -116,3 +116,14 @@ def test_the_trigger_keeps_waiting_through_a_failed_look_then_succeeds(monkeypat
     monkeypatch.setattr(trigger, "open", lambda: asyncio.sleep(0))
     event = run_trigger(trigger)
     assert event["status"] == "success" and "RUNNING" in event["message"]
+
+
+def test_a_sensor_hands_its_connections_poll_interval_and_timeout_to_its_trigger():
+    from pgmigrate.sensors.replication_lag import ReplicationLagSensor
+
+    sensor = ReplicationLagSensor(
+        task_id="wait_caught_up", kafka_conn_id="k", kafka_connect_conn_id="c", poll_interval=3, timeout=60
+    )
+    _, kwargs = sensor.build_trigger({"params": {"migration_id": "shop"}}).serialize()
+    assert kwargs["kafka_conn_id"] == "k" and kwargs["kafka_connect_conn_id"] == "c"
+    assert kwargs["poll_interval"] == 3 and kwargs["timeout"] == 60.0

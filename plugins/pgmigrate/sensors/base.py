@@ -4,6 +4,8 @@
 `execute_complete()` turns the trigger's error event into a task failure carrying its message.
 With `deferrable=False` the sensor pokes in a worker instead: `poke()` calls `look()`, the same plain status
 function (`pgmigrate.core.waits.WaitStatus`) its trigger calls, so a FAILED connector fails both paths alike.
+Every wait reads the pipeline through the same connections (Kafka Connect, the Kafka cluster, the databases):
+`MigrationSensor` holds their ids and opens them, and `wait_arguments()` is what each trigger takes from it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger
 
+from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.params import MigrationParams
 from pgmigrate.core.waits import WaitStatus
+from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
+from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+from pgmigrate.kafka.connect_client import ConnectClient
 
 
 class MigrationSensor(BaseSensorOperator):
@@ -28,6 +35,8 @@ class MigrationSensor(BaseSensorOperator):
         *,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
+        kafka_connect_conn_id: str = "kafka_connect",
+        kafka_conn_id: str = "kafka_default",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("timeout", 3600)
@@ -35,9 +44,29 @@ class MigrationSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.deferrable = deferrable
         self.poll_interval = poll_interval
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+        self.kafka_conn_id = kafka_conn_id
 
     def migration_params(self, context: Any) -> MigrationParams:
         return MigrationParams.from_dict(dict(context["params"]))
+
+    def wait_arguments(self) -> dict[str, Any]:
+        """What every trigger takes from its sensor: the Connect connection, the poll interval, the timeout."""
+        return {
+            "kafka_connect_conn_id": self.kafka_connect_conn_id,
+            "poll_interval": self.poll_interval,
+            "timeout": float(self.timeout),
+        }
+
+    def connect_client(self) -> ConnectClient:
+        return KafkaConnectHook(kafka_connect_conn_id=self.kafka_connect_conn_id).get_conn()
+
+    def bootstrap_servers(self) -> str:
+        return KafkaClusterHook(self.kafka_conn_id).get_conn()
+
+    @staticmethod
+    def endpoint(conn_id: str) -> PgEndpoint:
+        return MigrationDatabaseHook(conn_id).get_conn()
 
     def build_trigger(self, context: Any) -> BaseTrigger:
         raise NotImplementedError

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgmigrate.core.params import CONTROL_CONN_ID
+from pgmigrate.core.params import CONTROL_CONN_ID, MigrationParams
 from pgmigrate.core.waits import WaitStatus
-from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.sensors.base import MigrationSensor
 from pgmigrate.stream.lag import caught_up
 from pgmigrate.triggers.replication_lag import ReplicationLagTrigger
@@ -14,13 +13,6 @@ from pgmigrate.triggers.replication_lag import ReplicationLagTrigger
 
 class ReplicationLagSensor(MigrationSensor):
     """Succeeds when the heartbeat's end-to-end lag is under `max_lag_seconds`; records the reading."""
-
-    def __init__(
-        self, *, kafka_conn_id: str = "kafka_default", kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.kafka_conn_id = kafka_conn_id
-        self.kafka_connect_conn_id = kafka_connect_conn_id
 
     def build_trigger(self, context: Any) -> ReplicationLagTrigger:
         params = self.migration_params(context)
@@ -30,30 +22,24 @@ class ReplicationLagSensor(MigrationSensor):
             target_conn_id=params.target_conn_id,
             max_lag_seconds=params.max_lag_seconds,
             kafka_conn_id=self.kafka_conn_id,
-            kafka_connect_conn_id=self.kafka_connect_conn_id,
-            poll_interval=self.poll_interval,
-            timeout=float(self.timeout),
+            **self.wait_arguments(),
         )
 
     def look(self, context: Any) -> WaitStatus:
-        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-        from pgmigrate.hooks.migration_db import MigrationDatabaseHook
-
         params = self.migration_params(context)
-        source = MigrationDatabaseHook(params.source_conn_id).get_conn()
-        target = MigrationDatabaseHook(params.target_conn_id).get_conn()
-        bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
-        connect = KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
+        source = self.endpoint(params.source_conn_id)
+        target = self.endpoint(params.target_conn_id)
+        bootstrap = self.bootstrap_servers()
+        connect = self.connect_client()
         return caught_up(source, target, params.names, bootstrap, connect, params.max_lag_seconds)
 
     def on_done(self, context: Any, result: dict[str, Any]) -> None:
         self._record(self.migration_params(context), result)
 
-    def _record(self, params, reading: dict) -> None:
+    def _record(self, params: MigrationParams, reading: dict[str, Any]) -> None:
         from pgmigrate.control.state import MigrationStateStore
-        from pgmigrate.hooks.migration_db import MigrationDatabaseHook
 
-        store = MigrationStateStore(MigrationDatabaseHook(CONTROL_CONN_ID).get_conn())
+        store = MigrationStateStore(self.endpoint(CONTROL_CONN_ID))
         store.ensure_schema()
         store.record_lag(
             params.migration_id,

@@ -14,11 +14,10 @@ class ResyncCompleteSensor(MigrationSensor):
 
     template_fields = ("request",)
 
-    def __init__(self, *, request: Any, kafka_connect_conn_id: str = "kafka_connect", **kwargs: Any) -> None:
+    def __init__(self, *, request: Any, **kwargs: Any) -> None:
         kwargs.setdefault("poll_interval", 2.0)
         super().__init__(**kwargs)
         self.request = request
-        self.kafka_connect_conn_id = kafka_connect_conn_id
 
     def _request(self, context: Any) -> dict:
         return self.request or {"signal_lsn": None}
@@ -28,19 +27,15 @@ class ResyncCompleteSensor(MigrationSensor):
         return ResyncCompleteTrigger(
             migration_id=context["params"]["migration_id"],
             signal_lsn=request["signal_lsn"],
-            kafka_connect_conn_id=self.kafka_connect_conn_id,
-            poll_interval=self.poll_interval,
-            timeout=float(self.timeout),
             target_conn_id=request.get("target_conn_id") if request.get("native_tables") else None,
+            **self.wait_arguments(),
         )
 
     def look(self, context: Any) -> WaitStatus:
         from pgmigrate.core.naming import MigrationNames
-        from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-        from pgmigrate.hooks.migration_db import MigrationDatabaseHook
         from pgmigrate.stream.resync import resync_done
 
         request = self._request(context)
-        connect = KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
-        target = MigrationDatabaseHook(request["target_conn_id"]).get_conn() if request.get("native_tables") else None
+        connect = self.connect_client()
+        target = self.endpoint(request["target_conn_id"]) if request.get("native_tables") else None
         return resync_done(connect, MigrationNames(context["params"]["migration_id"]), request["signal_lsn"], target)

@@ -11,9 +11,6 @@ from typing import Any
 
 from pgmigrate.core.migration_tables import resolve_tables
 from pgmigrate.core.waits import WaitStatus
-from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
-from pgmigrate.hooks.kafka_connect import KafkaConnectHook
-from pgmigrate.hooks.migration_db import MigrationDatabaseHook
 from pgmigrate.load.snapshot_progress import SnapshotWatch, snapshot_loaded
 from pgmigrate.sensors.base import MigrationSensor
 from pgmigrate.stream.native_replication import split_by_channel
@@ -21,19 +18,15 @@ from pgmigrate.triggers.snapshot_complete import SnapshotCompleteTrigger
 
 
 class SnapshotCompleteSensor(MigrationSensor):
-    def __init__(
-        self, *, kafka_connect_conn_id: str = "kafka_connect", kafka_conn_id: str = "kafka_default", **kwargs: Any
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("timeout", 6 * 3600)
         kwargs.setdefault("poll_interval", 10.0)
         super().__init__(**kwargs)
-        self.kafka_connect_conn_id = kafka_connect_conn_id
-        self.kafka_conn_id = kafka_conn_id
 
     def execute(self, context: Any) -> Any:
         params = self.migration_params(context)
         if params.snapshot_method == "copy":
-            source = MigrationDatabaseHook(params.source_conn_id).get_conn()
+            source = self.endpoint(params.source_conn_id)
             _, native = split_by_channel(resolve_tables(source, params))
             if not native:
                 self.log.info("snapshot_method=copy: the initial data was loaded by the `snapshot` task")
@@ -43,7 +36,7 @@ class SnapshotCompleteSensor(MigrationSensor):
 
     def build_trigger(self, context: Any) -> SnapshotCompleteTrigger:
         params = self.migration_params(context)
-        source = MigrationDatabaseHook(params.source_conn_id).get_conn()
+        source = self.endpoint(params.source_conn_id)
         tables = [[t.ref.schema, t.ref.name] for t in resolve_tables(source, params)]
         return SnapshotCompleteTrigger(
             migration_id=params.migration_id,
@@ -51,19 +44,17 @@ class SnapshotCompleteSensor(MigrationSensor):
             target_conn_id=params.target_conn_id,
             tables=tables,
             debezium_snapshot=params.snapshot_method == "debezium",
-            kafka_connect_conn_id=self.kafka_connect_conn_id,
             kafka_conn_id=self.kafka_conn_id,
-            poll_interval=self.poll_interval,
-            timeout=float(self.timeout),
+            **self.wait_arguments(),
         )
 
     def look(self, context: Any) -> WaitStatus:
         params = self.migration_params(context)
-        source = MigrationDatabaseHook(params.source_conn_id).get_conn()
-        target = MigrationDatabaseHook(params.target_conn_id).get_conn()
+        source = self.endpoint(params.source_conn_id)
+        target = self.endpoint(params.target_conn_id)
         tables = [t.ref for t in resolve_tables(source, params)]
-        connect = KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
-        bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
+        connect = self.connect_client()
+        bootstrap = self.bootstrap_servers()
         self._watch = getattr(self, "_watch", None) or SnapshotWatch()  # kept between pokes of one try
         debezium = params.snapshot_method == "debezium"
         return snapshot_loaded(source, target, params.names, tables, debezium, connect, bootstrap, self._watch)
