@@ -42,8 +42,8 @@ from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.checklist import evaluate_checklist
-from pgmigrate.kafka.connector_configs import MAX_CHANGE_EVENT_BYTES
 from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connector_configs import MAX_CHANGE_EVENT_BYTES
 from pgmigrate.recovery.dead_letters import checklist_detail, read_backlog
 
 pytestmark = pytest.mark.integration
