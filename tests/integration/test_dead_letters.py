@@ -43,6 +43,7 @@ from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.checklist import evaluate_checklist
 from pgmigrate.kafka.connect_client import ConnectClient
+from pgmigrate.kafka.connector_configs import MAX_CHANGE_EVENT_BYTES
 from pgmigrate.recovery.dead_letters import checklist_detail, read_backlog
 
 pytestmark = pytest.mark.integration
@@ -138,6 +139,14 @@ def wait_for(what: str, predicate, timeout: float = 120):
     return value
 
 
+def topic_configs(topic: str) -> dict[str, str]:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    resource = ConfigResource("topic", topic)
+    described = AdminClient({"bootstrap.servers": BOOTSTRAP}).describe_configs([resource])[resource].result(timeout=10)
+    return {name: entry.value for name, entry in described.items()}
+
+
 def open_p0() -> list[str]:
     return [r["condition"] for r in AlertStore(CONTROL).alerts(MIGRATION_ID, open_only=True) if r["severity"] == "P0"]
 
@@ -157,6 +166,12 @@ def test_rows_the_target_rejects_are_dead_lettered_raise_one_p0_block_cutover_an
     config = CONNECT.get_config(NAMES.sink_connector)
     assert config["errors.tolerance"] == "all"
     assert config["errors.deadletterqueue.topic.name"] == NAMES.dead_letter_topic
+    # The deploy made the DLQ topic itself, like Connect makes the change topics: the largest change event fits, and
+    # neither loses a record to retention (the local stack's connection says one replica).
+    dlq, changes = topic_configs(NAMES.dead_letter_topic), topic_configs(f"{NAMES.topic_prefix}.public.items")
+    assert int(dlq["max.message.bytes"]) > MAX_CHANGE_EVENT_BYTES, dlq["max.message.bytes"]
+    for topic in (dlq, changes):
+        assert (topic["retention.ms"], topic["retention.bytes"], topic["min.insync.replicas"]) == ("-1", "-1", "1")
 
     # The cause: a constraint the target has and the source does not. Two changes violate it (an UPDATE of
     # a copied row, an INSERT), a later INSERT does not.

@@ -14,6 +14,7 @@ from pgmigrate.kafka.connector_configs import (
     sink_topics_regex,
     table_include_regex,
 )
+from pgmigrate.kafka.topic_settings import TopicSettings
 
 pytestmark = pytest.mark.unit
 
@@ -21,21 +22,22 @@ NAMES = MigrationNames("shop-2026")
 SOURCE = PgEndpoint("db1", 5432, "shop", "migrator", "s3cret")
 TARGET = PgEndpoint("db2", 5432, "shop", "migrator", "s3cret")
 SECRETS = SecretRefs("/secrets/pgmigrate-shop-2026.properties")
+TOPICS = TopicSettings(replication_factor=1, min_insync_replicas=1)  # the single-broker local stack
 TABLES = [TableRef("public", "orders"), TableRef("public", "Order Items"), TableRef("sales", "a.b")]
 
 
 def test_source_config_streams_from_our_slot_and_publication():
-    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS, topics=TOPICS)
     assert config["slot.name"] == "pgmigrate_shop_2026" == config["publication.name"]
     assert config["publication.autocreate.mode"] == "disabled"
     assert config["snapshot.mode"] == "no_data"
-    assert build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS)["snapshot.mode"] == "initial"
+    assert build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS, topics=TOPICS)["snapshot.mode"] == "initial"
     assert config["slot.drop.on.stop"] == "false"
     assert config["plugin.name"] == "pgoutput"
 
 
 def test_lossless_representations():
-    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS, topics=TOPICS)
     assert config["decimal.handling.mode"] == "string"
     assert config["interval.handling.mode"] == "string"
     assert config["time.precision.mode"] == "adaptive_time_microseconds"
@@ -45,7 +47,7 @@ def test_lossless_representations():
 
 def test_one_placeholder_for_the_connector_the_converter_and_the_drop_transform():
     """ToastReselector reads the connector's placeholder; the converter and the transform must use the same."""
-    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS, topics=TOPICS)
     placeholder = config["unchanged.toast.value.placeholder"]
     assert placeholder != "__debezium_unavailable_value"  # dropped when left over: never a plausible value
     assert config["pgtext.unavailable.value.placeholder"] == placeholder
@@ -55,7 +57,7 @@ def test_one_placeholder_for_the_connector_the_converter_and_the_drop_transform(
 
 def test_producer_topics_and_guard_agree_on_the_largest_change_event():
     """A row up to the documented limit must pass the guard, the producer and the topic; the sink's fetch too."""
-    source = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    source = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS, topics=TOPICS)
     limit = int(source["transforms.sizeGuard.max.bytes"])
     assert limit >= 3 * 16 * 1024 * 1024  # 16 MiB of bytea under REPLICA IDENTITY FULL: two images, base64
     assert "sizeGuard" in source["transforms"].split(",")
@@ -63,30 +65,33 @@ def test_producer_topics_and_guard_agree_on_the_largest_change_event():
     assert int(source["producer.override.buffer.memory"]) > limit
     assert int(source["topic.creation.default.max.message.bytes"]) > limit
     assert int(source["max.queue.size.in.bytes"]) > limit
-    sink = build_sink_config(NAMES, TARGET, ["public"], SECRETS)
+    sink = build_sink_config(NAMES, TARGET, ["public"], SECRETS, topics=TOPICS)
     assert int(sink["consumer.override.max.partition.fetch.bytes"]) >= limit
     # Kafka's own JsonConverter cannot read a string past 20,000,000 characters.
     assert sink["value.converter"] == "local.pgmigration.sink.LargeValueJsonConverter"
 
 
 def test_text_form_converter_carries_the_values_debezium_alters():
-    config = build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS)
+    config = build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS, topics=TOPICS)
     names = config["converters"].split(",")
     assert [config[f"{n}.type"] for n in names] == ["local.pgmigration.converters.PostgresTextFormConverter"]
     # The converter's STRING reaches PostgreSQL as an untyped parameter only through this URL option.
-    assert "stringtype=unspecified" in build_sink_config(NAMES, TARGET, ["public"], SECRETS)["connection.url"]
+    assert (
+        "stringtype=unspecified"
+        in build_sink_config(NAMES, TARGET, ["public"], SECRETS, topics=TOPICS)["connection.url"]
+    )
 
 
 def test_no_password_in_any_config():
-    source = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
-    sink = build_sink_config(NAMES, TARGET, ["public", "sales"], SECRETS)
+    source = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS, topics=TOPICS)
+    sink = build_sink_config(NAMES, TARGET, ["public", "sales"], SECRETS, topics=TOPICS)
     assert "s3cret" not in repr(source) + repr(sink)
     assert source["database.password"] == "${file:/secrets/pgmigrate-shop-2026.properties:source.password}"
     assert sink["connection.password"] == "${file:/secrets/pgmigrate-shop-2026.properties:target.password}"
 
 
 def test_table_include_list_escapes_names_and_adds_the_heartbeat_and_signal_tables():
-    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS)
+    config = build_source_config(NAMES, SOURCE, TABLES, "copy", SECRETS, topics=TOPICS)
     patterns = config["table.include.list"].split(",")
     assert patterns[-2:] == [r"pgmigrate\.heartbeat_shop_2026", r"pgmigrate\.signal_shop_2026"]
     assert config["signal.data.collection"] == "pgmigrate.signal_shop_2026"
@@ -105,7 +110,7 @@ def test_sink_topics_regex_takes_data_and_heartbeat_table_topics_only():
 
 
 def test_sink_upserts_by_key_into_quoted_same_named_tables():
-    sink = build_sink_config(NAMES, TARGET, ["public"], SECRETS)
+    sink = build_sink_config(NAMES, TARGET, ["public"], SECRETS, topics=TOPICS)
     assert (sink["insert.mode"], sink["primary.key.mode"], sink["delete.enabled"]) == ("upsert", "record_key", "true")
     assert sink["collection.name.format"] == '"${source.schema}"."${source.table}"'
     assert sink["quote.identifiers"] == "true"
@@ -156,7 +161,7 @@ def test_resync_signal_and_its_progress_in_the_offsets():
 
 def test_sink_truncates_through_the_statement_inspector():
     """The inspector turns the sink's TRUNCATE of a table a foreign key references into a DELETE."""
-    config = build_sink_config(NAMES, SOURCE, ["public"], SECRETS)
+    config = build_sink_config(NAMES, SOURCE, ["public"], SECRETS, topics=TOPICS)
     assert config["truncate.enabled"] == "true"
     inspector = config["hibernate.session_factory.statement_inspector"]
     assert inspector == "local.pgmigration.sink.TruncateStatementInspector"
@@ -186,16 +191,18 @@ def test_stored_generated_columns_are_left_out_of_every_event():
     )
     generated = stored_generated_columns([table])
     assert generated == [(TableRef("Sales Dept", "orders.v2"), "total (net)")]
-    config = build_source_config(NAMES, SOURCE, [table.ref], "debezium", SECRETS, generated)
+    config = build_source_config(NAMES, SOURCE, [table.ref], "debezium", SECRETS, generated, topics=TOPICS)
     pattern = config["column.exclude.list"]
     assert re.fullmatch(pattern, "Sales Dept.orders.v2.total (net)")
     assert not re.fullmatch(pattern, "Sales Dept.orders.v2.id")
-    assert "column.exclude.list" not in build_source_config(NAMES, SOURCE, [table.ref], "debezium", SECRETS)
+    assert "column.exclude.list" not in build_source_config(
+        NAMES, SOURCE, [table.ref], "debezium", SECRETS, topics=TOPICS
+    )
 
 
 def test_the_sink_subscribes_to_the_topics_debezium_names_for_odd_schemas():
     """Debezium writes schema `Ventes "Été"` as `Ventes___t__` in topic names; the sink's regex must match that."""
-    sink = build_sink_config(NAMES, TARGET, ['Ventes "Été"', "public"], SECRETS)
+    sink = build_sink_config(NAMES, TARGET, ['Ventes "Été"', "public"], SECRETS, topics=TOPICS)
     topic = NAMES.change_topic('Ventes "Été"', "Lignes spéciales")
     assert topic == f"{NAMES.topic_prefix}.Ventes___t__.Lignes_sp_ciales"
     assert re.fullmatch(sink["topics.regex"], topic)
@@ -206,13 +213,13 @@ def test_the_sink_subscribes_to_the_topics_debezium_names_for_odd_schemas():
 def test_the_servers_session_timeouts_are_off_for_the_connectors_sessions():
     """A statement_timeout or idle timeout set on the database or role for the application must not end the
     connector's snapshot SELECTs and re-selects, or drop the sink's pooled connections."""
-    source = build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS)
+    source = build_source_config(NAMES, SOURCE, TABLES, "debezium", SECRETS, topics=TOPICS)
     statements = source["database.initial.statements"].split(";")
     assert statements == [
         "SET statement_timeout = 0",
         "SET idle_in_transaction_session_timeout = 0",
         "SET idle_session_timeout = 0",
     ]
-    url = build_sink_config(NAMES, TARGET, ["public"], SECRETS)["connection.url"]
+    url = build_sink_config(NAMES, TARGET, ["public"], SECRETS, topics=TOPICS)["connection.url"]
     for name in ("statement_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout"):
         assert f"-c%20{name}%3D0" in url

@@ -16,6 +16,7 @@ from pgmigrate.core.naming import MigrationNames
 from pgmigrate.core.params import MigrationParams
 from pgmigrate.cutover.checklist import evaluate_checklist
 from pgmigrate.kafka.connector_configs import SecretRefs, build_sink_config, build_source_config, sink_topics_regex
+from pgmigrate.kafka.topic_settings import TopicSettings
 from pgmigrate.recovery.dead_letter_resync import (
     SIGNAL_DATA_MAX,
     key_condition,
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.unit
 NAMES = MigrationNames("dlq-unit")
 TARGET = PgEndpoint("127.0.0.1", 5434, "shop", "postgres", "secret")
 SECRETS = SecretRefs("/opt/secrets/x.properties")
+TOPICS = TopicSettings(replication_factor=1, min_insync_replicas=1)  # the single-broker local stack
 TRACE = """org.apache.kafka.connect.errors.ConnectException: JDBC sink connector failure
 \tat io.debezium.connector.jdbc.JdbcSinkConnectorTask.put(JdbcSinkConnectorTask.java:100)
 Caused by: org.hibernate.exception.ConstraintViolationException: could not execute statement
@@ -46,13 +48,13 @@ Caused by: org.postgresql.util.PSQLException: ERROR: new row for relation "items
 
 
 def test_the_default_is_fail_fast_and_dead_letter_routes_to_the_migrations_topic():
-    sink = build_sink_config(NAMES, TARGET, ["public"], SECRETS)
+    sink = build_sink_config(NAMES, TARGET, ["public"], SECRETS, topics=TOPICS)
     assert sink["errors.tolerance"] == "none" and not any(k.startswith("errors.deadletterqueue") for k in sink)
-    assert build_source_config(NAMES, TARGET, [], "copy", SECRETS)["errors.tolerance"] == "none"
+    assert build_source_config(NAMES, TARGET, [], "copy", SECRETS, topics=TOPICS)["errors.tolerance"] == "none"
     assert MigrationParams.from_dict({"migration_id": "x"}).dead_letter is False
     assert MigrationParams.from_dict({"migration_id": "x", "dead_letter": True}).dead_letter is True
 
-    dlq = build_sink_config(NAMES, TARGET, ["public"], SECRETS, dead_letter=True)
+    dlq = build_sink_config(NAMES, TARGET, ["public"], SECRETS, dead_letter=True, topics=TOPICS)
     assert dlq["errors.tolerance"] == "all"
     assert dlq["errors.deadletterqueue.topic.name"] == NAMES.dead_letter_topic == "__pgmigrate-dlq.pgmigrate_dlq_unit"
     assert dlq["errors.deadletterqueue.context.headers.enable"] == "true"

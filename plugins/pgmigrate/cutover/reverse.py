@@ -23,6 +23,7 @@ from pgmigrate.core.naming import MigrationNames
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_secrets import write_secrets_file
 from pgmigrate.kafka.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
+from pgmigrate.kafka.topic_settings import TopicSettings
 from pgmigrate.load.replication_slot import drop_slot_if_exists
 from pgmigrate.stream.native_replication import drop_native_replication, ensure_native_replication, subscription_oid
 from pgmigrate.stream.pipeline_reset import delete_topics, remove_connectors
@@ -186,13 +187,15 @@ def deploy_reverse_connectors(
     tables: list[TableRef],
     schemas: list[str],
     generated_columns: Sequence[tuple[TableRef, str]] = (),
+    *,
+    topics: TopicSettings,
 ) -> tuple[str, str]:
     """A Debezium source on the target streaming from the reverse slot (no snapshot), and a JDBC sink
     writing into the source: the forward pipeline with the roles swapped."""
     reverse = names.reversed()
     secrets = write_secrets_file(secrets_dir, reverse, target.password, source.password)
-    source_config = build_source_config(reverse, target, tables, "copy", secrets, generated_columns)
-    sink_config = build_sink_config(reverse, source, schemas, secrets)
+    source_config = build_source_config(reverse, target, tables, "copy", secrets, generated_columns, topics=topics)
+    sink_config = build_sink_config(reverse, source, schemas, secrets, topics=topics)
     connect.validate_or_raise(SINK_CLASS, sink_config, name=reverse.sink_connector)
     connect.validate_or_raise(SOURCE_CLASS, source_config, name=reverse.source_connector)
     connect.create_or_update(reverse.sink_connector, sink_config)

@@ -1,10 +1,14 @@
-"""Airflow hook for the Kafka cluster a migration streams through (the apache-kafka provider's
-connection: `bootstrap.servers` in the extra). Used to read the sink's consumer lag and to delete a
-migration's topics; the logic itself lives in `pgmigrate.stream.lag` and `pgmigrate.stream.pipeline_reset`."""
+"""Airflow hook for the Kafka cluster a migration streams through (the apache-kafka provider's connection):
+`bootstrap.servers` in the extra, and how the migration's topics are created (`topic.replication.factor`,
+`topic.min.insync.replicas`; see `pgmigrate.kafka.topic_settings`). Used to read the sink's consumer lag, to delete
+a migration's topics and to create its dead-letter topic; the logic itself lives in `pgmigrate.stream.lag`,
+`pgmigrate.stream.pipeline_reset` and `pgmigrate.kafka.topic_settings`."""
 
 from __future__ import annotations
 
 from airflow.sdk import BaseHook
+
+from pgmigrate.kafka.topic_settings import TopicSettings, topic_settings_from_extra
 
 
 class KafkaClusterHook(BaseHook):
@@ -27,3 +31,8 @@ class KafkaClusterHook(BaseHook):
                 '{"bootstrap.servers": "127.0.0.1:9092"}'
             )
         return str(servers)
+
+    def topic_settings(self) -> TopicSettings:
+        """How the migration's topics are created, from the connection's extra (production defaults: 3 replicas,
+        2 in sync; a single-broker cluster says 1 and 1)."""
+        return topic_settings_from_extra(self.get_connection(self.kafka_config_id).extra_dejson)

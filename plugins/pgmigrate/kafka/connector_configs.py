@@ -16,6 +16,7 @@ from urllib.parse import quote
 from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef
 from pgmigrate.core.endpoints import PIPELINE_SESSION_SETTINGS, PgEndpoint, session_options
 from pgmigrate.core.naming import MigrationNames, sanitized_topic_name
+from pgmigrate.kafka.topic_settings import TopicSettings
 from pgmigrate.stream.heartbeat import heartbeat_action_query, heartbeat_table
 
 SOURCE_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -90,8 +91,11 @@ def build_source_config(
     snapshot_method: str,
     secrets: SecretRefs,
     generated_columns: Sequence[tuple[TableRef, str]] = (),
+    *,
+    topics: TopicSettings,
 ) -> dict[str, str]:
-    """`generated_columns`: the tables' stored generated columns (`stored_generated_columns`), left out of every
+    """`topics`: how Connect creates the change topics (the Kafka cluster connection's settings).
+    `generated_columns`: the tables' stored generated columns (`stored_generated_columns`), left out of every
     event. pgoutput never streams them, but Debezium's snapshots (the `debezium` method's initial one, and the
     incremental ones of resync, recover, schema sync and `dlq --resync`) read them with SELECT, and the sink
     cannot write a generated column."""
@@ -169,13 +173,12 @@ def build_source_config(
         "transforms.sizeGuard.type": CHANGE_EVENT_SIZE_GUARD,
         "transforms.sizeGuard.max.bytes": str(MAX_CHANGE_EVENT_BYTES),
         # Rows up to MAX_CHANGE_EVENT_BYTES: the producer's request limit (1 MiB by default), its buffer (which must
-        # hold one such record), the change topics' message limit (created by Connect with these settings; -1 takes
-        # the broker's partitions and replication factor), and compressed batches (JSON with schemas shrinks ~10x).
+        # hold one such record), the change topics' message limit (created by Connect with these settings and the
+        # replicas, partitions and retention of `topics`), and compressed batches (JSON with schemas shrinks ~10x).
         "producer.override.max.request.size": str(MAX_CHANGE_EVENT_BYTES),
         "producer.override.buffer.memory": str(2 * MAX_CHANGE_EVENT_BYTES),
         "producer.override.compression.type": "lz4",
-        "topic.creation.default.partitions": "-1",
-        "topic.creation.default.replication.factor": "-1",
+        **topics.source_connector_keys(),
         "topic.creation.default.max.message.bytes": str(MAX_CHANGE_EVENT_BYTES + 1024 * 1024),
         # Bound the connector's in-memory queue by bytes too (by default only by count, 8192 events): a burst of
         # large rows must not exhaust the worker's heap.
@@ -200,7 +203,7 @@ def sink_topics_regex(names: MigrationNames, schemas: list[str]) -> str:
     return f"{re.escape(names.topic_prefix)}\\.({schema_alt})\\..+"
 
 
-def dead_letter_config(names: MigrationNames, replication_factor: int = 1) -> dict[str, str]:
+def dead_letter_config(names: MigrationNames, topics: TopicSettings) -> dict[str, str]:
     """The sink's keys for `dead_letter=true`: a record the sink cannot take goes, with Connect's error headers
     (`__connect.errors.topic`, `.exception.message`, …), to the migration's DLQ topic and the sink keeps
     applying the rest. Never silent: any record there is a P0 alert and blocks cutover
@@ -208,13 +211,14 @@ def dead_letter_config(names: MigrationNames, replication_factor: int = 1) -> di
     Measured on Debezium 3.6.0.Final: Connect dead-letters what fails in its converters and transforms, but a
     row the target itself rejects (a constraint) still FAILs the task, because this JDBC sink does not hand
     write failures to Connect's errant record reporter (upstream debezium/dbz#984 adds that); the monitor then
-    moves that row to the same topic itself (pgmigrate.recovery.dead_letter_quarantine). Replication factor 1 suits
-    the single-broker local stack; use 3 on a production cluster."""
+    moves that row to the same topic itself (pgmigrate.recovery.dead_letter_quarantine). The deploy creates the
+    topic first with the change topics' settings (`kafka.topic_settings.ensure_dead_letter_topic`); the replication
+    factor here is for Connect creating it again if it is deleted while the sink runs."""
     return {
         "errors.tolerance": "all",
         "errors.deadletterqueue.topic.name": names.dead_letter_topic,
         "errors.deadletterqueue.context.headers.enable": "true",
-        "errors.deadletterqueue.topic.replication.factor": str(replication_factor),
+        "errors.deadletterqueue.topic.replication.factor": str(topics.replication_factor),
         # The worker log names each tolerated record too (not its values: they may hold personal data).
         "errors.log.enable": "true",
     }
@@ -226,8 +230,11 @@ def build_sink_config(
     schemas: list[str],
     secrets: SecretRefs,
     dead_letter: bool = False,
+    *,
+    topics: TopicSettings,
 ) -> dict[str, str]:
-    """`dead_letter=False` (the default) is fail-fast: a record the target rejects FAILs the sink (a P0)."""
+    """`dead_letter=False` (the default) is fail-fast: a record the target rejects FAILs the sink (a P0).
+    `topics`: the Kafka cluster connection's settings, for the dead-letter topic."""
     config = {
         "connector.class": SINK_CLASS,
         "tasks.max": "1",
@@ -283,5 +290,5 @@ def build_sink_config(
         "errors.tolerance": "none",
     }
     if dead_letter:
-        config.update(dead_letter_config(names))
+        config.update(dead_letter_config(names, topics))
     return config

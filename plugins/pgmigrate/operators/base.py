@@ -21,6 +21,7 @@ from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.params import CONTROL_CONN_ID, InvalidParams, MigrationParams
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
+from pgmigrate.kafka.topic_settings import TopicSettings
 
 
 class MigrationTaskOperator(BaseOperator):
@@ -85,6 +86,12 @@ class MigrationTaskOperator(BaseOperator):
         from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 
         return KafkaClusterHook(self.kafka_conn_id).get_conn()
+
+    def topic_settings(self) -> TopicSettings:
+        """How Connect creates the migration's topics (the Kafka cluster connection's settings)."""
+        from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
+
+        return KafkaClusterHook(self.kafka_conn_id).topic_settings()
 
     def record(self, params: MigrationParams, phase: str, message: str, **fields: Any) -> None:
         """Advance the migration's state record and add a timeline event, then say so in the log."""

@@ -264,6 +264,7 @@ def deploy_reverse(op: CutoverStepOperator, m: Migration) -> tuple[str, ...]:
         [t.ref for t in keyed],
         list(m.params.schemas),
         stored_generated_columns(keyed),
+        topics=op.topic_settings(),
     )
     for name in deployed:
         connect.wait_for_state(name, "RUNNING", timeout=120)

@@ -21,12 +21,14 @@ from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.kafka.connect_secrets import write_secrets_file
 from pgmigrate.kafka.connector_configs import (
+    MAX_CHANGE_EVENT_BYTES,
     SINK_CLASS,
     SOURCE_CLASS,
     build_sink_config,
     build_source_config,
     stored_generated_columns,
 )
+from pgmigrate.kafka.topic_settings import InvalidTopicSettings, broker_count, ensure_dead_letter_topic
 from pgmigrate.operators.base import MigrationOperator
 from pgmigrate.stream.heartbeat import ensure_heartbeat_table
 from pgmigrate.stream.native_replication import drop_native_replication, ensure_native_replication, split_by_channel
@@ -201,11 +203,21 @@ class DeployConnectorsOperator(MigrationOperator):
         ensure_publication(source, names.publication, [*tables, *own_tables(names)])
 
         hook = KafkaConnectHook(self.kafka_connect_conn_id)
+        bootstrap = self.bootstrap()
+        try:
+            topics = self.topic_settings()
+            topics.check_cluster(broker_count(bootstrap), bootstrap)
+        except InvalidTopicSettings as exc:
+            raise AirflowFailException(f"deploy_connectors: {exc}") from exc
         secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)
         source_config = build_source_config(
-            names, source, tables, params.snapshot_method, secrets, stored_generated_columns(keyed)
+            names, source, tables, params.snapshot_method, secrets, stored_generated_columns(keyed), topics=topics
         )
-        sink_config = build_sink_config(names, target, list(params.schemas), secrets, params.dead_letter)
+        sink_config = build_sink_config(names, target, list(params.schemas), secrets, params.dead_letter, topics=topics)
+        if params.dead_letter and ensure_dead_letter_topic(
+            bootstrap, names.dead_letter_topic, topics, MAX_CHANGE_EVENT_BYTES + 1024 * 1024
+        ):
+            self.log.info("created the dead-letter topic %s (%s)", names.dead_letter_topic, topics)
 
         connect = hook.get_conn()
         connect.validate_or_raise(SOURCE_CLASS, source_config, name=names.source_connector)

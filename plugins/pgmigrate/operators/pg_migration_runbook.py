@@ -66,6 +66,7 @@ class RestartMigrationOperator(OperationOperator):
                 secrets_dir,
                 m.params.dead_letter,
                 stored_generated_columns(keyed),
+                topics=self.topic_settings(),
             )
             actions += restart(connect, desired)
         m.event("restarted", "; ".join(actions) or "connectors already RUNNING", actions=actions)

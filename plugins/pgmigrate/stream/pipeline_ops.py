@@ -19,6 +19,7 @@ from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_secrets import write_secrets_file
 from pgmigrate.kafka.connector_configs import build_sink_config, build_source_config
 from pgmigrate.kafka.connector_status import FAILED, assess_connector
+from pgmigrate.kafka.topic_settings import TopicSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def desired_configs(
     secrets_dir: str,
     dead_letter: bool = False,
     generated_columns: Sequence[tuple[TableRef, str]] = (),
+    *,
+    topics: TopicSettings,
 ) -> dict[str, dict[str, str]]:
     """What the two connectors' configs must be, built the same way as when they were deployed
     (`dead_letter`: the forward sink's DLQ; the reverse pipeline is always fail-fast)."""
@@ -52,9 +55,11 @@ def desired_configs(
     # The reverse pipeline never snapshots; the forward one keeps its method (the offsets say it is done).
     method = "copy" if names.reverse else snapshot_method
     return {
-        names.source_connector: build_source_config(names, origin, tables, method, secrets, generated_columns),
+        names.source_connector: build_source_config(
+            names, origin, tables, method, secrets, generated_columns, topics=topics
+        ),
         names.sink_connector: build_sink_config(
-            names, destination, schemas, secrets, dead_letter=dead_letter and not names.reverse
+            names, destination, schemas, secrets, dead_letter=dead_letter and not names.reverse, topics=topics
         ),
     }
 
