@@ -251,6 +251,9 @@ def test_connect_worker_settings_match_the_local_stack() -> None:
     assert {k: docker.get(k) for k in shared} == {k: local.get(k) for k in shared}
     assert docker["key.converter.schemas.enable"] == "true"
     assert docker["offset.storage.topic"] == "connect-offsets"
+    # The file provider reads the secrets directory only, on both stacks.
+    assert docker["config.providers.file.param.allowed.paths"] == "/opt/secrets"
+    assert local["config.providers.file.param.allowed.paths"] == "@STATE@/secrets"
 
 
 @pytest.mark.unit
