@@ -43,8 +43,8 @@ from harness import (
 )
 
 from devtools.databases import database_exists, drop_database, recreate_database
-from pgmigrate.alerts.store import AlertStore
 from pgmigrate.cli.airflow_api import put_postgres_connection
+from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.control.pause_lease import LeaseStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint

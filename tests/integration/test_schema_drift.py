@@ -31,8 +31,8 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
-from pgmigrate.alerts.store import AlertStore
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
+from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames

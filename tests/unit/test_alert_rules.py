@@ -271,3 +271,68 @@ def test_schema_differences_after_the_cutover_are_ddl_on_the_target_naming_creat
     # The other condition is evaluated too, so an open schema_mismatch from before the cutover resolves.
     assert {"schema_mismatch", "target_ddl_after_cutover"} <= after.evaluated
     assert evaluate(M, Readings(phase="cut_over", schema_differences=[]), Thresholds(), set()).active == []
+
+
+class _FakeControl:
+    """A control endpoint whose one connection logs what runs on it: the claim's SELECT, each UPDATE, the commit."""
+
+    def __init__(self, rows: list[dict], log: list[str]) -> None:
+        self.rows, self.log = rows, log
+
+    def connect(self, autocommit: bool = False):
+        assert not autocommit, "the claim's row locks need one transaction"
+        return _FakeConn(self)
+
+
+class _FakeConn:
+    def __init__(self, control: _FakeControl) -> None:
+        self.control = control
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.control.log.append("close")
+
+    def cursor(self, row_factory=None):
+        return _FakeCursor(self.control)
+
+    def commit(self) -> None:
+        self.control.log.append("commit")
+
+
+class _FakeCursor:
+    def __init__(self, control: _FakeControl) -> None:
+        self.control = control
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def execute(self, query: str, args) -> None:
+        self.control.log.append("select for update" if "FOR UPDATE SKIP LOCKED" in query else f"update {args[-1]}")
+
+    def fetchall(self) -> list[dict]:
+        return self.control.rows
+
+
+class _Channel:
+    def __init__(self, name: str, log: list[str], fails: bool = False) -> None:
+        self.name, self.log, self.fails = name, log, fails
+
+    def send(self, payload: dict) -> None:
+        self.log.append(f"send {self.name} {payload['status']}")
+        if self.fails:
+            raise OSError("down")
+
+
+def test_deliver_pending_sends_while_the_rows_are_locked_and_commits_after():
+    from pgmigrate.alerts.lifecycle import deliver_pending
+
+    log: list[str] = []
+    control = _FakeControl([{**row(), "id": 7}], log)
+    sent = deliver_pending(control, [_Channel("log", log), _Channel("webhook", log, fails=True)], M)
+    assert sent == [("lag_high", "log", "raised")]
+    assert log == ["select for update", "send log raised", "send webhook raised", "update 7", "commit", "close"]

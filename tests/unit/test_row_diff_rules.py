@@ -20,7 +20,7 @@ from pgmigrate.validate.diff_result import (
 )
 from pgmigrate.validate.key_ranges import KeyRange
 from pgmigrate.validate.recheck import Recheck, recheck_together
-from pgmigrate.validate.row_diff import sample_percent
+from pgmigrate.validate.sampling import sample_percent
 
 pytestmark = pytest.mark.unit
 

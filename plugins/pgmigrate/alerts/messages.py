@@ -1,6 +1,6 @@
 """What an alert says and where it still has to go: the messages pending for an alert row (`pending_messages`),
 the payload a channel sends (`message_payload`) and what a channel is (`Channel`; `channels` has the file, webhook
-and SMTP ones). Pure: the store (`store.AlertStore.deliver_pending`) sends them and records what was sent.
+and SMTP ones). Pure: `lifecycle.deliver_pending` sends them and records what was sent.
 """
 
 from __future__ import annotations

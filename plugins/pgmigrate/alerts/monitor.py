@@ -1,5 +1,5 @@
 """`pg_migration_monitor`'s pass: for each migration (`monitor_all`) read Connect, Kafka, the databases and
-the state DB, evaluate the rules (`pgmigrate.alerts.evaluation`), reconcile the alert table (`store`), deliver
+the state DB, evaluate the rules (`pgmigrate.alerts.evaluation`), reconcile the alert table (`lifecycle`), deliver
 messages.
 
 No Airflow here: the DAG hands in endpoints, a Connect client, channels and its thresholds. A reading that fails (say
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pgmigrate.alerts.evaluation import Readings, evaluate
+from pgmigrate.alerts.lifecycle import deliver_pending, reconcile_alerts
 from pgmigrate.alerts.messages import Channel
 from pgmigrate.alerts.rules import MONITORED_PHASES, REVERSE_PHASES, Alert, Thresholds
-from pgmigrate.alerts.store import AlertStore, reconcile_alerts
+from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
@@ -220,7 +221,7 @@ def resolve_all(control: PgEndpoint, migration_id: str) -> list[str]:
 
 
 def deliver(control: PgEndpoint, channels: Sequence[Channel], migration_id: str | None = None) -> list:
-    return AlertStore(control).deliver_pending(channels, migration_id)
+    return deliver_pending(control, channels, migration_id)
 
 
 def monitor_all(

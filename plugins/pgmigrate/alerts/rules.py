@@ -2,7 +2,7 @@
 
 The rules are pure: they take plain readings (Connect statuses, lag samples, Kafka log dir usage,
 long-running source queries, the last validation) and return the conditions active now; `evaluation` runs
-them all over one migration's readings, `store` keeps them deduplicated in the control database and
+them all over one migration's readings, `lifecycle` keeps them deduplicated in the control database and
 `messages` says what is sent where.
 
 | sev | condition key | raised when |

@@ -25,6 +25,7 @@ This module is the command line itself (subcommands and options); what they run 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from pgmigrate.cli.dag_commands import (
     cmd_cutover,
@@ -57,79 +58,84 @@ def _add_switch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data_selection(parser: argparse.ArgumentParser) -> None:
-    """What `validate` and `compare` compare: the migration, its tables, full or sampled."""
-    parser.add_argument("--migration-id", required=True)
+    """What `validate` and `compare` compare: the migration's tables, full or sampled."""
     parser.add_argument("--table", action="append", help="schema.table (repeat; default all)")
     parser.add_argument("--mode", choices=("full", "sample"), default="full")
     parser.add_argument("--sample-size", type=int, default=1000)
 
 
+def _migration_command(
+    sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand about one migration (`--migration-id`, required) that runs `func`; every one but `list`."""
+    parser = sub.add_parser(name, help=summary)
+    parser.add_argument("--migration-id", required=True)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/migration", description="On-call CLI for PostgreSQL migrations")
     sub = parser.add_subparsers(dest="command", required=True)
-    status = sub.add_parser("status", help="phase, connectors, lag and last validation of one migration")
-    status.add_argument("--migration-id", required=True)
+    status = _migration_command(
+        sub, "status", cmd_status, "phase, connectors, lag and last validation of one migration"
+    )
     status.add_argument("--live", action="store_true", help="also measure the lag now")
     status.add_argument("--json", action="store_true", help="also print the whole state record as JSON")
-    status.set_defaults(func=cmd_status)
     listing = sub.add_parser("list", help="every migration in the control database")
     listing.set_defaults(func=cmd_list)
-    lag = sub.add_parser("lag", help="end-to-end, consumer and slot lag now (both directions after cutover)")
-    lag.add_argument("--migration-id", required=True)
-    lag.set_defaults(func=cmd_lag)
-    cutover = sub.add_parser("cutover", help="run pg_cutover and follow it")
-    cutover.add_argument("--migration-id", required=True)
+    _migration_command(sub, "lag", cmd_lag, "end-to-end, consumer and slot lag now (both directions after cutover)")
+    cutover = _migration_command(sub, "cutover", cmd_cutover, "run pg_cutover and follow it")
     cutover.add_argument("--no-backup", action="store_true", help="skip the pg_dump of the source")
     cutover.add_argument("--dry-run", action="store_true", help="pause, drain, verify, resume; no switch")
     _add_switch_options(cutover)
-    cutover.set_defaults(func=cmd_cutover)
-    rollback = sub.add_parser("rollback", help="run pg_rollback and follow it")
-    rollback.add_argument("--migration-id", required=True)
+    rollback = _migration_command(sub, "rollback", cmd_rollback, "run pg_rollback and follow it")
     rollback.add_argument("--reason", required=True, help="why (goes in the rollback report)")
     rollback.add_argument("--force", action="store_true", help="skip the drain (target gone); may lose writes")
     _add_switch_options(rollback)
-    rollback.set_defaults(func=cmd_rollback)
-    halt = sub.add_parser("halt", help="pause the live pipeline (P0), keep slots and offsets; run pg_migration_halt")
-    halt.add_argument("--migration-id", required=True)
+    halt = _migration_command(
+        sub, "halt", cmd_halt, "pause the live pipeline (P0), keep slots and offsets; run pg_migration_halt"
+    )
     halt.add_argument("--reason", required=True)
-    halt.set_defaults(func=cmd_halt)
-    restart = sub.add_parser("restart", help="connectors back to RUNNING (recreate, resume, restart failed tasks)")
-    restart.add_argument("--migration-id", required=True)
-    restart.set_defaults(func=cmd_restart)
-    resync = sub.add_parser("resync", help="copy tables again while streaming continues; run pg_migration_resync")
-    resync.add_argument("--migration-id", required=True)
+    _migration_command(
+        sub, "restart", cmd_restart, "connectors back to RUNNING (recreate, resume, restart failed tasks)"
+    )
+    resync = _migration_command(
+        sub, "resync", cmd_resync, "copy tables again while streaming continues; run pg_migration_resync"
+    )
     resync.add_argument("--table", action="append", required=True, help="schema.table (repeat for several)")
-    resync.set_defaults(func=cmd_resync)
-    recover = sub.add_parser(
+    _migration_command(
+        sub,
         "recover",
-        help="after Kafka lost its data: redeploy, re-snapshot, remove lost deletes, "
-        "validate; run pg_migration_recover",
+        cmd_recover,
+        "after Kafka lost its data: redeploy, re-snapshot, remove lost deletes, validate; run pg_migration_recover",
     )
-    recover.add_argument("--migration-id", required=True)
-    recover.set_defaults(func=cmd_recover)
-    schema_sync = sub.add_parser(
+    _migration_command(
+        sub,
         "schema-sync",
-        help="apply DDL run on the source to the target (additive) or halt "
-        "naming the statement; run pg_migration_schema_sync",
+        cmd_schema_sync,
+        "apply DDL run on the source to the target (additive) or halt naming the statement; "
+        "run pg_migration_schema_sync",
     )
-    schema_sync.add_argument("--migration-id", required=True)
-    schema_sync.set_defaults(func=cmd_schema_sync)
-    teardown = sub.add_parser("teardown", help="remove connectors, slots, publications, topics of a migration")
-    teardown.add_argument("--migration-id", required=True)
+    teardown = _migration_command(
+        sub, "teardown", cmd_teardown, "remove connectors, slots, publications, topics of a migration"
+    )
     teardown.add_argument("--force", action="store_true", help="also when the migration is still streaming")
-    teardown.set_defaults(func=cmd_teardown)
-    validate = sub.add_parser("validate", help="run pg_validate (schema, row diff, GE, report) and follow it")
+    validate = _migration_command(
+        sub, "validate", cmd_validate, "run pg_validate (schema, row diff, GE, report) and follow it"
+    )
     _add_data_selection(validate)
-    validate.set_defaults(func=cmd_validate)
-    compare = sub.add_parser("compare", help="compare the data now and print the differing keys (exit 1 if any)")
+    compare = _migration_command(
+        sub, "compare", cmd_compare, "compare the data now and print the differing keys (exit 1 if any)"
+    )
     _add_data_selection(compare)
-    compare.set_defaults(func=cmd_compare)
-    report = sub.add_parser("report", help="write the HTML + markdown report of a migration; prints the HTML path")
-    report.add_argument("--migration-id", required=True)
+    report = _migration_command(
+        sub, "report", cmd_report, "write the HTML + markdown report of a migration; prints the HTML path"
+    )
     report.add_argument("--output", help="directory (default $PGMIGRATE_REPORT_DIR or .stack/reports)")
-    report.set_defaults(func=cmd_report)
-    dlq = sub.add_parser("dlq", help="dead letters of the sink (dead_letter=true): list, --resync their keys, --ack")
-    dlq.add_argument("--migration-id", required=True)
+    dlq = _migration_command(
+        sub, "dlq", cmd_dlq, "dead letters of the sink (dead_letter=true): list, --resync their keys, --ack"
+    )
     dlq.add_argument("--all", action="store_true", help="also list records acknowledged earlier")
     dlq.add_argument("--limit", type=int, default=50, help="records to print (default 50)")
     action = dlq.add_mutually_exclusive_group()
@@ -138,6 +144,5 @@ def main(argv: list[str] | None = None) -> int:
     dlq.add_argument("--wait", type=float, default=0, help="--ack: wait up to this many seconds for the rows to match")
     dlq.add_argument("--force", action="store_true", help="--ack even though rows still differ")
     dlq.add_argument("--note", help="--ack: what was fixed (goes in the timeline)")
-    dlq.set_defaults(func=cmd_dlq)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -20,9 +20,10 @@ from airflow.sdk import BaseHook, BaseNotifier
 from airflow.sdk.log import mask_secret
 
 from pgmigrate.alerts.channels import FileChannel, SmtpChannel, WebhookChannel, recipients, webhook_url
+from pgmigrate.alerts.lifecycle import deliver_pending
 from pgmigrate.alerts.messages import Channel
 from pgmigrate.alerts.rules import P0, Alert, Thresholds
-from pgmigrate.alerts.store import AlertStore
+from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.core.params import CONTROL_CONN_ID
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class MigrationAlertNotifier(BaseNotifier):
             )
         else:
             log.info("%s alert for %s already open (%s): not sent again", alert.severity, migration_id, self.condition)
-        store.deliver_pending(channels, migration_id)
+        deliver_pending(control, channels, migration_id)
 
 
 def raise_task_alert(
@@ -184,8 +185,8 @@ def raise_task_alert(
     through the same `alert` table and channels as the monitor's. True if this call raised it."""
     alert = Alert(severity, condition, migration_id, message, details)
     channels = alert_channels()
-    store = AlertStore(control_endpoint(control_conn_id))
-    raised = store.raise_alert(alert, [c.name for c in channels])
+    control = control_endpoint(control_conn_id)
+    raised = AlertStore(control).raise_alert(alert, [c.name for c in channels])
     log.warning(
         "%s alert %s for %s: %s. What to do: %s",
         severity,
@@ -194,5 +195,5 @@ def raise_task_alert(
         message,
         alert.action,
     )
-    store.deliver_pending(channels, migration_id)
+    deliver_pending(control, channels, migration_id)
     return raised

@@ -143,7 +143,7 @@ def _delete_on_target(conn, table: TableInfo, keys: list[dict[str, Any]]) -> int
 
 def remove_lost_deletes(src, dst, table: TableInfo, passes: int = DELETE_PASSES, **diff_options: Any) -> dict:
     """Delete on the target the rows of `table` that no longer exist on the source, over open canonical
-    autocommit connections (`row_diff._connect`). Returns counts for the log, the event and XCom."""
+    autocommit connections (`row_diff.connect_canonical`). Returns counts for the log, the event and XCom."""
     started, deleted, kept, found = time.monotonic(), 0, 0, 0
     diff_options.setdefault("max_rows", 100_000)
     # Only rows extra on the target matter here, and deleting one whose delete is merely in flight is what the sink

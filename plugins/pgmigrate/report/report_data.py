@@ -15,7 +15,7 @@ class UnknownMigration(LookupError):
 
 
 def collect_report_data(control: PgEndpoint, migration_id: str, max_lag_samples: int = 5000) -> ReportData:
-    from pgmigrate.alerts.store import AlertStore
+    from pgmigrate.control.alert_store import AlertStore
     from pgmigrate.control.state import MigrationStateStore
 
     store = MigrationStateStore(control)

@@ -1,6 +1,7 @@
 """Row-level diff of source and target: which rows are missing on the target, which are extra, and which
 differ (with the names of the differing columns), while CDC keeps streaming. This module runs it; its parts
-are `key_ranges` (ranges, hashes), `bisection`, `recheck` (rows in flight), `keyless` and `diff_result`.
+are `key_ranges` (ranges, hashes), `bisection`, `recheck` (rows in flight), `keyless`, `sampling` (sample
+mode) and `diff_result`.
 
 Why this shape:
 - Full mode reads each table once per side when nothing differs: primary-key ranges are planned on the
@@ -78,28 +79,19 @@ from pgmigrate.validate.key_ranges import (
     KeyRange,
     hashes_for_keys,
     keys_condition,
-    pk_columns,
     plan_ranges,
     range_checksum,
 )
 from pgmigrate.validate.keyless import keyless_check, report_keyless
 from pgmigrate.validate.recheck import Recheck, recheck_together
+from pgmigrate.validate.sampling import diff_sample
 
 __all__ = ["Mode", "RowDifference", "TableDiff", "diff_table", "diff_table_on", "diff_tables", "format_diff"]
 
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 1_000  # differences listed per kind and table (the counts are complete)
-KEYLESS_EXAMPLES = 5
 IN_FLIGHT_LISTED = 20
-EXAMPLE_TEXT_CHARS = 200
-
-
-def sample_percent(sample_size: int, estimated_rows: int, oversample: float = 3.0) -> float:
-    """TABLESAMPLE SYSTEM percentage that yields about `oversample` x `sample_size` rows (100 when unknown)."""
-    if estimated_rows <= 0:
-        return 100.0
-    return min(100.0, max(0.0001, 100.0 * oversample * sample_size / estimated_rows))
 
 
 # --- database side ------------------------------------------------------------------------------------
@@ -182,27 +174,6 @@ def _recheck_chunks(src, dst, table: TableInfo, pending: list[KeyRange], attempt
     return pending, used
 
 
-def _sample_keys(conn: psycopg.Connection, table: TableInfo, sample_size: int) -> list[tuple]:
-    pk = pk_columns(table)
-    rows = conn.execute(
-        sql.SQL("SELECT {cols} FROM {table} TABLESAMPLE SYSTEM ({pct}) ORDER BY random() LIMIT {n}").format(
-            cols=sql.SQL(", ").join(sql.Identifier(name) for name, _ in pk),
-            table=table.ref.ident,
-            pct=sql.Literal(sample_percent(sample_size, table.estimated_rows)),
-            n=sql.Literal(sample_size),
-        )
-    ).fetchall()
-    return [tuple(r) for r in rows]
-
-
-def _diff_sample(src, dst, table: TableInfo, result: TableDiff, sample_size: int) -> set[tuple]:
-    """Suspect keys among `sample_size` keys picked on each side, compared row by row."""
-    keys = sorted_keys(set(_sample_keys(src, table, sample_size)) | set(_sample_keys(dst, table, sample_size)))
-    result.sampled = len(keys)
-    source, target = hashes_for_keys(src, table, keys), hashes_for_keys(dst, table, keys)
-    return {k for k in keys if source.get(k) != target.get(k)}
-
-
 def _target_columns(conn: psycopg.Connection, ref: TableRef) -> list[tuple[str, str]] | None:
     rows = conn.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
@@ -269,7 +240,7 @@ def _first_pass(
         opened.report = lambda check: report_keyless(result, src, dst, table, check)
     else:
         if result.mode == "sample":
-            suspects = _diff_sample(src, dst, table, result, sample_size)
+            suspects = diff_sample(src, dst, table, result, sample_size)
         else:
             differing = _differing_ranges(src, dst, table, result, rows_per_chunk)
             suspects = bisect_differences(differing, range_ops((src, dst), table), leaf_rows) if differing else set()

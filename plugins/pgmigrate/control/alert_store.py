@@ -1,31 +1,52 @@
-"""The alerts' store: at most one open row per (migration, condition) in the control database's `alert`
-table, so an on-call person gets one message when a condition starts and one when it clears, however often the
-monitor runs; and the reconciliation of what the rules (`rules`) say is active now with what is open.
+"""The control database's `alert` table (`AlertStore`): at most one open row per (migration, condition), so an
+on-call person gets one message when a condition starts and one when it clears, however often the monitor runs;
+and the pending messages claimed under row locks while they are sent (`AlertStore.claim_pending`).
+
+What is raised or resolved and what a message says are `pgmigrate.alerts`; only the SQL is here.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgmigrate.alerts.evaluation import Evaluation, plan_reconcile
-from pgmigrate.alerts.messages import Channel, message_payload, pending_messages
-from pgmigrate.alerts.rules import MONITOR_KINDS, Alert
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.control.store import ControlStore
-from pgmigrate.core.endpoints import PgEndpoint
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from pgmigrate.alerts.rules import Alert
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+class PendingAlerts:
+    """The alert rows `AlertStore.claim_pending` claimed: locked until its transaction commits, so what
+    `record_deliveries` writes is committed with the lock released at once."""
+
+    def __init__(self, cur: psycopg.Cursor[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+        self._cur = cur
+        self.rows = rows
+
+    def record_deliveries(
+        self, alert_id: int, deliveries: dict[str, dict[str, str]], all_raised: bool, all_resolved: bool
+    ) -> None:
+        """What each channel was sent; notified_at once every channel has the raise, resolved_notified_at
+        once every channel has the resolution."""
+        self._cur.execute(
+            "UPDATE alert SET deliveries = %s, "
+            "notified_at = CASE WHEN %s THEN coalesce(notified_at, now()) END, "
+            "resolved_notified_at = CASE WHEN %s THEN now() END WHERE id = %s",
+            (Jsonb(deliveries), all_raised, all_resolved, alert_id),
+        )
 
 
 class AlertStore(ControlStore):
@@ -104,14 +125,11 @@ class AlertStore(ControlStore):
         with self._connect() as conn:
             return {r[0] for r in conn.execute("SELECT DISTINCT migration_id FROM alert WHERE resolved_at IS NULL")}
 
-    def deliver_pending(
-        self, channels: Sequence[Channel], migration_id: str | None = None, max_age: timedelta = timedelta(days=1)
-    ) -> list[tuple[str, str, str]]:
-        """Send every pending message; returns (condition, channel, status) sent. Rows are locked while
-        sending (SKIP LOCKED), so the monitor and a DAG failure notifier never send the same message
-        twice; a channel that fails is retried on the next call, for up to `max_age`."""
-        by_name = {c.name: c for c in channels}
-        sent: list[tuple[str, str, str]] = []
+    @contextmanager
+    def claim_pending(self, migration_id: str | None, max_age: timedelta) -> Iterator[PendingAlerts]:
+        """The alerts raised within `max_age` with a message still to send, locked (SKIP LOCKED) in one
+        transaction for the whole `with` block, so the monitor and a DAG failure notifier never send the same
+        message twice. Committed when the block ends; rolled back if it raises."""
         with self.endpoint.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 "SELECT * FROM alert WHERE (%(m)s::text IS NULL OR migration_id = %(m)s) "
@@ -120,57 +138,5 @@ class AlertStore(ControlStore):
                 "ORDER BY raised_at, id FOR UPDATE SKIP LOCKED",
                 {"m": migration_id, "age": max_age},
             )
-            for row in cur.fetchall():
-                deliveries = {k: dict(v) for k, v in (row["deliveries"] or {}).items()}
-                for channel_name, status in pending_messages(row):
-                    channel = by_name.get(channel_name)
-                    if channel is None:
-                        continue  # configured when raised, gone now: retried if it comes back
-                    try:
-                        channel.send(message_payload(row, status))
-                    except Exception as exc:
-                        log.error(
-                            "alert %s of %s: %s channel failed (%s); retried on the next monitor run",
-                            row["condition"],
-                            row["migration_id"],
-                            channel_name,
-                            exc,
-                        )
-                        continue
-                    deliveries[channel_name][status] = datetime.now().astimezone().isoformat()
-                    sent.append((row["condition"], channel_name, status))
-                all_raised = all(d.get("raised") for d in deliveries.values())
-                all_resolved = row["resolved_at"] is not None and all(d.get("resolved") for d in deliveries.values())
-                cur.execute(
-                    "UPDATE alert SET deliveries = %s, "
-                    "notified_at = CASE WHEN %s THEN coalesce(notified_at, now()) END, "
-                    "resolved_notified_at = CASE WHEN %s THEN now() END WHERE id = %s",
-                    (Jsonb(deliveries), all_raised, all_resolved, row["id"]),
-                )
+            yield PendingAlerts(cur, cur.fetchall())
             conn.commit()
-        return sent
-
-
-def reconcile_alerts(
-    store_endpoint: PgEndpoint,
-    migration_id: str,
-    active: list[Alert] | Evaluation,
-    channels: Sequence[str] = ("log",),
-) -> tuple[list[Alert], list[str]]:
-    """Raise the active conditions that are not open yet, resolve open ones that cleared; (raised,
-    resolved). A plain list counts as every monitor kind evaluated (MONITOR_KINDS); pass an Evaluation to
-    say which kinds were evaluated when some could not be read."""
-    evaluation = active if isinstance(active, Evaluation) else Evaluation(list(active), set(MONITOR_KINDS))
-    store = AlertStore(store_endpoint)
-    open_now = store.open_conditions(migration_id)
-    to_raise, to_resolve = plan_reconcile(open_now, evaluation)
-    raised = [a for a in to_raise if store.raise_alert(a, channels)]
-    store.touch(migration_id, [a.condition for a in evaluation.active if a.condition in open_now])
-    resolved = [c for c in to_resolve if store.resolve(migration_id, c)]
-    for alert in raised:
-        log.warning(
-            "%s alert RAISED for %s: %s. What to do: %s", alert.severity, migration_id, alert.message, alert.action
-        )
-    for condition in resolved:
-        log.info("alert RESOLVED for %s: %s cleared", migration_id, condition)
-    return raised, resolved
