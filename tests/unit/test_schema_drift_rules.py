@@ -12,15 +12,9 @@ from psycopg import sql
 from pgmigrate.alerts.evaluation import Readings, evaluate
 from pgmigrate.alerts.rules import P1, Thresholds, schema_mismatch_alert
 from pgmigrate.core.catalog import TableRef
+from pgmigrate.schema.drift_plan import halt_message
 from pgmigrate.schema.schema_compare import SchemaDifference as Diff
-from pgmigrate.schema.schema_drift import (
-    classify,
-    concurrent_index,
-    drift,
-    halt_message,
-    split_name,
-    volatile_default,
-)
+from pgmigrate.schema.schema_drift import classify, concurrent_index, drift, split_name, volatile_default
 
 pytestmark = pytest.mark.unit
 
