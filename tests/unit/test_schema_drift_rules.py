@@ -1,5 +1,6 @@
-"""Schema drift planner (pgmigrate.schema.schema_drift) and the schema_mismatch alert rule: additive vs non-additive
-classification and the statements, with identifiers quoted by sql.Identifier. No database, no Airflow.
+"""Schema drift planner (pgmigrate.schema.schema_drift, drift_plan, drift_statements) and the schema_mismatch alert
+rule: additive vs non-additive classification and the statements, with identifiers quoted by sql.Identifier. No
+database, no Airflow.
 
 Fakes: the differences and the source snapshot values are hand-written in the shape `schema_compare` returns
 (`SchemaDifference`, `read_schema(...).values`), not read from a server."""
@@ -12,15 +13,10 @@ from psycopg import sql
 from pgmigrate.alerts.evaluation import Readings, evaluate
 from pgmigrate.alerts.rules import P1, Thresholds, schema_mismatch_alert
 from pgmigrate.core.catalog import TableRef
+from pgmigrate.schema.drift_plan import halt_message
+from pgmigrate.schema.drift_statements import concurrent_index, split_name
 from pgmigrate.schema.schema_compare import SchemaDifference as Diff
-from pgmigrate.schema.schema_drift import (
-    classify,
-    concurrent_index,
-    drift,
-    halt_message,
-    split_name,
-    volatile_default,
-)
+from pgmigrate.schema.schema_drift import classify, drift, volatile_default
 
 pytestmark = pytest.mark.unit
 

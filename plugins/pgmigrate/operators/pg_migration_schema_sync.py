@@ -27,7 +27,7 @@ class PlanSchemaSyncOperator(OperationOperator):
     and fails with the statements to run on the target and how to resume."""
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.schema.schema_drift import halt_message
+        from pgmigrate.schema.drift_plan import halt_message
         from pgmigrate.schema.schema_sync import plan_sync, published_tables
         from pgmigrate.stream.pipeline_ops import halt
 

@@ -14,25 +14,38 @@ run (P1 `schema_mismatch`); this module classifies each difference:
   a new table without a primary key (it would need the native channel). Each carries the statement to run
   on the target, when one exists.
 
-Pure: differences and the source's snapshot in, a plan out. Types, defaults and index/constraint
-definitions are the server's own rendering (`format_type`, `pg_get_expr`, `pg_get_indexdef`,
-`pg_get_constraintdef` under an empty search_path): they are reused as SQL text; every name we compose
-goes through `sql.Identifier`.
+Pure: differences and the source's snapshot in, a plan (`drift_plan`) out. `classify` hands each difference
+to the rule for its kind (`_RULES`: one `_plan_<kind>` function each); the statements come from
+`drift_statements`, where every name we compose goes through `sql.Identifier`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from psycopg import sql
 
 from pgmigrate.core.catalog import TableRef
-from pgmigrate.schema.schema_compare import SchemaDifference
-
-Key = tuple[str, str]
+from pgmigrate.schema.drift_plan import DriftChange, DriftPlan
+from pgmigrate.schema.drift_statements import (
+    add_constraint,
+    alter_column,
+    alter_table,
+    change_column_type,
+    column_definition,
+    concurrent_index,
+    drop_constraint,
+    drop_index,
+    ident,
+    index_table,
+    sequence_options,
+    split_name,
+    table_member,
+    table_of,
+)
+from pgmigrate.schema.schema_compare import Key, SchemaDifference
 
 # While the forward pipeline streams, foreign keys stay NOT VALID on the target by design (post_data: a
 # child row may arrive before its parent); the cutover validates them. Not drift.
@@ -49,20 +62,10 @@ _ORDER = (
     "index",
     "constraint_validated",
 )
-# Non-additive kinds after which the table's rows on the target should be copied again.
-_ROW_KINDS = ("column", "column_type", "column_default", "column_identity", "primary_key")
-_INDEX_ON = re.compile(r" ON (?:ONLY )?(.+?) USING ")
-_NAME_PART = re.compile(r'"((?:[^"]|"")*)"|([^."]+)')
 _FUNCTION_CALL = re.compile(r"[A-Za-z_][\w$.]*\s*\(")
-_SEQUENCE = re.compile(
-    r"^(?P<type>.+?) START (?P<start>-?\d+) INCREMENT (?P<inc>-?\d+) MINVALUE (?P<min>-?\d+) "
-    r"MAXVALUE (?P<max>-?\d+) CACHE (?P<cache>\d+)(?P<cycle> CYCLE)?$"
-)
 
 
-def split_name(name: str) -> list[str]:
-    """`schema_compare`'s display name (`public.orders."Note"`) back into its parts."""
-    return [m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2) for m in _NAME_PART.finditer(name)]
+# --- detection --------------------------------------------------------------------------------------------
 
 
 def expected_differences(differences: Iterable[SchemaDifference], phase: str) -> list[SchemaDifference]:
@@ -79,148 +82,10 @@ def drift(differences: Iterable[SchemaDifference], phase: str) -> list[SchemaDif
     return [d for d in differences if d not in expected]
 
 
-@dataclass(frozen=True)
-class DriftChange:
-    """One difference and what to do about it on the target."""
-
-    difference: SchemaDifference
-    additive: bool
-    statements: tuple[sql.Composable, ...] = ()  # to run on the target, in order (none: see `note`)
-    table: TableRef | None = None
-    note: str = ""
-
-    def statement_texts(self) -> list[str]:
-        return [s.as_string(None) + ";" for s in self.statements]
-
-    def describe(self) -> str:
-        d = self.difference
-        show = lambda v: "(absent)" if v is None else v  # noqa: E731 - a one-line display helper
-        text = f"{d.kind} {d.object}: source {show(d.source)} | target {show(d.target)}"
-        return text + (f" ({self.note})" if self.note else "")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **self.difference.as_dict(),
-            "additive": self.additive,
-            "statements": self.statement_texts(),
-            "table": self.table.qualified if self.table else None,
-            "note": self.note,
-        }
-
-
-@dataclass
-class DriftPlan:
-    additive: list[DriftChange] = field(default_factory=list)
-    non_additive: list[DriftChange] = field(default_factory=list)
-    new_tables: list[TableRef] = field(default_factory=list)  # schema copy + publication + incremental snapshot
-    resync_tables: list[TableRef] = field(default_factory=list)  # existing tables whose rows must be re-read
-
-    @property
-    def empty(self) -> bool:
-        return not (self.additive or self.non_additive or self.new_tables)
-
-    @property
-    def touched_tables(self) -> list[TableRef]:
-        tables = [c.table for c in self.additive if c.table] + self.new_tables + self.resync_tables
-        return sorted(set(tables))
-
-    @property
-    def snapshot_tables(self) -> list[TableRef]:
-        return sorted(set(self.new_tables) | set(self.resync_tables))
-
-    def operator_statements(self) -> list[str]:
-        """What an operator runs on the target for the non-additive changes, in order."""
-        return [s for c in self.non_additive for s in c.statement_texts()]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "additive": [c.as_dict() for c in self.additive],
-            "non_additive": [c.as_dict() for c in self.non_additive],
-            "new_tables": [t.qualified for t in self.new_tables],
-            "resync_tables": [t.qualified for t in self.resync_tables],
-            "touched_tables": [t.qualified for t in self.touched_tables],
-        }
-
-
-# --- statements -------------------------------------------------------------------------------------------
-
-
-def _ident(name: str) -> sql.Identifier:
-    return sql.Identifier(*split_name(name))
-
-
-def _column_parts(obj: str) -> tuple[TableRef, sql.Identifier, sql.Identifier]:
-    schema, table, column = split_name(obj)
-    return TableRef(schema, table), sql.Identifier(schema, table), sql.Identifier(column)
-
-
-def _alter(table: sql.Identifier, *action: sql.Composable | str) -> sql.Composed:
-    """`ALTER TABLE table <action…>`; plain strings are SQL text taken as is (never a format string, so the
-    server's rendering of a default or a constraint may hold braces)."""
-    parts = [p if isinstance(p, sql.Composable) else sql.SQL(p) for p in action]
-    return sql.Composed([sql.SQL("ALTER TABLE "), table, sql.SQL(" "), *parts])
-
-
-def column_definition(source: Mapping[Key, str], obj: str) -> sql.Composed:
-    """`name type [GENERATED … STORED | DEFAULT …] [NOT NULL]` as on the source."""
-    _, _, column = _column_parts(obj)
-    parts: list[sql.Composable] = [column, sql.SQL(source[("column_type", obj)])]
-    default = source.get(("column_default", obj))
-    if default is not None:
-        parts.append(sql.SQL(default) if default.startswith("GENERATED ALWAYS AS") else sql.SQL("DEFAULT " + default))
-    if ("column_not_null", obj) in source:
-        parts.append(sql.SQL("NOT NULL"))
-    return sql.SQL(" ").join(parts)
-
-
 def volatile_default(default: str | None) -> bool:
     """A default that calls a function (now(), nextval(), gen_random_uuid()) gives the target's existing rows
     other values than the source's: the table must be re-read. Constants and casts of constants do not."""
     return default is not None and not default.startswith("GENERATED") and bool(_FUNCTION_CALL.search(default))
-
-
-def concurrent_index(definition: str) -> sql.SQL:
-    """The source's `CREATE [UNIQUE] INDEX name ON …` as CONCURRENTLY IF NOT EXISTS (no write lock on the
-    target); an index on a partitioned table (`ON ONLY`) cannot be built concurrently: plain, cascading."""
-    definition = definition.removesuffix(" (INVALID)")
-    if " ON ONLY " in definition:
-        return sql.SQL(
-            re.sub(
-                r"^CREATE (UNIQUE )?INDEX ",
-                r"CREATE \1INDEX IF NOT EXISTS ",
-                definition.replace(" ON ONLY ", " ON ", 1),
-            )
-        )
-    return sql.SQL(re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY IF NOT EXISTS ", definition))
-
-
-def sequence_options(text: str) -> sql.Composed:
-    match = _SEQUENCE.match(text)
-    if not match:
-        raise ValueError(f"unexpected sequence description {text!r}")
-    g = match.groupdict()
-    return sql.SQL("AS {} INCREMENT BY {} MINVALUE {} MAXVALUE {} START WITH {} CACHE {} {}").format(
-        sql.SQL(g["type"]),
-        sql.Literal(int(g["inc"])),
-        sql.Literal(int(g["min"])),
-        sql.Literal(int(g["max"])),
-        sql.Literal(int(g["start"])),
-        sql.Literal(int(g["cache"])),
-        sql.SQL("CYCLE" if g["cycle"] else "NO CYCLE"),
-    )
-
-
-# --- classification ---------------------------------------------------------------------------------------
-
-
-def _table_of(obj: str) -> TableRef:
-    parts = split_name(obj)
-    return TableRef(parts[0], parts[1])
-
-
-def _index_table(definition: str) -> TableRef | None:
-    match = _INDEX_ON.search(definition)
-    return _table_of(match.group(1)) if match else None
 
 
 def _renames(differences: list[SchemaDifference], kind: str, same=lambda old, new: True) -> dict[str, str]:
@@ -239,6 +104,217 @@ def _renames(differences: list[SchemaDifference], kind: str, same=lambda old, ne
     return renames
 
 
+# --- one rule per kind of difference ----------------------------------------------------------------------
+
+
+@dataclass
+class _Planning:
+    """What a rule reads besides its difference (the source's snapshot, the renames found), and the plan it
+    adds to."""
+
+    source: Mapping[Key, str]
+    table_renames: dict[str, str]
+    column_renames: dict[str, str]
+    plan: DriftPlan
+
+    def add(
+        self, d: SchemaDifference, *statements: sql.Composable, table: TableRef | None = None, note: str = ""
+    ) -> None:
+        self.plan.additive.append(DriftChange(d, True, statements, table, note))
+
+    def halt(
+        self, d: SchemaDifference, *statements: sql.Composable, table: TableRef | None = None, note: str = ""
+    ) -> None:
+        self.plan.non_additive.append(DriftChange(d, False, statements, table, note))
+
+
+def _plan_schema(d: SchemaDifference, p: _Planning) -> None:
+    if d.target is None:
+        p.add(d, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(d.object)))
+    else:
+        p.halt(d, sql.SQL("DROP SCHEMA {}").format(sql.Identifier(d.object)), note="dropped on the source")
+
+
+def _plan_table(d: SchemaDifference, p: _Planning) -> None:
+    """A new keyed table is loaded by the pipeline; anything else about a table is the operator's."""
+    table = table_of(d.object)
+    if d.object in p.table_renames:
+        new = table_of(p.table_renames[d.object])
+        p.halt(
+            d,
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(table.ident, sql.Identifier(new.name)),
+            table=table,
+            note=f"renamed to {new.qualified} on the source",
+        )
+    elif d.target is None and ("primary_key", d.object) in p.source:
+        p.plan.new_tables.append(table)
+    elif d.target is None:
+        p.halt(
+            d,
+            table=table,
+            note="new table without a primary key: the native channel would have to carry "
+            "it; add a primary key on the source, or run pg_migration again for it",
+        )
+    elif d.source is None:
+        p.halt(d, sql.SQL("DROP TABLE {}").format(table.ident), table=table, note="dropped on the source")
+    else:
+        p.halt(d, table=table, note="table kind changed: recreate it on the target as on the source, then resync")
+
+
+def _plan_column(d: SchemaDifference, p: _Planning) -> None:
+    """A new column is added as on the source (its table re-read when its default differs per row); a new
+    identity column, a dropped or renamed one are the operator's."""
+    table, column = table_member(d.object)
+    if d.object in p.column_renames:
+        new = split_name(p.column_renames[d.object])[-1]
+        p.halt(
+            d,
+            alter_table(table, sql.SQL("RENAME COLUMN {} TO {}").format(column, sql.Identifier(new))),
+            table=table,
+            note=f"renamed to {new} on the source",
+        )
+    elif d.source is None:
+        p.halt(
+            d, alter_table(table, sql.SQL("DROP COLUMN {}").format(column)), table=table, note="dropped on the source"
+        )
+    elif ("column_identity", d.object) in p.source:
+        type_name = p.source[("column_type", d.object)]
+        p.halt(
+            d,
+            alter_table(table, "ADD COLUMN ", column, f" {type_name} GENERATED BY DEFAULT AS IDENTITY"),
+            table=table,
+            note="new identity column: its values come from the source; resync the table after adding it",
+        )
+    else:
+        p.add(d, alter_table(table, "ADD COLUMN IF NOT EXISTS ", column_definition(p.source, d.object)), table=table)
+        if volatile_default(p.source.get(("column_default", d.object))):
+            p.plan.resync_tables.append(table)
+
+
+def _plan_column_type(d: SchemaDifference, p: _Planning) -> None:
+    table, column = table_member(d.object)
+    p.halt(d, change_column_type(table, column, d.source or ""), table=table, note="type changed on the source")
+
+
+def _plan_column_not_null(d: SchemaDifference, p: _Planning) -> None:
+    table, column = table_member(d.object)
+    p.add(d, alter_column(table, column, "SET NOT NULL" if d.source else "DROP NOT NULL"), table=table)
+
+
+def _plan_column_default(d: SchemaDifference, p: _Planning) -> None:
+    """A default is set or dropped; a generation expression cannot be altered in place."""
+    table, column = table_member(d.object)
+    if (d.source or "").startswith("GENERATED") or (d.target or "").startswith("GENERATED"):
+        p.halt(
+            d,
+            table=table,
+            note="generation expression changed: drop and re-add the column on the target as on the source",
+        )
+    elif d.source is None:
+        p.add(d, alter_column(table, column, "DROP DEFAULT"), table=table)
+    else:
+        p.add(d, alter_column(table, column, "SET DEFAULT " + d.source), table=table)
+
+
+def _plan_column_identity(d: SchemaDifference, p: _Planning) -> None:
+    table, column = table_member(d.object)
+    action = "ADD GENERATED BY DEFAULT AS IDENTITY" if d.source else "DROP IDENTITY IF EXISTS"
+    p.halt(d, alter_column(table, column, action), table=table, note="identity changed on the source")
+
+
+def _plan_primary_key(d: SchemaDifference, p: _Planning) -> None:
+    """The sink upserts by the primary key: any change is the operator's."""
+    table = table_of(d.object)
+    statements = [] if d.source is None else [alter_table(table, "ADD " + d.source)]
+    p.halt(
+        d,
+        *statements,
+        table=table,
+        note="primary key changed: the sink upserts by it; drop the target's "
+        "primary key first if it has one, then resync the table",
+    )
+
+
+def _plan_index(d: SchemaDifference, p: _Planning) -> None:
+    """New indexes are built concurrently, an INVALID one rebuilt; a dropped or changed one is the operator's."""
+    table = index_table(d.source or d.target or "")
+    drop = drop_index(ident(d.object))
+    if d.target is None:
+        p.add(d, concurrent_index(d.source or ""), table=table)
+    elif d.source is None:
+        p.halt(d, drop, table=table, note="dropped on the source")
+    elif d.target == d.source + " (INVALID)":
+        p.add(d, drop, concurrent_index(d.source), table=table, note="an interrupted build left it INVALID")
+    else:
+        p.halt(d, drop, concurrent_index(d.source), table=table, note="definition changed on the source")
+
+
+def _plan_constraint(d: SchemaDifference, p: _Planning) -> None:
+    """New constraints are added (foreign keys NOT VALID, as post-data adds them); a dropped or changed one
+    is the operator's."""
+    table, constraint = table_member(d.object)
+    if d.target is None:
+        definition = d.source or ""
+        not_valid = " NOT VALID" if definition.startswith("FOREIGN KEY") else ""
+        p.add(
+            d,
+            add_constraint(table, constraint, definition + not_valid),
+            table=table,
+            note="validated at cutover" if not_valid else "",
+        )
+    elif d.source is None:
+        p.halt(d, drop_constraint(table, constraint), table=table, note="dropped on the source")
+    else:
+        p.halt(
+            d,
+            drop_constraint(table, constraint),
+            add_constraint(table, constraint, d.source),
+            table=table,
+            note="definition changed on the source",
+        )
+
+
+def _plan_constraint_validated(d: SchemaDifference, p: _Planning) -> None:
+    table, constraint = table_member(d.object)
+    if d.source == "valid":
+        p.add(d, alter_table(table, sql.SQL("VALIDATE CONSTRAINT {}").format(constraint)), table=table)
+    else:
+        p.halt(d, table=table, note="NOT VALID on the source but valid on the target: nothing to run")
+
+
+def _plan_sequence(d: SchemaDifference, p: _Planning) -> None:
+    sequence = ident(d.object)
+    if d.target is None:
+        p.add(d, sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} {}").format(sequence, sequence_options(d.source or "")))
+    elif d.source is None:
+        p.halt(d, sql.SQL("DROP SEQUENCE IF EXISTS {}").format(sequence), note="dropped on the source")
+    else:
+        p.add(d, sql.SQL("ALTER SEQUENCE {} {}").format(sequence, sequence_options(d.source)))
+
+
+def _plan_unknown(d: SchemaDifference, p: _Planning) -> None:
+    p.halt(d, note=f"no rule for {d.kind!r}: compare by hand")
+
+
+_RULES: dict[str, Callable[[SchemaDifference, _Planning], None]] = {
+    "schema": _plan_schema,
+    "table": _plan_table,
+    "column": _plan_column,
+    "column_type": _plan_column_type,
+    "column_not_null": _plan_column_not_null,
+    "column_default": _plan_column_default,
+    "column_identity": _plan_column_identity,
+    "primary_key": _plan_primary_key,
+    "index": _plan_index,
+    "constraint": _plan_constraint,
+    "constraint_validated": _plan_constraint_validated,
+    "sequence": _plan_sequence,
+}
+
+
+# --- classification ---------------------------------------------------------------------------------------
+
+
 def classify(
     differences: Iterable[SchemaDifference], source: Mapping[Key, str], target: Mapping[Key, str] | None = None
 ) -> DriftPlan:
@@ -246,179 +322,16 @@ def classify(
     snapshot values (`schema_compare.read_schema(...).values`), for what a difference does not carry."""
     differences = sorted(differences)
     target = target or {}
-    plan = DriftPlan()
     same_type = lambda old, new: target.get(("column_type", old)) == source.get(("column_type", new))  # noqa: E731
-    column_renames, table_renames = _renames(differences, "column", same_type), _renames(differences, "table")
-    renamed_to = set(column_renames.values()) | set(table_renames.values())
-
-    def add(d: SchemaDifference, *statements: sql.Composable, table: TableRef | None = None, note: str = "") -> None:
-        plan.additive.append(DriftChange(d, True, statements, table, note))
-
-    def halt(d: SchemaDifference, *statements: sql.Composable, table: TableRef | None = None, note: str = "") -> None:
-        plan.non_additive.append(DriftChange(d, False, statements, table, note))
-
+    planning = _Planning(
+        source, _renames(differences, "table"), _renames(differences, "column", same_type), DriftPlan()
+    )
+    renamed_to = set(planning.column_renames.values()) | set(planning.table_renames.values())
     for d in differences:
-        obj, kind = d.object, d.kind
         if d.object in renamed_to:
             continue  # planned with the object it was renamed from
-        if kind == "schema":
-            if d.target is None:
-                add(d, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(obj)))
-            else:
-                halt(d, sql.SQL("DROP SCHEMA {}").format(sql.Identifier(obj)), note="dropped on the source")
-        elif kind == "table":
-            table = _table_of(obj)
-            if obj in table_renames:
-                new = _table_of(table_renames[obj])
-                halt(
-                    d,
-                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(table.ident, sql.Identifier(new.name)),
-                    table=table,
-                    note=f"renamed to {new.qualified} on the source",
-                )
-            elif d.target is None and ("primary_key", obj) in source:
-                plan.new_tables.append(table)
-            elif d.target is None:
-                halt(
-                    d,
-                    table=table,
-                    note="new table without a primary key: the native channel would have to carry "
-                    "it; add a primary key on the source, or run pg_migration again for it",
-                )
-            elif d.source is None:
-                halt(d, sql.SQL("DROP TABLE {}").format(table.ident), table=table, note="dropped on the source")
-            else:
-                halt(d, table=table, note="table kind changed: recreate it on the target as on the source, then resync")
-        elif kind == "column":
-            table, table_ident, column = _column_parts(obj)
-            if obj in column_renames:
-                new = split_name(column_renames[obj])[-1]
-                halt(
-                    d,
-                    _alter(table_ident, sql.SQL("RENAME COLUMN {} TO {}").format(column, sql.Identifier(new))),
-                    table=table,
-                    note=f"renamed to {new} on the source",
-                )
-            elif d.source is None:
-                halt(
-                    d,
-                    _alter(table_ident, sql.SQL("DROP COLUMN {}").format(column)),
-                    table=table,
-                    note="dropped on the source",
-                )
-            elif ("column_identity", obj) in source:
-                type_name = source[("column_type", obj)]
-                halt(
-                    d,
-                    _alter(table_ident, "ADD COLUMN ", column, f" {type_name} GENERATED BY DEFAULT AS IDENTITY"),
-                    table=table,
-                    note="new identity column: its values come from the source; resync the table after adding it",
-                )
-            else:
-                add(d, _alter(table_ident, "ADD COLUMN IF NOT EXISTS ", column_definition(source, obj)), table=table)
-                if volatile_default(source.get(("column_default", obj))):
-                    plan.resync_tables.append(table)
-        elif kind == "column_type":
-            table, table_ident, column = _column_parts(obj)
-            halt(
-                d,
-                _alter(
-                    table_ident,
-                    sql.SQL("ALTER COLUMN {} TYPE {} USING {}::{}").format(
-                        column, sql.SQL(d.source or ""), column, sql.SQL(d.source or "")
-                    ),
-                ),
-                table=table,
-                note="type changed on the source",
-            )
-        elif kind == "column_not_null":
-            table, table_ident, column = _column_parts(obj)
-            action = "SET NOT NULL" if d.source else "DROP NOT NULL"
-            add(d, _alter(table_ident, "ALTER COLUMN ", column, " " + action), table=table)
-        elif kind == "column_default":
-            table, table_ident, column = _column_parts(obj)
-            if (d.source or "").startswith("GENERATED") or (d.target or "").startswith("GENERATED"):
-                halt(
-                    d,
-                    table=table,
-                    note="generation expression changed: drop and re-add the column on the target as on the source",
-                )
-            elif d.source is None:
-                add(d, _alter(table_ident, "ALTER COLUMN ", column, " DROP DEFAULT"), table=table)
-            else:
-                add(d, _alter(table_ident, "ALTER COLUMN ", column, " SET DEFAULT " + d.source), table=table)
-        elif kind == "column_identity":
-            table, table_ident, column = _column_parts(obj)
-            action = "ADD GENERATED BY DEFAULT AS IDENTITY" if d.source else "DROP IDENTITY IF EXISTS"
-            halt(
-                d,
-                _alter(table_ident, "ALTER COLUMN ", column, " " + action),
-                table=table,
-                note="identity changed on the source",
-            )
-        elif kind == "primary_key":
-            table = _table_of(obj)
-            statements = [] if d.source is None else [_alter(table.ident, "ADD " + d.source)]
-            halt(
-                d,
-                *statements,
-                table=table,
-                note="primary key changed: the sink upserts by it; drop the target's "
-                "primary key first if it has one, then resync the table",
-            )
-        elif kind == "index":
-            table = _index_table(d.source or d.target or "")
-            index = _ident(obj)
-            drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(index)
-            if d.target is None:
-                add(d, concurrent_index(d.source or ""), table=table)
-            elif d.source is None:
-                halt(d, drop, table=table, note="dropped on the source")
-            elif d.target == d.source + " (INVALID)":
-                add(d, drop, concurrent_index(d.source), table=table, note="an interrupted build left it INVALID")
-            else:
-                halt(d, drop, concurrent_index(d.source), table=table, note="definition changed on the source")
-        elif kind in ("constraint", "constraint_validated"):
-            schema, table_name, name = split_name(obj)
-            table = TableRef(schema, table_name)
-            constraint = sql.Identifier(name)
-            if kind == "constraint_validated":
-                if d.source == "valid":
-                    add(d, _alter(table.ident, sql.SQL("VALIDATE CONSTRAINT {}").format(constraint)), table=table)
-                else:
-                    halt(d, table=table, note="NOT VALID on the source but valid on the target: nothing to run")
-            elif d.target is None:
-                definition = d.source or ""
-                not_valid = " NOT VALID" if definition.startswith("FOREIGN KEY") else ""
-                add(
-                    d,
-                    _alter(table.ident, "ADD CONSTRAINT ", constraint, " " + definition + not_valid),
-                    table=table,
-                    note="validated at cutover" if not_valid else "",
-                )
-            else:
-                drop = _alter(table.ident, sql.SQL("DROP CONSTRAINT IF EXISTS {}").format(constraint))
-                if d.source is None:
-                    halt(d, drop, table=table, note="dropped on the source")
-                else:
-                    halt(
-                        d,
-                        drop,
-                        _alter(table.ident, "ADD CONSTRAINT ", constraint, " " + d.source),
-                        table=table,
-                        note="definition changed on the source",
-                    )
-        elif kind == "sequence":
-            sequence = _ident(obj)
-            if d.target is None:
-                options = sequence_options(d.source or "")
-                add(d, sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} {}").format(sequence, options))
-            elif d.source is None:
-                halt(d, sql.SQL("DROP SEQUENCE IF EXISTS {}").format(sequence), note="dropped on the source")
-            else:
-                add(d, sql.SQL("ALTER SEQUENCE {} {}").format(sequence, sequence_options(d.source)))
-        else:
-            halt(d, note=f"no rule for {kind!r}: compare by hand")
+        _RULES.get(d.kind, _plan_unknown)(d, planning)
+    plan = planning.plan
     rank = {kind: n for n, kind in enumerate(_ORDER)}
     # Foreign keys last (they may reference a new unique constraint); otherwise containers before contents.
     plan.additive.sort(
@@ -426,27 +339,3 @@ def classify(
     )
     plan.resync_tables = sorted(set(plan.resync_tables) - set(plan.new_tables))
     return plan
-
-
-def halt_message(migration_id: str, plan: DriftPlan) -> str:
-    """What the on-call person reads when non-additive drift halts the migration: each change, the
-    statements to run on the target, and how to resume."""
-    lines = [f"non-additive schema change(s) on the source of {migration_id}; the migration is halted:"]
-    lines += [f"  - {c.describe()}" for c in plan.non_additive]
-    statements = plan.operator_statements()
-    if statements:
-        lines.append("Run on the target (after checking them):")
-        lines += [f"  {s}" for s in statements]
-    # Tables whose rows the change may have altered (not dropped ones, not mere indexes or constraints).
-    tables = sorted({c.table.qualified for c in plan.non_additive if c.table and c.difference.kind in _ROW_KINDS})
-    resync = " ".join(f"--table {t}" for t in tables)
-    lines.append(
-        f"Then resume: scripts/migration restart --migration-id {migration_id}"
-        + (
-            f"; then copy the changed tables again: scripts/migration resync --migration-id {migration_id} {resync}"
-            if resync
-            else ""
-        )
-        + f"; then scripts/migration schema-sync --migration-id {migration_id} for any additive changes left."
-    )
-    return "\n".join(lines)

@@ -21,8 +21,9 @@ from typing import Any
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.params import MigrationParams
+from pgmigrate.schema.drift_plan import DriftPlan
 from pgmigrate.schema.schema_compare import SchemaDifference, SchemaSnapshot, compare_snapshots, read_schema
-from pgmigrate.schema.schema_drift import DriftPlan, classify, drift
+from pgmigrate.schema.schema_drift import classify, drift
 
 log = logging.getLogger(__name__)
 
