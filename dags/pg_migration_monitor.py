@@ -78,14 +78,14 @@ def pg_migration_monitor():
         channels = alert_channels()
         log.info("alert channels: %s", ", ".join(c.name for c in channels))
         try:
-            bootstrap = KafkaClusterHook("kafka_default").get_conn()
+            kafka = KafkaClusterHook("kafka_default").get_conn()
         except Exception as exc:
-            log.warning("no Kafka bootstrap servers (%s): the sink's consumer lag is not read", exc)
-            bootstrap = None
+            log.warning("no Kafka cluster connection (%s): the sink's consumer lag is not read", exc)
+            kafka = None
         return monitor_all(
             control_endpoint(),
             KafkaConnectHook("kafka_connect", timeout=5, retries=2).get_conn(),
-            bootstrap,
+            kafka,
             channels,
             kafka_log_dirs("kafka_default"),
             endpoint_for=lambda conn_id: MigrationDatabaseHook(conn_id).get_conn(),

@@ -143,7 +143,8 @@ def topic_configs(topic: str) -> dict[str, str]:
     from confluent_kafka.admin import AdminClient, ConfigResource
 
     resource = ConfigResource("topic", topic)
-    described = AdminClient({"bootstrap.servers": BOOTSTRAP}).describe_configs([resource])[resource].result(timeout=10)
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})  # kept alive until the answer is read
+    described = admin.describe_configs([resource])[resource].result(timeout=10)
     return {name: entry.value for name, entry in described.items()}
 
 

@@ -24,6 +24,7 @@ from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.client_config import KafkaCluster
 from pgmigrate.kafka.connect_client import ConnectClient
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,14 @@ def sample_lag(
     source: PgEndpoint,
     target: PgEndpoint,
     names: MigrationNames,
-    bootstrap: str | None,
+    kafka: KafkaCluster | None,
     window_seconds: float,
 ) -> tuple[list[tuple[datetime, float | None]], datetime]:
     """Record a lag sample now (so the window fills even when no sensor runs) and return the samples
     of the last two windows with the control DB's clock."""
     from pgmigrate.stream.lag import read_lag
 
-    reading = read_lag(source, target, names, bootstrap)
+    reading = read_lag(source, target, names, kafka)
     store.record_lag(migration_id, reading.end_to_end_seconds, reading.sink_consumer_lag, reading.retained_wal_bytes)
     now, samples = store.now_and_recent_lag(migration_id, 2 * window_seconds + 300)
     return samples, now
@@ -103,7 +104,7 @@ def monitor_migration(
     source: PgEndpoint,
     target: PgEndpoint,
     connect: ConnectClient,
-    bootstrap: str | None,
+    kafka: KafkaCluster | None,
     thresholds: Thresholds,
     channel_names: Sequence[str],
     kafka_log_dirs: Sequence[str] = (),
@@ -135,11 +136,11 @@ def monitor_migration(
             result.unread[what] = str(exc)[:300]
             return None
 
-    if bootstrap and not reverse and (state.get("params") or {}).get("dead_letter"):
+    if kafka and not reverse and (state.get("params") or {}).get("dead_letter"):
         # A sink FAILED on a row the target rejected: dead-letter it and resume (Debezium's sink cannot itself).
         from pgmigrate.recovery.dead_letter_quarantine import quarantine_rejected_rows
 
-        quarantined = attempt("dead letter quarantine", lambda: quarantine_rejected_rows(connect, bootstrap, names))
+        quarantined = attempt("dead letter quarantine", lambda: quarantine_rejected_rows(connect, kafka, names))
         for q in quarantined or []:
             store.record_event(
                 migration_id,
@@ -161,9 +162,7 @@ def monitor_migration(
     readings.connector_statuses = attempt("Kafka Connect statuses", read_statuses)
     lag = attempt(
         "lag",
-        lambda: sample_lag(
-            store, migration_id, live_source, live_target, names, bootstrap, thresholds.lag_window_seconds
-        ),
+        lambda: sample_lag(store, migration_id, live_source, live_target, names, kafka, thresholds.lag_window_seconds),
     )
     if lag is not None:
         readings.lag_samples, readings.now = lag
@@ -171,19 +170,19 @@ def monitor_migration(
     readings.slow_queries = attempt(
         "pg_stat_activity", lambda: read_slow_queries(live_source, thresholds.slow_query_seconds)
     )
-    if bootstrap:
+    if kafka:
         # Dead letters of the forward sink (the only one with a DLQ), in every monitored phase: an
         # unacknowledged one stays a P0 until `scripts/migration dlq --ack`.
         from pgmigrate.recovery.dead_letters import read_backlog
         from pgmigrate.stream.throughput import sample_throughput
 
         readings.dead_letters = attempt(
-            "dead letter topic", lambda: read_backlog(bootstrap, control, MigrationNames(migration_id)).unacknowledged
+            "dead letter topic", lambda: read_backlog(kafka, control, MigrationNames(migration_id)).unacknowledged
         )
         statuses = readings.connector_statuses
         attempt(
             "throughput",
-            lambda: sample_throughput(control, migration_id, names, bootstrap, statuses, readings.dead_letters),
+            lambda: sample_throughput(control, migration_id, names, kafka, statuses, readings.dead_letters),
         )
     if reverse:  # the forward slot stays on the source for a rollback, keeping WAL until teardown
         from pgmigrate.stream.lag import read_retained_wal_bytes
@@ -227,7 +226,7 @@ def deliver(control: PgEndpoint, channels: Sequence[Channel], migration_id: str 
 def monitor_all(
     control: PgEndpoint,
     connect: ConnectClient,
-    bootstrap: str | None,
+    kafka: KafkaCluster | None,
     channels: Sequence[Channel],
     log_dirs: Sequence[str],
     endpoint_for: Callable[[str], PgEndpoint],
@@ -259,7 +258,7 @@ def monitor_all(
                 source,
                 target,
                 connect,
-                bootstrap,
+                kafka,
                 thresholds_for(migration_id),
                 [c.name for c in channels],
                 log_dirs,

@@ -28,6 +28,7 @@ from typing import Any
 
 from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.client_config import KafkaCluster, client_config
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class ChangeTopics:
     offsets of every topic of its prefix, and the sink's committed offsets."""
 
     def __init__(
-        self, bootstrap_servers: str, names: MigrationNames, tables: list[TableInfo], timeout: float = 10.0
+        self, kafka: KafkaCluster, names: MigrationNames, tables: list[TableInfo], timeout: float = 10.0
     ) -> None:
         from confluent_kafka import Consumer
         from confluent_kafka.admin import AdminClient
@@ -151,7 +152,7 @@ class ChangeTopics:
         self.timeout = timeout
         self.tables = {topic_of(names, t.ref): t for t in tables if t.primary_key and t.ref.schema != CONTROL_SCHEMA}
         self._prefix = re.compile(rf"^{re.escape(names.topic_prefix)}\.")
-        common = {"bootstrap.servers": bootstrap_servers}
+        common = client_config(kafka)
         self._admin = AdminClient(common)
         self._sink = Consumer({**common, "group.id": names.sink_consumer_group, "enable.auto.commit": False})
         self._reader = Consumer(

@@ -1,13 +1,17 @@
-"""Airflow hook for the Kafka cluster a migration streams through (the apache-kafka provider's connection):
-`bootstrap.servers` in the extra, and how the migration's topics are created (`topic.replication.factor`,
-`topic.min.insync.replicas`; see `pgmigrate.kafka.topic_settings`). Used to read the sink's consumer lag, to delete
-a migration's topics and to create its dead-letter topic; the logic itself lives in `pgmigrate.stream.lag`,
-`pgmigrate.stream.pipeline_reset` and `pgmigrate.kafka.topic_settings`."""
+"""Airflow hook for the Kafka cluster a migration streams through (the apache-kafka provider's connection). Its
+extra is the Kafka client's configuration (`bootstrap.servers`, SASL and TLS settings; `pgmigrate.kafka.client_config`)
+plus how the migration's topics are created (`topic.replication.factor`, `topic.min.insync.replicas`;
+`pgmigrate.kafka.topic_settings`). Used to read the sink's consumer lag and offsets, to delete a migration's topics
+and to create its dead-letter topic; the logic lives in the phase packages."""
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook
+from typing import Any
 
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+from pgmigrate.kafka.client_config import client_config_from_extra, secrets_of
 from pgmigrate.kafka.topic_settings import TopicSettings, topic_settings_from_extra
 
 
@@ -21,16 +25,14 @@ class KafkaClusterHook(BaseHook):
         super().__init__()
         self.kafka_config_id = kafka_config_id
 
-    def get_conn(self) -> str:
-        """The cluster's bootstrap servers, e.g. 127.0.0.1:9092."""
-        extra = self.get_connection(self.kafka_config_id).extra_dejson
-        servers = extra.get("bootstrap.servers")
-        if not servers:
-            raise ValueError(
-                f"connection {self.kafka_config_id!r} has no `bootstrap.servers` in its extra, e.g. "
-                '{"bootstrap.servers": "127.0.0.1:9092"}'
-            )
-        return str(servers)
+    def get_conn(self) -> dict[str, Any]:
+        """The Kafka client configuration of the cluster: the connection's extra without the platform's own keys
+        (e.g. {"bootstrap.servers": "127.0.0.1:9092"}, with SASL/TLS settings where the cluster needs them). Its
+        secrets are masked in task logs."""
+        config = client_config_from_extra(self.get_connection(self.kafka_config_id).extra_dejson, self.kafka_config_id)
+        for secret in secrets_of(config):
+            mask_secret(secret)
+        return config
 
     def topic_settings(self) -> TopicSettings:
         """How the migration's topics are created, from the connection's extra (production defaults: 3 replicas,

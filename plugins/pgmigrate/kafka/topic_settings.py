@@ -91,32 +91,3 @@ def topic_settings_from_extra(extra: Mapping[str, Any]) -> TopicSettings:
             f"whole numbers ({exc})."
         ) from exc
     return TopicSettings(replication, insync)
-
-
-def broker_count(bootstrap_servers: str, timeout: float = 10.0) -> int:
-    """Brokers of the cluster that answer now (the metadata lists the live ones)."""
-    from confluent_kafka.admin import AdminClient
-
-    return len(AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(timeout=timeout).brokers)
-
-
-def ensure_dead_letter_topic(
-    bootstrap_servers: str, topic: str, settings: TopicSettings, max_message_bytes: int, timeout: float = 30.0
-) -> bool:
-    """Create the sink's dead-letter topic with the change topics' settings unless it exists (Connect would create
-    it with the broker's defaults: its retention, and a message limit below the largest change event). Returns
-    whether it was created."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    if topic in admin.list_topics(timeout=10).topics:
-        return False
-    configs = {**settings.topic_configs(), "max.message.bytes": str(max_message_bytes)}
-    new = NewTopic(topic, num_partitions=1, replication_factor=settings.replication_factor, config=configs)
-    try:
-        admin.create_topics([new], operation_timeout=timeout)[topic].result()
-    except Exception as exc:  # confluent_kafka raises KafkaException with a KafkaError inside
-        if "TOPIC_ALREADY_EXISTS" not in str(exc):
-            raise
-        return False
-    return True

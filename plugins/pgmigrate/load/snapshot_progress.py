@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgmigrate.core.waits import WaitStatus
+from pgmigrate.kafka.client_config import KafkaCluster
 
 if TYPE_CHECKING:
     from pgmigrate.core.catalog import TableRef
@@ -118,7 +119,7 @@ def snapshot_loaded(
     tables: list[TableRef],
     debezium_snapshot: bool,
     connect: ConnectClient,
-    bootstrap_servers: str | None,
+    kafka: KafkaCluster | None,
     watch: SnapshotWatch,
 ) -> WaitStatus:
     """`wait_snapshot`: done when the Debezium source finished its snapshot and the sink applied it (with
@@ -134,7 +135,7 @@ def snapshot_loaded(
     phase = snapshot_phase(connect.get_offsets(names.source_connector)) if debezium_snapshot else COMPLETE
     native = read_native_sync_state(target, names)
     progress = read_table_progress(source, target, tables)
-    end_offsets, committed = read_sink_offsets(bootstrap_servers, names) if bootstrap_servers else ({}, {})
+    end_offsets, committed = read_sink_offsets(kafka, names) if kafka else ({}, {})
     if phase == COMPLETE and watch.marks is None and debezium_snapshot:
         # Live writes keep the consumer lag above 0; what matters is that the sink got past every record that
         # existed when the snapshot was done.

@@ -82,7 +82,8 @@ class MigrationTaskOperator(BaseOperator):
 
         return KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
 
-    def bootstrap(self) -> str:
+    def bootstrap(self) -> dict[str, Any]:
+        """The Kafka cluster's client configuration (the whole connection: SASL/TLS too)."""
         from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 
         return KafkaClusterHook(self.kafka_conn_id).get_conn()

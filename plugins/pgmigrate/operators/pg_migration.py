@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from pgmigrate.core.migration_tables import resolve_tables
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
+from pgmigrate.kafka.client_config import cluster_name
 from pgmigrate.kafka.connect_secrets import write_secrets_file
 from pgmigrate.kafka.connector_configs import (
     MAX_CHANGE_EVENT_BYTES,
@@ -28,7 +29,8 @@ from pgmigrate.kafka.connector_configs import (
     build_source_config,
     stored_generated_columns,
 )
-from pgmigrate.kafka.topic_settings import InvalidTopicSettings, broker_count, ensure_dead_letter_topic
+from pgmigrate.kafka.topic_admin import broker_count, ensure_dead_letter_topic
+from pgmigrate.kafka.topic_settings import InvalidTopicSettings
 from pgmigrate.operators.base import MigrationOperator
 from pgmigrate.stream.heartbeat import ensure_heartbeat_table
 from pgmigrate.stream.native_replication import drop_native_replication, ensure_native_replication, split_by_channel
@@ -206,7 +208,7 @@ class DeployConnectorsOperator(MigrationOperator):
         bootstrap = self.bootstrap()
         try:
             topics = self.topic_settings()
-            topics.check_cluster(broker_count(bootstrap), bootstrap)
+            topics.check_cluster(broker_count(bootstrap), cluster_name(bootstrap))
         except InvalidTopicSettings as exc:
             raise AirflowFailException(f"deploy_connectors: {exc}") from exc
         secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)

@@ -23,6 +23,7 @@ from typing import Any
 
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.client_config import KafkaCluster, client_config
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.recovery.dead_letters import (
     EXCEPTION_CLASS,
@@ -170,14 +171,12 @@ def _committed(connect: ConnectClient, sink: str, topic: str) -> dict[int, int]:
 
 
 def _records_through_rejected(
-    bootstrap: str, topic: str, committed: dict[int, int], row: RejectedRow, timeout: float = 30.0
+    kafka: KafkaCluster, topic: str, committed: dict[int, int], row: RejectedRow, timeout: float = 30.0
 ) -> tuple[int, list[Any]] | None:
     """(partition, records from the committed offset through the first one with the rejected key)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "pgmigrate-dlq-quarantine", "enable.auto.commit": False}
-    )
+    consumer = Consumer(client_config(kafka, {"group.id": "pgmigrate-dlq-quarantine", "enable.auto.commit": False}))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         for p in partitions:
@@ -201,7 +200,7 @@ def _records_through_rejected(
     return None
 
 
-def quarantine_once(connect: ConnectClient, bootstrap: str, names: MigrationNames) -> dict[str, Any] | None:
+def quarantine_once(connect: ConnectClient, kafka: KafkaCluster, names: MigrationNames) -> dict[str, Any] | None:
     """If the sink FAILED on a row the target rejected: dead-letter it (and its batch), skip it, resume."""
     from confluent_kafka import Producer
 
@@ -213,7 +212,7 @@ def quarantine_once(connect: ConnectClient, bootstrap: str, names: MigrationName
     topic = names.change_topic(row.table.schema, row.table.name)
     connect.stop(sink)
     connect.wait_for_state(sink, "STOPPED", timeout=60)
-    found = _records_through_rejected(bootstrap, topic, _committed(connect, sink, topic), row)
+    found = _records_through_rejected(kafka, topic, _committed(connect, sink, topic), row)
     if found is None:
         log.error(
             "quarantine: no record of %s with key %s after the committed offset; %s stays as it was",
@@ -224,7 +223,7 @@ def quarantine_once(connect: ConnectClient, bootstrap: str, names: MigrationName
         connect.resume(sink)
         return None
     partition, records = found
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    producer = Producer(client_config(kafka, {"acks": "all", "enable.idempotence": True}))
     for msg in records:
         rejected = msg is records[-1]
         headers = list(msg.headers() or []) + error_headers(topic, partition, msg.offset(), rejected, row, trace or "")
@@ -264,13 +263,13 @@ def quarantine_once(connect: ConnectClient, bootstrap: str, names: MigrationName
 
 
 def quarantine_rejected_rows(
-    connect: ConnectClient, bootstrap: str, names: MigrationNames, settle_seconds: float = 8.0
+    connect: ConnectClient, kafka: KafkaCluster, names: MigrationNames, settle_seconds: float = 8.0
 ) -> list[dict[str, Any]]:
     """Quarantine until the sink runs without failing on a rejected row for `settle_seconds` (at most
     MAX_PER_PASS rows per call; the next monitor run goes on)."""
     done: list[dict[str, Any]] = []
     while len(done) < MAX_PER_PASS:
-        result = quarantine_once(connect, bootstrap, names)
+        result = quarantine_once(connect, kafka, names)
         if result is None:
             break
         done.append(result)

@@ -23,6 +23,7 @@ from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.client_config import KafkaCluster, client_config
 
 log = logging.getLogger(__name__)
 
@@ -234,24 +235,26 @@ def format_dead_letters(
 
 
 def read_backlog(
-    bootstrap_servers: str, control: PgEndpoint, names: MigrationNames, timeout: float = 10.0
+    kafka: KafkaCluster, control: PgEndpoint, names: MigrationNames, timeout: float = 10.0
 ) -> DeadLetterBacklog:
     """The DLQ topic's watermarks and the acknowledgement stored in the control DB."""
     from confluent_kafka import Consumer, TopicCollection, TopicPartition
     from confluent_kafka.admin import AdminClient
 
     topic = names.dead_letter_topic
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(client_config(kafka))
     metadata = admin.list_topics(timeout=timeout)
     if topic not in metadata.topics:
         return DeadLetterBacklog(topic_exists=False)
     description = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"pgmigrate-dlq-{names.migration_id}",
-            "enable.auto.commit": False,
-        }
+        client_config(
+            kafka,
+            {
+                "group.id": f"pgmigrate-dlq-{names.migration_id}",
+                "enable.auto.commit": False,
+            },
+        )
     )
     low, end = {}, {}
     try:
@@ -264,7 +267,7 @@ def read_backlog(
 
 
 def read_dead_letters(
-    bootstrap_servers: str,
+    kafka: KafkaCluster,
     names: MigrationNames,
     backlog: DeadLetterBacklog,
     everything: bool = False,
@@ -281,12 +284,14 @@ def read_dead_letters(
     if not wanted:
         return []
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"pgmigrate-dlq-{names.migration_id}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        client_config(
+            kafka,
+            {
+                "group.id": f"pgmigrate-dlq-{names.migration_id}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     letters: list[DeadLetter] = []
     done: set[int] = set()

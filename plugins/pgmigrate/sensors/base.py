@@ -61,7 +61,8 @@ class MigrationSensor(BaseSensorOperator):
     def connect_client(self) -> ConnectClient:
         return KafkaConnectHook(kafka_connect_conn_id=self.kafka_connect_conn_id).get_conn()
 
-    def bootstrap_servers(self) -> str:
+    def kafka_cluster(self) -> dict[str, Any]:
+        """The Kafka cluster's client configuration (the whole connection: SASL/TLS too)."""
         return KafkaClusterHook(self.kafka_conn_id).get_conn()
 
     @staticmethod

@@ -29,7 +29,7 @@ class ReplicationLagSensor(MigrationSensor):
         params = self.migration_params(context)
         source = self.endpoint(params.source_conn_id)
         target = self.endpoint(params.target_conn_id)
-        bootstrap = self.bootstrap_servers()
+        bootstrap = self.kafka_cluster()
         connect = self.connect_client()
         return caught_up(source, target, params.names, bootstrap, connect, params.max_lag_seconds)
 

@@ -14,6 +14,7 @@ from psycopg import sql
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.core.waits import WaitStatus
+from pgmigrate.kafka.client_config import KafkaCluster, client_config, cluster_name
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_errors import ConnectError
 from pgmigrate.kafka.connector_status import failed_connectors
@@ -98,13 +99,13 @@ def read_retained_wal_bytes(source: PgEndpoint, slot: str) -> int | None:
 
 
 def read_sink_offsets(
-    bootstrap_servers: str, names: MigrationNames, timeout: float = 10.0
+    kafka: KafkaCluster, names: MigrationNames, timeout: float = 10.0
 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """(end offsets, the sink group's committed offsets) of every partition of the migration's topics."""
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(client_config(kafka))
     topic_re = re.compile(rf"^{re.escape(names.topic_prefix)}\.")
     metadata = admin.list_topics(timeout=timeout)
     partitions = [
@@ -115,9 +116,7 @@ def read_sink_offsets(
     ]
     if not partitions:
         return {}, {}
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap_servers, "group.id": names.sink_consumer_group, "enable.auto.commit": False}
-    )
+    consumer = Consumer(client_config(kafka, {"group.id": names.sink_consumer_group, "enable.auto.commit": False}))
     try:
         committed = {
             (tp.topic, tp.partition): tp.offset
@@ -133,9 +132,9 @@ def read_sink_offsets(
     return end_offsets, committed
 
 
-def read_sink_consumer_lag(bootstrap_servers: str, names: MigrationNames, timeout: float = 10.0) -> int | None:
+def read_sink_consumer_lag(kafka: KafkaCluster, names: MigrationNames, timeout: float = 10.0) -> int | None:
     """Sum over the migration's data topics of end offset minus the sink group's committed offset."""
-    end_offsets, committed = read_sink_offsets(bootstrap_servers, names, timeout)
+    end_offsets, committed = read_sink_offsets(kafka, names, timeout)
     return consumer_lag(end_offsets, committed)
 
 
@@ -145,15 +144,13 @@ def sink_reached(marks: dict[tuple[str, int], int], committed: dict[tuple[str, i
     return all(committed.get(tp, 0) >= offset for tp, offset in marks.items())
 
 
-def read_lag(
-    source: PgEndpoint, target: PgEndpoint, names: MigrationNames, bootstrap_servers: str | None
-) -> LagReading:
+def read_lag(source: PgEndpoint, target: PgEndpoint, names: MigrationNames, kafka: KafkaCluster | None) -> LagReading:
     sink_lag = None
-    if bootstrap_servers:
+    if kafka:
         try:
-            sink_lag = read_sink_consumer_lag(bootstrap_servers, names)
+            sink_lag = read_sink_consumer_lag(kafka, names)
         except Exception as exc:  # Kafka being briefly unreachable must not fail a lag poke
-            log.warning("could not read the sink's consumer lag from Kafka (%s): %s", bootstrap_servers, exc)
+            log.warning("could not read the sink's consumer lag from Kafka (%s): %s", cluster_name(kafka), exc)
     from pgmigrate.stream.native_replication import has_native_channel, read_native_lag
 
     native_expected = has_native_channel(source, names)
@@ -170,7 +167,7 @@ def caught_up(
     source: PgEndpoint,
     target: PgEndpoint,
     names: MigrationNames,
-    bootstrap_servers: str | None,
+    kafka: KafkaCluster | None,
     connect: ConnectClient | None,
     max_lag_seconds: float,
 ) -> WaitStatus:
@@ -184,7 +181,7 @@ def caught_up(
             failed = None
         if failed:
             return WaitStatus.failed(f"while waiting for lag: {failed}")
-    reading = read_lag(source, target, names, bootstrap_servers)
+    reading = read_lag(source, target, names, kafka)
     return WaitStatus(
         reading.caught_up(max_lag_seconds),
         f"lag: {reading.describe()} (threshold {max_lag_seconds:.1f}s)",

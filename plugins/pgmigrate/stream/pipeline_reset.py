@@ -12,6 +12,7 @@ import re
 import time
 
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.client_config import KafkaCluster, client_config
 from pgmigrate.kafka.connect_client import ConnectClient
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,12 @@ def remove_connectors(connect: ConnectClient, names: MigrationNames) -> list[str
     return removed
 
 
-def delete_topics(bootstrap_servers: str, names: MigrationNames, timeout: float = 60.0) -> list[str]:
+def delete_topics(kafka: KafkaCluster, names: MigrationNames, timeout: float = 60.0) -> list[str]:
     """Delete the migration's data, heartbeat and dead letter topics and wait until the broker no longer
     lists them."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(client_config(kafka))
     own = "|".join(re.escape(t) for t in (names.heartbeat_topic, names.dead_letter_topic))
     pattern = re.compile(rf"^({re.escape(names.topic_prefix)}\.|({own})$)")
     topics = [t for t in admin.list_topics(timeout=10).topics if pattern.match(t)]

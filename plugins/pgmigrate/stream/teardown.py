@@ -12,6 +12,7 @@ from psycopg import sql
 
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.client_config import KafkaCluster
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.load.replication_slot import drop_slot_if_exists
 from pgmigrate.stream.native_replication import drop_native_replication
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def teardown_migration(
     connect: ConnectClient,
-    bootstrap_servers: str | None,
+    kafka: KafkaCluster | None,
     source: PgEndpoint,
     names: MigrationNames,
     target: PgEndpoint | None = None,
@@ -37,7 +38,7 @@ def teardown_migration(
     else:
         drop_slot_if_exists(source, names.native_subscription)
         drop_publication(source, names.native_publication)
-    topics = delete_topics(bootstrap_servers, names) if bootstrap_servers else []
+    topics = delete_topics(kafka, names) if kafka else []
     slot_dropped = drop_slot_if_exists(source, names.slot)
     drop_publication(source, names.publication)
     for endpoint in (source, target) if target is not None else (source,):

@@ -15,6 +15,7 @@ from typing import Any
 
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.client_config import KafkaCluster
 
 
 def rate_per_second(
@@ -91,12 +92,12 @@ def sample_throughput(
     control: PgEndpoint,
     migration_id: str,
     names: MigrationNames,
-    bootstrap: str,
+    kafka: KafkaCluster,
     statuses: Mapping[str, Mapping[str, Any] | None] | None,
     dead_letters: int | None,
 ) -> ThroughputSample:
     """Read the live direction's offsets from Kafka and record a sample (the monitor's reading)."""
     from pgmigrate.stream.lag import read_sink_offsets
 
-    produced, applied = offset_totals(*read_sink_offsets(bootstrap, names))
+    produced, applied = offset_totals(*read_sink_offsets(kafka, names))
     return record_throughput(control, migration_id, produced, applied, dead_letters, failed_tasks(statuses))

@@ -1,5 +1,5 @@
 """What the migration's triggers read from Airflow connections without blocking the triggerer's event loop
-(`aget_connection`): endpoints, Kafka's bootstrap servers and Kafka Connect's client."""
+(`aget_connection`): endpoints, the Kafka cluster's client configuration and Kafka Connect's client."""
 
 from __future__ import annotations
 
@@ -21,13 +21,16 @@ async def endpoint_for(conn_id: str) -> PgEndpoint:
     return PgEndpoint.from_airflow_connection(await BaseHook.aget_connection(conn_id))
 
 
-async def bootstrap_servers_for(conn_id: str | None) -> str | None:
+async def kafka_cluster_for(conn_id: str | None) -> dict[str, Any] | None:
+    """The Kafka client configuration of the cluster connection, as `KafkaClusterHook.get_conn()` reads it."""
     if not conn_id:
         return None
     from airflow.sdk import BaseHook
 
+    from pgmigrate.kafka.client_config import client_config_from_extra
+
     conn = await BaseHook.aget_connection(conn_id)
-    return conn.extra_dejson.get("bootstrap.servers")
+    return client_config_from_extra(conn.extra_dejson, conn_id)
 
 
 async def connect_client_for(conn_id: str) -> ConnectClient:

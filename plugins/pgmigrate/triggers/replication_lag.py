@@ -11,7 +11,7 @@ from pgmigrate.core.waits import WaitStatus
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.stream.lag import caught_up
 from pgmigrate.triggers.base import MigrationWaitTrigger
-from pgmigrate.triggers.connections import bootstrap_servers_for, connect_client_for, endpoint_for
+from pgmigrate.triggers.connections import connect_client_for, endpoint_for, kafka_cluster_for
 
 
 class ReplicationLagTrigger(MigrationWaitTrigger):
@@ -55,7 +55,7 @@ class ReplicationLagTrigger(MigrationWaitTrigger):
         self._ends = (
             await endpoint_for(self.source_conn_id),
             await endpoint_for(self.target_conn_id),
-            await bootstrap_servers_for(self.kafka_conn_id),
+            await kafka_cluster_for(self.kafka_conn_id),
             connect,
         )
 

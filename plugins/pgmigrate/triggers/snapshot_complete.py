@@ -14,7 +14,7 @@ from pgmigrate.core.waits import WaitStatus
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.load.snapshot_progress import SnapshotWatch, snapshot_loaded
 from pgmigrate.triggers.base import MigrationWaitTrigger
-from pgmigrate.triggers.connections import bootstrap_servers_for, connect_client_for, endpoint_for
+from pgmigrate.triggers.connections import connect_client_for, endpoint_for, kafka_cluster_for
 
 
 class SnapshotCompleteTrigger(MigrationWaitTrigger):
@@ -61,7 +61,7 @@ class SnapshotCompleteTrigger(MigrationWaitTrigger):
             await endpoint_for(self.source_conn_id),
             await endpoint_for(self.target_conn_id),
             await connect_client_for(self.kafka_connect_conn_id),
-            await bootstrap_servers_for(self.kafka_conn_id),
+            await kafka_cluster_for(self.kafka_conn_id),
         )
 
     def look(self) -> WaitStatus:
