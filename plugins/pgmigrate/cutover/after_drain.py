@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -25,25 +26,18 @@ from pgmigrate.kafka.connect_client import ConnectClient
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class AfterDrain:
     """The capture stop and the slot checks of one section; `native`: the section has native-channel tables,
     so the origin's native slot is read too. Fills `result` (`drain`, `stopped`, `late_writes`)."""
 
-    def __init__(
-        self,
-        plan: SectionPlan,
-        connect: ConnectClient,
-        result: SectionResult,
-        native: bool,
-        say: Callable[[str], None],
-    ) -> None:
-        self.plan = plan
-        self.connect = connect
-        self.result = result
-        self.native = native
-        self.say = say
-        self._capture: threading.Thread | None = None
-        self._capture_error: BaseException | None = None
+    plan: SectionPlan
+    connect: ConnectClient
+    result: SectionResult
+    native: bool
+    say: Callable[[str], None]
+    _capture: threading.Thread | None = field(default=None, init=False)
+    _capture_error: BaseException | None = field(default=None, init=False)
 
     def origin_slots(self) -> list[tuple[str, str]]:
         """(slot, publication) of every channel that captures the origin."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 
@@ -23,22 +24,15 @@ from pgmigrate.cutover.section_plan import CutoverAborted, SectionPlan, SectionR
 from pgmigrate.cutover.verification import precopy_passes
 
 
+@dataclass
 class BeforePause:
     """The preparation of one section; fills `result.passes`. `direct_sessions` serves the fence step too."""
 
-    def __init__(
-        self,
-        plan: SectionPlan,
-        store: LeaseStore,
-        routing: ClientRouting,
-        result: SectionResult,
-        say: Callable[[str], None],
-    ) -> None:
-        self.plan = plan
-        self.store = store
-        self.routing = routing
-        self.result = result
-        self.say = say
+    plan: SectionPlan
+    store: LeaseStore
+    routing: ClientRouting
+    result: SectionResult
+    say: Callable[[str], None]
 
     def prepare(
         self,
