@@ -157,14 +157,13 @@ class RollbackReportOperator(RollbackStepOperator):
         self.checked, self.switched, self.resumed = checked, switched, resumed
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.report.rollback_report import write_rollback_report
+        from pgmigrate.report.rollback_report import RollbackFacts, write_rollback_report
 
         m = self.migration(context)
         started = (self.checked or {}).get("started_at") or time.time()
         switched = self.switched or {}
         stopped = self.resumed or {}
-        path = write_rollback_report(
-            m.store,
+        facts = RollbackFacts(
             m.params.migration_id,
             reason=m.run.reason,
             forced=m.run.force,
@@ -172,6 +171,7 @@ class RollbackReportOperator(RollbackStepOperator):
             pause_seconds=switched.get("pause_seconds"),
             replayed_changes=stopped.get("replayed_changes"),
         )
+        path = write_rollback_report(m.store, facts)
         self.log.info("rollback report: %s", path)
         return {"report": str(path), "rollback_seconds": time.time() - started}
 
