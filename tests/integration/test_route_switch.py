@@ -31,7 +31,8 @@ import pytest
 from devtools.databases import drop_database, recreate_database
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.routing.routes import Route, read_routes_file, write_routes_file
-from pgmigrate.cutover.routing.switch import PauseTimeoutError, PgBouncerRouteSwitch, RouteSwitch, RouteSwitchError
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
+from pgmigrate.cutover.routing.switch_contract import PauseTimeoutError, RouteSwitch, RouteSwitchError
 
 pytestmark = pytest.mark.integration
 

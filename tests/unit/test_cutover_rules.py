@@ -6,7 +6,7 @@ import pytest
 
 from pgmigrate.core.params import CutoverParams, InvalidParams, RollbackParams
 from pgmigrate.cutover.checklist import evaluate_checklist, format_checklist
-from pgmigrate.report.rollback_report import render_rollback_report
+from pgmigrate.report.rollback_report import RollbackFacts, render_rollback_report
 
 pytestmark = pytest.mark.unit
 
@@ -65,6 +65,6 @@ def test_cutover_and_rollback_params_say_what_is_wrong():
 def test_rollback_report_names_reason_times_and_replayed_writes():
     at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     events = [{"at": at, "phase": "cut_over", "message": "switched | paused 1.2s"}]
-    text = render_rollback_report("shop", "bad latency", False, 21.5, 1.4, 345, 0.9, events)
+    text = render_rollback_report(RollbackFacts("shop", "bad latency", False, 21.5, 1.4, 345), 0.9, events)
     assert "bad latency" in text and "21.50 s" in text and "345" in text and "2026-11-25 12:00:00" in text
     assert "switched \\| paused" in text  # table cells escaped

@@ -17,7 +17,7 @@ from pgmigrate.cutover.routing.routes import (
     validate_database_name,
     write_routes_file,
 )
-from pgmigrate.cutover.routing.switch import quote_admin_identifier
+from pgmigrate.cutover.routing.switch_contract import quote_admin_identifier
 
 pytestmark = pytest.mark.unit
 

@@ -19,10 +19,10 @@ import pytest
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.cutover.routing import switch as route_switch
 from pgmigrate.cutover.routing.routes import Route, read_routes_file, write_routes_file
-from pgmigrate.cutover.routing.switch import (
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
+from pgmigrate.cutover.routing.switch_contract import (
     AdminCommandError,
     PauseTimeoutError,
-    PgBouncerRouteSwitch,
     RouteSwitchError,
     describe_routes_disagreement,
 )

@@ -23,6 +23,8 @@ The critical section (`critical_section.CriticalSection`, one process, one budge
 8. `reverse`       - (cutover) the reverse slots on the target, the source's identities BY DEFAULT;
 9. `fence`         - (`writes_after`) no change committed on the origin after the drain point;
 10. `routing`      - every PgBouncer switched, under the lease (`armed -> switched`), then resumed.
+Its own parts: `before_pause` (the checks, the guard's wait and the passes before pausing), `after_drain`
+(the capture stop of 5, the slot check of 9 and the same check once more after the pause).
 
 After the pause (tasks of their own): reverse connectors (`reverse`), `verify` (a write through every
 PgBouncer lands on the target), foreign keys, and the full validation again (`pre_validation`, reverse).

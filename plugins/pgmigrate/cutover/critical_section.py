@@ -1,21 +1,22 @@
 """The critical section: from pausing client writes to resuming them, in one process, under one budget.
 
-Before the pause (clients write freely; nothing here is timed against the pause):
-  the pause lease is created (`lease`); every PgBouncer is checked (routes to the origin, not paused,
-  routes file = live route) and pinned; direct sessions are checked; the pre-copy passes shrink the keys
-  left to verify (`verification`); the pause guard must be watching the lease (`guard`).
+Before the pause (clients write freely; nothing here is timed against the pause; `before_pause`):
+  the pause lease is created (`pgmigrate.control.pause_lease`); every PgBouncer is checked (routes to
+  the origin, not paused, routes file = live route) and pinned; direct sessions are checked; the pre-copy
+  passes shrink the keys left to verify (`verification`); the pause guard must be watching the lease (`guard`).
 Inside the pause (each step logs its duration and the pause so far; every statement carries a
 lock_timeout and statement_timeout from what is left of one budget):
   1. pause    every PgBouncer PAUSEd (in-flight transactions finish, new ones wait); all checked paused
   2. fence    the origin's application roles read-only, their direct sessions ended (`fence`)
   3. drain    every change committed before the drain point is on the destination (`drain`)
-  4. capture  the origin's connectors told to stop, its native subscription disabled (`reverse`)
+  4. capture  the origin's connectors told to stop, its native subscription disabled (`after_drain`)
   5. verify   rows whose keys changed since the last pass, compared at rest (`verification`)
   6. sequences destination sequences past the origin's (`sequences`); identities ALWAYS where clients go
   7. reverse  (cutover) the reverse pipeline's slots on the target; the source's identities BY DEFAULT
-  8. writes   the origin's slots hold no change committed after the drain point (`fence.writes_after`)
+  8. writes   the origin's slots hold no change committed after the drain point (`after_drain`)
   9. switch   every PgBouncer routed to the destination, under the lease (`armed -> switched`)
  10. resume   the destination's old fence lifted (rollback), every PgBouncer resumed
+After the pause the origin's slots are read once more for such changes (`after_drain`).
 A failure before the switch ends the lease (`released`) and settles clients back on the origin
 (`guard.settle`), then the caller undoes the pipeline changes. If this process dies, the pause guard
 settles at the deadline; if it hangs, its own `DeadlineThread` does.
@@ -33,34 +34,16 @@ from contextlib import contextmanager
 import psycopg
 
 from pgmigrate.control.pause_lease import RELEASED, SWITCHED, Lease, LeaseLost, LeaseStore
+from pgmigrate.cutover.after_drain import AfterDrain
+from pgmigrate.cutover.before_pause import BeforePause
 from pgmigrate.cutover.change_topics import ChangedKeys, ChangeTopics, Positions, positions_to_json
 from pgmigrate.cutover.drain import Drainer
-from pgmigrate.cutover.fence import (
-    FencePlan,
-    Session,
-    apply_fence,
-    direct_sessions,
-    end_sessions,
-    lift_fence,
-    plan_fence,
-    wait_slot_released,
-    writes_after,
-)
+from pgmigrate.cutover.fence import FencePlan, apply_fence, end_sessions, lift_fence
 from pgmigrate.cutover.guard import DeadlineThread, Sides, settle
-from pgmigrate.cutover.reverse import (
-    create_slot_on,
-    disable_native_subscription,
-    set_identity_generation_on,
-    stop_connectors,
-)
+from pgmigrate.cutover.reverse import create_slot_on, set_identity_generation_on
 from pgmigrate.cutover.routing.fleet import ClientRouting
-from pgmigrate.cutover.section_plan import (
-    CutoverAborted,
-    PauseBudget,
-    SectionPlan,
-    SectionResult,
-)
-from pgmigrate.cutover.verification import VerificationResult, precopy_passes, verify_changes
+from pgmigrate.cutover.section_plan import CutoverAborted, PauseBudget, SectionPlan, SectionResult
+from pgmigrate.cutover.verification import VerificationResult, verify_changes
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.validate.checksums import set_canonical_session
 
@@ -91,6 +74,8 @@ class CriticalSection:
         self.result = SectionResult()
         self.keyed = {t.ref: t for t in plan.tables if t.primary_key}
         self.native = [t for t in plan.tables if t not in self.keyed.values()]
+        self.before_pause = BeforePause(plan, store, routing, self.result, say)
+        self.after_drain = AfterDrain(plan, connect, self.result, bool(self.native), say)
         self._expired = threading.Event()
         self._budget: PauseBudget | None = None
         self._lease: Lease | None = None
@@ -172,73 +157,13 @@ class CriticalSection:
         topics = ChangeTopics(self.bootstrap_servers, plan.names, plan.tables)
         try:
             with self.routing.held(), self._connections() as (origin, destination):
-                carried, since, fence = self._before_pause(lease, topics, origin, destination)
+                carried, since, fence = self.before_pause.prepare(
+                    lease, topics, origin, destination, self.keyed, self.native
+                )
                 return self._pause(lease, topics, origin, destination, carried, since, fence)
         finally:
             stop_beating.set()
             topics.close()
-
-    def _before_pause(
-        self, lease: Lease, topics: ChangeTopics, origin: psycopg.Connection, destination: psycopg.Connection
-    ) -> tuple[ChangedKeys, Positions, FencePlan]:
-        plan = self.plan
-        try:
-            problems = self.routing.problems_before_pause(plan.origin.route)
-            if problems:
-                raise CutoverAborted("PgBouncer is not ready: " + "; ".join(problems), "before_pause", {})
-            self.routing.pin(plan.origin.route)
-            direct = self._direct_sessions(origin)
-            if direct and not plan.allow_direct_sessions:
-                raise CutoverAborted(
-                    f"{len(direct)} sessions are connected straight to the origin {plan.origin.endpoint.label}, not "
-                    f"through PgBouncer: {'; '.join(s.describe() for s in direct[:10])}. Their writes would not "
-                    "follow the switch. Move them to PgBouncer or stop them, or allow them (allow_direct_sessions: "
-                    "the cutover then ends their sessions, makes their roles read-only and aborts if one writes).",
-                    "before_pause",
-                    {"direct_sessions": [s.as_dict() for s in direct]},
-                )
-            fence = plan_fence(origin, list(self.keyed) + [t.ref for t in self.native])
-            if fence.unfenceable:
-                self.say(
-                    f"fence: superuser roles {', '.join(fence.unfenceable)} can write and cannot be made "
-                    "read-only by this role; the slot check before the switch still catches their writes"
-                )
-            topics.check_retained(plan.since)
-            # The guard first (its task starts in parallel with this one): the passes then end right before the pause.
-            self._wait_for_guard(lease)
-            since, carried, passes = precopy_passes(
-                topics, origin, destination, self.keyed, plan.since, max_passes=plan.precopy_passes, say=self.say
-            )
-            self.result.passes = [p.as_dict() for p in passes]
-            # Written ahead: whoever settles this pause lifts the fence even if this process dies right after.
-            self.store.update_plan(lease.lease_id, fence_origin=fence.as_dict())
-            return carried, since, fence
-        except BaseException as exc:
-            self.store.end(
-                lease.lease_id, RELEASED, by="cutover task", note=f"not paused: {exc}"[:500], expect="pending"
-            )
-            raise
-
-    def _wait_for_guard(self, lease: Lease) -> None:
-        deadline = time.monotonic() + self.plan.guard_wait_seconds
-        while True:
-            current = self.store.get(lease.lease_id)
-            if current is not None and current.guard_watching():
-                return
-            if time.monotonic() > deadline:
-                raise CutoverAborted(
-                    f"the pause guard did not start watching lease {lease.lease_id} within "
-                    f"{self.plan.guard_wait_seconds:.0f}s, so a pause could outlive this process: not pausing. "
-                    "The pause_guard task of this DAG run must be deferred (running in the triggerer): check it, and "
-                    "that the triggerer runs (scripts/airflow jobs check --job-type TriggererJob). If you cleared "
-                    "only this task, clear pause_guard too.",
-                    "before_pause",
-                    {},
-                )
-            time.sleep(0.2)
-
-    def _direct_sessions(self, origin: psycopg.Connection) -> list[Session]:
-        return direct_sessions(origin, self.routing.server_pids(), self.plan.origin.endpoint.user)
 
     def _pause(
         self,
@@ -273,14 +198,16 @@ class CriticalSection:
                 self._step("verify", lambda: self._verify(topics, origin, destination, carried, since, budget))
                 self._release("dry run complete", sides)
                 return self.result
-            self._step("capture", lambda: self._stop_capture(destination, budget))
+            self._step("capture", lambda: self.after_drain.stop_capture(destination, self._drained.point_lsn, budget))
             self._step("verify", lambda: self._verify(topics, origin, destination, carried, since, budget))
             budget.apply(origin, destination, *([self._spare_destination] if self._spare_destination else []))
             self._step("sequences", lambda: self._sequences(origin, destination))
             if plan.create_reverse_slots:
                 self._step("reverse", lambda: self._reverse(origin, destination))
             budget.apply(origin)
-            self._step("writes", lambda: self._no_writes_after_drain(origin, budget))
+            self._step(
+                "writes", lambda: self.after_drain.no_writes_after_drain(origin, self._drained.point_lsn, budget)
+            )
             self._step("switch", lambda: self._switch(lease, budget))
         except BaseException as exc:
             enforcer.stop()
@@ -293,36 +220,8 @@ class CriticalSection:
             f"writes were paused {self.result.pause_seconds:.3f}s in all; clients now reach "
             f"{plan.destination.endpoint.label} through {', '.join(self.routing.names)}"
         )
-        self._late_writes(origin)
+        self.after_drain.late_writes(origin, self._drained.point_lsn)
         return self.result
-
-    def _late_writes(self, origin: psycopg.Connection) -> None:
-        """After the pause, before anything writes to the origin on purpose (the reverse sink starts later):
-        a change that reached the origin between the check and the switch would be in its slots now."""
-        names = self.plan.names
-        origin.execute("SELECT set_config('statement_timeout', '30s', false)")
-        found: dict[str, int] = {}
-        for slot, publication in self._origin_slots():
-            for table, count in writes_after(origin, slot, publication, self._drained.point_lsn).items():
-                found[table] = found.get(table, 0) + count
-        self.result.late_writes = found
-        if found:
-            log.error(
-                "after the switch: changes committed on the origin after the drain point %s, not on the "
-                "destination: %s. Nothing carries them now; compare and copy them by hand (rows of %s).",
-                self._drained.point_lsn,
-                found,
-                ", ".join(found),
-            )
-        else:
-            self.say(f"after the switch: no change on the origin after the drain point in {names.slot}")
-
-    def _origin_slots(self) -> list[tuple[str, str]]:
-        names = self.plan.names
-        slots = [(names.slot, names.publication)]
-        if self.native:
-            slots.append((names.native_subscription, names.native_publication))
-        return slots
 
     def _forced(self, lease: Lease) -> SectionResult:
         """The origin is gone: pause, switch, resume; nothing to drain or verify (what was not replayed is lost)."""
@@ -332,7 +231,7 @@ class CriticalSection:
         if problems:
             self.store.end(lease.lease_id, RELEASED, by="cutover task", note="not paused", expect="pending")
             raise CutoverAborted("PgBouncer is not ready: " + "; ".join(problems), "before_pause", {})
-        self._wait_for_guard(lease)
+        self.before_pause.wait_for_guard(lease)
         self.store.arm(lease.lease_id)
         self._budget = budget = PauseBudget(plan.max_pause_seconds)
         try:
@@ -365,7 +264,7 @@ class CriticalSection:
     def _fence(self, origin: psycopg.Connection, fence: FencePlan) -> str:
         fenced = apply_fence(origin, fence)
         writers = set(fence.roles) | set(fence.unfenceable) | {self.plan.origin.endpoint.user}
-        direct = [s for s in self._direct_sessions(origin) if s.user in writers]
+        direct = [s for s in self.before_pause.direct_sessions(origin) if s.user in writers]
         ended, problems = end_sessions(origin, direct)
         self.result.fence = {"roles": fenced, "ended_sessions": ended, "problems": problems}
         return (
@@ -378,35 +277,6 @@ class CriticalSection:
         self._drained = result
         self.result.drain = result.as_dict()
         return f"every change up to {result.point_lsn} applied ({result.records_applied_to} records in Kafka)"
-
-    def _stop_capture(self, destination: psycopg.Connection, budget: PauseBudget) -> str:
-        """The native subscription is disabled here and now. In a thread, while verification runs: wait for the
-        drain's last proof, Debezium's slot confirmed past the drain point (it confirms when Connect commits
-        its offsets), then ask Connect to stop the origin's connectors (two REST calls). The slot check
-        joins the thread."""
-        disable_native_subscription(destination, self.plan.names)
-        point, deadline = self._drained.point_lsn, time.monotonic() + max(0.1, budget.remaining())
-
-        def confirm_then_stop() -> None:
-            try:
-                with self.plan.origin.endpoint.connect(autocommit=True) as conn:
-                    drainer = Drainer(conn, conn, self.plan.names, None)  # only its slot reading is used
-                    while not drainer.slot_confirmed_past(point):
-                        if time.monotonic() > deadline:
-                            raise TimeoutError(
-                                f"the slot {self.plan.names.slot} did not confirm the drain point "
-                                f"{point} within the pause"
-                            )
-                        time.sleep(0.01)
-                self.result.drain["slot_confirmed_at"] = round(budget.elapsed(), 3)
-                self.result.stopped = stop_connectors(self.connect, self.plan.names)
-            except BaseException as exc:  # re-raised by the slot check
-                self._capture_error = exc
-
-        self._capture_error: BaseException | None = None
-        self._capture = threading.Thread(target=confirm_then_stop, name="stop-capture", daemon=True)
-        self._capture.start()
-        return "native subscription disabled; the connectors stop once the slot confirms the drain point"
 
     def _verify(
         self,
@@ -424,7 +294,7 @@ class CriticalSection:
         if result.differences:
             if not self.plan.dry_run:
                 # Rows written on the origin after the drain point differ too: name that cause if it is the one.
-                self._no_writes_after_drain(origin, budget)
+                self.after_drain.no_writes_after_drain(origin, self._drained.point_lsn, budget)
             raise CutoverAborted(
                 f"in-pause verification: {len(result.differences)} rows differ at rest between "
                 f"{self.plan.origin.endpoint.label} and {self.plan.destination.endpoint.label}: "
@@ -472,32 +342,6 @@ class CriticalSection:
             f"reverse slots {', '.join(self.result.reverse_slots) or '(exist)'} keep every target change; "
             f"{by_default} source identity columns BY DEFAULT for the reverse sink"
         )
-
-    def _no_writes_after_drain(self, origin: psycopg.Connection, budget: PauseBudget) -> str:
-        self._capture.join(timeout=max(0.1, budget.remaining()))
-        if self._capture.is_alive():
-            raise TimeoutError("Kafka Connect did not take the stop of the origin's connectors within the pause")
-        if self._capture_error is not None:
-            raise self._capture_error
-        slots = self._origin_slots()
-        found: dict[str, int] = {}
-        for slot, publication in slots:
-            how = wait_slot_released(origin, slot, timeout=min(0.3, max(0.05, budget.remaining() / 4)))
-            self.say(f"           slot {slot}: {how}")
-            for table, count in writes_after(origin, slot, publication, self._drained.point_lsn).items():
-                found[table] = found.get(table, 0) + count
-        if found:
-            raise CutoverAborted(
-                f"writes reached the origin {self.plan.origin.endpoint.label} after the drain point "
-                f"{self._drained.point_lsn}, outside PgBouncer: "
-                + ", ".join(f"{t} ({n} rows)" for t, n in sorted(found.items()))
-                + ". Aborted before the switch, nothing is lost: those changes stay on the origin and reach the "
-                "destination when the pipeline resumes. Find the writer (pg_stat_activity on the origin) and move it "
-                "to PgBouncer or stop it, then trigger again.",
-                "writes",
-                {"tables": found},
-            )
-        return f"no change committed after {self._drained.point_lsn} in {', '.join(s for s, _ in slots)}"
 
     def _switch(self, lease: Lease, budget: PauseBudget) -> str:
         route = self.plan.destination.route

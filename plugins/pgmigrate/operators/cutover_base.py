@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -20,6 +20,10 @@ from pgmigrate.core.params import CutoverParams, MigrationParams
 from pgmigrate.hooks.migration_db import MigrationDatabaseHook
 from pgmigrate.kafka.connector_configs import stored_generated_columns
 from pgmigrate.operators.base import MigrationTaskOperator
+
+if TYPE_CHECKING:
+    from pgmigrate.cutover.change_topics import Positions
+    from pgmigrate.cutover.section_plan import SectionPlan
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,18 @@ class Migration:
     def event(self, phase: str, message: str, **details: Any) -> None:
         self.store.record_event(self.params.migration_id, phase, message, **details)
         log.info("state: %s: %s", phase, message)
+
+    def record_validation(self, direction: str, phase: str, task: str, record: dict[str, Any]) -> None:
+        """Keep a full row diff's `record` as the latest of its `direction` (forward, reverse), which the next
+        critical section verifies from, and record the `phase` event saying how it went."""
+        self.store.upsert(self.migration_id, pre_validation={**self.validations, direction: record})
+        self.event(
+            phase,
+            f"{task}: {record['tables']} tables, {record['rows']} rows "
+            + ("identical" if record["ok"] else "DIFFER")
+            + f" in {record['seconds']:.1f}s",
+            **record,
+        )
 
 
 def lease_sides(lease) -> Any:
@@ -183,8 +199,34 @@ class CutoverStepOperator(MigrationTaskOperator):
 class CriticalSectionOperator(CutoverStepOperator):
     """Runs a `CriticalSection` and records it; `section_plan` says which (cutover, dry run, rollback)."""
 
-    def section_plan(self, context: Any, m: Migration):
+    def section_plan(self, context: Any, m: Migration) -> SectionPlan:
         raise NotImplementedError
+
+    @staticmethod
+    def plan_for(
+        context: Any, m: Migration, *, purpose: str, forward: bool, since: Positions, **options: Any
+    ) -> SectionPlan:
+        """What a cutover's and a rollback's plans share. `forward`: source -> target over the forward pipeline,
+        else target -> source over the reverse one; `options`: the other `SectionPlan` fields of that direction."""
+        from pgmigrate.cutover.section_plan import SectionPlan, Side
+
+        source, target = Side(m.params.source_conn_id, m.source), Side(m.params.target_conn_id, m.target)
+        return SectionPlan(
+            purpose=purpose,
+            migration_id=m.migration_id,
+            dag_run_id=context["run_id"],
+            names=m.names if forward else m.names.reversed(),
+            origin=source if forward else target,
+            destination=target if forward else source,
+            database=m.database,
+            tables=m.tables,
+            schemas=list(m.params.schemas),
+            identity_columns=m.state.get("identity_columns") or [],
+            max_pause_seconds=m.run.max_pause_seconds,
+            since=since,
+            allow_direct_sessions=m.run.allow_direct_sessions,
+            **options,
+        )
 
     def on_switched(self, m: Migration, plan, result) -> None:
         raise NotImplementedError

@@ -9,7 +9,7 @@ its own. `abort_cutover` undoes the pipeline changes of a cutover that did not s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -21,6 +21,10 @@ from pgmigrate.operators.cutover_base import (
     deploy_reverse,
     undo_cutover_pipeline,
 )
+from pgmigrate.operators.cutover_checklist import dead_letter_check, direct_session_check, lease_check, pgbouncer_check
+
+if TYPE_CHECKING:
+    from pgmigrate.cutover.section_plan import SectionPlan
 
 
 class PreValidateOperator(CutoverStepOperator):
@@ -50,14 +54,7 @@ class PreValidateOperator(CutoverStepOperator):
             record = validate_with_positions(m.source, m.target, m.names, m.tables, self.bootstrap())
         except SinkBehind as exc:
             raise AirflowFailException(str(exc)) from exc
-        m.store.upsert(m.migration_id, pre_validation={**m.validations, "forward": record})
-        m.event(
-            "pre_validated",
-            f"pre_validate: {record['tables']} tables, {record['rows']} rows "
-            + ("identical" if record["ok"] else "DIFFER")
-            + f" in {record['seconds']:.1f}s",
-            **record,
-        )
+        m.record_validation("forward", "pre_validated", "pre_validate", record)
         if not record["ok"]:
             raise AirflowFailException(
                 "pre_validate: rows differ while streaming (after re-checks, so not in flight):\n"
@@ -68,6 +65,9 @@ class PreValidateOperator(CutoverStepOperator):
 
 
 class CutoverChecklistOperator(CutoverStepOperator):
+    """The runbook's go/no-go list before the pause (`cutover.checklist`); the live readings are
+    `operators.cutover_checklist`."""
+
     def execute(self, context: Any) -> dict:
         from pgmigrate.cutover.checklist import evaluate_checklist, format_checklist
         from pgmigrate.cutover.pre_validation import checklist_detail
@@ -87,11 +87,11 @@ class CutoverChecklistOperator(CutoverStepOperator):
             m.params.max_lag_seconds,
             connectors_state,
             connectors_detail,
-            pgbouncer=self.pgbouncer_check(m),
+            pgbouncer=pgbouncer_check(self, m),
             pre_validation=checklist_detail(m.validations.get("forward"), m.run.max_validation_age_minutes),
-            dead_letters=self.dead_letter_check(m),
-            direct_sessions=self.direct_session_check(m),
-            pause_lease=self.lease_check(m),
+            dead_letters=dead_letter_check(self, m),
+            direct_sessions=direct_session_check(self, m),
+            pause_lease=lease_check(self, m),
         )
         self.log.info("pre-cutover checklist for %s:\n%s", m.migration_id, format_checklist(items))
         failed = [i for i in items if not i.ok]
@@ -102,61 +102,6 @@ class CutoverChecklistOperator(CutoverStepOperator):
                 + ". Fix these (scripts/migration status shows the details), then trigger pg_cutover again."
             )
         return {"checklist": [i.__dict__ for i in items]}
-
-    def pgbouncer_check(self, m: Migration) -> tuple[bool, str]:
-        from pgmigrate.cutover.routing.routes import Route
-
-        try:
-            routing = self.routing(m)
-            problems = routing.problems_before_pause(Route(m.source.host, m.source.port, m.source.dbname))
-        except AirflowFailException as exc:
-            return False, str(exc)
-        if problems:
-            return False, "; ".join(problems)
-        return True, f"{', '.join(routing.names)} route {m.database} to the source, not paused, routes files agree"
-
-    def direct_session_check(self, m: Migration) -> tuple[bool, str]:
-        from pgmigrate.cutover.fence import direct_sessions
-
-        try:
-            pids = self.routing(m).server_pids()
-        except Exception as exc:
-            return False, f"cannot read PgBouncer's server connections: {exc}"
-        with m.source.connect(autocommit=True) as conn:
-            sessions = direct_sessions(conn, pids, m.source.user)
-        if not sessions:
-            return True, "every client session on the source comes through PgBouncer"
-        listed = "; ".join(s.describe() for s in sessions[:10])
-        if m.run.allow_direct_sessions:
-            return True, (
-                f"{len(sessions)} direct sessions allowed (allow_direct_sessions): {listed}. The cutover "
-                "ends those of writing roles and aborts if one writes after the drain point"
-            )
-        return False, (
-            f"{len(sessions)} sessions connect straight to the source, not through PgBouncer: {listed}. "
-            "Their writes would not follow the switch: move them to PgBouncer or stop them, or set "
-            "allow_direct_sessions=true"
-        )
-
-    def lease_check(self, m: Migration) -> tuple[bool, str]:
-        lease = self.lease_store().active(m.migration_id)
-        if lease is None:
-            return True, "no other pause of this migration"
-        return False, (
-            f"a {lease.purpose} pause of this migration is {lease.state} (lease {lease.lease_id}, DAG run "
-            f"{lease.dag_run_id}): let it end first"
-        )
-
-    def dead_letter_check(self, m: Migration) -> tuple[bool, str]:
-        """Unacknowledged records in the forward sink's DLQ refuse the cutover (an unreadable DLQ too)."""
-        from pgmigrate.recovery.dead_letters import checklist_detail, read_backlog
-
-        try:
-            backlog = read_backlog(self.bootstrap(), m.store.endpoint, m.names)
-        except Exception as exc:
-            self.log.warning("dead letter topic %s: %s", m.names.dead_letter_topic, exc)
-            backlog = None
-        return checklist_detail(m.migration_id, backlog)
 
 
 class PrepareReverseOperator(CutoverStepOperator):
@@ -207,24 +152,15 @@ class BackupSourceOperator(CutoverStepOperator):
 class CutoverOperator(CriticalSectionOperator):
     """`cutover`: source -> target, the reverse slots created in the pause (see `cutover.critical_section`)."""
 
-    def section_plan(self, context: Any, m: Migration):
+    def section_plan(self, context: Any, m: Migration) -> SectionPlan:
         from pgmigrate.cutover.pre_validation import positions_of
-        from pgmigrate.cutover.section_plan import SectionPlan, Side
 
-        return SectionPlan(
+        return self.plan_for(
+            context,
+            m,
             purpose="dry_run" if m.run.dry_run else "cutover",
-            migration_id=m.migration_id,
-            dag_run_id=context["run_id"],
-            names=m.names,
-            origin=Side(m.params.source_conn_id, m.source),
-            destination=Side(m.params.target_conn_id, m.target),
-            database=m.database,
-            tables=m.tables,
-            schemas=list(m.params.schemas),
-            identity_columns=m.state.get("identity_columns") or [],
-            max_pause_seconds=m.run.max_pause_seconds,
+            forward=True,
             since=positions_of(m.validations.get("forward")),
-            allow_direct_sessions=m.run.allow_direct_sessions,
             create_reverse_slots=True,
             precopy_passes=m.run.precopy_passes,
             # After a rollback the target kept a fence: lifted when clients come back to it.
@@ -359,14 +295,7 @@ class PostValidateOperator(CutoverStepOperator):
         self.skip_after_dry_run(m)
         self.require_running_pipeline(m.names.reversed(), "post_validate")
         record = validate_with_positions(m.target, m.source, m.names.reversed(), m.tables, self.bootstrap())
-        m.store.upsert(m.migration_id, pre_validation={**m.validations, "reverse": record})
-        m.event(
-            "post_validated",
-            f"post_validate: {record['tables']} tables, {record['rows']} rows "
-            + ("identical" if record["ok"] else "DIFFER")
-            + f" in {record['seconds']:.1f}s",
-            **record,
-        )
+        m.record_validation("reverse", "post_validated", "post_validate", record)
         if not record["ok"]:
             from pgmigrate.notifications.migration_alerts import raise_task_alert
 

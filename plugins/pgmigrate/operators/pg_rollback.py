@@ -5,12 +5,15 @@ other direction (same lease, guard and fence); see `pgmigrate.cutover`."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from pgmigrate.core.params import RollbackParams
 from pgmigrate.operators.cutover_base import CriticalSectionOperator, CutoverStepOperator, Migration, deploy_reverse
+
+if TYPE_CHECKING:
+    from pgmigrate.cutover.section_plan import SectionPlan
 
 
 class RollbackStepOperator(CutoverStepOperator):
@@ -58,26 +61,17 @@ class RollbackOperator(CriticalSectionOperator):
 
     params_class = RollbackParams
 
-    def section_plan(self, context: Any, m: Migration):
+    def section_plan(self, context: Any, m: Migration) -> SectionPlan:
         from pgmigrate.cutover.pre_validation import positions_of
-        from pgmigrate.cutover.section_plan import SectionPlan, Side
 
         reverse = m.validations.get("reverse")
-        return SectionPlan(
+        return self.plan_for(
+            context,
+            m,
             purpose="rollback",
-            migration_id=m.migration_id,
-            dag_run_id=context["run_id"],
-            names=m.names.reversed(),
-            origin=Side(m.params.target_conn_id, m.target),
-            destination=Side(m.params.source_conn_id, m.source),
-            database=m.database,
-            tables=m.tables,
-            schemas=list(m.params.schemas),
-            identity_columns=m.state.get("identity_columns") or [],
-            max_pause_seconds=m.run.max_pause_seconds,
+            forward=False,
             # The switch was verified identical: without a post-cutover validation, every reverse change counts.
             since=positions_of(reverse) if reverse and reverse.get("ok") else {},
-            allow_direct_sessions=m.run.allow_direct_sessions,
             unfence_destination=(m.state.get("fences") or {}).get("source"),
             force=m.run.force,
         )
@@ -163,14 +157,13 @@ class RollbackReportOperator(RollbackStepOperator):
         self.checked, self.switched, self.resumed = checked, switched, resumed
 
     def execute(self, context: Any) -> dict:
-        from pgmigrate.report.rollback_report import write_rollback_report
+        from pgmigrate.report.rollback_report import RollbackFacts, write_rollback_report
 
         m = self.migration(context)
         started = (self.checked or {}).get("started_at") or time.time()
         switched = self.switched or {}
         stopped = self.resumed or {}
-        path = write_rollback_report(
-            m.store,
+        facts = RollbackFacts(
             m.params.migration_id,
             reason=m.run.reason,
             forced=m.run.force,
@@ -178,6 +171,7 @@ class RollbackReportOperator(RollbackStepOperator):
             pause_seconds=switched.get("pause_seconds"),
             replayed_changes=stopped.get("replayed_changes"),
         )
+        path = write_rollback_report(m.store, facts)
         self.log.info("rollback report: %s", path)
         return {"report": str(path), "rollback_seconds": time.time() - started}
 

@@ -17,7 +17,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from pgmigrate.cutover.routing.routes import Route
-from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch, RouteSwitchError
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
+from pgmigrate.cutover.routing.switch_contract import RouteSwitchError
 
 log = logging.getLogger(__name__)
 
