@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgmigrate.core.catalog import TableInfo, TableRef, UnknownTables, list_tables, select_tables
+from pgmigrate.core.catalog import TableInfo, TableRef, UnknownTables, list_tables, read_relations, select_tables
 from pgmigrate.core.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.params import MigrationParams
@@ -184,14 +184,14 @@ def _leaf_identities(conn: psycopg.Connection, tables: list[TableInfo]) -> dict[
     leaves = [p for t in tables for p in t.partitions]
     if not leaves:
         return {}
-    rows = conn.execute(
+    rows = read_relations(
+        conn,
         "SELECT n.nspname, c.relname, c.relreplident, "
         "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
         "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
-        ([p.schema for p in leaves], [p.name for p in leaves]),
-    ).fetchall()
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {relations}",
+        leaves,
+    )
     return {TableRef(s, r): (ident, pk, ri) for s, r, ident, pk, ri in rows}
 
 
@@ -205,12 +205,12 @@ def _apply_replica_identity_full(conn: psycopg.Connection, refs: list[TableRef])
 def _unlogged_tables(conn: psycopg.Connection, tables: list[TableInfo]) -> list[TableRef]:
     """The selected tables and leaf partitions that are UNLOGGED, in selection order."""
     refs = [r for t in tables for r in (t.ref, *t.partitions)]
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) AS t(s, r) ON n.nspname = t.s AND c.relname = t.r "
+    rows = read_relations(
+        conn,
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {relations} "
         "WHERE c.relpersistence = 'u'",
-        ([r.schema for r in refs], [r.name for r in refs]),
-    ).fetchall()
+        refs,
+    )
     found = {TableRef(s, r) for s, r in rows}
     return [r for r in dict.fromkeys(refs) if r in found]
 

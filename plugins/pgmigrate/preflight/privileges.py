@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef
+from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef, read_relations
 from pgmigrate.cutover.fence import plan_fence
 from pgmigrate.preflight.rules import CheckResult, _n
 
@@ -422,12 +422,12 @@ def read_source_role_facts(
         "FROM pg_roles WHERE rolname = current_user"
     ).fetchone()
     readable = [t.ref for t in schema_tables] + [p for t in schema_tables for p in t.partitions]
-    rows = conn.execute(
+    rows = read_relations(
+        conn,
         "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE'), has_table_privilege(c.oid, 'SELECT') "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
-        ([r.schema for r in readable], [r.name for r in readable]),
-    ).fetchall()
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {relations}",
+        readable,
+    )
     published = {t.ref for t in selected}
     unreadable_sequences, sequences_not_updatable = _sequence_gaps(conn, schemas)
     control = conn.execute(
@@ -478,12 +478,12 @@ def read_target_role_facts(
     can_set = superuser
     if not superuser and version >= 150000:
         can_set = conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
-    rows = conn.execute(
+    rows = read_relations(
+        conn,
         "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE') FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
-        ([t.schema for t in tables], [t.name for t in tables]),
-    ).fetchall()
+        "JOIN pg_namespace n ON n.oid = c.relnamespace {relations}",
+        tables,
+    )
     # plan_fence names the tables, which needs USAGE on their schema: a blocked schema is reported above.
     existing = [TableRef(s, r) for s, r, _ in rows if s not in blocked]
     writers = {*source_application_roles, *(plan_fence(conn, existing).roles if existing else ())}

@@ -56,7 +56,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef, list_tables, select_tables
+from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef, list_tables, read_relations, select_tables
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.schema.pg_dump_toc import (
     SchemaCopyError,
@@ -153,12 +153,12 @@ def prepare_plan(
     if wanted_pairs:
         selected = select_tables(list_tables(src, schemas), schemas, wanted_pairs)  # raises UnknownTables
         refs = [t.ref for t in selected]
-        rows = src.execute(
-            "SELECT c.oid, p.relid::oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname "
+        rows = read_relations(
+            src,
+            "SELECT c.oid, p.relid::oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {relations} "
             "LEFT JOIN LATERAL pg_partition_tree(c.oid) p ON true",
-            ([r.schema for r in refs], [r.name for r in refs]),
-        ).fetchall()
+            refs,
+        )
         plan.wanted = {o for row in rows for o in row if o}
     args = [
         tool_path("pg_dump"),
