@@ -24,12 +24,8 @@ from pgmigrate.core.catalog import TableInfo, TableRef, UnknownTables, list_tabl
 from pgmigrate.core.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.params import MigrationParams
-from pgmigrate.preflight.privileges import (
-    check_source_privileges,
-    check_target_privileges,
-    read_source_role_facts,
-    read_target_role_facts,
-)
+from pgmigrate.preflight.privileges import check_source_privileges, check_target_privileges
+from pgmigrate.preflight.role_facts import read_source_role_facts, read_target_role_facts
 from pgmigrate.preflight.rules import (
     CheckResult,
     DatabaseIdentity,

@@ -39,18 +39,17 @@ migration is refused at preflight rather than failing with client writes paused:
   write the target's tables.
 
 Every rule returns one failure per missing privilege, each with the exact statements (identifiers through
-`sql.Identifier`), which `PreflightReport.failure_message` also gathers into one block per server.
+`sql.Identifier`), which `PreflightReport.failure_message` also gathers into one block per server. The rules
+are pure (facts in, results out); `role_facts` reads the facts from the servers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import psycopg
 from psycopg import sql
 
-from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef, read_relations
-from pgmigrate.cutover.fence import plan_fence
+from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef
 from pgmigrate.preflight.rules import CheckResult, _n
 
 
@@ -106,6 +105,75 @@ class TargetRoleFacts:
 def _failure(name: str, problem: str, statements: list[str], run_on: str, note: str = "") -> CheckResult:
     fix = "\n".join(statements) + (f"\n{note}" if note else "")
     return CheckResult(name, ok=False, problem=problem, fix=fix, statements=statements, run_on=run_on)
+
+
+def _listed(refs: list[TableRef]) -> str:
+    return ", ".join(t.qualified for t in refs)
+
+
+def _on_each(template: str, refs: list[TableRef], role: str) -> list[str]:
+    """One statement per relation, e.g. a GRANT on each sequence to `role`."""
+    return [statement(template, t.ident, sql.Identifier(role)) for t in refs]
+
+
+def _schema_grants(schemas: list[str], role: str) -> list[str]:
+    """USAGE and CREATE on each schema: the role creates its objects there."""
+    return [
+        statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), sql.Identifier(role)) for s in schemas
+    ]
+
+
+def _verdict(name: str, failures: list[CheckResult], detail: str) -> list[CheckResult]:
+    """The failures, or one passing result when there are none."""
+    return failures or [CheckResult(name, ok=True, detail=detail)]
+
+
+def _superuser(name: str, role: str) -> list[CheckResult]:
+    return [CheckResult(name, ok=True, detail=f"role {role} is a superuser")]
+
+
+def _no_replication(name: str, role: str, why: str, run_on: str) -> CheckResult:
+    return _failure(
+        name,
+        f"role {role} lacks the REPLICATION attribute{why}",
+        [statement("ALTER ROLE {} REPLICATION;", sql.Identifier(role))],
+        run_on,
+    )
+
+
+def _no_create_on_database(name: str, role: str, dbname: str, created: str, run_on: str) -> CheckResult:
+    """`created`: what the role creates in the database, which CREATE on it allows."""
+    return _failure(
+        name,
+        f"role {role} has no CREATE on database {dbname} ({created} are created by it)",
+        [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(dbname), sql.Identifier(role))],
+        run_on,
+    )
+
+
+def _not_owned(
+    name: str, role: str, tables: list[TableRef], noun: str, why: str, run_on: str, note: str = ""
+) -> CheckResult:
+    """`why`: why the role must own them, which ALTER TABLE … OWNER TO gives it."""
+    return _failure(
+        name,
+        f"role {role} does not own {_n(len(tables), noun)} {why}: {_listed(tables)}",
+        _on_each("ALTER TABLE {} OWNER TO {};", tables, role),
+        run_on,
+        note=note,
+    )
+
+
+def _sequences_not_updatable(
+    name: str, role: str, sequences: list[TableRef], noun: str, why: str, run_on: str
+) -> CheckResult:
+    """UPDATE on a sequence: what `setval` needs when the cutover or a rollback moves it past the other side's."""
+    return _failure(
+        name,
+        f"role {role} lacks UPDATE on {_n(len(sequences), noun)} ({why}): {_listed(sequences)}",
+        _on_each("GRANT UPDATE ON SEQUENCE {} TO {};", sequences, role),
+        run_on,
+    )
 
 
 def _replication_role_failure(name: str, role: str, version: int, why: str, run_on: str) -> CheckResult:
@@ -173,39 +241,26 @@ def _fence_failures(
 def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
     """`source_role` passes as one result, or fails once per missing privilege."""
     if f.superuser:
-        return [CheckResult("source_role", ok=True, detail=f"role {f.role} is a superuser")]
-    role, run_on = sql.Identifier(f.role), f"source database {f.dbname!r}"
+        return _superuser("source_role", f.role)
+    run_on = f"source database {f.dbname!r}"
     failures = []
     if not f.replication:
-        failures.append(
-            _failure(
-                "source_role.replication",
-                f"role {f.role} lacks the REPLICATION attribute (the replication slots need it)",
-                [statement("ALTER ROLE {} REPLICATION;", role)],
-                run_on,
-            )
-        )
+        failures.append(_no_replication("source_role.replication", f.role, " (the replication slots need it)", run_on))
     if not f.create_on_db:
-        failures.append(
-            _failure(
-                "source_role.create",
-                f"role {f.role} has no CREATE on database {f.dbname} (the {CONTROL_SCHEMA} schema with the heartbeat "
-                "and signal tables, and the publications, are created by it)",
-                [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)],
-                run_on,
-            )
-        )
+        created = f"the {CONTROL_SCHEMA} schema with the heartbeat and signal tables, and the publications,"
+        failures.append(_no_create_on_database("source_role.create", f.role, f.dbname, created, run_on))
     if f.control_schema_blocked:
         failures.append(
             _failure(
                 "source_role.control_schema",
                 f"role {f.role} lacks USAGE or CREATE on the existing schema {CONTROL_SCHEMA}",
-                [statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(CONTROL_SCHEMA), role)],
+                _schema_grants([CONTROL_SCHEMA], f.role),
                 run_on,
             )
         )
     if f.unreadable or f.unreadable_sequences:
-        listed = [t.qualified for t in (*f.unreadable, *f.unreadable_sequences)]
+        listed = _listed([*f.unreadable, *f.unreadable_sequences])
+        count = len(f.unreadable) + len(f.unreadable_sequences)
         why = (
             (
                 " (sequences: the cutover and the rollback read last_value and is_called from the relation, which "
@@ -217,34 +272,22 @@ def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
         failures.append(
             _failure(
                 "source_role.select",
-                f"role {f.role} cannot read {_n(len(listed), 'relation')}: {', '.join(listed)}{why}",
-                [statement("GRANT SELECT ON {} TO {};", t.ident, role) for t in f.unreadable]
-                + [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
+                f"role {f.role} cannot read {_n(count, 'relation')}: {listed}{why}",
+                _on_each("GRANT SELECT ON {} TO {};", f.unreadable, f.role)
+                + _on_each("GRANT SELECT ON SEQUENCE {} TO {};", f.unreadable_sequences, f.role),
                 run_on,
             )
         )
     if f.not_owned and not f.publication_exists:
-        failures.append(
-            _failure(
-                "source_role.publish",
-                f"role {f.role} does not own {_n(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the "
-                f"owner add a table to a publication): {', '.join(t.qualified for t in f.not_owned)}",
-                [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned],
-                run_on,
-                note="(or GRANT the tables' owning role TO the migration role, or run the source connection as a "
-                "superuser)",
-            )
-        )
+        why = "to publish (PostgreSQL 15 lets only the owner add a table to a publication)"
+        note = "(or GRANT the tables' owning role TO the migration role, or run the source connection as a superuser)"
+        failures.append(_not_owned("source_role.publish", f.role, f.not_owned, "table", why, run_on, note))
     # What the cutover and the rollback need on the source.
     if f.sequences_not_updatable:
+        why = "a rollback sets the source's sequences past the target's with setval"
         failures.append(
-            _failure(
-                "source_role.sequence_update",
-                f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the "
-                f"source's sequences past the target's with setval): "
-                f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
-                [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
-                run_on,
+            _sequences_not_updatable(
+                "source_role.sequence_update", f.role, f.sequences_not_updatable, "sequence", why, run_on
             )
         )
     if not f.can_set_replication_role:
@@ -268,43 +311,29 @@ def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
         f.server_version_num,
         run_on,
     )
-    if failures:
-        return failures
-    return [
-        CheckResult(
-            "source_role",
-            ok=True,
-            detail=f"role {f.role} has REPLICATION, CREATE, SELECT, owns the "
-            "tables to publish and has what the cutover and a rollback need",
-        )
-    ]
+    return _verdict(
+        "source_role",
+        failures,
+        f"role {f.role} has REPLICATION, CREATE, SELECT, owns the tables to publish and has what the cutover and a "
+        "rollback need",
+    )
 
 
 def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
     """`target_role` passes as one result, or fails once per missing privilege."""
     if f.superuser:
-        return [CheckResult("target_role", ok=True, detail=f"role {f.role} is a superuser")]
-    role, run_on = sql.Identifier(f.role), f"target database {f.dbname!r}"
+        return _superuser("target_role", f.role)
+    run_on = f"target database {f.dbname!r}"
     failures = []
     if not f.create_on_db:
-        failures.append(
-            _failure(
-                "target_role.create",
-                f"role {f.role} has no CREATE on database {f.dbname} (the migrated schemas and {CONTROL_SCHEMA} are "
-                "created by it)",
-                [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)],
-                run_on,
-            )
-        )
+        created = f"the migrated schemas and {CONTROL_SCHEMA}"
+        failures.append(_no_create_on_database("target_role.create", f.role, f.dbname, created, run_on))
     if f.schemas_blocked:
         failures.append(
             _failure(
                 "target_role.schema",
                 f"role {f.role} lacks USAGE or CREATE on the existing target schemas {', '.join(f.schemas_blocked)}",
-                [
-                    statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), role)
-                    for s in f.schemas_blocked
-                ],
+                _schema_grants(f.schemas_blocked, f.role),
                 run_on,
             )
         )
@@ -319,47 +348,32 @@ def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
             )
         )
     if f.not_owned:
-        failures.append(
-            _failure(
-                "target_role.owner",
-                f"role {f.role} does not own {_n(len(f.not_owned), 'existing target table')} it must empty and alter: "
-                f"{', '.join(t.qualified for t in f.not_owned)}",
-                [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned],
-                run_on,
-            )
-        )
+        noun, why = "existing target table", "it must empty and alter"
+        failures.append(_not_owned("target_role.owner", f.role, f.not_owned, noun, why, run_on))
     # What the cutover and the rollback need on the target.
     if not f.replication:
-        failures.append(
-            _failure(
-                "target_role.replication",
-                f"role {f.role} lacks the REPLICATION attribute: the cutover creates the reverse pipeline's logical "
-                "slots on the target (the reverse Debezium source streams from them) and a rollback peeks them with "
-                "pg_logical_slot_peek_binary_changes",
-                [statement("ALTER ROLE {} REPLICATION;", role)],
-                run_on,
-            )
+        why = (
+            ": the cutover creates the reverse pipeline's logical slots on the target (the reverse Debezium source "
+            "streams from them) and a rollback peeks them with pg_logical_slot_peek_binary_changes"
         )
+        failures.append(_no_replication("target_role.replication", f.role, why, run_on))
     if f.unreadable_sequences:
         failures.append(
             _failure(
                 "target_role.sequence_select",
                 f"role {f.role} cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: "
                 "the cutover and the rollback read last_value and is_called from the relation): "
-                f"{', '.join(s.qualified for s in f.unreadable_sequences)}",
-                [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
+                f"{_listed(f.unreadable_sequences)}",
+                _on_each("GRANT SELECT ON SEQUENCE {} TO {};", f.unreadable_sequences, f.role),
                 run_on,
             )
         )
     if f.sequences_not_updatable:
+        why = "the cutover sets them past the source's with setval"
+        noun = "existing target sequence"
         failures.append(
-            _failure(
-                "target_role.sequence_update",
-                f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'existing target sequence')} (the "
-                f"cutover sets them past the source's with setval): "
-                f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
-                [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
-                run_on,
+            _sequences_not_updatable(
+                "target_role.sequence_update", f.role, f.sequences_not_updatable, noun, why, run_on
             )
         )
     failures += _fence_failures(
@@ -372,133 +386,8 @@ def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
         f.server_version_num,
         run_on,
     )
-    if failures:
-        return failures
-    return [
-        CheckResult(
-            "target_role",
-            ok=True,
-            detail=f"role {f.role} can create the schema, run the sink and has what the cutover and a rollback need",
-        )
-    ]
-
-
-def _sequence_gaps(conn: psycopg.Connection, schemas: list[str]) -> tuple[list[TableRef], list[TableRef]]:
-    """The sequences of `schemas` this role may not SELECT, and those it may not UPDATE."""
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, "
-        # CASE: the planner may test the privilege before relkind, and has_sequence_privilege errors on a table.
-        "CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT') END, "
-        "CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'UPDATE') END "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind = 'S' AND n.nspname = ANY(%s) AND n.nspname <> %s ORDER BY 1, 2",
-        (sorted(set(schemas)), CONTROL_SCHEMA),
-    ).fetchall()
-    return (
-        [TableRef(s, r) for s, r, reads, _ in rows if not reads],
-        [TableRef(s, r) for s, r, _, updates in rows if not updates],
-    )
-
-
-def _read_fence_rights(conn: psycopg.Connection, application_roles: list[str]) -> FenceRights:
-    stats, signal, createrole = conn.execute(
-        "SELECT pg_has_role('pg_read_all_stats', 'USAGE'), pg_has_role('pg_signal_backend', 'USAGE'), rolcreaterole "
-        "FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    return FenceRights(stats, signal, createrole, sorted(application_roles))
-
-
-def read_source_role_facts(
-    conn: psycopg.Connection,
-    schemas: list[str],
-    schema_tables: list[TableInfo],
-    selected: list[TableInfo],
-    publication_exists: bool,
-) -> SourceRoleFacts:
-    """`schema_tables`: every table of the migrated `schemas` (pg_dump locks them all); `selected`: published."""
-    name, dbname, superuser, replication, create_on_db, version = conn.execute(
-        "SELECT rolname, current_database(), rolsuper, rolreplication, "
-        "has_database_privilege(current_database(), 'CREATE'), current_setting('server_version_num')::int "
-        "FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    readable = [t.ref for t in schema_tables] + [p for t in schema_tables for p in t.partitions]
-    rows = read_relations(
-        conn,
-        "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE'), has_table_privilege(c.oid, 'SELECT') "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {relations}",
-        readable,
-    )
-    published = {t.ref for t in selected}
-    unreadable_sequences, sequences_not_updatable = _sequence_gaps(conn, schemas)
-    control = conn.execute(
-        "SELECT has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE') "
-        "FROM pg_namespace WHERE nspname = %s",
-        (CONTROL_SCHEMA,),
-    ).fetchone()
-    can_set = superuser
-    if not superuser and version >= 150000:
-        can_set = conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
-    return SourceRoleFacts(
-        role=name,
-        dbname=dbname,
-        superuser=superuser,
-        replication=replication,
-        create_on_db=create_on_db,
-        unreadable=sorted(TableRef(s, r) for s, r, _, reads in rows if not reads),
-        unreadable_sequences=unreadable_sequences,
-        sequences_not_updatable=sequences_not_updatable,
-        not_owned=sorted(TableRef(s, r) for s, r, owns, _ in rows if not owns and TableRef(s, r) in published),
-        publication_exists=publication_exists,
-        control_schema_blocked=control is not None and not control[0],
-        can_set_replication_role=can_set,
-        server_version_num=version,
-        # The roles the cutover's fence will make read-only: computed exactly as the fence does.
-        fence=_read_fence_rights(conn, list(plan_fence(conn, [t.ref for t in selected]).roles)),
-    )
-
-
-def read_target_role_facts(
-    conn: psycopg.Connection, schemas: list[str], tables: list[TableRef], source_application_roles: list[str]
-) -> TargetRoleFacts:
-    """`source_application_roles`: the source's (`SourceRoleFacts.fence`): after the cutover the same
-    applications write the target, and a rollback fences them there. The target's tables rarely exist at
-    preflight, so its own `plan_fence` only adds roles that may already write the tables that do."""
-    name, dbname, superuser, create_on_db, version, replication = conn.execute(
-        "SELECT rolname, current_database(), rolsuper, has_database_privilege(current_database(), 'CREATE'), "
-        "current_setting('server_version_num')::int, rolreplication FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    blocked = [
-        r[0]
-        for r in conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) "
-            "AND NOT (has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE')) ORDER BY 1",
-            ([*dict.fromkeys([*schemas, CONTROL_SCHEMA])],),
-        )
-    ]
-    can_set = superuser
-    if not superuser and version >= 150000:
-        can_set = conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
-    rows = read_relations(
-        conn,
-        "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE') FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace {relations}",
-        tables,
-    )
-    # plan_fence names the tables, which needs USAGE on their schema: a blocked schema is reported above.
-    existing = [TableRef(s, r) for s, r, _ in rows if s not in blocked]
-    writers = {*source_application_roles, *(plan_fence(conn, existing).roles if existing else ())}
-    unreadable_sequences, sequences_not_updatable = _sequence_gaps(conn, schemas)
-    return TargetRoleFacts(
-        role=name,
-        dbname=dbname,
-        superuser=superuser,
-        create_on_db=create_on_db,
-        schemas_blocked=blocked,
-        can_set_replication_role=can_set,
-        server_version_num=version,
-        not_owned=sorted(TableRef(s, r) for s, r, owns in rows if not owns),
-        replication=replication,
-        unreadable_sequences=unreadable_sequences,
-        sequences_not_updatable=sequences_not_updatable,
-        fence=_read_fence_rights(conn, sorted(writers)),
+    return _verdict(
+        "target_role",
+        failures,
+        f"role {f.role} can create the schema, run the sink and has what the cutover and a rollback need",
     )
