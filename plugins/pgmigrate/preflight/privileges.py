@@ -45,7 +45,9 @@ are pure (facts in, results out); `role_facts` reads the facts from the servers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from psycopg import sql
 
@@ -102,6 +104,10 @@ class TargetRoleFacts:
     fence: FenceRights = field(default_factory=FenceRights)
 
 
+# Either side's facts: the judging both sides share (`_judge`) reads only what the two have in common.
+Facts = TypeVar("Facts", SourceRoleFacts, TargetRoleFacts)
+
+
 def _failure(name: str, problem: str, statements: list[str], run_on: str, note: str = "") -> CheckResult:
     fix = "\n".join(statements) + (f"\n{note}" if note else "")
     return CheckResult(name, ok=False, problem=problem, fix=fix, statements=statements, run_on=run_on)
@@ -116,20 +122,17 @@ def _on_each(template: str, refs: list[TableRef], role: str) -> list[str]:
     return [statement(template, t.ident, sql.Identifier(role)) for t in refs]
 
 
-def _schema_grants(schemas: list[str], role: str) -> list[str]:
-    """USAGE and CREATE on each schema: the role creates its objects there."""
-    return [
-        statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), sql.Identifier(role)) for s in schemas
-    ]
-
-
-def _verdict(name: str, failures: list[CheckResult], detail: str) -> list[CheckResult]:
-    """The failures, or one passing result when there are none."""
-    return failures or [CheckResult(name, ok=True, detail=detail)]
-
-
-def _superuser(name: str, role: str) -> list[CheckResult]:
-    return [CheckResult(name, ok=True, detail=f"role {role} is a superuser")]
+def _no_schema_rights(name: str, role: str, which: str, schemas: list[str], run_on: str) -> CheckResult:
+    """USAGE and CREATE on existing schemas: the role creates its objects there. `which`: how they are named."""
+    return _failure(
+        name,
+        f"role {role} lacks USAGE or CREATE on the existing {which} {', '.join(schemas)}",
+        [
+            statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), sql.Identifier(role))
+            for s in schemas
+        ],
+        run_on,
+    )
 
 
 def _no_replication(name: str, role: str, why: str, run_on: str) -> CheckResult:
@@ -151,29 +154,11 @@ def _no_create_on_database(name: str, role: str, dbname: str, created: str, run_
     )
 
 
-def _not_owned(
-    name: str, role: str, tables: list[TableRef], noun: str, why: str, run_on: str, note: str = ""
+def _missing_on_relations(
+    name: str, role: str, problem: str, template: str, refs: list[TableRef], run_on: str, note: str = ""
 ) -> CheckResult:
-    """`why`: why the role must own them, which ALTER TABLE … OWNER TO gives it."""
-    return _failure(
-        name,
-        f"role {role} does not own {_n(len(tables), noun)} {why}: {_listed(tables)}",
-        _on_each("ALTER TABLE {} OWNER TO {};", tables, role),
-        run_on,
-        note=note,
-    )
-
-
-def _sequences_not_updatable(
-    name: str, role: str, sequences: list[TableRef], noun: str, why: str, run_on: str
-) -> CheckResult:
-    """UPDATE on a sequence: what `setval` needs when the cutover or a rollback moves it past the other side's."""
-    return _failure(
-        name,
-        f"role {role} lacks UPDATE on {_n(len(sequences), noun)} ({why}): {_listed(sequences)}",
-        _on_each("GRANT UPDATE ON SEQUENCE {} TO {};", sequences, role),
-        run_on,
-    )
+    """A privilege missing on each of `refs`: "role … {problem}: {the relations}", one `template` statement each."""
+    return _failure(name, f"role {role} {problem}: {_listed(refs)}", _on_each(template, refs, role), run_on, note)
 
 
 def _replication_role_failure(name: str, role: str, version: int, why: str, run_on: str) -> CheckResult:
@@ -238,11 +223,44 @@ def _fence_failures(
     return failures
 
 
+def _judge(
+    side: str,
+    f: Facts,
+    side_failures: Callable[[Facts, str], list[CheckResult]],
+    fence_step: str,
+    fence_who: str,
+    passed: str,
+) -> list[CheckResult]:
+    """What both sides share: a superuser passes; otherwise the side's own failures, then the fence's
+    (`_fence_failures`: `fence_step` fences this side, `fence_who` says why its application roles are these),
+    or one passing result saying `passed`."""
+    name = f"{side}_role"
+    if f.superuser:
+        return [CheckResult(name, ok=True, detail=f"role {f.role} is a superuser")]
+    run_on = f"{side} database {f.dbname!r}"
+    failures = side_failures(f, run_on)
+    failures += _fence_failures(name, f.role, f.dbname, f.fence, fence_step, fence_who, f.server_version_num, run_on)
+    return failures or [CheckResult(name, ok=True, detail=passed)]
+
+
 def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
     """`source_role` passes as one result, or fails once per missing privilege."""
-    if f.superuser:
-        return _superuser("source_role", f.role)
-    run_on = f"source database {f.dbname!r}"
+    passed = (
+        f"role {f.role} has REPLICATION, CREATE, SELECT, owns the tables to publish and has what the cutover and a "
+    )
+    passed += "rollback need"
+    return _judge("source", f, _source_failures, "the cutover", "they may write a migrated table", passed)
+
+
+def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
+    """`target_role` passes as one result, or fails once per missing privilege."""
+    passed = f"role {f.role} can create the schema, run the sink and has what the cutover and a rollback need"
+    who = "they may write the migrated tables on the source, so on the target after the cutover"
+    return _judge("target", f, _target_failures, "a rollback", who, passed)
+
+
+def _source_failures(f: SourceRoleFacts, run_on: str) -> list[CheckResult]:
+    """The source role's missing privileges, the fence's aside."""
     failures = []
     if not f.replication:
         failures.append(_no_replication("source_role.replication", f.role, " (the replication slots need it)", run_on))
@@ -250,14 +268,7 @@ def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
         created = f"the {CONTROL_SCHEMA} schema with the heartbeat and signal tables, and the publications,"
         failures.append(_no_create_on_database("source_role.create", f.role, f.dbname, created, run_on))
     if f.control_schema_blocked:
-        failures.append(
-            _failure(
-                "source_role.control_schema",
-                f"role {f.role} lacks USAGE or CREATE on the existing schema {CONTROL_SCHEMA}",
-                _schema_grants([CONTROL_SCHEMA], f.role),
-                run_on,
-            )
-        )
+        failures.append(_no_schema_rights("source_role.control_schema", f.role, "schema", [CONTROL_SCHEMA], run_on))
     if f.unreadable or f.unreadable_sequences:
         listed = _listed([*f.unreadable, *f.unreadable_sequences])
         count = len(f.unreadable) + len(f.unreadable_sequences)
@@ -279,77 +290,64 @@ def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
             )
         )
     if f.not_owned and not f.publication_exists:
-        why = "to publish (PostgreSQL 15 lets only the owner add a table to a publication)"
+        problem = (
+            f"does not own {_n(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the owner add a table "
+            "to a publication)"
+        )
         note = "(or GRANT the tables' owning role TO the migration role, or run the source connection as a superuser)"
-        failures.append(_not_owned("source_role.publish", f.role, f.not_owned, "table", why, run_on, note))
-    # What the cutover and the rollback need on the source.
-    if f.sequences_not_updatable:
-        why = "a rollback sets the source's sequences past the target's with setval"
         failures.append(
-            _sequences_not_updatable(
-                "source_role.sequence_update", f.role, f.sequences_not_updatable, "sequence", why, run_on
+            _missing_on_relations(
+                "source_role.publish", f.role, problem, "ALTER TABLE {} OWNER TO {};", f.not_owned, run_on, note
             )
         )
-    if not f.can_set_replication_role:
+    # What the cutover and the rollback need on the source.
+    if f.sequences_not_updatable:
+        problem = (
+            f"lacks UPDATE on {_n(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the source's "
+            "sequences past the target's with setval)"
+        )
         failures.append(
-            _replication_role_failure(
-                "source_role.session_replication_role",
+            _missing_on_relations(
+                "source_role.sequence_update",
                 f.role,
-                f.server_version_num,
-                "the reverse JDBC sink (from the cutover on) sets to replica when it writes the target's changes into "
-                "the source",
+                problem,
+                "GRANT UPDATE ON SEQUENCE {} TO {};",
+                f.sequences_not_updatable,
                 run_on,
             )
         )
-    failures += _fence_failures(
-        "source_role",
-        f.role,
-        f.dbname,
-        f.fence,
-        "the cutover",
-        "they may write a migrated table",
-        f.server_version_num,
-        run_on,
-    )
-    return _verdict(
-        "source_role",
-        failures,
-        f"role {f.role} has REPLICATION, CREATE, SELECT, owns the tables to publish and has what the cutover and a "
-        "rollback need",
-    )
+    if not f.can_set_replication_role:
+        why = (
+            "the reverse JDBC sink (from the cutover on) sets to replica when it writes the target's changes into "
+            "the source"
+        )
+        failures.append(
+            _replication_role_failure("source_role.session_replication_role", f.role, f.server_version_num, why, run_on)
+        )
+    return failures
 
 
-def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
-    """`target_role` passes as one result, or fails once per missing privilege."""
-    if f.superuser:
-        return _superuser("target_role", f.role)
-    run_on = f"target database {f.dbname!r}"
+def _target_failures(f: TargetRoleFacts, run_on: str) -> list[CheckResult]:
+    """The target role's missing privileges, the fence's aside."""
     failures = []
     if not f.create_on_db:
         created = f"the migrated schemas and {CONTROL_SCHEMA}"
         failures.append(_no_create_on_database("target_role.create", f.role, f.dbname, created, run_on))
     if f.schemas_blocked:
-        failures.append(
-            _failure(
-                "target_role.schema",
-                f"role {f.role} lacks USAGE or CREATE on the existing target schemas {', '.join(f.schemas_blocked)}",
-                _schema_grants(f.schemas_blocked, f.role),
-                run_on,
-            )
-        )
+        which = "target schemas"
+        failures.append(_no_schema_rights("target_role.schema", f.role, which, f.schemas_blocked, run_on))
     if not f.can_set_replication_role:
+        why = "the JDBC sink sets to replica so that triggers and FK checks do not fire for replicated rows"
         failures.append(
-            _replication_role_failure(
-                "target_role.session_replication_role",
-                f.role,
-                f.server_version_num,
-                "the JDBC sink sets to replica so that triggers and FK checks do not fire for replicated rows",
-                run_on,
-            )
+            _replication_role_failure("target_role.session_replication_role", f.role, f.server_version_num, why, run_on)
         )
     if f.not_owned:
-        noun, why = "existing target table", "it must empty and alter"
-        failures.append(_not_owned("target_role.owner", f.role, f.not_owned, noun, why, run_on))
+        problem = f"does not own {_n(len(f.not_owned), 'existing target table')} it must empty and alter"
+        failures.append(
+            _missing_on_relations(
+                "target_role.owner", f.role, problem, "ALTER TABLE {} OWNER TO {};", f.not_owned, run_on
+            )
+        )
     # What the cutover and the rollback need on the target.
     if not f.replication:
         why = (
@@ -358,36 +356,33 @@ def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
         )
         failures.append(_no_replication("target_role.replication", f.role, why, run_on))
     if f.unreadable_sequences:
+        problem = (
+            f"cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: the cutover and "
+            "the rollback read last_value and is_called from the relation)"
+        )
         failures.append(
-            _failure(
+            _missing_on_relations(
                 "target_role.sequence_select",
-                f"role {f.role} cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: "
-                "the cutover and the rollback read last_value and is_called from the relation): "
-                f"{_listed(f.unreadable_sequences)}",
-                _on_each("GRANT SELECT ON SEQUENCE {} TO {};", f.unreadable_sequences, f.role),
+                f.role,
+                problem,
+                "GRANT SELECT ON SEQUENCE {} TO {};",
+                f.unreadable_sequences,
                 run_on,
             )
         )
     if f.sequences_not_updatable:
-        why = "the cutover sets them past the source's with setval"
-        noun = "existing target sequence"
+        problem = (
+            f"lacks UPDATE on {_n(len(f.sequences_not_updatable), 'existing target sequence')} (the cutover sets "
+            "them past the source's with setval)"
+        )
         failures.append(
-            _sequences_not_updatable(
-                "target_role.sequence_update", f.role, f.sequences_not_updatable, noun, why, run_on
+            _missing_on_relations(
+                "target_role.sequence_update",
+                f.role,
+                problem,
+                "GRANT UPDATE ON SEQUENCE {} TO {};",
+                f.sequences_not_updatable,
+                run_on,
             )
         )
-    failures += _fence_failures(
-        "target_role",
-        f.role,
-        f.dbname,
-        f.fence,
-        "a rollback",
-        "they may write the migrated tables on the source, so on the target after the cutover",
-        f.server_version_num,
-        run_on,
-    )
-    return _verdict(
-        "target_role",
-        failures,
-        f"role {f.role} can create the schema, run the sink and has what the cutover and a rollback need",
-    )
+    return failures

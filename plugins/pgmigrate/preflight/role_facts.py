@@ -5,18 +5,33 @@ fence needs. Apart from the rules so that those stay pure and are unit-tested on
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
+from psycopg.rows import dict_row
 
 from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef, read_relations
 from pgmigrate.cutover.fence import plan_fence
 from pgmigrate.preflight.privileges import FenceRights, SourceRoleFacts, TargetRoleFacts
 
+# Named as the fields both sides' facts share (`SourceRoleFacts`, `TargetRoleFacts`).
+_ROLE_SQL = """
+SELECT rolname AS role, current_database() AS dbname, rolsuper AS superuser, rolreplication AS replication,
+       has_database_privilege(current_database(), 'CREATE') AS create_on_db,
+       current_setting('server_version_num')::int AS server_version_num
+FROM pg_roles WHERE rolname = current_user
+"""
 
-def _may_set_replication_role(conn: psycopg.Connection, superuser: bool, version: int) -> bool:
-    """SET on session_replication_role: a superuser's, and grantable from PostgreSQL 15."""
-    if superuser or version < 150000:
-        return superuser
-    return conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
+
+def _role_attributes(conn: psycopg.Connection) -> dict[str, Any]:
+    """What the connection's role is and may do in the database, the same on both sides."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        attributes = cur.execute(_ROLE_SQL).fetchone()
+    # SET on session_replication_role: a superuser's, and grantable from PostgreSQL 15.
+    can_set = attributes["superuser"]
+    if not can_set and attributes["server_version_num"] >= 150000:
+        can_set = conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
+    return {**attributes, "can_set_replication_role": can_set}
 
 
 def _sequence_gaps(conn: psycopg.Connection, schemas: list[str]) -> tuple[list[TableRef], list[TableRef]]:
@@ -52,11 +67,7 @@ def read_source_role_facts(
     publication_exists: bool,
 ) -> SourceRoleFacts:
     """`schema_tables`: every table of the migrated `schemas` (pg_dump locks them all); `selected`: published."""
-    name, dbname, superuser, replication, create_on_db, version = conn.execute(
-        "SELECT rolname, current_database(), rolsuper, rolreplication, "
-        "has_database_privilege(current_database(), 'CREATE'), current_setting('server_version_num')::int "
-        "FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
+    attributes = _role_attributes(conn)
     readable = [t.ref for t in schema_tables] + [p for t in schema_tables for p in t.partitions]
     rows = read_relations(
         conn,
@@ -71,21 +82,14 @@ def read_source_role_facts(
         "FROM pg_namespace WHERE nspname = %s",
         (CONTROL_SCHEMA,),
     ).fetchone()
-    can_set = _may_set_replication_role(conn, superuser, version)
     return SourceRoleFacts(
-        role=name,
-        dbname=dbname,
-        superuser=superuser,
-        replication=replication,
-        create_on_db=create_on_db,
+        **attributes,
         unreadable=sorted(TableRef(s, r) for s, r, _, reads in rows if not reads),
         unreadable_sequences=unreadable_sequences,
         sequences_not_updatable=sequences_not_updatable,
         not_owned=sorted(TableRef(s, r) for s, r, owns, _ in rows if not owns and TableRef(s, r) in published),
         publication_exists=publication_exists,
         control_schema_blocked=control is not None and not control[0],
-        can_set_replication_role=can_set,
-        server_version_num=version,
         # The roles the cutover's fence will make read-only: computed exactly as the fence does.
         fence=_read_fence_rights(conn, list(plan_fence(conn, [t.ref for t in selected]).roles)),
     )
@@ -97,10 +101,7 @@ def read_target_role_facts(
     """`source_application_roles`: the source's (`SourceRoleFacts.fence`): after the cutover the same
     applications write the target, and a rollback fences them there. The target's tables rarely exist at
     preflight, so its own `plan_fence` only adds roles that may already write the tables that do."""
-    name, dbname, superuser, create_on_db, version, replication = conn.execute(
-        "SELECT rolname, current_database(), rolsuper, has_database_privilege(current_database(), 'CREATE'), "
-        "current_setting('server_version_num')::int, rolreplication FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
+    attributes = _role_attributes(conn)
     blocked = [
         r[0]
         for r in conn.execute(
@@ -109,7 +110,6 @@ def read_target_role_facts(
             ([*dict.fromkeys([*schemas, CONTROL_SCHEMA])],),
         )
     ]
-    can_set = _may_set_replication_role(conn, superuser, version)
     rows = read_relations(
         conn,
         "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE') FROM pg_class c "
@@ -121,15 +121,9 @@ def read_target_role_facts(
     writers = {*source_application_roles, *(plan_fence(conn, existing).roles if existing else ())}
     unreadable_sequences, sequences_not_updatable = _sequence_gaps(conn, schemas)
     return TargetRoleFacts(
-        role=name,
-        dbname=dbname,
-        superuser=superuser,
-        create_on_db=create_on_db,
+        **attributes,
         schemas_blocked=blocked,
-        can_set_replication_role=can_set,
-        server_version_num=version,
         not_owned=sorted(TableRef(s, r) for s, r, owns in rows if not owns),
-        replication=replication,
         unreadable_sequences=unreadable_sequences,
         sequences_not_updatable=sequences_not_updatable,
         fence=_read_fence_rights(conn, sorted(writers)),
