@@ -1,4 +1,4 @@
 """Preflight, the first task of `pg_migration`: reads facts from the source and target (`checks.run_preflight`),
-judges them (`rules`, pure: facts in, a result with the fixing SQL out) and the roles' privileges
+judges them (`rules` and `table_rules`, pure: facts in, a result with the fixing SQL out) and the roles' privileges
 (`privileges`, on the facts `role_facts` reads). Nothing is created before it passes.
 """

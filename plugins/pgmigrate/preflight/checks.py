@@ -30,21 +30,23 @@ from pgmigrate.preflight.rules import (
     CheckResult,
     DatabaseIdentity,
     check_capacity,
-    check_column_types,
     check_connection,
     check_distinct_databases,
-    check_large_objects,
     check_names,
     check_params,
-    check_primary_keys,
-    check_replica_identity,
     check_roles,
     check_subscription_rights,
+    check_wal_level,
+    skipped,
+)
+from pgmigrate.preflight.table_rules import (
+    check_column_types,
+    check_large_objects,
+    check_primary_keys,
+    check_replica_identity,
     check_target_tables,
     check_unlogged_tables,
-    check_wal_level,
     replica_identity_gaps,
-    skipped,
 )
 from pgmigrate.schema.large_objects import large_object_summary
 from pgmigrate.schema.roles import (
