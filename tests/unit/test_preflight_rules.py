@@ -10,7 +10,7 @@ import pytest
 from pgmigrate.core.catalog import Column, TableInfo, TableRef
 from pgmigrate.core.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
 from pgmigrate.core.endpoints import PgEndpoint
-from pgmigrate.preflight.checks import PreflightError, PreflightReport
+from pgmigrate.preflight.report import PreflightError, PreflightReport
 from pgmigrate.preflight.rules import (
     CheckResult,
     DatabaseIdentity,
