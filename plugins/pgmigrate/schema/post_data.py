@@ -2,7 +2,7 @@
 
 `apply_post_data` runs once the snapshot is in: secondary indexes, unique/exclusion constraints, NOT VALID
 checks, rules, policies, statistics, triggers, then the foreign keys. It plans from the same dump as
-pre-data (`schema_copy.prepare_plan`) and restores only what the target lacks, so a rerun converges.
+pre-data (`schema_plan.prepare_plan`) and restores only what the target lacks, so a rerun converges.
 
 - Post-data is not one transaction: each index/constraint commits on its own, so a long index build does
   not hold every lock, and a crash leaves finished work that a rerun skips. A plain CREATE INDEX pauses the
@@ -40,14 +40,8 @@ from psycopg import sql
 
 from pgmigrate.core.catalog import TableRef, read_relations
 from pgmigrate.core.endpoints import PgEndpoint
-from pgmigrate.schema.schema_copy import (
-    SchemaPlan,
-    entries_to_restore,
-    open_connections,
-    plan_tables,
-    prepare_plan,
-    restore_entries,
-)
+from pgmigrate.schema.schema_copy import entries_to_restore, open_connections, restore_entries
+from pgmigrate.schema.schema_plan import SchemaPlan, plan_tables, prepare_plan
 
 log = logging.getLogger(__name__)
 
