@@ -10,23 +10,25 @@ import pytest
 from pgmigrate.core.catalog import Column, TableInfo, TableRef
 from pgmigrate.core.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
 from pgmigrate.core.endpoints import PgEndpoint
-from pgmigrate.preflight.checks import PreflightError, PreflightReport
+from pgmigrate.preflight.report import PreflightError, PreflightReport
 from pgmigrate.preflight.rules import (
     CheckResult,
     DatabaseIdentity,
     check_capacity,
-    check_column_types,
     check_connection,
     check_distinct_databases,
     check_names,
     check_params,
-    check_replica_identity,
     check_roles,
+    check_wal_level,
+    skipped,
+)
+from pgmigrate.preflight.table_rules import (
+    check_column_types,
+    check_replica_identity,
     check_target_tables,
     check_unlogged_tables,
-    check_wal_level,
     replica_identity_gaps,
-    skipped,
 )
 from pgmigrate.schema.roles import Role, create_role_statements
 from pgmigrate.stream.native_replication import needs_native_channel
@@ -331,7 +333,7 @@ def test_passing_report_does_not_raise():
 
 
 def test_keyless_tables_pass_and_say_how_they_travel():
-    from pgmigrate.preflight.rules import check_primary_keys
+    from pgmigrate.preflight.table_rules import check_primary_keys
 
     r = check_primary_keys([table("orders"), table("log", pk=(), ident="f")], "pgmigrate_x_keyless")
     assert r.ok and "public.log" in r.detail and "pgmigrate_x_keyless" in r.detail and "duplicate" in r.detail
@@ -339,7 +341,7 @@ def test_keyless_tables_pass_and_say_how_they_travel():
 
 
 def test_keyless_table_identified_by_index_is_refused_with_the_fix():
-    from pgmigrate.preflight.rules import check_primary_keys
+    from pgmigrate.preflight.table_rules import check_primary_keys
 
     r = check_primary_keys([table("uniq", pk=(), ident="i", ri_index=True)], "s")
     assert not r.ok and "public.uniq" in r.problem

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from pgmigrate.core.catalog import TableRef
-from pgmigrate.preflight.checks import PreflightReport
 from pgmigrate.preflight.privileges import (
     FenceRights,
     SourceRoleFacts,
@@ -15,6 +14,7 @@ from pgmigrate.preflight.privileges import (
     check_source_privileges,
     check_target_privileges,
 )
+from pgmigrate.preflight.report import PreflightReport
 from pgmigrate.preflight.rules import check_subscription_rights
 
 pytestmark = pytest.mark.unit

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -186,6 +187,20 @@ def list_tables(conn: psycopg.Connection, schemas: Iterable[str]) -> list[TableI
                 info.pages = sum(p for _, _, _, p in leaves)
             tables.append(info)
     return tables
+
+
+# Joins pg_class `c` and pg_namespace `n` to a list of relations, given as two arrays (schemas, names) so that
+# names reach the server as parameters, never as SQL text.
+_RELATIONS_JOIN = "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname"
+
+
+def read_relations(conn: psycopg.Connection, query: str, refs: Iterable[TableRef], *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of `query` for the relations `refs`. Its `{relations}` placeholder becomes the join that keeps
+    only those relations (`c` and `n` must be pg_class and pg_namespace); `args` are the parameters that
+    follow the join in the query. One query for any number of relations, none formatted into the text."""
+    refs = list(refs)
+    statement = sql.SQL(query).format(relations=sql.SQL(_RELATIONS_JOIN))
+    return conn.execute(statement, ([r.schema for r in refs], [r.name for r in refs], *args)).fetchall()
 
 
 class UnknownTables(ValueError):

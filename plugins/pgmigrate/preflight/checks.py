@@ -1,11 +1,11 @@
 """Preflight: everything that would make the migration fail later, found before anything is created.
 
 `run_preflight` reads facts from the source and target (I/O, here) and hands them to the `check_*` rules
-(pure functions in `preflight_rules`, the column type rules in `column_types`, unit-tested on fakes). Each
-rule returns a `CheckResult` whose `fix` is the exact SQL or setting to apply, so the on-call reader never has
-to work out what to run. Every check runs even after one fails, and `raise_if_failed()` lists every failure at
-once: one rerun, not one per problem. When a connection fails, the checks that need it are reported as skipped
-(not run), not as passed.
+(pure functions in `rules`, `table_rules` and `privileges`, the column type rules in `column_types`,
+unit-tested on fakes). Each rule returns a `CheckResult` whose `fix` is the exact SQL or setting to apply, so
+the on-call reader never has to work out what to run. Every check runs even after one fails, and the report's
+`raise_if_failed()` (`report.PreflightReport`) lists every failure at once: one rerun, not one per problem.
+When a connection fails, the checks that need it are reported as skipped (not run), not as passed.
 
 The only write is opt-in: with `fix_no_pk` (or the `replica_identity_full_for_no_pk` param) tables
 without a primary key get `REPLICA IDENTITY FULL` on the source, and the result says so.
@@ -14,41 +14,39 @@ without a primary key get `REPLICA IDENTITY FULL` on the source, and the result 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from pgmigrate.core.catalog import TableInfo, TableRef, UnknownTables, list_tables, select_tables
+from pgmigrate.core.catalog import TableInfo, TableRef, UnknownTables, list_tables, read_relations, select_tables
 from pgmigrate.core.column_types import routed_columns, uncarriable_columns, unmatchable_keyless_columns
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.params import MigrationParams
-from pgmigrate.preflight.privileges import (
-    check_source_privileges,
-    check_target_privileges,
-    read_source_role_facts,
-    read_target_role_facts,
-)
+from pgmigrate.preflight.privileges import check_source_privileges, check_target_privileges
+from pgmigrate.preflight.report import PreflightReport
+from pgmigrate.preflight.role_facts import read_source_role_facts, read_target_role_facts
 from pgmigrate.preflight.rules import (
     CheckResult,
     DatabaseIdentity,
     check_capacity,
-    check_column_types,
     check_connection,
     check_distinct_databases,
-    check_large_objects,
     check_names,
     check_params,
-    check_primary_keys,
-    check_replica_identity,
     check_roles,
     check_subscription_rights,
+    check_wal_level,
+    skipped,
+)
+from pgmigrate.preflight.table_rules import (
+    check_column_types,
+    check_large_objects,
+    check_primary_keys,
+    check_replica_identity,
     check_target_tables,
     check_unlogged_tables,
-    check_wal_level,
     replica_identity_gaps,
-    skipped,
 )
 from pgmigrate.schema.large_objects import large_object_summary
 from pgmigrate.schema.roles import (
@@ -60,75 +58,6 @@ from pgmigrate.schema.roles import (
 from pgmigrate.stream.native_replication import split_by_channel
 
 log = logging.getLogger(__name__)
-
-
-class PreflightError(RuntimeError):
-    def __init__(self, message: str, report: PreflightReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-@dataclass
-class PreflightReport:
-    migration_id: str
-    results: list[CheckResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.results)
-
-    @property
-    def failed(self) -> list[CheckResult]:
-        return [r for r in self.results if not r.ok and not r.skipped]
-
-    @property
-    def skipped(self) -> list[CheckResult]:
-        return [r for r in self.results if r.skipped]
-
-    def summary(self) -> str:
-        """One line per check, for the task log."""
-        lines = [f"Preflight of migration {self.migration_id!r}:"]
-        for r in self.results:
-            text = r.problem if not r.ok else r.detail
-            lines.append(f"  {r.status} {r.name}" + (f": {text}" if text else ""))
-        return "\n".join(lines)
-
-    def failure_message(self) -> str:
-        failed = self.failed
-        lines = [f"Preflight of migration {self.migration_id!r} failed {len(failed)} of {len(self.results)} checks:"]
-        for i, r in enumerate(failed, 1):
-            lines.append(f"{i}. [{r.name}] {r.problem}")
-            if r.fix:
-                lines.append("   Fix: " + r.fix.replace("\n", "\n        "))
-        if self.skipped:
-            lines.append(
-                "Not run because a connection failed (rerun after fixing it): "
-                + ", ".join(r.name for r in self.skipped)
-                + "."
-            )
-        lines.extend(self.grant_script())
-        return "\n".join(lines)
-
-    def grant_script(self) -> list[str]:
-        """The missing privileges' statements as one block per server, to paste into psql as a superuser."""
-        by_server: dict[str, list[str]] = {}
-        for r in self.failed:
-            if r.statements:
-                by_server.setdefault(r.run_on, []).extend(r.statements)
-        if not by_server:
-            return []
-        lines = ["Missing privileges: run as a superuser, then rerun preflight:"]
-        for run_on, statements in by_server.items():
-            lines.append(f"-- on the {run_on}:")
-            lines.extend(dict.fromkeys(statements))
-        return lines
-
-    def raise_if_failed(self) -> None:
-        if not self.ok:
-            raise PreflightError(self.failure_message(), self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"migration_id": self.migration_id, "ok": self.ok, "results": [asdict(r) for r in self.results]}
 
 
 def _query_failed(name: str, endpoint: PgEndpoint, conn_id: str, exc: psycopg.Error) -> CheckResult:
@@ -184,14 +113,14 @@ def _leaf_identities(conn: psycopg.Connection, tables: list[TableInfo]) -> dict[
     leaves = [p for t in tables for p in t.partitions]
     if not leaves:
         return {}
-    rows = conn.execute(
+    rows = read_relations(
+        conn,
         "SELECT n.nspname, c.relname, c.relreplident, "
         "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
         "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
-        ([p.schema for p in leaves], [p.name for p in leaves]),
-    ).fetchall()
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {relations}",
+        leaves,
+    )
     return {TableRef(s, r): (ident, pk, ri) for s, r, ident, pk, ri in rows}
 
 
@@ -205,12 +134,12 @@ def _apply_replica_identity_full(conn: psycopg.Connection, refs: list[TableRef])
 def _unlogged_tables(conn: psycopg.Connection, tables: list[TableInfo]) -> list[TableRef]:
     """The selected tables and leaf partitions that are UNLOGGED, in selection order."""
     refs = [r for t in tables for r in (t.ref, *t.partitions)]
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) AS t(s, r) ON n.nspname = t.s AND c.relname = t.r "
+    rows = read_relations(
+        conn,
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {relations} "
         "WHERE c.relpersistence = 'u'",
-        ([r.schema for r in refs], [r.name for r in refs]),
-    ).fetchall()
+        refs,
+    )
     found = {TableRef(s, r) for s, r in rows}
     return [r for r in dict.fromkeys(refs) if r in found]
 

@@ -39,18 +39,19 @@ migration is refused at preflight rather than failing with client writes paused:
   write the target's tables.
 
 Every rule returns one failure per missing privilege, each with the exact statements (identifiers through
-`sql.Identifier`), which `PreflightReport.failure_message` also gathers into one block per server.
+`sql.Identifier`), which `PreflightReport.failure_message` also gathers into one block per server. The rules
+are pure (facts in, results out); `role_facts` reads the facts from the servers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-import psycopg
 from psycopg import sql
 
-from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef
-from pgmigrate.cutover.fence import plan_fence
+from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef
 from pgmigrate.preflight.rules import CheckResult, _n
 
 
@@ -103,9 +104,61 @@ class TargetRoleFacts:
     fence: FenceRights = field(default_factory=FenceRights)
 
 
+# Either side's facts: the judging both sides share (`_judge`) reads only what the two have in common.
+Facts = TypeVar("Facts", SourceRoleFacts, TargetRoleFacts)
+
+
 def _failure(name: str, problem: str, statements: list[str], run_on: str, note: str = "") -> CheckResult:
     fix = "\n".join(statements) + (f"\n{note}" if note else "")
     return CheckResult(name, ok=False, problem=problem, fix=fix, statements=statements, run_on=run_on)
+
+
+def _listed(refs: list[TableRef]) -> str:
+    return ", ".join(t.qualified for t in refs)
+
+
+def _on_each(template: str, refs: list[TableRef], role: str) -> list[str]:
+    """One statement per relation, e.g. a GRANT on each sequence to `role`."""
+    return [statement(template, t.ident, sql.Identifier(role)) for t in refs]
+
+
+def _no_schema_rights(name: str, role: str, which: str, schemas: list[str], run_on: str) -> CheckResult:
+    """USAGE and CREATE on existing schemas: the role creates its objects there. `which`: how they are named."""
+    return _failure(
+        name,
+        f"role {role} lacks USAGE or CREATE on the existing {which} {', '.join(schemas)}",
+        [
+            statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), sql.Identifier(role))
+            for s in schemas
+        ],
+        run_on,
+    )
+
+
+def _no_replication(name: str, role: str, why: str, run_on: str) -> CheckResult:
+    return _failure(
+        name,
+        f"role {role} lacks the REPLICATION attribute{why}",
+        [statement("ALTER ROLE {} REPLICATION;", sql.Identifier(role))],
+        run_on,
+    )
+
+
+def _no_create_on_database(name: str, role: str, dbname: str, created: str, run_on: str) -> CheckResult:
+    """`created`: what the role creates in the database, which CREATE on it allows."""
+    return _failure(
+        name,
+        f"role {role} has no CREATE on database {dbname} ({created} are created by it)",
+        [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(dbname), sql.Identifier(role))],
+        run_on,
+    )
+
+
+def _missing_on_relations(
+    name: str, role: str, problem: str, template: str, refs: list[TableRef], run_on: str, note: str = ""
+) -> CheckResult:
+    """A privilege missing on each of `refs`: "role … {problem}: {the relations}", one `template` statement each."""
+    return _failure(name, f"role {role} {problem}: {_listed(refs)}", _on_each(template, refs, role), run_on, note)
 
 
 def _replication_role_failure(name: str, role: str, version: int, why: str, run_on: str) -> CheckResult:
@@ -170,42 +223,55 @@ def _fence_failures(
     return failures
 
 
+def _judge(
+    side: str,
+    f: Facts,
+    side_failures: Callable[[Facts, str], list[CheckResult]],
+    fence_step: str,
+    fence_who: str,
+    passed: str,
+) -> list[CheckResult]:
+    """What both sides share: a superuser passes; otherwise the side's own failures, then the fence's
+    (`_fence_failures`: `fence_step` fences this side, `fence_who` says why its application roles are these),
+    or one passing result saying `passed`."""
+    name = f"{side}_role"
+    if f.superuser:
+        return [CheckResult(name, ok=True, detail=f"role {f.role} is a superuser")]
+    run_on = f"{side} database {f.dbname!r}"
+    failures = side_failures(f, run_on)
+    failures += _fence_failures(name, f.role, f.dbname, f.fence, fence_step, fence_who, f.server_version_num, run_on)
+    return failures or [CheckResult(name, ok=True, detail=passed)]
+
+
 def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
     """`source_role` passes as one result, or fails once per missing privilege."""
-    if f.superuser:
-        return [CheckResult("source_role", ok=True, detail=f"role {f.role} is a superuser")]
-    role, run_on = sql.Identifier(f.role), f"source database {f.dbname!r}"
+    passed = (
+        f"role {f.role} has REPLICATION, CREATE, SELECT, owns the tables to publish and has what the cutover and a "
+    )
+    passed += "rollback need"
+    return _judge("source", f, _source_failures, "the cutover", "they may write a migrated table", passed)
+
+
+def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
+    """`target_role` passes as one result, or fails once per missing privilege."""
+    passed = f"role {f.role} can create the schema, run the sink and has what the cutover and a rollback need"
+    who = "they may write the migrated tables on the source, so on the target after the cutover"
+    return _judge("target", f, _target_failures, "a rollback", who, passed)
+
+
+def _source_failures(f: SourceRoleFacts, run_on: str) -> list[CheckResult]:
+    """The source role's missing privileges, the fence's aside."""
     failures = []
     if not f.replication:
-        failures.append(
-            _failure(
-                "source_role.replication",
-                f"role {f.role} lacks the REPLICATION attribute (the replication slots need it)",
-                [statement("ALTER ROLE {} REPLICATION;", role)],
-                run_on,
-            )
-        )
+        failures.append(_no_replication("source_role.replication", f.role, " (the replication slots need it)", run_on))
     if not f.create_on_db:
-        failures.append(
-            _failure(
-                "source_role.create",
-                f"role {f.role} has no CREATE on database {f.dbname} (the {CONTROL_SCHEMA} schema with the heartbeat "
-                "and signal tables, and the publications, are created by it)",
-                [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)],
-                run_on,
-            )
-        )
+        created = f"the {CONTROL_SCHEMA} schema with the heartbeat and signal tables, and the publications,"
+        failures.append(_no_create_on_database("source_role.create", f.role, f.dbname, created, run_on))
     if f.control_schema_blocked:
-        failures.append(
-            _failure(
-                "source_role.control_schema",
-                f"role {f.role} lacks USAGE or CREATE on the existing schema {CONTROL_SCHEMA}",
-                [statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(CONTROL_SCHEMA), role)],
-                run_on,
-            )
-        )
+        failures.append(_no_schema_rights("source_role.control_schema", f.role, "schema", [CONTROL_SCHEMA], run_on))
     if f.unreadable or f.unreadable_sequences:
-        listed = [t.qualified for t in (*f.unreadable, *f.unreadable_sequences)]
+        listed = _listed([*f.unreadable, *f.unreadable_sequences])
+        count = len(f.unreadable) + len(f.unreadable_sequences)
         why = (
             (
                 " (sequences: the cutover and the rollback read last_value and is_called from the relation, which "
@@ -217,288 +283,106 @@ def check_source_privileges(f: SourceRoleFacts) -> list[CheckResult]:
         failures.append(
             _failure(
                 "source_role.select",
-                f"role {f.role} cannot read {_n(len(listed), 'relation')}: {', '.join(listed)}{why}",
-                [statement("GRANT SELECT ON {} TO {};", t.ident, role) for t in f.unreadable]
-                + [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
+                f"role {f.role} cannot read {_n(count, 'relation')}: {listed}{why}",
+                _on_each("GRANT SELECT ON {} TO {};", f.unreadable, f.role)
+                + _on_each("GRANT SELECT ON SEQUENCE {} TO {};", f.unreadable_sequences, f.role),
                 run_on,
             )
         )
     if f.not_owned and not f.publication_exists:
+        problem = (
+            f"does not own {_n(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the owner add a table "
+            "to a publication)"
+        )
+        note = "(or GRANT the tables' owning role TO the migration role, or run the source connection as a superuser)"
         failures.append(
-            _failure(
-                "source_role.publish",
-                f"role {f.role} does not own {_n(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the "
-                f"owner add a table to a publication): {', '.join(t.qualified for t in f.not_owned)}",
-                [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned],
-                run_on,
-                note="(or GRANT the tables' owning role TO the migration role, or run the source connection as a "
-                "superuser)",
+            _missing_on_relations(
+                "source_role.publish", f.role, problem, "ALTER TABLE {} OWNER TO {};", f.not_owned, run_on, note
             )
         )
     # What the cutover and the rollback need on the source.
     if f.sequences_not_updatable:
+        problem = (
+            f"lacks UPDATE on {_n(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the source's "
+            "sequences past the target's with setval)"
+        )
         failures.append(
-            _failure(
+            _missing_on_relations(
                 "source_role.sequence_update",
-                f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the "
-                f"source's sequences past the target's with setval): "
-                f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
-                [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
+                f.role,
+                problem,
+                "GRANT UPDATE ON SEQUENCE {} TO {};",
+                f.sequences_not_updatable,
                 run_on,
             )
         )
     if not f.can_set_replication_role:
+        why = (
+            "the reverse JDBC sink (from the cutover on) sets to replica when it writes the target's changes into "
+            "the source"
+        )
         failures.append(
-            _replication_role_failure(
-                "source_role.session_replication_role",
-                f.role,
-                f.server_version_num,
-                "the reverse JDBC sink (from the cutover on) sets to replica when it writes the target's changes into "
-                "the source",
-                run_on,
-            )
+            _replication_role_failure("source_role.session_replication_role", f.role, f.server_version_num, why, run_on)
         )
-    failures += _fence_failures(
-        "source_role",
-        f.role,
-        f.dbname,
-        f.fence,
-        "the cutover",
-        "they may write a migrated table",
-        f.server_version_num,
-        run_on,
-    )
-    if failures:
-        return failures
-    return [
-        CheckResult(
-            "source_role",
-            ok=True,
-            detail=f"role {f.role} has REPLICATION, CREATE, SELECT, owns the "
-            "tables to publish and has what the cutover and a rollback need",
-        )
-    ]
+    return failures
 
 
-def check_target_privileges(f: TargetRoleFacts) -> list[CheckResult]:
-    """`target_role` passes as one result, or fails once per missing privilege."""
-    if f.superuser:
-        return [CheckResult("target_role", ok=True, detail=f"role {f.role} is a superuser")]
-    role, run_on = sql.Identifier(f.role), f"target database {f.dbname!r}"
+def _target_failures(f: TargetRoleFacts, run_on: str) -> list[CheckResult]:
+    """The target role's missing privileges, the fence's aside."""
     failures = []
     if not f.create_on_db:
-        failures.append(
-            _failure(
-                "target_role.create",
-                f"role {f.role} has no CREATE on database {f.dbname} (the migrated schemas and {CONTROL_SCHEMA} are "
-                "created by it)",
-                [statement("GRANT CREATE ON DATABASE {} TO {};", sql.Identifier(f.dbname), role)],
-                run_on,
-            )
-        )
+        created = f"the migrated schemas and {CONTROL_SCHEMA}"
+        failures.append(_no_create_on_database("target_role.create", f.role, f.dbname, created, run_on))
     if f.schemas_blocked:
-        failures.append(
-            _failure(
-                "target_role.schema",
-                f"role {f.role} lacks USAGE or CREATE on the existing target schemas {', '.join(f.schemas_blocked)}",
-                [
-                    statement("GRANT USAGE, CREATE ON SCHEMA {} TO {};", sql.Identifier(s), role)
-                    for s in f.schemas_blocked
-                ],
-                run_on,
-            )
-        )
+        which = "target schemas"
+        failures.append(_no_schema_rights("target_role.schema", f.role, which, f.schemas_blocked, run_on))
     if not f.can_set_replication_role:
+        why = "the JDBC sink sets to replica so that triggers and FK checks do not fire for replicated rows"
         failures.append(
-            _replication_role_failure(
-                "target_role.session_replication_role",
-                f.role,
-                f.server_version_num,
-                "the JDBC sink sets to replica so that triggers and FK checks do not fire for replicated rows",
-                run_on,
-            )
+            _replication_role_failure("target_role.session_replication_role", f.role, f.server_version_num, why, run_on)
         )
     if f.not_owned:
+        problem = f"does not own {_n(len(f.not_owned), 'existing target table')} it must empty and alter"
         failures.append(
-            _failure(
-                "target_role.owner",
-                f"role {f.role} does not own {_n(len(f.not_owned), 'existing target table')} it must empty and alter: "
-                f"{', '.join(t.qualified for t in f.not_owned)}",
-                [statement("ALTER TABLE {} OWNER TO {};", t.ident, role) for t in f.not_owned],
-                run_on,
+            _missing_on_relations(
+                "target_role.owner", f.role, problem, "ALTER TABLE {} OWNER TO {};", f.not_owned, run_on
             )
         )
     # What the cutover and the rollback need on the target.
     if not f.replication:
-        failures.append(
-            _failure(
-                "target_role.replication",
-                f"role {f.role} lacks the REPLICATION attribute: the cutover creates the reverse pipeline's logical "
-                "slots on the target (the reverse Debezium source streams from them) and a rollback peeks them with "
-                "pg_logical_slot_peek_binary_changes",
-                [statement("ALTER ROLE {} REPLICATION;", role)],
-                run_on,
-            )
+        why = (
+            ": the cutover creates the reverse pipeline's logical slots on the target (the reverse Debezium source "
+            "streams from them) and a rollback peeks them with pg_logical_slot_peek_binary_changes"
         )
+        failures.append(_no_replication("target_role.replication", f.role, why, run_on))
     if f.unreadable_sequences:
+        problem = (
+            f"cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: the cutover and "
+            "the rollback read last_value and is_called from the relation)"
+        )
         failures.append(
-            _failure(
+            _missing_on_relations(
                 "target_role.sequence_select",
-                f"role {f.role} cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: "
-                "the cutover and the rollback read last_value and is_called from the relation): "
-                f"{', '.join(s.qualified for s in f.unreadable_sequences)}",
-                [statement("GRANT SELECT ON SEQUENCE {} TO {};", s.ident, role) for s in f.unreadable_sequences],
+                f.role,
+                problem,
+                "GRANT SELECT ON SEQUENCE {} TO {};",
+                f.unreadable_sequences,
                 run_on,
             )
         )
     if f.sequences_not_updatable:
+        problem = (
+            f"lacks UPDATE on {_n(len(f.sequences_not_updatable), 'existing target sequence')} (the cutover sets "
+            "them past the source's with setval)"
+        )
         failures.append(
-            _failure(
+            _missing_on_relations(
                 "target_role.sequence_update",
-                f"role {f.role} lacks UPDATE on {_n(len(f.sequences_not_updatable), 'existing target sequence')} (the "
-                f"cutover sets them past the source's with setval): "
-                f"{', '.join(s.qualified for s in f.sequences_not_updatable)}",
-                [statement("GRANT UPDATE ON SEQUENCE {} TO {};", s.ident, role) for s in f.sequences_not_updatable],
+                f.role,
+                problem,
+                "GRANT UPDATE ON SEQUENCE {} TO {};",
+                f.sequences_not_updatable,
                 run_on,
             )
         )
-    failures += _fence_failures(
-        "target_role",
-        f.role,
-        f.dbname,
-        f.fence,
-        "a rollback",
-        "they may write the migrated tables on the source, so on the target after the cutover",
-        f.server_version_num,
-        run_on,
-    )
-    if failures:
-        return failures
-    return [
-        CheckResult(
-            "target_role",
-            ok=True,
-            detail=f"role {f.role} can create the schema, run the sink and has what the cutover and a rollback need",
-        )
-    ]
-
-
-def _sequence_gaps(conn: psycopg.Connection, schemas: list[str]) -> tuple[list[TableRef], list[TableRef]]:
-    """The sequences of `schemas` this role may not SELECT, and those it may not UPDATE."""
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, "
-        # CASE: the planner may test the privilege before relkind, and has_sequence_privilege errors on a table.
-        "CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT') END, "
-        "CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'UPDATE') END "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind = 'S' AND n.nspname = ANY(%s) AND n.nspname <> %s ORDER BY 1, 2",
-        (sorted(set(schemas)), CONTROL_SCHEMA),
-    ).fetchall()
-    return (
-        [TableRef(s, r) for s, r, reads, _ in rows if not reads],
-        [TableRef(s, r) for s, r, _, updates in rows if not updates],
-    )
-
-
-def _read_fence_rights(conn: psycopg.Connection, application_roles: list[str]) -> FenceRights:
-    stats, signal, createrole = conn.execute(
-        "SELECT pg_has_role('pg_read_all_stats', 'USAGE'), pg_has_role('pg_signal_backend', 'USAGE'), rolcreaterole "
-        "FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    return FenceRights(stats, signal, createrole, sorted(application_roles))
-
-
-def read_source_role_facts(
-    conn: psycopg.Connection,
-    schemas: list[str],
-    schema_tables: list[TableInfo],
-    selected: list[TableInfo],
-    publication_exists: bool,
-) -> SourceRoleFacts:
-    """`schema_tables`: every table of the migrated `schemas` (pg_dump locks them all); `selected`: published."""
-    name, dbname, superuser, replication, create_on_db, version = conn.execute(
-        "SELECT rolname, current_database(), rolsuper, rolreplication, "
-        "has_database_privilege(current_database(), 'CREATE'), current_setting('server_version_num')::int "
-        "FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    readable = [t.ref for t in schema_tables] + [p for t in schema_tables for p in t.partitions]
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE'), has_table_privilege(c.oid, 'SELECT') "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
-        ([r.schema for r in readable], [r.name for r in readable]),
-    ).fetchall()
-    published = {t.ref for t in selected}
-    unreadable_sequences, sequences_not_updatable = _sequence_gaps(conn, schemas)
-    control = conn.execute(
-        "SELECT has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE') "
-        "FROM pg_namespace WHERE nspname = %s",
-        (CONTROL_SCHEMA,),
-    ).fetchone()
-    can_set = superuser
-    if not superuser and version >= 150000:
-        can_set = conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
-    return SourceRoleFacts(
-        role=name,
-        dbname=dbname,
-        superuser=superuser,
-        replication=replication,
-        create_on_db=create_on_db,
-        unreadable=sorted(TableRef(s, r) for s, r, _, reads in rows if not reads),
-        unreadable_sequences=unreadable_sequences,
-        sequences_not_updatable=sequences_not_updatable,
-        not_owned=sorted(TableRef(s, r) for s, r, owns, _ in rows if not owns and TableRef(s, r) in published),
-        publication_exists=publication_exists,
-        control_schema_blocked=control is not None and not control[0],
-        can_set_replication_role=can_set,
-        server_version_num=version,
-        # The roles the cutover's fence will make read-only: computed exactly as the fence does.
-        fence=_read_fence_rights(conn, list(plan_fence(conn, [t.ref for t in selected]).roles)),
-    )
-
-
-def read_target_role_facts(
-    conn: psycopg.Connection, schemas: list[str], tables: list[TableRef], source_application_roles: list[str]
-) -> TargetRoleFacts:
-    """`source_application_roles`: the source's (`SourceRoleFacts.fence`): after the cutover the same
-    applications write the target, and a rollback fences them there. The target's tables rarely exist at
-    preflight, so its own `plan_fence` only adds roles that may already write the tables that do."""
-    name, dbname, superuser, create_on_db, version, replication = conn.execute(
-        "SELECT rolname, current_database(), rolsuper, has_database_privilege(current_database(), 'CREATE'), "
-        "current_setting('server_version_num')::int, rolreplication FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    blocked = [
-        r[0]
-        for r in conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) "
-            "AND NOT (has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE')) ORDER BY 1",
-            ([*dict.fromkeys([*schemas, CONTROL_SCHEMA])],),
-        )
-    ]
-    can_set = superuser
-    if not superuser and version >= 150000:
-        can_set = conn.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')").fetchone()[0]
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE') FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname",
-        ([t.schema for t in tables], [t.name for t in tables]),
-    ).fetchall()
-    # plan_fence names the tables, which needs USAGE on their schema: a blocked schema is reported above.
-    existing = [TableRef(s, r) for s, r, _ in rows if s not in blocked]
-    writers = {*source_application_roles, *(plan_fence(conn, existing).roles if existing else ())}
-    unreadable_sequences, sequences_not_updatable = _sequence_gaps(conn, schemas)
-    return TargetRoleFacts(
-        role=name,
-        dbname=dbname,
-        superuser=superuser,
-        create_on_db=create_on_db,
-        schemas_blocked=blocked,
-        can_set_replication_role=can_set,
-        server_version_num=version,
-        not_owned=sorted(TableRef(s, r) for s, r, owns in rows if not owns),
-        replication=replication,
-        unreadable_sequences=unreadable_sequences,
-        sequences_not_updatable=sequences_not_updatable,
-        fence=_read_fence_rights(conn, sorted(writers)),
-    )
+    return failures

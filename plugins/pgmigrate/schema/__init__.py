@@ -4,5 +4,5 @@
 (`schema_drift`, its plan in `drift_plan` and statements in `drift_statements`, `schema_sync`).
 
 Used by `pg_migration` (copy_schema, apply_post_data), `pg_migration_schema_sync`, `pg_validate` and
-`pg_cutover` (refresh_materialized_views).
+`pg_cutover` (refresh_materialized_views). Both halves of the copy start from one dump's plan (`schema_plan`).
 """

@@ -2,7 +2,7 @@
 
 `apply_post_data` runs once the snapshot is in: secondary indexes, unique/exclusion constraints, NOT VALID
 checks, rules, policies, statistics, triggers, then the foreign keys. It plans from the same dump as
-pre-data (`schema_copy.prepare_plan`) and restores only what the target lacks, so a rerun converges.
+pre-data (`schema_plan.prepare_plan`) and restores only what the target lacks, so a rerun converges.
 
 - Post-data is not one transaction: each index/constraint commits on its own, so a long index build does
   not hold every lock, and a crash leaves finished work that a rerun skips. A plain CREATE INDEX pauses the
@@ -38,16 +38,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgmigrate.core.catalog import TableRef
+from pgmigrate.core.catalog import TableRef, read_relations
 from pgmigrate.core.endpoints import PgEndpoint
-from pgmigrate.schema.schema_copy import (
-    SchemaPlan,
-    entries_to_restore,
-    open_connections,
-    plan_tables,
-    prepare_plan,
-    restore_entries,
-)
+from pgmigrate.schema.schema_copy import entries_to_restore, open_connections, restore_entries
+from pgmigrate.schema.schema_plan import SchemaPlan, plan_tables, prepare_plan
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +118,13 @@ def _skipped_foreign_keys(plan: SchemaPlan, src: psycopg.Connection) -> list[str
 
 
 def _triggers(plan: SchemaPlan, tgt: psycopg.Connection) -> list[dict[str, str]]:
-    refs = plan_tables(plan)
-    rows = tgt.execute(
+    rows = read_relations(
+        tgt,
         "SELECT n.nspname, c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN unnest(%s::text[], %s::text[]) w(s, r) ON w.s = n.nspname AND w.r = c.relname "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace {relations} "
         "WHERE NOT t.tgisinternal AND t.tgparentid = 0 ORDER BY 1, 2, 3",
-        ([r.schema for r in refs], [r.name for r in refs]),
-    ).fetchall()
+        plan_tables(plan),
+    )
     enabled = {"O": "origin", "D": "disabled", "R": "replica", "A": "always"}
     return [
         {"table": TableRef(s, r).qualified, "trigger": name, "enabled": enabled.get(state, state)}
