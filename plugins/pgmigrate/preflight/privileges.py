@@ -20,7 +20,7 @@ Target role
 - SET on `session_replication_role`: the JDBC sink connects with `session_replication_role=replica` so the
   target's triggers and FK checks do not fire for replicated rows (`post_data` says why).
 - ownership of target tables that already exist (emptied and altered by the load).
-- keyless tables only: CREATE SUBSCRIPTION (`preflight_rules.check_subscription_rights`; a superuser on 15).
+- keyless tables only: CREATE SUBSCRIPTION (`rules.check_subscription_rights`; a superuser on 15).
 
 The cutover and the rollback (`pgmigrate.cutover`) need more, checked here too so that a least-privilege
 migration is refused at preflight rather than failing with client writes paused:
@@ -52,7 +52,7 @@ from typing import TypeVar
 from psycopg import sql
 
 from pgmigrate.core.catalog import CONTROL_SCHEMA, TableRef
-from pgmigrate.preflight.rules import CheckResult, _n
+from pgmigrate.preflight.rules import CheckResult, plural
 
 
 def statement(template: str, *idents: sql.Composable) -> str:
@@ -283,7 +283,7 @@ def _source_failures(f: SourceRoleFacts, run_on: str) -> list[CheckResult]:
         failures.append(
             _failure(
                 "source_role.select",
-                f"role {f.role} cannot read {_n(count, 'relation')}: {listed}{why}",
+                f"role {f.role} cannot read {plural(count, 'relation')}: {listed}{why}",
                 _on_each("GRANT SELECT ON {} TO {};", f.unreadable, f.role)
                 + _on_each("GRANT SELECT ON SEQUENCE {} TO {};", f.unreadable_sequences, f.role),
                 run_on,
@@ -291,8 +291,8 @@ def _source_failures(f: SourceRoleFacts, run_on: str) -> list[CheckResult]:
         )
     if f.not_owned and not f.publication_exists:
         problem = (
-            f"does not own {_n(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the owner add a table "
-            "to a publication)"
+            f"does not own {plural(len(f.not_owned), 'table')} to publish (PostgreSQL 15 lets only the owner add a "
+            "table to a publication)"
         )
         note = "(or GRANT the tables' owning role TO the migration role, or run the source connection as a superuser)"
         failures.append(
@@ -303,7 +303,7 @@ def _source_failures(f: SourceRoleFacts, run_on: str) -> list[CheckResult]:
     # What the cutover and the rollback need on the source.
     if f.sequences_not_updatable:
         problem = (
-            f"lacks UPDATE on {_n(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the source's "
+            f"lacks UPDATE on {plural(len(f.sequences_not_updatable), 'sequence')} (a rollback sets the source's "
             "sequences past the target's with setval)"
         )
         failures.append(
@@ -342,7 +342,7 @@ def _target_failures(f: TargetRoleFacts, run_on: str) -> list[CheckResult]:
             _replication_role_failure("target_role.session_replication_role", f.role, f.server_version_num, why, run_on)
         )
     if f.not_owned:
-        problem = f"does not own {_n(len(f.not_owned), 'existing target table')} it must empty and alter"
+        problem = f"does not own {plural(len(f.not_owned), 'existing target table')} it must empty and alter"
         failures.append(
             _missing_on_relations(
                 "target_role.owner", f.role, problem, "ALTER TABLE {} OWNER TO {};", f.not_owned, run_on
@@ -357,8 +357,8 @@ def _target_failures(f: TargetRoleFacts, run_on: str) -> list[CheckResult]:
         failures.append(_no_replication("target_role.replication", f.role, why, run_on))
     if f.unreadable_sequences:
         problem = (
-            f"cannot read {_n(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: the cutover and "
-            "the rollback read last_value and is_called from the relation)"
+            f"cannot read {plural(len(f.unreadable_sequences), 'existing target sequence')} (no SELECT: the cutover "
+            "and the rollback read last_value and is_called from the relation)"
         )
         failures.append(
             _missing_on_relations(
@@ -372,7 +372,7 @@ def _target_failures(f: TargetRoleFacts, run_on: str) -> list[CheckResult]:
         )
     if f.sequences_not_updatable:
         problem = (
-            f"lacks UPDATE on {_n(len(f.sequences_not_updatable), 'existing target sequence')} (the cutover sets "
+            f"lacks UPDATE on {plural(len(f.sequences_not_updatable), 'existing target sequence')} (the cutover sets "
             "them past the source's with setval)"
         )
         failures.append(

@@ -37,12 +37,13 @@ class CheckResult:
         return "SKIP" if self.skipped else "PASS" if self.ok else "FAIL"
 
 
-def _q(*parts: str) -> str:
+def quoted(*parts: str) -> str:
     """An identifier as SQL text for a fix the operator runs (always quoted, so always valid)."""
     return sql.Identifier(*parts).as_string(None)
 
 
-def _n(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
+    """`3 tables`, `1 table`: a count with its noun, for messages."""
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
@@ -98,10 +99,11 @@ def check_connection(which: str, endpoint: PgEndpoint, conn_id: str, error: str 
     elif re.search(r'database ".*" does not exist', message):
         fix = (
             f"{check}: its Schema field must name an existing database, or create it on {where}: "
-            f"CREATE DATABASE {_q(endpoint.dbname)};"
+            f"CREATE DATABASE {quoted(endpoint.dbname)};"
         )
     elif re.search(r'role ".*" does not exist', message):
-        fix = f"{check}: its Login must be an existing role on {where} (or CREATE ROLE {_q(endpoint.user)} LOGIN …;)."
+        role = quoted(endpoint.user)
+        fix = f"{check}: its Login must be an existing role on {where} (or CREATE ROLE {role} LOGIN …;)."
     elif "no pg_hba.conf entry" in message:
         fix = f"Allow this host in the server's pg_hba.conf for user {endpoint.user!r}, then reload; {check}."
     else:
@@ -186,9 +188,9 @@ def check_subscription_rights(facts: Mapping[str, Any], keyless_count: int, side
             f"without a primary key or with timetz columns, {why})"
         )
         if int(facts.get("server_version_num", 160000)) >= 160000:
-            statements.append(f"GRANT pg_create_subscription TO {_q(facts['role'])};")
+            statements.append(f"GRANT pg_create_subscription TO {quoted(facts['role'])};")
         else:  # PostgreSQL 15: only a superuser may create a subscription.
-            statements.append(f"ALTER ROLE {_q(facts['role'])} SUPERUSER;")
+            statements.append(f"ALTER ROLE {quoted(facts['role'])} SUPERUSER;")
             fixes.append(
                 "(PostgreSQL 15 lets only a superuser CREATE SUBSCRIPTION: either that, or give those tables a "
                 "primary key, or leave them out of `tables`)"
@@ -231,7 +233,7 @@ def check_roles(
             f"{r} ({', '.join(used_on.get(r, [])[:3])}{', …' if len(used_on.get(r, [])) > 3 else ''})" for r in missing
         )
         problems.append(
-            f"{_n(len(missing), 'role')} that own or hold privileges on migrated objects do not exist on "
+            f"{plural(len(missing), 'role')} that own or hold privileges on migrated objects do not exist on "
             f"the target (roles are per server; pg_dump carries none): {shown}"
         )
         fixes.append(
@@ -244,7 +246,8 @@ def check_roles(
             f"the target role {target_role} cannot give objects to their owners "
             f"{', '.join(grantable)} (ALTER … OWNER TO needs membership)"
         )
-        fixes.append("Run on the target:\n" + "\n".join(f"GRANT {_q(o)} TO {_q(target_role)};" for o in grantable))
+        grants = "\n".join(f"GRANT {quoted(o)} TO {quoted(target_role)};" for o in grantable)
+        fixes.append("Run on the target:\n" + grants)
     if superuser_owners:
         problems.append(
             f"objects are owned by (or default privileges set for) the superuser "
@@ -255,7 +258,7 @@ def check_roles(
             "Connect the target as a superuser, or have the source's objects owned by a non-superuser role, "
             "or set keep_ownership=false (objects then belong to the target role; grants are still copied)."
         )
-    grant_statements = [f"GRANT {_q(o)} TO {_q(target_role)};" for o in grantable]
+    grant_statements = [f"GRANT {quoted(o)} TO {quoted(target_role)};" for o in grantable]
     if problems:
         return CheckResult(
             "roles",
@@ -269,7 +272,7 @@ def check_roles(
     return CheckResult(
         "roles",
         ok=True,
-        detail=f"{_n(len(used_on), 'role')} own or hold privileges on migrated "
+        detail=f"{plural(len(used_on), 'role')} own or hold privileges on migrated "
         f"objects, all present on the target; grants and default privileges are copied; {owners}",
     )
 
@@ -297,7 +300,7 @@ def check_names(
             fixes.append(f"SELECT pg_drop_replication_slot('{slot}');  -- it cannot be reused")
     if publication_exists and not owned_by_this_migration:
         problems.append(f"publication {publication} already exists and is not recorded for this migration")
-        fixes.append(f"DROP PUBLICATION {_q(publication)};  -- only if it is an abandoned migration's")
+        fixes.append(f"DROP PUBLICATION {quoted(publication)};  -- only if it is an abandoned migration's")
     clashing = [c for c in connectors if c in (connect_names_in_use or set())]
     if clashing and not owned_by_this_migration:
         problems.append(f"Kafka Connect already runs connectors named {', '.join(clashing)}")

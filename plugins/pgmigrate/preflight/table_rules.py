@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from pgmigrate.core.catalog import TableInfo, TableRef
 from pgmigrate.core.endpoints import PgEndpoint
-from pgmigrate.preflight.rules import CheckResult, _n, _q
+from pgmigrate.preflight.rules import CheckResult, plural, quoted
 
 
 def identifies_rows(replica_identity: str, has_pk: bool, has_identity_index: bool) -> bool:
@@ -49,7 +49,7 @@ def check_replica_identity(
     def shown(t: TableRef) -> str:
         return f"{t.qualified} (partition of {partition_of[t].qualified})" if t in partition_of else t.qualified
 
-    fix_sql = "\n".join(f"ALTER TABLE {_q(t.schema, t.name)} REPLICA IDENTITY FULL;" for t in gaps)
+    fix_sql = "\n".join(f"ALTER TABLE {quoted(t.schema, t.name)} REPLICA IDENTITY FULL;" for t in gaps)
     if error:
         return CheckResult(
             name,
@@ -66,7 +66,7 @@ def check_replica_identity(
         return CheckResult(
             name,
             ok=False,
-            problem=f"{_n(len(gaps), 'table')} without a primary key or usable replica identity "
+            problem=f"{plural(len(gaps), 'table')} without a primary key or usable replica identity "
             f"(their UPDATEs/DELETEs cannot be replicated): {listed}",
             fix=f"Add a primary key, or run on the source:\n{fix_sql}\n"
             "(or rerun with replica_identity_full_for_no_pk=true to have preflight apply it)",
@@ -79,7 +79,7 @@ def check_unlogged_tables(unlogged: list[TableRef], applied: list[TableRef], err
     one in a publication, so neither the load's slot nor streaming can carry it: refuse it by name, before
     anything is deployed, or make it logged when `set_logged_for_unlogged` allows."""
     name = "unlogged_tables"
-    fix_sql = "\n".join(f"ALTER TABLE {_q(t.schema, t.name)} SET LOGGED;" for t in unlogged)
+    fix_sql = "\n".join(f"ALTER TABLE {quoted(t.schema, t.name)} SET LOGGED;" for t in unlogged)
     rewrite = "(SET LOGGED rewrites the table and writes it to the WAL, under an ACCESS EXCLUSIVE lock)"
     if error:
         return CheckResult(
@@ -94,7 +94,7 @@ def check_unlogged_tables(unlogged: list[TableRef], applied: list[TableRef], err
         return CheckResult(
             name,
             ok=False,
-            problem=f"{_n(len(unlogged), 'unlogged table')} ({', '.join(t.qualified for t in unlogged)}): logical "
+            problem=f"{plural(len(unlogged), 'unlogged table')} ({', '.join(t.qualified for t in unlogged)}): logical "
             "decoding cannot see their rows and PostgreSQL refuses them in a publication, so they cannot be "
             "migrated while unlogged",
             fix=f"Run on the source:\n{fix_sql}\n{rewrite}\nor rerun with set_logged_for_unlogged=true to have "
@@ -116,16 +116,16 @@ def check_primary_keys(tables: Iterable[TableInfo], subscription: str) -> CheckR
         return CheckResult(
             "primary_keys",
             ok=False,
-            problem=f"{_n(len(by_index), 'table')} without a PRIMARY KEY use REPLICA IDENTITY USING INDEX: "
+            problem=f"{plural(len(by_index), 'table')} without a PRIMARY KEY use REPLICA IDENTITY USING INDEX: "
             f"{', '.join(t.ref.qualified for t in by_index)}. Keyless tables are replicated by PostgreSQL "
             "logical replication, which matches rows on the target by the whole row.",
             fix="Run on the source (or give the table a primary key):\n"
-            + "\n".join(f"ALTER TABLE {_q(t.ref.schema, t.ref.name)} REPLICA IDENTITY FULL;" for t in by_index),
+            + "\n".join(f"ALTER TABLE {quoted(t.ref.schema, t.ref.name)} REPLICA IDENTITY FULL;" for t in by_index),
         )
     return CheckResult(
         "primary_keys",
         ok=True,
-        detail=f"{_n(len(keyless), 'table')} without a primary key ({', '.join(t.ref.qualified for t in keyless)}) "
+        detail=f"{plural(len(keyless), 'table')} without a primary key ({', '.join(t.ref.qualified for t in keyless)}) "
         f"will be replicated by PostgreSQL logical replication (subscription {subscription} on the target), "
         "which keeps duplicate rows exact",
     )
@@ -139,15 +139,15 @@ def check_column_types(uncarriable: list[str], routed: list[str] | None = None) 
         detail = "every column type is carried exactly"
         if routed:
             detail += (
-                f"; {_n(len(routed), 'column')} Debezium cannot carry exactly, so their tables travel by PostgreSQL "
-                f"logical replication (the native channel): {'; '.join(routed)}"
+                f"; {plural(len(routed), 'column')} Debezium cannot carry exactly, so their tables travel by "
+                f"PostgreSQL logical replication (the native channel): {'; '.join(routed)}"
             )
         return CheckResult("column_types", ok=True, detail=detail)
     return CheckResult(
         "column_types",
         ok=False,
-        problem=f"{_n(len(uncarriable), 'column')} of types neither Debezium nor PostgreSQL logical replication can "
-        "carry: " + "; ".join(uncarriable),
+        problem=f"{plural(len(uncarriable), 'column')} of types neither Debezium nor PostgreSQL logical replication "
+        "can carry: " + "; ".join(uncarriable),
         fix="Store these values in a type PostgreSQL can read back and compare, on the source (e.g. ALTER TABLE … "
         "ALTER COLUMN … TYPE text USING …::text, or jsonb for json), or give a keyless table a primary key, or drop "
         "the column, or leave its table out of `tables`.",
@@ -162,9 +162,10 @@ def check_large_objects(count: int, total_bytes: int | None) -> CheckResult:
     return CheckResult(
         "large_objects",
         ok=True,
-        detail=f"{_n(count, 'large object')}{size}: copied with their oids after the initial load (apply_post_data) "
-        "and compared by validation; changes to large objects after that copy are NOT streamed (logical decoding "
-        "does not carry them): stop writing them before the load, or rerun apply_post_data before the cutover",
+        detail=f"{plural(count, 'large object')}{size}: copied with their oids after the initial load "
+        "(apply_post_data) and compared by validation; changes to large objects after that copy are NOT streamed "
+        "(logical decoding does not carry them): stop writing them before the load, or rerun apply_post_data before "
+        "the cutover",
     )
 
 
@@ -175,11 +176,11 @@ def check_target_tables(states: Mapping[TableRef, str], target: PgEndpoint, conn
         present = sum(1 for s in states.values() if s == "empty")
         return CheckResult("target_tables", ok=True, detail=f"{len(states) - present} absent, {present} empty")
     listed = ", ".join(t.qualified for t in busy)
-    truncate = "\n".join(f"TRUNCATE {_q(t.schema, t.name)};" for t in busy)
+    truncate = "\n".join(f"TRUNCATE {quoted(t.schema, t.name)};" for t in busy)
     return CheckResult(
         "target_tables",
         ok=False,
-        problem=f"{_n(len(busy), 'table')} already holding rows on the target {target.label}: {listed}",
+        problem=f"{plural(len(busy), 'table')} already holding rows on the target {target.label}: {listed}",
         fix=f"Empty them on the target if their rows are disposable:\n{truncate}\n(or DROP TABLE them), "
         f"or point the Airflow connection `{conn_id}` at another database.",
     )
