@@ -44,6 +44,7 @@ from pgmigrate.cutover.reverse import create_slot_on, set_identity_generation_on
 from pgmigrate.cutover.routing.fleet import ClientRouting
 from pgmigrate.cutover.section_plan import CutoverAborted, PauseBudget, SectionPlan, SectionResult
 from pgmigrate.cutover.verification import VerificationResult, verify_changes
+from pgmigrate.kafka.client_config import KafkaCluster
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.validate.checksums import set_canonical_session
 
@@ -61,7 +62,7 @@ class CriticalSection:
         routing: ClientRouting,
         enforcer_routing: ClientRouting,
         connect: ConnectClient,
-        bootstrap_servers: str,
+        kafka: KafkaCluster,
         say: Callable[[str], None] = log.info,
     ) -> None:
         self.plan = plan
@@ -69,7 +70,7 @@ class CriticalSection:
         self.routing = routing
         self.enforcer_routing = enforcer_routing
         self.connect = connect
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.say = say
         self.result = SectionResult()
         self.keyed = {t.ref: t for t in plan.tables if t.primary_key}
@@ -154,7 +155,7 @@ class CriticalSection:
                     return self._forced(lease)
             finally:
                 stop_beating.set()
-        topics = ChangeTopics(self.bootstrap_servers, plan.names, plan.tables)
+        topics = ChangeTopics(self.kafka, plan.names, plan.tables)
         try:
             with self.routing.held(), self._connections() as (origin, destination):
                 carried, since, fence = self.before_pause.prepare(

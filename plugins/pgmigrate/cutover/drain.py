@@ -32,6 +32,7 @@ from psycopg import sql
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.change_topics import ChangeTopics, Positions, positions_to_json, reached
+from pgmigrate.kafka.client_config import KafkaCluster
 from pgmigrate.stream.heartbeat import heartbeat_action_query, heartbeat_table
 
 log = logging.getLogger(__name__)
@@ -157,13 +158,13 @@ def wait_drained(
     origin: PgEndpoint,
     destination: PgEndpoint,
     names: MigrationNames,
-    bootstrap_servers: str,
+    kafka: KafkaCluster,
     timeout: float,
     poll: float = 0.2,
 ) -> DrainResult:
     """Block until `destination` holds every change committed on `origin` before this call (outside a pause:
     the demo, tests). Opens its own connections and Kafka clients."""
-    topics = ChangeTopics(bootstrap_servers, names, [])
+    topics = ChangeTopics(kafka, names, [])
     try:
         with origin.connect(autocommit=True) as src, destination.connect(autocommit=True) as dst:
             return Drainer(src, dst, names, topics, poll).drain(timeout)

@@ -25,6 +25,7 @@ from pgmigrate.core.catalog import TableInfo
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.change_topics import ChangeTopics, Positions, positions_from_json, positions_to_json
+from pgmigrate.kafka.client_config import KafkaCluster
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def validate_with_positions(
     destination: PgEndpoint,
     names: MigrationNames,
     tables: list[TableInfo],
-    bootstrap_servers: str,
+    kafka: KafkaCluster,
     catch_up_seconds: float = 900.0,
 ) -> dict[str, Any]:
     """The full row diff of `tables` (origin = where clients write), with the positions taken before it.
@@ -48,7 +49,7 @@ def validate_with_positions(
     sink thousands of records behind would make every backlogged row look different."""
     from pgmigrate.validate.row_diff import diff_tables, format_diff
 
-    topics = ChangeTopics(bootstrap_servers, names, tables)
+    topics = ChangeTopics(kafka, names, tables)
     try:
         positions = topics.end_offsets()
         deadline = time.monotonic() + catch_up_seconds

@@ -20,6 +20,7 @@ from psycopg import sql
 from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
+from pgmigrate.kafka.client_config import KafkaCluster
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_secrets import write_secrets_file
 from pgmigrate.kafka.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
@@ -205,7 +206,7 @@ def deploy_reverse_connectors(
 
 
 def remove_reverse_replication(
-    connect: ConnectClient, bootstrap_servers: str | None, source: PgEndpoint, target: PgEndpoint, names: MigrationNames
+    connect: ConnectClient, kafka: KafkaCluster | None, source: PgEndpoint, target: PgEndpoint, names: MigrationNames
 ) -> dict:
     """Everything the cutover's reverse slots and `deploy_reverse_connectors` made, gone (abort, rollback,
     teardown). The connectors go first when Kafka Connect answers: a running Debezium source would create its
@@ -225,7 +226,7 @@ def remove_reverse_replication(
             for table in own_tables(reverse):
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table.ident))
     removed = removed or remove_connectors(connect, reverse)
-    topics = delete_topics(bootstrap_servers, reverse) if bootstrap_servers else []
+    topics = delete_topics(kafka, reverse) if kafka else []
     log.info(
         "reverse: removed connectors %s, %d topics, slot %s",
         removed or "none",

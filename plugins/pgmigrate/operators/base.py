@@ -82,7 +82,7 @@ class MigrationTaskOperator(BaseOperator):
 
         return KafkaConnectHook(self.kafka_connect_conn_id).get_conn()
 
-    def bootstrap(self) -> dict[str, Any]:
+    def kafka_cluster(self) -> dict[str, Any]:
         """The Kafka cluster's client configuration (the whole connection: SASL/TLS too)."""
         from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 

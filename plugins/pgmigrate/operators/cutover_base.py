@@ -246,7 +246,7 @@ class CriticalSectionOperator(CutoverStepOperator):
         # Inside the pause a Connect call must not retry for seconds: one short try, then the step fails.
         quick = ConnectClient(connect.base_url, timeout=2.0, retries=1, auth=connect.auth)
         section = CriticalSection(
-            plan, self.lease_store(), self.routing(m), self.routing(m), quick, self.bootstrap(), say=self.log.info
+            plan, self.lease_store(), self.routing(m), self.routing(m), quick, self.kafka_cluster(), say=self.log.info
         )
         self.log.info(
             "%s of %s: clients on %s move to %s through %s; max pause %gs",
@@ -323,7 +323,7 @@ def undo_cutover_pipeline(op: CutoverStepOperator, m: Migration) -> tuple[list[s
     steps = [
         (
             "remove the reverse pipeline",
-            lambda: remove_reverse_replication(op.connect(), op.bootstrap(), m.source, m.target, m.names),
+            lambda: remove_reverse_replication(op.connect(), op.kafka_cluster(), m.source, m.target, m.names),
         ),
         ("restore identity columns on the source", lambda: set_identity_generation(m.source, identity, always=True)),
         # The forward sink inserts explicit ids into the target.

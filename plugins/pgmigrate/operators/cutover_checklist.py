@@ -64,7 +64,7 @@ def dead_letter_check(op: CutoverStepOperator, m: Migration) -> tuple[bool, str]
     from pgmigrate.recovery.dead_letters import checklist_detail, read_backlog
 
     try:
-        backlog = read_backlog(op.bootstrap(), m.store.endpoint, m.names)
+        backlog = read_backlog(op.kafka_cluster(), m.store.endpoint, m.names)
     except Exception as exc:
         op.log.warning("dead letter topic %s: %s", m.names.dead_letter_topic, exc)
         backlog = None

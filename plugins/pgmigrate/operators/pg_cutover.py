@@ -51,7 +51,7 @@ class PreValidateOperator(CutoverStepOperator):
             return {"reused": True, **{k: earlier[k] for k in ("at", "tables", "rows")}}
         self.require_running_pipeline(m.names, "pre_validate")
         try:
-            record = validate_with_positions(m.source, m.target, m.names, m.tables, self.bootstrap())
+            record = validate_with_positions(m.source, m.target, m.names, m.tables, self.kafka_cluster())
         except SinkBehind as exc:
             raise AirflowFailException(str(exc)) from exc
         m.record_validation("forward", "pre_validated", "pre_validate", record)
@@ -77,7 +77,7 @@ class CutoverChecklistOperator(CutoverStepOperator):
         leftover = self.settle_leftover_lease(m)
         if leftover:
             self.log.warning("%s", leftover)
-        reading = read_lag(m.source, m.target, m.names, self.bootstrap())
+        reading = read_lag(m.source, m.target, m.names, self.kafka_cluster())
         connectors_state, connectors_detail = self.pipeline_state(m.names)
         items = evaluate_checklist(
             m.state,
@@ -294,7 +294,7 @@ class PostValidateOperator(CutoverStepOperator):
         m = self.migration(context)
         self.skip_after_dry_run(m)
         self.require_running_pipeline(m.names.reversed(), "post_validate")
-        record = validate_with_positions(m.target, m.source, m.names.reversed(), m.tables, self.bootstrap())
+        record = validate_with_positions(m.target, m.source, m.names.reversed(), m.tables, self.kafka_cluster())
         m.record_validation("reverse", "post_validated", "post_validate", record)
         if not record["ok"]:
             from pgmigrate.notifications.migration_alerts import raise_task_alert

@@ -149,8 +149,8 @@ class SnapshotCopyOperator(MigrationOperator):
         tables, native = split_by_channel(resolve_tables(source, params))
 
         removed = remove_connectors(KafkaConnectHook(self.kafka_connect_conn_id).get_conn(), names)
-        bootstrap = KafkaClusterHook(self.kafka_conn_id).get_conn()
-        topics = delete_topics(bootstrap, names) if bootstrap else []
+        kafka = KafkaClusterHook(self.kafka_conn_id).get_conn()
+        topics = delete_topics(kafka, names) if kafka else []
         if drop_native_replication(source, target, names):
             self.log.info("snapshot: starting over; removed the native channel's subscription of an earlier attempt")
         if removed or topics:
@@ -205,10 +205,10 @@ class DeployConnectorsOperator(MigrationOperator):
         ensure_publication(source, names.publication, [*tables, *own_tables(names)])
 
         hook = KafkaConnectHook(self.kafka_connect_conn_id)
-        bootstrap = self.bootstrap()
+        kafka = self.kafka_cluster()
         try:
             topics = self.topic_settings()
-            topics.check_cluster(broker_count(bootstrap), cluster_name(bootstrap))
+            topics.check_cluster(broker_count(kafka), cluster_name(kafka))
         except InvalidTopicSettings as exc:
             raise AirflowFailException(f"deploy_connectors: {exc}") from exc
         secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)
@@ -217,7 +217,7 @@ class DeployConnectorsOperator(MigrationOperator):
         )
         sink_config = build_sink_config(names, target, list(params.schemas), secrets, params.dead_letter, topics=topics)
         if params.dead_letter and ensure_dead_letter_topic(
-            bootstrap, names.dead_letter_topic, topics, MAX_CHANGE_EVENT_BYTES + 1024 * 1024
+            kafka, names.dead_letter_topic, topics, MAX_CHANGE_EVENT_BYTES + 1024 * 1024
         ):
             self.log.info("created the dead-letter topic %s (%s)", names.dead_letter_topic, topics)
 

@@ -89,9 +89,9 @@ class TeardownMigrationOperator(OperationOperator):
                 f"migration {m.params.migration_id} is {phase!r}: tearing it down now stops replication to a "
                 "database clients may still need. Cut over (or roll back) first, or set force=true."
             )
-        connect, bootstrap = self.connect(), self.bootstrap()
-        reverse = remove_reverse_replication(connect, bootstrap, m.source, m.target, m.names)
-        forward = teardown_migration(connect, bootstrap, m.source, m.names, target=m.target)
+        connect, kafka = self.connect(), self.kafka_cluster()
+        reverse = remove_reverse_replication(connect, kafka, m.source, m.target, m.names)
+        forward = teardown_migration(connect, kafka, m.source, m.names, target=m.target)
         set_identity_generation(m.source, m.state.get("identity_columns") or [], always=True)
         lifted = lift_fences(m.state.get("fences") or {}, {"source": m.source, "target": m.target})
         m.store.upsert(m.params.migration_id, phase="torn_down", fences={})

@@ -113,13 +113,13 @@ class ResumeForwardOperator(RollbackStepOperator):
         reverse = m.names.reversed()
         replayed = 0
         try:
-            _, committed = read_sink_offsets(self.bootstrap(), reverse)
+            _, committed = read_sink_offsets(self.kafka_cluster(), reverse)
             heartbeat_topic_part = f".{m.names.control_schema}."
             replayed = sum(v for (topic, _), v in committed.items() if heartbeat_topic_part not in topic)
         except Exception as exc:
             self.log.warning("could not read the reverse sink's offsets: %s", exc)
         connect = self.connect()
-        removed = remove_reverse_replication(connect, self.bootstrap(), m.source, m.target, m.names)
+        removed = remove_reverse_replication(connect, self.kafka_cluster(), m.source, m.target, m.names)
         # The forward sink inserts the source's ids into the target again.
         set_identity_generation(m.target, m.state.get("identity_columns") or [], always=False)
         _, native = split_by_channel(m.tables)

@@ -29,9 +29,9 @@ class ReplicationLagSensor(MigrationSensor):
         params = self.migration_params(context)
         source = self.endpoint(params.source_conn_id)
         target = self.endpoint(params.target_conn_id)
-        bootstrap = self.kafka_cluster()
+        kafka = self.kafka_cluster()
         connect = self.connect_client()
-        return caught_up(source, target, params.names, bootstrap, connect, params.max_lag_seconds)
+        return caught_up(source, target, params.names, kafka, connect, params.max_lag_seconds)
 
     def on_done(self, context: Any, result: dict[str, Any]) -> None:
         self._record(self.migration_params(context), result)

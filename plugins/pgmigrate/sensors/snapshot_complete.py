@@ -54,7 +54,7 @@ class SnapshotCompleteSensor(MigrationSensor):
         target = self.endpoint(params.target_conn_id)
         tables = [t.ref for t in resolve_tables(source, params)]
         connect = self.connect_client()
-        bootstrap = self.kafka_cluster()
+        kafka = self.kafka_cluster()
         self._watch = getattr(self, "_watch", None) or SnapshotWatch()  # kept between pokes of one try
         debezium = params.snapshot_method == "debezium"
-        return snapshot_loaded(source, target, params.names, tables, debezium, connect, bootstrap, self._watch)
+        return snapshot_loaded(source, target, params.names, tables, debezium, connect, kafka, self._watch)

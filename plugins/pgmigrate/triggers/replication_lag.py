@@ -61,5 +61,5 @@ class ReplicationLagTrigger(MigrationWaitTrigger):
 
     def look(self) -> WaitStatus:
         assert self._ends is not None
-        source, target, bootstrap, connect = self._ends
-        return caught_up(source, target, MigrationNames(self.migration_id), bootstrap, connect, self.max_lag_seconds)
+        source, target, kafka, connect = self._ends
+        return caught_up(source, target, MigrationNames(self.migration_id), kafka, connect, self.max_lag_seconds)

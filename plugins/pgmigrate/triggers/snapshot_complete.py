@@ -66,7 +66,7 @@ class SnapshotCompleteTrigger(MigrationWaitTrigger):
 
     def look(self) -> WaitStatus:
         assert self._ends is not None
-        source, target, connect, bootstrap = self._ends
+        source, target, connect, kafka = self._ends
         tables = [TableRef(s, n) for s, n in self.tables]
         names = MigrationNames(self.migration_id)
-        return snapshot_loaded(source, target, names, tables, self.debezium_snapshot, connect, bootstrap, self._watch)
+        return snapshot_loaded(source, target, names, tables, self.debezium_snapshot, connect, kafka, self._watch)
