@@ -79,7 +79,6 @@ class CriticalSection:
         self.after_drain = AfterDrain(plan, connect, self.result, bool(self.native), say)
         self._expired = threading.Event()
         self._budget: PauseBudget | None = None
-        self._lease: Lease | None = None
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -145,7 +144,6 @@ class CriticalSection:
                 "unfence_destination": plan.unfence_destination,
             },
         )
-        self._lease = lease
         self.result.lease_id = lease.lease_id
         stop_beating = threading.Event()
         threading.Thread(target=self._heartbeat, args=(lease.lease_id, stop_beating), daemon=True).start()
