@@ -81,7 +81,21 @@ ensure_database() {
   fi
 }
 
+# The password file the servers' own libpq reads when one subscribes to the other (the native channel, reverse
+# replication): subscriptions name it (passfile=…) instead of holding the password. Owned by the servers' OS
+# user, mode 0600, or libpq ignores it.
+write_subscriber_passfile() {
+  local file="$SECRETS/subscriber.pgpass"
+  mkdir -p "$SECRETS"
+  printf '127.0.0.1:%s:*:%s:%s\n' "$SOURCE_PORT" "$PG_SUPERUSER" "$PG_PASSWORD" "$TARGET_PORT" "$PG_SUPERUSER" \
+    "$PG_PASSWORD" >"$file.tmp"
+  chmod 600 "$file.tmp"
+  chown "$SERVICE_USER" "$file.tmp" 2>/dev/null || true
+  mv "$file.tmp" "$file"
+}
+
 postgres_up() {
+  write_subscriber_passfile
   pg_cluster_up source "$SOURCE_PORT"
   pg_cluster_up target "$TARGET_PORT"
   pg_cluster_up control "$CONTROL_PORT"

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -27,8 +28,13 @@ def conninfo(port: int, dbname: str) -> str:
     return f"host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname={dbname} connect_timeout=10"
 
 
+# The local stack's servers read the superuser's password from this file when one subscribes to the other
+# (scripts/stack.d/postgres.sh): subscriptions name it instead of holding the password.
+SUBSCRIBER_PASSFILE = str(Path(__file__).resolve().parents[2] / ".stack" / "secrets" / "subscriber.pgpass")
+
+
 def endpoint(port: int, dbname: str, password: str = PASSWORD) -> PgEndpoint:
-    return PgEndpoint("127.0.0.1", port, dbname, "postgres", password)
+    return PgEndpoint("127.0.0.1", port, dbname, "postgres", password, subscriber_passfile=SUBSCRIBER_PASSFILE)
 
 
 def forget_migration(migration_id: str) -> None:

@@ -229,6 +229,13 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
         ).fetchall()
     # The Debezium slot and the native channel's subscription slot; no leftover table-sync slots.
     assert slots == [(names.slot,), (names.native_subscription,)]
+    # The subscription reads the source's password from the target server's own password file: pg_subscription
+    # (and so every dump of the target) holds no password.
+    with psycopg.connect(conninfo(TARGET_PORT, "e2e_dst"), autocommit=True) as conn:
+        (subconninfo,) = conn.execute(
+            "SELECT subconninfo FROM pg_subscription WHERE subname = %s", (names.native_subscription,)
+        ).fetchone()
+    assert "password=" not in subconninfo and "passfile=" in subconninfo, subconninfo
     # The identity column stays insertable for the sink until cutover restores ALWAYS.
     with psycopg.connect(conninfo(TARGET_PORT, "e2e_dst"), autocommit=True) as conn:
         identity = conn.execute(

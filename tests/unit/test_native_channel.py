@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pgmigrate.core.catalog import Column, TableInfo, TableRef
-from pgmigrate.stream.native_replication import needs_native_channel, split_by_channel
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.stream.native_replication import needs_native_channel, split_by_channel, subscription_conninfo
 
 
 def table(
@@ -49,3 +50,14 @@ def test_keyless_and_timetz_tables_go_native():
     assert needs_native_channel(table("public", "shifts", type_oid=1266))  # timetz
     keyed, native = split_by_channel([table("public", "a"), table("public", "log", primary_key=())])
     assert [t.ref.name for t in keyed] == ["a"] and [t.ref.name for t in native] == ["log"]
+
+
+def test_a_subscription_names_the_subscribers_password_file_instead_of_holding_the_password():
+    source = PgEndpoint("db1", 5432, "shop", "migrator", "s3cret-source")
+    target = PgEndpoint("db2", 5432, "shop", "migrator", "s3cret-target", subscriber_passfile="/etc/pg/sub.pgpass")
+    forward = subscription_conninfo(source, target)
+    assert "s3cret" not in forward and "password" not in forward
+    assert "passfile=/etc/pg/sub.pgpass" in forward and "host=db1" in forward and "user=migrator" in forward
+    # Reverse replication: the source's server subscribes; without a password file of its own the password is in
+    # the conninfo, as PostgreSQL stores it.
+    assert "password=s3cret-target" in subscription_conninfo(target, source)

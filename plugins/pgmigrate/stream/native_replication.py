@@ -97,9 +97,15 @@ def subscription_oid(conn, names: MigrationNames) -> int | None:
     return row[0] if row else None
 
 
-def source_conninfo_for_target(source: PgEndpoint) -> str:
-    """How the target server reaches the source (the subscription connects from the target's host)."""
-    return source.conninfo(application_name=None, connect_timeout=10)
+def subscription_conninfo(publisher: PgEndpoint, subscriber: PgEndpoint) -> str:
+    """How the subscriber's server reaches the publisher (the subscription connects from the subscriber's host).
+    The password travels in the subscriber's own password file when it has one (`subscriber_passfile`), never in
+    the subscription; without one it is in the conninfo, as PostgreSQL stores it (visible in pg_subscription)."""
+    if subscriber.subscriber_passfile:
+        return publisher.conninfo(
+            application_name=None, connect_timeout=10, password=None, passfile=subscriber.subscriber_passfile
+        )
+    return publisher.conninfo(application_name=None, connect_timeout=10)
 
 
 def ensure_native_replication(
@@ -121,6 +127,12 @@ def ensure_native_replication(
     ensure_publication(source, names.native_publication, tables)
     with target.connect(autocommit=True) as conn:
         if subscription_oid(conn, names) is not None:
+            # How it connects follows the endpoints as they are now (a password file configured since, a new password).
+            conn.execute(
+                sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
+                    sql.Identifier(names.native_subscription), sql.Literal(subscription_conninfo(source, target))
+                )
+            )
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(names.native_subscription)))
             conn.execute(
                 sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})").format(
@@ -145,7 +157,7 @@ def ensure_native_replication(
                 copy=sql.Literal(initial_copy),
                 create=sql.Literal(not existing_slot),
                 sub=sql.Identifier(names.native_subscription),
-                conninfo=sql.Literal(source_conninfo_for_target(source)),
+                conninfo=sql.Literal(subscription_conninfo(source, target)),
                 pub=sql.Identifier(names.native_publication),
                 slot=sql.Literal(names.native_subscription),
             )
