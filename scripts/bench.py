@@ -61,6 +61,7 @@ from devtools.bench_report import (  # noqa: E402
     switch_summary,
 )
 from devtools.databases import drop_database, recreate_database  # noqa: E402
+from devtools.local_stack import connect_client  # noqa: E402
 from pgmigrate.cli.airflow_api import AirflowApiClient, put_postgres_connection  # noqa: E402
 from pgmigrate.core.endpoints import PgEndpoint  # noqa: E402
 from pgmigrate.core.naming import MigrationNames  # noqa: E402
@@ -74,7 +75,6 @@ SMALL_SOURCE = PgEndpoint("127.0.0.1", 5433, "bench_small", "postgres", "postgre
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
 TARGET_SERVER = PgEndpoint("127.0.0.1", 5434, "postgres", "postgres", "postgres")
 AIRFLOW_URL = "http://127.0.0.1:8080"
-CONNECT_URL = "http://127.0.0.1:8083"
 KAFKA = "127.0.0.1:9092"
 SOURCE_CONN_ID, TARGET_CONN_ID = "bench_source", "bench_target"
 METHODS = ("copy", "debezium")
@@ -527,7 +527,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` below on kill
     args = parse_args()
     api = AirflowApiClient(AIRFLOW_URL, "admin", "admin")
-    connect = ConnectClient(CONNECT_URL)
+    connect = connect_client()
     plan = plan_bench(args.size_mb)
     started = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -24,6 +24,7 @@ sys.path[:0] = [str(REPO / "plugins"), str(REPO)]  # pgmigrate, devtools
 from psycopg import sql  # noqa: E402
 
 from devtools.databases import database_exists, recreate_database  # noqa: E402
+from devtools.local_stack import connect_client  # noqa: E402
 from pgmigrate.cli.airflow_api import AirflowApiClient  # noqa: E402
 from pgmigrate.control.state import MigrationStateStore  # noqa: E402
 from pgmigrate.core.endpoints import PgEndpoint  # noqa: E402
@@ -34,7 +35,6 @@ from pgmigrate.cutover.drain import DrainTimeout  # noqa: E402
 from pgmigrate.cutover.drain import wait_drained as drain_pipeline  # noqa: E402
 from pgmigrate.cutover.reverse import remove_reverse_replication  # noqa: E402
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch  # noqa: E402
-from pgmigrate.kafka.connect_client import ConnectClient  # noqa: E402
 from pgmigrate.stream.lag import read_lag  # noqa: E402
 from pgmigrate.stream.teardown import teardown_migration  # noqa: E402
 from pgmigrate.validate.checksums import set_canonical_session, table_checksum  # noqa: E402
@@ -77,7 +77,7 @@ def reset(names: MigrationNames) -> None:
     endpoint = (
         SOURCE if database_exists(SOURCE) else PgEndpoint(SOURCE.host, SOURCE.port, "postgres", "postgres", "postgres")
     )
-    connect = ConnectClient("http://127.0.0.1:8083")
+    connect = connect_client()
     target = TARGET if database_exists(TARGET) else None
     # Clients back on the source first: an earlier demo may have cut over.
     for pgbouncer in PGBOUNCERS.values():

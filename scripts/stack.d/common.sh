@@ -13,6 +13,9 @@ VENV="$REPO/.venv"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_SUPERUSER=postgres
 PG_PASSWORD=postgres
+# Kafka Connect's REST API asks for these (basic authentication); the kafka_connect Airflow connection holds them.
+CONNECT_USER=pgmigrate
+CONNECT_PASSWORD=connect-local
 
 SOURCE_PORT=5433
 TARGET_PORT=5434

@@ -38,7 +38,8 @@ kafka_up() {
 
 connect_ready() {
   local plugins
-  plugins="$(curl -fsS --max-time 5 "http://127.0.0.1:$CONNECT_PORT/connector-plugins")" || return 1
+  plugins="$(curl -fsS --max-time 5 -u "$CONNECT_USER:$CONNECT_PASSWORD" \
+    "http://127.0.0.1:$CONNECT_PORT/connector-plugins")" || return 1
   [[ "$plugins" == *"$DEBEZIUM_SOURCE_CLASS"* && "$plugins" == *"$DEBEZIUM_SINK_CLASS"* ]]
 }
 
@@ -51,6 +52,15 @@ connect_up() {
   # Connector configs reference this file instead of holding the password (config.providers=file).
   printf 'password=%s\n' "$PG_PASSWORD" >"$SECRETS/postgres.properties"
   chmod 600 "$SECRETS/postgres.properties"
+  # REST basic authentication: the login module reads `user: password` lines from this file.
+  printf '%s: %s\n' "$CONNECT_USER" "$CONNECT_PASSWORD" >"$SECRETS/connect-rest.password"
+  chmod 600 "$SECRETS/connect-rest.password"
+  cat >"$STATE/connect/connect-jaas.conf" <<JAAS
+KafkaConnect {
+  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required
+  file="$SECRETS/connect-rest.password";
+};
+JAAS
   if pid_alive "$PIDS/connect.pid"; then return 0; fi
   if port_open "$CONNECT_PORT"; then
     die "port $CONNECT_PORT is in use by a process this stack did not start (ss -ltnp | grep $CONNECT_PORT)."
@@ -58,6 +68,7 @@ connect_up() {
   log "connect: starting distributed worker, REST on 127.0.0.1:$CONNECT_PORT"
   start_daemon connect "$logfile" "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$REPO/include/stack/log4j2.properties" \
+    -Djava.security.auth.login.config="$STATE/connect/connect-jaas.conf" \
     -cp "$KAFKA_CP" org.apache.kafka.connect.cli.ConnectDistributed "$conf"
   wait_until connect "$logfile" \
     "Connect must list $DEBEZIUM_SOURCE_CLASS and $DEBEZIUM_SINK_CLASS; check the plugin dirs and $logfile." \

@@ -12,14 +12,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import AirflowApiClient
 from pgmigrate.core.endpoints import PgEndpoint
-from pgmigrate.kafka.connect_client import ConnectClient
 
 SOURCE_PORT, TARGET_PORT = 5433, 5434
 PASSWORD = "postgres"
 AIRFLOW_URL = "http://127.0.0.1:8080"
-CONNECT_URL = "http://127.0.0.1:8083"
 BOOTSTRAP = "127.0.0.1:9092"
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", PASSWORD)
 
@@ -46,7 +45,7 @@ def forget_migration(migration_id: str) -> None:
 
     names = MigrationNames(migration_id)
     for direction, port in ((names, SOURCE_PORT), (names.reversed(), TARGET_PORT)):  # reverse: after a cutover
-        remove_connectors(ConnectClient(CONNECT_URL), direction)
+        remove_connectors(connect_client(), direction)
         delete_topics(BOOTSTRAP, direction)
         server = PgEndpoint("127.0.0.1", port, "postgres", "postgres", PASSWORD)
         drop_slot_if_exists(server, direction.slot)
@@ -67,8 +66,8 @@ def tear_down_migration(migration_id: str, source_db: str, target_db: str) -> No
     source, target = endpoint(SOURCE_PORT, source_db), endpoint(TARGET_PORT, target_db)
     if database_exists(source) and database_exists(target):
         names = MigrationNames(migration_id)
-        remove_reverse_replication(ConnectClient(CONNECT_URL), BOOTSTRAP, source, target, names)  # after a cutover
-        teardown_migration(ConnectClient(CONNECT_URL), BOOTSTRAP, source, names, target=target)
+        remove_reverse_replication(connect_client(), BOOTSTRAP, source, target, names)  # after a cutover
+        teardown_migration(connect_client(), BOOTSTRAP, source, names, target=target)
     else:
         forget_migration(migration_id)
     store = MigrationStateStore(CONTROL)

@@ -36,13 +36,13 @@ from harness import (
 from psycopg import sql as pgsql
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.checklist import evaluate_checklist
-from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connector_configs import MAX_CHANGE_EVENT_BYTES
 from pgmigrate.recovery.dead_letters import checklist_detail, read_backlog
 
@@ -52,7 +52,7 @@ MIGRATION_ID = "dlq-e2e"
 SRC_DB, DST_DB = "dlq_src", "dlq_dst"
 SOURCE_CONN, TARGET_CONN = "dlq_source", "dlq_target"
 NAMES = MigrationNames(MIGRATION_ID)
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
 STORE = MigrationStateStore(CONTROL)
 BOOTSTRAP = "127.0.0.1:9092"

@@ -42,16 +42,16 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import AirflowApiClient, put_postgres_connection
 from pgmigrate.control.pause_lease import LeaseStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
-from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.stream.lag import read_end_to_end_lag
 
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
 STORE = MigrationStateStore(CONTROL)
 RESULTS_FILE = REPO / "test-artifacts" / "fault-matrix.jsonl"

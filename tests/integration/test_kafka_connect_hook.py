@@ -20,13 +20,13 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from devtools.local_stack import CONNECT_AUTH, CONNECT_URL
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_errors import ConnectConfigError, ConnectUnavailableError
 
 pytestmark = pytest.mark.integration
 
-CONNECT_URL = "http://127.0.0.1:8083"
 PG = {"host": "127.0.0.1", "port": 5433, "user": "postgres", "password": "postgres"}
 DB = "hooktest"
 PG_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -113,7 +113,7 @@ def lsn_to_int(lsn: str) -> int:
 @pytest.fixture(scope="module")
 def hook() -> ConnectClient:
     """The client the hook hands out (`get_conn()`): what operators, sensors and triggers call."""
-    return KafkaConnectHook(base_url=CONNECT_URL).get_conn()
+    return KafkaConnectHook(base_url=CONNECT_URL, auth=CONNECT_AUTH).get_conn()
 
 
 def drop_scratch_db() -> None:
@@ -242,7 +242,8 @@ def test_unreachable_connect_gives_a_clear_error() -> None:
 
 
 def test_test_connection_via_env_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_CONNECT", CONNECT_URL)
+    user, password = CONNECT_AUTH
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_CONNECT", CONNECT_URL.replace("://", f"://{user}:{password}@"))
 
     ok, message = KafkaConnectHook().test_connection()
 

@@ -34,11 +34,11 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import put_postgres_connection
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connect_client import ConnectClient
 
 MIGRATION_ID = "kloss-e2e"
 SRC_DB, DST_DB = "kloss_src", "kloss_dst"
@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "scripts" / "stack.sh"
 KAFKA_DATA = REPO / ".stack" / "kafka" / "data"  # log.dirs of include/stack/kafka-server.properties
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 NAMES = MigrationNames(MIGRATION_ID)
 
 SCHEMA = """

@@ -23,9 +23,9 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connector_configs import MAX_CHANGE_EVENT_BYTES
 from pgmigrate.kafka.connector_status import FAILED, assess_connector
 
@@ -35,7 +35,7 @@ MIGRATION_ID = "bigval-e2e"
 SRC_DB, DST_DB = "bigval_src", "bigval_dst"
 SOURCE_CONN, TARGET_CONN = "bigval_source", "bigval_target"
 NAMES = MigrationNames(MIGRATION_ID)
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 MIB = 1024 * 1024
 
 SCHEMA = """

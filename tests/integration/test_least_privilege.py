@@ -38,11 +38,11 @@ from harness import (
 from psycopg import sql
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.core.params import MigrationParams
-from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.preflight.checks import run_preflight
 from pgmigrate.report.migration_report import write_report
 from pgmigrate.report.report_data import collect_report_data
@@ -55,7 +55,7 @@ SRC_PASSWORD, DST_PASSWORD = "lp-Src-s3cret-7f1", "lp-Dst-s3cret-9c4"
 APP_ROLE, APP_PASSWORD = "lp_app", "lp-App-pw"  # an application's role on the source: the fence's business
 PASSWORDS = (SRC_PASSWORD, DST_PASSWORD)
 NAMES = MigrationNames(MIGRATION_ID)
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
 SOURCE = PgEndpoint("127.0.0.1", SOURCE_PORT, SRC_DB, SRC_ROLE, SRC_PASSWORD)
 TARGET = PgEndpoint("127.0.0.1", TARGET_PORT, DST_DB, DST_ROLE, DST_PASSWORD)

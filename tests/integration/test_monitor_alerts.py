@@ -32,20 +32,20 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.alerts.channels import default_alert_log
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.stream.lag import read_end_to_end_lag
 
 MIGRATION_ID = "alert-test"
 SRC_DB, DST_DB = "alert_src", "alert_dst"
 NAMES = MigrationNames(MIGRATION_ID)
 SINK = NAMES.sink_connector
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
 STORE = MigrationStateStore(CONTROL)
 VARIABLE = "pgmigrate_alert_thresholds"

@@ -43,6 +43,7 @@ from harness import (
 )
 
 from devtools.databases import database_exists, drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import put_postgres_connection
 from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.control.pause_lease import LeaseStore
@@ -51,13 +52,12 @@ from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.reverse import remove_reverse_replication
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
-from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.stream.teardown import teardown_migration
 
 MIGRATION_ID = "cut-test"
 SRC_DB, DST_DB = "cut_src", "cut_dst"
 NAMES = MigrationNames(MIGRATION_ID)
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 STATE_DIR = Path(__file__).resolve().parents[2] / ".stack"
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")

@@ -20,8 +20,8 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
-from pgmigrate.kafka.connect_client import ConnectClient
 
 REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -126,7 +126,7 @@ def test_bad_input_fails_in_preflight_with_the_fix(bad_input_env, case):
     for text in expected:
         assert text.lower() in log.lower(), f"{text!r} not in the preflight log:\n{log[-3000:]}"
     # Nothing was created by the failed attempt.
-    assert [c for c in ConnectClient("http://127.0.0.1:8083").list_connectors() if migration_id in c] == []
+    assert [c for c in connect_client().list_connectors() if migration_id in c] == []
     with psycopg.connect(conninfo(SOURCE_PORT, "bad_src"), autocommit=True) as conn:
         name = f"pgmigrate_{migration_id.replace('-', '_')}"
         assert conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone() is None

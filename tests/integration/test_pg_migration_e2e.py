@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 from every_type import create_every_type_tables, every_type_changes
 from harness import (
     CONTROL,
@@ -29,17 +28,17 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import put_postgres_connection
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.schema.large_objects import compare_large_objects
 from pgmigrate.stream.teardown import teardown_migration
 
 SQL = Path(__file__).parent / "sql"
 SCHEMAS = ["public", "sales", "Ventes Été", "Été"]
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 
 
 def fidelity_changes(i: int) -> list[tuple[str, tuple]]:
@@ -243,7 +242,7 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
         ).fetchone()[0]
     assert identity == "d"
     assert states["validate"] == "success"
-    assert requests.get("http://127.0.0.1:8083/connectors", timeout=5).ok
+    assert CONNECT.list_connectors()
     assert task_states(api, run_id)["wait_caught_up"] == "success"
     # Every type walked from pg_type: Debezium carries the first table, the native channel (publication) the second.
     with psycopg.connect(conninfo(SOURCE_PORT, "e2e_src"), autocommit=True) as conn:

@@ -31,17 +31,17 @@ from harness import (
 )
 
 from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
 from pgmigrate.cli.airflow_api import AirflowApiError, put_postgres_connection
 from pgmigrate.control.alert_store import AlertStore
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connect_client import ConnectClient
 
 MIGRATION_ID = "drift-e2e"
 SRC_DB, DST_DB = "drift_src", "drift_dst"
 NAMES = MigrationNames(MIGRATION_ID)
-CONNECT = ConnectClient("http://127.0.0.1:8083")
+CONNECT = connect_client()
 CONTROL = PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres")
 STORE = MigrationStateStore(CONTROL)
 REPO = Path(__file__).resolve().parents[2]

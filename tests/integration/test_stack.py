@@ -15,6 +15,7 @@ import pytest
 import requests
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from devtools.local_stack import CONNECT_AUTH, CONNECT_URL
 from pgmigrate.cli.airflow_api import AirflowApiClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,12 +102,19 @@ def test_kafka_broker_is_kraft_and_accepts_topics():
 
 
 def test_connect_lists_both_debezium_plugins_at_pinned_version():
-    plugins = requests.get("http://127.0.0.1:8083/connector-plugins", timeout=10).json()
+    plugins = requests.get(f"{CONNECT_URL}/connector-plugins", auth=CONNECT_AUTH, timeout=10).json()
     versions = {p["class"]: p["version"] for p in plugins}
     assert versions.get("io.debezium.connector.postgresql.PostgresConnector") == "3.7.0.Final"
     assert versions.get("io.debezium.connector.jdbc.JdbcSinkConnector") == "3.6.0.Final"
-    root = requests.get("http://127.0.0.1:8083/", timeout=10).json()
+    root = requests.get(f"{CONNECT_URL}/", auth=CONNECT_AUTH, timeout=10).json()
     assert root["version"] == "4.1.1"
+
+
+def test_connect_refuses_a_rest_call_without_its_credentials():
+    """Connect's REST API deploys connectors and reads their configs: basic authentication on every call."""
+    assert requests.get(f"{CONNECT_URL}/connectors", timeout=10).status_code == 401
+    assert requests.get(f"{CONNECT_URL}/connectors", auth=("pgmigrate", "wrong"), timeout=10).status_code == 401
+    assert requests.get(f"{CONNECT_URL}/connectors", auth=CONNECT_AUTH, timeout=10).status_code == 200
 
 
 def _admin_show(port: int, what: str) -> list[dict]:

@@ -247,6 +247,7 @@ def test_connect_worker_settings_match_the_local_stack() -> None:
         "status.storage.replication.factor",
         "config.providers",
         "config.providers.file.class",
+        "rest.extension.classes",
     ]
     assert {k: docker.get(k) for k in shared} == {k: local.get(k) for k in shared}
     assert docker["key.converter.schemas.enable"] == "true"
@@ -265,7 +266,7 @@ def test_airflow_connections_cover_the_local_stack_ids(compose: dict) -> None:
     assert env["AIRFLOW_CONN_MIGRATION_SOURCE"] == "postgres://postgres:postgres@source-db:5432/shop"
     assert env["AIRFLOW_CONN_MIGRATION_TARGET"] == "postgres://postgres:postgres@target-db:5432/shop"
     assert env["AIRFLOW_CONN_MIGRATION_CONTROL"].endswith("@control-db:5432/migration_control")
-    assert env["AIRFLOW_CONN_KAFKA_CONNECT"] == "http://connect:8083"
+    assert env["AIRFLOW_CONN_KAFKA_CONNECT"] == "http://pgmigrate:connect-local@connect:8083"
     kafka = json.loads(env["AIRFLOW_CONN_KAFKA_DEFAULT"])
     assert kafka["conn_type"] == "kafka"
     assert kafka["extra"]["bootstrap.servers"] == "kafka:29092"

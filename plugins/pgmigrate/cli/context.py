@@ -12,14 +12,34 @@ from typing import Any
 
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.kafka.connect_client import ConnectClient
 
 # The local stack's defaults; override with --control-dsn style flags for another environment.
 DEFAULTS = {
     "control": PgEndpoint("127.0.0.1", 5435, "migration_control", "postgres", "postgres"),
-    "connect_url": "http://127.0.0.1:8083",
-    "bootstrap": "127.0.0.1:9092",
     "airflow_url": os.environ.get("PGMIGRATE_AIRFLOW_URL", "http://127.0.0.1:8080"),
 }
+
+
+def connect_client() -> ConnectClient:
+    """Kafka Connect's REST client from the `kafka_connect` Airflow connection, credentials included: the client
+    the DAGs use (short timeouts: on-call wants an answer)."""
+    from airflow.models.connection import Connection
+
+    from pgmigrate.hooks.kafka_connect import client_from_connection
+
+    return client_from_connection(Connection.get_connection_from_secrets("kafka_connect"), timeout=5, retries=1)
+
+
+def kafka_cluster() -> dict[str, Any]:
+    """The Kafka cluster's client configuration from the `kafka_default` Airflow connection (SASL/TLS too)."""
+    from airflow.models.connection import Connection
+
+    from pgmigrate.kafka.client_config import client_config_from_extra
+
+    return client_config_from_extra(
+        Connection.get_connection_from_secrets("kafka_default").extra_dejson, "kafka_default"
+    )
 
 
 def endpoint_from_params(params: dict[str, Any], key: str, default_conn_id: str) -> PgEndpoint:

@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from pgmigrate.cli.context import DEFAULTS, migration_endpoints, state_or_complain
+from pgmigrate.cli.context import DEFAULTS, connect_client, kafka_cluster, migration_endpoints, state_or_complain
 from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.naming import MigrationNames
-from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_errors import ConnectError
 from pgmigrate.kafka.connector_status import assess_connector
 from pgmigrate.stream.lag import read_lag
@@ -28,7 +27,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     names = MigrationNames(args.migration_id)
     print(f"migration {args.migration_id}: phase {state['phase']} (updated {state['updated_at']:%Y-%m-%d %H:%M:%S %Z})")
     print(f"  slot {state['slot_name']}, publication {state['publication_name']}")
-    connect = ConnectClient(DEFAULTS["connect_url"], timeout=5, retries=1)
+    connect = connect_client()
     reverse = names.reversed()
     for name in (names.source_connector, names.sink_connector, reverse.source_connector, reverse.sink_connector):
         try:
@@ -42,7 +41,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  last recorded lag {state['last_lag_seconds']:.1f}s at {state['last_lag_at']:%H:%M:%S}")
     if args.live:
         source, target = migration_endpoints(state)
-        print(f"  now: {read_lag(source, target, names, DEFAULTS['bootstrap']).describe()}")
+        print(f"  now: {read_lag(source, target, names, kafka_cluster()).describe()}")
     if state["last_validation"]:
         tables = state["last_validation"].get("tables", [])
         bad = [t["table"] for t in tables if not t.get("ok")]
@@ -64,9 +63,9 @@ def cmd_lag(args: argparse.Namespace) -> int:
     source, target = migration_endpoints(state)
     names = MigrationNames(args.migration_id)
     if state["phase"] in ("cut_over", "rolling_back"):
-        reverse = read_lag(target, source, names.reversed(), DEFAULTS["bootstrap"])
+        reverse = read_lag(target, source, names.reversed(), kafka_cluster())
         print(f"reverse (target -> source): {reverse.describe()}")
-    print(f"forward (source -> target): {read_lag(source, target, names, DEFAULTS['bootstrap']).describe()}")
+    print(f"forward (source -> target): {read_lag(source, target, names, kafka_cluster()).describe()}")
     return 0
 
 
@@ -146,16 +145,16 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if state is None:
         return 2
     names = MigrationNames(args.migration_id)
-    backlog = dl.read_backlog(DEFAULTS["bootstrap"], DEFAULTS["control"], names)
-    letters = dl.read_dead_letters(DEFAULTS["bootstrap"], names, backlog, everything=args.all)
+    backlog = dl.read_backlog(kafka_cluster(), DEFAULTS["control"], names)
+    letters = dl.read_dead_letters(kafka_cluster(), names, backlog, everything=args.all)
     print(dl.format_dead_letters(args.migration_id, letters, backlog, args.limit), flush=True)
     if not (args.resync or args.ack):
         return 1 if backlog.unacknowledged else 0
-    pending = letters if not args.all else dl.read_dead_letters(DEFAULTS["bootstrap"], names, backlog)
+    pending = letters if not args.all else dl.read_dead_letters(kafka_cluster(), names, backlog)
     by_table = dl.keys_by_table(pending)
     source, target = migration_endpoints(state)
     if args.resync:
-        connect = ConnectClient(DEFAULTS["connect_url"], timeout=5, retries=1)
+        connect = connect_client()
         name = names.source_connector
         connector = connect.state_or_missing(name)
         if connector != "RUNNING":

@@ -28,6 +28,7 @@ class KafkaConnectHook(BaseHook):
 
     :param kafka_connect_conn_id: the Airflow connection to use.
     :param base_url: use this URL instead of a connection (scripts, tests).
+    :param auth: with ``base_url``: the (user, password) of Connect's REST basic authentication.
     :param timeout: seconds per request; overrides the connection's extra.
     :param retries: attempts per request; overrides the connection's extra.
     """
@@ -43,10 +44,12 @@ class KafkaConnectHook(BaseHook):
         base_url: str | None = None,
         timeout: float | None = None,
         retries: int | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.kafka_connect_conn_id = kafka_connect_conn_id
         self.base_url = base_url
+        self.auth = auth
         self.timeout = timeout
         self.retries = retries
         self._client: ConnectClient | None = None
@@ -67,7 +70,7 @@ class KafkaConnectHook(BaseHook):
 
     def _build_client(self) -> ConnectClient:
         if self.base_url:
-            return ConnectClient(self.base_url, timeout=self.timeout or 10.0, retries=self.retries or 5)
+            return ConnectClient(self.base_url, timeout=self.timeout or 10.0, retries=self.retries or 5, auth=self.auth)
         return client_from_connection(self.get_connection(self.kafka_connect_conn_id), self.timeout, self.retries)
 
     def secrets_dir(self) -> str:
