@@ -18,8 +18,10 @@ install_debian_packages() {
   command -v runuser >/dev/null || missing+=(util-linux)
   # Headless browser: the tests open the migration report in it (make test only).
   command -v chromium >/dev/null || missing+=(chromium)
+  # The Celery broker of the cluster profile (STACK_PROFILE=cluster).
+  command -v redis-server >/dev/null || missing+=(redis-server)
   if [ ${#missing[@]} -eq 0 ]; then
-    log "install: Debian packages present (postgresql-15, pgbouncer, chromium)"
+    log "install: Debian packages present (postgresql-15, pgbouncer, chromium, redis-server)"
     return
   fi
   [ "$(id -u)" = 0 ] || die "missing Debian packages ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}"
@@ -29,7 +31,11 @@ install_debian_packages() {
   [ -f /etc/postgresql-common/createcluster.conf ] || echo 'create_main_cluster = false' \
     >/etc/postgresql-common/createcluster.conf
   apt-get update -qq
+  # No package may start its own daemon (redis-server would take 6379 from the stack's): policy-rc.d says no.
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
 }
 
 install_python() {

@@ -25,11 +25,28 @@ check_installed() {
   fi
 }
 
+# The profile this stack was made with (.stack/profile); STACK_PROFILE may only repeat it. `single` by default.
+resolve_profile() {
+  local made=""
+  [ -s "$STATE/profile" ] && made="$(cat "$STATE/profile")"
+  if [ -n "$made" ] && [ -n "$STACK_PROFILE" ] && [ "$made" != "$STACK_PROFILE" ]; then
+    die "the stack in $STATE was made with STACK_PROFILE=$made; to run $STACK_PROFILE: make stack-reset, then STACK_PROFILE=$STACK_PROFILE make stack-up."
+  fi
+  STACK_PROFILE="${STACK_PROFILE:-${made:-single}}"
+  case "$STACK_PROFILE" in
+    single|cluster) ;;
+    *) die "STACK_PROFILE must be single or cluster, got '$STACK_PROFILE'." ;;
+  esac
+}
+
 cmd_up() {
   local start=$SECONDS
   check_installed
   mkdir -p "$STATE" "$LOGS" "$PIDS" "$RUN"
   chmod 755 "$STATE"
+  resolve_profile
+  echo "$STACK_PROFILE" >"$STATE/profile"
+  log "profile $STACK_PROFILE"
   postgres_up
   kafka_up
   connect_up
@@ -65,12 +82,19 @@ status_line() {
 
 cmd_status() {
   TOTAL_RSS=0 ALL_UP=1
+  resolve_profile
+  echo "profile: $STACK_PROFILE"
   printf '%-22s %-9s %-8s %-6s %12s\n' PART STATE PID PORT RSS
   status_line postgres-source "$(pg_cluster_pid source)" "$SOURCE_PORT"
   status_line postgres-target "$(pg_cluster_pid target)" "$TARGET_PORT"
   status_line postgres-control "$(pg_cluster_pid control)" "$CONTROL_PORT"
-  status_line kafka "$(pid_of "$PIDS/kafka.pid")" "$KAFKA_PORT"
-  status_line kafka-connect "$(pid_of "$PIDS/connect.pid")" "$CONNECT_PORT"
+  local node port controller worker
+  while read -r node port controller; do
+    status_line "$(kafka_name "$node")" "$(pid_of "$PIDS/$(kafka_name "$node").pid")" "$port"
+  done < <(kafka_nodes)
+  while read -r worker port; do
+    status_line "kafka-$(connect_name "$worker")" "$(pid_of "$PIDS/$(connect_name "$worker").pid")" "$port"
+  done < <(connect_workers)
   status_line pgbouncer "$(pid_of "$PIDS/pgbouncer.pid")" "$PGBOUNCER_PORT"
   status_line pgbouncer2 "$(pid_of "$PIDS/pgbouncer2.pid")" "$PGBOUNCER2_PORT"
   status_line airflow-api-server "$(pid_of "$PIDS/airflow-api-server.pid")" "$AIRFLOW_PORT"
@@ -78,6 +102,11 @@ cmd_status() {
   for component in scheduler dag-processor triggerer; do
     status_line "airflow-$component" "$(pid_of "$PIDS/airflow-$component.pid")" "$AIRFLOW_PORT"
   done
+  if [ "$STACK_PROFILE" = cluster ]; then
+    status_line redis "$(pid_of "$PIDS/redis.pid")" "$REDIS_PORT"
+    status_line airflow-celery-worker1 "$(pid_of "$PIDS/airflow-celery-worker1.pid")" "$CELERY_WORKER1_LOG_PORT"
+    status_line airflow-celery-worker2 "$(pid_of "$PIDS/airflow-celery-worker2.pid")" "$CELERY_WORKER2_LOG_PORT"
+  fi
   printf '%-22s %-9s %-8s %-6s %8s MiB\n' TOTAL "" "" "" "$((TOTAL_RSS / 1024))"
   if [ "$ALL_UP" = 1 ]; then
     echo "UI/API: http://127.0.0.1:$AIRFLOW_PORT (login admin / admin)"

@@ -29,6 +29,13 @@ export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+if [ "$(stack_profile)" = cluster ]; then
+  # Tasks run on two Celery workers (scripts/stack.d/airflow.sh), queued through Redis.
+  export AIRFLOW__CORE__EXECUTOR=CeleryExecutor
+  export AIRFLOW__CELERY__BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  export AIRFLOW__CELERY__RESULT_BACKEND="db+postgresql://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$CONTROL_PORT/airflow"
+  export AIRFLOW__CELERY__WORKER_CONCURRENCY=4
+fi
 export AIRFLOW__CORE__PARALLELISM=8
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin

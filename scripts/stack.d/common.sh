@@ -23,9 +23,29 @@ CONTROL_PORT=5435
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
 CONNECT_PORT=8083
+# The cluster profile (STACK_PROFILE=cluster): two more brokers (each with its KRaft controller) and a second
+# Connect worker in the same group.
+KAFKA2_PORT=9094
+KAFKA2_CONTROLLER_PORT=9095
+KAFKA3_PORT=9096
+KAFKA3_CONTROLLER_PORT=9097
+CONNECT2_PORT=8084
+# ...and Airflow on the CeleryExecutor: Redis as its broker, two Celery workers serving their task logs.
+REDIS_PORT=6379
+CELERY_WORKER1_LOG_PORT=8793
+CELERY_WORKER2_LOG_PORT=8794
 PGBOUNCER_PORT=6432
 PGBOUNCER2_PORT=6433
 AIRFLOW_PORT=8080
+
+# `single` (one broker, one Connect worker: what make test runs) or `cluster` (three brokers with replication 3 and
+# min.insync.replicas 2, two Connect workers). A stack keeps the profile it was made with (make stack-reset to change).
+STACK_PROFILE="${STACK_PROFILE:-}"
+# The profile in effect: the one asked for, else the one the stack was made with, else single.
+stack_profile() {
+  if [ -n "$STACK_PROFILE" ]; then echo "$STACK_PROFILE"; elif [ -s "$STATE/profile" ]; then cat "$STATE/profile"
+  else echo single; fi
+}
 
 # The readiness timeout for one component; a slow first start of Airflow (db migrate) needs minutes.
 READY_TIMEOUT="${STACK_READY_TIMEOUT:-180}"

@@ -63,8 +63,15 @@ def test_a_cluster_with_fewer_brokers_than_replicas_is_refused_with_the_fix():
     assert '"topic.replication.factor": 1' in str(refused.value) and "kafka_default" in str(refused.value)
 
 
-def test_the_local_stack_says_it_has_one_broker():
-    extra = json.loads(
-        json.loads((REPO / "include/stack/airflow-connections.json").read_text())["kafka_default"]["extra"]
+@pytest.mark.parametrize("replication, insync", [("1", "1"), ("3", "2")])
+def test_the_local_stack_says_how_its_profile_replicates(replication, insync):
+    """scripts/stack.d/airflow.sh renders the profile's values: one broker (1, 1) or the cluster (3, 2)."""
+    rendered = (
+        (REPO / "include/stack/airflow-connections.json")
+        .read_text()
+        .replace("@KAFKA_BOOTSTRAP@", "127.0.0.1:9092")
+        .replace("@KAFKA_REPLICATION@", replication)
+        .replace("@KAFKA_MIN_INSYNC@", insync)
     )
-    assert topic_settings_from_extra(extra) == TopicSettings(1, 1)
+    extra = json.loads(json.loads(rendered)["kafka_default"]["extra"])
+    assert topic_settings_from_extra(extra) == TopicSettings(int(replication), int(insync))
