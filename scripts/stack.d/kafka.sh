@@ -46,6 +46,9 @@ connect_up() {
   local conf="$STATE/connect/connect-distributed.properties" logfile="$LOGS/connect.log"
   [ -d "$LIB/connect-plugins/debezium-connector-postgres" ] \
     || die "Debezium plugins missing in $LIB/connect-plugins. Run: make install"
+  # The worker does not start without its override policy (connect-distributed.properties names it).
+  [ -f "$POLICY_PLUGIN_DIR/$POLICY_JAR" ] \
+    || die "Connect's client override policy missing ($POLICY_PLUGIN_DIR/$POLICY_JAR). Run: make install"
   render_config "$REPO/include/stack/connect-distributed.properties" "$conf"
   mkdir -p "$SECRETS"
   # Connector configs reference this file instead of holding the password (config.providers=file).
