@@ -2,7 +2,8 @@
 # Installs everything the stack and the tests need, idempotently: a second run checks and
 # skips (no downloads). Debian packages (PostgreSQL 15, PgBouncer, Chromium for the report
 # test), the Python venv from requirements*.txt, the Kafka/Debezium jars resolved by include/stack/pom.xml, and our own
-# Connect classes (include/converters) built into the Debezium PostgreSQL and JDBC sink plugin dirs.
+# Connect classes (include/converters) built into the Debezium PostgreSQL and JDBC sink plugin dirs and the
+# workers' client override policy into its own plugin dir.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/stack.d/common.sh"
@@ -82,25 +83,29 @@ install_jars() {
 # The jar must sit in each connector's plugin dir: Connect loads a converter, post processor, transform or
 # Hibernate statement inspector through its connector's class loader. Runs after install_jars, which empties connect-plugins when
 # the stack pom changes, so a missing jar there is re-copied even when the build is up to date.
+# The same build makes the workers' client override policy (connector.client.config.override.policy) a jar of its
+# own: Connect loads it once for the worker, from its own plugin dir ($POLICY_PLUGIN_DIR, common.sh).
 install_converters() {
   # One jar, copied into both Debezium plugin dirs: converter, ToastReselector and DropVanishedRowUpdates load
   # through the PostgreSQL connector's class loader, TruncateStatementInspector through the JDBC sink's.
-  local module="$REPO/include/converters" want stamp jar dests dest current=1
+  local module="$REPO/include/converters" want stamp jar policy_jar dests dest current=1
   want="$(cd "$module" && find pom.xml src -type f | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-12)"
   stamp="$STAMPS/converters-$want"
   jar="$module/target/pgmigration-converters.jar"
+  policy_jar="$module/target/pgmigration-converters-override-policy.jar"
   dests=("$LIB/connect-plugins/debezium-connector-postgres" "$LIB/connect-plugins/debezium-connector-jdbc")
   for dest in "${dests[@]}"; do
     [ -d "$dest" ] || die "Debezium plugin dir $dest missing; install_jars should have created it"
     cmp -s "$jar" "$dest/pgmigration-converters.jar" 2>/dev/null || current=0
   done
-  if [ -f "$stamp" ] && [ -f "$jar" ] && [ "$current" = 1 ]; then
-    log "install: converters jar up to date (${dests[*]})"
+  cmp -s "$policy_jar" "$POLICY_PLUGIN_DIR/$POLICY_JAR" 2>/dev/null || current=0
+  if [ -f "$stamp" ] && [ -f "$jar" ] && [ -f "$policy_jar" ] && [ "$current" = 1 ]; then
+    log "install: converters and override policy jars up to date (${dests[*]} $POLICY_PLUGIN_DIR)"
     return
   fi
-  if [ ! -f "$stamp" ] || [ ! -f "$jar" ]; then
+  if [ ! -f "$stamp" ] || [ ! -f "$jar" ] || [ ! -f "$policy_jar" ]; then
     command -v mvn >/dev/null || die "Maven (mvn) not found; install it: apt-get install maven"
-    log "install: building include/converters (converter, TOAST reselector, truncate inspector) with Maven"
+    log "install: building include/converters (converter, TOAST reselector, truncate inspector, override policy) with Maven"
     mkdir -p "$LOGS"
     if ! mvn -B -Dstyle.color=never -f "$module/pom.xml" package >"$LOGS/install-converters.log" 2>&1; then
       tail -n 50 "$LOGS/install-converters.log" >&2
@@ -112,7 +117,10 @@ install_converters() {
   for dest in "${dests[@]}"; do
     cp "$jar" "$dest/pgmigration-converters.jar"
   done
-  log "install: converters jar copied into ${dests[*]} (restart Kafka Connect to load a changed jar)"
+  mkdir -p "$POLICY_PLUGIN_DIR"
+  cp "$policy_jar" "$POLICY_PLUGIN_DIR/$POLICY_JAR"
+  log "install: converters jar copied into ${dests[*]}, override policy jar into $POLICY_PLUGIN_DIR" \
+    "(restart Kafka Connect to load a changed jar)"
 }
 
 start=$SECONDS

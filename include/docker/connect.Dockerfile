@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # Kafka Connect of the Docker Compose stack: the apache/kafka image plus the Debezium PostgreSQL
 # source and JDBC sink plugin archives, resolved by the same Maven pom as the local stack
-# (include/stack/pom.xml), so both stacks run the same plugin versions, plus our converter (include/converters).
+# (include/stack/pom.xml), so both stacks run the same plugin versions, plus our converter and the workers'
+# client override policy (include/converters).
 # Build context: the repository root (see connect.Dockerfile.dockerignore).
 ARG KAFKA_VERSION=4.1.1
 ARG DEBEZIUM_SOURCE_VERSION=3.7.0.Final
@@ -22,13 +23,18 @@ RUN --mount=type=cache,target=/root/.m2 \
  && test -d /stack/lib/connect-plugins/debezium-connector-jdbc
 # Our Connect classes (see include/converters/pom.xml) go into both Debezium plugin dirs: the converter, the TOAST
 # reselector and the source transforms load through the PostgreSQL connector's class loader, the truncate
-# inspector and the large-value JSON converter through the JDBC sink's.
+# inspector and the large-value JSON converter through the JDBC sink's. The same build's second jar is the worker's
+# client override policy (connect-distributed.properties), in a plugin dir of its own under plugin.path, as
+# scripts/install.sh places it on the local stack.
 COPY include/converters/pom.xml converters/pom.xml
 COPY include/converters/src converters/src
 RUN --mount=type=cache,target=/root/.m2 \
     mvn -B -f converters/pom.xml package \
  && cp converters/target/pgmigration-converters.jar /stack/lib/connect-plugins/debezium-connector-postgres/ \
- && cp converters/target/pgmigration-converters.jar /stack/lib/connect-plugins/debezium-connector-jdbc/
+ && cp converters/target/pgmigration-converters.jar /stack/lib/connect-plugins/debezium-connector-jdbc/ \
+ && mkdir -p /stack/lib/connect-plugins/pgmigration-override-policy \
+ && cp converters/target/pgmigration-converters-override-policy.jar \
+       /stack/lib/connect-plugins/pgmigration-override-policy/pgmigration-override-policy.jar
 
 FROM apache/kafka:${KAFKA_VERSION}
 ARG DEBEZIUM_SOURCE_VERSION

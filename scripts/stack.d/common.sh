@@ -52,6 +52,9 @@ READY_TIMEOUT="${STACK_READY_TIMEOUT:-180}"
 
 DEBEZIUM_SOURCE_CLASS=io.debezium.connector.postgresql.PostgresConnector
 DEBEZIUM_SINK_CLASS=io.debezium.connector.jdbc.JdbcSinkConnector
+# The workers' connector.client.config.override.policy (include/converters), in a plugin dir of its own.
+POLICY_PLUGIN_DIR="$LIB/connect-plugins/pgmigration-override-policy"
+POLICY_JAR=pgmigration-override-policy.jar
 
 log() { printf '%s [stack] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '%s [stack] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }

@@ -138,6 +138,9 @@ connect_worker_up() {  # connect_worker_up WORKER PORT: render and start (no wai
 connect_up() {
   [ -d "$LIB/connect-plugins/debezium-connector-postgres" ] \
     || die "Debezium plugins missing in $LIB/connect-plugins. Run: make install"
+  # The worker does not start without its override policy (connect-distributed.properties names it).
+  [ -f "$POLICY_PLUGIN_DIR/$POLICY_JAR" ] \
+    || die "Connect's client override policy missing ($POLICY_PLUGIN_DIR/$POLICY_JAR). Run: make install"
   connect_secrets
   local worker port
   while read -r worker port; do connect_worker_up "$worker" "$port"; done < <(connect_workers)

@@ -243,6 +243,7 @@ def test_connect_worker_settings_match_the_local_stack() -> None:
         "offset.storage.topic",
         "config.storage.topic",
         "status.storage.topic",
+        "connector.client.config.override.policy",
         "offset.storage.replication.factor",
         "config.storage.replication.factor",
         "status.storage.replication.factor",
