@@ -93,6 +93,14 @@ PARAMS = {
         "monitor run); still a P0 alert that blocks cutover until `scripts/migration dlq` resyncs and "
         "acknowledges them",
     ),
+    "subscriber_passfile": Param(
+        "",
+        type="string",
+        description="Optional: a libpq password file (mode 0600, owned by the server's OS user) at this path on the "
+        "source's and the target's own hosts, holding the other server's password. PostgreSQL subscriptions (keyless "
+        "and timetz tables; reverse replication after the cutover) then name it and hold no password; empty: the "
+        "password is in the subscription's conninfo (pg_subscription, superuser dumps)",
+    ),
 }
 
 

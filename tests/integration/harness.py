@@ -28,12 +28,12 @@ def conninfo(port: int, dbname: str) -> str:
 
 
 # The local stack's servers read the superuser's password from this file when one subscribes to the other
-# (scripts/stack.d/postgres.sh): subscriptions name it instead of holding the password.
+# (scripts/stack.d/postgres.sh): a migration's `subscriber_passfile` param names it.
 SUBSCRIBER_PASSFILE = str(Path(__file__).resolve().parents[2] / ".stack" / "secrets" / "subscriber.pgpass")
 
 
 def endpoint(port: int, dbname: str, password: str = PASSWORD) -> PgEndpoint:
-    return PgEndpoint("127.0.0.1", port, dbname, "postgres", password, subscriber_passfile=SUBSCRIBER_PASSFILE)
+    return PgEndpoint("127.0.0.1", port, dbname, "postgres", password)
 
 
 def forget_migration(migration_id: str) -> None:

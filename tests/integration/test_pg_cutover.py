@@ -30,6 +30,7 @@ import pytest
 from faults import ResilientWriter, component_pid, kill_component, stack_up
 from harness import (
     SOURCE_PORT,
+    SUBSCRIBER_PASSFILE,
     TARGET_PORT,
     airflow_api,
     conninfo,
@@ -242,7 +243,13 @@ def streaming_migration():
     api.request("PATCH", "/dags/pg_cutover", json={"is_paused": False})
     api.request("PATCH", "/dags/pg_rollback", json={"is_paused": False})
     run_id, run, states = run_dag(
-        api, {"migration_id": MIGRATION_ID, "source_conn_id": "cut_source", "target_conn_id": "cut_target"}
+        api,
+        {
+            "migration_id": MIGRATION_ID,
+            "source_conn_id": "cut_source",
+            "target_conn_id": "cut_target",
+            "subscriber_passfile": SUBSCRIBER_PASSFILE,
+        },
     )
     assert run["state"] == "success", f"pg_migration {run_id}: {states}"
     with psycopg.connect(conninfo(TARGET_PORT, DST_DB), autocommit=True) as conn:
@@ -751,6 +758,12 @@ def test_cutover_under_load_through_two_pgbouncers_has_zero_failed_transactions(
         conn.execute('UPDATE "ClientsÉté" SET "Nom complet" = %s WHERE "N° client" = 1', ("après la bascule",))
         conn.execute('INSERT INTO "ClientsÉté" VALUES (1001, %s)', ("nouveau",))
     assert wait_until_identical(SRC_DB, DST_DB, ["public"]) == {}, "reverse replication carries target writes back"
+    # The reverse subscription (on the source) reads the target's password from the source server's own file.
+    with psycopg.connect(conninfo(SOURCE_PORT, SRC_DB), autocommit=True) as conn:
+        (reverse_conninfo,) = conn.execute(
+            "SELECT subconninfo FROM pg_subscription WHERE subname = %s", (NAMES.reversed().native_subscription,)
+        ).fetchone()
+    assert "password=" not in reverse_conninfo and "passfile=" in reverse_conninfo, reverse_conninfo
     backup = Path(_event("backup_taken")["details"]["path"])
     assert (backup / "source.dump" / "toc.dat").exists() and (backup / "connectors.json").exists()
 

@@ -14,6 +14,7 @@ from every_type import create_every_type_tables, every_type_changes
 from harness import (
     CONTROL,
     SOURCE_PORT,
+    SUBSCRIBER_PASSFILE,
     TARGET_PORT,
     ConcurrentWriter,
     airflow_api,
@@ -207,6 +208,7 @@ def test_migration_under_live_writes_is_identical(fidelity_databases, snapshot_m
                 "target_conn_id": "e2e_target",
                 "schemas": SCHEMAS,
                 "snapshot_method": snapshot_method,
+                "subscriber_passfile": SUBSCRIBER_PASSFILE,
             },
         )
     finally:

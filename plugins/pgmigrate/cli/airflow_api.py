@@ -6,7 +6,6 @@ the executor and the triggerer all take part, unlike `airflow dags test`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -130,8 +129,5 @@ def put_postgres_connection(api: AirflowApiClient, conn_id: str, endpoint: PgEnd
             "login": endpoint.user,
             "password": endpoint.password,
             "schema": endpoint.dbname,
-            "extra": json.dumps(
-                {"subscriber_passfile": endpoint.subscriber_passfile} if endpoint.subscriber_passfile else {}
-            ),
         },
     )

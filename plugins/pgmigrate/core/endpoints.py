@@ -38,11 +38,6 @@ class PgEndpoint:
     password: str = field(default="", repr=False)
     # Session settings sent at connect (`options=-c name=value`), e.g. a lock_timeout inside the write pause.
     settings: tuple[tuple[str, str], ...] = ()
-    # A libpq password file on this server's own host, readable by its server processes (the connection's extra
-    # `subscriber_passfile`). When this server subscribes to the other one (the native channel on the target,
-    # reverse replication on the source), its subscription names this file instead of holding the password, so
-    # the password is not stored in pg_subscription, in dumps or in the server's logs.
-    subscriber_passfile: str | None = None
 
     @classmethod
     def from_airflow_connection(cls, conn: Any) -> PgEndpoint:
@@ -58,7 +53,6 @@ class PgEndpoint:
             dbname=conn.schema,
             user=conn.login or "postgres",
             password=conn.password or "",
-            subscriber_passfile=(getattr(conn, "extra_dejson", None) or {}).get("subscriber_passfile") or None,
         )
 
     def with_settings(self, **settings: str) -> PgEndpoint:

@@ -46,6 +46,9 @@ class MigrationParams:
     keep_ownership: bool = True  # the schema copy gives objects their source owners (grants are copied always)
     copy_parallelism: int = 4
     dead_letter: bool = False  # records the sink cannot write go to a DLQ topic (P0 alert) instead of failing it
+    # A libpq password file at this path on both database servers' own hosts: subscriptions (the native channel on
+    # the target, reverse replication on the source) name it instead of holding the password.
+    subscriber_passfile: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -92,6 +95,7 @@ class MigrationParams:
             keep_ownership=bool(raw.get("keep_ownership", True)),
             copy_parallelism=parallelism,
             dead_letter=bool(raw.get("dead_letter", False)),
+            subscriber_passfile=str(raw.get("subscriber_passfile") or ""),
         )
 
 

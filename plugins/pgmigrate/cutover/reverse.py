@@ -171,12 +171,22 @@ def prepare_reverse(
         ensure_publication(target, reverse.native_publication, native)
 
 
-def start_reverse_native(source: PgEndpoint, target: PgEndpoint, names: MigrationNames, native: list[TableRef]) -> str:
+def start_reverse_native(
+    source: PgEndpoint, target: PgEndpoint, names: MigrationNames, native: list[TableRef], subscriber_passfile: str = ""
+) -> str:
     """After the pause: the native channel's reverse subscription on the source, streaming from the slot the
     pause created on the target (no initial copy: both sides were identical at the switch)."""
     if not native:
         return "none"
-    return ensure_native_replication(target, source, names.reversed(), native, initial_copy=False, existing_slot=True)
+    return ensure_native_replication(
+        target,
+        source,
+        names.reversed(),
+        native,
+        initial_copy=False,
+        existing_slot=True,
+        subscriber_passfile=subscriber_passfile,
+    )
 
 
 def deploy_reverse_connectors(

@@ -296,7 +296,7 @@ def deploy_reverse(op: CutoverStepOperator, m: Migration) -> tuple[str, ...]:
     for name in (m.names.source_connector, m.names.sink_connector):  # stopped in the pause; make sure
         if connect.exists(name):
             connect.stop(name)
-    start_reverse_native(m.source, m.target, m.names, [t.ref for t in native])
+    start_reverse_native(m.source, m.target, m.names, [t.ref for t in native], m.params.subscriber_passfile)
     deployed = deploy_reverse_connectors(
         connect,
         KafkaConnectHook(op.kafka_connect_conn_id).secrets_dir(),

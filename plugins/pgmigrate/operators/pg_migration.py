@@ -229,7 +229,9 @@ class DeployConnectorsOperator(MigrationOperator):
         connect.create_or_update(names.sink_connector, sink_config)
         connect.create_or_update(names.source_connector, source_config)
         # Keyless and timetz tables: PostgreSQL's own logical replication carries them exactly (native_replication).
-        native_state = ensure_native_replication(source, target, names, [t.ref for t in native])
+        native_state = ensure_native_replication(
+            source, target, names, [t.ref for t in native], subscriber_passfile=params.subscriber_passfile
+        )
         self.log.info(
             "deployed %s (slot %s, publication %s, %d tables, snapshot.mode=%s) and %s",
             names.source_connector,

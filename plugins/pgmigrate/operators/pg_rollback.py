@@ -125,7 +125,14 @@ class ResumeForwardOperator(RollbackStepOperator):
         _, native = split_by_channel(m.tables)
         if native:
             drop_native_replication(m.source, m.target, m.names)
-            ensure_native_replication(m.source, m.target, m.names, [t.ref for t in native], initial_copy=True)
+            ensure_native_replication(
+                m.source,
+                m.target,
+                m.names,
+                [t.ref for t in native],
+                initial_copy=True,
+                subscriber_passfile=m.params.subscriber_passfile,
+            )
         resumed = []
         for name in (m.names.sink_connector, m.names.source_connector):
             if connect.exists(name):

@@ -97,13 +97,14 @@ def subscription_oid(conn, names: MigrationNames) -> int | None:
     return row[0] if row else None
 
 
-def subscription_conninfo(publisher: PgEndpoint, subscriber: PgEndpoint) -> str:
+def subscription_conninfo(publisher: PgEndpoint, subscriber_passfile: str = "") -> str:
     """How the subscriber's server reaches the publisher (the subscription connects from the subscriber's host).
-    The password travels in the subscriber's own password file when it has one (`subscriber_passfile`), never in
-    the subscription; without one it is in the conninfo, as PostgreSQL stores it (visible in pg_subscription)."""
-    if subscriber.subscriber_passfile:
+    With `subscriber_passfile` (the migration's param: a libpq password file on the subscribing server's own host)
+    the password stays in that file, never in the subscription; without one it is in the conninfo, as PostgreSQL
+    stores it (visible in pg_subscription and in superuser dumps)."""
+    if subscriber_passfile:
         return publisher.conninfo(
-            application_name=None, connect_timeout=10, password=None, passfile=subscriber.subscriber_passfile
+            application_name=None, connect_timeout=10, password=None, passfile=subscriber_passfile
         )
     return publisher.conninfo(application_name=None, connect_timeout=10)
 
@@ -115,13 +116,14 @@ def ensure_native_replication(
     tables: list[TableRef],
     initial_copy: bool = True,
     existing_slot: bool = False,
+    subscriber_passfile: str = "",
 ) -> str:
     """Publication on the source and subscription on the target for exactly `tables`. An existing
     subscription is kept (a rerun never restarts a copy in progress); a new one first empties the target
     tables, because its table-sync workers COPY into them without truncating. `initial_copy=False`
     (reverse replication at cutover, both sides identical): stream changes from now on, copy nothing.
     `existing_slot=True`: stream from the slot of that name the cutover created inside its pause (so
-    nothing written since is missed) instead of creating one."""
+    nothing written since is missed) instead of creating one. `subscriber_passfile`: see `subscription_conninfo`."""
     if not tables:
         return "none"
     ensure_publication(source, names.native_publication, tables)
@@ -130,7 +132,8 @@ def ensure_native_replication(
             # How it connects follows the endpoints as they are now (a password file configured since, a new password).
             conn.execute(
                 sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
-                    sql.Identifier(names.native_subscription), sql.Literal(subscription_conninfo(source, target))
+                    sql.Identifier(names.native_subscription),
+                    sql.Literal(subscription_conninfo(source, subscriber_passfile)),
                 )
             )
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(names.native_subscription)))
@@ -157,7 +160,7 @@ def ensure_native_replication(
                 copy=sql.Literal(initial_copy),
                 create=sql.Literal(not existing_slot),
                 sub=sql.Identifier(names.native_subscription),
-                conninfo=sql.Literal(subscription_conninfo(source, target)),
+                conninfo=sql.Literal(subscription_conninfo(source, subscriber_passfile)),
                 pub=sql.Identifier(names.native_publication),
                 slot=sql.Literal(names.native_subscription),
             )
