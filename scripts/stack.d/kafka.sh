@@ -5,7 +5,7 @@ JAVA="${JAVA:-java}"
 KAFKA_CP="$LIB/kafka/*"
 
 render_config() {  # render_config TEMPLATE OUT [NAME=VALUE...]: substitute @STATE@ and each @NAME@.
-  local template="$1" out="$2" args=(-e "s#@STATE@#$STATE#g") pair
+  local template="$1" out="$2" args=(-e "s#@STATE@#$STATE#g" -e "s#@LIB@#$LIB#g") pair
   shift 2
   for pair in "$@"; do args+=(-e "s#@${pair%%=*}@#${pair#*=}#g"); done
   mkdir -p "$(dirname "$out")"
