@@ -40,6 +40,7 @@ from harness import (
     tear_down_migration,
     wait_until_identical,
 )
+from psycopg import sql as pgsql
 
 from devtools.databases import drop_database, recreate_database
 from devtools.local_stack import connect_client
@@ -49,6 +50,7 @@ from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
+from pgmigrate.stream.heartbeat import heartbeat_table
 from pgmigrate.stream.lag import read_end_to_end_lag
 
 CONNECT = connect_client()
@@ -259,11 +261,15 @@ def finish_case(
     fault: str,
     cleared_at: float,
     alerts_from: int,
+    restore: Callable[[], None] | None = None,
 ) -> None:
     """The common end of a case: lag under 5 s (timed from the fault's clearing), writer stopped,
-    independent comparison identical, one slot and one connector pair, alerts counted."""
+    independent comparison identical, one slot and one connector pair, alerts counted. `restore`: what brings
+    the stack whole again once the recovery is measured (a cluster case measures without it)."""
     migration.wait_lag_under(LAG_GOAL_SECONDS)
     recovery_s = time.monotonic() - cleared_at
+    if restore is not None:
+        restore()
     writer.stop()
     assert writer.committed > 0, f"the writer committed nothing ({writer.last_error})"
     differences = wait_until_identical(migration.source_db, migration.target_db, ["public"], timeout=240)
@@ -346,6 +352,63 @@ def test_case3_kafka_broker_killed_while_streaming(streaming):
         "kill -9 of the Kafka broker while streaming, restart",
         lambda: kill_component("kafka"),
         hold_seconds=5,
+    )
+
+
+def cluster_case(api: AirflowApiClient, case: str, fault: str, inject: Callable[[], None]) -> None:
+    """A fault the cluster profile absorbs by itself: nothing is restarted and no operator acts until the lag is
+    back under 5 s (timed from the fault); then `make stack-up` brings the member back for the next case."""
+    profile = (STATE_DIR / "profile").read_text().strip() if (STATE_DIR / "profile").exists() else "single"
+    assert profile == "cluster", (
+        f"case {case} needs the cluster profile (the stack in {STATE_DIR} is {profile}): "
+        "make stack-reset && STACK_PROFILE=cluster make stack-up, then make chaos"
+    )
+    migration = STREAMING
+    alerts_from = Migration.last_alert_id()
+    writer = migration.writer().start()
+    try:
+        time.sleep(3)
+        with psycopg.connect(conninfo(SOURCE_PORT, migration.source_db), autocommit=True) as conn:
+            fault_ts = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        inject()
+        injected_at = time.monotonic()
+        # Recovered means a change made after the fault is on the target (a heartbeat the source wrote later), not
+        # only a small lag reading: right after a kill the last heartbeat is still recent.
+        wait_for(
+            lambda: heartbeat_on_target_since(migration, fault_ts), 300, f"case {case}: a heartbeat after the fault"
+        )
+    except BaseException:
+        writer.stop()
+        raise
+    finish_case(api, migration, writer, case, fault, injected_at, alerts_from, restore=stack_up)
+
+
+def heartbeat_on_target_since(migration: Migration, since) -> bool:
+    query = pgsql.SQL("SELECT max(ts) >= %s FROM {}").format(heartbeat_table(migration.names).ident)
+    with psycopg.connect(conninfo(TARGET_PORT, migration.target_db), autocommit=True) as conn:
+        return bool(conn.execute(query, (since,)).fetchone()[0])
+
+
+def worker_running(connector: str) -> str:
+    """The stack daemon (`connect` or `connect2`) of the Connect worker that runs `connector`'s task."""
+    (task,) = connect_client().get_status(connector)["tasks"]
+    return "connect2" if task["worker_id"].endswith(":8084") else "connect"
+
+
+@pytest.mark.chaos_cluster
+def test_case9_one_kafka_broker_killed_while_streaming_on_the_cluster(streaming):
+    cluster_case(
+        streaming, "9", "cluster: kill -9 of one of three brokers while streaming", lambda: kill_component("kafka2")
+    )
+
+
+@pytest.mark.chaos_cluster
+def test_case10_one_connect_worker_killed_while_streaming_on_the_cluster(streaming):
+    cluster_case(
+        streaming,
+        "10",
+        "cluster: kill -9 of the Connect worker running the source's task while streaming",
+        lambda: kill_component(worker_running(STREAMING.names.source_connector)),
     )
 
 
