@@ -1,10 +1,10 @@
 """The origin past the drain point, for one critical section (`AfterDrain`).
 
-Inside the pause: the origin's capture stopped once Debezium's slot confirms the drain point (in a thread,
-while verification runs), then the origin's slots proven to hold no change committed after that point
-(`fence.writes_after`): such a change would not follow the switch, so the section aborts. Right after the
-switch: the slots read once more, since nothing carries a change that slipped in between the check and the
-switch; it is reported, not undone.
+Inside the pause: the origin's capture stopped once Debezium's slot confirms the drain point and the sink has
+committed every record Kafka then holds (in a thread, while verification runs), then the origin's slots proven to
+hold no change committed after that point (`fence.writes_after`): such a change would not follow the switch, so
+the section aborts. Right after the switch: the slots read once more, since nothing carries a change that slipped
+in between the check and the switch; it is reported, not undone.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from pgmigrate.cutover.change_topics import ChangeTopics, reached
 from pgmigrate.cutover.drain import Drainer
 from pgmigrate.cutover.fence import wait_slot_released, writes_after
 from pgmigrate.cutover.reverse import disable_native_subscription, stop_connectors
 from pgmigrate.cutover.section_plan import CutoverAborted, PauseBudget, SectionPlan, SectionResult
+from pgmigrate.kafka.client_config import KafkaCluster
 from pgmigrate.kafka.connect_client import ConnectClient
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class AfterDrain:
     result: SectionResult
     native: bool
     say: Callable[[str], None]
+    kafka: KafkaCluster | None = None
     _capture: threading.Thread | None = field(default=None, init=False)
     _capture_error: BaseException | None = field(default=None, init=False)
 
@@ -81,6 +84,9 @@ class AfterDrain:
                             )
                         time.sleep(0.01)
                 self.result.drain["slot_confirmed_at"] = round(budget.elapsed(), 3)
+                if self.kafka is not None:
+                    self._sink_caught_up(deadline)
+                    self.result.drain["sink_committed_after_slot_at"] = round(budget.elapsed(), 3)
                 self.result.stopped = stop_connectors(self.connect, self.plan.names)
             except BaseException as exc:  # re-raised by the slot check
                 self._capture_error = exc
@@ -89,6 +95,23 @@ class AfterDrain:
         self._capture = threading.Thread(target=confirm_then_stop, name="stop-capture", daemon=True)
         self._capture.start()
         return "native subscription disabled; the connectors stop once the slot confirms the drain point"
+
+    def _sink_caught_up(self, deadline: float) -> None:
+        """The drain's proof on any number of brokers. The slot confirms a position only once Connect has committed
+        the source's offsets past it, and Connect commits them only for records every broker acknowledged: so now
+        every record of a change before the drain point is in Kafka, even one that went to another leader than the
+        heartbeat and arrived after the drain read its end offsets. Read the ends again and wait for the sink's
+        committed offsets to pass them before the sink is stopped."""
+        topics = ChangeTopics(self.kafka, self.plan.names, [])
+        try:
+            topics.partitions(refresh=True)
+            ends = topics.end_offsets(timeout=max(0.1, deadline - time.monotonic()))
+            while not reached(ends, topics.sink_committed(timeout=max(0.1, deadline - time.monotonic()))):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the sink did not commit the records Kafka held once the slot confirmed")
+                time.sleep(0.01)
+        finally:
+            topics.close()
 
     def no_writes_after_drain(self, origin: psycopg.Connection, point_lsn: str, budget: PauseBudget) -> str:
         """Before the switch: the capture stopped (its thread joined), then no change committed after the drain

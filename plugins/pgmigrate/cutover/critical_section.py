@@ -76,7 +76,7 @@ class CriticalSection:
         self.keyed = {t.ref: t for t in plan.tables if t.primary_key}
         self.native = [t for t in plan.tables if t not in self.keyed.values()]
         self.before_pause = BeforePause(plan, store, routing, self.result, say)
-        self.after_drain = AfterDrain(plan, connect, self.result, bool(self.native), say)
+        self.after_drain = AfterDrain(plan, connect, self.result, bool(self.native), say, kafka)
         self._expired = threading.Event()
         self._budget: PauseBudget | None = None
 

@@ -3,7 +3,9 @@ is on the destination. Positions, never sleeps:
 
 1. Debezium produced everything before the point: a heartbeat row written on the origin after the point
    has reached the destination (Debezium reads the WAL in commit order, and Connect's producer keeps
-   order with one request in flight, so the records before the heartbeat are in Kafka; one broker).
+   order with one request in flight per broker, so with one broker the records before the heartbeat are in
+   Kafka). With several brokers a record to another leader may still be in flight: step 4 closes that gap
+   (`after_drain`: once the slot confirms, the sink's committed offsets must pass the ends read again).
 2. The sink applied everything in Kafka at that moment: its committed offsets passed the end offsets
    read then (Connect commits only what the sink has written; it commits every `offset.flush.interval.ms`,
    100 ms on the local stack, which is most of this step).
