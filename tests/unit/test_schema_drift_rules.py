@@ -145,10 +145,16 @@ def test_defaults_nullability_and_sequences_are_additive():
     ]
 
 
-def test_not_valid_foreign_keys_on_the_target_are_expected_only_while_streaming():
+def test_not_valid_foreign_keys_on_the_target_are_expected_until_the_cutover_validates_them():
+    """The monitor may read the schemas between the switch and validate_foreign_keys: no DDL alert for that."""
     pending = Diff("constraint_validated", "public.o.o_fk", "valid", "NOT VALID")
     assert drift([pending], "streaming") == []
-    assert drift([pending], "cut_over") == [pending]
+    assert drift([pending], "cut_over") == []
+    assert drift([pending], "rolling_back") == [pending]
+    valid_on_target_only = Diff("constraint_validated", "public.o.o_fk", "NOT VALID", "valid")
+    assert drift([valid_on_target_only], "cut_over") == [valid_on_target_only]
+    alert = schema_mismatch_alert("shop", [d.as_dict() for d in drift([pending], "cut_over")], "cut_over")
+    assert alert is None
 
 
 def test_split_name_undoes_display_quoting():

@@ -48,8 +48,11 @@ from pgmigrate.schema.drift_statements import (
 from pgmigrate.schema.schema_compare import Key, SchemaDifference
 
 # While the forward pipeline streams, foreign keys stay NOT VALID on the target by design (post_data: a
-# child row may arrive before its parent); the cutover validates them. Not drift.
+# child row may arrive before its parent); the cutover validates them after the switch (validate_foreign_keys,
+# which fails the cutover run naming a key that does not hold). Not drift, and after the cutover not DDL on
+# the target either: the monitor runs on its own schedule and may look before that task has run.
 STREAMING_PHASES = ("post_data_applied", "caught_up", "streaming")
+PENDING_FOREIGN_KEY_PHASES = (*STREAMING_PHASES, "cut_over")
 
 # Order in which additive statements run: containers before contents, FKs last.
 _ORDER = (
@@ -69,8 +72,9 @@ _FUNCTION_CALL = re.compile(r"[A-Za-z_][\w$.]*\s*\(")
 
 
 def expected_differences(differences: Iterable[SchemaDifference], phase: str) -> list[SchemaDifference]:
-    """The differences that are no drift in this phase (foreign keys NOT VALID on the target while streaming)."""
-    if phase not in STREAMING_PHASES:
+    """The differences that are no drift in this phase (foreign keys NOT VALID on the target until the cutover's
+    validate_foreign_keys has run)."""
+    if phase not in PENDING_FOREIGN_KEY_PHASES:
         return []
     return [d for d in differences if d.kind == "constraint_validated" and d.target == "NOT VALID"]
 
