@@ -30,6 +30,7 @@ from pgmigrate.recovery.dead_letters import (
     keys_by_table,
     parse_dead_letter,
     root_cause,
+    table_from_topic,
 )
 from pgmigrate.report.throughput_chart import throughput_chart_svg, throughput_summary
 from pgmigrate.stream.throughput import failed_tasks, offset_totals, rate_per_second
@@ -242,3 +243,11 @@ def test_copies_of_one_dead_lettered_change_are_listed_once():
     letters = [parse_dead_letter(0, n, key, value, headers, NAMES) for n in (5, 6)]
     text = format_dead_letters("dlq-unit", letters, DeadLetterBacklog(True, "t", {0: 0}, {0: 7}), limit=10)
     assert text.count('key {"id": 7}') == 1 and "(2 copies)" in text
+
+
+def test_a_topic_names_its_table_only_when_the_split_is_unambiguous():
+    prefix = NAMES.topic_prefix
+    assert table_from_topic(f"{prefix}.public.items", NAMES) == TableRef("public", "items")
+    assert table_from_topic(f"{prefix}.My.Schema.items", NAMES) is None  # which dot splits schema from table?
+    assert table_from_topic("elsewhere.public.items", NAMES) is None
+    assert table_from_topic(None, NAMES) is None

@@ -105,13 +105,6 @@ class AlertStore(ControlStore):
                 self._event(migration_id, f"{row[0]} alert resolved: {condition}", condition=condition, severity=row[0])
         return row is not None
 
-    def add_details(self, migration_id: str, condition: str, **details: Any) -> None:
-        self._execute(
-            "UPDATE alert SET details = details || %s WHERE migration_id = %s AND condition = %s "
-            "AND resolved_at IS NULL",
-            (Jsonb(_jsonable(details)), migration_id, condition),
-        )
-
     def _event(self, migration_id: str, message: str, **details: Any) -> None:
         MigrationStateStore(self.endpoint).record_event(migration_id, "alert", message, **_jsonable(details))
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from pgmigrate.cutover.change_topics import ChangeTopics, reached
-from pgmigrate.cutover.drain import Drainer
+from pgmigrate.cutover.change_topics import ChangeTopics
+from pgmigrate.cutover.drain import Drainer, wait_sink_committed
 from pgmigrate.cutover.fence import wait_slot_released, writes_after
 from pgmigrate.cutover.reverse import disable_native_subscription, stop_connectors
 from pgmigrate.cutover.section_plan import CutoverAborted, PauseBudget, SectionPlan, SectionResult
@@ -39,6 +39,7 @@ class AfterDrain:
     native: bool
     say: Callable[[str], None]
     kafka: KafkaCluster | None = None
+    _topics: ChangeTopics | None = field(default=None, init=False)
     _capture: threading.Thread | None = field(default=None, init=False)
     _capture_error: BaseException | None = field(default=None, init=False)
 
@@ -66,9 +67,10 @@ class AfterDrain:
 
     def stop_capture(self, destination: psycopg.Connection, point_lsn: str, budget: PauseBudget) -> str:
         """The native subscription is disabled here and now. In a thread, while verification runs: wait for the
-        drain's last proof, Debezium's slot confirmed past the drain point (it confirms when Connect commits
-        its offsets), then ask Connect to stop the origin's connectors (two REST calls). The slot check
-        joins the thread."""
+        drain's last proofs, Debezium's slot confirmed past the drain point (it confirms when Connect commits
+        its offsets) and then the sink's committed offsets past the topics' ends read again (`_sink_caught_up`,
+        with the clients of `open_topics`), then ask Connect to stop the origin's connectors (two REST calls).
+        The slot check joins the thread."""
         disable_native_subscription(destination, self.plan.names)
         deadline = time.monotonic() + max(0.1, budget.remaining())
 
@@ -84,7 +86,7 @@ class AfterDrain:
                             )
                         time.sleep(0.01)
                 self.result.drain["slot_confirmed_at"] = round(budget.elapsed(), 3)
-                if self.kafka is not None:
+                if self._topics is not None:
                     self._sink_caught_up(deadline)
                     self.result.drain["sink_committed_after_slot_at"] = round(budget.elapsed(), 3)
                 self.result.stopped = stop_connectors(self.connect, self.plan.names)
@@ -96,22 +98,26 @@ class AfterDrain:
         self._capture.start()
         return "native subscription disabled; the connectors stop once the slot confirms the drain point"
 
+    def open_topics(self) -> None:
+        """Before the pause: the Kafka clients the capture thread re-reads the topics with (its own: a consumer is
+        not safe to share with the verification's, which runs at the same time)."""
+        if self.kafka is not None and self._topics is None:
+            self._topics = ChangeTopics(self.kafka, self.plan.names, [])
+
+    def close(self) -> None:
+        if self._capture is not None and self._capture.is_alive():
+            return  # the section gave up on the thread; it may still read through these clients
+        if self._topics is not None:
+            self._topics.close()
+            self._topics = None
+
     def _sink_caught_up(self, deadline: float) -> None:
         """The drain's proof on any number of brokers. The slot confirms a position only once Connect has committed
         the source's offsets past it, and Connect commits them only for records every broker acknowledged: so now
         every record of a change before the drain point is in Kafka, even one that went to another leader than the
         heartbeat and arrived after the drain read its end offsets. Read the ends again and wait for the sink's
         committed offsets to pass them before the sink is stopped."""
-        topics = ChangeTopics(self.kafka, self.plan.names, [])
-        try:
-            topics.partitions(refresh=True)
-            ends = topics.end_offsets(timeout=max(0.1, deadline - time.monotonic()))
-            while not reached(ends, topics.sink_committed(timeout=max(0.1, deadline - time.monotonic()))):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the sink did not commit the records Kafka held once the slot confirmed")
-                time.sleep(0.01)
-        finally:
-            topics.close()
+        wait_sink_committed(self._topics, deadline)
 
     def no_writes_after_drain(self, origin: psycopg.Connection, point_lsn: str, budget: PauseBudget) -> str:
         """Before the switch: the capture stopped (its thread joined), then no change committed after the drain

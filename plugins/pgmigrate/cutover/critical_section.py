@@ -155,6 +155,7 @@ class CriticalSection:
                 stop_beating.set()
         topics = ChangeTopics(self.kafka, plan.names, plan.tables)
         try:
+            self.after_drain.open_topics()
             with self.routing.held(), self._connections() as (origin, destination):
                 carried, since, fence = self.before_pause.prepare(
                     lease, topics, origin, destination, self.keyed, self.native
@@ -163,6 +164,7 @@ class CriticalSection:
         finally:
             stop_beating.set()
             topics.close()
+            self.after_drain.close()
 
     def _pause(
         self,

@@ -73,6 +73,25 @@ def _until(what: str, check: Callable[[], bool], deadline: float, poll: float) -
         time.sleep(poll)
 
 
+def wait_sink_committed(topics: ChangeTopics, deadline: float, poll: float = 0.01) -> Positions:
+    """Read the ends of the pipeline's topics (their partitions listed again: a table's first change creates its
+    topic) and wait until the sink's committed offsets reach them; returns those ends. DrainTimeout past
+    `deadline` (a `time.monotonic()` value)."""
+
+    def left() -> float:
+        return max(0.1, deadline - time.monotonic())
+
+    topics.partitions(refresh=True)
+    marks = topics.end_offsets(timeout=left())
+    _until(
+        "the sink's committed offsets at the topics' end",
+        lambda: reached(marks, topics.sink_committed(timeout=left())),
+        deadline,
+        poll,
+    )
+    return marks
+
+
 class Drainer:
     """The drain over open connections: `origin`, `destination` (autocommit) and the pipeline's topics."""
 
@@ -107,14 +126,7 @@ class Drainer:
 
         _until("the heartbeat written after the drain point, on the destination", heartbeat_passed, deadline, self.poll)
         steps["heartbeat"] = time.monotonic() - started
-        self.topics.partitions(refresh=True)
-        marks = self.topics.end_offsets(timeout=max(0.1, deadline - time.monotonic()))
-        _until(
-            "the sink's committed offsets at the topics' end",
-            lambda: reached(marks, self.topics.sink_committed(timeout=max(0.1, deadline - time.monotonic()))),
-            deadline,
-            self.poll,
-        )
+        marks = wait_sink_committed(self.topics, deadline, self.poll)
         steps["sink_committed"] = time.monotonic() - started
         if self.native:
             _until(

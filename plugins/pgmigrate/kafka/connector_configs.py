@@ -212,7 +212,7 @@ def dead_letter_config(names: MigrationNames, topics: TopicSettings) -> dict[str
     row the target itself rejects (a constraint) still FAILs the task, because this JDBC sink does not hand
     write failures to Connect's errant record reporter (upstream debezium/dbz#984 adds that); the monitor then
     moves that row to the same topic itself (pgmigrate.recovery.dead_letter_quarantine). The deploy creates the
-    topic first with the change topics' settings (`kafka.topic_admin.ensure_dead_letter_topic`); the replication
+    topic first with the change topics' settings (`kafka.topic_admin.TopicAdmin`); the replication
     factor here is for Connect creating it again if it is deleted while the sink runs."""
     return {
         "errors.tolerance": "all",

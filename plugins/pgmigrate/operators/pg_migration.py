@@ -29,7 +29,7 @@ from pgmigrate.kafka.connector_configs import (
     build_source_config,
     stored_generated_columns,
 )
-from pgmigrate.kafka.topic_admin import broker_count, ensure_dead_letter_topic
+from pgmigrate.kafka.topic_admin import TopicAdmin
 from pgmigrate.kafka.topic_settings import InvalidTopicSettings
 from pgmigrate.operators.base import MigrationOperator
 from pgmigrate.stream.heartbeat import ensure_heartbeat_table
@@ -206,9 +206,10 @@ class DeployConnectorsOperator(MigrationOperator):
 
         hook = KafkaConnectHook(self.kafka_connect_conn_id)
         kafka = self.kafka_cluster()
+        admin = TopicAdmin(kafka)
         try:
             topics = self.topic_settings()
-            topics.check_cluster(broker_count(kafka), cluster_name(kafka))
+            topics.check_cluster(admin.broker_count(), cluster_name(kafka))
         except InvalidTopicSettings as exc:
             raise AirflowFailException(f"deploy_connectors: {exc}") from exc
         secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)
@@ -216,8 +217,8 @@ class DeployConnectorsOperator(MigrationOperator):
             names, source, tables, params.snapshot_method, secrets, stored_generated_columns(keyed), topics=topics
         )
         sink_config = build_sink_config(names, target, list(params.schemas), secrets, params.dead_letter, topics=topics)
-        if params.dead_letter and ensure_dead_letter_topic(
-            kafka, names.dead_letter_topic, topics, MAX_CHANGE_EVENT_BYTES + 1024 * 1024
+        if params.dead_letter and admin.ensure_dead_letter_topic(
+            names.dead_letter_topic, topics, MAX_CHANGE_EVENT_BYTES + 1024 * 1024
         ):
             self.log.info("created the dead-letter topic %s (%s)", names.dead_letter_topic, topics)
 

@@ -72,10 +72,15 @@ def root_cause(message: str | None, stacktrace: str | None) -> str:
     return (causes[-1] if causes else (message or "")).strip() or "(no error message recorded)"
 
 
-def table_from_topic(topic: str | None, names: MigrationNames) -> str | None:
-    """`<prefix>.<schema>.<table>` -> `schema.table`."""
+def table_from_topic(topic: str | None, names: MigrationNames) -> TableRef | None:
+    """`<prefix>.<schema>.<table>` -> the table, for a record whose value names no source (it failed to convert).
+    None when the topic cannot say: a dot inside a schema or table name makes the split ambiguous. (Debezium
+    writes `_` for what a topic cannot hold, so such a name reads back as its sanitized form.)"""
     prefix = names.topic_prefix + "."
-    return topic[len(prefix) :] if topic and topic.startswith(prefix) else topic
+    if not topic or not topic.startswith(prefix):
+        return None
+    parts = topic[len(prefix) :].split(".")
+    return TableRef(*parts) if len(parts) == 2 and all(parts) else None
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,7 @@ def parse_dead_letter(
     if isinstance(source, dict) and source.get("schema") and source.get("table"):
         table = TableRef(source["schema"], source["table"])
     else:
-        qualified = table_from_topic(topic, names)
-        table = TableRef(*qualified.split(".", 1)) if qualified and "." in qualified else None
+        table = table_from_topic(topic, names)
     parsed_key = parse_json_payload(key)
     op = payload.get("op") if isinstance(payload, dict) else None
     return DeadLetter(
