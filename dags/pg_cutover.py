@@ -9,6 +9,7 @@ from airflow.sdk import Param, chain, dag
 from pgmigrate.core.naming import MIGRATION_ID_PATTERN
 from pgmigrate.core.params import DEFAULT_PGBOUNCER_CONN_IDS
 from pgmigrate.notifications.migration_alerts import MigrationAlertNotifier
+from pgmigrate.operators.migration_run_lease import migration_run_lease
 from pgmigrate.operators.pg_cutover import (
     AbortCutoverOperator,
     BackupSourceOperator,
@@ -101,7 +102,6 @@ PARAMS = {
     dag_id="pg_cutover",
     schedule=None,
     catchup=False,
-    max_active_runs=1,
     params=PARAMS,
     tags=["migration", "cutover"],
     doc_md=DOC,
@@ -124,9 +124,11 @@ def pg_cutover():
     foreign_keys = ValidateForeignKeysOperator(task_id="validate_foreign_keys", retries=1)
     post_validate = PostValidateOperator(task_id="post_validate", retries=1)
     abort = AbortCutoverOperator(task_id="abort_cutover", trigger_rule="one_failed")
-    chain(pre_validate, checklist, backup, prepare, refresh_views, [cutover, guard])
+    claim, release = migration_run_lease()
+    chain(claim, pre_validate, checklist, backup, prepare, refresh_views, [cutover, guard])
     chain(cutover, reverse_connectors, verify, foreign_keys, post_validate)
     cutover >> abort
+    [post_validate, abort, guard] >> release
 
 
 pg_cutover()

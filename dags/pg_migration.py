@@ -7,6 +7,7 @@ from datetime import timedelta
 from airflow.sdk import Param, chain, dag
 
 from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.migration_run_lease import migration_run_lease
 from pgmigrate.operators.pg_migration import (
     ApplyPostDataOperator,
     CopySchemaOperator,
@@ -108,7 +109,6 @@ PARAMS = {
     dag_id="pg_migration",
     schedule=None,
     catchup=False,
-    max_active_runs=1,
     params=PARAMS,
     tags=["migration"],
     doc_md=DOC,
@@ -131,7 +131,21 @@ def pg_migration():
     post_data = ApplyPostDataOperator(task_id="apply_post_data")
     caught_up = ReplicationLagSensor(task_id="wait_caught_up", deferrable=True, poll_interval=3, timeout=3600)
     validate = ValidateMigrationOperator(task_id="validate")
-    chain(preflight, copy_schema, snapshot, deploy, connectors_running, wait_snapshot, post_data, caught_up, validate)
+    # One run per migration at a time (the lease); other migrations' runs go side by side.
+    claim, release = migration_run_lease()
+    chain(
+        claim,
+        preflight,
+        copy_schema,
+        snapshot,
+        deploy,
+        connectors_running,
+        wait_snapshot,
+        post_data,
+        caught_up,
+        validate,
+        release,
+    )
 
 
 pg_migration()

@@ -10,6 +10,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Param, chain
 
 from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.migration_run_lease import migration_run_lease
 from pgmigrate.operators.pg_migration_recover import (
     RedeployConnectorsOperator,
     RemoveLostDeletesOperator,
@@ -22,7 +23,6 @@ with DAG(
     dag_id="pg_migration_recover",
     schedule=None,
     catchup=False,
-    max_active_runs=1,
     tags=["migration", "runbook"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
     params={"migration_id": Param(type="string", pattern=MIGRATION_ID_PATTERN, description="The migration to recover")},
@@ -45,10 +45,13 @@ Rerun-safe: rerun the whole DAG after any failure. Progress is in each task's lo
 """,
 ):
     request = RequestRecoverySnapshotOperator(task_id="request_resync")
+    claim, release = migration_run_lease()
     chain(
+        claim,
         RedeployConnectorsOperator(task_id="redeploy_connectors"),
         request,
         ResyncCompleteSensor(task_id="wait_resync", request=request.output, deferrable=True, timeout=6 * 3600),
         RemoveLostDeletesOperator(task_id="remove_lost_deletes"),
         ValidateRecoveryOperator(task_id="validate"),
+        release,
     )

@@ -11,6 +11,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Param, chain
 
 from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.migration_run_lease import migration_run_lease
 from pgmigrate.operators.pg_migration_runbook import (
     HaltMigrationOperator,
     RequestResyncOperator,
@@ -85,7 +86,6 @@ with DAG(
     dag_id="pg_migration_resync",
     schedule=None,
     catchup=False,
-    max_active_runs=1,
     tags=["migration", "runbook"],
     default_args=DEFAULT_ARGS,
     params={
@@ -109,8 +109,11 @@ subscription: rerun `pg_migration`'s `snapshot` task for those.
 """,
 ):
     request = RequestResyncOperator(task_id="request_resync")
+    claim, release = migration_run_lease()
     chain(
+        claim,
         request,
         ResyncCompleteSensor(task_id="wait_resync", request=request.output, deferrable=True, timeout=6 * 3600),
         ValidateTablesOperator(task_id="validate_tables"),
+        release,
     )

@@ -7,6 +7,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Param, chain
 
 from pgmigrate.core.naming import MIGRATION_ID_PATTERN
+from pgmigrate.operators.migration_run_lease import migration_run_lease
 from pgmigrate.operators.pg_migration_schema_sync import (
     ApplySchemaChangesOperator,
     PlanSchemaSyncOperator,
@@ -20,7 +21,6 @@ with DAG(
     dag_id="pg_migration_schema_sync",
     schedule=None,
     catchup=False,
-    max_active_runs=1,
     tags=["migration", "runbook"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
     params={"migration_id": Param(type="string", pattern=MIGRATION_ID_PATTERN, description="The migration to sync")},
@@ -48,7 +48,9 @@ it does nothing. CLI: `scripts/migration schema-sync --migration-id <id>`.
 ):
     plan = PlanSchemaSyncOperator(task_id="plan")
     request = RequestTableSnapshotOperator(task_id="request_resync", plan=plan.output)
+    claim, release = migration_run_lease()
     chain(
+        claim,
         plan,
         ApplySchemaChangesOperator(task_id="apply"),
         PublishAndRestartOperator(task_id="restart"),
@@ -57,4 +59,5 @@ it does nothing. CLI: `scripts/migration schema-sync --migration-id <id>`.
             task_id="wait_resync", request=request.output, deferrable=True, poll_interval=2, timeout=6 * 3600
         ),
         ValidateSyncedTablesOperator(task_id="validate_tables", plan=plan.output),
+        release,
     )

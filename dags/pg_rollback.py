@@ -8,6 +8,7 @@ from airflow.sdk import Param, chain, dag
 
 from pgmigrate.core.naming import MIGRATION_ID_PATTERN
 from pgmigrate.core.params import DEFAULT_PGBOUNCER_CONN_IDS
+from pgmigrate.operators.migration_run_lease import migration_run_lease
 from pgmigrate.operators.pg_rollback import (
     AbortRollbackOperator,
     ResumeForwardOperator,
@@ -56,7 +57,6 @@ PARAMS = {
     dag_id="pg_rollback",
     schedule=None,
     catchup=False,
-    max_active_runs=1,
     params=PARAMS,
     tags=["migration", "cutover"],
     doc_md=DOC,
@@ -72,9 +72,11 @@ def pg_rollback():
         task_id="rollback_report", checked=check.output, switched=rollback.output, resumed=resume_forward.output
     )
     abort = AbortRollbackOperator(task_id="abort_rollback", trigger_rule="one_failed")
-    chain(check, [rollback, guard])
+    claim, release = migration_run_lease()
+    chain(claim, check, [rollback, guard])
     chain(rollback, resume_forward, report)
     rollback >> abort
+    [report, abort, guard] >> release
 
 
 pg_rollback()

@@ -69,3 +69,26 @@ def test_pg_validate_runs_weekly_and_compares_each_table_in_its_own_task(dagbag)
     data = dag.get_task("data_compare")
     assert type(data).__name__ == "MappedOperator"
     assert dag.get_task("report").trigger_rule == "all_done", "the report must include the tables that failed"
+
+
+MIGRATION_RUN_DAGS = (
+    "pg_migration",
+    "pg_cutover",
+    "pg_rollback",
+    "pg_migration_recover",
+    "pg_migration_schema_sync",
+    "pg_migration_resync",
+)
+
+
+def test_runs_of_one_migration_take_its_lease_instead_of_serializing_every_migration(dagbag):
+    """Several migrations at once: no max_active_runs=1; the claim comes first and its release is the teardown
+    downstream of every other task (so it runs whatever failed, and is cleared with any task)."""
+    for dag_id in MIGRATION_RUN_DAGS:
+        dag = dagbag.dags[dag_id]
+        assert dag.max_active_runs != 1, dag_id
+        claim, release = dag.get_task("claim_migration"), dag.get_task("release_migration")
+        assert claim.is_setup and release.is_teardown, dag_id
+        others = [t for t in dag.tasks if t.task_id not in ("claim_migration", "release_migration")]
+        assert all(claim.task_id in t.get_flat_relative_ids(upstream=True) for t in others), dag_id
+        assert all(release.task_id in t.get_flat_relative_ids(upstream=False) for t in others), dag_id

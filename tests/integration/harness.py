@@ -84,9 +84,9 @@ def airflow_api() -> AirflowApiClient:
 
 
 def fail_active_runs(api: AirflowApiClient, migration_id: str | None = None) -> None:
-    """pg_migration allows one active run: an interrupted earlier test's run of `migration_id` (of any
-    migration when None) must not block this one. Runs of other migrations are left to finish; a new
-    run queues behind them."""
+    """One run per migration at a time (its run lease): an interrupted earlier test's run of `migration_id` (of
+    any migration when None) is marked failed, so this one's claim takes the lease over. Runs of other
+    migrations are left alone; they run side by side."""
     for run in api.request("GET", "/dags/pg_migration/dagRuns?state=running&state=queued")["dag_runs"]:
         if migration_id is not None and (run.get("conf") or {}).get("migration_id") != migration_id:
             continue

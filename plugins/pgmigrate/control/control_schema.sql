@@ -129,3 +129,14 @@ CREATE INDEX IF NOT EXISTS pause_lease_by_run ON pause_lease (migration_id, dag_
 ALTER TABLE migration ADD COLUMN IF NOT EXISTS pre_validation jsonb;
 -- Application roles made read-only on a side the clients left (pgmigrate.cutover.fence): {"source": {...}}.
 ALTER TABLE migration ADD COLUMN IF NOT EXISTS fences jsonb NOT NULL DEFAULT '{}';
+
+-- Which DAG run acts on a migration now (pgmigrate.control.run_lease): one row per migration, so two runs of the
+-- same migration (a second pg_migration, a rollback during a cutover) never act on one slot and its connectors at
+-- once, while runs of different migrations go side by side. Claimed by each such run's first task, released by its
+-- teardown; a holder whose run is no longer running is taken over.
+CREATE TABLE IF NOT EXISTS migration_run_lease (
+    migration_id  text PRIMARY KEY,
+    dag_id        text NOT NULL,
+    run_id        text NOT NULL,
+    claimed_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);

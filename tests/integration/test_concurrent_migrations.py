@@ -1,0 +1,157 @@
+"""Several migrations at once (issue 16): two databases load and stream side by side, through the scheduler,
+triggerer and real connectors; a second run of one of them is refused while the first holds it; then one cuts
+over while the other keeps streaming. Each ends identical by the independent comparison, one slot each.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from harness import (
+    CONTROL,
+    SOURCE_PORT,
+    TARGET_PORT,
+    ConcurrentWriter,
+    airflow_api,
+    conninfo,
+    endpoint,
+    task_log,
+    task_states,
+    tear_down_migration,
+    wait_until_identical,
+)
+
+from devtools.databases import drop_database, recreate_database
+from devtools.local_stack import connect_client
+from pgmigrate.cli.airflow_api import put_postgres_connection
+from pgmigrate.control.run_lease import RunLeaseStore
+from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import MigrationNames
+from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
+
+STATE_DIR = Path(__file__).resolve().parents[2] / ".stack"
+MIGRATIONS = {"par-a": ("par_a_src", "par_a_dst"), "par-b": ("par_b_src", "par_b_dst")}
+CONNECT = connect_client()
+PGBOUNCERS = [
+    PgBouncerRouteSwitch(
+        PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"), STATE_DIR / folder / "routes.ini"
+    )
+    for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2"))
+]
+
+SCHEMA = """
+CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+INSERT INTO accounts SELECT g, 0, repeat('n', 200) FROM generate_series(1, 60000) g;
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                     account int NOT NULL REFERENCES accounts (id), amount int);
+INSERT INTO orders (account, amount) SELECT g % 1000 + 1, g FROM generate_series(1, 60000) g;
+"""
+
+
+def changes(i: int) -> list[tuple[str, tuple]]:
+    """One writer transaction: an update, an insert, now and then a delete and a primary-key change (of an account
+    no order references)."""
+    statements = [
+        ("UPDATE accounts SET balance = balance + 1 WHERE id = %s", (1 + i % 1000,)),
+        ("INSERT INTO orders (account, amount) VALUES (%s, %s)", (1 + i % 1000, i)),
+    ]
+    if i % 7 == 0:
+        statements += [
+            ("DELETE FROM orders WHERE id = (SELECT min(id) FROM orders)", ()),
+            ("UPDATE accounts SET id = id + 1000000 WHERE id = %s", (50_000 + i,)),
+        ]
+    return statements
+
+
+def _reset() -> None:
+    for migration_id, (source_db, target_db) in MIGRATIONS.items():
+        for switch in PGBOUNCERS:
+            switch.resume(source_db)
+            switch.remove_route(source_db)
+        tear_down_migration(migration_id, source_db, target_db)
+
+
+@pytest.fixture
+def two_databases():
+    api = airflow_api()
+    api.request("PATCH", "/dags/pg_migration", json={"is_paused": False})
+    api.request("PATCH", "/dags/pg_cutover", json={"is_paused": False})
+    _reset()
+    for migration_id, (source_db, target_db) in MIGRATIONS.items():
+        recreate_database(endpoint(SOURCE_PORT, source_db))
+        recreate_database(endpoint(TARGET_PORT, target_db))
+        with psycopg.connect(conninfo(SOURCE_PORT, source_db), autocommit=True) as conn:
+            conn.execute(SCHEMA)
+        put_postgres_connection(api, f"{migration_id}_source", endpoint(SOURCE_PORT, source_db))
+        put_postgres_connection(api, f"{migration_id}_target", endpoint(TARGET_PORT, target_db))
+    yield api
+    _reset()
+    for source_db, target_db in MIGRATIONS.values():
+        drop_database(endpoint(SOURCE_PORT, source_db))
+        drop_database(endpoint(TARGET_PORT, target_db))
+
+
+def _when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_two_migrations_load_and_stream_at_once_then_one_cuts_over_while_the_other_streams(two_databases):
+    api = two_databases
+    writers = {m: ConcurrentWriter(src, changes, rate=10).start() for m, (src, _) in MIGRATIONS.items()}
+    try:
+        runs = {
+            m: api.trigger_dag(
+                "pg_migration",
+                conf={"migration_id": m, "source_conn_id": f"{m}_source", "target_conn_id": f"{m}_target"},
+            )
+            for m in MIGRATIONS
+        }
+        # A second run of a migration that is being run: refused by its claim, naming the holder.
+        duplicate = api.trigger_dag(
+            "pg_migration",
+            conf={"migration_id": "par-a", "source_conn_id": "par-a_source", "target_conn_id": "par-a_target"},
+        )
+        duplicate_run = api.wait_for_dag_run("pg_migration", duplicate, timeout=300, poll_seconds=2)
+        ended = {m: api.wait_for_dag_run("pg_migration", r, timeout=600, poll_seconds=3) for m, r in runs.items()}
+        for m, run in ended.items():
+            assert run["state"] == "success", f"{m}: {task_states(api, runs[m])}"
+        duplicate_states = task_states(api, duplicate)
+        assert duplicate_run["state"] == "failed" and duplicate_states["claim_migration"] == "failed", duplicate_states
+        assert duplicate_states["preflight"] == "upstream_failed", duplicate_states
+        refusal = task_log(api, duplicate, "claim_migration")
+        assert f"held by pg_migration run {runs['par-a']}" in refusal, refusal[-2000:]
+        # Side by side: each run started before the other one ended (one at a time, the second would start after).
+        a, b = ended["par-a"], ended["par-b"]
+        assert _when(a["start_date"]) < _when(b["end_date"]) and _when(b["start_date"]) < _when(a["end_date"]), (a, b)
+        for m in MIGRATIONS:
+            assert RunLeaseStore(CONTROL).holder(m) is None, f"{m}: its run's teardown releases the lease"
+
+        # par-a cuts over (its own writer stopped: outside PgBouncer it would abort the cutover) while par-b streams.
+        writers["par-a"].stop()
+        cutover = api.trigger_dag("pg_cutover", conf={"migration_id": "par-a", "backup": False})
+        cut = api.wait_for_dag_run("pg_cutover", cutover, timeout=400, poll_seconds=2)
+        assert cut["state"] == "success", task_states(api, cutover, "pg_cutover")
+        assert MigrationStateStore(CONTROL).get("par-a")["phase"] == "cut_over"
+        assert MigrationStateStore(CONTROL).get("par-b")["phase"] == "streaming"
+        committed_during_cutover = writers["par-b"].committed
+    finally:
+        for writer in writers.values():
+            writer.stop()
+    assert all(not w.errors for w in writers.values()), {m: w.errors[:3] for m, w in writers.items()}
+    assert committed_during_cutover > 50, "par-b's writer must have written throughout"
+    for m, (source_db, target_db) in MIGRATIONS.items():
+        diff = wait_until_identical(source_db, target_db, ["public"])
+        assert diff == {}, f"{m}: source and target differ: {diff}"
+    names_b = MigrationNames("par-b")
+    for name in (names_b.source_connector, names_b.sink_connector):
+        CONNECT.wait_for_state(name, "RUNNING", timeout=60)
+    with psycopg.connect(conninfo(SOURCE_PORT, "postgres"), autocommit=True) as conn:
+        slots = conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgmigrate\\_par\\_%' ORDER BY 1"
+        ).fetchall()
+    # One slot per migration on the source (par-a's stays for a rollback after its cutover).
+    assert slots == [(MigrationNames("par-a").slot,), (names_b.slot,)], slots
