@@ -138,6 +138,44 @@ def read_sink_consumer_lag(kafka: KafkaCluster, names: MigrationNames, timeout: 
     return consumer_lag(end_offsets, committed)
 
 
+def sink_applied_within(
+    kafka: KafkaCluster, names: MigrationNames, seconds: float, poll: float = 0.5, timeout: float = 10.0
+) -> tuple[bool, str]:
+    """Whether the sink committed, within `seconds`, every record the migration's topics hold now, on every
+    partition: then no partition is more than `seconds` behind. The heartbeat cannot say so alone: it travels in
+    its own topic, and the sink reads partitions independently (one table's backlog can lag while the heartbeat
+    arrives promptly, more so with several brokers and partitions). Returns (done, what was found)."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    ends, committed = read_sink_offsets(kafka, names, timeout)
+    deadline = time.monotonic() + seconds
+    consumer = Consumer(client_config(kafka, {"group.id": names.sink_consumer_group, "enable.auto.commit": False}))
+    try:
+        while True:
+            behind = {tp: end - committed.get(tp, 0) for tp, end in ends.items() if committed.get(tp, 0) < end}
+            if not behind:
+                return True, f"the sink committed the ends of all {len(ends)} partitions within {seconds:.1f}s"
+            if time.monotonic() > deadline:
+                (topic, partition), records = max(behind.items(), key=lambda item: item[1])
+                return False, (
+                    f"{len(behind)} of {len(ends)} partitions not applied within {seconds:.1f}s; furthest behind "
+                    f"{topic}[{partition}] by {records} records"
+                )
+            time.sleep(poll)
+            wanted = [TopicPartition(t, p) for t, p in behind]
+            committed.update(
+                {
+                    (tp.topic, tp.partition): tp.offset
+                    for tp in consumer.committed(wanted, timeout=timeout)
+                    if tp.offset >= 0
+                }
+            )
+    finally:
+        consumer.close()
+
+
 def sink_reached(marks: dict[tuple[str, int], int], committed: dict[tuple[str, int], int]) -> bool:
     """The sink committed at least up to `marks` (end offsets taken earlier) on every partition: all
     records written before the marks were taken are applied, whatever arrived since."""
@@ -171,7 +209,8 @@ def caught_up(
     connect: ConnectClient | None,
     max_lag_seconds: float,
 ) -> WaitStatus:
-    """`wait_caught_up`: done when the end-to-end lag is under `max_lag_seconds`; fatal when a connector FAILED
+    """`wait_caught_up`: done when the end-to-end lag is under `max_lag_seconds` and the sink then commits, within
+    that long, every partition's end (`sink_applied_within`); fatal when a connector FAILED
     (it never catches up). Connect briefly unreachable does not end the wait: the lag reading says enough."""
     if connect is not None:
         try:
@@ -182,8 +221,12 @@ def caught_up(
         if failed:
             return WaitStatus.failed(f"while waiting for lag: {failed}")
     reading = read_lag(source, target, names, kafka)
-    return WaitStatus(
-        reading.caught_up(max_lag_seconds),
-        f"lag: {reading.describe()} (threshold {max_lag_seconds:.1f}s)",
-        result=reading.as_dict(),
-    )
+    done = reading.caught_up(max_lag_seconds)
+    message = f"lag: {reading.describe()} (threshold {max_lag_seconds:.1f}s)"
+    if done and kafka:
+        try:
+            done, found = sink_applied_within(kafka, names, max_lag_seconds)
+        except Exception as exc:  # unknown is not caught up; the wait goes on
+            done, found = False, f"could not read the sink's offsets from Kafka ({cluster_name(kafka)}): {exc}"
+        message += f"; {found}"
+    return WaitStatus(done, message, result=reading.as_dict())
