@@ -5,6 +5,7 @@ over while the other keeps streaming. Each ends identical by the independent com
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -110,7 +111,11 @@ def test_two_migrations_load_and_stream_at_once_then_one_cuts_over_while_the_oth
             )
             for m in MIGRATIONS
         }
-        # A second run of a migration that is being run: refused by its claim, naming the holder.
+        # A second run of a migration that is being run (once the first holds it): refused, naming the holder.
+        deadline = time.monotonic() + 120
+        while (holder := RunLeaseStore(CONTROL).holder("par-a")) is None or holder.run_id != runs["par-a"]:
+            assert time.monotonic() < deadline, f"par-a's first run never claimed it: {holder}"
+            time.sleep(0.5)
         duplicate = api.trigger_dag(
             "pg_migration",
             conf={"migration_id": "par-a", "source_conn_id": "par-a_source", "target_conn_id": "par-a_target"},
