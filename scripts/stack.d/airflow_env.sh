@@ -35,6 +35,10 @@ if [ "$(stack_profile)" = cluster ]; then
   export AIRFLOW__CELERY__BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
   export AIRFLOW__CELERY__RESULT_BACKEND="db+postgresql://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$CONTROL_PORT/airflow"
   export AIRFLOW__CELERY__WORKER_CONCURRENCY=4
+  # A worker lost with its tasks: the scheduler fails their task instances (and retries them, on the other worker)
+  # once no heartbeat came for this long, instead of Airflow's default 300 s.
+  export AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=20
+  export AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL=2
 fi
 export AIRFLOW__CORE__PARALLELISM=8
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False

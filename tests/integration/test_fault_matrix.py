@@ -21,6 +21,7 @@ from faults import (
     REPO,
     STATE_DIR,
     ResilientWriter,
+    component_pid,
     kill_component,
     pg_cluster,
     stack_healthy,
@@ -626,41 +627,53 @@ END;
 """
 
 
-@pytest.mark.chaos_full
-def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
-    """Clients write through PgBouncer (pgbench); Connect is killed once writes are paused: the drain
-    cannot finish, the cutover aborts, clients resume on the source with 0 failed transactions."""
-    import re
-
-    api, migration = streaming, STREAMING
-    alerts_from = Migration.last_alert_id()
+def start_pgbench(tmp_path, migration: Migration, seconds: int) -> subprocess.Popen:
+    """Clients writing through PgBouncer (4 connections, 50 tx/s), in the background."""
     script = tmp_path / "workload.sql"
     script.write_text(PGBENCH_WORKLOAD)
-    bench = subprocess.Popen(
-        [
-            PGBENCH,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "6432",
-            "-U",
-            "postgres",
-            "-n",
-            "-c",
-            "4",
-            "-R",
-            "50",
-            "-T",
-            "35",
-            "-f",
-            str(script),
-            migration.source_db,
-        ],
+    command = [PGBENCH, "-h", "127.0.0.1", "-p", "6432", "-U", "postgres", "-n", "-c", "4", "-R", "50"]
+    return subprocess.Popen(
+        [*command, "-T", str(seconds), "-f", str(script), migration.source_db],
         env={"PGPASSWORD": "postgres", "PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def assert_no_failed_client_transaction(bench: subprocess.Popen, output: str) -> None:
+    import re
+
+    failed = re.search(r"number of failed transactions: (\d+)", output)
+    assert bench.returncode == 0 and (failed is None or failed.group(1) == "0"), output[-1500:]
+
+
+def assert_clients_on_the_source(migration: Migration) -> None:
+    for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2")):
+        switch = PgBouncerRouteSwitch(
+            PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"), STATE_DIR / folder / "routes.ini"
+        )
+        route = switch.current_route(migration.source_db)
+        assert (route.port, route.dbname) == (SOURCE_PORT, migration.source_db), "clients must be on the source"
+        assert not switch.is_paused(migration.source_db)
+
+
+def wait_for_pause(migration: Migration, run_id: str) -> None:
+    leases = LeaseStore(CONTROL)
+    wait_for(
+        lambda: (lease := leases.latest_for_run(migration.migration_id, run_id)) is not None and lease.state == "armed",
+        180,
+        "the cutover's pause",
+    )
+
+
+@pytest.mark.chaos_full
+def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
+    """Clients write through PgBouncer (pgbench); Connect is killed once writes are paused: the drain
+    cannot finish, the cutover aborts, clients resume on the source with 0 failed transactions."""
+    api, migration = streaming, STREAMING
+    alerts_from = Migration.last_alert_id()
+    bench = start_pgbench(tmp_path, migration, seconds=35)
     writer = migration.writer().start()
     try:
         time.sleep(3)
@@ -668,13 +681,7 @@ def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
         run_id = api.trigger_dag(
             "pg_cutover", conf={"migration_id": migration.migration_id, "backup": False, "allow_direct_sessions": True}
         )
-        leases = LeaseStore(CONTROL)
-        wait_for(
-            lambda: (lease := leases.latest_for_run(migration.migration_id, run_id)) is not None
-            and lease.state == "armed",
-            180,
-            "the cutover's pause",
-        )
+        wait_for_pause(migration, run_id)
         kill_component("connect")
         run = api.wait_for_dag_run("pg_cutover", run_id, timeout=300, poll_seconds=2)
         states = {t["task_id"]: t["state"] for t in api.task_instances("pg_cutover", run_id)}
@@ -683,15 +690,8 @@ def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
         # abort_cutover undoes the pipeline; with Connect dead it fails naming what is left (the forward
         # connectors to resume): the runbook's restart below does that.
         assert states["abort_cutover"] in ("success", "failed"), states
-        for port, folder in ((6432, "pgbouncer"), (6433, "pgbouncer2")):
-            switch = PgBouncerRouteSwitch(
-                PgEndpoint("127.0.0.1", port, "pgbouncer", "postgres", "postgres"), STATE_DIR / folder / "routes.ini"
-            )
-            route = switch.current_route(migration.source_db)
-            assert (route.port, route.dbname) == (SOURCE_PORT, migration.source_db), "clients must be on the source"
-            assert not switch.is_paused(migration.source_db)
-        failed = re.search(r"number of failed transactions: (\d+)", output)
-        assert bench.returncode == 0 and (failed is None or failed.group(1) == "0"), output[-1500:]
+        assert_clients_on_the_source(migration)
+        assert_no_failed_client_transaction(bench, output)
         assert STORE.get(migration.migration_id)["phase"] == "streaming"
         stack_up()
         cleared_at = time.monotonic()
@@ -709,3 +709,246 @@ def test_case8_connect_killed_in_the_middle_of_pg_cutover(streaming, tmp_path):
         cleared_at,
         alerts_from,
     )
+
+
+# --- the cluster profile: a Celery worker or a Connect worker lost during the load or the cutover -------------
+
+CELERY_WORKERS = ("airflow-celery-worker1", "airflow-celery-worker2")
+
+
+def assert_cluster_profile(case: str) -> None:
+    profile = (STATE_DIR / "profile").read_text().strip() if (STATE_DIR / "profile").exists() else "single"
+    assert profile == "cluster", (
+        f"case {case} needs the cluster profile (the stack in {STATE_DIR} is {profile}): "
+        "make stack-reset && STACK_PROFILE=cluster make stack-up, then make chaos"
+    )
+
+
+def celery_worker_of(pid: int) -> str:
+    """The Celery worker daemon whose working directory a task process runs in (each has its own)."""
+    import os
+
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    for n, name in enumerate(CELERY_WORKERS, start=1):
+        if cwd == str(STATE_DIR / f"celery-worker{n}"):
+            return name
+    raise AssertionError(f"task process {pid} runs in {cwd}, in no Celery worker's directory")
+
+
+def running_pid(api: AirflowApiClient, dag_id: str, run_id: str, task_id: str) -> int:
+    def pid() -> int | None:
+        ti = api.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        return ti["pid"] if ti["state"] == "running" and ti.get("pid") else None
+
+    return wait_for(pid, 300, f"{dag_id}.{task_id} running", poll=0.3)
+
+
+@pytest.mark.chaos_cluster
+def test_case11_celery_worker_killed_during_the_snapshot_on_the_cluster():
+    """The worker running `snapshot` (in the middle of its COPY, held on a locked table) is killed with its task:
+    nothing is restarted and nobody clears a task. The scheduler finds the task's heartbeat gone and retries it,
+    on the other worker; the run finishes by itself."""
+    assert_cluster_profile("11")
+    api = airflow_api()
+    migration = Migration("celerykill", "celerykill_src", "celerykill_dst")
+    migration.prepare(api, BALLAST % 300_000)
+    alerts_from = Migration.last_alert_id()
+    writer = migration.writer().start()
+    try:
+        run_id = trigger_migration(api, migration)
+        lock = TargetTableLock(migration, "ballast")
+        pid = running_pid(api, "pg_migration", run_id, "snapshot")
+        wait_for(lock.waiters, 120, "snapshot to reach the locked table")
+        worker = celery_worker_of(pid)
+        kill_component(worker)
+        injected_at = time.monotonic()
+        lock.release()
+        print(f"case 11: killed {worker} while it ran snapshot (pid {pid})")
+        run = api.wait_for_dag_run("pg_migration", run_id, timeout=900, poll_seconds=2)
+        assert run["state"] == "success", task_states(api, run_id)
+        assert task_instance(api, run_id, "snapshot")["try_number"] >= 2, "snapshot ran again"
+        assert not stack_component_alive(worker), f"{worker} stayed down: the retry ran on the other worker"
+    except BaseException:
+        writer.stop()
+        raise
+    try:
+        finish_case(
+            api,
+            migration,
+            writer,
+            "11",
+            "cluster: kill -9 of the Celery worker running snapshot (mid-COPY); nothing restarted",
+            injected_at,
+            alerts_from,
+            restore=stack_up,
+        )
+    finally:
+        migration.drop()
+
+
+@pytest.mark.chaos_cluster
+def test_case12_connect_worker_killed_during_the_initial_load_on_the_cluster():
+    """`snapshot_method=debezium`: the Connect worker running the source's task is killed while the connector reads
+    the tables; its tasks move to the other worker (after scheduled.rebalance.max.delay.ms) and the run finishes
+    with nothing restarted."""
+    assert_cluster_profile("12")
+    api = airflow_api()
+    migration = Migration("loadkill", "loadkill_src", "loadkill_dst")
+    migration.prepare(api, BALLAST % 300_000)
+    alerts_from = Migration.last_alert_id()
+    writer = migration.writer().start()
+    try:
+        run_id = trigger_migration(api, migration, snapshot_method="debezium")
+        wait_for(lambda: task_states(api, run_id).get("wait_snapshot") in ("running", "deferred"), 600, "wait_snapshot")
+        worker = worker_running(migration.names.source_connector)
+        kill_component(worker)
+        injected_at = time.monotonic()
+        print(f"case 12: killed {worker} during the connector's snapshot")
+        run = api.wait_for_dag_run("pg_migration", run_id, timeout=900, poll_seconds=2)
+        assert run["state"] == "success", task_states(api, run_id)
+        assert not stack_component_alive(worker), f"{worker} stayed down: its tasks ran on the other worker"
+    except BaseException:
+        writer.stop()
+        raise
+    try:
+        finish_case(
+            api,
+            migration,
+            writer,
+            "12",
+            "cluster: kill -9 of the Connect worker running the source during the initial load (debezium)",
+            injected_at,
+            alerts_from,
+            restore=stack_up,
+        )
+    finally:
+        migration.drop()
+
+
+def stack_component_alive(name: str) -> bool:
+    import os
+
+    try:
+        os.kill(component_pid(name), 0)
+    except (ProcessLookupError, FileNotFoundError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.chaos_cluster
+def test_case13_celery_worker_killed_inside_the_cutover_pause_on_the_cluster(streaming, tmp_path):
+    """The worker running `cutover` dies with it once writes are paused: the pause guard (in the triggerer) ends the
+    pause at its deadline, the scheduler fails the lost task, abort_cutover undoes the rest on the other worker;
+    clients stay on the source with 0 failed transactions and the pipeline streams on."""
+    assert_cluster_profile("13")
+    api, migration = streaming, STREAMING
+    alerts_from = Migration.last_alert_id()
+    bench = start_pgbench(tmp_path, migration, seconds=60)
+    writer = migration.writer().start()
+    try:
+        time.sleep(3)
+        run_id = api.trigger_dag(
+            "pg_cutover",
+            conf={
+                "migration_id": migration.migration_id,
+                "backup": False,
+                "allow_direct_sessions": True,
+                "max_pause_seconds": 5,
+            },
+        )
+        wait_for_pause(migration, run_id)
+        pid = running_pid(api, "pg_cutover", run_id, "cutover")
+        worker = celery_worker_of(pid)
+        kill_component(worker)
+        injected_at = time.monotonic()
+        print(f"case 13: killed {worker} inside the cutover's pause (pid {pid})")
+        run = api.wait_for_dag_run("pg_cutover", run_id, timeout=300, poll_seconds=2)
+        states = task_states(api, run_id, "pg_cutover")
+        output, _ = bench.communicate(timeout=300)
+        assert run["state"] == "failed" and states["cutover"] == "failed", states
+        assert states["abort_cutover"] == "success", states
+        assert_clients_on_the_source(migration)
+        assert_no_failed_client_transaction(bench, output)
+        assert STORE.get(migration.migration_id)["phase"] == "streaming"
+        assert not stack_component_alive(worker), f"{worker} stayed down: the abort ran on the other worker"
+    except BaseException:
+        writer.stop()
+        bench.kill()
+        raise
+    finish_case(
+        api,
+        migration,
+        writer,
+        "13",
+        "cluster: kill -9 of the Celery worker running cutover inside the pause (aborted, 0 failed client tx)",
+        injected_at,
+        alerts_from,
+        restore=stack_up,
+    )
+
+
+@pytest.mark.chaos_cluster
+def test_case14_migration_cutover_and_rollback_with_tasks_on_both_celery_workers(tmp_path):
+    """pg_migration, pg_cutover and pg_rollback of one database under live writes, their tasks spread over both
+    Celery workers (each in its own working directory): identical after each step, one slot."""
+    import threading
+
+    assert_cluster_profile("14")
+    api = airflow_api()
+    migration = Migration("bothworkers", "bothworkers_src", "bothworkers_dst")
+    migration.prepare(api, BALLAST % 100_000)
+    alerts_from = Migration.last_alert_id()
+    seen: dict[str, set[str]] = {name: set() for name in CELERY_WORKERS}
+    stop = threading.Event()
+
+    def sample(dag_id: str, run_id: str) -> None:
+        while not stop.is_set():
+            try:
+                for ti in api.task_instances(dag_id, run_id):
+                    if ti["state"] == "running" and ti.get("pid"):
+                        seen[celery_worker_of(ti["pid"])].add(f"{dag_id}.{ti['task_id']}")
+            except Exception:  # a task ended between the API read and /proc: the next sample sees the rest
+                pass
+            stop.wait(0.5)
+
+    writer = migration.writer().start()
+    try:
+        for dag_id, conf in (
+            ("pg_migration", migration.conf),
+            ("pg_cutover", {"migration_id": migration.migration_id, "backup": False, "allow_direct_sessions": True}),
+            (
+                "pg_rollback",
+                {"migration_id": migration.migration_id, "reason": "case 14", "allow_direct_sessions": True},
+            ),
+        ):
+            if dag_id == "pg_cutover":
+                writer.stop()  # after the switch the source is read-only; pgbench writes through PgBouncer instead
+                bench = start_pgbench(tmp_path, migration, seconds=25)
+            run_id = api.trigger_dag(dag_id, conf=conf)
+            stop.clear()
+            sampler = threading.Thread(target=sample, args=(dag_id, run_id), daemon=True)
+            sampler.start()
+            run = api.wait_for_dag_run(dag_id, run_id, timeout=900, poll_seconds=2)
+            stop.set()
+            sampler.join()
+            assert run["state"] == "success", f"{dag_id}: {task_states(api, run_id, dag_id)}"
+            if dag_id == "pg_cutover":
+                output, _ = bench.communicate(timeout=120)
+                assert_no_failed_client_transaction(bench, output)
+        rolled_back_at = time.monotonic()
+        migration.wait_lag_under(LAG_GOAL_SECONDS)
+        recovery_s = time.monotonic() - rolled_back_at
+        print(f"case 14: tasks per Celery worker: { {w: sorted(t) for w, t in seen.items()} }")
+        assert all(seen.values()), f"tasks ran on both Celery workers: {seen}"
+        assert STORE.get(migration.migration_id)["phase"] == "streaming"
+        assert_clients_on_the_source(migration)
+        differences = wait_until_identical(migration.source_db, migration.target_db, ["public"], timeout=240)
+        assert differences == {}, differences
+        rows = sum(count for count, _ in table_fingerprints(SOURCE_PORT, migration.source_db, ["public"]).values())
+        fault = "cluster: no fault; migration, cutover, rollback with tasks on both Celery workers (after rollback)"
+        record("14", fault, recovery_s, rows, len(differences), migration.alerts_since(alerts_from))
+        assert migration.slots() == sorted([migration.names.slot, migration.names.native_subscription])
+    finally:
+        stop.set()
+        writer.stop()
+        migration.drop()
