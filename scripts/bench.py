@@ -11,9 +11,9 @@
    pgbench's failed transactions (see devtools.bench_cutover);
 6. prints one table (stdout) and writes it as JSON under .stack/bench/.
 Progress goes to stderr. The bench migrations are torn down at the end (PgBouncer routes of the bench
-databases back to the `*` fallback); the source databases stay for the next run. pg_migration allows one
-active run: the bench waits for other runs to finish, and retries when another run (e.g. the integration
-tests) fails its own.
+databases back to the `*` fallback); the source databases stay for the next run. Timings need the machine to itself: the
+bench waits for other pg_migration runs to finish, and retries when another run (e.g. the integration tests)
+fails its own.
 """
 
 from __future__ import annotations
@@ -241,8 +241,8 @@ def fail_stale_bench_runs(api: AirflowApiClient) -> None:
 
 
 def wait_until_dag_free(api: AirflowApiClient, quiet_seconds: float, timeout: float = 3 * 3600) -> None:
-    """pg_migration runs one at a time, and the integration tests fail any active run before starting
-    theirs: wait until no run is active and none ended within `quiet_seconds` (tests run back to back)."""
+    """Timings need the machine to itself, and the integration tests fail active runs of their migrations before
+    starting theirs: wait until no run is active and none ended within `quiet_seconds` (tests run back to back)."""
     deadline, last_said = time.monotonic() + timeout, 0.0
     while True:
         runs = api.request("GET", "/dags/pg_migration/dagRuns?order_by=-run_after&limit=10")["dag_runs"]
@@ -256,7 +256,7 @@ def wait_until_dag_free(api: AirflowApiClient, quiet_seconds: float, timeout: fl
         if time.monotonic() - last_said > 30:
             if active:
                 who = ", ".join(f"{r['dag_run_id']} ({(r.get('conf') or {}).get('migration_id')})" for r in active)
-                log.info("pg_migration is busy with %s; waiting for it to finish (max_active_runs=1)", who)
+                log.info("pg_migration is busy with %s; waiting for it to finish (timings need the machine)", who)
             else:
                 log.info(
                     "a pg_migration run ended %.0fs ago; waiting until none ran for %.0fs", quiet_for, quiet_seconds
