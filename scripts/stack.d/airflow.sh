@@ -28,10 +28,12 @@ airflow_db_setup() {
   conn_stamp="$AIRFLOW_HOME/.connections-$STACK_PROFILE-$(sha1sum "$conns" | cut -c1-12)"
   if [ ! -f "$conn_stamp" ]; then
     log "airflow: creating or updating connections from $conns (migration_source, migration_target, migration_control, kafka_connect, kafka_default, pgbouncer_admin, pgbouncer_admin_2)"
-    # kafka_connect's secrets_dir is where connector password files go (read by Connect's file provider).
+    # kafka_connect's secrets_dir is where connector password files go (read by Connect's file provider); on the
+    # cluster profile its worker_secrets_dir names the workers' own password files instead (Airflow writes none).
     # kafka_default names the profile's brokers and how its topics are replicated.
     sed -e "s#@STATE@#$STATE#g" -e "s#@KAFKA_BOOTSTRAP@#$(kafka_bootstrap)#g" \
       -e "s#@KAFKA_REPLICATION@#$(kafka_replication)#g" -e "s#@KAFKA_MIN_INSYNC@#$(kafka_min_insync)#g" \
+      -e "s#@CONNECT_SECRETS_KEY@#$(connect_secrets_key)#g" -e "s#@CONNECT_SECRETS_DIR@#$(connect_secrets_dir)#g" \
       "$conns" >"$AIRFLOW_HOME/connections.json"
     "$AIRFLOW" connections import --overwrite "$AIRFLOW_HOME/connections.json" >>"$logfile" 2>&1 \
       || fail_with_log airflow-connections "$logfile" "Check $conns."

@@ -8,6 +8,7 @@ LOGS="$STATE/logs"
 PIDS="$STATE/pids"
 RUN="$STATE/run"
 SECRETS="$STATE/secrets"
+WORKER_SECRETS="$STATE/worker-secrets"  # each Connect worker's own password files (cluster profile)
 VENV="$REPO/.venv"
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"

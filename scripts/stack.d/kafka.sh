@@ -35,6 +35,10 @@ kafka_voters() {
 # Replicas of internal and change topics, and how many must acknowledge a write: 1/1 on one broker, 3/2 on three.
 kafka_replication() { if [ "$STACK_PROFILE" = cluster ]; then echo 3; else echo 1; fi; }
 kafka_min_insync() { if [ "$STACK_PROFILE" = cluster ]; then echo 2; else echo 1; fi; }
+# How connector configs reference passwords (the kafka_connect connection's extra): single node, a file Airflow writes
+# into the shared secrets dir; cluster, each worker's own files (worker_secrets_dir).
+connect_secrets_key() { if [ "$STACK_PROFILE" = cluster ]; then echo worker_secrets_dir; else echo secrets_dir; fi; }
+connect_secrets_dir() { if [ "$STACK_PROFILE" = cluster ]; then echo "$WORKER_SECRETS"; else echo "$SECRETS"; fi; }
 
 kafka_ready() {  # kafka_ready PORT: the broker answers and the cluster has all of the profile's brokers
   "$VENV/bin/python" "$REPO/scripts/stack.d/probe_kafka.py" "127.0.0.1:$1" "$(kafka_nodes | wc -l)"
@@ -105,6 +109,16 @@ connect_secrets() {
   # Connector configs reference this file instead of holding the password (config.providers=file).
   printf 'password=%s\n' "$PG_PASSWORD" >"$SECRETS/postgres.properties"
   chmod 600 "$SECRETS/postgres.properties"
+  # The workers' own secrets (the kafka_connect connection's worker_secrets_dir, on the cluster profile): one file
+  # per database role, `<host>_<port>_<user>`, as a Kubernetes secret mounted into each Connect pod would be.
+  # Connector configs reference them through Kafka's DirectoryConfigProvider; Airflow writes no password.
+  mkdir -p "$WORKER_SECRETS"
+  chmod 700 "$WORKER_SECRETS"
+  local port
+  for port in "$SOURCE_PORT" "$TARGET_PORT"; do
+    printf '%s' "$PG_PASSWORD" >"$WORKER_SECRETS/127.0.0.1_${port}_$PG_SUPERUSER"
+    chmod 600 "$WORKER_SECRETS/127.0.0.1_${port}_$PG_SUPERUSER"
+  done
   # REST basic authentication: the login module reads `user: password` lines from this file.
   printf '%s: %s\n' "$CONNECT_USER" "$CONNECT_PASSWORD" >"$SECRETS/connect-rest.password"
   chmod 600 "$SECRETS/connect-rest.password"

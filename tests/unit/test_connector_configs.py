@@ -223,3 +223,57 @@ def test_the_servers_session_timeouts_are_off_for_the_connectors_sessions():
     url = build_sink_config(NAMES, TARGET, ["public"], SECRETS, topics=TOPICS)["connection.url"]
     for name in ("statement_timeout", "idle_in_transaction_session_timeout", "idle_session_timeout"):
         assert f"-c%20{name}%3D0" in url
+
+
+def test_worker_resolved_passwords_reference_each_role_file_and_write_nothing(tmp_path):
+    """worker_secrets_dir: every Connect worker has one file per database role; the configs name it, no password."""
+    from pgmigrate.kafka.connect_secrets import ConnectorSecrets, worker_secret_key
+
+    secrets = ConnectorSecrets.from_extra({"worker_secrets_dir": "/mnt/pgmigrate", "secrets_dir": str(tmp_path)})
+    refs = secrets.refs(NAMES, SOURCE, PgEndpoint("db-2.prod", 6543, "shop", "app user", "x"))
+    assert refs.source_password == "${dir:/mnt/pgmigrate:db1_5432_migrator}"
+    assert refs.target_password == "${dir:/mnt/pgmigrate:db-2.prod_6543_app_user}"  # a Kubernetes secret key
+    assert list(tmp_path.iterdir()) == [], "nothing is written in the worker-resolved way"
+    sink = build_sink_config(NAMES, TARGET, ["public"], refs, topics=TOPICS)
+    source = build_source_config(NAMES, SOURCE, TABLES, "copy", refs, topics=TOPICS)
+    assert sink["connection.password"] == refs.target_password and source["database.password"] == refs.source_password
+    assert "s3cret" not in str(sink) + str(source)
+    assert worker_secret_key(SOURCE) == "db1_5432_migrator"
+
+
+def test_shared_secrets_dir_passwords_are_a_file_the_platform_writes(tmp_path):
+    from pgmigrate.kafka.connect_secrets import ConnectorSecrets
+
+    refs = ConnectorSecrets.from_extra({"secrets_dir": str(tmp_path)}).refs(NAMES, SOURCE, TARGET)
+    written = tmp_path / NAMES.secrets_file
+    assert refs.source_password == f"${{file:{written}:source.password}}"
+    assert written.read_text() == "source.password=s3cret\ntarget.password=s3cret\n"
+    assert (written.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(ValueError, match="neither `worker_secrets_dir` nor `secrets_dir`"):
+        ConnectorSecrets.from_extra({}, "kafka_connect")
+
+
+@pytest.mark.parametrize(
+    "key, directory, worker_resolved",
+    [("secrets_dir", "/stack/secrets", False), ("worker_secrets_dir", "/stack/worker-secrets", True)],
+)
+def test_the_local_stack_says_how_its_profile_resolves_connector_passwords(key, directory, worker_resolved):
+    """scripts/stack.d/airflow.sh renders kafka_connect's extra per profile (single node: a shared file; cluster:
+    each worker's own files), and the worker properties allow exactly those directories."""
+    import json
+    from pathlib import Path
+
+    from pgmigrate.kafka.connect_secrets import ConnectorSecrets
+
+    repo = Path(__file__).resolve().parents[2]
+    rendered = (
+        (repo / "include/stack/airflow-connections.json")
+        .read_text()
+        .replace("@CONNECT_SECRETS_KEY@", key)
+        .replace("@CONNECT_SECRETS_DIR@", directory)
+    )
+    secrets = ConnectorSecrets.from_extra(json.loads(json.loads(rendered)["kafka_connect"]["extra"]))
+    assert (secrets.worker_secrets_dir is not None) is worker_resolved
+    worker = (repo / "include/stack/connect-distributed.properties").read_text()
+    assert "config.providers.file.param.allowed.paths=@STATE@/secrets\n" in worker
+    assert "config.providers.dir.param.allowed.paths=@STATE@/worker-secrets\n" in worker

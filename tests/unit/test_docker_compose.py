@@ -220,7 +220,7 @@ def test_connect_mounts_secrets_and_uses_the_file_config_provider(services: dict
     assert _properties(host_path).get("password") == "postgres"
 
     props = _properties(CONNECT_PROPERTIES)
-    assert props["config.providers"] == "file"
+    assert props["config.providers"] == "file,dir"  # dir: worker-resolved passwords (worker_secrets_dir)
     assert props["config.providers.file.class"] == "org.apache.kafka.common.config.provider.FileConfigProvider"
     assert props["plugin.path"] == "/opt/connect-plugins"
     assert props["listeners"] == "http://0.0.0.0:8083"
@@ -249,6 +249,7 @@ def test_connect_worker_settings_match_the_local_stack() -> None:
         "status.storage.replication.factor",
         "config.providers",
         "config.providers.file.class",
+        "config.providers.dir.class",
         "rest.extension.classes",
     ]
     assert {k: docker.get(k) for k in shared} == {k: local.get(k) for k in shared}
@@ -257,6 +258,8 @@ def test_connect_worker_settings_match_the_local_stack() -> None:
     # The file provider reads the secrets directory only, on both stacks.
     assert docker["config.providers.file.param.allowed.paths"] == "/opt/secrets"
     assert local["config.providers.file.param.allowed.paths"] == "@STATE@/secrets"
+    assert docker["config.providers.dir.param.allowed.paths"] == "/opt/worker-secrets"
+    assert local["config.providers.dir.param.allowed.paths"] == "@STATE@/worker-secrets"
 
 
 @pytest.mark.unit

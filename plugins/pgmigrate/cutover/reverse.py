@@ -22,7 +22,7 @@ from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.kafka.client_config import KafkaCluster
 from pgmigrate.kafka.connect_client import ConnectClient
-from pgmigrate.kafka.connect_secrets import write_secrets_file
+from pgmigrate.kafka.connect_secrets import ConnectorSecrets
 from pgmigrate.kafka.connector_configs import SINK_CLASS, SOURCE_CLASS, build_sink_config, build_source_config
 from pgmigrate.kafka.topic_settings import TopicSettings
 from pgmigrate.load.replication_slot import drop_slot_if_exists
@@ -191,7 +191,7 @@ def start_reverse_native(
 
 def deploy_reverse_connectors(
     connect: ConnectClient,
-    secrets_dir: str,
+    secrets: ConnectorSecrets,
     source: PgEndpoint,
     target: PgEndpoint,
     names: MigrationNames,
@@ -204,9 +204,9 @@ def deploy_reverse_connectors(
     """A Debezium source on the target streaming from the reverse slot (no snapshot), and a JDBC sink
     writing into the source: the forward pipeline with the roles swapped."""
     reverse = names.reversed()
-    secrets = write_secrets_file(secrets_dir, reverse, target.password, source.password)
-    source_config = build_source_config(reverse, target, tables, "copy", secrets, generated_columns, topics=topics)
-    sink_config = build_sink_config(reverse, source, schemas, secrets, topics=topics)
+    refs = secrets.refs(reverse, target, source)
+    source_config = build_source_config(reverse, target, tables, "copy", refs, generated_columns, topics=topics)
+    sink_config = build_sink_config(reverse, source, schemas, refs, topics=topics)
     connect.validate_or_raise(SINK_CLASS, sink_config, name=reverse.sink_connector)
     connect.validate_or_raise(SOURCE_CLASS, source_config, name=reverse.source_connector)
     connect.create_or_update(reverse.sink_connector, sink_config)

@@ -16,6 +16,7 @@ from airflow.sdk.log import mask_secret
 
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_errors import ConnectError
+from pgmigrate.kafka.connect_secrets import ConnectorSecrets
 
 
 class KafkaConnectHook(BaseHook):
@@ -73,17 +74,11 @@ class KafkaConnectHook(BaseHook):
             return ConnectClient(self.base_url, timeout=self.timeout or 10.0, retries=self.retries or 5, auth=self.auth)
         return client_from_connection(self.get_connection(self.kafka_connect_conn_id), self.timeout, self.retries)
 
-    def secrets_dir(self) -> str:
-        """Directory (from the connection's extra) where connector password files go: readable by
-        Connect's file config provider, so configs hold `${file:…}` references, not passwords."""
+    def connector_secrets(self) -> ConnectorSecrets:
+        """How the Connect workers get the connectors' passwords (the connection's extra: `worker_secrets_dir`, or
+        `secrets_dir`; `kafka.connect_secrets`), so configs hold references, not passwords."""
         extra = self.get_connection(self.kafka_connect_conn_id).extra_dejson
-        if not extra.get("secrets_dir"):
-            raise ValueError(
-                f"connection {self.kafka_connect_conn_id!r} has no `secrets_dir` in its extra: set it to a directory "
-                "the Connect workers can read (local stack: .stack/secrets), so connector configs reference "
-                "passwords instead of holding them."
-            )
-        return str(extra["secrets_dir"])
+        return ConnectorSecrets.from_extra(extra, self.kafka_connect_conn_id)
 
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI's Test button and ``airflow connections test``."""

@@ -64,6 +64,27 @@ class SecretRefs:
         return f"${{file:{self.path}:target.password}}"
 
 
+@dataclass(frozen=True)
+class WorkerSecretRefs:
+    """`${dir:…}` references (Kafka's DirectoryConfigProvider) to files every Connect worker has itself, one per
+    database role (`kafka.connect_secrets.worker_secret_key`): the platform writes no password anywhere."""
+
+    directory: str
+    source_key: str
+    target_key: str
+
+    @property
+    def source_password(self) -> str:
+        return f"${{dir:{self.directory}:{self.source_key}}}"
+
+    @property
+    def target_password(self) -> str:
+        return f"${{dir:{self.directory}:{self.target_key}}}"
+
+
+PasswordRefs = SecretRefs | WorkerSecretRefs
+
+
 def signal_table(names: MigrationNames) -> TableRef:
     """Debezium's signal table on the source (incremental snapshots for `pg_migration_resync`)."""
     return TableRef(CONTROL_SCHEMA, names.signal_table)
@@ -89,7 +110,7 @@ def build_source_config(
     source: PgEndpoint,
     tables: list[TableRef],
     snapshot_method: str,
-    secrets: SecretRefs,
+    secrets: PasswordRefs,
     generated_columns: Sequence[tuple[TableRef, str]] = (),
     *,
     topics: TopicSettings,
@@ -228,7 +249,7 @@ def build_sink_config(
     names: MigrationNames,
     target: PgEndpoint,
     schemas: list[str],
-    secrets: SecretRefs,
+    secrets: PasswordRefs,
     dead_letter: bool = False,
     *,
     topics: TopicSettings,

@@ -299,7 +299,7 @@ def deploy_reverse(op: CutoverStepOperator, m: Migration) -> tuple[str, ...]:
     start_reverse_native(m.source, m.target, m.names, [t.ref for t in native], m.params.subscriber_passfile)
     deployed = deploy_reverse_connectors(
         connect,
-        KafkaConnectHook(op.kafka_connect_conn_id).secrets_dir(),
+        KafkaConnectHook(op.kafka_connect_conn_id).connector_secrets(),
         m.source,
         m.target,
         m.names,

@@ -20,7 +20,6 @@ from pgmigrate.core.migration_tables import resolve_tables
 from pgmigrate.hooks.kafka_cluster import KafkaClusterHook
 from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.kafka.client_config import cluster_name
-from pgmigrate.kafka.connect_secrets import write_secrets_file
 from pgmigrate.kafka.connector_configs import (
     MAX_CHANGE_EVENT_BYTES,
     SINK_CLASS,
@@ -212,7 +211,9 @@ class DeployConnectorsOperator(MigrationOperator):
             topics.check_cluster(admin.broker_count(), cluster_name(kafka))
         except InvalidTopicSettings as exc:
             raise AirflowFailException(f"deploy_connectors: {exc}") from exc
-        secrets = write_secrets_file(hook.secrets_dir(), names, source.password, target.password)
+        connector_secrets = hook.connector_secrets()
+        secrets = connector_secrets.refs(names, source, target)
+        self.log.info("connector passwords: %s", connector_secrets.describe())
         source_config = build_source_config(
             names, source, tables, params.snapshot_method, secrets, stored_generated_columns(keyed), topics=topics
         )

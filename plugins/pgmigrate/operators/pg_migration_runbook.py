@@ -54,7 +54,7 @@ class RestartMigrationOperator(OperationOperator):
 
         m = self.migration(context)
         connect = self.connect()
-        secrets_dir = KafkaConnectHook(self.kafka_connect_conn_id).secrets_dir()
+        secrets = KafkaConnectHook(self.kafka_connect_conn_id).connector_secrets()
         keyed, _ = split_by_channel(m.tables)
         actions = []
         for direction in self.live_directions(m):
@@ -63,7 +63,7 @@ class RestartMigrationOperator(OperationOperator):
                 [t.ref for t in keyed],
                 list(m.params.schemas),
                 m.params.snapshot_method,
-                secrets_dir,
+                secrets,
                 m.params.dead_letter,
                 stored_generated_columns(keyed),
                 topics=self.topic_settings(),

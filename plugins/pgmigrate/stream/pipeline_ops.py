@@ -16,7 +16,7 @@ from pgmigrate.core.catalog import TableRef
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.kafka.connect_client import ConnectClient
-from pgmigrate.kafka.connect_secrets import write_secrets_file
+from pgmigrate.kafka.connect_secrets import ConnectorSecrets
 from pgmigrate.kafka.connector_configs import build_sink_config, build_source_config
 from pgmigrate.kafka.connector_status import FAILED, assess_connector
 from pgmigrate.kafka.topic_settings import TopicSettings
@@ -42,7 +42,7 @@ def desired_configs(
     tables: list[TableRef],
     schemas: list[str],
     snapshot_method: str,
-    secrets_dir: str,
+    secrets: ConnectorSecrets,
     dead_letter: bool = False,
     generated_columns: Sequence[tuple[TableRef, str]] = (),
     *,
@@ -51,15 +51,15 @@ def desired_configs(
     """What the two connectors' configs must be, built the same way as when they were deployed
     (`dead_letter`: the forward sink's DLQ; the reverse pipeline is always fail-fast)."""
     names, origin, destination = direction.names, direction.origin, direction.destination
-    secrets = write_secrets_file(secrets_dir, names, origin.password, destination.password)
+    refs = secrets.refs(names, origin, destination)
     # The reverse pipeline never snapshots; the forward one keeps its method (the offsets say it is done).
     method = "copy" if names.reverse else snapshot_method
     return {
         names.source_connector: build_source_config(
-            names, origin, tables, method, secrets, generated_columns, topics=topics
+            names, origin, tables, method, refs, generated_columns, topics=topics
         ),
         names.sink_connector: build_sink_config(
-            names, destination, schemas, secrets, dead_letter=dead_letter and not names.reverse, topics=topics
+            names, destination, schemas, refs, dead_letter=dead_letter and not names.reverse, topics=topics
         ),
     }
 
