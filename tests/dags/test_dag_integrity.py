@@ -92,3 +92,19 @@ def test_runs_of_one_migration_take_its_lease_instead_of_serializing_every_migra
         others = [t for t in dag.tasks if t.task_id not in ("claim_migration", "release_migration")]
         assert all(claim.task_id in t.get_flat_relative_ids(upstream=True) for t in others), dag_id
         assert all(release.task_id in t.get_flat_relative_ids(upstream=False) for t in others), dag_id
+
+
+def test_pg_migration_monitor_evaluates_each_migration_in_its_own_task(dagbag):
+    """Mapped per migration so one slow or unreadable migration does not hold back the others' alerts."""
+    dag = dagbag.dags["pg_migration_monitor"]
+    assert dag.max_active_runs == 1
+    evaluate = dag.get_task("evaluate")
+    assert type(evaluate).__name__ == "DecoratedMappedOperator"
+    assert evaluate.map_index_template == "{{ task.op_kwargs['migration_id'] }}"
+    assert evaluate.upstream_task_ids == {"monitored_migrations"}
+    collect = dag.get_task("collect_halts")
+    assert collect.trigger_rule == "all_done", "a failed migration must not stop the others' halts"
+    assert collect.upstream_task_ids == {"evaluate", "monitored_migrations"}
+    halt = dag.get_task("halt")
+    assert type(halt).__name__ == "MappedOperator"
+    assert halt.upstream_task_ids == {"collect_halts"}

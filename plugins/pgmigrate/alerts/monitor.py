@@ -1,6 +1,7 @@
-"""`pg_migration_monitor`'s pass: for each migration (`monitor_all`) read Connect, Kafka, the databases and
-the state DB, evaluate the rules (`pgmigrate.alerts.evaluation`), reconcile the alert table (`lifecycle`), deliver
-messages.
+"""`pg_migration_monitor`'s pass: list the migrations to monitor (`monitored_ids`), then for each one
+(`monitor_one`, one mapped task per migration in the DAG) read Connect, Kafka, the databases and the state DB,
+evaluate the rules (`pgmigrate.alerts.evaluation`), reconcile the alert table (`lifecycle`), deliver messages.
+`monitor_all` is the same pass as one loop.
 
 No Airflow here: the DAG hands in endpoints, a Connect client, channels and its thresholds. A reading that fails (say
 Connect is down) leaves its rules unevaluated, so their open alerts are neither repeated nor resolved.
@@ -220,7 +221,75 @@ def resolve_all(control: PgEndpoint, migration_id: str) -> list[str]:
 
 
 def deliver(control: PgEndpoint, channels: Sequence[Channel], migration_id: str | None = None) -> list:
+    """Send the pending messages of `migration_id` (None: of every migration, what the others left)."""
     return deliver_pending(control, channels, migration_id)
+
+
+ENDED_PHASES = ("torn_down", "rolled_back", "failed")
+
+
+def monitored_ids(control: PgEndpoint, only: set[str] = frozenset()) -> list[str]:
+    """The migrations to monitor now: those in a monitored phase (or `only` those of them), by id. Open alerts of a
+    migration that ended (torn down, rolled back, failed) are resolved here, since no monitor run reads it again."""
+    ids = []
+    with_open = AlertStore(control).migrations_with_open_alerts()
+    for state in MigrationStateStore(control).migrations():
+        migration_id, phase = state["migration_id"], state["phase"]
+        if only and migration_id not in only:
+            continue
+        if phase in MONITORED_PHASES:
+            ids.append(migration_id)
+        elif migration_id in with_open and phase in ENDED_PHASES:
+            log.info(
+                "%s is %s: its open alerts are resolved %s", migration_id, phase, resolve_all(control, migration_id)
+            )
+    return ids
+
+
+def monitor_one(
+    control: PgEndpoint,
+    migration_id: str,
+    connect: ConnectClient,
+    kafka: KafkaCluster | None,
+    channels: Sequence[Channel],
+    log_dirs: Sequence[str],
+    endpoint_for: Callable[[str], PgEndpoint],
+    thresholds_for: Callable[[str], Thresholds],
+) -> dict[str, str] | None:
+    """Monitor one migration (`monitor_migration`) and log the outcome; returns the `pg_migration_halt` conf when a
+    data-loss alert was raised now, else None. The state is read again, as the phase may have moved since the ids
+    were listed. Raises when the migration cannot be monitored at all (the caller decides what that stops)."""
+    state = MigrationStateStore(control).get(migration_id)
+    if state is None or state["phase"] not in MONITORED_PHASES:
+        log.info("%s is %s now: not monitored", migration_id, state["phase"] if state else "gone")
+        return None
+    phase, params = state["phase"], state["params"] or {}
+    source = endpoint_for(params.get("source_conn_id", "migration_source"))
+    target = endpoint_for(params.get("target_conn_id", "migration_target"))
+    result = monitor_migration(
+        dict(state),
+        control,
+        source,
+        target,
+        connect,
+        kafka,
+        thresholds_for(migration_id),
+        [c.name for c in channels],
+        log_dirs,
+    )
+    log.info(
+        "%s (%s): open alerts %s; raised %s; resolved %s%s",
+        migration_id,
+        phase,
+        result.open or "none",
+        [a.condition for a in result.raised] or "none",
+        result.resolved or "none",
+        f"; not read: {result.unread}" if result.unread else "",
+    )
+    if not result.halt:
+        return None
+    log.error("P0 data loss on %s: triggering pg_migration_halt", migration_id)
+    return {"migration_id": migration_id, "reason": "P0 data loss detected by pg_migration_monitor"}
 
 
 def monitor_all(
@@ -233,50 +302,17 @@ def monitor_all(
     thresholds_for: Callable[[str], Thresholds],
     only: set[str] = frozenset(),
 ) -> list[dict[str, str]]:
-    """One monitor run: every migration in a monitored phase (or `only` those), then the messages delivered.
-    Open alerts of a migration that ended (torn down, rolled back, failed) are resolved. One migration that cannot
-    be read is logged and skipped; the others are still checked. Returns the `pg_migration_halt` confs of the
-    data-loss alerts raised now."""
+    """One monitor run in one process (the DAG maps `monitor_one` per migration instead): every migration in a
+    monitored phase (or `only` those), then the messages delivered. One migration that cannot be read is logged and
+    skipped; the others are still checked. Returns the `pg_migration_halt` confs of the data-loss alerts raised now."""
     halts = []
-    with_open = AlertStore(control).migrations_with_open_alerts()
-    for state in MigrationStateStore(control).migrations():
-        migration_id, phase, params = state["migration_id"], state["phase"], state["params"] or {}
-        if only and migration_id not in only:
-            continue
-        if phase not in MONITORED_PHASES:
-            if migration_id in with_open and phase in ("torn_down", "rolled_back", "failed"):
-                log.info(
-                    "%s is %s: its open alerts are resolved %s", migration_id, phase, resolve_all(control, migration_id)
-                )
-            continue
+    for migration_id in monitored_ids(control, only):
         try:
-            source = endpoint_for(params.get("source_conn_id", "migration_source"))
-            target = endpoint_for(params.get("target_conn_id", "migration_target"))
-            result = monitor_migration(
-                dict(state),
-                control,
-                source,
-                target,
-                connect,
-                kafka,
-                thresholds_for(migration_id),
-                [c.name for c in channels],
-                log_dirs,
-            )
+            halt = monitor_one(control, migration_id, connect, kafka, channels, log_dirs, endpoint_for, thresholds_for)
         except Exception:
             log.exception("%s: monitoring failed this run; the other migrations are still checked", migration_id)
             continue
-        log.info(
-            "%s (%s): open alerts %s; raised %s; resolved %s%s",
-            migration_id,
-            phase,
-            result.open or "none",
-            [a.condition for a in result.raised] or "none",
-            result.resolved or "none",
-            f"; not read: {result.unread}" if result.unread else "",
-        )
-        if result.halt:
-            log.error("P0 data loss on %s: triggering pg_migration_halt", migration_id)
-            halts.append({"migration_id": migration_id, "reason": "P0 data loss detected by pg_migration_monitor"})
+        if halt:
+            halts.append(halt)
     log.info("messages sent: %s", deliver(control, channels) or "none")
     return halts
