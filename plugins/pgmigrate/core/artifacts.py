@@ -109,7 +109,7 @@ def parse_location(text: str, conn_id: str | None = None, variable: str = URL_VA
     if scheme in LOCAL_SCHEMES:
         if parts.netloc not in ("", "localhost"):
             raise ArtifactsConfigError(
-                f"{variable}={text!r}: a file URL names a local path (file:///var/lib/pgmigrate), not a host"
+                f"{variable}: a file URL names a local path (file:///var/lib/pgmigrate), not a host ({parts.hostname})"
             )
         return Path(unquote(parts.path))
     if not _fsspec_knows(scheme):
