@@ -132,7 +132,7 @@ def test_the_ge_context_round_trips_through_object_storage(memory_url, monkeypat
         index = project / "uncommitted" / "data_docs" / "local_site" / "index.html"
         index.parent.mkdir(parents=True, exist_ok=True)
         index.write_text("<html>docs</html>")
-        return {"success": True, "data_docs": str(index), "tables": []}
+        return {"success": True, "data_docs": str(index), "data_docs_index": str(index), "tables": []}
 
     monkeypatch.setattr(ge_live, "_check_live", fake_run)
     endpoint = PgEndpoint("h", 5432, "shop", "u")
@@ -140,6 +140,7 @@ def test_the_ge_context_round_trips_through_object_storage(memory_url, monkeypat
     second = ge_live.check_live(endpoint, endpoint, "m1", [])
     base = f"{memory_url}/great_expectations/m1/gx"
     assert first["data_docs"] == second["data_docs"] == f"{base}/uncommitted/data_docs/local_site/index.html"
+    assert second["data_docs_index"] == second["data_docs"]
     assert _read(second["data_docs"]) == "<html>docs</html>"
     assert seen == ["", "+"] and _read(f"{base}/expectations/public/t.json") == "++"
 

@@ -59,8 +59,11 @@ def check_live(
     store = artifact_dir("great_expectations") / validate_migration_id(migration_id)
     with working_dir(store) as local:
         result = _check_live(source, target, migration_id, tables, local.parent, attempts, pause_seconds, sleep)
-    if not is_local(store) and result.get("data_docs"):
-        result["data_docs"] = stored_location(result["data_docs"], local, store)
+        if not is_local(store):
+            for key in ("data_docs", "data_docs_index"):  # the checkpoint's own key too: no temporary path kept
+                if result.get(key):
+                    result[key] = stored_location(result[key], local, store)
+    if not is_local(store):
         log.info("GE context of %s uploaded to %s", migration_id, location(store))
     return result
 
