@@ -1,5 +1,6 @@
-"""Where alert messages go: a JSON-lines file (always), a Slack-compatible webhook and SMTP (each when
-its Airflow connection exists). Plain classes; `pgmigrate.notifications.migration_alerts` builds them from connections.
+"""Where alert messages go: a JSON-lines file (always; on object storage one object per alert), a
+Slack-compatible webhook and SMTP (each when its Airflow connection exists). Plain classes;
+`pgmigrate.notifications.migration_alerts` builds them from connections.
 No channel ever logs its URL or password: a Slack webhook URL is itself a secret.
 """
 
@@ -7,29 +8,56 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import re
 import smtplib
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from pgmigrate.core.project import PROJECT_ROOT
+from pgmigrate.core.artifacts import (
+    ArtifactPath,
+    ArtifactsConfigError,
+    artifact_dir,
+    configured,
+    is_local,
+    local_alert_log,
+)
 
 log = logging.getLogger(__name__)
 
 
 def default_alert_log() -> Path:
-    """`$PGMIGRATE_ALERT_LOG`, else `alerts/alerts.log` beside the backup dir (`$PGMIGRATE_BACKUP_DIR`
-    is `.stack/backups` on the local stack, so `.stack/alerts/alerts.log`), else under the repo's `.stack`.
-    Derived from an existing variable so running Airflow processes need no restart to agree on it."""
-    if os.environ.get("PGMIGRATE_ALERT_LOG"):
-        return Path(os.environ["PGMIGRATE_ALERT_LOG"])
-    if os.environ.get("PGMIGRATE_BACKUP_DIR"):
-        return Path(os.environ["PGMIGRATE_BACKUP_DIR"]).parent / "alerts" / "alerts.log"
-    return PROJECT_ROOT / ".stack" / "alerts" / "alerts.log"
+    """The local JSON-lines file: `$PGMIGRATE_ALERT_LOG`, else `alerts/alerts.log` beside the backup dir
+    (`$PGMIGRATE_BACKUP_DIR` is `.stack/backups` on the local stack, so `.stack/alerts/alerts.log`), else under
+    the repo's `.stack`. Derived from an existing variable so running Airflow processes need no restart to agree
+    on it. A local `$PGMIGRATE_ARTIFACTS_URL` (file://) puts it at `<url>/alerts/alerts.log`."""
+    base = configured()
+    return base / "alerts" / "alerts.log" if isinstance(base, Path) else local_alert_log()
+
+
+def alert_file_channel() -> FileChannel | ObjectAlertChannel:
+    """The always-on channel: the JSON-lines file, or one object per alert when artifacts are on object storage.
+    A broken artifacts setting must not silence the alerts: it is logged and the local file used."""
+    try:
+        directory = artifact_dir("alerts")
+    except ArtifactsConfigError as exc:
+        log.error("alerts go to the local file %s: %s", local_alert_log(), exc)
+        return FileChannel(local_alert_log())
+    return FileChannel(default_alert_log()) if is_local(directory) else ObjectAlertChannel(directory)
+
+
+def _line(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, default=str, sort_keys=True) + "\n"
+
+
+def _log_alert(payload: dict[str, Any]) -> None:
+    level = logging.WARNING if payload.get("status") == "raised" else logging.INFO
+    log.log(level, "ALERT %s", payload["text"])
 
 
 @dataclass
@@ -42,9 +70,27 @@ class FileChannel:
     def send(self, payload: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(payload, default=str, sort_keys=True) + "\n")
-        level = logging.WARNING if payload.get("status") == "raised" else logging.INFO
-        log.log(level, "ALERT %s", payload["text"])
+            f.write(_line(payload))
+        _log_alert(payload)
+
+
+@dataclass
+class ObjectAlertChannel:
+    """The file channel on object storage: an object cannot be appended to atomically (two workers appending by
+    read-modify-write would lose each other's lines), so each alert is an object of its own,
+    `<directory>/<UTC day>/<UTC time>-<migration_id>-<random>.json`, holding the same line the local file gets;
+    their contents in name order are the JSON-lines file."""
+
+    directory: ArtifactPath
+    name: str = "log"
+
+    def send(self, payload: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        migration = re.sub(r"[^A-Za-z0-9_.-]", "_", str(payload.get("migration_id") or "none"))
+        day = self.directory / f"{now:%Y-%m-%d}"
+        day.mkdir(parents=True, exist_ok=True)
+        (day / f"{now:%Y%m%dT%H%M%S.%fZ}-{migration}-{uuid.uuid4().hex[:8]}.json").write_text(_line(payload))
+        _log_alert(payload)
 
 
 @dataclass

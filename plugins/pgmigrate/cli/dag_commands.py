@@ -63,7 +63,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         "sample_size": args.sample_size,
     }
     rc = follow_dag("pg_validate", conf)
+    from pgmigrate.core.artifacts import location
     from pgmigrate.report.report_data import default_report_dir
 
-    print(f"report: {default_report_dir() / f'{args.migration_id}-report.html'}")
+    print(f"report: {location(default_report_dir() / f'{args.migration_id}-report.html')}")
     return rc

@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from pgmigrate.cli.context import DEFAULTS, connect_client, kafka_cluster, migration_endpoints, state_or_complain
 from pgmigrate.control.state import MigrationStateStore
@@ -120,6 +119,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pgmigrate.core.artifacts import resolve
     from pgmigrate.report.migration_report import write_report
     from pgmigrate.report.report_data import UnknownMigration, collect_report_data, default_report_dir
 
@@ -128,7 +128,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except UnknownMigration as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    paths = write_report(data, Path(args.output) if args.output else default_report_dir())
+    paths = write_report(data, resolve(args.output, "--output") if args.output else default_report_dir())
     print(f"markdown: {paths['markdown']}")
     print(paths["html"])
     return 0

@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     report = _migration_command(
         sub, "report", cmd_report, "write the HTML + markdown report of a migration; prints the HTML path"
     )
-    report.add_argument("--output", help="directory (default $PGMIGRATE_REPORT_DIR or .stack/reports)")
+    report.add_argument(
+        "--output",
+        help="directory or URL (default $PGMIGRATE_ARTIFACTS_URL/reports, else $PGMIGRATE_REPORT_DIR, .stack/reports)",
+    )
     dlq = _migration_command(
         sub, "dlq", cmd_dlq, "dead letters of the sink (dead_letter=true): list, --resync their keys, --ack"
     )

@@ -7,7 +7,8 @@ Connections (absent = channel off):
   incoming webhook works as is. Extra `headers` (dict) is sent along.
 - `alerts_smtp` (smtp/email/generic): host, port, login, password; extra `to` (list or comma-separated),
   `from`, `starttls` (default true; port 465 uses SSL).
-The JSON-lines file channel is always on (`pgmigrate.alerts.channels.default_alert_log`).
+The JSON-lines file channel is always on (`pgmigrate.alerts.channels.alert_file_channel`: the local file, or one
+object per alert under `$PGMIGRATE_ARTIFACTS_URL`'s `alerts/`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from airflow.sdk import BaseHook, BaseNotifier
 from airflow.sdk.log import mask_secret
 
-from pgmigrate.alerts.channels import FileChannel, SmtpChannel, WebhookChannel, recipients, webhook_url
+from pgmigrate.alerts.channels import SmtpChannel, WebhookChannel, alert_file_channel, recipients, webhook_url
 from pgmigrate.alerts.lifecycle import deliver_pending
 from pgmigrate.alerts.messages import Channel
 from pgmigrate.alerts.rules import P0, Alert, Thresholds
@@ -42,7 +43,7 @@ def _connection(conn_id: str) -> Any | None:
 
 def alert_channels() -> list[Channel]:
     """The file channel, plus webhook and SMTP when their connections exist."""
-    channels: list[Channel] = [FileChannel()]
+    channels: list[Channel] = [alert_file_channel()]
     webhook = _connection(WEBHOOK_CONN_ID)
     if webhook is not None:
         extra = webhook.extra_dejson

@@ -173,7 +173,8 @@ class TableDataCompareOperator(ValidationOperator):
 
 
 class GreatExpectationsOperator(ValidationOperator):
-    """Suites generated from the source (kept under include/great_expectations/<id>), run on the target."""
+    """Suites generated from the source (kept under include/great_expectations/<id>, or under
+    $PGMIGRATE_ARTIFACTS_URL/great_expectations/<id> with Data Docs), run on the target."""
 
     def execute(self, context: Any) -> dict:
         from pgmigrate.core.migration_tables import resolve_tables

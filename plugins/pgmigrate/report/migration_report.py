@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pgmigrate.core.artifacts import ArtifactPath, location
 from pgmigrate.report.throughput_chart import throughput_chart_svg, throughput_summary
 
 PAUSE_PHASES = ("cut_over", "cutover_aborted", "cutover_dry_run", "switched_back")
@@ -255,11 +256,12 @@ def render_markdown(data: ReportData) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(data: ReportData, directory: Path) -> dict[str, str]:
-    """`<directory>/<migration_id>-report.html` and `.md`; returns both paths."""
+def write_report(data: ReportData, directory: ArtifactPath) -> dict[str, str]:
+    """`<directory>/<migration_id>-report.html` and `.md` (a local directory or an object-storage location);
+    returns where both are, as `artifacts.location` shows them."""
     directory.mkdir(parents=True, exist_ok=True)
     html_path = directory / f"{data.migration_id}-report.html"
     md_path = directory / f"{data.migration_id}-report.md"
     html_path.write_text(render_html(data))
     md_path.write_text(render_markdown(data))
-    return {"html": str(html_path), "markdown": str(md_path)}
+    return {"html": location(html_path), "markdown": location(md_path)}

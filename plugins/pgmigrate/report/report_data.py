@@ -3,9 +3,7 @@ for any migration at any time, even when the servers it moved are gone."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
+from pgmigrate.core.artifacts import ArtifactPath, artifact_dir
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.report.migration_report import ReportData
 
@@ -40,9 +38,7 @@ def collect_report_data(control: PgEndpoint, migration_id: str, max_lag_samples:
     )
 
 
-def default_report_dir() -> Path:
-    """`$PGMIGRATE_REPORT_DIR`, else `reports/` beside the backups (local stack: .stack/reports)."""
-    if os.environ.get("PGMIGRATE_REPORT_DIR"):
-        return Path(os.environ["PGMIGRATE_REPORT_DIR"])
-    backups = os.environ.get("PGMIGRATE_BACKUP_DIR")
-    return Path(backups).parent / "reports" if backups else Path.cwd() / "reports"
+def default_report_dir() -> ArtifactPath:
+    """`reports/` under `$PGMIGRATE_ARTIFACTS_URL`; without it `$PGMIGRATE_REPORT_DIR`, else `reports/` beside
+    the backups (local stack: .stack/reports). See `pgmigrate.core.artifacts`."""
+    return artifact_dir("reports")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pgmigrate.control.state import MigrationStateStore
+from pgmigrate.core.artifacts import location
 from pgmigrate.cutover.backup import backup_root
 
 
@@ -54,12 +54,14 @@ def render_rollback_report(facts: RollbackFacts, last_lag_seconds: float | None,
     return "\n".join(lines) + "\n"
 
 
-def write_rollback_report(store: MigrationStateStore, facts: RollbackFacts) -> Path:
+def write_rollback_report(store: MigrationStateStore, facts: RollbackFacts) -> str:
+    """Written beside the migration's backups (`cutover.backup.backup_root`); returns where (a path or URL)."""
     migration_id = facts.migration_id
     state = store.get(migration_id) or {}
     text = render_rollback_report(facts, state.get("last_lag_seconds"), store.events(migration_id))
     path = backup_root() / migration_id / f"rollback-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    store.record_event(migration_id, "rollback_report", f"rollback report written to {path}", path=str(path))
-    return path
+    where = location(path)
+    store.record_event(migration_id, "rollback_report", f"rollback report written to {where}", path=where)
+    return where

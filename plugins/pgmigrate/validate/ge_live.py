@@ -18,6 +18,7 @@ from typing import Any
 
 from pgmigrate.core.catalog import TableInfo
 from pgmigrate.core.endpoints import PgEndpoint
+from pgmigrate.core.naming import validate_migration_id
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,38 @@ def check_live(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Generate (regenerate) the suites from the source, run the checkpoint on the target, judge each table
-    as above. Returns the last checkpoint summary with a `status` per table and `inconclusive` listed."""
+    as above. Returns the last checkpoint summary with a `status` per table and `inconclusive` listed.
+
+    Without `root`, the GE context is the migration's folder under the artifacts' `great_expectations/`
+    (`pgmigrate.core.artifacts`): used in place when local (`include/great_expectations` by default); on object
+    storage GE works on a local copy (GE's file context needs a disk) that is uploaded afterwards, its stores and
+    Data Docs included, and `data_docs` is the uploaded index's URL."""
+    if root is not None:
+        return _check_live(source, target, migration_id, tables, root, attempts, pause_seconds, sleep)
+    from pgmigrate.core.artifacts import artifact_dir, is_local, location, stored_location, working_dir
+
+    store = artifact_dir("great_expectations") / validate_migration_id(migration_id)
+    with working_dir(store) as local:
+        result = _check_live(source, target, migration_id, tables, local.parent, attempts, pause_seconds, sleep)
+        if not is_local(store):
+            for key in ("data_docs", "data_docs_index"):  # the checkpoint's own key too: no temporary path kept
+                if result.get(key):
+                    result[key] = stored_location(result[key], local, store)
+    if not is_local(store):
+        log.info("GE context of %s uploaded to %s", migration_id, location(store))
+    return result
+
+
+def _check_live(
+    source: PgEndpoint,
+    target: PgEndpoint,
+    migration_id: str,
+    tables: list[TableInfo],
+    root: Path,
+    attempts: int,
+    pause_seconds: float,
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
     from pgmigrate.validate.ge_checkpoint import run_checkpoint
     from pgmigrate.validate.ge_suites import generate_suites
 

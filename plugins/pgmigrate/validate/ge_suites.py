@@ -33,16 +33,16 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from pgmigrate.core.artifacts import local_default
 from pgmigrate.core.catalog import Column, TableInfo
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import validate_migration_id
-from pgmigrate.core.project import PROJECT_ROOT
 from pgmigrate.validate.checksums import set_canonical_session
 
 if TYPE_CHECKING:
     from great_expectations.data_context import FileDataContext
 
-DEFAULT_ROOT = PROJECT_ROOT / "include" / "great_expectations"
+DEFAULT_ROOT = local_default("great_expectations")  # include/great_expectations
 # Marks what this module wrote; expectations without it belong to the user and survive regeneration.
 GENERATED_MARK = {"pgmigrate": "generated"}
 _ID_NAMESPACE = uuid.UUID("6f1b1c8e-3d55-4c1e-9a51-2f3a6f0c9e21")
