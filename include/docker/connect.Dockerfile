@@ -47,7 +47,10 @@ USER root
 RUN apk add --no-cache curl \
  && mkdir -p /opt/connect /opt/secrets
 COPY --from=plugins /stack/lib/connect-plugins /opt/connect-plugins
+# The worker's properties are a template (bootstrap servers, replication, advertised host differ per worker and
+# profile); connect-run.sh renders it from the environment and starts the worker.
 COPY include/docker/connect-distributed.properties /opt/connect/connect-distributed.properties
+COPY --chmod=0755 include/docker/connect-run.sh /opt/connect/connect-run.sh
 USER appuser
 EXPOSE 8083
-CMD ["/opt/kafka/bin/connect-distributed.sh", "/opt/connect/connect-distributed.properties"]
+CMD ["/opt/connect/connect-run.sh"]
