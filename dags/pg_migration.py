@@ -122,7 +122,8 @@ PARAMS = {
 def pg_migration():
     preflight = PreflightOperator(task_id="preflight")
     copy_schema = CopySchemaOperator(task_id="copy_schema")
-    snapshot = SnapshotCopyOperator(task_id="snapshot", retries=1)
+    # A retry starts the load over cleanly, so it need not wait: after a lost worker it comes at once.
+    snapshot = SnapshotCopyOperator(task_id="snapshot", retries=1, retry_delay=timedelta(seconds=5))
     deploy = DeployConnectorsOperator(task_id="deploy_connectors")
     connectors_running = ConnectorsRunningSensor(
         task_id="wait_connectors_running", deferrable=True, poll_interval=3, timeout=600

@@ -756,6 +756,7 @@ def test_case11_celery_worker_killed_during_the_snapshot_on_the_cluster():
     writer = migration.writer().start()
     try:
         run_id = trigger_migration(api, migration)
+        wait_for(lambda: task_states(api, run_id).get("copy_schema") == "success", 300, "copy_schema")
         lock = TargetTableLock(migration, "ballast")
         pid = running_pid(api, "pg_migration", run_id, "snapshot")
         wait_for(lock.waiters, 120, "snapshot to reach the locked table")
