@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pgmigrate.alerts import monitor
-from pgmigrate.alerts.monitor import MonitorResult, monitor_all, monitor_one, monitored_ids
+from pgmigrate.alerts.monitor import MonitorResult, monitor_one, monitored_ids
 from pgmigrate.alerts.rules import P0, Alert, Thresholds
 
 pytestmark = pytest.mark.unit
@@ -144,23 +144,3 @@ def test_monitor_one_raises_so_only_its_mapped_task_fails(fakes):
     with pytest.raises(RuntimeError, match="connection refused"):
         run_one("a-stream")
     assert run_one("b-caught") is None, "the next migration is monitored as usual"
-
-
-def test_monitor_all_logs_a_failed_migration_and_still_checks_the_others(fakes, caplog):
-    calls, fail, halt = fakes
-    fail.add("a-stream")
-    halt.add("c-cut")
-    with caplog.at_level(logging.INFO, logger=monitor.__name__):
-        halts = monitor_all(
-            CONTROL,
-            connect=None,
-            kafka=None,
-            channels=[FakeChannel()],
-            log_dirs=(),
-            endpoint_for=lambda conn_id: conn_id,
-            thresholds_for=lambda _: Thresholds(),
-        )
-    assert halts == [{"migration_id": "c-cut", "reason": "P0 data loss detected by pg_migration_monitor"}]
-    assert [m[0] for m in calls["monitored"]] == ["a-stream", "b-caught", "c-cut"]
-    assert "a-stream: monitoring failed this run; the other migrations are still checked" in caplog.text
-    assert calls["delivered"] == [None], "one delivery of every pending message at the end"

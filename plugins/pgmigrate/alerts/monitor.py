@@ -1,7 +1,6 @@
 """`pg_migration_monitor`'s pass: list the migrations to monitor (`monitored_ids`), then for each one
 (`monitor_one`, one mapped task per migration in the DAG) read Connect, Kafka, the databases and the state DB,
 evaluate the rules (`pgmigrate.alerts.evaluation`), reconcile the alert table (`lifecycle`), deliver messages.
-`monitor_all` is the same pass as one loop.
 
 No Airflow here: the DAG hands in endpoints, a Connect client, channels and its thresholds. A reading that fails (say
 Connect is down) leaves its rules unevaluated, so their open alerts are neither repeated nor resolved.
@@ -290,29 +289,3 @@ def monitor_one(
         return None
     log.error("P0 data loss on %s: triggering pg_migration_halt", migration_id)
     return {"migration_id": migration_id, "reason": "P0 data loss detected by pg_migration_monitor"}
-
-
-def monitor_all(
-    control: PgEndpoint,
-    connect: ConnectClient,
-    kafka: KafkaCluster | None,
-    channels: Sequence[Channel],
-    log_dirs: Sequence[str],
-    endpoint_for: Callable[[str], PgEndpoint],
-    thresholds_for: Callable[[str], Thresholds],
-    only: set[str] = frozenset(),
-) -> list[dict[str, str]]:
-    """One monitor run in one process (the DAG maps `monitor_one` per migration instead): every migration in a
-    monitored phase (or `only` those), then the messages delivered. One migration that cannot be read is logged and
-    skipped; the others are still checked. Returns the `pg_migration_halt` confs of the data-loss alerts raised now."""
-    halts = []
-    for migration_id in monitored_ids(control, only):
-        try:
-            halt = monitor_one(control, migration_id, connect, kafka, channels, log_dirs, endpoint_for, thresholds_for)
-        except Exception:
-            log.exception("%s: monitoring failed this run; the other migrations are still checked", migration_id)
-            continue
-        if halt:
-            halts.append(halt)
-    log.info("messages sent: %s", deliver(control, channels) or "none")
-    return halts
