@@ -36,6 +36,7 @@ never an error. Everything that can happen before or after the pause is a task o
 
 | task | what it does |
 |---|---|
+| `claim_migration` | holds the migration for this run: a rollback or a second cutover of it waits its turn (fails at once) |
 | `pre_validate` | full row-level diff while streaming; records the change-topic positions it covers |
 | `checklist` | streaming, lag, recent pre-validation, connectors, dead letters, every PgBouncer, direct sessions |
 | `backup_source` | `pg_dump -Fd -j2` of the source + connector configs (skipped with `backup=false`) |
@@ -48,6 +49,7 @@ never an error. Everything that can happen before or after the pause is a task o
 | `validate_foreign_keys` | foreign keys left NOT VALID while rows streamed in are validated (no write blocked) |
 | `post_validate` | full row diff again, target against source (P0 alert if it differs; rollback stays possible) |
 | `abort_cutover` | only if `cutover` failed: forward pipeline resumed, reverse slots removed, identities back |
+| `release_migration` | teardown: lets the migration go, whatever became of the other tasks |
 
 **Rerun:** after an abort, fix the cause and trigger `pg_cutover` again (a new run). If you clear `cutover`
 in this run, clear `pause_guard` with it: `cutover` does not pause without a guard watching.

@@ -29,6 +29,7 @@ Moves every table of `schemas` (or just `tables`) from `source_conn_id` to the e
 
 | task | what it does |
 |---|---|
+| `claim_migration` | holds the migration for this run (one run per migration; other migrations run side by side) |
 | `preflight` | connections, `wal_level`, slots, privileges, keys, types, empty target; each failure says the fix |
 | `copy_schema` | types, tables and primary keys on the target (indexes and FKs come after the load) |
 | `snapshot` | `copy` method: slot with exported snapshot, parallel COPY under it (no-op for `debezium`) |
@@ -38,6 +39,7 @@ Moves every table of `schemas` (or just `tables`) from `source_conn_id` to the e
 | `apply_post_data` | secondary indexes, FKs, triggers, constraints |
 | `wait_caught_up` | end-to-end lag (heartbeat) below `max_lag_seconds` |
 | `validate` | row counts and checksums equal on both sides, while writes continue |
+| `release_migration` | teardown: lets the migration go, whatever became of the other tasks |
 
 **Rerunning.** Every task is safe to rerun after a failure or a kill: clear the failed task (UI: *Clear*,
 or `scripts/airflow tasks clear pg_migration -t <task> …`). Rerunning `snapshot` starts the initial load
