@@ -36,7 +36,7 @@ never an error. Everything that can happen before or after the pause is a task o
 
 | task | what it does |
 |---|---|
-| `claim_migration` | holds the migration for this run: a rollback or a second cutover of it waits its turn (fails at once) |
+| `claim_migration` | holds the migration for this run: a rollback or a second cutover of it is refused meanwhile |
 | `pre_validate` | full row-level diff while streaming; records the change-topic positions it covers |
 | `checklist` | streaming, lag, recent pre-validation, connectors, dead letters, every PgBouncer, direct sessions |
 | `backup_source` | `pg_dump -Fd -j2` of the source + connector configs (skipped with `backup=false`) |
