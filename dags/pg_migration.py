@@ -88,6 +88,16 @@ PARAMS = {
         "must be a superuser or a member of each); false: the target role owns them. Grants are copied either way",
     ),
     "copy_parallelism": Param(4, type="integer", minimum=1, maximum=32, description="Parallel COPY workers"),
+    "change_topic_partitions": Param(
+        1,
+        type="integer",
+        minimum=1,
+        maximum=64,
+        description="Partitions of each table's change topic, applied by as many sink tasks side by side. 1 (default): "
+        "one task in the source's order. More: each table whose primary key is integer, text or uuid is spread by "
+        "key hash (each row's changes stay in order; TRUNCATE is carried out per partition); other tables stay in "
+        "partition 0",
+    ),
     "dead_letter": Param(
         False,
         type="boolean",

@@ -1,6 +1,9 @@
 """Several migrations at once (issue 16): two databases load and stream side by side, through the scheduler,
 triggerer and real connectors; a second run of one of them is refused while the first holds it; then one cuts
 over while the other keeps streaming. Each ends identical by the independent comparison, one slot each.
+
+par-b runs with change topics of 4 partitions and 4 sink tasks (kafka.key_partitioning), under writes that change
+primary keys (integer and uuid, one keeping a unique column's value) and TRUNCATE a table now and then.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from harness import (
+    BOOTSTRAP,
     CONTROL,
     SOURCE_PORT,
     TARGET_PORT,
@@ -33,6 +37,7 @@ from pgmigrate.control.state import MigrationStateStore
 from pgmigrate.core.endpoints import PgEndpoint
 from pgmigrate.core.naming import MigrationNames
 from pgmigrate.cutover.routing.switch import PgBouncerRouteSwitch
+from pgmigrate.stream.lag import read_sink_offsets
 
 STATE_DIR = Path(__file__).resolve().parents[2] / ".stack"
 MIGRATIONS = {"par-a": ("par_a_src", "par_a_dst"), "par-b": ("par_b_src", "par_b_dst")}
@@ -50,7 +55,10 @@ INSERT INTO accounts SELECT g, 0, repeat('n', 200) FROM generate_series(1, 60000
 CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                      account int NOT NULL REFERENCES accounts (id), amount int);
 INSERT INTO orders (account, amount) SELECT g % 1000 + 1, g FROM generate_series(1, 60000) g;
+CREATE TABLE events (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), code text NOT NULL UNIQUE, payload int);
+INSERT INTO events (code, payload) SELECT 'seed-' || g, g FROM generate_series(1, 5000) g;
 """
+PARTITIONS = {"par-b": 4}
 
 
 def changes(i: int) -> list[tuple[str, tuple]]:
@@ -66,6 +74,22 @@ def changes(i: int) -> list[tuple[str, tuple]]:
             ("UPDATE accounts SET id = id + 1000000 WHERE id = %s", (50_000 + i,)),
         ]
     return statements
+
+
+def changes_with_truncate(i: int) -> list[tuple[str, tuple]]:
+    """`changes`, plus an event per transaction, now and then a uuid key change that keeps the row's unique `code`
+    (its insert lands in another partition than its delete), and every 60th an emptied `events`."""
+    statements = [*changes(i), ("INSERT INTO events (code, payload) VALUES (%s, %s)", (f"w-{i}", i))]
+    if i % 40 == 0:
+        statements.append(
+            ("UPDATE events SET id = gen_random_uuid() WHERE id = (SELECT id FROM events ORDER BY code LIMIT 1)", ())
+        )
+    if i % 60 == 0:
+        statements.append(("TRUNCATE events", ()))
+    return statements
+
+
+WRITES = {"par-a": changes, "par-b": changes_with_truncate}
 
 
 def _reset() -> None:
@@ -102,12 +126,17 @@ def _when(value: str) -> datetime:
 
 def test_two_migrations_load_and_stream_at_once_then_one_cuts_over_while_the_other_streams(two_databases):
     api = two_databases
-    writers = {m: ConcurrentWriter(src, changes, rate=10).start() for m, (src, _) in MIGRATIONS.items()}
+    writers = {m: ConcurrentWriter(src, WRITES[m], rate=10).start() for m, (src, _) in MIGRATIONS.items()}
     try:
         runs = {
             m: api.trigger_dag(
                 "pg_migration",
-                conf={"migration_id": m, "source_conn_id": f"{m}_source", "target_conn_id": f"{m}_target"},
+                conf={
+                    "migration_id": m,
+                    "source_conn_id": f"{m}_source",
+                    "target_conn_id": f"{m}_target",
+                    "change_topic_partitions": PARTITIONS.get(m, 1),
+                },
             )
             for m in MIGRATIONS
         }
@@ -148,12 +177,28 @@ def test_two_migrations_load_and_stream_at_once_then_one_cuts_over_while_the_oth
             writer.stop()
     assert all(not w.errors for w in writers.values()), {m: w.errors[:3] for m, w in writers.items()}
     assert committed_during_cutover > 50, "par-b's writer must have written throughout"
+    assert writers["par-b"].committed >= 120, "par-b's writer must have truncated `events` at least twice"
     for m, (source_db, target_db) in MIGRATIONS.items():
         diff = wait_until_identical(source_db, target_db, ["public"])
         assert diff == {}, f"{m}: source and target differ: {diff}"
     names_b = MigrationNames("par-b")
     for name in (names_b.source_connector, names_b.sink_connector):
         CONNECT.wait_for_state(name, "RUNNING", timeout=60)
+    # par-b's changes went through 4 partitions per table and 4 sink tasks: every partition of each spread table's
+    # topic holds records (events: each TRUNCATE is in all four), and the sink committed each to its end.
+    assert len(CONNECT.get_status(names_b.sink_connector)["tasks"]) == 4
+    topics = [f"{names_b.topic_prefix}.public.{table}" for table in ("accounts", "orders", "events")]
+    deadline = time.monotonic() + 60
+    while True:
+        ends, committed = read_sink_offsets(BOOTSTRAP, names_b)
+        spread = {topic: {p: end for (t, p), end in ends.items() if t == topic} for topic in topics}
+        behind = {tp: end for tp, end in ends.items() if tp[0] in topics and committed.get(tp) != end}
+        if not behind or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for topic, partitions in spread.items():
+        assert sorted(partitions) == [0, 1, 2, 3] and all(end > 0 for end in partitions.values()), (topic, partitions)
+    assert not behind, f"the sink's committed offsets did not reach these partitions' ends: {behind} ({committed})"
     with psycopg.connect(conninfo(SOURCE_PORT, "postgres"), autocommit=True) as conn:
         slots = conn.execute(
             "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgmigrate\\_par\\_%' ORDER BY 1"

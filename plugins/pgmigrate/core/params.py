@@ -45,6 +45,8 @@ class MigrationParams:
     set_logged_for_unlogged: bool = False  # let preflight run ALTER TABLE … SET LOGGED (a rewrite) on them
     keep_ownership: bool = True  # the schema copy gives objects their source owners (grants are copied always)
     copy_parallelism: int = 4
+    # Partitions of each change topic and sink tasks (kafka.key_partitioning); 1 keeps one task in topic order.
+    change_topic_partitions: int = 1
     dead_letter: bool = False  # records the sink cannot write go to a DLQ topic (P0 alert) instead of failing it
     # A libpq password file at this path on both database servers' own hosts: subscriptions (the native channel on
     # the target, reverse replication on the source) name it instead of holding the password.
@@ -82,6 +84,7 @@ class MigrationParams:
         parallelism = int(raw.get("copy_parallelism", 4))
         if not 1 <= parallelism <= 32:
             raise InvalidParams(f"copy_parallelism must be between 1 and 32, got {parallelism}.")
+        partitions = _change_topic_partitions(raw)
         return cls(
             migration_id=migration_id,
             source_conn_id=str(raw.get("source_conn_id") or "migration_source"),
@@ -94,6 +97,7 @@ class MigrationParams:
             set_logged_for_unlogged=bool(raw.get("set_logged_for_unlogged", False)),
             keep_ownership=bool(raw.get("keep_ownership", True)),
             copy_parallelism=parallelism,
+            change_topic_partitions=partitions,
             dead_letter=bool(raw.get("dead_letter", False)),
             subscriber_passfile=str(raw.get("subscriber_passfile") or ""),
         )
@@ -104,6 +108,21 @@ class MigrationParams:
 # The Airflow connections a deployment defines once (README, "Airflow connections").
 CONTROL_CONN_ID = "migration_control"  # the control database: state record, alerts, pause lease
 DEFAULT_PGBOUNCER_CONN_IDS = ("pgbouncer_admin", "pgbouncer_admin_2")
+
+
+MAX_CHANGE_TOPIC_PARTITIONS = 64
+
+
+def _change_topic_partitions(raw: dict[str, Any]) -> int:
+    value = raw.get("change_topic_partitions", 1)
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
+        raise InvalidParams(f"change_topic_partitions must be a whole number, got {value!r}.")
+    partitions = int(value)
+    if not 1 <= partitions <= MAX_CHANGE_TOPIC_PARTITIONS:
+        raise InvalidParams(
+            f"change_topic_partitions must be between 1 and {MAX_CHANGE_TOPIC_PARTITIONS}, got {partitions}."
+        )
+    return partitions
 
 
 def _pause_seconds(raw: dict[str, Any], default: float) -> float:

@@ -16,6 +16,8 @@ from urllib.parse import quote
 from pgmigrate.core.catalog import CONTROL_SCHEMA, TableInfo, TableRef
 from pgmigrate.core.endpoints import PIPELINE_SESSION_SETTINGS, PgEndpoint, session_options
 from pgmigrate.core.naming import MigrationNames, sanitized_topic_name
+from pgmigrate.kafka.key_partitioning import CONFIG_KEY as PARTITIONING_CONFIG_KEY
+from pgmigrate.kafka.key_partitioning import PARTITIONED_SINK_CLASS, PARTITIONED_SOURCE_CLASS, KeyHashPartitioning
 from pgmigrate.kafka.topic_settings import TopicSettings
 from pgmigrate.stream.heartbeat import heartbeat_action_query, heartbeat_table
 
@@ -114,8 +116,11 @@ def build_source_config(
     generated_columns: Sequence[tuple[TableRef, str]] = (),
     *,
     topics: TopicSettings,
+    partitioning: KeyHashPartitioning | None = None,
 ) -> dict[str, str]:
     """`topics`: how Connect creates the change topics (the Kafka cluster connection's settings).
+    `partitioning`: with more than one partition per change topic, the key-hash partitioned source
+    (`kafka.key_partitioning`).
     `generated_columns`: the tables' stored generated columns (`stored_generated_columns`), left out of every
     event. pgoutput never streams them, but Debezium's snapshots (the `debezium` method's initial one, and the
     incremental ones of resync, recover, schema sync and `dlq --resync`) read them with SELECT, and the sink
@@ -213,6 +218,10 @@ def build_source_config(
     }
     if generated_columns:
         config["column.exclude.list"] = ",".join(column_exclude_regex(t, c) for t, c in generated_columns)
+    if partitioning is not None and partitioning.spread:
+        config["connector.class"] = PARTITIONED_SOURCE_CLASS
+        config[PARTITIONING_CONFIG_KEY] = partitioning.config_value()
+        config["topic.creation.default.partitions"] = str(partitioning.partitions)
     return config
 
 
@@ -253,9 +262,12 @@ def build_sink_config(
     dead_letter: bool = False,
     *,
     topics: TopicSettings,
+    partitioning: KeyHashPartitioning | None = None,
 ) -> dict[str, str]:
     """`dead_letter=False` (the default) is fail-fast: a record the target rejects FAILs the sink (a P0).
-    `topics`: the Kafka cluster connection's settings, for the dead-letter topic."""
+    `topics`: the Kafka cluster connection's settings, for the dead-letter topic. `partitioning`: with more than
+    one partition per change topic, one sink task per partition, which carry out a spread table's TRUNCATE
+    partition by partition (`kafka.key_partitioning`)."""
     config = {
         "connector.class": SINK_CLASS,
         "tasks.max": "1",
@@ -312,4 +324,9 @@ def build_sink_config(
     }
     if dead_letter:
         config.update(dead_letter_config(names, topics))
+    if partitioning is not None and partitioning.spread:
+        config["connector.class"] = PARTITIONED_SINK_CLASS
+        config[PARTITIONING_CONFIG_KEY] = partitioning.config_value()
+        # Partition i of every topic goes to task i (Connect's range assignor, equal partition counts).
+        config["tasks.max"] = str(partitioning.partitions)
     return config

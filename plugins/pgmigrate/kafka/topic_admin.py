@@ -29,6 +29,14 @@ class TopicAdmin:
         """Brokers of the cluster that answered the metadata read (it lists the live ones)."""
         return len(self._read().brokers)
 
+    def partition_counts(self, topic_prefix: str) -> dict[str, int]:
+        """Partitions of each existing topic named `topic_prefix.…` (a migration's change topics)."""
+        return {
+            name: len(topic.partitions)
+            for name, topic in self._read().topics.items()
+            if name.startswith(f"{topic_prefix}.")
+        }
+
     def ensure_dead_letter_topic(
         self, topic: str, settings: TopicSettings, max_message_bytes: int, timeout: float = 30.0
     ) -> bool:

@@ -57,7 +57,9 @@ class TopicSettings:
     def source_connector_keys(self) -> dict[str, str]:
         """`topic.creation.default.*` for the source connector. One partition per table: the sink applies a
         table's changes in their order in the partition, and keyless events (TRUNCATE) and primary-key changes
-        are ordered only within one; the broker's `num.partitions` default must not decide it."""
+        are ordered only within one; the broker's `num.partitions` default must not decide it. A migration with
+        `change_topic_partitions` > 1 overrides the count with the key-hash partitioned source
+        (`kafka.key_partitioning`), which places every record itself."""
         keys = {
             "topic.creation.default.partitions": "1",
             "topic.creation.default.replication.factor": str(self.replication_factor),

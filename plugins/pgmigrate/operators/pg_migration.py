@@ -22,12 +22,11 @@ from pgmigrate.hooks.kafka_connect import KafkaConnectHook
 from pgmigrate.kafka.client_config import cluster_name
 from pgmigrate.kafka.connector_configs import (
     MAX_CHANGE_EVENT_BYTES,
-    SINK_CLASS,
-    SOURCE_CLASS,
     build_sink_config,
     build_source_config,
     stored_generated_columns,
 )
+from pgmigrate.kafka.key_partitioning import KeyHashPartitioning, PartitionCountMismatch, check_existing_topics
 from pgmigrate.kafka.topic_admin import TopicAdmin
 from pgmigrate.kafka.topic_settings import InvalidTopicSettings
 from pgmigrate.operators.base import MigrationOperator
@@ -214,18 +213,36 @@ class DeployConnectorsOperator(MigrationOperator):
         connector_secrets = hook.connector_secrets()
         secrets = connector_secrets.refs(names, source, target)
         self.log.info("connector passwords: %s", connector_secrets.describe())
+        partitioning = KeyHashPartitioning.of(keyed, params.change_topic_partitions)
+        try:
+            check_existing_topics(
+                admin.partition_counts(names.topic_prefix), partitioning.partitions, names.migration_id
+            )
+        except PartitionCountMismatch as exc:
+            raise AirflowFailException(f"deploy_connectors: {exc}") from exc
+        if partitioning.spread:
+            self.log.info("change topics: %s", partitioning.describe(tables))
         source_config = build_source_config(
-            names, source, tables, params.snapshot_method, secrets, stored_generated_columns(keyed), topics=topics
+            names,
+            source,
+            tables,
+            params.snapshot_method,
+            secrets,
+            stored_generated_columns(keyed),
+            topics=topics,
+            partitioning=partitioning,
         )
-        sink_config = build_sink_config(names, target, list(params.schemas), secrets, params.dead_letter, topics=topics)
+        sink_config = build_sink_config(
+            names, target, list(params.schemas), secrets, params.dead_letter, topics=topics, partitioning=partitioning
+        )
         if params.dead_letter and admin.ensure_dead_letter_topic(
             names.dead_letter_topic, topics, MAX_CHANGE_EVENT_BYTES + 1024 * 1024
         ):
             self.log.info("created the dead-letter topic %s (%s)", names.dead_letter_topic, topics)
 
         connect = hook.get_conn()
-        connect.validate_or_raise(SOURCE_CLASS, source_config, name=names.source_connector)
-        connect.validate_or_raise(SINK_CLASS, sink_config, name=names.sink_connector)
+        connect.validate_or_raise(source_config["connector.class"], source_config, name=names.source_connector)
+        connect.validate_or_raise(sink_config["connector.class"], sink_config, name=names.sink_connector)
         # Sink first: it must exist before the source produces, or nothing is lost either way (topics keep
         # the records), but an operator watching Connect sees the whole pipeline at once.
         connect.create_or_update(names.sink_connector, sink_config)

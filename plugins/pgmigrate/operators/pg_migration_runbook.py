@@ -49,6 +49,7 @@ class RestartMigrationOperator(OperationOperator):
     def execute(self, context: Any) -> dict:
         from pgmigrate.hooks.kafka_connect import KafkaConnectHook
         from pgmigrate.kafka.connector_configs import stored_generated_columns
+        from pgmigrate.kafka.key_partitioning import KeyHashPartitioning
         from pgmigrate.stream.native_replication import split_by_channel
         from pgmigrate.stream.pipeline_ops import desired_configs, restart
 
@@ -67,6 +68,7 @@ class RestartMigrationOperator(OperationOperator):
                 m.params.dead_letter,
                 stored_generated_columns(keyed),
                 topics=self.topic_settings(),
+                partitioning=KeyHashPartitioning.of(keyed, m.params.change_topic_partitions),
             )
             actions += restart(connect, desired)
         m.event("restarted", "; ".join(actions) or "connectors already RUNNING", actions=actions)

@@ -19,6 +19,7 @@ from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_secrets import ConnectorSecrets
 from pgmigrate.kafka.connector_configs import build_sink_config, build_source_config
 from pgmigrate.kafka.connector_status import FAILED, assess_connector
+from pgmigrate.kafka.key_partitioning import KeyHashPartitioning
 from pgmigrate.kafka.topic_settings import TopicSettings
 
 log = logging.getLogger(__name__)
@@ -47,19 +48,28 @@ def desired_configs(
     generated_columns: Sequence[tuple[TableRef, str]] = (),
     *,
     topics: TopicSettings,
+    partitioning: KeyHashPartitioning | None = None,
 ) -> dict[str, dict[str, str]]:
     """What the two connectors' configs must be, built the same way as when they were deployed
-    (`dead_letter`: the forward sink's DLQ; the reverse pipeline is always fail-fast)."""
+    (`dead_letter`: the forward sink's DLQ; the reverse pipeline is always fail-fast; `partitioning`: the forward
+    change topics' spread, the reverse pipeline keeps one partition)."""
     names, origin, destination = direction.names, direction.origin, direction.destination
     refs = secrets.refs(names, origin, destination)
     # The reverse pipeline never snapshots; the forward one keeps its method (the offsets say it is done).
     method = "copy" if names.reverse else snapshot_method
+    spread = None if names.reverse else partitioning
     return {
         names.source_connector: build_source_config(
-            names, origin, tables, method, refs, generated_columns, topics=topics
+            names, origin, tables, method, refs, generated_columns, topics=topics, partitioning=spread
         ),
         names.sink_connector: build_sink_config(
-            names, destination, schemas, refs, dead_letter=dead_letter and not names.reverse, topics=topics
+            names,
+            destination,
+            schemas,
+            refs,
+            dead_letter=dead_letter and not names.reverse,
+            topics=topics,
+            partitioning=spread,
         ),
     }
 
