@@ -91,6 +91,11 @@ def application(i: int) -> list[tuple[str, tuple]]:
     return statements
 
 
+def stack_profile() -> str:
+    """The running local stack's profile (`single` or `cluster`)."""
+    return (STATE_DIR / "profile").read_text().strip() if (STATE_DIR / "profile").exists() else "single"
+
+
 class Migration:
     """One migration of its own seeded databases, for the cases that share it or need a fresh one."""
 
@@ -103,6 +108,9 @@ class Migration:
             "migration_id": migration_id,
             "source_conn_id": f"{source_db}_conn",
             "target_conn_id": f"{target_db}_conn",
+            # On the cluster profile, as in production: each change topic in 4 partitions, 4 sink tasks spread over
+            # both Connect workers (kafka.key_partitioning).
+            "change_topic_partitions": 4 if stack_profile() == "cluster" else 1,
         }
 
     def prepare(self, api: AirflowApiClient, extra_sql: str = "") -> None:
@@ -359,7 +367,7 @@ def test_case3_kafka_broker_killed_while_streaming(streaming):
 def cluster_case(api: AirflowApiClient, case: str, fault: str, inject: Callable[[], None]) -> None:
     """A fault the cluster profile absorbs by itself: nothing is restarted and no operator acts until the lag is
     back under 5 s (timed from the fault); then `make stack-up` brings the member back for the next case."""
-    profile = (STATE_DIR / "profile").read_text().strip() if (STATE_DIR / "profile").exists() else "single"
+    profile = stack_profile()
     assert profile == "cluster", (
         f"case {case} needs the cluster profile (the stack in {STATE_DIR} is {profile}): "
         "make stack-reset && STACK_PROFILE=cluster make stack-up, then make chaos"
@@ -717,7 +725,7 @@ CELERY_WORKERS = ("airflow-celery-worker1", "airflow-celery-worker2")
 
 
 def assert_cluster_profile(case: str) -> None:
-    profile = (STATE_DIR / "profile").read_text().strip() if (STATE_DIR / "profile").exists() else "single"
+    profile = stack_profile()
     assert profile == "cluster", (
         f"case {case} needs the cluster profile (the stack in {STATE_DIR} is {profile}): "
         "make stack-reset && STACK_PROFILE=cluster make stack-up, then make chaos"
