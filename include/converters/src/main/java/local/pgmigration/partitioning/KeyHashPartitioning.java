@@ -77,6 +77,9 @@ public final class KeyHashPartitioning {
 
     /** The key columns of a table spread by hash, or null for a table kept in partition 0. */
     public List<String> keyColumns(String schema, String table) {
+        if (schema == null || table == null) {
+            return null; // not a table's change (a logical decoding message, for one)
+        }
         return keysByTable.get(List.of(schema, table));
     }
 

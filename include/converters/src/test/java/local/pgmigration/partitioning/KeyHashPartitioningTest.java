@@ -20,8 +20,8 @@ class KeyHashPartitioningTest {
             "{\"partitions\": 4, \"tables\": [{\"schema\": \"public\", \"table\": \"orders\", \"key\": [\"id\"]},"
                     + " {\"schema\": \"Ventes\", \"table\": \"Lignes\", \"key\": [\"n\", \"Réf\"]}]}");
 
-    private static final Schema SOURCE = SchemaBuilder.struct().field("schema", Schema.STRING_SCHEMA)
-            .field("table", Schema.STRING_SCHEMA).build();
+    private static final Schema SOURCE = SchemaBuilder.struct().field("schema", Schema.OPTIONAL_STRING_SCHEMA)
+            .field("table", Schema.OPTIONAL_STRING_SCHEMA).build();
     private static final Schema KEY = SchemaBuilder.struct().field("id", Schema.INT64_SCHEMA).build();
     private static final Schema VALUE = SchemaBuilder.struct().field("op", Schema.STRING_SCHEMA).field("source", SOURCE)
             .build();
@@ -50,9 +50,10 @@ class KeyHashPartitioningTest {
                 change("public", "orders", "c", 42L),
                 change("public", "orders", "t", null),
                 change("public", "unlisted", "u", 42L),
-                change("public", "unlisted", "t", null)), PARTITIONING);
-        assertEquals(List.of(0, 0, 1, 2, 3, 0, 0), out.stream().map(SourceRecord::kafkaPartition).toList());
-        assertEquals(List.of("c", "t", "t", "t", "t", "u", "t"),
+                change("public", "unlisted", "t", null),
+                change(null, null, "m", null)), PARTITIONING);
+        assertEquals(List.of(0, 0, 1, 2, 3, 0, 0, 0), out.stream().map(SourceRecord::kafkaPartition).toList());
+        assertEquals(List.of("c", "t", "t", "t", "t", "u", "t", "m"),
                 out.stream().map(r -> ((Struct) r.value()).getString("op")).toList());
     }
 
