@@ -10,6 +10,7 @@ from pgmigrate.core.naming import MigrationNames
 from pgmigrate.core.params import InvalidParams, MigrationParams
 from pgmigrate.kafka.connect_secrets import ConnectorSecrets
 from pgmigrate.kafka.connector_configs import SecretRefs, build_sink_config, build_source_config
+from pgmigrate.kafka.connector_status import RUNNING, assess_connector
 from pgmigrate.kafka.key_partitioning import (
     KeyHashPartitioning,
     PartitionCountMismatch,
@@ -122,3 +123,13 @@ def test_restart_rebuilds_the_spread_forward_configs_and_keeps_the_reverse_on_on
     back = desired_configs(reverse, [ORDERS.ref], ["Ventes Été"], "copy", secrets, topics=TOPICS, partitioning=spread)
     assert back[NAMES.reversed().sink_connector]["tasks.max"] == "1"
     assert "pgmigrate.partitioning" not in back[NAMES.reversed().source_connector]
+
+
+def test_the_status_line_says_which_workers_run_the_sink_tasks():
+    status = {
+        "connector": {"state": "RUNNING"},
+        "tasks": [{"id": i, "state": "RUNNING", "worker_id": f"127.0.0.1:{8083 + i % 2}"} for i in range(4)],
+    }
+    state, line = assess_connector("pgmigrate-shop-sink", status)
+    assert state == RUNNING
+    assert line == "pgmigrate-shop-sink: RUNNING (4 task(s) RUNNING on 127.0.0.1:8083 x2, 127.0.0.1:8084 x2)"

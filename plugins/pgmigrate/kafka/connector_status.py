@@ -38,8 +38,17 @@ def assess_connector(name: str, status: dict[str, Any] | None) -> tuple[str, str
             return FAILED, f"{name} task {task.get('id')} FAILED: {first_trace_line(task.get('trace'))}"
     task_states = ",".join(t.get("state", "?") for t in tasks) or "no tasks yet"
     if connector_state == "RUNNING" and tasks and all(t.get("state") == "RUNNING" for t in tasks):
-        return RUNNING, f"{name}: RUNNING ({len(tasks)} task(s) RUNNING)"
+        return RUNNING, f"{name}: RUNNING ({len(tasks)} task(s) RUNNING on {tasks_by_worker(tasks)})"
     return PENDING, f"{name}: connector {connector_state}, tasks {task_states}"
+
+
+def tasks_by_worker(tasks: list[dict[str, Any]]) -> str:
+    """Which Connect worker runs how many of a connector's tasks: on a cluster, whether they spread."""
+    counts: dict[str, int] = {}
+    for task in tasks:
+        worker = str(task.get("worker_id") or "?")
+        counts[worker] = counts.get(worker, 0) + 1
+    return ", ".join(f"{worker} x{count}" if count > 1 else worker for worker, count in sorted(counts.items()))
 
 
 def assess_connectors(statuses: dict[str, dict[str, Any] | None]) -> tuple[str, str]:
