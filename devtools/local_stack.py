@@ -3,12 +3,22 @@ password that `make stack-up` gives it (scripts/stack.d/common.sh), as the `kafk
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pgmigrate.kafka.connect_client import ConnectClient
 
 CONNECT_URL = "http://127.0.0.1:8083"
+CONNECT2_URL = "http://127.0.0.1:8084"  # the cluster profile's second worker
 CONNECT_AUTH = ("pgmigrate", "connect-local")
+STATE_DIR = Path(os.environ.get("STACK_STATE_DIR", Path(__file__).resolve().parents[1] / ".stack"))
 
 
 def connect_client(timeout: float = 10.0, retries: int = 5) -> ConnectClient:
-    """The local stack's Connect REST client, authenticated."""
-    return ConnectClient(CONNECT_URL, timeout=timeout, retries=retries, auth=CONNECT_AUTH)
+    """The local stack's Connect REST client, authenticated; on the cluster profile it falls over to the second
+    worker when one does not answer."""
+    profile = STATE_DIR / "profile"
+    cluster = profile.exists() and profile.read_text().strip() == "cluster"
+    return ConnectClient(
+        CONNECT_URL, timeout=timeout, retries=retries, auth=CONNECT_AUTH, other_urls=[CONNECT2_URL] if cluster else []
+    )

@@ -34,6 +34,7 @@ airflow_db_setup() {
     sed -e "s#@STATE@#$STATE#g" -e "s#@KAFKA_BOOTSTRAP@#$(kafka_bootstrap)#g" \
       -e "s#@KAFKA_REPLICATION@#$(kafka_replication)#g" -e "s#@KAFKA_MIN_INSYNC@#$(kafka_min_insync)#g" \
       -e "s#@CONNECT_SECRETS_KEY@#$(connect_secrets_key)#g" -e "s#@CONNECT_SECRETS_DIR@#$(connect_secrets_dir)#g" \
+      -e "s#@CONNECT_OTHER_URLS@#$(connect_other_urls)#g" \
       "$conns" >"$AIRFLOW_HOME/connections.json"
     "$AIRFLOW" connections import --overwrite "$AIRFLOW_HOME/connections.json" >>"$logfile" 2>&1 \
       || fail_with_log airflow-connections "$logfile" "Check $conns."

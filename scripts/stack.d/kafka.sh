@@ -95,6 +95,9 @@ connect_workers() {
   echo "1 $CONNECT_PORT"
   if [ "$STACK_PROFILE" = cluster ]; then echo "2 $CONNECT2_PORT"; fi
 }
+connect_other_urls() {  # the workers after the first, for the kafka_connect connection's failover (comma-separated)
+  connect_workers | awk 'NR > 1 { printf "%s%s", (n++ ? "," : ""), "http://127.0.0.1:" $2 }'
+}
 connect_name() { if [ "$1" = 1 ]; then echo connect; else echo "connect$1"; fi; }
 
 connect_ready() {  # connect_ready PORT

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pgmigrate.core.secret_masking import mask_config, redact_text
+from pgmigrate.hooks.kafka_connect import other_worker_urls
 from pgmigrate.kafka.connect_client import ConnectClient
 from pgmigrate.kafka.connect_errors import ConnectConfigError, ConnectError, ConnectUnavailableError
 
@@ -349,3 +350,22 @@ def test_hook_test_connection(fake_connect: FakeConnect) -> None:
     url = closed_port_url()
     ok, message = KafkaConnectHook(base_url=url, timeout=1.0, retries=1).test_connection()
     assert not ok and url in message
+
+
+def test_a_worker_that_does_not_answer_hands_the_request_to_the_next_one(fake_connect: FakeConnect) -> None:
+    """A Connect group without a load balancer: the other workers' URLs (`other_urls`) take over, and the client
+    stays on the one that answered."""
+    down = closed_port_url()
+    client = ConnectClient(down, timeout=1.0, retries=3, backoff=0.01, other_urls=[fake_connect.url])
+
+    assert client.server_info()["version"] == "fake-4.1"
+    assert client.base_url == fake_connect.url.rstrip("/")
+    client.server_info()
+    assert fake_connect.requests.count(("GET", "/")) == 2
+
+
+def test_the_other_worker_urls_must_be_urls() -> None:
+    assert other_worker_urls("http://c1:8083, http://c2:8083") == ["http://c1:8083", "http://c2:8083"]
+    assert other_worker_urls(["http://c2:8083"]) == ["http://c2:8083"] and other_worker_urls("") == []
+    with pytest.raises(ValueError, match="other_urls"):
+        other_worker_urls("c2:8083")

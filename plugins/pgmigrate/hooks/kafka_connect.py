@@ -103,7 +103,27 @@ def client_from_connection(conn: Any, timeout: float | None = None, retries: int
         timeout=timeout or float(extra.get("timeout", 10.0)),
         retries=retries or int(extra.get("retries", 5)),
         auth=auth,
+        other_urls=other_worker_urls(extra.get(OTHER_URLS_KEY)),
     )
+
+
+# The extra key listing the group's other workers' REST URLs (comma-separated, or a JSON list): a worker that does not
+# answer is not the end of the platform's reach into Connect where no load balancer fronts the group.
+OTHER_URLS_KEY = "other_urls"
+
+
+def other_worker_urls(value: Any) -> list[str]:
+    if not value:
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    urls = [str(item).strip() for item in items if str(item).strip()]
+    bad = [u for u in urls if "://" not in u]
+    if bad:
+        raise ValueError(
+            f"`{OTHER_URLS_KEY}` in the Kafka Connect connection's extra must be full URLs such as "
+            f"http://connect-2:8083, got {bad}"
+        )
+    return urls
 
 
 def connection_base_url(host: str | None, port: int | None, schema: str | None, conn_type: str | None) -> str:

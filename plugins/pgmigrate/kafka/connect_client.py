@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 from urllib.parse import quote
 
@@ -58,6 +58,9 @@ class ConnectClient:
     :param retries: attempts per request on connection errors, timeouts and rebalances.
     :param auth: ``(user, password)`` for basic auth, if the Connect REST API requires it.
     :param backoff: first wait between attempts in seconds; doubles each attempt, at most 10 s.
+    :param other_urls: the REST URLs of the group's other workers (a cluster without a load balancer in front): a
+        request a worker does not answer goes to the next one at its next attempt. Any worker serves the whole
+        group's REST API (it forwards to the leader).
     """
 
     def __init__(
@@ -68,8 +71,10 @@ class ConnectClient:
         auth: tuple[str, str] | None = None,
         *,
         backoff: float = 0.5,
+        other_urls: Sequence[str] = (),
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.urls = list(dict.fromkeys(u.rstrip("/") for u in (base_url, *other_urls) if u))
+        self.base_url = self.urls[0]
         self.timeout = timeout
         self.retries = max(1, retries)
         self.auth = auth
@@ -102,15 +107,22 @@ class ConnectClient:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             reason = type(exc).__name__ if exc else "workers rebalancing (or a concurrent config change)"
+            failed_url = self.base_url
+            if exc is not None and len(self.urls) > 1:
+                self.base_url = self.urls[(self.urls.index(self.base_url) + 1) % len(self.urls)]
             log.warning(
-                "Kafka Connect %s %s%s: %s; retrying (attempt %d/%d)",
+                "Kafka Connect %s %s%s: %s; retrying (attempt %d/%d)%s",
                 method,
-                self.base_url,
+                failed_url,
                 path,
                 reason,
                 state.attempt_number,
                 self.retries,
+                f" on {self.base_url}" if self.base_url != failed_url else "",
             )
+
+        def send() -> requests.Response:
+            return self.session.request(method, self.base_url + path, params=params, json=json, timeout=self.timeout)
 
         retrying = Retrying(
             # A rebalance clears by itself, like a refused or timed-out call.
@@ -123,17 +135,10 @@ class ConnectClient:
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         try:
-            response = retrying(
-                self.session.request,
-                method,
-                self.base_url + path,
-                params=params,
-                json=json,
-                timeout=self.timeout,
-            )
+            response = retrying(send)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConnectUnavailableError(
-                f"Kafka Connect at {self.base_url} is unreachable ({method} {path} failed "
+                f"Kafka Connect at {', '.join(self.urls)} is unreachable ({method} {path} failed "
                 f"{self.retries} times, timeout {self.timeout:g}s each: {type(exc).__name__}). "
                 "Check that Connect is up with `make stack-status` and read the Connect log "
                 "(.stack/logs/connect.log in the local stack).",

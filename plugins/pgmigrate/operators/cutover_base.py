@@ -244,7 +244,7 @@ class CriticalSectionOperator(CutoverStepOperator):
         plan = self.section_plan(context, m)
         connect = self.connect()
         # Inside the pause a Connect call must not retry for seconds: one short try, then the step fails.
-        quick = ConnectClient(connect.base_url, timeout=2.0, retries=1, auth=connect.auth)
+        quick = ConnectClient(connect.base_url, timeout=2.0, retries=1, auth=connect.auth, other_urls=connect.urls)
         section = CriticalSection(
             plan, self.lease_store(), self.routing(m), self.routing(m), quick, self.kafka_cluster(), say=self.log.info
         )
