@@ -14,11 +14,14 @@ CONNECT_AUTH = ("pgmigrate", "connect-local")
 STATE_DIR = Path(os.environ.get("STACK_STATE_DIR", Path(__file__).resolve().parents[1] / ".stack"))
 
 
+def stack_profile() -> str:
+    """The running local stack's profile (`single` or `cluster`), as `make stack-up` recorded it."""
+    profile = STATE_DIR / "profile"
+    return profile.read_text().strip() if profile.exists() else "single"
+
+
 def connect_client(timeout: float = 10.0, retries: int = 5) -> ConnectClient:
     """The local stack's Connect REST client, authenticated; on the cluster profile it falls over to the second
     worker when one does not answer."""
-    profile = STATE_DIR / "profile"
-    cluster = profile.exists() and profile.read_text().strip() == "cluster"
-    return ConnectClient(
-        CONNECT_URL, timeout=timeout, retries=retries, auth=CONNECT_AUTH, other_urls=[CONNECT2_URL] if cluster else []
-    )
+    other_urls = [CONNECT2_URL] if stack_profile() == "cluster" else []
+    return ConnectClient(CONNECT_URL, timeout=timeout, retries=retries, auth=CONNECT_AUTH, other_urls=other_urls)

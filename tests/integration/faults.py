@@ -15,8 +15,9 @@ from pathlib import Path
 
 import psycopg
 
+from devtools.local_stack import STATE_DIR
+
 REPO = Path(__file__).resolve().parents[2]
-STATE_DIR = Path(os.environ.get("STACK_STATE_DIR", REPO / ".stack"))
 PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 
 

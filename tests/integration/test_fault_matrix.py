@@ -44,7 +44,7 @@ from harness import (
 from psycopg import sql as pgsql
 
 from devtools.databases import drop_database, recreate_database
-from devtools.local_stack import connect_client
+from devtools.local_stack import connect_client, stack_profile
 from pgmigrate.cli.airflow_api import AirflowApiClient, put_postgres_connection
 from pgmigrate.control.pause_lease import LeaseStore
 from pgmigrate.control.state import MigrationStateStore
@@ -89,11 +89,6 @@ def application(i: int) -> list[tuple[str, tuple]]:
     if i % 7 == 0:
         statements.append(("UPDATE docs SET body = md5(%s) || substr(body, 33) WHERE id = %s", (str(i), i % 20 + 1)))
     return statements
-
-
-def stack_profile() -> str:
-    """The running local stack's profile (`single` or `cluster`)."""
-    return (STATE_DIR / "profile").read_text().strip() if (STATE_DIR / "profile").exists() else "single"
 
 
 class Migration:
